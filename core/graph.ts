@@ -1,0 +1,149 @@
+import { Observable, Subject } from 'rxjs';
+import type { FlowEvent, Transform } from './flow.js';
+
+export type NodeKind = 'source' | 'stage' | 'sink';
+
+export interface StageCounters {
+  /** Elements the stage received on its main input. */
+  in: number;
+  /** Elements it emitted on its main output. */
+  out: number;
+  /** Elements it routed to each tagged output. */
+  tagged: Record<string, number>;
+  watermark: number;
+}
+
+interface GraphNode {
+  readonly name: string;
+  readonly kind: NodeKind;
+}
+
+interface GraphEdge {
+  readonly from: string;
+  readonly to: string;
+  readonly label?: string;
+}
+
+/**
+ * The named pipeline graph: each stage is registered under a stable name used in metrics, logs, state
+ * namespaces and the printed graph, and is wrapped so its in / out / tagged counts are kept.
+ */
+export class PipelineGraph {
+  private readonly nodes = new Map<string, GraphNode>();
+  private readonly edges: GraphEdge[] = [];
+  private readonly counters = new Map<string, StageCounters>();
+  private last: string | undefined;
+
+  constructor(readonly name: string) {}
+
+  source(name: string): void {
+    this.addNode(name, 'source');
+    this.last = name;
+  }
+
+  /**
+   * Registers a stage after `after` (default: the previously added node) and returns the transform
+   * wrapped with counters. Tagged events from upstream bypass the stage untouched.
+   */
+  stage<I, O>(
+    name: string,
+    transform: Transform<I, O>,
+    after: string | undefined = this.last,
+  ): Transform<I, O> {
+    this.addNode(name, 'stage');
+    if (after !== undefined) this.edges.push({ from: after, to: name });
+    this.last = name;
+    const counters: StageCounters = { in: 0, out: 0, tagged: {}, watermark: Number.NEGATIVE_INFINITY };
+    this.counters.set(name, counters);
+    return (source) =>
+      new Observable<FlowEvent<O>>((subscriber) => {
+        const inner = new Subject<FlowEvent<I>>();
+        const innerSub = inner.pipe(transform).subscribe({
+          next: (e) => {
+            if (e.kind === 'data') counters.out += e.items.length;
+            else if (e.kind === 'tagged')
+              counters.tagged[e.tag] = (counters.tagged[e.tag] ?? 0) + e.items.length;
+            else counters.watermark = e.time;
+            subscriber.next(e);
+          },
+          error: (err: unknown) => subscriber.error(err),
+          complete: () => subscriber.complete(),
+        });
+        const sourceSub = source.subscribe({
+          next: (e) => {
+            if (e.kind === 'tagged') {
+              subscriber.next(e);
+              return;
+            }
+            if (e.kind === 'data') counters.in += e.items.length;
+            inner.next(e);
+          },
+          error: (err: unknown) => inner.error(err),
+          complete: () => inner.complete(),
+        });
+        return () => {
+          sourceSub.unsubscribe();
+          innerSub.unsubscribe();
+        };
+      });
+  }
+
+  /** A sink fed by `from`, optionally through a tagged output. */
+  sink(name: string, from: string, tag?: string): void {
+    this.addNode(name, 'sink');
+    this.edges.push(tag === undefined ? { from, to: name } : { from, to: name, label: tag });
+  }
+
+  edge(from: string, to: string, label?: string): void {
+    this.edges.push(label === undefined ? { from, to } : { from, to, label });
+  }
+
+  stageCounters(): Record<string, StageCounters> {
+    const result: Record<string, StageCounters> = {};
+    for (const [name, c] of this.counters) result[name] = { ...c, tagged: { ...c.tagged } };
+    return result;
+  }
+
+  toMermaid(): string {
+    const id = nodeIds(this.nodes);
+    const lines = ['flowchart LR'];
+    for (const node of this.nodes.values()) {
+      const label = node.name.replace(/"/g, "'");
+      const shape =
+        node.kind === 'source' ? `[("${label}")]` : node.kind === 'sink' ? `[("${label}")]` : `["${label}"]`;
+      lines.push(`  ${id.get(node.name)}${shape}`);
+    }
+    for (const e of this.edges) {
+      const arrow = e.label === undefined ? '-->' : `-. ${e.label} .->`;
+      lines.push(`  ${id.get(e.from)} ${arrow} ${id.get(e.to)}`);
+    }
+    return `${lines.join('\n')}\n`;
+  }
+
+  toDot(): string {
+    const lines = [`digraph "${this.name}" {`, '  rankdir=LR;'];
+    for (const node of this.nodes.values()) {
+      const shape = node.kind === 'stage' ? 'box' : 'cylinder';
+      lines.push(`  "${node.name}" [shape=${shape}];`);
+    }
+    for (const e of this.edges) {
+      lines.push(
+        `  "${e.from}" -> "${e.to}"${e.label === undefined ? '' : ` [label="${e.label}", style=dashed]`};`,
+      );
+    }
+    lines.push('}');
+    return `${lines.join('\n')}\n`;
+  }
+
+  private addNode(name: string, kind: NodeKind): void {
+    if (this.nodes.has(name)) throw new Error(`pipeline "${this.name}" already has a node named "${name}"`);
+    this.nodes.set(name, { name, kind });
+  }
+}
+
+function nodeIds(nodes: Map<string, GraphNode>): Map<string, string> {
+  const ids = new Map<string, string>();
+  let i = 0;
+  for (const name of nodes.keys()) ids.set(name, `n${i++}`);
+  return ids;
+}

@@ -1,0 +1,99 @@
+import { Observable } from 'rxjs';
+import { type FlowEvent, OutputBuffer, type OutputTag, type Transform } from './flow.js';
+import type { StateStore } from './state-store.js';
+
+/** What a keyed function sees for the key it is called for. */
+export interface KeyedContext<O, S> {
+  readonly key: string;
+  /** Per-key state, undefined until set. Mutating the object in place is allowed. */
+  state: S | undefined;
+  /** The input watermark when the element or timer is processed. */
+  readonly watermark: number;
+  emit(item: O): void;
+  tag<T>(tag: OutputTag<T>, item: T): void;
+  /** Sets (or moves) the event-time timer `name` of this key; it fires once the watermark reaches `time`. */
+  setTimer(name: string, time: number): void;
+  clearTimer(name: string): void;
+  timerTime(name: string): number | undefined;
+}
+
+export interface KeyedProcessSpec<I, O, S> {
+  /** Namespace of the state and timers in the store: the stage name. */
+  readonly name: string;
+  readonly key: (item: I) => string;
+  readonly onElement: (ctx: KeyedContext<O, S>, item: I) => void;
+  readonly onTimer?: (
+    ctx: KeyedContext<O, S>,
+    timer: { readonly name: string; readonly time: number },
+  ) => void;
+  /** Called once per input watermark after the due timers fired (e.g. to flush a sort buffer). */
+  readonly onWatermark?: (watermark: number, out: OutputBuffer<O>) => void;
+}
+
+/**
+ * Beam's stateful DoFn: per-key state and event-time timers held in the store, elements processed in
+ * arrival order within a batch, timers fired in time order before the watermark is passed on, so every
+ * output a timer makes precedes the watermark that caused it.
+ */
+export function keyedProcess<I, O, S>(store: StateStore, spec: KeyedProcessSpec<I, O, S>): Transform<I, O> {
+  const states = store.keyed<S>(spec.name);
+  const timers = store.timers(spec.name);
+  const inputWatermark = store.value<number>(`${spec.name}/input-watermark`, Number.NEGATIVE_INFINITY);
+
+  return (source) =>
+    new Observable<FlowEvent<O>>((subscriber) => {
+      const out = new OutputBuffer<O>();
+      let key = '';
+      let watermark = inputWatermark.get();
+      const ctx: KeyedContext<O, S> = {
+        get key() {
+          return key;
+        },
+        get state() {
+          return states.get(key);
+        },
+        set state(value: S | undefined) {
+          if (value === undefined) states.delete(key);
+          else states.set(key, value);
+        },
+        get watermark() {
+          return watermark;
+        },
+        emit: (item) => out.emit(item),
+        tag: (tag, item) => out.tag(tag, item),
+        setTimer: (name, time) => timers.set(key, name, time),
+        clearTimer: (name) => timers.delete(key, name),
+        timerTime: (name) => timers.get(key, name),
+      };
+      const next = (e: FlowEvent<O>): void => subscriber.next(e);
+
+      return source.subscribe({
+        next: (event) => {
+          if (event.kind === 'data') {
+            watermark = inputWatermark.get();
+            for (const item of event.items) {
+              key = spec.key(item);
+              spec.onElement(ctx, item);
+            }
+            out.drainTo(next);
+          } else if (event.kind === 'watermark') {
+            watermark = event.time;
+            inputWatermark.set(event.time);
+            if (spec.onTimer !== undefined) {
+              for (let t = timers.popDue(event.time); t !== undefined; t = timers.popDue(event.time)) {
+                key = t.key;
+                spec.onTimer(ctx, t);
+              }
+            }
+            spec.onWatermark?.(event.time, out);
+            out.drainTo(next);
+            subscriber.next(event);
+          } else {
+            subscriber.next(event);
+          }
+        },
+        error: (err: unknown) => subscriber.error(err),
+        complete: () => subscriber.complete(),
+      });
+    });
+}

@@ -1,0 +1,48 @@
+import { Observable } from 'rxjs';
+import { type FlowEvent, OutputBuffer, type OutputTag, type Transform } from './flow.js';
+
+export interface Emitter<O> {
+  emit(item: O): void;
+  tag<T>(tag: OutputTag<T>, item: T): void;
+}
+
+/**
+ * Beam's stateless ParDo: a function per element that may emit any number of outputs and route records to
+ * tagged outputs instead of throwing. Watermarks and tagged events pass through unchanged.
+ */
+export function parDo<I, O>(fn: (item: I, out: Emitter<O>) => void): Transform<I, O> {
+  return (source) =>
+    new Observable<FlowEvent<O>>((subscriber) => {
+      const out = new OutputBuffer<O>();
+      const next = (e: FlowEvent<O>): void => subscriber.next(e);
+      return source.subscribe({
+        next: (event) => {
+          if (event.kind === 'data') {
+            for (const item of event.items) fn(item, out);
+            out.drainTo(next);
+          } else subscriber.next(event);
+        },
+        error: (err: unknown) => subscriber.error(err),
+        complete: () => subscriber.complete(),
+      });
+    });
+}
+
+/** Whole-batch transform, for columnar work where a batch is processed at once. */
+export function mapBatch<I, O>(fn: (items: readonly I[], out: Emitter<O>) => void): Transform<I, O> {
+  return (source) =>
+    new Observable<FlowEvent<O>>((subscriber) => {
+      const out = new OutputBuffer<O>();
+      const next = (e: FlowEvent<O>): void => subscriber.next(e);
+      return source.subscribe({
+        next: (event) => {
+          if (event.kind === 'data') {
+            fn(event.items, out);
+            out.drainTo(next);
+          } else subscriber.next(event);
+        },
+        error: (err: unknown) => subscriber.error(err),
+        complete: () => subscriber.complete(),
+      });
+    });
+}

@@ -1,0 +1,124 @@
+import { asyncScheduler, interval, Observable, type SchedulerLike } from 'rxjs';
+import type { FlowEvent, Transform } from './flow.js';
+import type { StateStore } from './state-store.js';
+
+export interface WatermarkOptions<T> {
+  /** Event time of an element, epoch ms. */
+  readonly eventTime: (item: T) => number;
+  /** Elements may arrive up to this much behind the newest one seen on their partition. */
+  readonly maxOutOfOrdernessMs: number;
+  /**
+   * Source partition of an element (a JetStream subject, a landing folder). The watermark is the minimum
+   * over active partitions, so one fast partition cannot make another's data late.
+   */
+  readonly partition?: (item: T) => string;
+  /**
+   * A partition with no data for this long (processing time) stops holding the watermark back. When every
+   * partition is idle the watermark moves up to the newest event time seen: the source has gone quiet, so
+   * windows and silence timers must not wait for data that is not coming. Off when undefined.
+   */
+  readonly idleTimeoutMs?: number;
+  /**
+   * Watermark emitted when the input completes. Beam's `+Infinity` fires every window and every timer;
+   * a bounded run of a live feed may prefer `maxEventTime + interval`, so a meter's "silent for 24 h" timer
+   * does not fire merely because the file ended.
+   */
+  readonly finalWatermark?: (maxEventTime: number) => number;
+  /** Where the partition positions live, so a checkpoint restores the watermark too. */
+  readonly store: StateStore;
+  readonly name: string;
+  readonly scheduler?: SchedulerLike;
+}
+
+interface PartitionClock {
+  maxEventTime: number;
+  lastActivity: number;
+}
+
+interface WatermarkState {
+  partitions: Record<string, PartitionClock>;
+  emitted: number;
+}
+
+/**
+ * Assigns watermarks from bounded out-of-orderness. Emits a watermark after each data batch when it
+ * advanced, re-checks idleness on a processing-time tick, and never lets the watermark go backwards.
+ */
+export function assignWatermarks<T>(options: WatermarkOptions<T>): Transform<T, T> {
+  const scheduler = options.scheduler ?? asyncScheduler;
+  const partitionOf = options.partition ?? (() => '');
+  const bound = options.maxOutOfOrdernessMs;
+  const state = options.store.value<WatermarkState>(`${options.name}/watermark`, {
+    partitions: {},
+    emitted: Number.NEGATIVE_INFINITY,
+  });
+  // The initial value is shared until first set; give this operator its own object to mutate.
+  state.set({ partitions: { ...state.get().partitions }, emitted: state.get().emitted });
+
+  const current = (now: number, final: boolean): number => {
+    const s = state.get();
+    let min = Number.POSITIVE_INFINITY;
+    let maxSeen = Number.NEGATIVE_INFINITY;
+    for (const p of Object.values(s.partitions)) {
+      maxSeen = Math.max(maxSeen, p.maxEventTime);
+      const idle = options.idleTimeoutMs !== undefined && now - p.lastActivity >= options.idleTimeoutMs;
+      if (!idle) min = Math.min(min, p.maxEventTime - bound);
+    }
+    if (maxSeen === Number.NEGATIVE_INFINITY) return s.emitted;
+    if (final) return (options.finalWatermark ?? (() => Number.POSITIVE_INFINITY))(maxSeen);
+    // All partitions idle: nothing is in flight, so nothing older than the newest element can still come.
+    return min === Number.POSITIVE_INFINITY ? maxSeen : min;
+  };
+
+  return (source: Observable<FlowEvent<T>>) =>
+    new Observable<FlowEvent<T>>((subscriber) => {
+      const advance = (final: boolean): void => {
+        const s = state.get();
+        const wm = current(scheduler.now(), final);
+        if (wm > s.emitted) {
+          state.set({ ...s, emitted: wm });
+          subscriber.next({ kind: 'watermark', time: wm });
+        }
+      };
+      const tick =
+        options.idleTimeoutMs === undefined
+          ? undefined
+          : interval(Math.max(1, Math.floor(options.idleTimeoutMs / 2)), scheduler).subscribe(() =>
+              advance(false),
+            );
+      const sub = source.subscribe({
+        next: (event) => {
+          if (event.kind === 'data') {
+            const now = scheduler.now();
+            // Mutated in place: the store owns this object and snapshots copy it.
+            const partitions = state.get().partitions;
+            for (const item of event.items) {
+              const p = partitionOf(item);
+              const t = options.eventTime(item);
+              const clock = partitions[p];
+              if (clock === undefined) partitions[p] = { maxEventTime: t, lastActivity: now };
+              else {
+                if (t > clock.maxEventTime) clock.maxEventTime = t;
+                clock.lastActivity = now;
+              }
+            }
+            subscriber.next(event);
+            advance(false);
+          } else if (event.kind === 'watermark') {
+            // An upstream watermark (e.g. from a replayed checkpoint) is ignored: this stage is the source of truth.
+          } else {
+            subscriber.next(event);
+          }
+        },
+        error: (err: unknown) => subscriber.error(err),
+        complete: () => {
+          advance(true);
+          subscriber.complete();
+        },
+      });
+      return () => {
+        sub.unsubscribe();
+        tick?.unsubscribe();
+      };
+    });
+}

@@ -1,0 +1,183 @@
+import { type OutputTag, outputTag, type Transform } from './flow.js';
+import { type KeyedContext, keyedProcess } from './keyed-process.js';
+import type { StateStore } from './state-store.js';
+
+export type WindowFn =
+  | { readonly kind: 'fixed'; readonly sizeMs: number; readonly offsetMs: number }
+  | { readonly kind: 'sliding'; readonly sizeMs: number; readonly periodMs: number }
+  | { readonly kind: 'session'; readonly gapMs: number };
+
+/** Tumbling windows `[k·size + offset, (k+1)·size + offset)`. */
+export function fixedWindows(sizeMs: number, offsetMs = 0): WindowFn {
+  if (!(sizeMs > 0)) throw new RangeError(`window size must be positive, got ${sizeMs}`);
+  return { kind: 'fixed', sizeMs, offsetMs };
+}
+
+/** Overlapping windows of `sizeMs` starting every `periodMs`; an element lands in size/period windows. */
+export function slidingWindows(sizeMs: number, periodMs: number): WindowFn {
+  if (!(sizeMs > 0 && periodMs > 0 && periodMs <= sizeMs)) {
+    throw new RangeError(`sliding windows need 0 < period <= size, got size ${sizeMs}, period ${periodMs}`);
+  }
+  return { kind: 'sliding', sizeMs, periodMs };
+}
+
+/** Per-key sessions that close after `gapMs` without data; sessions that come to overlap are merged. */
+export function sessionWindows(gapMs: number): WindowFn {
+  if (!(gapMs > 0)) throw new RangeError(`session gap must be positive, got ${gapMs}`);
+  return { kind: 'session', gapMs };
+}
+
+/** A combine function; accumulators are plain JSON so they can be checkpointed. */
+export interface Aggregator<I, A> {
+  init(): A;
+  add(acc: A, item: I): A;
+  merge(a: A, b: A): A;
+}
+
+/** One firing of a window. `late` panes re-fire a window with data that came within the allowed lateness. */
+export interface WindowPane<A> {
+  readonly key: string;
+  readonly start: number;
+  readonly end: number;
+  readonly acc: A;
+  readonly late: boolean;
+}
+
+export interface WindowOptions<I, A, O> {
+  readonly name: string;
+  readonly store: StateStore;
+  readonly key: (item: I) => string;
+  readonly eventTime: (item: I) => number;
+  readonly windows: WindowFn;
+  /** How long after the watermark passes a window's end its state is kept for late data. */
+  readonly allowedLatenessMs: number;
+  readonly aggregator: Aggregator<I, A>;
+  readonly result: (pane: WindowPane<A>) => O;
+  /** Where data later than the allowed lateness goes; defaults to {@link LATE}. */
+  readonly lateTag?: OutputTag<I>;
+}
+
+/** Default side output for elements whose every window is past its allowed lateness. */
+export const LATE: OutputTag<unknown> = outputTag<unknown>('late');
+
+interface OpenWindow<A> {
+  start: number;
+  end: number;
+  acc: A;
+  fired: boolean;
+}
+
+type WindowState<A> = OpenWindow<A>[];
+
+/**
+ * Keyed event-time windows. A window `[start, end)` fires when the watermark reaches `end`; its state is
+ * kept until `end + allowedLateness`, and elements arriving in between re-fire it as a late pane.
+ */
+export function windowAggregate<I, A, O>(options: WindowOptions<I, A, O>): Transform<I, O> {
+  const { windows: fn, allowedLatenessMs: lateness, aggregator } = options;
+  const lateTag = (options.lateTag ?? LATE) as OutputTag<I>;
+
+  const fire = (ctx: KeyedContext<O, WindowState<A>>, w: OpenWindow<A>, late: boolean): void => {
+    ctx.emit(options.result({ key: ctx.key, start: w.start, end: w.end, acc: w.acc, late }));
+    w.fired = true;
+  };
+
+  const schedule = (ctx: KeyedContext<O, WindowState<A>>, w: OpenWindow<A>): void => {
+    if (!w.fired) ctx.setTimer(`end:${w.start}`, w.end);
+    if (lateness > 0) ctx.setTimer(`gc:${w.start}`, w.end + lateness);
+  };
+
+  return keyedProcess<I, O, WindowState<A>>(options.store, {
+    name: options.name,
+    key: options.key,
+    onElement: (ctx, item) => {
+      const t = options.eventTime(item);
+      let state = ctx.state;
+      if (state === undefined) {
+        state = [];
+        ctx.state = state;
+      }
+      let admitted = false;
+      for (const [start, end] of assign(fn, t)) {
+        // Beam's rule: an element is dropped only when its window has already been garbage-collected.
+        if (end + lateness <= ctx.watermark) continue;
+        admitted = true;
+        let w: OpenWindow<A>;
+        if (fn.kind === 'session') {
+          w = mergeSessions(ctx, state, start, end, aggregator);
+        } else {
+          const found = state.find((x) => x.start === start);
+          if (found === undefined) {
+            w = { start, end, acc: aggregator.init(), fired: false };
+            state.push(w);
+          } else w = found;
+        }
+        w.acc = aggregator.add(w.acc, item);
+        if (w.end <= ctx.watermark) fire(ctx, w, true);
+        else schedule(ctx, w);
+      }
+      if (!admitted) ctx.tag(lateTag, item);
+    },
+    onTimer: (ctx, timer) => {
+      const state = ctx.state;
+      if (state === undefined) return;
+      const start = Number(timer.name.slice(timer.name.indexOf(':') + 1));
+      const i = state.findIndex((x) => x.start === start);
+      if (i < 0) return;
+      const w = state[i]!;
+      if (timer.name.startsWith('end:')) {
+        fire(ctx, w, false);
+        if (lateness === 0) state.splice(i, 1);
+      } else {
+        state.splice(i, 1);
+      }
+      if (state.length === 0) ctx.state = undefined;
+    },
+  });
+}
+
+function assign(fn: WindowFn, t: number): [number, number][] {
+  switch (fn.kind) {
+    case 'fixed': {
+      const start = Math.floor((t - fn.offsetMs) / fn.sizeMs) * fn.sizeMs + fn.offsetMs;
+      return [[start, start + fn.sizeMs]];
+    }
+    case 'sliding': {
+      const result: [number, number][] = [];
+      const last = Math.floor(t / fn.periodMs) * fn.periodMs;
+      for (let start = last; start > t - fn.sizeMs; start -= fn.periodMs)
+        result.push([start, start + fn.sizeMs]);
+      return result.reverse();
+    }
+    case 'session':
+      return [[t, t + fn.gapMs]];
+  }
+}
+
+/** Merges the proto-session `[start, end)` with every session it overlaps and moves their timers. */
+function mergeSessions<O, A>(
+  ctx: KeyedContext<O, WindowState<A>>,
+  state: WindowState<A>,
+  start: number,
+  end: number,
+  aggregator: Aggregator<unknown, A>,
+): OpenWindow<A> {
+  let merged: OpenWindow<A> = { start, end, acc: aggregator.init(), fired: false };
+  for (let i = state.length - 1; i >= 0; i--) {
+    const w = state[i]!;
+    if (w.start < merged.end && merged.start < w.end) {
+      ctx.clearTimer(`end:${w.start}`);
+      ctx.clearTimer(`gc:${w.start}`);
+      merged = {
+        start: Math.min(merged.start, w.start),
+        end: Math.max(merged.end, w.end),
+        acc: aggregator.merge(merged.acc, w.acc),
+        // A merged session is a new window: it fires again when the watermark passes its new end.
+        fired: false,
+      };
+      state.splice(i, 1);
+    }
+  }
+  state.push(merged);
+  return merged;
+}

@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { assignWatermarks, type FlowEvent, StateStore } from '../../core/index.js';
+import { data, type Ev, ev, testScheduler, wm } from './helpers.js';
+
+const options = (store: StateStore, extra: Partial<Parameters<typeof assignWatermarks<Ev>>[0]> = {}) => ({
+  name: 'source',
+  store,
+  eventTime: (e: Ev) => e.t,
+  maxOutOfOrdernessMs: 10,
+  ...extra,
+});
+
+describe('assignWatermarks', () => {
+  it('trails the newest event time by the out-of-orderness bound and never goes back', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const input = cold<FlowEvent<Ev>>('a---b---c---d---|', {
+        a: data(ev('m1', 100)),
+        b: data(ev('m1', 90)), // out of order, within the bound: no watermark change
+        c: data(ev('m1', 130), ev('m2', 120)),
+        d: data(ev('m2', 125)),
+      });
+      const store = new StateStore();
+      expectObservable(input.pipe(assignWatermarks(options(store, { finalWatermark: (max) => max })))).toBe(
+        '(aw)b---(cx)d---(y|)',
+        {
+          a: data(ev('m1', 100)),
+          w: wm(90),
+          b: data(ev('m1', 90)),
+          c: data(ev('m1', 130), ev('m2', 120)),
+          x: wm(120),
+          d: data(ev('m2', 125)),
+          y: wm(130),
+        },
+      );
+    });
+  });
+
+  it('emits +Infinity on completion by default, firing everything downstream (Beam bounded input)', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const input = cold<FlowEvent<Ev>>('a---|', { a: data(ev('m1', 50)) });
+      expectObservable(input.pipe(assignWatermarks(options(new StateStore())))).toBe('(aw)(z|)', {
+        a: data(ev('m1', 50)),
+        w: wm(40),
+        z: wm(Number.POSITIVE_INFINITY),
+      });
+    });
+  });
+
+  it('holds the watermark at the slowest active partition', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const input = cold<FlowEvent<Ev>>('a---b---c', {
+        a: data(ev('m1', 100, 1, 'p1')),
+        b: data(ev('m2', 500, 1, 'p2')),
+        c: data(ev('m1', 200, 1, 'p1')),
+      });
+      const op = assignWatermarks(options(new StateStore(), { partition: (e: Ev) => e.p ?? '' }));
+      expectObservable(input.pipe(op)).toBe('(aw)b---(cx)', {
+        a: data(ev('m1', 100, 1, 'p1')),
+        w: wm(90),
+        b: data(ev('m2', 500, 1, 'p2')),
+        c: data(ev('m1', 200, 1, 'p1')),
+        x: wm(190),
+      });
+    });
+  });
+
+  it('stops waiting for an idle partition, and advances to the newest event time when all are idle', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      // p1 goes silent after frame 0; p2 keeps sending until frame 30.
+      const input = cold<FlowEvent<Ev>>('a 9ms b 9ms c 9ms d', {
+        a: data(ev('m1', 100, 1, 'p1')),
+        b: data(ev('m2', 300, 1, 'p2')),
+        c: data(ev('m2', 400, 1, 'p2')),
+        d: data(ev('m2', 500, 1, 'p2')),
+      });
+      const op = assignWatermarks(
+        options(new StateStore(), { partition: (e: Ev) => e.p ?? '', idleTimeoutMs: 15 }),
+      );
+      // Idleness is checked every 7 ms (half the timeout) and on each batch. At c (20 ms) p1 has been
+      // silent for 20 ms >= 15: only p2 counts. After d (30 ms) p2 falls idle at the 49 ms tick, and with
+      // every partition idle the watermark moves up to the newest event time, 500.
+      expectObservable(input.pipe(op), '^ 60ms !').toBe('(aw) 6ms b 9ms (cy) 6ms (dz) 15ms r', {
+        a: data(ev('m1', 100, 1, 'p1')),
+        w: wm(90),
+        b: data(ev('m2', 300, 1, 'p2')),
+        c: data(ev('m2', 400, 1, 'p2')),
+        y: wm(390),
+        d: data(ev('m2', 500, 1, 'p2')),
+        z: wm(490),
+        r: wm(500),
+      });
+    });
+  });
+
+  it('restores partition positions from a snapshot, so a restarted source does not re-emit old watermarks', () => {
+    const store = new StateStore();
+    const seen: FlowEvent<Ev>[] = [];
+    testScheduler().run(({ cold }) => {
+      cold<FlowEvent<Ev>>('a|', { a: data(ev('m1', 1000)) })
+        .pipe(assignWatermarks(options(store, { finalWatermark: (m) => m })))
+        .subscribe();
+    });
+    const restored = new StateStore();
+    restored.restore(store.snapshot());
+    testScheduler().run(({ cold }) => {
+      cold<FlowEvent<Ev>>('a', { a: data(ev('m1', 500)) })
+        .pipe(assignWatermarks(options(restored)))
+        .subscribe((e) => seen.push(e));
+    });
+    expect(seen).toEqual([data(ev('m1', 500))]);
+  });
+});
