@@ -17,6 +17,12 @@ export interface RawReading {
   readonly raw: string;
   /** Where it came from: a landing file path, or `stream:<name>:<seq>`. */
   readonly source: string;
+  /**
+   * Server time when the reading was received, epoch ms: the landing file's hour partition, or the
+   * JetStream message's publish time. Timestamp sanity (future, backdated) is judged against it, never
+   * against the wall clock of the worker, so replays judge a reading as it was judged live.
+   */
+  readonly receivedAt: number;
 }
 
 export type ReadingStatus = 'measured' | 'interpolated' | 'missing';
@@ -36,7 +42,9 @@ export type ReadingFlag =
   | 'spike'
   | 'drop'
   | 'backdated'
-  | 'fault_excluded';
+  | 'fault_excluded'
+  /** Transient: above the physical limit; seen by the overload detector, then quarantined, never stored. */
+  | 'over_limit';
 
 /** A reading admitted to the `readings` table. Times are epoch milliseconds, UTC. */
 export interface Reading {
@@ -182,25 +190,69 @@ export interface Column<Row> {
 export const readingColumns: readonly Column<Reading>[] = [
   { name: 'meter_id', type: 'String', get: (r) => r.meterId, doc: 'Meter id from the registry' },
   { name: 'ts', type: 'DateTime', get: (r) => r.ts, doc: 'Interval start, UTC' },
-  { name: 'kw', type: 'NullableFloat64', get: (r) => r.kw, doc: 'Power in kW (4 decimals); NULL when missing' },
+  {
+    name: 'kw',
+    type: 'NullableFloat64',
+    get: (r) => r.kw,
+    doc: 'Power in kW (4 decimals); NULL when missing',
+  },
   { name: 'raw_value', type: 'String', get: (r) => r.rawValue, doc: 'Value as received' },
   { name: 'raw_unit', type: 'String', get: (r) => r.rawUnit, doc: 'Unit as received (empty: missing)' },
-  { name: 'status', type: 'LowCardinalityString', get: (r) => r.status, doc: 'measured | interpolated | missing' },
+  {
+    name: 'status',
+    type: 'LowCardinalityString',
+    get: (r) => r.status,
+    doc: 'measured | interpolated | missing',
+  },
   { name: 'flags', type: 'ArrayString', get: (r) => r.flags, doc: 'Flags such as unit_converted, spike' },
   { name: 'quality_score', type: 'UInt8', get: (r) => r.qualityScore, doc: '0–100' },
-  { name: 'quality_tier', type: 'LowCardinalityString', get: (r) => r.qualityTier, doc: 'premium | standard | quarantine' },
+  {
+    name: 'quality_tier',
+    type: 'LowCardinalityString',
+    get: (r) => r.qualityTier,
+    doc: 'premium | standard | quarantine',
+  },
   { name: 'grade', type: 'LowCardinalityString', get: (r) => r.grade, doc: 'A | B | C | F' },
-  { name: 'peak_class', type: 'LowCardinalityString', get: (r) => r.peakClass, doc: 'peak | off_peak | standard' },
-  { name: 'season', type: 'LowCardinalityString', get: (r) => r.season, doc: 'winter | spring | summer | fall' },
-  { name: 'record_id', type: 'String', get: (r) => r.recordId, doc: 'SHA256(meter_id + timestamp + value), hex' },
+  {
+    name: 'peak_class',
+    type: 'LowCardinalityString',
+    get: (r) => r.peakClass,
+    doc: 'peak | off_peak | standard',
+  },
+  {
+    name: 'season',
+    type: 'LowCardinalityString',
+    get: (r) => r.season,
+    doc: 'winter | spring | summer | fall',
+  },
+  {
+    name: 'record_id',
+    type: 'String',
+    get: (r) => r.recordId,
+    doc: 'SHA256(meter_id + timestamp + value), hex',
+  },
   { name: 'source', type: 'String', get: (r) => r.source, doc: 'Landing file or stream:<name>:<seq>' },
-  { name: 'processed_at', type: 'DateTime', get: (r) => r.processedAt, doc: 'When the pipeline processed it' },
+  {
+    name: 'processed_at',
+    type: 'DateTime',
+    get: (r) => r.processedAt,
+    doc: 'When the pipeline processed it',
+  },
   { name: 'pipeline_version', type: 'String', get: (r) => r.pipelineVersion, doc: 'GreenStream version' },
 ];
 
+/** ClickHouse `DateTime` ends at 2106-02-07 (unsigned 32-bit seconds). */
+const MAX_DATETIME_MS = 4_294_967_295_000;
+
 export const quarantineColumns: readonly Column<QuarantineRecord>[] = [
   { name: 'meter_id', type: 'String', get: (r) => r.meterId, doc: 'As received (may be empty)' },
-  { name: 'ts', type: 'NullableDateTime', get: (r) => r.ts, doc: 'NULL when unparseable' },
+  {
+    name: 'ts',
+    type: 'NullableDateTime',
+    // A clock-reset or far-future time outside DateTime's 1970–2106 range is kept in `raw` only.
+    get: (r) => (r.ts !== null && r.ts >= 0 && r.ts < MAX_DATETIME_MS ? r.ts : null),
+    doc: 'NULL when unparseable or outside 1970–2106 (the raw line keeps it)',
+  },
   { name: 'raw', type: 'String', get: (r) => r.raw, doc: 'Original line or object' },
   { name: 'reasons', type: 'ArrayString', get: (r) => r.reasons, doc: 'Why it was held back' },
   { name: 'source', type: 'String', get: (r) => r.source, doc: 'Landing file or stream:<name>:<seq>' },
@@ -217,7 +269,12 @@ export const faultColumns: readonly Column<FaultEvent>[] = [
 ];
 
 export const alertColumns: readonly Column<Alert>[] = [
-  { name: 'severity', type: 'LowCardinalityString', get: (r) => r.severity, doc: 'critical | high | warning' },
+  {
+    name: 'severity',
+    type: 'LowCardinalityString',
+    get: (r) => r.severity,
+    doc: 'critical | high | warning',
+  },
   { name: 'kind', type: 'LowCardinalityString', get: (r) => r.kind, doc: 'missing_extended | …' },
   { name: 'meter_id', type: 'String', get: (r) => r.meterId, doc: 'Empty when not about one meter' },
   { name: 'ts', type: 'DateTime', get: (r) => r.ts, doc: 'Event time' },
@@ -228,7 +285,12 @@ export const meterColumns: readonly Column<MeterInfo>[] = [
   { name: 'meter_id', type: 'String', get: (r) => r.meterId, doc: 'Meter id' },
   { name: 'region', type: 'String', get: (r) => r.region, doc: 'Region' },
   { name: 'neighborhood', type: 'String', get: (r) => r.neighborhood, doc: 'Neighborhood' },
-  { name: 'meter_type', type: 'LowCardinalityString', get: (r) => r.meterType, doc: 'residential | commercial' },
+  {
+    name: 'meter_type',
+    type: 'LowCardinalityString',
+    get: (r) => r.meterType,
+    doc: 'residential | commercial',
+  },
   { name: 'vacant', type: 'UInt8', get: (r) => (r.vacant ? 1 : 0), doc: '1 when the property is vacant' },
   { name: 'max_kw', type: 'NullableFloat64', get: (r) => r.maxKw, doc: 'Per-meter limit' },
 ];

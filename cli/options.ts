@@ -1,0 +1,44 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { HotStoreTarget } from '../connectors/clickhouse.js';
+import { type RuleProfile, resolveRuleProfile } from '../operators/rule-profile.js';
+import { UsageError } from './main.js';
+
+/** `chdb:<dir>` (embedded) or `http(s)://host:8123` (server; credentials from the environment). */
+export function parseHotTarget(
+  value: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): HotStoreTarget {
+  const spec = value ?? env.CLICKHOUSE_URL ?? 'chdb:./data/chdb';
+  if (spec.startsWith('chdb:')) {
+    const path = spec.slice('chdb:'.length);
+    if (path === '') throw new UsageError('--hot chdb:<dir> needs a directory');
+    return { kind: 'chdb', path: resolve(path) };
+  }
+  if (/^https?:\/\//.test(spec)) {
+    return {
+      kind: 'server',
+      url: spec,
+      ...(env.CLICKHOUSE_USER === undefined ? {} : { username: env.CLICKHOUSE_USER }),
+      ...(env.CLICKHOUSE_PASSWORD === undefined ? {} : { password: env.CLICKHOUSE_PASSWORD }),
+    };
+  }
+  throw new UsageError(`--hot must be chdb:<dir> or http(s)://host:port, got "${spec}"`);
+}
+
+export function loadProfile(path: string | undefined): RuleProfile {
+  if (path === undefined) return resolveRuleProfile();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`cannot read rule profile ${path}: ${(err as Error).message}`);
+  }
+  return resolveRuleProfile(parsed);
+}
+
+export function parseTime(value: string, flag: string): Date {
+  const t = Date.parse(value);
+  if (Number.isNaN(t)) throw new UsageError(`${flag} must be an ISO-8601 time, got "${value}"`);
+  return new Date(t);
+}

@@ -1,0 +1,79 @@
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import { jetstream } from '@nats-io/jetstream';
+import { connectNats, ensureReadingsStream, ReadingsPublisher } from '../connectors/jetstream.js';
+import { isLandingFileName } from '../connectors/landing.js';
+import { type Command, UsageError } from './main.js';
+import { natsConfigFrom } from './nats-source.js';
+
+export const publishCommand: Command = {
+  name: 'publish',
+  summary: 'upload landing files into the JetStream readings stream (a file sent twice is stored once)',
+  usage: [
+    'Usage: greenstream publish <files or folders>... [--nats nats://host:port] [--partitions 16]',
+    '  Creates the READINGS stream (subjects readings.>, 7 days, 10 GiB) when missing. One message per file,',
+    '  or per chunk of at most 1 MiB with the CSV header repeated; the message id is the SHA-256 of the',
+    '  content, so publishing the same file again within the stream duplicate window (2 min) stores nothing new.',
+    '  Credentials: $NATS_USER/$NATS_PASSWORD, $NATS_TOKEN, $NATS_CREDS, $NATS_TLS=1.',
+  ].join('\n'),
+  run: async (argv) => {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { nats: { type: 'string' }, partitions: { type: 'string', default: '16' } },
+    });
+    if (positionals.length === 0) throw new UsageError('give at least one file or folder');
+    const url = values.nats ?? process.env.NATS_URL;
+    if (url === undefined) throw new UsageError('give --nats nats://host:port or set $NATS_URL');
+    const partitions = Number(values.partitions);
+    if (!(Number.isInteger(partitions) && partitions > 0))
+      throw new UsageError('--partitions must be a positive integer');
+    const nc = await connectNats(natsConfigFrom(url, process.env));
+    try {
+      const js = jetstream(nc);
+      await ensureReadingsStream(js);
+      const publisher = new ReadingsPublisher(js, {
+        partitions,
+        maxPayload: nc.info?.max_payload ?? 1024 * 1024,
+      });
+      const summary = await publisher.publishFiles(landingFiles(positionals));
+      process.stdout.write(
+        `${JSON.stringify({
+          files: summary.files.length,
+          messages: summary.messages,
+          stored: summary.stored,
+          duplicates: summary.duplicates,
+          bytes: summary.bytes,
+          failed: summary.failed.map((f) => ({ path: f.path, error: f.error.message })),
+        })}\n`,
+      );
+      return summary.failed.length === 0 ? 0 : 1;
+    } finally {
+      await nc.drain();
+    }
+  },
+};
+
+/** Files under the given paths, in path order; names are kept relative to a `raw/` ancestor when there is one. */
+async function* landingFiles(paths: string[]): AsyncGenerator<{ path: string; bytes: Uint8Array }> {
+  for (const p of paths) {
+    const info = await stat(p);
+    const files = info.isDirectory() ? await walk(p) : [p];
+    for (const file of files.sort()) {
+      const rawAt = file.lastIndexOf('raw/');
+      const path = rawAt >= 0 ? file.slice(rawAt) : relative(process.cwd(), file);
+      yield { path, bytes: await readFile(file) };
+    }
+  }
+}
+
+async function walk(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const full = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await walk(full)));
+    else if (entry.isFile() && isLandingFileName(entry.name)) out.push(full);
+  }
+  return out;
+}

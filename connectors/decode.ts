@@ -1,0 +1,674 @@
+/**
+ * Decoding reading payloads (a landing file or a stream message) into `RawReading`s.
+ *
+ * Two levels of failure, because they end in different places:
+ * - a record that cannot be read (wrong column count, broken quoting, a JSON element that is not an
+ *   object) is a `RecordDecodeFailure`: it carries its raw text and goes to the quarantine table,
+ *   while the good records of the same payload still decode;
+ * - a payload that cannot be read at all (too large, not UTF-8, binary, no usable CSV header, invalid
+ *   JSON) is a `MessageDecodeFailure`: the caller dead-letters the whole message.
+ *
+ * `decodeReadings` never throws. Values are never parsed here: huge numbers, `NaN` and the like stay
+ * the strings they arrived as, so the validator can reject them with the original text in hand.
+ */
+import type { RawReading } from '../schemas/reading.js';
+
+export const CSV_CONTENT_TYPE = 'text/csv';
+export const JSON_CONTENT_TYPE = 'application/json';
+export type PayloadContentType = typeof CSV_CONTENT_TYPE | typeof JSON_CONTENT_TYPE;
+
+/** Above this a payload is refused whole: decoding it would hold too much memory in one worker. */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
+
+/** Columns a CSV header must name (any order; other columns such as `location` are allowed). */
+export const REQUIRED_CSV_COLUMNS = ['meter_id', 'timestamp', 'value', 'unit'] as const;
+
+export type RecordFailureCode =
+  | 'column_count'
+  | 'unterminated_quote'
+  | 'stray_quote'
+  | 'text_after_quote'
+  | 'json_not_object'
+  | 'json_field_type';
+
+export type MessageFailureCode =
+  | 'too_large'
+  | 'empty'
+  | 'binary'
+  | 'invalid_utf8'
+  | 'unsupported_content_type'
+  | 'bad_header'
+  | 'invalid_json'
+  | 'json_root'
+  | 'decoder_error';
+
+/** One record of a payload that could not be read; the rest of the payload still decodes. */
+export interface RecordDecodeFailure {
+  readonly level: 'record';
+  readonly code: RecordFailureCode;
+  /** Human-readable; goes into `quarantine.reasons`. */
+  readonly reason: string;
+  /** The record's text as it arrived (CSV line, or the JSON element re-serialized). */
+  readonly raw: string;
+  /** Best effort: the meter id when it could be read before the failure, else empty. */
+  readonly meterId: string;
+  /** 1-based physical line (CSV) or element number (JSON array) where the record starts. */
+  readonly line: number;
+  readonly source: string;
+}
+
+/** A payload that cannot be decoded at all; the caller dead-letters it whole. */
+export interface MessageDecodeFailure {
+  readonly level: 'message';
+  readonly code: MessageFailureCode;
+  readonly reason: string;
+  readonly source: string;
+  readonly byteLength: number;
+}
+
+export type DecodeFailure = RecordDecodeFailure | MessageDecodeFailure;
+
+export interface DecodedPayload {
+  readonly ok: true;
+  readonly contentType: PayloadContentType;
+  readonly readings: RawReading[];
+  readonly failures: RecordDecodeFailure[];
+  /** Records seen: `readings.length + failures.length` (blank lines are not records). */
+  readonly records: number;
+}
+
+export interface UndecodablePayload {
+  readonly ok: false;
+  readonly failure: MessageDecodeFailure;
+}
+
+export type DecodeResult = DecodedPayload | UndecodablePayload;
+
+export interface DecodeOptions {
+  /** Lineage of the payload: a landing file path or `stream:<stream>:<seq>`. */
+  readonly source: string;
+  /**
+   * When the payload was received, epoch ms (landing hour or message time, see `RawReading`);
+   * copied onto every reading.
+   */
+  readonly receivedAt: number;
+  /** A `Content-Type` header value when the transport has one; otherwise the type is detected. */
+  readonly contentType?: string | null;
+  readonly maxBytes?: number;
+  /**
+   * Append `#<line>` (CSV) or `#<element>` (JSON array) to each reading's source. Default false:
+   * `readings.source` names the file or message, and the suffix halves CSV throughput. Record
+   * failures always carry it, so a quarantined line can be found in its file.
+   */
+  readonly lineRefs?: boolean;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Decodes a payload. Never throws: every problem comes back as a failure with a reason. */
+export function decodeReadings(payload: Uint8Array, options: DecodeOptions): DecodeResult {
+  const { source } = options;
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  const byteLength = payload.byteLength;
+  const fail = (code: MessageFailureCode, reason: string): UndecodablePayload => ({
+    ok: false,
+    failure: { level: 'message', code, reason, source, byteLength },
+  });
+  if (byteLength > maxBytes) {
+    return fail('too_large', `payload of ${byteLength} bytes exceeds the limit of ${maxBytes} bytes`);
+  }
+  let contentType: PayloadContentType;
+  if (options.contentType != null && options.contentType.trim() !== '') {
+    const declared = contentTypeFromHeader(options.contentType);
+    if (declared === 'unsupported') {
+      return fail(
+        'unsupported_content_type',
+        `unsupported content type ${JSON.stringify(options.contentType)}`,
+      );
+    }
+    contentType = declared ?? detectContentType(payload);
+  } else {
+    contentType = detectContentType(payload);
+  }
+  // A NUL byte never occurs in text readings; finding one is the cheapest sign of binary data.
+  if (payload.indexOf(0) !== -1) return fail('binary', 'payload contains NUL bytes (binary data?)');
+  let text: string;
+  try {
+    text = utf8.decode(payload);
+  } catch {
+    return fail('invalid_utf8', 'payload is not valid UTF-8');
+  }
+  if (text.trim() === '') return fail('empty', 'payload is empty');
+  const lineRefs = options.lineRefs ?? false;
+  try {
+    return contentType === CSV_CONTENT_TYPE
+      ? decodeCsvText(text, source, options.receivedAt, lineRefs, fail)
+      : decodeJsonText(text, source, options.receivedAt, lineRefs, fail);
+  } catch (error) {
+    // Defensive: the decoders are written not to throw, but a worker must survive any input.
+    return fail('decoder_error', `decoder failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/**
+ * Maps a `Content-Type` header to a payload type: `null` means "not specific, detect it",
+ * `'unsupported'` a type (or charset) this decoder does not read.
+ */
+export function contentTypeFromHeader(header: string): PayloadContentType | null | 'unsupported' {
+  const [mediaType = '', ...params] = header.split(';');
+  const charset = params
+    .map((p) => p.trim().toLowerCase())
+    .find((p) => p.startsWith('charset='))
+    ?.slice('charset='.length)
+    .replace(/"/g, '');
+  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8' && charset !== 'us-ascii') {
+    return 'unsupported';
+  }
+  switch (mediaType.trim().toLowerCase()) {
+    case 'text/csv':
+    case 'application/csv':
+      return CSV_CONTENT_TYPE;
+    case 'application/json':
+    case 'text/json':
+      return JSON_CONTENT_TYPE;
+    case '':
+    case 'text/plain':
+    case 'application/octet-stream':
+      return null;
+    default:
+      return 'unsupported';
+  }
+}
+
+/** JSON when the first non-blank byte (after an optional BOM) is `{` or `[`, CSV otherwise. */
+export function detectContentType(payload: Uint8Array): PayloadContentType {
+  let i = 0;
+  if (payload[0] === 0xef && payload[1] === 0xbb && payload[2] === 0xbf) i = 3;
+  for (; i < payload.length; i++) {
+    const b = payload[i];
+    if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d) continue;
+    return b === 0x7b || b === 0x5b ? JSON_CONTENT_TYPE : CSV_CONTENT_TYPE;
+  }
+  return CSV_CONTENT_TYPE;
+}
+
+type FailMessage = (code: MessageFailureCode, reason: string) => UndecodablePayload;
+
+const QUOTE = 34;
+const COMMA = 44;
+const LF = 10;
+const CR = 13;
+
+/** Where each required column sits, and how many columns a line must have. */
+interface CsvLayout {
+  readonly columns: number;
+  /** For each column index: 0 meter_id, 1 timestamp, 2 value, 3 unit, -1 any other column. */
+  readonly slotOf: Int8Array;
+  readonly meterIdColumn: number;
+}
+
+function decodeCsvText(
+  text: string,
+  source: string,
+  receivedAt: number,
+  lineRefs: boolean,
+  fail: FailMessage,
+): DecodeResult {
+  const header = parseQuotedRecord(text, 0);
+  if (header.error !== null) return fail('bad_header', `CSV header: ${header.error.reason}`);
+  const layout = csvLayout(header.fields);
+  if (typeof layout === 'string') return fail('bad_header', layout);
+
+  const readings: RawReading[] = [];
+  const failures: RecordDecodeFailure[] = [];
+  const { columns, slotOf, meterIdColumn } = layout;
+  const n = text.length;
+  let pos = header.next;
+  let lineNo = 2 + header.newlines;
+  // Position of the next `"` at or after `pos`; lets a line without quotes take the fast path
+  // with one comparison instead of a scan.
+  let nextQuote = text.indexOf('"', pos);
+  if (nextQuote === -1) nextQuote = n;
+
+  while (pos < n) {
+    let eol = text.indexOf('\n', pos);
+    if (eol === -1) eol = n;
+    const end = eol > pos && text.charCodeAt(eol - 1) === CR ? eol - 1 : eol;
+    if (end === pos) {
+      pos = eol + 1;
+      lineNo++;
+      continue;
+    }
+    if (nextQuote < pos) {
+      nextQuote = text.indexOf('"', pos);
+      if (nextQuote === -1) nextQuote = n;
+    }
+    const readingSource = lineRefs ? `${source}#${lineNo}` : source;
+
+    if (nextQuote >= end) {
+      // Fast path: no quotes on this line, fields are the text between commas.
+      let meterId = '';
+      let timestamp = '';
+      let value = '';
+      let unit = '';
+      let column = 0;
+      let fieldStart = pos;
+      for (;;) {
+        let comma = text.indexOf(',', fieldStart);
+        if (comma === -1 || comma > end) comma = end;
+        if (column < columns) {
+          switch (slotOf[column]) {
+            case 0:
+              meterId = text.slice(fieldStart, comma);
+              break;
+            case 1:
+              timestamp = text.slice(fieldStart, comma);
+              break;
+            case 2:
+              value = text.slice(fieldStart, comma);
+              break;
+            case 3:
+              unit = text.slice(fieldStart, comma);
+              break;
+          }
+        }
+        column++;
+        if (comma === end) break;
+        fieldStart = comma + 1;
+      }
+      const raw = text.slice(pos, end);
+      if (column === columns) {
+        readings.push({ meterId, timestamp, value, unit, raw, source: readingSource, receivedAt });
+      } else {
+        failures.push({
+          level: 'record',
+          code: 'column_count',
+          reason: `expected ${columns} columns, found ${column}`,
+          raw,
+          meterId: column > meterIdColumn ? meterId : '',
+          line: lineNo,
+          source: `${source}#${lineNo}`,
+        });
+      }
+      pos = eol + 1;
+      lineNo++;
+      continue;
+    }
+
+    const record = parseQuotedRecord(text, pos);
+    if (record.error !== null) {
+      // Resume at the next physical line, so one broken quote cannot swallow the rest of the payload.
+      failures.push({
+        level: 'record',
+        code: record.error.code,
+        reason: record.error.reason,
+        raw: text.slice(pos, end),
+        meterId: '',
+        line: lineNo,
+        source: `${source}#${lineNo}`,
+      });
+      pos = eol + 1;
+      lineNo++;
+      continue;
+    }
+    const fields = record.fields;
+    const raw = text.slice(pos, record.end);
+    if (fields.length === columns) {
+      let meterId = '';
+      let timestamp = '';
+      let value = '';
+      let unit = '';
+      for (let c = 0; c < columns; c++) {
+        switch (slotOf[c]) {
+          case 0:
+            meterId = fields[c];
+            break;
+          case 1:
+            timestamp = fields[c];
+            break;
+          case 2:
+            value = fields[c];
+            break;
+          case 3:
+            unit = fields[c];
+            break;
+        }
+      }
+      readings.push({ meterId, timestamp, value, unit, raw, source: readingSource, receivedAt });
+    } else {
+      failures.push({
+        level: 'record',
+        code: 'column_count',
+        reason: `expected ${columns} columns, found ${fields.length}`,
+        raw,
+        meterId: fields.length > meterIdColumn ? fields[meterIdColumn] : '',
+        line: lineNo,
+        source: `${source}#${lineNo}`,
+      });
+    }
+    pos = record.next;
+    lineNo += 1 + record.newlines;
+  }
+  return {
+    ok: true,
+    contentType: CSV_CONTENT_TYPE,
+    readings,
+    failures,
+    records: readings.length + failures.length,
+  };
+}
+
+function csvLayout(headerFields: readonly string[]): CsvLayout | string {
+  const names = headerFields.map((f) => f.trim().toLowerCase());
+  const slotOf = new Int8Array(names.length).fill(-1);
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (name !== '' && seen.has(name)) return `CSV header names column ${JSON.stringify(name)} twice`;
+    seen.add(name);
+  }
+  const missing: string[] = [];
+  REQUIRED_CSV_COLUMNS.forEach((required, slot) => {
+    const index = names.indexOf(required);
+    if (index === -1) missing.push(required);
+    else slotOf[index] = slot;
+  });
+  if (missing.length > 0) {
+    const shown = headerFields.join(',');
+    const excerpt = shown.length > 80 ? `${shown.slice(0, 80)}…` : shown;
+    return `CSV header lacks ${missing.join(', ')} (header: ${JSON.stringify(excerpt)})`;
+  }
+  return { columns: names.length, slotOf, meterIdColumn: names.indexOf('meter_id') };
+}
+
+interface QuotedRecord {
+  readonly fields: string[];
+  /** End of the record's text, before its line terminator. */
+  readonly end: number;
+  /** Start of the next record. */
+  readonly next: number;
+  /** Line breaks inside quoted fields. */
+  readonly newlines: number;
+  readonly error: { readonly code: RecordFailureCode; readonly reason: string } | null;
+}
+
+/** RFC-4180 record parser: the slow path, for lines that contain a quote (and for the header). */
+function parseQuotedRecord(text: string, start: number): QuotedRecord {
+  const n = text.length;
+  const fields: string[] = [];
+  let newlines = 0;
+  let i = start;
+  const broken = (code: RecordFailureCode, reason: string): QuotedRecord => ({
+    fields,
+    end: i,
+    next: i,
+    newlines,
+    error: { code, reason },
+  });
+  for (;;) {
+    if (i < n && text.charCodeAt(i) === QUOTE) {
+      // Quoted field: runs to the next lone quote; `""` is an escaped quote; may hold line breaks.
+      let value = '';
+      let chunkStart = i + 1;
+      let j = i + 1;
+      for (;;) {
+        const q = text.indexOf('"', j);
+        if (q === -1) {
+          return broken(
+            'unterminated_quote',
+            `unterminated quoted field starting at column ${fields.length + 1}`,
+          );
+        }
+        if (text.charCodeAt(q + 1) === QUOTE) {
+          value += text.slice(chunkStart, q + 1);
+          j = q + 2;
+          chunkStart = j;
+          continue;
+        }
+        value += text.slice(chunkStart, q);
+        for (let k = text.indexOf('\n', i + 1); k !== -1 && k < q; k = text.indexOf('\n', k + 1)) newlines++;
+        i = q + 1;
+        break;
+      }
+      fields.push(value);
+      const c = i < n ? text.charCodeAt(i) : LF;
+      if (c === COMMA) {
+        i++;
+        continue;
+      }
+      if (c === CR && (i + 1 >= n || text.charCodeAt(i + 1) === LF)) {
+        return { fields, end: i, next: Math.min(i + 2, n), newlines, error: null };
+      }
+      if (c === LF) return { fields, end: Math.min(i, n), next: Math.min(i + 1, n), newlines, error: null };
+      if (newlines > 0) {
+        // The quote that "closed" the field sits on a later line: the real fault is an opening quote
+        // never closed on its own line.
+        return broken(
+          'unterminated_quote',
+          `quoted field in column ${fields.length} is not closed on its line`,
+        );
+      }
+      return broken('text_after_quote', `text after the closing quote of column ${fields.length}`);
+    }
+    // Unquoted field: runs to the next comma or line end, and may not contain a quote.
+    let j = i;
+    let c = 0;
+    while (j < n) {
+      c = text.charCodeAt(j);
+      if (c === COMMA || c === LF || c === QUOTE) break;
+      j++;
+    }
+    if (j < n && c === QUOTE) {
+      i = j;
+      return broken('stray_quote', `quote inside unquoted column ${fields.length + 1}`);
+    }
+    const fieldEnd = j < n && c === LF && j > i && text.charCodeAt(j - 1) === CR ? j - 1 : j;
+    fields.push(text.slice(i, fieldEnd));
+    if (j < n && c === COMMA) {
+      i = j + 1;
+      continue;
+    }
+    return { fields, end: fieldEnd, next: Math.min(j + 1, n), newlines, error: null };
+  }
+}
+
+function decodeJsonText(
+  text: string,
+  source: string,
+  receivedAt: number,
+  lineRefs: boolean,
+  fail: FailMessage,
+): DecodeResult {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    return fail('invalid_json', `invalid JSON: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  let elements: readonly unknown[];
+  let numbered: boolean;
+  if (Array.isArray(parsed)) {
+    elements = parsed;
+    numbered = lineRefs;
+  } else if (isJsonObject(parsed)) {
+    elements = [parsed];
+    numbered = false;
+  } else {
+    return fail('json_root', `JSON root must be an object or an array of objects, got ${jsonKind(parsed)}`);
+  }
+  const readings: RawReading[] = [];
+  const failures: RecordDecodeFailure[] = [];
+  elements.forEach((element, index) => {
+    const readingSource = numbered ? `${source}#${index + 1}` : source;
+    const raw = JSON.stringify(element, keepNonFiniteNumbers) ?? String(element);
+    const failure = (code: RecordFailureCode, reason: string, meterId: string): RecordDecodeFailure => ({
+      level: 'record',
+      code,
+      reason,
+      raw,
+      meterId,
+      line: index + 1,
+      source: Array.isArray(parsed) ? `${source}#${index + 1}` : source,
+    });
+    if (!isJsonObject(element)) {
+      failures.push(failure('json_not_object', `expected a JSON object, got ${jsonKind(element)}`, ''));
+      return;
+    }
+    const meterId = jsonField(element.meter_id);
+    const timestamp = jsonField(element.timestamp);
+    const value = jsonField(element.value);
+    const unit = jsonField(element.unit);
+    const bad = [
+      ['meter_id', meterId],
+      ['timestamp', timestamp],
+      ['value', value],
+      ['unit', unit],
+    ].filter(([, v]) => v === undefined);
+    if (bad.length > 0) {
+      const names = bad.map(([name]) => name).join(', ');
+      failures.push(
+        failure('json_field_type', `${names}: expected a string, a number or null`, meterId ?? ''),
+      );
+      return;
+    }
+    readings.push({
+      meterId: meterId as string,
+      timestamp: timestamp as string,
+      value: value as string,
+      unit: unit as string,
+      raw,
+      source: readingSource,
+      receivedAt,
+    });
+  });
+  return {
+    ok: true,
+    contentType: JSON_CONTENT_TYPE,
+    readings,
+    failures,
+    records: readings.length + failures.length,
+  };
+}
+
+function isJsonObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function jsonKind(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+/** Strings as sent; numbers in their JSON form; null or absent as the empty string; else undefined. */
+function jsonField(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number') return String(v);
+  if (v === null || v === undefined) return '';
+  return undefined;
+}
+
+/** `1e400` parses to Infinity, which `JSON.stringify` would turn into null and so hide in `raw`. */
+function keepNonFiniteNumbers(_key: string, v: unknown): unknown {
+  return typeof v === 'number' && !Number.isFinite(v) ? String(v) : v;
+}
+
+/** The four reading fields, as a CSV writer needs them. */
+export type CsvReadingFields = Pick<RawReading, 'meterId' | 'timestamp' | 'value' | 'unit'>;
+
+/**
+ * Writes readings as CSV with the standard header; extra columns (e.g. `location`) come after the
+ * four required ones. Fields are quoted only when RFC-4180 requires it.
+ */
+export function encodeReadingsCsv(
+  readings: readonly CsvReadingFields[],
+  extraColumns: readonly { readonly name: string; readonly get: (index: number) => string }[] = [],
+): string {
+  const header = [...REQUIRED_CSV_COLUMNS, ...extraColumns.map((c) => c.name)].map(csvField).join(',');
+  const lines = [header];
+  readings.forEach((r, index) => {
+    let line = `${csvField(r.meterId)},${csvField(r.timestamp)},${csvField(r.value)},${csvField(r.unit)}`;
+    for (const c of extraColumns) line += `,${csvField(c.get(index))}`;
+    lines.push(line);
+  });
+  return `${lines.join('\n')}\n`;
+}
+
+/** Quotes a CSV field when it holds a comma, a quote or a line break. */
+export function csvField(value: string): string {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === COMMA || c === QUOTE || c === LF || c === CR) return `"${value.replace(/"/g, '""')}"`;
+  }
+  return value;
+}
+
+/** One CSV record located in a payload, without interpreting its fields. */
+export interface CsvRecordSpan {
+  /** Offsets into the text, before the line terminator. */
+  readonly start: number;
+  readonly end: number;
+  /** Start of the next record. */
+  readonly next: number;
+  /** The meter id when the record parsed, else empty. */
+  readonly meterId: string;
+}
+
+/**
+ * Splits CSV text into its header and record spans, honouring quoted line breaks; used by the
+ * publisher to cut a file into chunks (and to group lines by meter) without breaking a record.
+ * Returns a reason instead when the header is unusable; broken records become their own span.
+ */
+export function splitCsvRecords(
+  text: string,
+): { readonly header: string; readonly records: CsvRecordSpan[] } | { readonly error: string } {
+  const header = parseQuotedRecord(text, 0);
+  if (header.error !== null) return { error: `CSV header: ${header.error.reason}` };
+  const layout = csvLayout(header.fields);
+  if (typeof layout === 'string') return { error: layout };
+  const { meterIdColumn } = layout;
+  const records: CsvRecordSpan[] = [];
+  const n = text.length;
+  let pos = header.next;
+  let nextQuote = -1;
+  while (pos < n) {
+    let eol = text.indexOf('\n', pos);
+    if (eol === -1) eol = n;
+    const end = eol > pos && text.charCodeAt(eol - 1) === CR ? eol - 1 : eol;
+    if (end === pos) {
+      pos = eol + 1;
+      continue;
+    }
+    // Searched again only once passed: a fresh search per line would rescan the whole text.
+    if (nextQuote < pos) {
+      nextQuote = text.indexOf('"', pos);
+      if (nextQuote === -1) nextQuote = n;
+    }
+    if (nextQuote >= end) {
+      let fieldStart = pos;
+      for (let column = 0; column < meterIdColumn; column++) {
+        const comma = text.indexOf(',', fieldStart);
+        fieldStart = comma === -1 || comma > end ? end + 1 : comma + 1;
+      }
+      let meterEnd = fieldStart > end ? fieldStart : text.indexOf(',', fieldStart);
+      if (meterEnd === -1 || meterEnd > end) meterEnd = end;
+      const meterId = fieldStart > end ? '' : text.slice(fieldStart, meterEnd);
+      records.push({ start: pos, end, next: eol + 1, meterId });
+      pos = eol + 1;
+      continue;
+    }
+    const record = parseQuotedRecord(text, pos);
+    if (record.error !== null) {
+      records.push({ start: pos, end, next: eol + 1, meterId: '' });
+      pos = eol + 1;
+      continue;
+    }
+    records.push({
+      start: pos,
+      end: record.end,
+      next: record.next,
+      meterId: record.fields.length > meterIdColumn ? record.fields[meterIdColumn] : '',
+    });
+    pos = record.next;
+  }
+  return { header: text.slice(0, header.end), records };
+}

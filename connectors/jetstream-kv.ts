@@ -1,0 +1,119 @@
+/**
+ * Checkpoints in a NATS KV bucket. `compareAndSet` writes only over the revision the writer last
+ * read, so a stale worker (one that lost its partition to another and has not noticed) cannot
+ * overwrite a newer checkpoint: it gets `{ ok: false }` and must stop.
+ */
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { type KV, Kvm } from '@nats-io/kv';
+import { CheckpointStoreError, messageOf } from './jetstream-errors.js';
+import { isApiError } from './jetstream-streams.js';
+
+export const CHECKPOINT_BUCKET = 'greenstream_checkpoints';
+
+/** Server codes for "the key is not at the revision you expected". */
+const WRONG_LAST_SEQUENCE = 10071;
+const WRONG_LAST_SEQUENCE_UNKNOWN = 10164;
+
+export interface CheckpointEntry {
+  readonly value: string;
+  /** Pass back to `compareAndSet`. */
+  readonly revision: number;
+  readonly updatedAt: Date;
+}
+
+export type CompareAndSetResult =
+  | { readonly ok: true; readonly revision: number }
+  | { readonly ok: false; readonly reason: 'stale_revision'; readonly currentRevision: number | null };
+
+export interface CheckpointKvOptions {
+  readonly bucket?: string;
+  /** Test servers may use memory; default file. */
+  readonly storage?: 'file' | 'memory';
+}
+
+export class CheckpointKv {
+  readonly #kv: KV;
+  readonly #bucket: string;
+
+  private constructor(kv: KV, bucket: string) {
+    this.#kv = kv;
+    this.#bucket = bucket;
+  }
+
+  /** Opens the bucket, creating it (history 1: only the latest checkpoint matters) when missing. */
+  static async open(js: JetStreamClient, options: CheckpointKvOptions = {}): Promise<CheckpointKv> {
+    const bucket = options.bucket ?? CHECKPOINT_BUCKET;
+    try {
+      const kv = await new Kvm(js).create(bucket, {
+        history: 1,
+        ...(options.storage === 'memory' ? { storage: 'memory' as const } : {}),
+      });
+      return new CheckpointKv(kv, bucket);
+    } catch (error) {
+      throw new CheckpointStoreError(
+        `cannot open checkpoint bucket ${bucket}: ${messageOf(error)}`,
+        { bucket },
+        { cause: error },
+      );
+    }
+  }
+
+  get bucket(): string {
+    return this.#bucket;
+  }
+
+  /** The current checkpoint, or null when none was written (or it was deleted). */
+  async get(key: string): Promise<CheckpointEntry | null> {
+    try {
+      const entry = await this.#kv.get(key);
+      if (entry === null || entry.operation !== 'PUT') return null;
+      return { value: entry.string(), revision: entry.revision, updatedAt: entry.created };
+    } catch (error) {
+      throw this.#error('read', key, error);
+    }
+  }
+
+  /** Unconditional write; prefer `compareAndSet` for checkpoints. Returns the new revision. */
+  async put(key: string, value: string): Promise<number> {
+    try {
+      return await this.#kv.put(key, value);
+    } catch (error) {
+      throw this.#error('write', key, error);
+    }
+  }
+
+  /**
+   * Writes `value` only if the key is still at `expectedRevision` (0: only if it does not exist yet).
+   */
+  async compareAndSet(key: string, value: string, expectedRevision: number): Promise<CompareAndSetResult> {
+    try {
+      const revision =
+        expectedRevision === 0
+          ? await this.#kv.create(key, value)
+          : await this.#kv.update(key, value, expectedRevision);
+      return { ok: true, revision };
+    } catch (error) {
+      if (isApiError(error, WRONG_LAST_SEQUENCE) || isApiError(error, WRONG_LAST_SEQUENCE_UNKNOWN)) {
+        const current = await this.get(key);
+        return { ok: false, reason: 'stale_revision', currentRevision: current?.revision ?? null };
+      }
+      throw this.#error('write', key, error);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.#kv.delete(key);
+    } catch (error) {
+      throw this.#error('delete', key, error);
+    }
+  }
+
+  #error(action: string, key: string, error: unknown): CheckpointStoreError {
+    return new CheckpointStoreError(
+      `cannot ${action} checkpoint ${key} in ${this.#bucket}: ${messageOf(error)}`,
+      { bucket: this.#bucket, key },
+      { cause: error },
+    );
+  }
+}

@@ -1,0 +1,761 @@
+/**
+ * The cold Parquet lake: batches of readings, hourly aggregates and quarantined records written as
+ * Snappy Parquet through one in-memory DuckDB, in the layout `schemas/parquet.ts` defines.
+ *
+ * A batch (rows, or an Arrow `RecordBatch`/`Table`) is split by partition, each part is appended
+ * to a DuckDB temp table in 2,048-row `DuckDBDataChunk`s (node-neo cannot ingest Arrow, and
+ * row-by-row inserts are ~300× slower), then `COPY`'d to a `.partial` file in the lake's temporary
+ * folder, synced, and renamed over `<table>/year=YYYY/month=MM/part-<checkpointId>.parquet`.
+ * Readers glob `*.parquet` under the table folders, so they see a whole file or none, and a replay
+ * of a checkpoint replaces its files instead of adding copies. `writeBatch` resolves only once the
+ * files are durable, with the list of what it wrote, so the caller can acknowledge upstream after it.
+ */
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import {
+  BIGINT,
+  DOUBLE,
+  type DuckDBConnection,
+  DuckDBDataChunk,
+  DuckDBInstance,
+  type DuckDBType,
+  type DuckDBValue,
+  DuckDBVector,
+  ENUM,
+  LIST,
+  listValue,
+  UBIGINT,
+  UINTEGER,
+  UTINYINT,
+  VARCHAR,
+} from '@duckdb/node-api';
+import type { RecordBatch, Table } from 'apache-arrow';
+import { arrowColumnValues, type CellValue, isNullableColumnType } from '../schemas/arrow.js';
+import {
+  duckdbTypeOf,
+  isValidCheckpointId,
+  type LakeKind,
+  type LakePartition,
+  type LakeRowByKind,
+  type LakeTable,
+  lakeKinds,
+  lakeTables,
+  PARQUET_COMPRESSION,
+  partFileName,
+  partitionColumns,
+  partitionOf,
+  partitionRange,
+  partitionSegments,
+  TEMPORARY_FOLDER,
+  TEMPORARY_SUFFIX,
+} from '../schemas/parquet.js';
+import type { Column, ColumnType } from '../schemas/reading.js';
+import { duckdbIdent, duckdbLiteral } from './sql.js';
+
+/** Context attached to a lake error: what was being done, never row contents. */
+export type LakeErrorContext = Readonly<Record<string, string | number>>;
+
+export class ParquetLakeError extends Error {
+  override readonly name: string = 'ParquetLakeError';
+  readonly context: LakeErrorContext;
+
+  constructor(message: string, context: LakeErrorContext, options?: { cause?: unknown }) {
+    super(message, options);
+    this.context = context;
+  }
+}
+
+/** The batch or checkpoint id is unusable; retrying the same input cannot succeed. */
+export class LakeInputError extends ParquetLakeError {
+  override readonly name: string = 'LakeInputError';
+}
+
+/** DuckDB or the file system failed; nothing of the batch is visible and a retry may succeed. */
+export class LakeWriteError extends ParquetLakeError {
+  override readonly name: string = 'LakeWriteError';
+}
+
+export class LakeQueryError extends ParquetLakeError {
+  override readonly name: string = 'LakeQueryError';
+}
+
+export interface ParquetLakeOptions {
+  /** Lake root; created if missing. */
+  readonly dir: string;
+  /** DuckDB worker threads; DuckDB's default (one per core) when absent. */
+  readonly threads?: number;
+  /**
+   * `.partial` files older than this are removed on open: they are what a writer that crashed
+   * between writing and renaming leaves behind. Default one hour, so that a slow writer in another
+   * process sharing the lake is not robbed of its file.
+   */
+  readonly removeTemporaryFilesOlderThanMs?: number;
+  /**
+   * Called after every temporary file of a batch is written and synced, before the first rename:
+   * the point where a crash leaves only `.partial` files. A seam for fault-injection tests.
+   */
+  readonly afterTemporaryWrite?: (temporaryFiles: readonly string[]) => void | Promise<void>;
+}
+
+export interface LakePartitionWrite extends LakePartition {
+  readonly rows: number;
+  /** Absolute path of the data file. */
+  readonly file: string;
+}
+
+export interface LakeWriteResult {
+  readonly kind: LakeKind;
+  readonly checkpointId: string;
+  /** Absolute paths of the files written (one per partition), in partition order. */
+  readonly files: readonly string[];
+  readonly rows: number;
+  readonly partitions: readonly LakePartitionWrite[];
+}
+
+/** Rows of the table's type, or an Arrow batch whose columns carry the table's column names. */
+export type LakeBatch<K extends LakeKind> = readonly LakeRowByKind[K][] | RecordBatch | Table;
+
+/** A value bound to a `$name` parameter of {@link ParquetLake.query}. */
+export type LakeParam = string | number | bigint | boolean | null;
+
+/** A value read back: DuckDB's plain-JS form (timestamps as `Date`, lists as arrays, counts as bigint). */
+export type LakeValue =
+  | null
+  | boolean
+  | number
+  | bigint
+  | string
+  | Uint8Array
+  | Date
+  | LakeValue[]
+  | { [key: string]: LakeValue };
+
+export type LakeRow = Record<string, LakeValue>;
+
+export interface ParquetLake {
+  readonly dir: string;
+  /**
+   * Writes one checkpoint's rows of a table, replacing any files the same checkpoint wrote before.
+   * Resolves once every file is renamed into place and synced; rejects with {@link LakeInputError}
+   * (bad rows or checkpoint id) or {@link LakeWriteError}, leaving no new file visible.
+   */
+  writeBatch<K extends LakeKind>(
+    kind: K,
+    batch: LakeBatch<K>,
+    checkpointId: string,
+  ): Promise<LakeWriteResult>;
+  /**
+   * Runs SQL on the lake. Each table is a view named after it (`readings`, `hourly`,
+   * `quarantine`) over its Parquet files with `year` and `month` from the path; the session time
+   * zone is UTC. Values go in `$name` parameters, never into the SQL text.
+   */
+  query(sql: string, params?: Readonly<Record<string, LakeParam>>): Promise<LakeRow[]>;
+  /** Data files of a table visible to readers, sorted. */
+  listFiles(kind: LakeKind): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+const DEFAULT_TEMPORARY_MAX_AGE_MS = 60 * 60 * 1000;
+/** ENUM staging pays off for repeated values; beyond this many distinct values a VARCHAR is cheaper. */
+const MAX_ENUM_MEMBERS = 256;
+// DuckDB's glob reads these as patterns, so a lake path containing them would match other folders.
+const GLOB_CHARACTERS = /[*?[\]{}]/;
+
+export async function openParquetLake(options: ParquetLakeOptions): Promise<ParquetLake> {
+  const dir = resolve(options.dir);
+  if (GLOB_CHARACTERS.test(dir)) {
+    throw new LakeInputError('The lake path must not contain glob characters (* ? [ ] { })', { dir });
+  }
+  const config: Record<string, string> = {};
+  if (options.threads !== undefined) config.threads = String(options.threads);
+  let instance: DuckDBInstance | undefined;
+  let connection: DuckDBConnection | undefined;
+  try {
+    await mkdir(join(dir, TEMPORARY_FOLDER), { recursive: true });
+    await removeStaleTemporaryFiles(
+      join(dir, TEMPORARY_FOLDER),
+      options.removeTemporaryFilesOlderThanMs ?? DEFAULT_TEMPORARY_MAX_AGE_MS,
+    );
+    instance = await DuckDBInstance.create(':memory:', config);
+    connection = await instance.connect();
+    // TIMESTAMPTZ parts (year(), hour(), casts to text) follow the session zone; pin it.
+    await connection.run(`SET TimeZone = 'UTC'`);
+    const lake = new DuckDBParquetLake(dir, instance, connection, options.afterTemporaryWrite);
+    for (const kind of lakeKinds) await lake.refreshView(kind);
+    return lake;
+  } catch (cause) {
+    connection?.closeSync();
+    instance?.closeSync();
+    if (cause instanceof ParquetLakeError) throw cause;
+    throw new LakeWriteError('Could not open the Parquet lake', { dir }, { cause });
+  }
+}
+
+/** How a column is held in the DuckDB temp table before it is copied out. */
+type StagingKind =
+  | 'varchar'
+  | 'enum'
+  | 'time'
+  | 'double'
+  | 'utinyint'
+  | 'uinteger'
+  | 'ubigint'
+  | 'bigint'
+  | 'list';
+
+interface StagingColumn {
+  readonly name: string;
+  readonly columnType: ColumnType;
+  readonly kind: StagingKind;
+  readonly nullable: boolean;
+  readonly duckdbType: DuckDBType;
+  readonly ddlType: string;
+  readonly valueAt: ValueAt;
+}
+
+type ValueAt = (rowIndex: number) => CellValue;
+
+/** A batch seen column by column, whatever it arrived as. */
+interface ColumnarBatch {
+  readonly length: number;
+  readonly valueAt: readonly ValueAt[];
+}
+
+interface PartitionPart {
+  readonly partition: LakePartition;
+  /** Row indices of the batch in this partition; `null` when it holds the whole batch. */
+  readonly rows: Int32Array | null;
+  readonly rowCount: number;
+}
+
+class DuckDBParquetLake implements ParquetLake {
+  readonly dir: string;
+  private readonly instance: DuckDBInstance;
+  private readonly connection: DuckDBConnection;
+  private readonly afterTemporaryWrite: ParquetLakeOptions['afterTemporaryWrite'];
+  /** One connection, one statement at a time: every operation queues behind the previous one. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly viewHasFiles = new Map<LakeKind, boolean>();
+  private sequence = 0;
+  private closed = false;
+
+  constructor(
+    dir: string,
+    instance: DuckDBInstance,
+    connection: DuckDBConnection,
+    afterTemporaryWrite: ParquetLakeOptions['afterTemporaryWrite'],
+  ) {
+    this.dir = dir;
+    this.instance = instance;
+    this.connection = connection;
+    this.afterTemporaryWrite = afterTemporaryWrite;
+  }
+
+  writeBatch<K extends LakeKind>(
+    kind: K,
+    batch: LakeBatch<K>,
+    checkpointId: string,
+  ): Promise<LakeWriteResult> {
+    return this.enqueue(() => this.write(kind, batch, checkpointId));
+  }
+
+  query(sql: string, params?: Readonly<Record<string, LakeParam>>): Promise<LakeRow[]> {
+    return this.enqueue(async () => {
+      for (const kind of lakeKinds) {
+        if (this.viewHasFiles.get(kind) !== true) await this.refreshView(kind);
+      }
+      try {
+        const reader = await this.connection.runAndReadAll(
+          sql,
+          params as Record<string, DuckDBValue> | undefined,
+        );
+        return reader.getRowObjectsJS() as LakeRow[];
+      } catch (cause) {
+        throw new LakeQueryError('Lake query failed', { operation: 'query' }, { cause });
+      }
+    });
+  }
+
+  async listFiles(kind: LakeKind): Promise<string[]> {
+    return (await parquetFilesUnder(join(this.dir, lakeTables[kind].folder))).sort();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.queue.catch(() => undefined);
+    this.connection.closeSync();
+    this.instance.closeSync();
+  }
+
+  /**
+   * Points the table's view at its files, or, while it has none (`read_parquet` refuses a glob
+   * that matches nothing), at an empty relation with the same columns so queries still bind.
+   */
+  async refreshView(kind: LakeKind): Promise<void> {
+    const table: LakeTable<unknown> = lakeTables[kind] as LakeTable<unknown>;
+    const hasFiles = await hasParquetFile(join(this.dir, table.folder));
+    if (this.viewHasFiles.get(kind) === hasFiles) return;
+    const view = duckdbIdent(kind);
+    const hiveTypes = partitionColumns.map((p) => `${duckdbLiteral(p.name)}: ${duckdbLiteral(p.duckdbType)}`);
+    const source = hasFiles
+      ? `SELECT * FROM read_parquet(${duckdbLiteral(join(this.dir, table.folder, '**', '*.parquet'))},
+           hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = true)`
+      : `SELECT ${[
+          ...table.columns.map((c) => `CAST(NULL AS ${duckdbTypeOf(c.type)}) AS ${duckdbIdent(c.name)}`),
+          ...partitionColumns.map((p) => `CAST(NULL AS ${p.duckdbType}) AS ${duckdbIdent(p.name)}`),
+        ].join(', ')} WHERE false`;
+    await this.connection.run(`CREATE OR REPLACE VIEW ${view} AS ${source}`);
+    this.viewHasFiles.set(kind, hasFiles);
+  }
+
+  private enqueue<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new ParquetLakeError('The lake is closed', { dir: this.dir }));
+    const result = this.queue.then(operation);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private async write<K extends LakeKind>(
+    kind: K,
+    batch: LakeBatch<K>,
+    checkpointId: string,
+  ): Promise<LakeWriteResult> {
+    const table = lakeTables[kind] as LakeTable<unknown> | undefined;
+    if (table === undefined) throw new LakeInputError('Unknown lake table', { kind: String(kind) });
+    if (typeof checkpointId !== 'string' || !isValidCheckpointId(checkpointId)) {
+      throw new LakeInputError('A checkpoint id must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}', { kind });
+    }
+    const context = { kind, checkpointId };
+    const columnar = toColumnar(table, batch as readonly unknown[] | RecordBatch | Table, context);
+    if (columnar.length === 0) return { kind, checkpointId, files: [], rows: 0, partitions: [] };
+    const parts = splitByPartition(table, columnar, context);
+
+    const temporaryFiles: string[] = [];
+    const written: LakePartitionWrite[] = [];
+    try {
+      for (const part of parts) {
+        const [yearFolder, monthFolder] = partitionSegments(part.partition);
+        const { year, month } = part.partition;
+        const temporary = join(
+          this.dir,
+          TEMPORARY_FOLDER,
+          `${kind}.${checkpointId}.${year}-${month}.${process.pid}.${++this.sequence}${TEMPORARY_SUFFIX}`,
+        );
+        temporaryFiles.push(temporary);
+        await this.copyPartToFile(table, columnar, part, temporary, context);
+        await syncPath(temporary);
+        const file = join(this.dir, table.folder, yearFolder, monthFolder, partFileName(checkpointId));
+        written.push({ ...part.partition, rows: part.rowCount, file });
+      }
+      await this.afterTemporaryWrite?.(temporaryFiles);
+    } catch (cause) {
+      await Promise.all(temporaryFiles.map((f) => rm(f, { force: true })));
+      if (cause instanceof ParquetLakeError) throw cause;
+      throw new LakeWriteError('Writing the Parquet files failed', context, { cause });
+    }
+
+    // From here each rename publishes one whole file; a crash between renames leaves some partitions
+    // published, and the replay of the checkpoint rewrites them all under the same names.
+    try {
+      for (let i = 0; i < written.length; i++) {
+        const target = (written[i] as LakePartitionWrite).file;
+        const folder = join(target, '..');
+        await mkdir(folder, { recursive: true });
+        await rename(temporaryFiles[i] as string, target);
+        await syncPath(folder);
+      }
+    } catch (cause) {
+      await Promise.all(temporaryFiles.map((f) => rm(f, { force: true })));
+      throw new LakeWriteError('Publishing the Parquet files failed', context, { cause });
+    }
+    if (this.viewHasFiles.get(kind) !== true) await this.refreshView(kind);
+    return {
+      kind,
+      checkpointId,
+      files: written.map((w) => w.file),
+      rows: columnar.length,
+      partitions: written,
+    };
+  }
+
+  /** Appends one partition's rows to a temp table in data chunks and copies it to `path`. */
+  private async copyPartToFile(
+    table: LakeTable<unknown>,
+    columnar: ColumnarBatch,
+    part: PartitionPart,
+    path: string,
+    context: LakeErrorContext,
+  ): Promise<void> {
+    const staging = stagingColumnsOf(table.columns, columnar, part);
+    const stagingTable = `lake_staging_${this.sequence}`;
+    const definitions = staging.map(
+      (c) => `${duckdbIdent(c.name)} ${c.ddlType}${c.nullable ? '' : ' NOT NULL'}`,
+    );
+    await this.connection.run(`CREATE OR REPLACE TEMP TABLE ${stagingTable} (${definitions.join(', ')})`);
+    try {
+      const appender = await this.connection.createAppender(stagingTable);
+      try {
+        appendRows(appender, staging, part, context);
+      } finally {
+        appender.closeSync();
+      }
+      const select = staging.map((c) => `${outputExpression(c)} AS ${duckdbIdent(c.name)}`);
+      const order = table.sortColumns.map((name) => String(staging.findIndex((c) => c.name === name) + 1));
+      await this.connection.run(
+        `COPY (SELECT ${select.join(', ')} FROM ${stagingTable}${order.length > 0 ? ` ORDER BY ${order.join(', ')}` : ''})
+         TO $path (FORMAT PARQUET, COMPRESSION ${PARQUET_COMPRESSION})`,
+        { path },
+      );
+    } finally {
+      // Best effort: failing to drop must not hide why the copy failed, and a leftover temp table
+      // only costs memory until the next CREATE OR REPLACE or close.
+      await this.connection.run(`DROP TABLE IF EXISTS ${stagingTable}`).catch(() => undefined);
+    }
+  }
+}
+
+function toColumnar(
+  table: LakeTable<unknown>,
+  batch: readonly unknown[] | RecordBatch | Table,
+  context: LakeErrorContext,
+): ColumnarBatch {
+  if (Array.isArray(batch)) {
+    const rows = batch as readonly unknown[];
+    for (let i = 0; i < rows.length; i++) {
+      if (typeof rows[i] !== 'object' || rows[i] === null) {
+        throw new LakeInputError('A row is not an object', { ...context, row: i });
+      }
+    }
+    return {
+      length: rows.length,
+      valueAt: table.columns.map((column) => {
+        const get = column.get;
+        return (i: number) => get(rows[i]);
+      }),
+    };
+  }
+  const arrow = batch as RecordBatch | Table;
+  if (typeof arrow?.getChild !== 'function') {
+    throw new LakeInputError('A batch is an array of rows or an Arrow RecordBatch or Table', context);
+  }
+  return {
+    length: arrow.numRows,
+    valueAt: table.columns.map((column) => {
+      const vector = arrow.getChild(column.name);
+      if (vector === null) {
+        throw new LakeInputError('The Arrow batch lacks a column', { ...context, column: column.name });
+      }
+      let values: CellValue[];
+      try {
+        values = arrowColumnValues(vector, column.type, column.name);
+      } catch (cause) {
+        throw new LakeInputError(
+          'An Arrow column has the wrong type',
+          { ...context, column: column.name },
+          { cause },
+        );
+      }
+      return (i: number) => values[i] as CellValue;
+    }),
+  };
+}
+
+/** Groups row indices by partition, in partition order; a one-partition batch keeps no index list. */
+function splitByPartition(
+  table: LakeTable<unknown>,
+  columnar: ColumnarBatch,
+  context: LakeErrorContext,
+): PartitionPart[] {
+  const timeAt = columnar.valueAt[
+    table.columns.findIndex((c) => c.name === table.partitionTimeColumn)
+  ] as ValueAt;
+  const fallbackIndex = table.columns.findIndex((c) => c.name === table.partitionFallbackColumn);
+  const fallbackAt = fallbackIndex >= 0 ? columnar.valueAt[fallbackIndex] : undefined;
+  const partitionOfRow = new Int32Array(columnar.length);
+  const partitions: LakePartition[] = [];
+  const counts: number[] = [];
+  // Rows of a batch nearly always share a month: test against the last month's range before
+  // building a Date.
+  let start = 0;
+  let end = -1;
+  let current = -1;
+  for (let i = 0; i < columnar.length; i++) {
+    let time = timeAt(i);
+    if (time === null && fallbackAt !== undefined) time = fallbackAt(i);
+    if (typeof time !== 'number' || !Number.isFinite(time)) {
+      throw new LakeInputError('A row has no usable partition time', {
+        ...context,
+        column: table.partitionTimeColumn,
+        row: i,
+      });
+    }
+    if (time < start || time >= end) {
+      let partition: LakePartition;
+      try {
+        partition = partitionOf(time);
+      } catch (cause) {
+        throw new LakeInputError('A row time is out of range', { ...context, row: i }, { cause });
+      }
+      [start, end] = partitionRange(partition);
+      current = partitions.findIndex((p) => p.year === partition.year && p.month === partition.month);
+      if (current < 0) {
+        current = partitions.push(partition) - 1;
+        counts.push(0);
+      }
+    }
+    partitionOfRow[i] = current;
+    counts[current] = (counts[current] as number) + 1;
+  }
+  if (partitions.length === 1) {
+    return [{ partition: partitions[0] as LakePartition, rows: null, rowCount: columnar.length }];
+  }
+  const indices = counts.map((count) => new Int32Array(count));
+  const filled = counts.map(() => 0);
+  for (let i = 0; i < columnar.length; i++) {
+    const p = partitionOfRow[i] as number;
+    (indices[p] as Int32Array)[filled[p]++] = i;
+  }
+  return partitions
+    .map((partition, p) => ({ partition, rows: indices[p] as Int32Array, rowCount: counts[p] as number }))
+    .sort((a, b) => a.partition.year - b.partition.year || a.partition.month - b.partition.month);
+}
+
+function stagingColumnsOf(
+  columns: readonly Column<unknown>[],
+  columnar: ColumnarBatch,
+  part: PartitionPart,
+): StagingColumn[] {
+  return columns.map((column, index) => stagingColumnOf(column, columnar.valueAt[index] as ValueAt, part));
+}
+
+function stagingColumnOf(column: Column<unknown>, valueAt: ValueAt, part: PartitionPart): StagingColumn {
+  const base = {
+    name: column.name,
+    columnType: column.type,
+    nullable: isNullableColumnType(column.type),
+    valueAt,
+  };
+  switch (column.type) {
+    case 'String':
+    case 'LowCardinalityString': {
+      const members = enumMembers(valueAt, part, false);
+      if (members !== null) {
+        return {
+          ...base,
+          kind: 'enum',
+          duckdbType: ENUM([...members.keys()]),
+          ddlType: `ENUM(${[...members.values()].join(', ')})`,
+        };
+      }
+      return { ...base, kind: 'varchar', duckdbType: VARCHAR, ddlType: 'VARCHAR' };
+    }
+    case 'DateTime':
+    case 'NullableDateTime':
+      // Epoch ms staged as DOUBLE fills a Float64Array directly; TIMESTAMP vectors want a BigInt per value.
+      return { ...base, kind: 'time', duckdbType: DOUBLE, ddlType: 'DOUBLE' };
+    case 'Float64':
+    case 'NullableFloat64':
+      return { ...base, kind: 'double', duckdbType: DOUBLE, ddlType: 'DOUBLE' };
+    case 'UInt8':
+      return { ...base, kind: 'utinyint', duckdbType: UTINYINT, ddlType: 'UTINYINT' };
+    case 'UInt32':
+      return { ...base, kind: 'uinteger', duckdbType: UINTEGER, ddlType: 'UINTEGER' };
+    case 'UInt64':
+      return { ...base, kind: 'ubigint', duckdbType: UBIGINT, ddlType: 'UBIGINT' };
+    case 'Int64':
+      return { ...base, kind: 'bigint', duckdbType: BIGINT, ddlType: 'BIGINT' };
+    case 'ArrayString': {
+      // Flags come from a small vocabulary: ENUM items spare a native string call per item.
+      const members = enumMembers(valueAt, part, true);
+      if (members !== null && members.size > 0) {
+        return {
+          ...base,
+          kind: 'list',
+          duckdbType: LIST(ENUM([...members.keys()])),
+          ddlType: `ENUM(${[...members.values()].join(', ')})[]`,
+        };
+      }
+      return { ...base, kind: 'list', duckdbType: LIST(VARCHAR), ddlType: 'VARCHAR[]' };
+    }
+  }
+}
+
+/**
+ * The distinct values of a string column (or of a string-array column's items) when there are few:
+ * an ENUM vector takes an index per value where a VARCHAR vector makes a native call per string,
+ * several times faster for units, statuses, sources and flags that repeat across a batch. `null`
+ * when the column is better left VARCHAR.
+ */
+function enumMembers(
+  valueAt: ValueAt,
+  part: PartitionPart,
+  ofListItems: boolean,
+): Map<string, string> | null {
+  /** Member → its literal for the ENUM type's DDL. */
+  const members = new Map<string, string>();
+  const admit = (value: string): boolean => {
+    if (members.has(value)) return true;
+    if (members.size === MAX_ENUM_MEMBERS) return false;
+    try {
+      members.set(value, duckdbLiteral(value));
+      return true;
+    } catch {
+      // A string DuckDB cannot take as a literal (NUL, lone surrogate) stays VARCHAR: the appender
+      // takes any string.
+      return false;
+    }
+  };
+  let previous: CellValue | undefined;
+  for (let i = 0; i < part.rowCount; i++) {
+    const value = valueAt(part.rows === null ? i : (part.rows[i] as number));
+    if (value === previous) continue;
+    previous = value;
+    if (typeof value === 'string') {
+      if (!ofListItems && !admit(value)) return null;
+    } else if (ofListItems && Array.isArray(value)) {
+      for (const item of value as readonly unknown[]) {
+        if (typeof item === 'string' && !admit(item)) return null;
+      }
+    }
+  }
+  return members;
+}
+
+function appendRows(
+  appender: { appendDataChunk(chunk: DuckDBDataChunk): void },
+  staging: readonly StagingColumn[],
+  part: PartitionPart,
+  context: LakeErrorContext,
+): void {
+  const types = staging.map((c) => c.duckdbType);
+  const converters = staging.map((c) => converterOf(c, context));
+  // DuckDB's vector size (2,048): the most rows a data chunk holds.
+  const chunkSize = DuckDBVector.standardSize();
+  const nulls: number[] = [];
+  for (let start = 0; start < part.rowCount; start += chunkSize) {
+    const size = Math.min(chunkSize, part.rowCount - start);
+    const chunk = DuckDBDataChunk.create(types, size);
+    for (let c = 0; c < staging.length; c++) {
+      const vector = chunk.getColumnVector(c);
+      const convert = converters[c] as Converter;
+      const valueAt = (staging[c] as StagingColumn).valueAt;
+      nulls.length = 0;
+      for (let i = 0; i < size; i++) {
+        const row = part.rows === null ? start + i : (part.rows[start + i] as number);
+        const value = convert(valueAt(row), row);
+        if (value === null) nulls.push(i);
+        else vector.setItem(i, value);
+      }
+      // NULLs last: node-api keeps no validity mask until the first NULL, and once it has one every
+      // setItem pays for BigInt bit twiddling, so this confines that cost to the NULL rows.
+      for (const i of nulls) vector.setItem(i, null);
+      vector.flush();
+    }
+    appender.appendDataChunk(chunk);
+  }
+}
+
+type Converter = (value: CellValue, row: number) => DuckDBValue;
+
+function converterOf(column: StagingColumn, context: LakeErrorContext): Converter {
+  const { name, nullable } = column;
+  const reject = (row: number, expected: string): never => {
+    throw new LakeInputError(`Expected ${expected}`, { ...context, column: name, row });
+  };
+  switch (column.kind) {
+    case 'varchar':
+    case 'enum':
+      return (value, row) => (typeof value === 'string' ? value : reject(row, 'a string'));
+    case 'time':
+      return (value, row) =>
+        typeof value === 'number' && Number.isFinite(value)
+          ? value
+          : value === null && nullable
+            ? null
+            : reject(row, 'epoch milliseconds');
+    case 'double':
+      return (value, row) =>
+        typeof value === 'number' ? value : value === null && nullable ? null : reject(row, 'a number');
+    case 'utinyint':
+    case 'uinteger': {
+      const max = column.kind === 'utinyint' ? 0xff : 0xffff_ffff;
+      return (value, row) => {
+        const n = typeof value === 'boolean' ? Number(value) : value;
+        return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= max
+          ? n
+          : reject(row, `an integer in 0..${max}`);
+      };
+    }
+    case 'ubigint':
+    case 'bigint': {
+      const min = column.kind === 'ubigint' ? 0 : Number.MIN_SAFE_INTEGER;
+      return (value, row) =>
+        typeof value === 'number' && Number.isSafeInteger(value) && value >= min
+          ? BigInt(value)
+          : reject(row, 'a safe integer');
+    }
+    case 'list':
+      return (value, row) => {
+        if (!Array.isArray(value)) return reject(row, 'an array of strings');
+        for (const item of value as readonly unknown[]) {
+          if (typeof item !== 'string') return reject(row, 'an array of strings');
+        }
+        return listValue(value as readonly string[]);
+      };
+  }
+}
+
+/** The Parquet column expression for a staged column, typed as `schemas/parquet.ts` says. */
+function outputExpression(column: StagingColumn): string {
+  const ident = duckdbIdent(column.name);
+  switch (column.kind) {
+    case 'time':
+      // timezone('UTC', TIMESTAMP) reads the wall time as UTC: exact, whatever the session zone.
+      return `timezone('UTC', epoch_ms(CAST(${ident} AS BIGINT)))`;
+    default:
+      return `CAST(${ident} AS ${duckdbTypeOf(column.columnType)})`;
+  }
+}
+
+/**
+ * fsync of a file, or of a folder to make a rename in it durable: the directory entry, not only the
+ * file's bytes, must reach the disk before the caller acknowledges upstream.
+ */
+async function syncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function parquetFilesUnder(folder: string): Promise<string[]> {
+  let entries: string[];
+  try {
+    entries = await readdir(folder, { recursive: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  return entries.filter((entry) => entry.endsWith('.parquet')).map((entry) => join(folder, entry));
+}
+
+async function hasParquetFile(folder: string): Promise<boolean> {
+  return (await parquetFilesUnder(folder)).length > 0;
+}
+
+async function removeStaleTemporaryFiles(folder: string, maxAgeMs: number): Promise<void> {
+  const cutoff = Date.now() - maxAgeMs;
+  for (const entry of await readdir(folder)) {
+    if (!entry.endsWith(TEMPORARY_SUFFIX)) continue;
+    const path = join(folder, entry);
+    try {
+      if ((await stat(path)).mtimeMs <= cutoff) await rm(path, { force: true });
+    } catch (error) {
+      // Another process may have renamed or removed it meanwhile.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
+}

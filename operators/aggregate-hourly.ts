@@ -1,0 +1,110 @@
+import {
+  type Aggregator,
+  fixedWindows,
+  parDo,
+  type SideInput,
+  type StateStore,
+  type Transform,
+  windowAggregate,
+} from '../core/index.js';
+import type { HourlyConsumption, Reading } from '../schemas/reading.js';
+import type { MeterRegistry } from './outputs.js';
+
+const HOUR = 3_600_000;
+
+/**
+ * Running moments of one meter-hour, plain JSON for checkpoints. Sums are taken relative to `shift` (the
+ * hour's first value), so the variance of near-equal readings does not vanish into rounding error.
+ */
+interface HourMoments {
+  n: number;
+  shift: number;
+  sum: number;
+  sumSq: number;
+  min: number;
+  max: number;
+}
+
+const moments: Aggregator<Reading, HourMoments> = {
+  init: () => ({ n: 0, shift: 0, sum: 0, sumSq: 0, min: 0, max: 0 }),
+  add: (acc, r) => {
+    const kw = r.kw!;
+    if (acc.n === 0) {
+      acc.shift = kw;
+      acc.min = kw;
+      acc.max = kw;
+    } else if (kw < acc.min) acc.min = kw;
+    else if (kw > acc.max) acc.max = kw;
+    const d = kw - acc.shift;
+    acc.n++;
+    acc.sum += d;
+    acc.sumSq += d * d;
+    return acc;
+  },
+  merge: (a, b) => {
+    if (a.n === 0) return { ...b };
+    if (b.n === 0) return { ...a };
+    // Re-base b's sums on a's shift: Σ(x−Ka) = Σ(x−Kb) + n·δ, Σ(x−Ka)² = Σ(x−Kb)² + 2δ·Σ(x−Kb) + n·δ².
+    const delta = b.shift - a.shift;
+    return {
+      n: a.n + b.n,
+      shift: a.shift,
+      sum: a.sum + b.sum + b.n * delta,
+      sumSq: a.sumSq + b.sumSq + 2 * delta * b.sum + b.n * delta * delta,
+      min: Math.min(a.min, b.min),
+      max: Math.max(a.max, b.max),
+    };
+  },
+};
+
+/**
+ * The hourly consumption of each meter (the first seed's "AVG, MIN, MAX, STDDEV" per hour): fixed 1 h
+ * event-time windows keyed by meter, fired when the watermark passes the hour's end. Only readings with a
+ * value that is measured or interpolated count; NULL readings (`MISSING_READING`), missing rows and
+ * readings of a meter under an active fault (`fault_excluded`) stay out, as the rules exclude them from
+ * analytics, and so do readings over the physical limit (`over_limit`) should any reach this branch. The standard deviation is the population one. The neighborhood comes from the registry when
+ * the hour fires (empty for a meter the registry no longer knows).
+ *
+ * Readings behind an hour that was already fired re-fire it as a late pane (the whole hour again, to
+ * replace the earlier row) while within `allowedLatenessMs`, and go to the core's `late` output after.
+ */
+export function aggregateHourly(
+  store: StateStore,
+  registry: SideInput<MeterRegistry>,
+  opts: { allowedLatenessMs: number },
+  name = 'aggregateHourly',
+): Transform<Reading, HourlyConsumption> {
+  const analyticsReadings = parDo<Reading, Reading>((r, out) => {
+    if (r.kw === null || r.status === 'missing') return;
+    const flags = r.flags;
+    for (let i = 0; i < flags.length; i++) {
+      const f = flags[i];
+      if (f === 'fault_excluded' || f === 'MISSING_READING' || f === 'over_limit') return;
+    }
+    out.emit(r);
+  });
+  const hours = windowAggregate<Reading, HourMoments, HourlyConsumption>({
+    name,
+    store,
+    key: (r) => r.meterId,
+    eventTime: (r) => r.ts,
+    windows: fixedWindows(HOUR),
+    allowedLatenessMs: opts.allowedLatenessMs,
+    aggregator: moments,
+    result: ({ key, start, acc }) => {
+      const mean = acc.sum / acc.n;
+      const variance = acc.sumSq / acc.n - mean * mean;
+      return {
+        meterId: key,
+        neighborhood: registry.value.get(key)?.neighborhood ?? '',
+        hour: start,
+        avgKw: acc.shift + mean,
+        minKw: acc.min,
+        maxKw: acc.max,
+        stddevKw: variance > 0 ? Math.sqrt(variance) : 0,
+        count: acc.n,
+      };
+    },
+  });
+  return (source) => hours(analyticsReadings(source));
+}

@@ -1,0 +1,95 @@
+import { keyedProcess, type StateStore, type Transform } from '../core/index.js';
+import type { Reading } from '../schemas/reading.js';
+import {
+  addMoment,
+  bucketCount,
+  excludeFromAnalytics,
+  MOMENT_FIELDS as FIELDS,
+  isExcludedValue,
+  isMeasuredValue,
+  KW_SCALE,
+  type MomentRing,
+  newMomentRing,
+  raiseFault,
+  ringSlot,
+  round,
+  scaledVariance,
+} from './fault-internals.js';
+import type { RuleProfile } from './rule-profile.js';
+
+/** Per-meter state: 84 buckets of [n, Σu, Σu²] — about 1.5–2 KB of JSON for a 7-day window. */
+type ErraticSpikeState = MomentRing;
+
+/**
+ * Erratic-spike fault (B4.2): a measured reading above mean + `spikeSigmas`·σ of the meter's preceding
+ * rolling window (`rollingWindowMs`, 2-hour buckets; the reading itself excluded), judged once the window
+ * holds `minWindowReadings` values. Strict: a reading exactly at mean + 4σ is not a spike.
+ *
+ * - A point fault: one FaultEvent `erratic_spike` with windowStart = windowEnd = detectedAt = the reading's
+ *   time, which is already its final form (there is nothing to clear), a `meter_fault` warning on ALERTS,
+ *   and the reading alone is flagged `fault_excluded`.
+ * - A detected spike then enters the window like any reading, as the seed's plain 7-day statistics have
+ *   it. Keeping spikes out would shield the next ones of an erratic meter a little longer, but a meter whose
+ *   level truly shifts up (new occupants, a heat pump) would then be "spiking" at every reading for a week;
+ *   with spikes counted, σ widens within a few dozen readings, while a handful of spikes a week still
+ *   stand out (ten 10× spikes on a 1 kW meter with σ 0.6 leave the limit near 5 kW).
+ * - Evidence is measured, non-NULL values; values an upstream detector excluded (stuck, overload, low
+ *   variance: `fault_excluded`) and values over the physical limit (`over_limit`, the overload rule's
+ *   business) are neither judged nor added, so an overload reading is not reported again as a spike.
+ * - A window with σ = 0 (exactly constant, a stuck meter before its detection) is not judged: "4σ above"
+ *   a constant would make any change a spike.
+ */
+export function detectErraticSpike(
+  store: StateStore,
+  thresholds: Pick<RuleProfile['faults'], 'rollingWindowMs' | 'spikeSigmas' | 'minWindowReadings'>,
+  name = 'detectErraticSpike',
+): Transform<Reading, Reading> {
+  const k = bucketCount(thresholds.rollingWindowMs);
+  const { spikeSigmas, minWindowReadings } = thresholds;
+  return keyedProcess<Reading, Reading, ErraticSpikeState>(store, {
+    name,
+    key: (r) => r.meterId,
+    onElement: (ctx, r) => {
+      if (isMeasuredValue(r) && !isExcludedValue(r)) {
+        let st = ctx.state;
+        if (st === undefined) {
+          st = newMomentRing(k, r.ts);
+          ctx.state = st;
+        }
+        const off = ringSlot(st, k, FIELDS, r.ts);
+        if (off >= 0) {
+          const u = Math.round((r.kw as number) * KW_SCALE);
+          const n = st.t[0];
+          if (n >= minWindowReadings) {
+            const nnVar = scaledVariance(st);
+            if (nnVar > 0) {
+              const mean = st.t[1] / n;
+              const sd = Math.sqrt(nnVar) / n;
+              if (u > mean + spikeSigmas * sd) {
+                raiseFault(
+                  ctx,
+                  r.meterId,
+                  'erratic_spike',
+                  r.ts,
+                  r.ts,
+                  {
+                    kw: r.kw,
+                    meanKw: round(mean / KW_SCALE),
+                    stddevKw: round(sd / KW_SCALE),
+                    sigmas: round((u - mean) / sd, 3),
+                    readings: n,
+                    thresholdSigmas: spikeSigmas,
+                  },
+                  `${r.kw} kW is ${round((u - mean) / sd, 2)}σ above the 7-day mean ${round(mean / KW_SCALE, 3)} kW`,
+                );
+                excludeFromAnalytics(r);
+              }
+            }
+          }
+          addMoment(st, off, u);
+        }
+      }
+      ctx.emit(r);
+    },
+  });
+}

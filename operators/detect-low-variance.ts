@@ -1,0 +1,105 @@
+import { keyedProcess, type StateStore, type Transform } from '../core/index.js';
+import type { Reading } from '../schemas/reading.js';
+import {
+  addMoment,
+  bucketCount,
+  clearFault,
+  excludeFromAnalytics,
+  MOMENT_FIELDS as FIELDS,
+  isExcludedValue,
+  isMeasuredValue,
+  KW_SCALE,
+  type MomentRing,
+  newMomentRing,
+  type OpenFault,
+  raiseFault,
+  ringSlot,
+  ringWindowStart,
+  round,
+  scaledVariance,
+} from './fault-internals.js';
+import type { RuleProfile } from './rule-profile.js';
+
+/** Per-meter state: 84 buckets of [n, Σu, Σu²] — about 1.5–2 KB of JSON for a 7-day window. */
+interface LowVarianceState extends MomentRing {
+  f: OpenFault | null;
+}
+
+/**
+ * Low-variance fault (architecture doc "Low Variance Fault": 7-day coefficient of variation < 0.01, a
+ * malfunctioning sensor): CV = σ/μ of the meter's measured values over the rolling `rollingWindowMs`
+ * window (2-hour buckets, see `BUCKET_MS`), judged at every measured reading once the window holds
+ * `minWindowReadings` values and μ > 0. Strict: CV exactly at the threshold is not a fault.
+ *
+ * - Evidence is measured, non-NULL values only. Values an upstream detector excluded (a detected stuck or
+ *   overload run: flag `fault_excluded`) and values over the physical limit (`over_limit`) stay out of the
+ *   window, so this rule never re-reports another rule's fault and faulty data do not skew its statistics.
+ * - Overlaps: an all-zero window has μ = 0 (the zero rule's); an exactly constant window (σ = 0, exact
+ *   since the sums are integers) is the stuck rule's and is NOT low variance here — the seed's low-variance
+ *   fault is a near-constant, noisy-but-flat signal, the stuck fault a repeated value. A window drifting into
+ *   exact constancy therefore clears an open low-variance fault.
+ * - windowStart is the start of the window the CV was computed over (its first reading while the window is
+ *   not yet full, else its oldest bucket's start); detection tags FAULTS `low_variance` + a warning alert;
+ *   the first judgement with CV ≥ threshold (or σ = 0) clears it with the final windowEnd. Readings from the
+ *   detecting one to the clearing one are flagged `fault_excluded`.
+ */
+export function detectLowVariance(
+  store: StateStore,
+  thresholds: Pick<RuleProfile['faults'], 'rollingWindowMs' | 'lowVarianceCv' | 'minWindowReadings'>,
+  name = 'detectLowVariance',
+): Transform<Reading, Reading> {
+  const k = bucketCount(thresholds.rollingWindowMs);
+  const { lowVarianceCv: maxCv, minWindowReadings } = thresholds;
+  return keyedProcess<Reading, Reading, LowVarianceState>(store, {
+    name,
+    key: (r) => r.meterId,
+    onElement: (ctx, r) => {
+      if (isMeasuredValue(r) && !isExcludedValue(r)) {
+        let st = ctx.state;
+        if (st === undefined) {
+          st = { ...newMomentRing(k, r.ts), f: null };
+          ctx.state = st;
+        }
+        const off = ringSlot(st, k, FIELDS, r.ts);
+        if (off >= 0) {
+          addMoment(st, off, Math.round((r.kw as number) * KW_SCALE));
+          const n = st.t[0];
+          const sum = st.t[1];
+          if (n >= minWindowReadings && sum > 0) {
+            const nnVar = scaledVariance(st);
+            // σ/μ = √(n·Σu² − (Σu)²) / Σu; a constant window (exactly 0) belongs to the stuck rule.
+            const cv = nnVar > 0 ? Math.sqrt(nnVar) / sum : 0;
+            const low = nnVar > 0 && cv < maxCv;
+            const f = st.f;
+            if (low) {
+              if (f !== null) f.e = r.ts;
+              else {
+                const mean = sum / n / KW_SCALE;
+                st.f = raiseFault(
+                  ctx,
+                  r.meterId,
+                  'low_variance',
+                  ringWindowStart(st, k, st.fs),
+                  r.ts,
+                  {
+                    cv: round(cv, 6),
+                    meanKw: round(mean),
+                    stddevKw: round(Math.sqrt(nnVar) / n / KW_SCALE, 6),
+                    readings: n,
+                    thresholdCv: maxCv,
+                  },
+                  `7-day coefficient of variation ${round(cv, 6)} over ${n} readings`,
+                );
+              }
+            } else if (f !== null) {
+              clearFault(ctx, r.meterId, 'low_variance', f, r.ts, { cv: round(cv, 6), readings: n });
+              st.f = null;
+            }
+          }
+        }
+        if (st.f !== null) excludeFromAnalytics(r);
+      } else if (ctx.state?.f != null) excludeFromAnalytics(r);
+      ctx.emit(r);
+    },
+  });
+}

@@ -1,0 +1,262 @@
+import { type KeyedContext, keyedProcess, type StateStore, type Transform } from '../core/index.js';
+import type { FaultEvent, HourlyConsumption } from '../schemas/reading.js';
+import {
+  clearedEvidence,
+  DAY_MS,
+  faultAlert,
+  faultEvent,
+  HOUR_MS,
+  type OpenFault,
+  round,
+} from './fault-internals.js';
+import { ALERTS } from './outputs.js';
+import type { RuleProfile } from './rule-profile.js';
+
+/**
+ * Hourly values a meter needs in the window to be judged: one full day, so the daily shape — what the
+ * correlation is about — is in it. Belongs in the rule profile when the profile next changes.
+ */
+export const NEIGHBORHOOD_MIN_HOURS = 24;
+
+const EVAL_TIMER = 'evaluate';
+
+/**
+ * State per neighborhood: for each meter, its hourly mean kW over the window as a ring of W = window/1 h
+ * slots (slot = hour mod W, null where the meter has no aggregate), plus the meters currently reported.
+ * 72 slots × ~6 bytes ≈ 0.5 KB of JSON per meter for the 3-day default; a 50-meter neighborhood ≈ 25 KB.
+ */
+interface NeighborhoodState {
+  /** Epoch hour one past the newest hour held; the ring holds hours [end − W, end). */
+  end: number;
+  m: Record<string, (number | null)[]>;
+  /** Open outlier faults by meter. */
+  o: Record<string, OpenFault>;
+}
+
+/**
+ * Neighborhood-outlier fault (architecture doc "Neighborhood Correlation Fault": correlation with nearby
+ * meters < 0.3, an atypical pattern): a separate stage keyed by NEIGHBORHOOD, fed by the per-meter hourly
+ * aggregates (aggregateHourly, which leaves out `fault_excluded` readings), so it can run on another worker
+ * after a repartition. Its main output is the faults.
+ *
+ * - At every day end in event time (a timer that fires when the watermark passes midnight UTC, after the
+ *   day's last hourly panes arrived — or earlier, when a pane of a later day arrives first, see onElement)
+ *   each meter with ≥ {@link NEIGHBORHOOD_MIN_HOURS} hourly values in the
+ *   trailing `neighborhoodWindowMs` window is correlated (Pearson) with the mean of the OTHER judged meters
+ *   of its neighborhood over the same hours (hours where it has a value and another meter does too).
+ *   Needs `neighborhoodMinMeters` judged meters. Correlation strictly below `neighborhoodMinCorrelation`
+ *   → FaultEvent `neighborhood_outlier` on the main output (evidence {correlation, hours, meters}) and a
+ *   `meter_fault` warning on ALERTS; a reported meter judged at or above the threshold on a later day gets
+ *   the clearing event (same windowStart, the final windowEnd). windowStart/windowEnd are the first and last
+ *   hours of the meter's data in the window that tripped it; detectedAt is the day end.
+ * - Why a plain mean works: households (and, in their own districts, businesses) share the daily shape
+ *   (morning/evening peaks, business hours), the weekly shape and the weather; that common signal, not the
+ *   level, is what Pearson measures, so clean meters of different sizes correlate with their neighbours
+ *   well above 0.3 while an inverted or unrelated profile does not. `HourlyConsumption` carries no meter
+ *   type: a neighborhood mixing shops (daytime plateau) with homes (evening peak) could make a shop look
+ *   atypical. The simulator builds single-type neighborhoods; with mixed real ones, the stage should take
+ *   the registry as a side input and correlate each meter with its own type's mean.
+ * - Not judged (no undefined or double report): meters whose hourly series is exactly constant (a stuck
+ *   or zero meter before its detection, a vacant one — correlation is undefined) or near-constant (hourly
+ *   CV below `lowVarianceCv`: the low-variance rule's; noise on a flat line correlates with nothing).
+ * - A meter whose ring empties (no aggregates for a whole window: silent, or excluded by another fault)
+ *   leaves the state; an open outlier fault on it stays open until it is judged again.
+ */
+export function detectNeighborhoodOutlier(
+  store: StateStore,
+  thresholds: Pick<
+    RuleProfile['faults'],
+    'neighborhoodMinCorrelation' | 'neighborhoodWindowMs' | 'neighborhoodMinMeters' | 'lowVarianceCv'
+  >,
+  name = 'detectNeighborhoodOutlier',
+): Transform<HourlyConsumption, FaultEvent> {
+  const w = Math.max(1, Math.ceil(thresholds.neighborhoodWindowMs / HOUR_MS));
+  const {
+    neighborhoodMinCorrelation: minCorrelation,
+    neighborhoodMinMeters: minMeters,
+    lowVarianceCv,
+  } = thresholds;
+  const minHours = Math.min(NEIGHBORHOOD_MIN_HOURS, w);
+
+  const evaluate = (
+    ctx: KeyedContext<FaultEvent, NeighborhoodState>,
+    st: NeighborhoodState,
+    at: number,
+  ): void => {
+    const atHour = Math.floor(at / HOUR_MS);
+    const lo = Math.max(atHour - w, st.end - w);
+    const hi = Math.min(atHour, st.end);
+    const span = hi - lo;
+    const ids = Object.keys(st.m).sort();
+    const judged: string[] = [];
+    for (const id of ids) {
+      const series = st.m[id]!;
+      if (series.every((v) => v === null)) {
+        delete st.m[id];
+        continue;
+      }
+      if (span < minHours) continue;
+      let n = 0;
+      let sum = 0;
+      let sumSq = 0;
+      for (let h = lo; h < hi; h++) {
+        const v = series[h % w];
+        if (v === null || v === undefined) continue;
+        n += 1;
+        sum += v;
+        sumSq += v * v;
+      }
+      if (n < minHours) continue;
+      const mean = sum / n;
+      const variance = sumSq / n - mean * mean;
+      // Exactly or nearly constant: correlation undefined or meaningless (stuck, zero, vacant, low variance).
+      if (!(variance > 0) || !(mean > 0) || Math.sqrt(variance) / mean < lowVarianceCv) continue;
+      judged.push(id);
+    }
+    if (judged.length < minMeters || judged.length < 2) return;
+    const total = new Float64Array(span);
+    const count = new Uint32Array(span);
+    for (const id of judged) {
+      const series = st.m[id]!;
+      for (let h = lo; h < hi; h++) {
+        const v = series[h % w];
+        if (v === null || v === undefined) continue;
+        total[h - lo] += v;
+        count[h - lo] += 1;
+      }
+    }
+    const x = new Float64Array(span);
+    const y = new Float64Array(span);
+    for (const id of judged) {
+      const series = st.m[id]!;
+      let pairs = 0;
+      let first = -1;
+      let last = -1;
+      for (let h = lo; h < hi; h++) {
+        const v = series[h % w];
+        const i = h - lo;
+        if (v === null || v === undefined || count[i] < 2) continue;
+        x[pairs] = v;
+        y[pairs] = (total[i] - v) / (count[i] - 1);
+        pairs += 1;
+        if (first < 0) first = h;
+        last = h;
+      }
+      if (pairs < minHours) continue;
+      const r = pearson(x, y, pairs);
+      if (Number.isNaN(r)) continue;
+      const open = st.o[id];
+      if (r < minCorrelation) {
+        if (open !== undefined) open.e = last * HOUR_MS;
+        else {
+          const evidence = {
+            status: 'active',
+            correlation: round(r),
+            hours: pairs,
+            meters: judged.length,
+            thresholdCorrelation: minCorrelation,
+          };
+          const fault: OpenFault = {
+            s: first * HOUR_MS,
+            e: last * HOUR_MS,
+            d: at,
+            x: JSON.stringify(evidence),
+          };
+          st.o[id] = fault;
+          ctx.emit(faultEvent(id, 'neighborhood_outlier', fault));
+          ctx.tag(
+            ALERTS,
+            faultAlert(
+              id,
+              'neighborhood_outlier',
+              at,
+              `hourly profile correlates ${round(r, 3)} with the mean of ${judged.length - 1} neighbours over ${pairs} h`,
+            ),
+          );
+        }
+      } else if (open !== undefined) {
+        const evidence = clearedEvidence(open, at, {
+          correlation: round(r),
+          hours: pairs,
+          meters: judged.length,
+        });
+        ctx.emit(faultEvent(id, 'neighborhood_outlier', open, evidence));
+        delete st.o[id];
+      }
+    }
+  };
+
+  return keyedProcess<HourlyConsumption, FaultEvent, NeighborhoodState>(store, {
+    name,
+    key: (h) => h.neighborhood,
+    onElement: (ctx, h) => {
+      const hour = Math.floor(h.hour / HOUR_MS);
+      let st = ctx.state;
+      if (st === undefined) {
+        st = { end: hour + 1, m: {}, o: {} };
+        ctx.state = st;
+      }
+      const pending = ctx.timerTime(EVAL_TIMER);
+      if (pending !== undefined && h.hour >= pending) {
+        // A pane of a later day proves upstream's watermark passed `pending` (aggregateHourly emits a pane
+        // only once the watermark passed its hour, and the panes before it came first). Judge those days
+        // now, before the ring moves past their hours: a watermark that jumps several days at once (a
+        // bounded replay) delivers all the panes ahead of the timers.
+        for (let t = pending; t <= h.hour; t += DAY_MS) evaluate(ctx, st, t);
+        ctx.clearTimer(EVAL_TIMER);
+      }
+      if (hour >= st.end) {
+        const steps = Math.min(hour + 1 - st.end, w);
+        for (const series of Object.values(st.m)) {
+          for (let j = 0; j < steps; j++) series[(st.end + j) % w] = null;
+        }
+        st.end = hour + 1;
+      } else if (hour < st.end - w) return; // older than the window: it can no longer count
+      let series = st.m[h.meterId];
+      if (series === undefined) {
+        series = new Array<number | null>(w).fill(null);
+        st.m[h.meterId] = series;
+      }
+      series[hour % w] = h.avgKw;
+      const dayEnd = (Math.floor(h.hour / DAY_MS) + 1) * DAY_MS;
+      // A pane of a day already judged joins the next judgement instead of re-judging the past.
+      if (dayEnd > ctx.watermark) {
+        const next = ctx.timerTime(EVAL_TIMER);
+        if (next === undefined || dayEnd < next) ctx.setTimer(EVAL_TIMER, dayEnd);
+      }
+    },
+    onTimer: (ctx, timer) => {
+      const st = ctx.state;
+      if (st === undefined) return;
+      evaluate(ctx, st, timer.time);
+      // Data beyond this day end (a watermark that lagged, or an earlier day's late pane that moved the
+      // timer back) is judged at the following day end.
+      if (st.end * HOUR_MS > timer.time) ctx.setTimer(EVAL_TIMER, timer.time + DAY_MS);
+      if (Object.keys(st.m).length === 0 && Object.keys(st.o).length === 0) ctx.state = undefined;
+    },
+  });
+}
+
+/** Pearson correlation of the first n values of x and y, two-pass for accuracy; NaN when either is constant. */
+function pearson(x: Float64Array, y: Float64Array, n: number): number {
+  let mx = 0;
+  let my = 0;
+  for (let i = 0; i < n; i++) {
+    mx += x[i]!;
+    my += y[i]!;
+  }
+  mx /= n;
+  my /= n;
+  let sxy = 0;
+  let sxx = 0;
+  let syy = 0;
+  for (let i = 0; i < n; i++) {
+    const dx = x[i]! - mx;
+    const dy = y[i]! - my;
+    sxy += dx * dy;
+    sxx += dx * dx;
+    syy += dy * dy;
+  }
+  if (sxx === 0 || syy === 0) return Number.NaN;
+  return sxy / Math.sqrt(sxx * syy);
+}

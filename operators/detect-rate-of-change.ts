@@ -1,0 +1,52 @@
+import { keyedProcess, type StateStore, type Transform } from '../core/index.js';
+import type { Reading } from '../schemas/reading.js';
+import type { RuleProfile } from './rule-profile.js';
+
+/** kW values carry 4 decimals; comparing them as integers of 0.0001 kW keeps "exactly 500 %" exact. */
+const SCALE = 10_000;
+
+/**
+ * Flags a measured reading `spike` when it rose more than `spikeIncreasePct` above the meter's previous
+ * measured value, `drop` when it fell more than `dropDecreasePct` below it (both strict: exactly 500 % is
+ * not a spike). The previous value is the last measured, non-null reading: interpolated and missing rows,
+ * NULL readings and readings over the physical limit (`over_limit`, quarantined after the fault rules)
+ * neither get judged nor become the base. A base below `minBaseKw` is not judged, since ratios of
+ * near-zero loads are noise. Per-meter state is that one number, in an object updated in place
+ * so a reading costs one state lookup and no store write.
+ */
+export function detectRateOfChange(
+  store: StateStore,
+  thresholds: RuleProfile['rateOfChange'],
+  name = 'detectRateOfChange',
+): Transform<Reading, Reading> {
+  const spikeFactor = 100 + thresholds.spikeIncreasePct;
+  const dropFactor = 100 - thresholds.dropDecreasePct;
+  const minBase = Math.round(thresholds.minBaseKw * SCALE);
+  return keyedProcess<Reading, Reading, { base: number }>(store, {
+    name,
+    key: (r) => r.meterId,
+    onElement: (ctx, r) => {
+      if (r.kw !== null && r.status === 'measured' && !overLimit(r)) {
+        const cur = Math.round(r.kw * SCALE);
+        const prev = ctx.state;
+        if (prev === undefined) ctx.state = { base: cur };
+        else {
+          const base = prev.base;
+          if (base >= minBase) {
+            if (cur * 100 > base * spikeFactor) r.flags.push('spike');
+            else if (cur * 100 < base * dropFactor) r.flags.push('drop');
+          }
+          prev.base = cur;
+        }
+      }
+      ctx.emit(r);
+    },
+  });
+}
+
+/** Over the physical limit: quarantined after the fault rules, so never stored and never a base. */
+function overLimit(r: Reading): boolean {
+  const flags = r.flags;
+  for (let i = 0; i < flags.length; i++) if (flags[i] === 'over_limit') return true;
+  return false;
+}

@@ -1,0 +1,279 @@
+/**
+ * Logic shared by the fault detectors (`detect-*.ts`), like RxJS's `*Internals.ts`: how a fault is raised
+ * and cleared, which readings count as evidence, the meter's reading cadence, and the rolling-window
+ * bucket rings. Nothing here is an operator; nothing here keeps state outside the state objects it is
+ * handed, so everything stays checkpointable plain JSON.
+ */
+import type { OutputTag } from '../core/index.js';
+import type { Alert, AlertSeverity, FaultEvent, FaultType, Reading } from '../schemas/reading.js';
+import { ALERTS, FAULTS } from './outputs.js';
+
+export const HOUR_MS = 3_600_000;
+export const DAY_MS = 24 * HOUR_MS;
+
+/** kW carry 4 decimals (B1.3); as integers of 0.0001 kW, window sums are exact (see {@link MomentRing}). */
+export const KW_SCALE = 10_000;
+
+/** Anything that can take a tagged record: a keyed context or a ParDo emitter. */
+export interface TagSink {
+  tag<T>(tag: OutputTag<T>, item: T): void;
+}
+
+/** Figures that tripped (or released) a rule, stored as the fault's JSON evidence. */
+export type Evidence = Readonly<Record<string, number | string | boolean | null>>;
+
+/**
+ * A fault that is active on a meter, kept in the detector's state until it clears. Short field names:
+ * 50,000 meters × several detectors are checkpointed.
+ */
+export interface OpenFault {
+  /** windowStart: event time of the first reading of the condition. */
+  s: number;
+  /** windowEnd so far: event time of the latest reading still in the condition. */
+  e: number;
+  /** detectedAt: event time of the reading at which the threshold was reached. */
+  d: number;
+  /** Evidence JSON at detection, repeated with the clearing figures in the clearing event. */
+  x: string;
+}
+
+/**
+ * Builds the fault row. The faults table is a ReplacingMergeTree on (meter_id, fault_type, window_start):
+ * the clearing event repeats windowStart and detectedAt so it replaces the detection row.
+ */
+export function faultEvent(
+  meterId: string,
+  faultType: FaultType,
+  fault: OpenFault,
+  evidence: string = fault.x,
+): FaultEvent {
+  return { meterId, faultType, windowStart: fault.s, windowEnd: fault.e, detectedAt: fault.d, evidence };
+}
+
+/**
+ * A fault was just detected: records it on FAULTS and raises a `meter_fault` alert on ALERTS. Returns the
+ * open fault for the detector's state.
+ */
+export function raiseFault(
+  out: TagSink,
+  meterId: string,
+  faultType: FaultType,
+  windowStart: number,
+  detectedAt: number,
+  evidence: Evidence,
+  message: string,
+  severity: AlertSeverity = 'warning',
+): OpenFault {
+  const fault: OpenFault = {
+    s: windowStart,
+    e: detectedAt,
+    d: detectedAt,
+    x: JSON.stringify({ status: 'active', ...evidence }),
+  };
+  out.tag(FAULTS, faultEvent(meterId, faultType, fault));
+  out.tag(ALERTS, faultAlert(meterId, faultType, detectedAt, message, severity));
+  return fault;
+}
+
+/**
+ * The fault cleared at `clearedAt` (the first reading out of the condition): the final row keeps
+ * windowStart and detectedAt, ends at the last reading of the condition, and adds the clearing figures.
+ */
+export function clearFault(
+  out: TagSink,
+  meterId: string,
+  faultType: FaultType,
+  fault: OpenFault,
+  clearedAt: number,
+  evidence: Evidence,
+): void {
+  out.tag(FAULTS, faultEvent(meterId, faultType, fault, clearedEvidence(fault, clearedAt, evidence)));
+}
+
+export function clearedEvidence(fault: OpenFault, clearedAt: number, evidence: Evidence): string {
+  const detected = JSON.parse(fault.x) as Record<string, unknown>;
+  return JSON.stringify({ ...detected, status: 'cleared', clearedAt, cleared: evidence });
+}
+
+export function faultAlert(
+  meterId: string,
+  faultType: FaultType,
+  ts: number,
+  message: string,
+  severity: AlertSeverity = 'warning',
+): Alert {
+  return {
+    severity,
+    kind: 'meter_fault',
+    meterId,
+    ts,
+    message: `${faultType} fault on ${meterId}: ${message}`,
+  };
+}
+
+/** Marks a reading as taken out of analytics while a fault is active; once, whatever the number of faults. */
+export function excludeFromAnalytics(r: Reading): void {
+  const flags = r.flags;
+  for (let i = 0; i < flags.length; i++) if (flags[i] === 'fault_excluded') return;
+  flags.push('fault_excluded');
+}
+
+/** A value the meter actually sent: not interpolated, not a missing row, not a NULL reading. */
+export function isMeasuredValue(r: Reading): boolean {
+  return r.kw !== null && r.status === 'measured';
+}
+
+/**
+ * True for a reading that must stay out of a detector's value statistics: one an upstream detector has
+ * already excluded (a stuck run, an overload …: faulty data would skew the 7-day statistics and make the
+ * same fault show up again under another name), or one over the physical limit that is only passing
+ * through for the overload rule and will be quarantined.
+ */
+export function isExcludedValue(r: Reading): boolean {
+  const flags = r.flags;
+  for (let i = 0; i < flags.length; i++) {
+    const f = flags[i];
+    if (f === 'fault_excluded' || f === 'over_limit') return true;
+  }
+  return false;
+}
+
+export function hasFlag(r: Reading, flag: Reading['flags'][number]): boolean {
+  const flags = r.flags;
+  for (let i = 0; i < flags.length; i++) if (flags[i] === flag) return true;
+  return false;
+}
+
+/**
+ * The meter's reading cadence. Durations are measured as `last − first + interval`, because a reading's
+ * `ts` is the start of the interval it covers: 192 readings 15 min apart cover exactly 48 h.
+ */
+export interface Cadence {
+  /** Latest event time seen. */
+  lt: number;
+  /** Reading interval: the smallest positive step between successive readings; 0 until known. */
+  iv: number;
+}
+
+/**
+ * The smallest step is the interval once fillGaps has put a row in every interval, and it is immune to
+ * the gaps and the re-sent earlier readings (over-limit rejoins) that a "last step" would pick up.
+ */
+export function observeCadence(c: Cadence, ts: number): void {
+  const step = ts - c.lt;
+  if (step > 0) {
+    if (c.iv === 0 || step < c.iv) c.iv = step;
+    c.lt = ts;
+  }
+}
+
+/** Rounds a figure for evidence and messages (evidence is for people; the rule used full precision). */
+export function round(x: number, digits = 4): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+export function hours(ms: number): number {
+  return round(ms / HOUR_MS, 2);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Rolling windows as rings of buckets.
+
+/**
+ * Width of a rolling-window bucket. A 7-day window is 84 buckets instead of 672 raw readings, and its far
+ * edge moves in 2-hour steps: the statistics cover between 166 h and 168 h of readings, which moves a
+ * 7-day mean, σ or missing share by far less than the rules' margins, while the state is 2.7× smaller
+ * than the raw values and every update is O(1).
+ */
+export const BUCKET_MS = 2 * HOUR_MS;
+
+/** Buckets a window of `windowMs` spans. */
+export function bucketCount(windowMs: number): number {
+  return Math.max(1, Math.ceil(windowMs / BUCKET_MS));
+}
+
+/**
+ * A ring of `k` buckets of `f` numeric fields each, with running totals, in plain arrays. Bucket `b`
+ * (= floor(ts / BUCKET_MS)) lives in slot `b mod k`; advancing to a newer bucket empties the slots of the
+ * buckets that left the window.
+ */
+export interface BucketRing {
+  /** Index of the newest bucket. */
+  hb: number;
+  /** k × f fields, bucket-major. */
+  r: number[];
+  /** f running totals over the ring. */
+  t: number[];
+}
+
+export function newBucketRing(k: number, fields: number, ts: number): BucketRing {
+  return {
+    hb: Math.floor(ts / BUCKET_MS),
+    r: new Array<number>(k * fields).fill(0),
+    t: new Array<number>(fields).fill(0),
+  };
+}
+
+/**
+ * Moves the ring so that the bucket of `ts` is in it and returns its slot offset into `r`, or -1 when `ts`
+ * is older than the window (such a reading no longer counts). Totals are recomputed from the ring when it
+ * advances, so they never drift even when sums exceed 2^53.
+ */
+export function ringSlot(ring: BucketRing, k: number, fields: number, ts: number): number {
+  const b = Math.floor(ts / BUCKET_MS);
+  if (b > ring.hb) {
+    const r = ring.r;
+    const t = ring.t;
+    const expired = Math.min(b - ring.hb, k);
+    for (let j = 1; j <= expired; j++) {
+      const off = ((ring.hb + j) % k) * fields;
+      for (let i = 0; i < fields; i++) r[off + i] = 0;
+    }
+    ring.hb = b;
+    for (let i = 0; i < fields; i++) t[i] = 0;
+    for (let off = 0; off < r.length; off += fields) for (let i = 0; i < fields; i++) t[i] += r[off + i];
+  } else if (b <= ring.hb - k) return -1;
+  return (b % k) * fields;
+}
+
+/** Start of the window the ring covers now: the oldest bucket's start, or `since` if later. */
+export function ringWindowStart(ring: BucketRing, k: number, since: number): number {
+  return Math.max(since, (ring.hb - k + 1) * BUCKET_MS);
+}
+
+/**
+ * Window moments of kW readings: per bucket [n, Σu, Σu²] with u = round(kW × 10⁴). Values carry 4
+ * decimals, so u is an exact integer and every sum is exact while below 2^53: Σu² of 672 readings stays
+ * exact up to ~360 kW per reading. Hence a constant window has n·Σu² − (Σu)² = 0 exactly (no rounding
+ * noise passing for "low variance"), and σ² = (n·Σu² − (Σu)²)/n² loses nothing to cancellation that
+ * matters: even at CV 10⁻⁴ the relative error of σ² is below 10⁻⁶.
+ */
+export interface MomentRing extends BucketRing {
+  /** Event time of the first reading the ring ever took (the window's start until it is full). */
+  fs: number;
+}
+
+export const MOMENT_FIELDS = 3;
+
+export function newMomentRing(k: number, ts: number): MomentRing {
+  return { ...newBucketRing(k, MOMENT_FIELDS, ts), fs: ts };
+}
+
+/** Adds reading `u` (kW × 10⁴) at slot `off` returned by {@link ringSlot}. */
+export function addMoment(ring: BucketRing, off: number, u: number): void {
+  const r = ring.r;
+  const t = ring.t;
+  r[off] += 1;
+  r[off + 1] += u;
+  r[off + 2] += u * u;
+  t[0] += 1;
+  t[1] += u;
+  t[2] += u * u;
+}
+
+/** n²·σ² of the window in (10⁻⁴ kW)²: exactly 0 for a constant window. */
+export function scaledVariance(ring: BucketRing): number {
+  const t = ring.t;
+  return t[0] * t[2] - t[1] * t[1];
+}

@@ -1,0 +1,111 @@
+import { type Emitter, parDo, type Transform } from '../core/index.js';
+import type { Reading } from '../schemas/reading.js';
+import { QUARANTINE } from './outputs.js';
+import { reconstructedRaw } from './record-id.js';
+import type { RuleProfile } from './rule-profile.js';
+
+const KILOWATT = 1;
+const WATT = 2;
+const KILOWATT_HOUR = 3;
+const MISSING = 4;
+
+/** Accepted spellings (B1.2 plus the input contract), lowercase; lookups fall back to lowercasing. */
+const SPELLINGS: readonly [string, number][] = [
+  ['kw', KILOWATT],
+  ['kilowatt', KILOWATT],
+  ['kilowatts', KILOWATT],
+  ['w', WATT],
+  ['watt', WATT],
+  ['watts', WATT],
+  ['kwh', KILOWATT_HOUR],
+  ['', MISSING],
+];
+
+/**
+ * Unit kind by spelling. The common casings are in the table so the hot path is one map lookup; only an
+ * odd casing or padding pays for `trim().toLowerCase()`.
+ */
+const UNIT_KIND: ReadonlyMap<string, number> = new Map(
+  SPELLINGS.flatMap(([s, kind]) => [
+    [s, kind],
+    [s.toUpperCase(), kind],
+    [s.charAt(0).toUpperCase() + s.slice(1), kind],
+    [s.replace('kw', 'kW'), kind],
+  ]),
+);
+
+/** Unknown units are named in the reason; a garbage unit must not blow up the quarantine row. */
+const MAX_UNIT_IN_REASON = 32;
+
+/**
+ * Step 2: every value in kW, rounded to `decimals` (B1.1–B1.3). Mutates the reading in place.
+ *
+ * - W / Watt / Watts (any case): ÷ 1000, flag `unit_converted`.
+ * - kW / Kilowatt(s): as is.
+ * - kWh: taken as kW, as the seed says for hourly readings: the energy of one hour equals its mean power.
+ *   A 15-minute interval's kWh would be a quarter of its mean kW (kW = kWh × 4); the seed does not ask
+ *   for that and the interval is not known here, so it is not done.
+ * - Empty unit: inferred from the value: below `inferKwBelow` kW (flag `unit_inferred`), above
+ *   `inferWattsAbove` W (÷ 1000, flags `unit_inferred` and `unit_converted`), at either bound or between
+ *   them quarantined as `ambiguous_unit`.
+ * - Any other unit: quarantined as `invalid_unit:<unit as sent, trimmed>`.
+ * - A NULL reading passes untouched whatever its unit: there is no value to convert, and it is kept as
+ *   `MISSING_READING` evidence of the interval (quarantining it would hide a connectivity problem).
+ */
+export function standardizeUnits<R extends Reading>(thresholds: RuleProfile['units']): Transform<R, R> {
+  const { inferKwBelow, inferWattsAbove } = thresholds;
+  const factor = 10 ** thresholds.decimals;
+  const round = (v: number): number => {
+    const scaled = v * factor;
+    // Beyond 2^52 there are no fractions left to round (and ×factor may overflow to Infinity).
+    if (!(Math.abs(scaled) < 4_503_599_627_370_496)) return v;
+    // One ulp of nudge so a decimal tie stored just below it (1.00005 → 10000.4999…) rounds half up.
+    return Math.round(scaled * (1 + Number.EPSILON)) / factor + 0;
+  };
+  return parDo<R, R>((r, out) => {
+    const kw = r.kw;
+    if (kw === null) {
+      out.emit(r);
+      return;
+    }
+    let kind = UNIT_KIND.get(r.rawUnit);
+    if (kind === undefined) kind = UNIT_KIND.get(r.rawUnit.trim().toLowerCase());
+    switch (kind) {
+      case KILOWATT:
+      case KILOWATT_HOUR:
+        r.kw = round(kw);
+        break;
+      case WATT:
+        r.kw = round(kw / 1000);
+        r.flags.push('unit_converted');
+        break;
+      case MISSING:
+        if (kw < inferKwBelow) {
+          r.kw = round(kw);
+          r.flags.push('unit_inferred');
+        } else if (kw > inferWattsAbove) {
+          r.kw = round(kw / 1000);
+          r.flags.push('unit_inferred', 'unit_converted');
+        } else {
+          quarantine(r, 'ambiguous_unit', out);
+          return;
+        }
+        break;
+      default:
+        quarantine(r, `invalid_unit:${r.rawUnit.trim().slice(0, MAX_UNIT_IN_REASON)}`, out);
+        return;
+    }
+    out.emit(r);
+  });
+}
+
+function quarantine(r: Reading, reason: string, out: Pick<Emitter<unknown>, 'tag'>): void {
+  out.tag(QUARANTINE, {
+    meterId: r.meterId,
+    ts: r.ts,
+    raw: reconstructedRaw(r),
+    reasons: [reason],
+    source: r.source,
+    quarantinedAt: r.processedAt,
+  });
+}

@@ -1,0 +1,193 @@
+import { ignoreElements, merge, Observable, type SchedulerLike, share, tap } from 'rxjs';
+import {
+  assignWatermarks,
+  awaitSideInputs,
+  type Flow,
+  type FlowEvent,
+  LATE,
+  PipelineGraph,
+  parDo,
+  rejoinTag,
+  type SideInput,
+  type StateStore,
+  untagged,
+} from '../core/index.js';
+import { aggregateHourly } from '../operators/aggregate-hourly.js';
+import { classifyPeak } from '../operators/classify-peak.js';
+import { dedupeReadings } from '../operators/dedupe-readings.js';
+import { detectCommFailure } from '../operators/detect-comm-failure.js';
+import { detectErraticSpike } from '../operators/detect-erratic-spike.js';
+import { detectLowVariance } from '../operators/detect-low-variance.js';
+import { detectNeighborhoodOutlier } from '../operators/detect-neighborhood-outlier.js';
+import { detectOverload } from '../operators/detect-overload.js';
+import { detectRateOfChange } from '../operators/detect-rate-of-change.js';
+import { detectStuckMeter } from '../operators/detect-stuck-meter.js';
+import { detectZeroMeter } from '../operators/detect-zero-meter.js';
+import { fillGaps } from '../operators/fill-gaps.js';
+import { orderByEventTime } from '../operators/order-by-event-time.js';
+import { ALERTS, FAULTS, type Lineage, type MeterRegistry, QUARANTINE } from '../operators/outputs.js';
+import { type ParsedReading, parseReading } from '../operators/parse-reading.js';
+import { toQuarantineRecord } from '../operators/quarantine-record.js';
+import { rankDailyPeaks } from '../operators/rank-daily-peaks.js';
+import type { RuleProfile } from '../operators/rule-profile.js';
+import { scoreQuality } from '../operators/score-quality.js';
+import { stampLineage } from '../operators/stamp-lineage.js';
+import { standardizeUnits } from '../operators/standardize-units.js';
+import { OVER_LIMIT, validateReading } from '../operators/validate-reading.js';
+import type {
+  Alert,
+  DailyPeak,
+  FaultEvent,
+  HourlyConsumption,
+  QuarantineRecord,
+  RawReading,
+  Reading,
+} from '../schemas/reading.js';
+
+export interface MeterQualityOptions {
+  readonly profile: RuleProfile;
+  readonly registry: SideInput<MeterRegistry>;
+  readonly store: StateStore;
+  readonly lineage: Lineage;
+  /** Backfill: backdated readings are expected and not flagged. */
+  readonly replay: boolean;
+  /** Processing-time idleness after which a quiet source no longer holds the watermark back. */
+  readonly idleTimeoutMs?: number;
+  /** Watermark at the end of a bounded input; see `assignWatermarks`. */
+  readonly finalWatermark?: (maxEventTime: number) => number;
+  readonly scheduler?: SchedulerLike;
+}
+
+/** Receives every output of the graph synchronously, batch by batch; the runner buffers them for the sinks. */
+export interface MeterQualitySink {
+  readings(batch: readonly Reading[]): void;
+  quarantine(batch: readonly QuarantineRecord[]): void;
+  faults(batch: readonly FaultEvent[]): void;
+  alerts(batch: readonly Alert[]): void;
+  hourly(batch: readonly HourlyConsumption[]): void;
+  dailyPeaks(batch: readonly DailyPeak[]): void;
+}
+
+const HOUR = 3_600_000;
+
+/**
+ * The meter-quality graph: per-meter rules keyed by meter, then the cross-meter stages keyed by
+ * neighborhood and by day, fed from per-meter hourly aggregates so they could run on another worker.
+ */
+export function meterQualityGraph(options: MeterQualityOptions): {
+  graph: PipelineGraph;
+  connect: (input: Flow<RawReading>, sink: MeterQualitySink) => Observable<void>;
+} {
+  const { profile, store, registry, lineage } = options;
+  const g = new PipelineGraph('meter-quality');
+  g.source('readings-in');
+  const stages = [
+    g.stage('awaitRegistry', awaitSideInputs<RawReading>(registry)),
+    g.stage('parseReading', parseReading(lineage)),
+    g.stage('standardizeUnits', standardizeUnits(profile.units)),
+    // Readings over the physical limit leave the stored output at quarantineOverLimit, but the overload rule
+    // must still see them in order: they are tagged by the validator and rejoined inside the same stage.
+    g.stage('validateReading', (flow: Flow<ParsedReading>) =>
+      validateReading(registry, profile.validation, { replay: options.replay })(flow).pipe(
+        rejoinTag(OVER_LIMIT, (r) => {
+          r.flags.push('over_limit');
+          return r;
+        }),
+      ),
+    ),
+    g.stage(
+      'assignWatermarks',
+      assignWatermarks<Reading>({
+        name: 'assignWatermarks',
+        store,
+        eventTime: (r) => r.ts,
+        maxOutOfOrdernessMs: profile.maxOutOfOrdernessMs,
+        ...(options.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: options.idleTimeoutMs }),
+        ...(options.finalWatermark === undefined ? {} : { finalWatermark: options.finalWatermark }),
+        ...(options.scheduler === undefined ? {} : { scheduler: options.scheduler }),
+      }),
+    ),
+    g.stage('dedupeReadings', dedupeReadings(store, { horizonMs: profile.maxOutOfOrdernessMs + 2 * HOUR })),
+    g.stage('orderByEventTime', orderByEventTime(store)),
+    g.stage('fillGaps', fillGaps(store, profile.gaps)),
+    g.stage('detectRateOfChange', detectRateOfChange(store, profile.rateOfChange)),
+    g.stage('detectZeroMeter', detectZeroMeter(store, registry, profile.faults)),
+    g.stage('detectStuckMeter', detectStuckMeter(store, profile.faults)),
+    g.stage('detectOverload', detectOverload(store, registry, profile.faults)),
+    g.stage('detectLowVariance', detectLowVariance(store, profile.faults)),
+    g.stage('detectErraticSpike', detectErraticSpike(store, profile.faults)),
+    g.stage('detectCommFailure', detectCommFailure(store, profile.faults)),
+    g.stage(
+      'quarantineOverLimit',
+      parDo<Reading, Reading>((r, out) => {
+        if (r.flags.includes('over_limit'))
+          out.tag(QUARANTINE, toQuarantineRecord(r, ['out_of_range'], lineage));
+        else out.emit(r);
+      }),
+    ),
+    g.stage('scoreQuality', scoreQuality(profile.quality)),
+    g.stage('classifyPeak', classifyPeak(profile.peaks)),
+    g.stage('stampLineage', stampLineage(lineage)),
+  ] as const;
+  g.sink('readings', 'stampLineage');
+  g.sink('quarantine', 'validateReading', QUARANTINE.name);
+  g.sink('faults', 'detectCommFailure', FAULTS.name);
+  g.sink('alerts', 'fillGaps', ALERTS.name);
+
+  const hourlyStage = g.stage(
+    'aggregateHourly',
+    aggregateHourly(store, registry, { allowedLatenessMs: 0 }),
+    'classifyPeak',
+  );
+  const neighborhoodStage = g.stage(
+    'detectNeighborhoodOutlier',
+    detectNeighborhoodOutlier(store, profile.faults),
+    'aggregateHourly',
+  );
+  const peaksStage = g.stage('rankDailyPeaks', rankDailyPeaks(store, profile.peaks), 'aggregateHourly');
+  g.sink('hourly_consumption', 'aggregateHourly');
+  g.sink('daily_peaks', 'rankDailyPeaks');
+  g.edge('detectNeighborhoodOutlier', 'faults');
+
+  /**
+   * Subscribes the whole graph to `input` and routes every output to `sink`. Subscribe before the input
+   * emits: branches share the trunk. The returned observable completes when every branch completed.
+   */
+  const connect = (input: Flow<RawReading>, sink: MeterQualitySink): Observable<void> =>
+    new Observable<void>((subscriber) => {
+      const trunk = stages.reduce<Observable<FlowEvent<unknown>>>(
+        (flow, stage) =>
+          (stage as unknown as (f: Observable<FlowEvent<unknown>>) => Observable<FlowEvent<unknown>>)(flow),
+        input as Observable<FlowEvent<unknown>>,
+      ) as Observable<FlowEvent<Reading>>;
+      const shared = trunk.pipe(share());
+      const hourly = shared.pipe(untagged(), hourlyStage, share());
+      const neighborhood = hourly.pipe(untagged(), neighborhoodStage);
+      const peaks = hourly.pipe(untagged(), peaksStage);
+      const route = <T>(flow: Observable<FlowEvent<T>>, main?: (b: readonly T[]) => void) =>
+        flow.pipe(
+          tap((e) => {
+            if (e.kind === 'data') main?.(e.items);
+            else if (e.kind === 'tagged') {
+              if (e.tag === QUARANTINE.name) sink.quarantine(e.items as QuarantineRecord[]);
+              else if (e.tag === FAULTS.name) sink.faults(e.items as FaultEvent[]);
+              else if (e.tag === ALERTS.name) sink.alerts(e.items as Alert[]);
+              // Readings behind a closed hourly window are stored already; only their hourly pane is missed,
+              // and the aggregateHourly stage counts them under its `late` tag.
+              else if (e.tag === LATE.name) return;
+              else throw new Error(`meter-quality graph: no sink for tagged output "${e.tag}"`);
+            }
+          }),
+        );
+      return merge(
+        route(neighborhood, (b) => sink.faults(b)),
+        route(peaks, (b) => sink.dailyPeaks(b)),
+        route(hourly, (b) => sink.hourly(b)),
+        route(shared, (b) => sink.readings(b)),
+      )
+        .pipe(ignoreElements())
+        .subscribe(subscriber);
+    });
+
+  return { graph: g, connect };
+}

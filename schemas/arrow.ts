@@ -1,0 +1,506 @@
+/**
+ * The Arrow form of the schema, derived from the column lists in `reading.ts`: one Arrow type per
+ * {@link ColumnType}, a schema per column list, and a builder that turns rows into a `RecordBatch`
+ * by filling typed arrays and wrapping them with `makeData` (no per-value Arrow builder calls:
+ * `vectorFromArray` is several times slower). {@link arrowColumnValues} reads a column back into the
+ * plain values `Column.get` produces, so a sink can take rows or Arrow batches alike.
+ */
+import {
+  type Data,
+  DataType,
+  Dictionary,
+  Field,
+  Float64,
+  Int32,
+  Int64,
+  List,
+  makeData,
+  makeVector,
+  RecordBatch,
+  Schema,
+  Struct,
+  TimestampMillisecond,
+  TimeUnit,
+  Uint8,
+  Uint32,
+  Uint64,
+  Utf8,
+  type Vector,
+} from 'apache-arrow';
+import {
+  alertColumns,
+  type Column,
+  type ColumnType,
+  dailyPeakColumns,
+  faultColumns,
+  hourlyColumns,
+  meterColumns,
+  qualityLogColumns,
+  quarantineColumns,
+  readingColumns,
+} from './reading.js';
+
+/** What `Column.get` returns, and what {@link arrowColumnValues} gives back. */
+export type CellValue = string | number | boolean | null | readonly string[];
+
+/** A value does not fit its column's type; names the column and the row, never the value. */
+export class ArrowConversionError extends TypeError {
+  override readonly name = 'ArrowConversionError';
+  readonly column: string;
+  /** Index of the offending row in the batch, or -1 when the whole column is at fault. */
+  readonly rowIndex: number;
+
+  constructor(message: string, column: string, rowIndex: number) {
+    super(`Column ${column}${rowIndex >= 0 ? `, row ${rowIndex}` : ''}: ${message}`);
+    this.column = column;
+    this.rowIndex = rowIndex;
+  }
+}
+
+/** Time zone written on every timestamp field: all GreenStream times are UTC instants. */
+export const ARROW_TIME_ZONE = 'UTC';
+
+export function isNullableColumnType(type: ColumnType): boolean {
+  return type === 'NullableDateTime' || type === 'NullableFloat64';
+}
+
+/**
+ * The Arrow type of a column type. `LowCardinalityString` becomes a dictionary with Int32
+ * indices (the Arrow default key, so any reader accepts it); `dictionaryId` must be unique within
+ * one schema.
+ */
+export function arrowTypeOf(type: ColumnType, dictionaryId = 0): DataType {
+  switch (type) {
+    case 'String':
+      return new Utf8();
+    case 'LowCardinalityString':
+      return new Dictionary(new Utf8(), new Int32(), dictionaryId);
+    case 'DateTime':
+    case 'NullableDateTime':
+      return new TimestampMillisecond(ARROW_TIME_ZONE);
+    case 'Float64':
+    case 'NullableFloat64':
+      return new Float64();
+    case 'UInt8':
+      return new Uint8();
+    case 'UInt32':
+      return new Uint32();
+    case 'UInt64':
+      return new Uint64();
+    case 'Int64':
+      return new Int64();
+    case 'ArrayString':
+      // Elements are never null: a flag or a reason is always a string.
+      return new List(new Field('item', new Utf8(), false));
+  }
+}
+
+/** The Arrow schema of a column list; each field carries the column's `doc` as metadata. */
+export function arrowSchemaOf<Row>(columns: readonly Column<Row>[]): Schema {
+  return new Schema(
+    columns.map(
+      (column, index) =>
+        new Field(
+          column.name,
+          arrowTypeOf(column.type, index),
+          isNullableColumnType(column.type),
+          new Map([['doc', column.doc]]),
+        ),
+    ),
+  );
+}
+
+export const readingArrowSchema = arrowSchemaOf(readingColumns);
+export const quarantineArrowSchema = arrowSchemaOf(quarantineColumns);
+export const hourlyArrowSchema = arrowSchemaOf(hourlyColumns);
+export const faultArrowSchema = arrowSchemaOf(faultColumns);
+export const alertArrowSchema = arrowSchemaOf(alertColumns);
+export const meterArrowSchema = arrowSchemaOf(meterColumns);
+export const dailyPeakArrowSchema = arrowSchemaOf(dailyPeakColumns);
+export const qualityLogArrowSchema = arrowSchemaOf(qualityLogColumns);
+
+/**
+ * Builds one `RecordBatch` from rows, column by column. Throws {@link ArrowConversionError} when
+ * a value does not fit its column (a string where a number belongs, a NULL in a non-nullable
+ * column, an integer out of range, a non-finite time).
+ */
+export function recordBatchFromRows<Row>(
+  columns: readonly Column<Row>[],
+  rows: readonly Row[],
+  schema: Schema = arrowSchemaOf(columns),
+): RecordBatch {
+  const children = columns.map((column, index) => {
+    const field = schema.fields[index];
+    if (field === undefined || field.name !== column.name) {
+      throw new ArrowConversionError('schema does not match the column list', column.name, -1);
+    }
+    const get = column.get;
+    return columnData(column, field.type, rows.length, (i) => get(rows[i] as Row));
+  });
+  const data = makeData({ type: new Struct(schema.fields), length: rows.length, nullCount: 0, children });
+  return new RecordBatch(schema, data);
+}
+
+type ValueAt = (rowIndex: number) => CellValue;
+
+function columnData<Row>(column: Column<Row>, type: DataType, length: number, at: ValueAt): Data {
+  const nullable = isNullableColumnType(column.type);
+  switch (column.type) {
+    case 'String':
+      return utf8Data(stringsOf(column.name, length, at), null, 0);
+    case 'LowCardinalityString':
+      return dictionaryData(column.name, type as Dictionary<Utf8, Int32>, length, at);
+    case 'DateTime':
+    case 'NullableDateTime':
+      return timestampData(column.name, type as TimestampMillisecond, nullable, length, at);
+    case 'Float64':
+    case 'NullableFloat64':
+      return float64Data(column.name, type as Float64, nullable, length, at);
+    case 'UInt8':
+      return integerData(column.name, type as Uint8, new Uint8Array(length), 0xff, length, at);
+    case 'UInt32':
+      return integerData(column.name, type as Uint32, new Uint32Array(length), 0xffff_ffff, length, at);
+    case 'UInt64':
+      return bigIntegerData(column.name, type as Uint64, new BigUint64Array(length), 0, length, at);
+    case 'Int64':
+      return bigIntegerData(column.name, type as Int64, new BigInt64Array(length), -Infinity, length, at);
+    case 'ArrayString':
+      return stringListData(column.name, type as List<Utf8>, length, at);
+  }
+}
+
+/** Validity bits, allocated on the first NULL so that columns without NULLs carry no bitmap. */
+class NullTracker {
+  bitmap: Uint8Array | null = null;
+  nullCount = 0;
+
+  constructor(private readonly length: number) {}
+
+  markNull(index: number): void {
+    if (this.bitmap === null) {
+      this.bitmap = new Uint8Array((this.length + 7) >> 3).fill(0xff);
+    }
+    this.bitmap[index >> 3] = (this.bitmap[index >> 3] as number) & ~(1 << (index & 7));
+    this.nullCount++;
+  }
+}
+
+function stringsOf(name: string, length: number, at: ValueAt): string[] {
+  const out = new Array<string>(length);
+  for (let i = 0; i < length; i++) {
+    const value = at(i);
+    if (typeof value !== 'string') throw new ArrowConversionError('expected a string', name, i);
+    out[i] = value;
+  }
+  return out;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** UTF-8 length as `TextEncoder` produces it (a lone surrogate becomes U+FFFD, 3 bytes). */
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (code >= 0xd800 && code <= 0xdbff && ((text.charCodeAt(i + 1) || 0) & 0xfc00) === 0xdc00) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+/**
+ * Encodes all strings with one `join` and one `encode`: per-string encoding costs a native call
+ * each. When the text is ASCII (byte count equals character count) the offsets are the string
+ * lengths; otherwise each string's UTF-8 length is counted.
+ */
+function utf8Data(strings: readonly string[], nullBitmap: Uint8Array | null, nullCount: number): Data<Utf8> {
+  const joined = strings.join('');
+  const bytes = encoder.encode(joined);
+  const ascii = bytes.length === joined.length;
+  const offsets = new Int32Array(strings.length + 1);
+  let offset = 0;
+  for (let i = 0; i < strings.length; i++) {
+    const text = strings[i] as string;
+    offset += ascii ? text.length : utf8Length(text);
+    offsets[i + 1] = offset;
+  }
+  return makeData({
+    type: new Utf8(),
+    length: strings.length,
+    nullCount,
+    nullBitmap: nullBitmap ?? undefined,
+    valueOffsets: offsets,
+    data: bytes,
+  });
+}
+
+function dictionaryData(name: string, type: Dictionary<Utf8, Int32>, length: number, at: ValueAt): Data {
+  const codes = new Map<string, number>();
+  const indices = new Int32Array(length);
+  let previous: string | undefined;
+  let previousCode = 0;
+  for (let i = 0; i < length; i++) {
+    const value = at(i);
+    if (typeof value !== 'string') throw new ArrowConversionError('expected a string', name, i);
+    // Low-cardinality columns come in runs (one status, one season per batch): skip the map then.
+    if (value !== previous) {
+      let code = codes.get(value);
+      if (code === undefined) {
+        code = codes.size;
+        codes.set(value, code);
+      }
+      previous = value;
+      previousCode = code;
+    }
+    indices[i] = previousCode;
+  }
+  const dictionary = makeVector(utf8Data([...codes.keys()], null, 0));
+  return makeData({ type, length, nullCount: 0, data: indices, dictionary });
+}
+
+const TWO_POW_32 = 4_294_967_296;
+
+function timestampData(
+  name: string,
+  type: TimestampMillisecond,
+  nullable: boolean,
+  length: number,
+  at: ValueAt,
+): Data {
+  const values = new BigInt64Array(length);
+  // Writing the two 32-bit halves avoids allocating a BigInt per value (little-endian, as Arrow JS).
+  const words = new Int32Array(values.buffer);
+  const nulls = new NullTracker(length);
+  for (let i = 0; i < length; i++) {
+    const value = at(i);
+    if (typeof value === 'number' && Number.isFinite(value)) {
+      const ms = Math.round(value);
+      const high = Math.floor(ms / TWO_POW_32);
+      words[2 * i] = (ms - high * TWO_POW_32) | 0;
+      words[2 * i + 1] = high;
+    } else if (value === null && nullable) {
+      nulls.markNull(i);
+    } else {
+      throw new ArrowConversionError('expected epoch milliseconds', name, i);
+    }
+  }
+  return makeData({
+    type,
+    length,
+    nullCount: nulls.nullCount,
+    nullBitmap: nulls.bitmap ?? undefined,
+    data: values,
+  });
+}
+
+function float64Data(name: string, type: Float64, nullable: boolean, length: number, at: ValueAt): Data {
+  const values = new Float64Array(length);
+  const nulls = new NullTracker(length);
+  for (let i = 0; i < length; i++) {
+    const value = at(i);
+    if (typeof value === 'number') values[i] = value;
+    else if (value === null && nullable) nulls.markNull(i);
+    else throw new ArrowConversionError('expected a number', name, i);
+  }
+  return makeData({
+    type,
+    length,
+    nullCount: nulls.nullCount,
+    nullBitmap: nulls.bitmap ?? undefined,
+    data: values,
+  });
+}
+
+function integerData<T extends Uint8 | Uint32>(
+  name: string,
+  type: T,
+  values: T['TArray'],
+  max: number,
+  length: number,
+  at: ValueAt,
+): Data {
+  for (let i = 0; i < length; i++) {
+    const value = at(i);
+    const n = typeof value === 'boolean' ? Number(value) : value;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > max) {
+      throw new ArrowConversionError(`expected an integer in 0..${max}`, name, i);
+    }
+    values[i] = n;
+  }
+  return makeData({ type, length, nullCount: 0, data: values } as never);
+}
+
+function bigIntegerData<T extends Uint64 | Int64>(
+  name: string,
+  type: T,
+  values: BigUint64Array | BigInt64Array,
+  min: number,
+  length: number,
+  at: ValueAt,
+): Data {
+  for (let i = 0; i < length; i++) {
+    const value = at(i);
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+      throw new ArrowConversionError('expected a safe integer', name, i);
+    }
+    values[i] = BigInt(value);
+  }
+  return makeData({ type, length, nullCount: 0, data: values } as never);
+}
+
+function stringListData(name: string, type: List<Utf8>, length: number, at: ValueAt): Data {
+  const offsets = new Int32Array(length + 1);
+  const items: string[] = [];
+  for (let i = 0; i < length; i++) {
+    const value = at(i);
+    if (!Array.isArray(value)) throw new ArrowConversionError('expected an array of strings', name, i);
+    for (const item of value as readonly unknown[]) {
+      if (typeof item !== 'string') throw new ArrowConversionError('expected an array of strings', name, i);
+      items.push(item);
+    }
+    offsets[i + 1] = items.length;
+  }
+  const child = utf8Data(items, null, 0);
+  return makeData({ type, length, nullCount: 0, valueOffsets: offsets, child });
+}
+
+/**
+ * Reads one Arrow column back into the values `Column.get` would return for `type`: strings,
+ * epoch milliseconds, numbers, string arrays, `null` for NULL. Accepts a dictionary or a plain
+ * Utf8 for either string type, any timestamp unit, and any integer or float width, so batches made
+ * elsewhere (another Arrow writer, an IPC file) load as well as those from
+ * {@link recordBatchFromRows}.
+ *
+ * @throws ArrowConversionError when the Arrow type cannot represent `type`.
+ */
+export function arrowColumnValues(vector: Vector, type: ColumnType, name = 'column'): CellValue[] {
+  const out = new Array<CellValue>(vector.length);
+  let base = 0;
+  for (const data of vector.data) {
+    readData(data, type, name, out, base);
+    base += data.length;
+  }
+  return out;
+}
+
+function readData(data: Data, type: ColumnType, name: string, out: CellValue[], base: number): void {
+  switch (type) {
+    case 'String':
+    case 'LowCardinalityString':
+      copyInto(out, base, decodeStrings(data, name));
+      break;
+    case 'DateTime':
+    case 'NullableDateTime':
+      readTimestamps(data, name, out, base);
+      break;
+    case 'Float64':
+    case 'NullableFloat64':
+    case 'UInt8':
+    case 'UInt32':
+    case 'UInt64':
+    case 'Int64':
+      readNumbers(data, type, name, out, base);
+      break;
+    case 'ArrayString':
+      readStringLists(data, name, out, base);
+      break;
+  }
+}
+
+function copyInto(out: CellValue[], base: number, values: readonly (string | null)[]): void {
+  for (let i = 0; i < values.length; i++) out[base + i] = values[i] as string | null;
+}
+
+function decodeStrings(data: Data, name: string): (string | null)[] {
+  if (DataType.isDictionary(data.type)) {
+    const dictionary = data.dictionary;
+    if (dictionary === undefined)
+      throw new ArrowConversionError('dictionary column without a dictionary', name, -1);
+    const words = arrowColumnValues(dictionary, 'String', name);
+    const indices = data.values as ArrayLike<number | bigint>;
+    const out = new Array<string | null>(data.length);
+    for (let i = 0; i < data.length; i++) {
+      out[i] = data.nullCount > 0 && !data.getValid(i) ? null : (words[Number(indices[i])] as string);
+    }
+    return out;
+  }
+  if (!DataType.isUtf8(data.type)) {
+    throw new ArrowConversionError(`expected Utf8 or a dictionary, got ${String(data.type)}`, name, -1);
+  }
+  const offsets = data.valueOffsets as Int32Array;
+  const bytes = data.values as Uint8Array;
+  const first = offsets[0] as number;
+  const last = offsets[data.length] as number;
+  const text = decoder.decode(bytes.subarray(first, last));
+  // ASCII text: character positions equal byte positions, so slice the decoded text instead of
+  // decoding each value separately.
+  const ascii = text.length === last - first;
+  const out = new Array<string | null>(data.length);
+  for (let i = 0; i < data.length; i++) {
+    if (data.nullCount > 0 && !data.getValid(i)) {
+      out[i] = null;
+      continue;
+    }
+    const start = offsets[i] as number;
+    const end = offsets[i + 1] as number;
+    out[i] = ascii ? text.slice(start - first, end - first) : decoder.decode(bytes.subarray(start, end));
+  }
+  return out;
+}
+
+const MS_PER_UNIT: Readonly<Record<number, number>> = {
+  [TimeUnit.SECOND]: 1000,
+  [TimeUnit.MILLISECOND]: 1,
+  [TimeUnit.MICROSECOND]: 1e-3,
+  [TimeUnit.NANOSECOND]: 1e-6,
+};
+
+function readTimestamps(data: Data, name: string, out: CellValue[], base: number): void {
+  if (!DataType.isTimestamp(data.type)) {
+    throw new ArrowConversionError(`expected a timestamp, got ${String(data.type)}`, name, -1);
+  }
+  const scale = MS_PER_UNIT[data.type.unit] ?? 1;
+  const values = data.values as BigInt64Array;
+  const words = new Int32Array(values.buffer, values.byteOffset, values.length * 2);
+  for (let i = 0; i < data.length; i++) {
+    if (data.nullCount > 0 && !data.getValid(i)) {
+      out[base + i] = null;
+    } else if (scale === 1) {
+      out[base + i] = (words[2 * i + 1] as number) * TWO_POW_32 + ((words[2 * i] as number) >>> 0);
+    } else {
+      out[base + i] = Math.round(Number(values[i]) * scale);
+    }
+  }
+}
+
+function readNumbers(data: Data, type: ColumnType, name: string, out: CellValue[], base: number): void {
+  const expected = type === 'Float64' || type === 'NullableFloat64' ? DataType.isFloat : DataType.isInt;
+  if (!expected(data.type)) {
+    throw new ArrowConversionError(`expected a ${type} column, got ${String(data.type)}`, name, -1);
+  }
+  const values = data.values as ArrayLike<number | bigint>;
+  for (let i = 0; i < data.length; i++) {
+    out[base + i] = data.nullCount > 0 && !data.getValid(i) ? null : Number(values[i]);
+  }
+}
+
+function readStringLists(data: Data, name: string, out: CellValue[], base: number): void {
+  const child = data.children[0];
+  if (!DataType.isList(data.type) || child === undefined) {
+    throw new ArrowConversionError(`expected a list of strings, got ${String(data.type)}`, name, -1);
+  }
+  const items = decodeStrings(child, name);
+  const offsets = data.valueOffsets as Int32Array;
+  for (let i = 0; i < data.length; i++) {
+    if (data.nullCount > 0 && !data.getValid(i)) {
+      out[base + i] = null;
+      continue;
+    }
+    out[base + i] = items.slice(offsets[i] as number, offsets[i + 1] as number) as string[];
+  }
+}

@@ -1,0 +1,170 @@
+import fc from 'fast-check';
+import { from, of } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import { type FlowEvent, LATE, SideInput, StateStore } from '../../core/index.js';
+import { aggregateHourly } from '../../operators/aggregate-hourly.js';
+import type { MeterRegistry } from '../../operators/outputs.js';
+import type { HourlyConsumption, Reading } from '../../schemas/reading.js';
+import { data, testScheduler, wm } from '../core/helpers.js';
+import { HOUR, INTERVAL, MINUTE, reading, registryOf, T0 } from './fixtures.js';
+
+function registry(): SideInput<MeterRegistry> {
+  const side = new SideInput<MeterRegistry>(
+    'registry',
+    of(registryOf({ meterId: 'M1', neighborhood: 'N-01' }, { meterId: 'M2', neighborhood: 'N-02' })),
+  );
+  side.connect((err) => {
+    throw err;
+  });
+  return side;
+}
+
+const r = (meterId: string, ts: number, kw: number | null, partial: Partial<Reading> = {}): Reading =>
+  reading({ meterId, ts, kw, ...partial });
+
+const hourly = (
+  partial: Partial<HourlyConsumption> & Pick<HourlyConsumption, 'meterId' | 'hour'>,
+): HourlyConsumption => ({
+  neighborhood: partial.meterId === 'M2' ? 'N-02' : 'N-01',
+  avgKw: 1,
+  minKw: 1,
+  maxKw: 1,
+  stddevKw: 0,
+  count: 1,
+  ...partial,
+});
+
+function run(events: FlowEvent<Reading>[], allowedLatenessMs = 0): FlowEvent<HourlyConsumption>[] {
+  const out: FlowEvent<HourlyConsumption>[] = [];
+  from(events)
+    .pipe(aggregateHourly(new StateStore(), registry(), { allowedLatenessMs }))
+    .subscribe((e) => out.push(e));
+  return out;
+}
+
+const rows = (events: FlowEvent<HourlyConsumption>[]) =>
+  events.flatMap((e) => (e.kind === 'data' ? e.items : []));
+
+describe('aggregateHourly windows', () => {
+  it('fires each meter-hour when the watermark reaches the end of the hour, with avg/min/max/stddev/count', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const input = cold<FlowEvent<Reading>>('a-b-c-(d|)', {
+        a: data(r('M1', T0, 1), r('M1', T0 + INTERVAL, 2), r('M2', T0, 5), r('M1', T0 + HOUR, 7)),
+        b: data(r('M1', T0 + 2 * INTERVAL, 3), r('M1', T0 + 3 * INTERVAL, 4)),
+        c: wm(T0 + HOUR - 1),
+        d: wm(T0 + HOUR),
+      });
+      expectObservable(
+        input.pipe(aggregateHourly(new StateStore(), registry(), { allowedLatenessMs: 0 })),
+      ).toBe('----c-(xd|)', {
+        c: wm(T0 + HOUR - 1),
+        x: data(
+          hourly({
+            meterId: 'M1',
+            hour: T0,
+            avgKw: 2.5,
+            minKw: 1,
+            maxKw: 4,
+            stddevKw: Math.sqrt(1.25),
+            count: 4,
+          }),
+          hourly({ meterId: 'M2', hour: T0, avgKw: 5, minKw: 5, maxKw: 5, count: 1 }),
+        ),
+        d: wm(T0 + HOUR),
+      });
+    });
+  });
+
+  it('puts 00:59:59.999 in the first hour and 01:00 in the second', () => {
+    const out = rows(run([data(r('M1', T0 + HOUR - 1, 1), r('M1', T0 + HOUR, 3)), wm(T0 + 2 * HOUR)]));
+    expect(out.map((h) => [h.hour, h.avgKw])).toEqual([
+      [T0, 1],
+      [T0 + HOUR, 3],
+    ]);
+  });
+
+  it('gives exactly 0 spread for equal readings (no cancellation error)', () => {
+    const out = rows(run([data(...[0, 1, 2, 3].map((k) => r('M1', T0 + k * INTERVAL, 0.1))), wm(T0 + HOUR)]));
+    expect(out[0]).toEqual(
+      hourly({ meterId: 'M1', hour: T0, avgKw: 0.1, minKw: 0.1, maxKw: 0.1, stddevKw: 0, count: 4 }),
+    );
+  });
+
+  it('counts measured and interpolated readings, and leaves out NULLs, missing rows, faulty meters and over-limit readings', () => {
+    const out = rows(
+      run([
+        data(
+          r('M1', T0, 2),
+          r('M1', T0 + INTERVAL, 4, { status: 'interpolated', flags: ['interpolated'] }),
+          r('M1', T0 + 2 * INTERVAL, null, { flags: ['MISSING_READING'] }),
+          r('M1', T0 + 3 * INTERVAL, null, { status: 'missing', flags: ['missing_short'] }),
+          r('M1', T0 + 3 * INTERVAL + MINUTE, 9, { flags: ['fault_excluded'] }),
+          r('M2', T0, 9, { flags: ['spike', 'fault_excluded'] }),
+          r('M2', T0 + INTERVAL, 25, { flags: ['over_limit'] }),
+        ),
+        wm(T0 + HOUR),
+      ]),
+    );
+    expect(out).toEqual([
+      hourly({ meterId: 'M1', hour: T0, avgKw: 3, minKw: 2, maxKw: 4, stddevKw: 1, count: 2 }),
+    ]);
+  });
+
+  it('an hour with nothing countable emits nothing', () => {
+    expect(rows(run([data(r('M1', T0, null, { flags: ['MISSING_READING'] })), wm(T0 + HOUR)]))).toEqual([]);
+  });
+
+  it('leaves the neighborhood empty for a meter the registry does not know', () => {
+    expect(rows(run([data(r('M9', T0, 1)), wm(T0 + HOUR)]))[0]!.neighborhood).toBe('');
+  });
+});
+
+describe('aggregateHourly late data', () => {
+  it('re-fires the whole hour within the allowed lateness, and sends later readings to the late output', () => {
+    const lateOne = r('M1', T0 + INTERVAL, 3);
+    const tooLate = r('M1', T0 + 2 * INTERVAL, 5);
+    const out = run(
+      [data(r('M1', T0, 1)), wm(T0 + HOUR), data(lateOne), wm(T0 + HOUR + 10 * MINUTE), data(tooLate)],
+      10 * MINUTE,
+    );
+    expect(out).toEqual([
+      data(hourly({ meterId: 'M1', hour: T0, avgKw: 1, count: 1 })),
+      wm(T0 + HOUR),
+      data(hourly({ meterId: 'M1', hour: T0, avgKw: 2, minKw: 1, maxKw: 3, stddevKw: 1, count: 2 })),
+      wm(T0 + HOUR + 10 * MINUTE),
+      { kind: 'tagged', tag: LATE.name, items: [tooLate] },
+    ]);
+  });
+});
+
+describe('aggregateHourly properties', () => {
+  it('agrees with a batch group-by over (meter, hour) for any readings', () => {
+    const item = fc.record({
+      meter: fc.constantFrom('M1', 'M2'),
+      minute: fc.nat(6 * 60 - 1),
+      kw: fc.integer({ min: 0, max: 200_000 }).map((n) => n / 10_000),
+    });
+    fc.assert(
+      fc.property(fc.array(item, { maxLength: 80 }), (items) => {
+        const readings = items.map((i) => r(i.meter, T0 + i.minute * MINUTE, i.kw));
+        const out = rows(run([data(...readings), wm(T0 + 6 * HOUR)]));
+        const groups = new Map<string, number[]>();
+        for (const x of readings) {
+          const k = `${x.meterId}@${Math.floor((x.ts - T0) / HOUR)}`;
+          groups.set(k, [...(groups.get(k) ?? []), x.kw!]);
+        }
+        expect(out).toHaveLength(groups.size);
+        for (const h of out) {
+          const values = groups.get(`${h.meterId}@${(h.hour - T0) / HOUR}`)!;
+          const mean = values.reduce((a, b) => a + b, 0) / values.length;
+          const sd = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
+          expect(h.count).toBe(values.length);
+          expect(h.avgKw).toBeCloseTo(mean, 9);
+          expect(h.stddevKw).toBeCloseTo(sd, 6);
+          expect(h.minKw).toBe(Math.min(...values));
+          expect(h.maxKw).toBe(Math.max(...values));
+        }
+      }),
+    );
+  });
+});

@@ -1,0 +1,224 @@
+import fc from 'fast-check';
+import { from } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import { type FlowEvent, StateStore, type Transform } from '../../core/index.js';
+import { detectNeighborhoodOutlier } from '../../operators/detect-neighborhood-outlier.js';
+import { ALERTS } from '../../operators/outputs.js';
+import { defaultRuleProfile } from '../../operators/rule-profile.js';
+import type { Alert, FaultEvent, HourlyConsumption } from '../../schemas/reading.js';
+import { data, testScheduler, wm } from '../core/helpers.js';
+import { DAY, HOUR, T0 } from './fixtures.js';
+
+const thresholds = defaultRuleProfile.faults;
+
+function run<I, O>(op: Transform<I, O>, events: FlowEvent<I>[]): FlowEvent<O>[] {
+  const out: FlowEvent<O>[] = [];
+  from(events)
+    .pipe(op)
+    .subscribe((e) => out.push(e));
+  return out;
+}
+const faults = (out: FlowEvent<FaultEvent>[]) => out.flatMap((e) => (e.kind === 'data' ? e.items : []));
+const alerts = (out: FlowEvent<unknown>[]) =>
+  out.flatMap((e) => (e.kind === 'tagged' && e.tag === ALERTS.name ? (e.items as Alert[]) : []));
+const status = (f: FaultEvent) => JSON.parse(f.evidence).status as string;
+const outliers = (st = new StateStore(), t = thresholds) => detectNeighborhoodOutlier(st, t);
+
+function hourly(meterId: string, hour: number, avgKw: number, neighborhood = 'north-01'): HourlyConsumption {
+  return { meterId, neighborhood, hour, avgKw, minKw: avgKw, maxKw: avgKw, stddevKw: 0, count: 4 };
+}
+
+const shape = (h: number) => Math.sin((2 * Math.PI * h) / 24);
+const orthogonal = (h: number) => Math.cos((2 * Math.PI * h) / 24);
+
+/**
+ * `peers` meters following the shared daily shape at different levels, and MTR-T whose hourly series has
+ * correlation exactly `r` with that shape (sin and cos are orthogonal over whole days): the mean of the
+ * peers IS the shape, so MTR-T's correlation with its neighbours' mean is `r`.
+ */
+function neighborhood(
+  r: number,
+  opts: { peers?: number; hours?: number; from?: number } = {},
+): HourlyConsumption[] {
+  const peers = opts.peers ?? 5;
+  const start = opts.from ?? 0;
+  const items: HourlyConsumption[] = [];
+  for (let h = start; h < start + (opts.hours ?? 24); h++) {
+    for (let p = 0; p < peers; p++)
+      items.push(hourly(`MTR-P${p}`, T0 + h * HOUR, 1 + 0.2 * p + shape(h) * (0.5 + 0.1 * p)));
+    items.push(hourly('MTR-T', T0 + h * HOUR, 2 + r * shape(h) + Math.sqrt(1 - r * r) * orthogonal(h)));
+  }
+  return items;
+}
+
+describe('detectNeighborhoodOutlier at the 0.3 boundary', () => {
+  it('correlation 0.29 is an outlier, reported when the watermark passes the day end', () => {
+    const out = run(outliers(), [data(...neighborhood(0.29)), wm(T0 + DAY)]);
+    expect(faults(out)).toEqual([
+      {
+        meterId: 'MTR-T',
+        faultType: 'neighborhood_outlier',
+        windowStart: T0,
+        windowEnd: T0 + 23 * HOUR,
+        detectedAt: T0 + DAY,
+        evidence: JSON.stringify({
+          status: 'active',
+          correlation: 0.29,
+          hours: 24,
+          meters: 6,
+          thresholdCorrelation: 0.3,
+        }),
+      },
+    ]);
+    expect(alerts(out)).toEqual([
+      {
+        severity: 'warning',
+        kind: 'meter_fault',
+        meterId: 'MTR-T',
+        ts: T0 + DAY,
+        message:
+          'neighborhood_outlier fault on MTR-T: hourly profile correlates 0.29 with the mean of 5 neighbours over 24 h',
+      },
+    ]);
+  });
+
+  it('correlation 0.31 is not', () => {
+    expect(faults(run(outliers(), [data(...neighborhood(0.31)), wm(T0 + DAY)]))).toEqual([]);
+  });
+
+  it('needs neighborhoodMinMeters judged meters (4 of 5 → not judged)', () => {
+    expect(faults(run(outliers(), [data(...neighborhood(-0.9, { peers: 3 })), wm(T0 + DAY)]))).toEqual([]);
+    expect(faults(run(outliers(), [data(...neighborhood(-0.9, { peers: 4 })), wm(T0 + DAY)]))).toHaveLength(
+      1,
+    );
+  });
+
+  it('needs 24 hourly values of a meter in the window (23 → not judged)', () => {
+    const items = neighborhood(-0.9).filter((h) => !(h.meterId === 'MTR-T' && h.hour === T0 + 5 * HOUR));
+    expect(faults(run(outliers(), [data(...items), wm(T0 + DAY)]))).toEqual([]);
+  });
+});
+
+describe('detectNeighborhoodOutlier in event time (marbles)', () => {
+  it('judges at the day end only once the watermark passes it, and emits before that watermark', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const input = cold<FlowEvent<HourlyConsumption>>('a-b-c-----|', {
+        a: data(...neighborhood(-1)),
+        b: wm(T0 + DAY - 1),
+        c: wm(T0 + DAY),
+      });
+      expectObservable(input.pipe(outliers())).toBe('--b-(gfc)-|', {
+        b: wm(T0 + DAY - 1),
+        g: {
+          kind: 'tagged',
+          tag: ALERTS.name,
+          items: [expect.objectContaining({ meterId: 'MTR-T', ts: T0 + DAY })],
+        },
+        f: data(expect.objectContaining({ meterId: 'MTR-T', detectedAt: T0 + DAY })),
+        c: wm(T0 + DAY),
+      });
+    });
+  });
+});
+
+describe('detectNeighborhoodOutlier over days', () => {
+  it('reports an inverted profile once and clears it when the meter follows its neighbours again', () => {
+    const out = run(outliers(), [
+      data(...neighborhood(-1, { hours: 24 })),
+      wm(T0 + DAY),
+      data(...neighborhood(-1, { hours: 24, from: 24 })),
+      wm(T0 + 2 * DAY),
+      // Back to normal: after two more days the 72 h window holds 48 h of normal profile.
+      data(...neighborhood(1, { hours: 48, from: 48 })),
+      wm(T0 + 3 * DAY),
+      wm(T0 + 4 * DAY),
+    ]);
+    const fs = faults(out);
+    expect(fs.map((f) => [f.meterId, status(f), f.detectedAt])).toEqual([
+      ['MTR-T', 'active', T0 + DAY],
+      ['MTR-T', 'cleared', T0 + DAY],
+    ]);
+    expect(fs[1]!.windowStart).toBe(T0);
+    // The final window end: the last window in which it was still an outlier (judged at day 3) ended at 71 h.
+    expect(fs[1]!.windowEnd).toBe(T0 + 71 * HOUR);
+    expect(JSON.parse(fs[1]!.evidence)).toMatchObject({ status: 'cleared', clearedAt: T0 + 4 * DAY });
+    expect(alerts(out)).toHaveLength(1);
+  });
+
+  it('judges each day of a watermark that jumps several days at once', () => {
+    const items = [...neighborhood(-1, { hours: 24 }), ...neighborhood(1, { hours: 96, from: 24 })];
+    const fs = faults(run(outliers(), [data(...items), wm(T0 + 10 * DAY)]));
+    expect(fs.map((f) => [status(f), f.detectedAt])).toEqual([
+      ['active', T0 + DAY],
+      ['cleared', T0 + DAY],
+    ]);
+    expect(JSON.parse(fs[1]!.evidence).clearedAt).toBeGreaterThan(T0 + DAY);
+  });
+
+  it('does not judge exactly or nearly constant meters (stuck, zero, vacant, low variance)', () => {
+    const items = neighborhood(1);
+    for (let h = 0; h < 24; h++) {
+      items.push(hourly('MTR-FLAT', T0 + h * HOUR, 1.5));
+      items.push(hourly('MTR-ZERO', T0 + h * HOUR, 0));
+      items.push(hourly('MTR-LOWVAR', T0 + h * HOUR, 1.5 + (h % 2 === 0 ? 0.005 : -0.005)));
+    }
+    expect(faults(run(outliers(), [data(...items), wm(T0 + DAY)]))).toEqual([]);
+  });
+
+  it('keys by neighborhood: meters are compared with their own neighbours only', () => {
+    const north = neighborhood(1);
+    // The south neighborhood runs an inverted day for all its meters: normal there, not outliers.
+    const south = neighborhood(1).map((h) => ({
+      ...h,
+      neighborhood: 'south-01',
+      meterId: `S-${h.meterId}`,
+      avgKw: 5 - h.avgKw,
+    }));
+    expect(faults(run(outliers(), [data(...north, ...south), wm(T0 + DAY)]))).toEqual([]);
+  });
+
+  it('ignores aggregates older than the window and keeps the state bounded', () => {
+    const store = new StateStore();
+    const events: FlowEvent<HourlyConsumption>[] = [];
+    for (let d = 0; d < 20; d++) {
+      events.push(data(...neighborhood(1, { hours: 24, from: d * 24 })), wm(T0 + (d + 1) * DAY));
+    }
+    // A pane for hour 0, far behind the window now: dropped without effect.
+    events.push(data(hourly('MTR-T', T0, 100)), wm(T0 + 21 * DAY));
+    const sizes: number[] = [];
+    from(events)
+      .pipe(outliers(store))
+      .subscribe(() =>
+        sizes.push(JSON.stringify(store.keyed('detectNeighborhoodOutlier').get('north-01')).length),
+      );
+    const state = store.keyed<{ m: Record<string, unknown[]> }>('detectNeighborhoodOutlier').get('north-01')!;
+    expect(Object.values(state.m).every((series) => series.length === 72)).toBe(true);
+    expect(sizes.at(-1)).toBeLessThan(6 * 72 * 22);
+    expect(sizes.at(-1)! - sizes[10]!).toBeLessThan(100);
+  });
+});
+
+describe('detectNeighborhoodOutlier properties', () => {
+  it('never flags clean meters: a shared daily shape at any level, amplitude, noise and ±1 h phase', () => {
+    const meter = fc.record({
+      level: fc.double({ min: 0.2, max: 40, noNaN: true }),
+      amplitude: fc.double({ min: 0.3, max: 1, noNaN: true }),
+      phase: fc.integer({ min: -1, max: 1 }),
+      noise: fc.array(fc.double({ min: -0.25, max: 0.25, noNaN: true }), { minLength: 72, maxLength: 72 }),
+    });
+    fc.assert(
+      fc.property(fc.array(meter, { minLength: 5, maxLength: 30 }), (meters) => {
+        const items: HourlyConsumption[] = [];
+        for (let h = 0; h < 72; h++) {
+          meters.forEach((m, i) => {
+            const v = m.level * (1 + m.amplitude * shape(h + m.phase) * 0.9 + m.noise[h]! * m.amplitude);
+            items.push(hourly(`MTR-${i}`, T0 + h * HOUR, Math.max(0.01, v)));
+          });
+        }
+        const out = run(outliers(), [data(...items), wm(T0 + 3 * DAY)]);
+        expect(faults(out)).toEqual([]);
+      }),
+      { numRuns: 100 },
+    );
+  });
+});

@@ -1,0 +1,149 @@
+/**
+ * Shared builders for operator tests. Defaults describe one clean, measured 1 kW reading of a
+ * residential meter at 2024-03-04T00:00:00Z, so a test states only the fields its rule looks at.
+ */
+import { from } from 'rxjs';
+import { dataEvent, type FlowEvent, type OutputTag, type Transform } from '../../core/index.js';
+import type { Lineage, MeterRegistry } from '../../operators/outputs.js';
+import type { MeterInfo, QuarantineRecord, RawReading, Reading } from '../../schemas/reading.js';
+
+/** 2024-03-04T00:00:00Z, a Monday: the default event time of every fixture. */
+export const T0 = Date.UTC(2024, 2, 4);
+export const MINUTE = 60_000;
+export const HOUR = 60 * MINUTE;
+export const DAY = 24 * HOUR;
+/** The default reading interval of the seeds. */
+export const INTERVAL = 15 * MINUTE;
+
+/** Processing time stamped by `testLineage`: one hour after T0. */
+export const PROCESSED_AT = T0 + HOUR;
+
+/** A fixed lineage so processed/quarantined timestamps are predictable. */
+export function testLineage(processedAt: number = PROCESSED_AT, pipelineVersion = 'test'): Lineage {
+  return { pipelineVersion, processedAt: () => processedAt };
+}
+
+export function reading(partial: Partial<Reading> = {}): Reading {
+  return {
+    meterId: 'MTR-000001',
+    ts: T0,
+    kw: 1,
+    rawValue: '1',
+    rawUnit: 'kW',
+    status: 'measured',
+    warnings: 0,
+    qualityScore: 100,
+    qualityTier: 'premium',
+    grade: 'A',
+    peakClass: 'standard',
+    season: 'spring',
+    recordId: 'test-record',
+    source: 'test',
+    processedAt: PROCESSED_AT,
+    pipelineVersion: 'test',
+    ...partial,
+    // A fresh array per reading: operators push flags in place.
+    flags: partial.flags ? [...partial.flags] : [],
+  };
+}
+
+/**
+ * A sequence of readings of one meter every `intervalMs` from `start`, one per kw value
+ * (null gives a NULL reading flagged MISSING_READING).
+ */
+export function series(
+  kws: readonly (number | null)[],
+  opts: { meterId?: string; start?: number; intervalMs?: number } = {},
+): Reading[] {
+  const start = opts.start ?? T0;
+  const step = opts.intervalMs ?? INTERVAL;
+  return kws.map((kw, i) =>
+    reading({
+      meterId: opts.meterId ?? 'MTR-000001',
+      ts: start + i * step,
+      kw,
+      rawValue: kw === null ? '' : String(kw),
+      flags: kw === null ? ['MISSING_READING'] : [],
+    }),
+  );
+}
+
+export function raw(partial: Partial<RawReading> = {}): RawReading {
+  const meterId = partial.meterId ?? 'MTR-000001';
+  const timestamp = partial.timestamp ?? '2024-03-04T00:00:00Z';
+  const value = partial.value ?? '1';
+  const unit = partial.unit ?? 'kW';
+  return {
+    meterId,
+    timestamp,
+    value,
+    unit,
+    raw: partial.raw ?? `${meterId},${timestamp},${value},${unit}`,
+    source: partial.source ?? 'test',
+    receivedAt: partial.receivedAt ?? T0 + INTERVAL,
+  };
+}
+
+export function meter(partial: Partial<MeterInfo> = {}): MeterInfo {
+  return {
+    meterId: 'MTR-000001',
+    region: 'north',
+    neighborhood: 'N-01',
+    meterType: 'residential',
+    vacant: false,
+    maxKw: null,
+    ...partial,
+  };
+}
+
+/** A registry of the given meters; with no arguments, the one default meter. */
+export function registryOf(...meters: Partial<MeterInfo>[]): MeterRegistry {
+  const infos = (meters.length === 0 ? [{}] : meters).map(meter);
+  return new Map(infos.map((m) => [m.meterId, m]));
+}
+
+export function quarantined(partial: Partial<QuarantineRecord> = {}): QuarantineRecord {
+  return {
+    meterId: 'MTR-000001',
+    ts: T0,
+    raw: '',
+    reasons: [],
+    source: 'test',
+    quarantinedAt: PROCESSED_AT,
+    ...partial,
+  };
+}
+
+/** What a transform produced for some input, split by output. */
+export interface FlowResult<O> {
+  /** Every event in order, for tests pinning interleaving. */
+  readonly events: FlowEvent<O>[];
+  /** Main-output items, flattened over batches. */
+  readonly main: O[];
+  /** Items routed to `tag`, flattened over batches. */
+  tagged<T>(tag: OutputTag<T>): T[];
+}
+
+/** Runs `transform` synchronously over `events` (no scheduler needed for stateless or keyed stages). */
+export function runFlow<I, O>(transform: Transform<I, O>, events: readonly FlowEvent<I>[]): FlowResult<O> {
+  const out: FlowEvent<O>[] = [];
+  from(events)
+    .pipe(transform)
+    .subscribe({
+      next: (e) => out.push(e),
+      error: (err: unknown) => {
+        throw err;
+      },
+    });
+  return {
+    events: out,
+    main: out.flatMap((e) => (e.kind === 'data' ? [...e.items] : [])),
+    tagged: <T>(tag: OutputTag<T>) =>
+      out.flatMap((e) => (e.kind === 'tagged' && e.tag === tag.name ? (e.items as T[]) : [])),
+  };
+}
+
+/** Runs `transform` over one batch holding `items`. */
+export function runBatch<I, O>(transform: Transform<I, O>, items: readonly I[]): FlowResult<O> {
+  return runFlow(transform, [dataEvent(items)]);
+}

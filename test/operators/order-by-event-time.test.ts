@@ -1,0 +1,197 @@
+import fc from 'fast-check';
+import { from } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import {
+  deserializeSnapshot,
+  type FlowEvent,
+  StateStore,
+  serializeSnapshot,
+  taggedEvent,
+} from '../../core/index.js';
+import { orderByEventTime } from '../../operators/order-by-event-time.js';
+import { QUARANTINE } from '../../operators/outputs.js';
+import type { QuarantineRecord, Reading } from '../../schemas/reading.js';
+import { data, testScheduler, wm } from '../core/helpers.js';
+import { INTERVAL, MINUTE, PROCESSED_AT, quarantined, reading, T0 } from './fixtures.js';
+
+const at = (meterId: string, k: number, kw = 1): Reading =>
+  reading({ meterId, ts: T0 + k * INTERVAL, kw, rawValue: String(kw) });
+
+function run(store: StateStore, events: FlowEvent<Reading>[]): FlowEvent<Reading>[] {
+  const out: FlowEvent<Reading>[] = [];
+  from(events)
+    .pipe(orderByEventTime(store))
+    .subscribe((e) => out.push(e));
+  return out;
+}
+
+describe('orderByEventTime releases on the watermark', () => {
+  it('holds readings until the watermark passes them, then releases them sorted by event time', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const input = cold<FlowEvent<Reading>>('a-b-c---d---e|', {
+        a: data(at('M1', 2), at('M2', 1), at('M1', 0)),
+        b: data(at('M1', 1), at('M2', 0), at('M1', 3)),
+        c: wm(T0 + INTERVAL), // releases ts < 00:15 only
+        d: wm(T0 + 2 * INTERVAL + 1), // 00:30 is below 00:30.001
+        e: wm(T0 + 3 * INTERVAL),
+      });
+      expectObservable(input.pipe(orderByEventTime(new StateStore()))).toBe('----(xc)(yd)e|', {
+        x: data(at('M1', 0), at('M2', 0)),
+        c: wm(T0 + INTERVAL),
+        y: data(at('M2', 1), at('M1', 1), at('M1', 2)),
+        d: wm(T0 + 2 * INTERVAL + 1),
+        e: wm(T0 + 3 * INTERVAL),
+      });
+    });
+  });
+
+  it('a reading exactly at the watermark waits for the next one (the watermark only promises ts < it)', () => {
+    const out = run(new StateStore(), [data(at('M1', 4)), wm(T0 + 4 * INTERVAL), wm(T0 + 4 * INTERVAL + 1)]);
+    expect(out).toEqual([wm(T0 + 4 * INTERVAL), data(at('M1', 4)), wm(T0 + 4 * INTERVAL + 1)]);
+  });
+
+  it('splits a minute the watermark falls into', () => {
+    const early = reading({ ts: T0 + 20_000 });
+    const late = reading({ ts: T0 + 45_000 });
+    const out = run(new StateStore(), [data(late, early), wm(T0 + 30_000), wm(T0 + MINUTE)]);
+    expect(out).toEqual([data(early), wm(T0 + 30_000), data(late), wm(T0 + MINUTE)]);
+  });
+});
+
+describe('orderByEventTime late readings', () => {
+  const lateRecord = (r: Reading, reasons: string[]): QuarantineRecord =>
+    quarantined({
+      meterId: r.meterId,
+      ts: r.ts,
+      raw: `${r.meterId},${new Date(r.ts).toISOString().replace('.000Z', 'Z')},${r.rawValue},${r.rawUnit}`,
+      reasons,
+      source: r.source,
+      quarantinedAt: PROCESSED_AT,
+    });
+
+  it('quarantines a reading at or before its meter\u2019s last released one, with its raw line', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const input = cold<FlowEvent<Reading>>('a-b---(c|)', {
+        a: data(at('M1', 0), at('M1', 2)),
+        b: wm(T0 + 3 * INTERVAL),
+        c: data(at('M1', 1), at('M1', 2, 5), at('M2', 1)),
+      });
+      expectObservable(input.pipe(orderByEventTime(new StateStore()))).toBe('--(xb)(qy|)', {
+        x: data(at('M1', 0), at('M1', 2)),
+        b: wm(T0 + 3 * INTERVAL),
+        q: taggedEvent(QUARANTINE, [
+          lateRecord(at('M1', 1), ['late']),
+          lateRecord(at('M1', 2, 5), ['late', 'duplicate_timestamp']),
+        ]),
+        // M2 released nothing yet: behind the watermark, but still in order for its meter.
+        y: data(at('M2', 1)),
+      });
+    });
+  });
+
+  it('passes a reading behind the watermark straight through when its meter has not passed it', () => {
+    const out = run(new StateStore(), [
+      data(at('M1', 0)),
+      wm(T0 + INTERVAL),
+      data(at('M1', 5)),
+      wm(T0 + 4 * INTERVAL),
+      data(at('M1', 2), at('M1', 1)), // 00:30 is behind the watermark but after 00:00; 00:15 then is late
+      wm(T0 + 6 * INTERVAL),
+    ]);
+    expect(out).toEqual([
+      data(at('M1', 0)),
+      wm(T0 + INTERVAL),
+      wm(T0 + 4 * INTERVAL),
+      taggedEvent(QUARANTINE, [lateRecord(at('M1', 1), ['late'])]),
+      data(at('M1', 2)),
+      data(at('M1', 5)),
+      wm(T0 + 6 * INTERVAL),
+    ]);
+  });
+
+  it('keeps the first of two pending readings with the same time and quarantines the second', () => {
+    const out = run(new StateStore(), [data(at('M1', 0, 1), at('M1', 0, 2)), wm(T0 + 1)]);
+    expect(out).toEqual([
+      taggedEvent(QUARANTINE, [lateRecord(at('M1', 0, 2), ['late', 'duplicate_timestamp'])]),
+      data(at('M1', 0, 1)),
+      wm(T0 + 1),
+    ]);
+  });
+});
+
+describe('orderByEventTime state', () => {
+  it('keeps one number per meter once its readings are released', () => {
+    const store = new StateStore();
+    run(store, [data(at('M1', 0), at('M2', 0), at('M1', 1)), wm(T0 + 10 * INTERVAL)]);
+    const snap = store.snapshot();
+    expect(snap.keyed.orderByEventTime).toEqual([
+      ['M1', { last: T0 + INTERVAL }],
+      ['M2', { last: T0 }],
+    ]);
+    expect(snap.values['orderByEventTime/pending']).toEqual([]);
+  });
+
+  it('a run resumed from a serialized snapshot at any cut emits what an uninterrupted run does', () => {
+    const events: FlowEvent<Reading>[] = [];
+    for (let k = 0; k < 30; k++) {
+      events.push(data(at('M1', k + ((k * 7) % 3)), at('M2', k), at('M3', 30 - k)));
+      if (k % 3 === 2) events.push(wm(T0 + (k - 2) * INTERVAL));
+    }
+    events.push(wm(Number.POSITIVE_INFINITY));
+    const uninterrupted = run(new StateStore(), events);
+    for (const cut of [1, 5, 17, 30, events.length - 1]) {
+      const first = new StateStore();
+      const before = run(first, events.slice(0, cut));
+      const resumed = new StateStore();
+      resumed.restore(deserializeSnapshot(serializeSnapshot(first.snapshot())));
+      expect([...before, ...run(resumed, events.slice(cut))]).toEqual(uninterrupted);
+    }
+  });
+});
+
+describe('orderByEventTime properties', () => {
+  it('within the out-of-orderness bound: every reading comes out once, sorted per meter, behind its watermark', () => {
+    const arrival = fc.array(
+      fc.record({ meter: fc.constantFrom('A', 'B', 'C'), k: fc.nat(200), lag: fc.nat(8) }),
+      { maxLength: 80 },
+    );
+    fc.assert(
+      fc.property(arrival, fc.integer({ min: 1, max: 10 }), (items, batchSize) => {
+        // Distinct (meter, k); each arrives `lag` intervals of event time after it happened.
+        const unique = [...new Map(items.map((i) => [`${i.meter}${i.k}`, i])).values()];
+        unique.sort((x, y) => x.k + x.lag - (y.k + y.lag));
+        const events: FlowEvent<Reading>[] = [];
+        let watermark = Number.NEGATIVE_INFINITY;
+        for (let i = 0; i < unique.length; i += batchSize) {
+          const batch = unique.slice(i, i + batchSize);
+          events.push(data(...batch.map((x) => at(x.meter, x.k))));
+          // Bounded disorder of 8 intervals: the watermark trails the newest arrival time by that much.
+          const newest = Math.max(...batch.map((x) => x.k + x.lag));
+          const next = T0 + (newest - 8) * INTERVAL;
+          if (next > watermark) {
+            watermark = next;
+            events.push(wm(next));
+          }
+        }
+        events.push(wm(Number.POSITIVE_INFINITY));
+        const out = run(new StateStore(), events);
+        const released: Reading[] = [];
+        let current = Number.NEGATIVE_INFINITY;
+        for (const e of out) {
+          if (e.kind === 'watermark') current = e.time;
+          else if (e.kind === 'tagged') throw new Error(`unexpected ${e.tag}`);
+          else
+            for (const r of e.items) {
+              released.push(r);
+              expect(r.ts).toBeGreaterThanOrEqual(current); // released before the watermark that passed it
+            }
+        }
+        expect(released).toHaveLength(unique.length);
+        for (const m of ['A', 'B', 'C']) {
+          const ts = released.filter((r) => r.meterId === m).map((r) => r.ts);
+          expect(ts).toEqual([...ts].sort((x, y) => x - y));
+        }
+      }),
+    );
+  });
+});

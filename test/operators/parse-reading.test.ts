@@ -1,0 +1,280 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { dataEvent, type FlowEvent, taggedEvent, watermarkEvent } from '../../core/index.js';
+import { QUARANTINE } from '../../operators/outputs.js';
+import { type ParsedReading, parseReading } from '../../operators/parse-reading.js';
+import { recordId } from '../../operators/record-id.js';
+import type { QuarantineRecord, RawReading } from '../../schemas/reading.js';
+import { testScheduler } from '../core/helpers.js';
+import { PROCESSED_AT, raw, runBatch, T0, testLineage } from './fixtures.js';
+
+const parse = (items: RawReading[]) => runBatch(parseReading(testLineage()), items);
+const tsOf = (timestamp: string): number | null => {
+  const r = parse([raw({ timestamp })]);
+  return r.main.length === 1 ? r.main[0]!.ts : null;
+};
+
+describe('parseReading routing', () => {
+  it('emits good readings, quarantines bad ones ahead of them in the same batch, passes watermarks', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const good = raw({ timestamp: '2024-03-04T00:00:00Z', value: '1.5' });
+      const badTs = raw({ timestamp: 'yesterday', value: '2', raw: 'MTR-000001,yesterday,2,kW' });
+      const input = cold<FlowEvent<RawReading>>('a 9ms b 9ms c|', {
+        a: dataEvent([good, badTs]),
+        b: watermarkEvent(T0),
+        c: dataEvent([]), // an empty batch emits nothing
+      });
+      const lineage = testLineage();
+      const quarantined: QuarantineRecord = {
+        meterId: 'MTR-000001',
+        ts: null,
+        raw: 'MTR-000001,yesterday,2,kW',
+        reasons: ['invalid_timestamp'],
+        source: 'test',
+        quarantinedAt: PROCESSED_AT,
+      };
+      expectObservable(input.pipe(parseReading(lineage))).toBe('(qa) 6ms b 10ms |', {
+        q: taggedEvent(QUARANTINE, [quarantined]),
+        a: dataEvent([expect.objectContaining({ ts: T0, kw: 1.5 }) as ParsedReading]),
+        b: watermarkEvent(T0),
+      });
+    });
+  });
+});
+
+describe('parseReading timestamps', () => {
+  it.each([
+    ['2024-03-04T00:00:00Z', T0],
+    ['2024-03-04T00:00:00', T0], // no zone: UTC
+    ['2024-03-04 00:00:00', T0],
+    ['2024-03-04T00:00', T0],
+    ['2024-03-04T00:00Z', T0],
+    ['2024-03-04T00:00:00.250Z', T0 + 250],
+    ['2024-03-04T00:00:00.5', T0 + 500],
+    ['2024-03-04T00:00:00.123456789Z', T0 + 123], // truncated like Date.parse
+    ['2024-03-04T01:00:00+01:00', T0],
+    ['2024-03-04T01:30:00+0130', T0],
+    ['2024-03-03T19:00:00-05:00', T0],
+    ['2024-03-04t00:00:00z', T0],
+    ['  2024-03-04T00:00:00Z  ', T0],
+    ['2024-02-29T00:00:00Z', Date.UTC(2024, 1, 29)],
+    ['2000-02-29T00:00:00Z', Date.UTC(2000, 1, 29)],
+    ['2024-12-31T23:59:59Z', Date.UTC(2024, 11, 31, 23, 59, 59)],
+  ])('%j is %d', (timestamp, expected) => {
+    expect(tsOf(timestamp)).toBe(expected);
+  });
+
+  it.each([
+    '',
+    'garbage',
+    '2024-03-04', // a date is not an instant
+    '1709510400000', // epoch numbers are not ISO-8601
+    '2024-3-4T00:00:00Z',
+    '2024/03/04 00:00:00',
+    '2024-03-04T0:00:00Z',
+    '2024-02-30T00:00:00Z', // Date.parse rolls this over to 1 March
+    '2023-02-29T00:00:00Z',
+    '1900-02-29T00:00:00Z',
+    '2024-13-01T00:00:00Z',
+    '2024-00-01T00:00:00Z',
+    '2024-03-00T00:00:00Z',
+    '2024-03-04T24:00:00Z',
+    '2024-03-04T00:60:00Z',
+    '2024-03-04T00:00:60Z',
+    '2024-03-04T00:00:00.Z',
+    '2024-03-04T00:00:00ZZ',
+    '2024-03-04T00:00:00 Z',
+    '2024-03-04T00:00:00+01',
+    '2024-03-04T00:00:00+24:00',
+    '2024-03-04T00:00:00+01:60',
+    '2024-03-04T00:00:00+01:00:00',
+    '2024-03-04X00:00:00Z',
+    '2024-03-04T00:00:00 UTC',
+  ])('%j is quarantined as invalid_timestamp', (timestamp) => {
+    const r = parse([raw({ timestamp })]);
+    expect(r.main).toEqual([]);
+    expect(r.tagged(QUARANTINE)).toEqual([
+      expect.objectContaining({ ts: null, reasons: ['invalid_timestamp'] }),
+    ]);
+  });
+
+  it('agrees with Date.parse on generated ISO-8601 timestamps (no zone read as UTC)', () => {
+    const two = (n: number) => String(n).padStart(2, '0');
+    const timestamp = fc
+      .record({
+        year: fc.integer({ min: 0, max: 9999 }),
+        month: fc.integer({ min: 1, max: 12 }),
+        day: fc.integer({ min: 1, max: 31 }),
+        hour: fc.integer({ min: 0, max: 23 }),
+        minute: fc.integer({ min: 0, max: 59 }),
+        second: fc.option(fc.integer({ min: 0, max: 59 })),
+        fraction: fc.option(fc.stringMatching(/^[0-9]{1,6}$/)),
+        separator: fc.constantFrom('T', ' '),
+        zone: fc.oneof(
+          fc.constant(''),
+          fc.constant('Z'),
+          fc.tuple(
+            fc.constantFrom('+', '-'),
+            fc.integer({ min: 0, max: 23 }),
+            fc.integer({ min: 0, max: 59 }),
+          ),
+        ),
+      })
+      .filter((t) => t.day <= new Date(Date.UTC(2000, t.month, 0)).getUTCDate()) // 29 Feb: leap-checked below
+      .map((t) => {
+        const date = `${String(t.year).padStart(4, '0')}-${two(t.month)}-${two(t.day)}`;
+        const seconds =
+          t.second === null ? '' : `:${two(t.second)}${t.fraction === null ? '' : `.${t.fraction}`}`;
+        const zone = typeof t.zone === 'string' ? t.zone : `${t.zone[0]}${two(t.zone[1])}:${two(t.zone[2])}`;
+        const time = `${two(t.hour)}:${two(t.minute)}${seconds}`;
+        // The reference: Date.parse reads a zoneless date-time as local time and a space differently.
+        return { text: `${date}${t.separator}${time}${zone}`, reference: `${date}T${time}${zone || 'Z'}` };
+      });
+    fc.assert(
+      fc.property(timestamp, ({ text, reference }) => {
+        const expected = Date.parse(reference);
+        const year = Number(reference.slice(0, 4));
+        const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+        if (reference.slice(5, 10) === '02-29' && !leap) expect(tsOf(text)).toBeNull();
+        else expect(tsOf(text)).toBe(expected);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
+
+describe('parseReading values', () => {
+  it.each([
+    ['1.5', 1.5],
+    ['  3.2 ', 3.2],
+    ['0', 0],
+    ['-0', 0],
+    ['-1.5', -1.5], // negative values are validateReading's to reject, with their own reason
+    ['+2', 2],
+    ['.5', 0.5],
+    ['5.', 5],
+    ['1e3', 1000],
+    ['2.5E-1', 0.25],
+    ['1250', 1250],
+  ])('%j is %d', (value, kw) => {
+    const [r] = parse([raw({ value })]).main;
+    expect(r!.kw).toBe(kw);
+    expect(Object.is(r!.kw, -0)).toBe(false);
+    expect(r!.flags).toEqual([]);
+    expect(r!.rawValue).toBe(value);
+  });
+
+  it.each(['', ' ', '\t'])('%j is a NULL reading kept as MISSING_READING', (value) => {
+    const r = parse([raw({ value })]);
+    expect(r.tagged(QUARANTINE)).toEqual([]);
+    expect(r.main).toEqual([
+      expect.objectContaining({ kw: null, flags: ['MISSING_READING'], status: 'measured', rawValue: value }),
+    ]);
+  });
+
+  it.each([
+    'abc',
+    'NaN',
+    'Infinity',
+    '-Infinity',
+    '1e999',
+    '-1e999',
+    '0x10',
+    '0b1',
+    '1,5',
+    '1.2.3',
+    '--1',
+    '+-1',
+    '1e',
+    'e5',
+    '.',
+    '-',
+    '1 2',
+    '12kW',
+    'null',
+  ])('%j is quarantined as invalid_value', (value) => {
+    const r = parse([raw({ value })]);
+    expect(r.main).toEqual([]);
+    expect(r.tagged(QUARANTINE)).toEqual([expect.objectContaining({ ts: T0, reasons: ['invalid_value'] })]);
+  });
+
+  it('accumulates both reasons in one quarantine record that keeps the raw line and source', () => {
+    const bad = raw({
+      timestamp: 'soon',
+      value: 'lots',
+      raw: 'MTR-9,soon,lots,kW',
+      source: 'raw/2024/03/04/00/gw-1.csv',
+    });
+    expect(parse([bad]).tagged(QUARANTINE)).toEqual([
+      {
+        meterId: 'MTR-000001',
+        ts: null,
+        raw: 'MTR-9,soon,lots,kW',
+        reasons: ['invalid_timestamp', 'invalid_value'],
+        source: 'raw/2024/03/04/00/gw-1.csv',
+        quarantinedAt: PROCESSED_AT,
+      },
+    ]);
+  });
+});
+
+describe('parseReading draft fields', () => {
+  it('fills lineage, raw strings, receivedAt, record id and best-case scoring defaults', () => {
+    const lineage = testLineage(T0 + 42, '1.2.3');
+    const input = raw({ value: ' 1250 ', unit: 'W', source: 'stream:readings:7', receivedAt: T0 + 900_000 });
+    const [r] = runBatch(parseReading(lineage), [input]).main;
+    expect(r).toEqual({
+      meterId: 'MTR-000001',
+      ts: T0,
+      kw: 1250,
+      rawValue: ' 1250 ',
+      rawUnit: 'W',
+      status: 'measured',
+      flags: [],
+      warnings: 0,
+      qualityScore: 100,
+      qualityTier: 'premium',
+      grade: 'A',
+      peakClass: 'standard',
+      season: 'spring',
+      recordId: recordId('MTR-000001', '2024-03-04T00:00:00Z', '1250'),
+      source: 'stream:readings:7',
+      processedAt: T0 + 42,
+      pipelineVersion: '1.2.3',
+      receivedAt: T0 + 900_000,
+    });
+  });
+
+  it('gives one instant written in different zones and spellings the same record id', () => {
+    const ids = parse([
+      raw({ timestamp: '2024-03-04T00:00:00Z' }),
+      raw({ timestamp: '2024-03-04 01:00:00+01:00' }),
+      raw({ timestamp: '2024-03-04T00:00' }),
+      raw({ timestamp: '2024-03-03T19:00:00.000-05:00' }),
+    ]).main.map((r) => r.recordId);
+    expect(new Set(ids).size).toBe(1);
+    expect(ids[0]).toBe(recordId('MTR-000001', '2024-03-04T00:00:00Z', '1'));
+  });
+
+  it('tags a placeholder season from the UTC month', () => {
+    const seasons = parse(
+      ['2024-01-15', '2024-04-15', '2024-07-15', '2024-10-15', '2024-12-15'].map((d) =>
+        raw({ timestamp: `${d}T00:00:00Z` }),
+      ),
+    ).main.map((r) => r.season);
+    expect(seasons).toEqual(['winter', 'spring', 'summer', 'fall', 'winter']);
+  });
+
+  it('never throws and routes every raw reading exactly once, whatever its strings', () => {
+    const text = fc.oneof(fc.string({ maxLength: 30 }), fc.constantFrom('2024-03-04T00:00:00Z', '1.5', ''));
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ timestamp: text, value: text, unit: text, meterId: text })),
+        (fields) => {
+          const r = parse(fields.map((f) => raw(f)));
+          expect(r.main.length + r.tagged(QUARANTINE).length).toBe(fields.length);
+        },
+      ),
+    );
+  });
+});

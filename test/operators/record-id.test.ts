@@ -1,0 +1,67 @@
+import { createHash } from 'node:crypto';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { canonicalTimestamp, reconstructedRaw, recordId } from '../../operators/record-id.js';
+import { reading, T0 } from './fixtures.js';
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+describe('recordId', () => {
+  it('is the SHA-256 hex of meter id, canonical timestamp and trimmed value joined with |', () => {
+    expect(recordId('MTR-000001', '2024-03-04T00:00:00Z', '1.25')).toBe(
+      sha256('MTR-000001|2024-03-04T00:00:00Z|1.25'),
+    );
+    expect(recordId('MTR-000001', '2024-03-04T00:00:00Z', '  1.25 ')).toBe(
+      recordId('MTR-000001', '2024-03-04T00:00:00Z', '1.25'),
+    );
+  });
+
+  it('separates the parts, so shifting characters between meter id and value changes the id', () => {
+    // Plain concatenation would make these two the same text.
+    expect(recordId('MTR-1', '2024-03-04T00:00:00Z', '2')).not.toBe(
+      recordId('MTR-12', '2024-03-04T00:00:00Z', ''),
+    );
+    expect(recordId('M', 'T', '12')).not.toBe(recordId('M', 'T1', '2'));
+  });
+
+  it('differs for a different value, instant or meter', () => {
+    const base = recordId('MTR-000001', '2024-03-04T00:00:00Z', '1');
+    expect(recordId('MTR-000001', '2024-03-04T00:00:00Z', '1.0')).not.toBe(base);
+    expect(recordId('MTR-000001', '2024-03-04T00:15:00Z', '1')).not.toBe(base);
+    expect(recordId('MTR-000002', '2024-03-04T00:00:00Z', '1')).not.toBe(base);
+  });
+});
+
+describe('canonicalTimestamp', () => {
+  it('prints whole seconds without a fraction and keeps milliseconds when there are some', () => {
+    expect(canonicalTimestamp(T0)).toBe('2024-03-04T00:00:00Z');
+    expect(canonicalTimestamp(T0 + 5)).toBe('2024-03-04T00:00:00.005Z');
+    expect(canonicalTimestamp(Date.UTC(2024, 1, 29, 23, 59, 59))).toBe('2024-02-29T23:59:59Z');
+    expect(canonicalTimestamp(0)).toBe('1970-01-01T00:00:00Z');
+    expect(canonicalTimestamp(-1)).toBe('1969-12-31T23:59:59.999Z');
+  });
+
+  it('agrees with Date#toISOString over years 0000–9999', () => {
+    // Date.UTC maps years 0–99 to 1900–1999, so year 0 is set explicitly.
+    const yearZero = new Date(0).setUTCFullYear(0, 0, 1);
+    fc.assert(
+      fc.property(fc.integer({ min: yearZero, max: Date.UTC(9999, 11, 31, 23, 59, 59, 999) }), (ts) => {
+        expect(canonicalTimestamp(ts)).toBe(new Date(ts).toISOString().replace('.000Z', 'Z'));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('falls back to the extended ISO form outside four-digit years', () => {
+    const ts = Date.UTC(10000, 0, 1);
+    expect(canonicalTimestamp(ts)).toBe(new Date(ts).toISOString());
+  });
+});
+
+describe('reconstructedRaw', () => {
+  it('rebuilds the input-contract columns from a reading', () => {
+    expect(reconstructedRaw(reading({ meterId: 'MTR-7', ts: T0, rawValue: ' 1250', rawUnit: 'W' }))).toBe(
+      'MTR-7,2024-03-04T00:00:00Z, 1250,W',
+    );
+  });
+});
