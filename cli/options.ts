@@ -8,16 +8,22 @@ import { UsageError } from './main.js';
 export function parseHotTarget(
   value: string | undefined,
   env: NodeJS.ProcessEnv = process.env,
+  database: string | undefined = env.CLICKHOUSE_DATABASE,
 ): HotStoreTarget {
   const spec = value ?? env.CLICKHOUSE_URL ?? 'chdb:./data/chdb';
+  if (database !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(database)) {
+    throw new UsageError(`--database must be an identifier, got "${database}"`);
+  }
+  const db = database === undefined ? {} : { database };
   if (spec.startsWith('chdb:')) {
     const path = spec.slice('chdb:'.length);
     if (path === '') throw new UsageError('--hot chdb:<dir> needs a directory');
-    return { kind: 'chdb', path: resolve(path) };
+    return { kind: 'chdb', path: resolve(path), ...db };
   }
   if (/^https?:\/\//.test(spec)) {
     return {
       kind: 'server',
+      ...db,
       url: spec,
       ...(env.CLICKHOUSE_USER === undefined ? {} : { username: env.CLICKHOUSE_USER }),
       ...(env.CLICKHOUSE_PASSWORD === undefined ? {} : { password: env.CLICKHOUSE_PASSWORD }),

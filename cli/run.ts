@@ -14,11 +14,13 @@ export const runUsage = [
   '  --registry <file>    meter registry CSV (default ./data/landing/registry.csv)',
   '  --hot <spec>         chdb:<dir> (default chdb:./data/chdb) or http(s)://host:8123 ($CLICKHOUSE_URL;',
   '                       $CLICKHOUSE_USER / $CLICKHOUSE_PASSWORD)',
+  '  --database <name>    ClickHouse database (default greenstream; $CLICKHOUSE_DATABASE)',
   '  --cold <dir>         Parquet lake root (default ./data/lake); --no-cold to skip the lake',
   '  --checkpoint <file>  checkpoint file for the files source (default ./data/checkpoint.json); the NATS',
   '                       source keeps its checkpoints in the KV bucket greenstream_checkpoints',
   '  --profile <json>     rule profile overrides (see README, "Rule profile")',
   '  --worker <id>        worker id (default w0): names its checkpoint, consumer and lake files',
+  '  --partition <p>      own one partition subject readings.<p> ($GS_PARTITION); default all',
   '  --until-idle         stop once the source is drained and the final watermark fired its windows',
   '  --metrics-port <n>   serve /metrics, /healthz, /readyz on this port',
 ].join('\n');
@@ -42,6 +44,7 @@ export async function runJobCommand(
         source: { type: 'string' },
         registry: { type: 'string', default: './data/landing/registry.csv' },
         hot: { type: 'string' },
+        database: { type: 'string' },
         cold: { type: 'string', default: './data/lake' },
         'no-cold': { type: 'boolean', default: false },
         checkpoint: { type: 'string', default: './data/checkpoint.json' },
@@ -88,7 +91,7 @@ export async function runJobCommand(
     const config: JobConfig = {
       source,
       registryPath: resolve(values.registry!),
-      hot: parseHotTarget(values.hot),
+      hot: parseHotTarget(values.hot, process.env, values.database ?? process.env.CLICKHOUSE_DATABASE),
       ...(values['no-cold'] ? {} : { coldDir: resolve(values.cold!) }),
       checkpointPath: resolve(values.checkpoint!),
       // A replay ends where the stream ended when it started.

@@ -2,6 +2,9 @@ import { Observable } from 'rxjs';
 import { type FlowEvent, OutputBuffer, type OutputTag, type Transform } from './flow.js';
 import type { StateStore } from './state-store.js';
 
+/** Not a key any element can have: forces the next element to look its state up. */
+const NO_KEY = '\u0000no-key';
+
 /** What a keyed function sees for the key it is called for. */
 export interface KeyedContext<O, S> {
   readonly key: string;
@@ -44,15 +47,18 @@ export function keyedProcess<I, O, S>(store: StateStore, spec: KeyedProcessSpec<
     new Observable<FlowEvent<O>>((subscriber) => {
       const out = new OutputBuffer<O>();
       let key = '';
+      // The current key's state, looked up once per element: operators read `ctx.state` many times.
+      let current: S | undefined;
       let watermark = inputWatermark.get();
       const ctx: KeyedContext<O, S> = {
         get key() {
           return key;
         },
         get state() {
-          return states.get(key);
+          return current;
         },
         set state(value: S | undefined) {
+          current = value;
           if (value === undefined) states.delete(key);
           else states.set(key, value);
         },
@@ -71,8 +77,13 @@ export function keyedProcess<I, O, S>(store: StateStore, spec: KeyedProcessSpec<
         next: (event) => {
           if (event.kind === 'data') {
             watermark = inputWatermark.get();
+            key = NO_KEY;
             for (const item of event.items) {
-              key = spec.key(item);
+              const k = spec.key(item);
+              if (k !== key) {
+                key = k;
+                current = states.get(k);
+              }
               spec.onElement(ctx, item);
             }
             out.drainTo(next);
@@ -82,10 +93,14 @@ export function keyedProcess<I, O, S>(store: StateStore, spec: KeyedProcessSpec<
             if (spec.onTimer !== undefined) {
               for (let t = timers.popDue(event.time); t !== undefined; t = timers.popDue(event.time)) {
                 key = t.key;
+                current = states.get(key);
                 spec.onTimer(ctx, t);
               }
             }
             spec.onWatermark?.(event.time, out);
+            // onWatermark may have touched any key's state directly.
+            key = NO_KEY;
+            current = undefined;
             out.drainTo(next);
             subscriber.next(event);
           } else {

@@ -217,8 +217,9 @@ export function newBucketRing(k: number, fields: number, ts: number): BucketRing
 
 /**
  * Moves the ring so that the bucket of `ts` is in it and returns its slot offset into `r`, or -1 when `ts`
- * is older than the window (such a reading no longer counts). Totals are recomputed from the ring when it
- * advances, so they never drift even when sums exceed 2^53.
+ * is older than the window (such a reading no longer counts). Expired buckets are subtracted from the
+ * totals, which is exact for integer sums below 2^53; past that (sums of squares of readings above
+ * ~360 kW) the totals are recomputed from the ring instead, so they never drift.
  */
 export function ringSlot(ring: BucketRing, k: number, fields: number, ts: number): number {
   const b = Math.floor(ts / BUCKET_MS);
@@ -226,13 +227,20 @@ export function ringSlot(ring: BucketRing, k: number, fields: number, ts: number
     const r = ring.r;
     const t = ring.t;
     const expired = Math.min(b - ring.hb, k);
+    let exact = true;
+    for (let i = 0; i < fields; i++) if (!(t[i] <= Number.MAX_SAFE_INTEGER)) exact = false;
     for (let j = 1; j <= expired; j++) {
       const off = ((ring.hb + j) % k) * fields;
-      for (let i = 0; i < fields; i++) r[off + i] = 0;
+      for (let i = 0; i < fields; i++) {
+        t[i] -= r[off + i];
+        r[off + i] = 0;
+      }
     }
     ring.hb = b;
-    for (let i = 0; i < fields; i++) t[i] = 0;
-    for (let off = 0; off < r.length; off += fields) for (let i = 0; i < fields; i++) t[i] += r[off + i];
+    if (!exact) {
+      for (let i = 0; i < fields; i++) t[i] = 0;
+      for (let off = 0; off < r.length; off += fields) for (let i = 0; i < fields; i++) t[i] += r[off + i];
+    }
   } else if (b <= ring.hb - k) return -1;
   return (b % k) * fields;
 }
