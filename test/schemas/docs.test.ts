@@ -1,0 +1,10 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { hotSchemaMarkdown } from '../../schemas/clickhouse.js';
+
+describe('docs/hot-schema.md', () => {
+  it('documents exactly the tables and columns the code creates', () => {
+    const doc = readFileSync(new URL('../../docs/hot-schema.md', import.meta.url), 'utf8');
+    expect(doc.slice(doc.indexOf('-->') + 5)).toBe(hotSchemaMarkdown());
+  });
+});
