@@ -211,10 +211,14 @@ export function newBucketRing(k: number, fields: number, ts: number): BucketRing
   return { hb: Math.floor(ts / BUCKET_MS), r: zeros(k * fields), t: zeros(fields) };
 }
 
-/** Built by pushing, so V8 keeps a packed array (`new Array(n).fill(0)` stays holey: slower reads). */
+/**
+ * A packed array of doubles from the start: `new Array(n).fill(0)` stays holey, and an array of small
+ * integers changes representation once Σu² outgrows them, which leaves the hot functions polymorphic.
+ */
 function zeros(n: number): number[] {
-  const a: number[] = [];
-  for (let i = 0; i < n; i++) a.push(0);
+  const a: number[] = [0.5];
+  a[0] = 0;
+  for (let i = 1; i < n; i++) a.push(0);
   return a;
 }
 
