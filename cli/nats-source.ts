@@ -1,18 +1,19 @@
-import { jetstream } from '@nats-io/jetstream';
+import { JetStreamApiCodes, type JetStreamClient, jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   CheckpointKv,
   connectNats,
   ensureDeadLetterStream,
   ensureReadingsStream,
+  isApiError,
   JetStreamSource,
   type NatsConnectionConfig,
-  type ReadingsMessageSource,
+  READINGS_STREAM,
   ReplaySource,
 } from '../connectors/jetstream.js';
 import { kvCheckpointStore } from '../pipelines/checkpoints.js';
 import type { SourceConfig } from '../pipelines/job.js';
-import { messageReadingSource } from '../pipelines/sources.js';
+import { messageReadingSource, type OpenMessages } from '../pipelines/sources.js';
 import { logger } from './log.js';
 
 /** Connection settings from the URL and the environment; secrets only ever come from the environment. */
@@ -45,26 +46,45 @@ export async function openNatsSource(
   await ensureReadingsStream(js);
   await ensureDeadLetterStream(js);
   const filter = settings.partition === undefined ? undefined : [`readings.${settings.partition}`];
-  let messages: ReadingsMessageSource;
+  let openMessages: OpenMessages;
   let checkpointKey = settings.workerId;
-  if (settings.replay === undefined) {
-    messages = await JetStreamSource.open(js, {
-      durable: `greenstream_${settings.workerId}`,
-      ...(filter === undefined ? {} : { filterSubjects: filter }),
-    });
+  const replay = settings.replay;
+  if (replay === undefined) {
+    const durable = `greenstream_${settings.workerId}`;
+    openMessages = async (resumeAfterSeq) => {
+      // The checkpoint holds the position: the durable is recreated to deliver, in stream order, from
+      // just after it. Reusing it would hand out new messages before the killed worker's unacknowledged
+      // ones (redelivered only after ack_wait), and the operators would see another order than before.
+      await deleteConsumer(js, durable);
+      return JetStreamSource.open(js, {
+        durable,
+        start: resumeAfterSeq === 0 ? { kind: 'all' } : { kind: 'sequence', seq: resumeAfterSeq + 1 },
+        ...(filter === undefined ? {} : { filterSubjects: filter }),
+      });
+    };
   } else {
-    messages = await ReplaySource.open(js, {
-      from: { time: settings.replay.from },
-      ...(settings.replay.to === undefined ? {} : { to: { time: settings.replay.to } }),
-      ...(filter === undefined ? {} : { filterSubjects: filter }),
-    });
+    openMessages = (resumeAfterSeq) =>
+      ReplaySource.open(js, {
+        from: resumeAfterSeq === 0 ? { time: replay.from } : { seq: resumeAfterSeq + 1 },
+        ...(replay.to === undefined ? {} : { to: { time: replay.to } }),
+        ...(filter === undefined ? {} : { filterSubjects: filter }),
+      });
     // A replay starts from clean operator state and never moves the live worker's checkpoint.
-    checkpointKey = `${settings.workerId}_replay_${settings.replay.from.getTime()}`;
+    checkpointKey = `${settings.workerId}_replay_${replay.from.getTime()}`;
   }
   const kv = await CheckpointKv.open(js);
-  const source = messageReadingSource(messages, {
+  const source = messageReadingSource(openMessages, {
     now: Date.now,
     onDeadLetter: (source, reason) => logger.warn('dead-lettered', { source, reason }),
   });
   return { config: { kind: 'custom', source, checkpoints: kvCheckpointStore(kv, checkpointKey) }, nc };
+}
+
+async function deleteConsumer(js: JetStreamClient, durable: string): Promise<void> {
+  const jsm = await js.jetstreamManager();
+  try {
+    await jsm.consumers.delete(READINGS_STREAM, durable);
+  } catch (error) {
+    if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
+  }
 }

@@ -2,7 +2,9 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { publishAlert } from '../connectors/jetstream.js';
+import { type MetricsServer, startMetricsServer } from '../connectors/metrics-server.js';
 import { type JobConfig, runMeterQualityJob, type SourceConfig } from '../pipelines/job.js';
+import { JobMetrics } from '../pipelines/job-metrics.js';
 import { logger } from './log.js';
 import { type Command, UsageError } from './main.js';
 import { openNatsSource } from './nats-source.js';
@@ -22,7 +24,9 @@ export const runUsage = [
   '  --worker <id>        worker id (default w0): names its checkpoint, consumer and lake files',
   '  --partition <p>      own one partition subject readings.<p> ($GS_PARTITION); default all',
   '  --until-idle         stop once the source is drained and the final watermark fired its windows',
-  '  --metrics-port <n>   serve /metrics, /healthz, /readyz on this port',
+  '  --checkpoint-rows <n> checkpoint once this many output rows are buffered (default 200000; and at',
+  '                       least every 5 s)',
+  '  --metrics-port <n>   serve /metrics, /healthz, /readyz on this port ($GS_METRICS_PORT)',
 ].join('\n');
 
 export const runCommand: Command = {
@@ -51,6 +55,7 @@ export async function runJobCommand(
         profile: { type: 'string' },
         worker: { type: 'string', default: 'w0' },
         'until-idle': { type: 'boolean', default: false },
+        'checkpoint-rows': { type: 'string' },
         'metrics-port': { type: 'string' },
         partition: { type: 'string', default: process.env.GS_PARTITION },
       },
@@ -63,6 +68,21 @@ export async function runJobCommand(
     process.once('SIGTERM', stop);
     if (!/^[A-Za-z0-9_]+$/.test(values.worker!))
       throw new UsageError('--worker may hold letters, digits and _ only');
+    const checkpointRows =
+      values['checkpoint-rows'] === undefined ? undefined : Number(values['checkpoint-rows']);
+    if (checkpointRows !== undefined && !(Number.isInteger(checkpointRows) && checkpointRows > 0)) {
+      throw new UsageError(
+        `--checkpoint-rows must be a positive integer, got "${values['checkpoint-rows']}"`,
+      );
+    }
+    const metricsPortText = values['metrics-port'] ?? process.env.GS_METRICS_PORT;
+    const metricsPort = metricsPortText === undefined ? undefined : Number(metricsPortText);
+    if (
+      metricsPort !== undefined &&
+      !(Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort < 65536)
+    )
+      throw new UsageError(`--metrics-port must be a port number, got "${metricsPortText}"`);
+    const metrics = metricsPort === undefined ? undefined : new JobMetrics();
     let source: SourceConfig;
     let nc: NatsConnection | undefined;
     if (spec.startsWith('files:')) {
@@ -101,6 +121,8 @@ export async function runJobCommand(
       // Replays write their own lake files, so they never overwrite the live worker's.
       workerId: replay === undefined ? values.worker! : `${values.worker!}_replay${replay.from.getTime()}`,
       signal: abort.signal,
+      ...(checkpointRows === undefined ? {} : { checkpointRows }),
+      ...(metrics === undefined ? {} : { observer: metrics.observer }),
       ...(nc === undefined
         ? {}
         : {
@@ -117,13 +139,23 @@ export async function runJobCommand(
           alerts: batch.alerts.length,
         }),
     };
+    let metricsServer: MetricsServer | undefined;
     try {
+      if (metrics !== undefined && metricsPort !== undefined) {
+        metricsServer = await startMetricsServer({
+          port: metricsPort,
+          render: () => metrics.render(),
+          ready: () => metrics.isReady(),
+        });
+        logger.info('serving metrics', { url: `${metricsServer.url}/metrics` });
+      }
       const { totals, hot, lake } = await runMeterQualityJob(config);
       await lake?.close();
       await hot.close();
       logger.info('stopped', { ...totals });
       process.stdout.write(`${JSON.stringify(totals)}\n`);
     } finally {
+      await metricsServer?.close();
       await nc?.drain();
     }
     return 0;

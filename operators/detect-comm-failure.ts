@@ -3,14 +3,15 @@ import type { Reading } from '../schemas/reading.js';
 import {
   type BucketRing,
   bucketCount,
+  bucketOf,
   type Cadence,
   clearFault,
   DAY_MS,
   excludeFromAnalytics,
   hours,
-  newBucketRing,
   type OpenFault,
   raiseFault,
+  ringArray,
   ringSlot,
   ringWindowStart,
   round,
@@ -59,6 +60,7 @@ export function detectCommFailure(
   name = 'detectCommFailure',
 ): Transform<Reading, Reading> {
   const k = bucketCount(thresholds.rollingWindowMs);
+  const tot = k * FIELDS;
   const maxShare = thresholds.commMissingShare;
   return keyedProcess<Reading, Reading, CommState>(store, {
     name,
@@ -66,14 +68,14 @@ export function detectCommFailure(
     onElement: (ctx, r) => {
       let st = ctx.state;
       if (st === undefined) {
-        st = { ...newBucketRing(k, FIELDS, r.ts), lt: r.ts, iv: 0, fs: r.ts, f: null };
+        st = { hb: bucketOf(r.ts), r: ringArray(k, FIELDS), lt: r.ts, iv: 0, fs: r.ts, f: null };
         ctx.state = st;
       }
       const step = r.ts - st.lt;
       if (step > 0) {
         if (st.iv === 0 || step < st.iv) st.iv = step;
         st.lt = r.ts;
-      } else if (step < 0 || st.t[0] > 0 || st.iv > 0) {
+      } else if (step < 0 || st.r[tot] > 0 || st.iv > 0) {
         // A row at or before the latest one (an over-limit reading rejoined beside its interval's row, a
         // duplicate) is not another expected reading.
         if (st.f !== null) excludeFromAnalytics(r);
@@ -84,15 +86,16 @@ export function detectCommFailure(
       if (off >= 0) {
         const missing = r.kw === null || r.status !== 'measured' ? 1 : 0;
         const ring = st.r;
-        const totals = st.t;
         ring[off] += 1;
         ring[off + 1] += missing;
-        totals[0] += 1;
-        totals[1] += missing;
+        ring[tot] += 1;
+        ring[tot + 1] += missing;
+        const expected = ring[tot];
+        const missed = ring[tot + 1];
         const windowStart = ringWindowStart(st, k, st.fs);
         const observed = r.ts + st.iv - windowStart;
         if (observed >= COMM_MIN_OBSERVED_MS) {
-          const share = totals[1] / totals[0];
+          const share = missed / expected;
           const f = st.f;
           if (share > maxShare) {
             if (f !== null) f.e = r.ts;
@@ -105,19 +108,19 @@ export function detectCommFailure(
                 r.ts,
                 {
                   missingShare: round(share),
-                  missing: totals[1],
-                  expected: totals[0],
+                  missing: missed,
+                  expected: expected,
                   observedHours: hours(observed),
                   thresholdShare: maxShare,
                 },
-                `${round(share * 100, 1)} % of ${totals[0]} expected readings missing over ${hours(observed)} h`,
+                `${round(share * 100, 1)} % of ${expected} expected readings missing over ${hours(observed)} h`,
               );
             }
           } else if (f !== null) {
             clearFault(ctx, r.meterId, 'comm_failure', f, r.ts, {
               missingShare: round(share),
-              missing: totals[1],
-              expected: totals[0],
+              missing: missed,
+              expected: expected,
             });
             st.f = null;
           }

@@ -3,17 +3,20 @@ import type { Reading } from '../schemas/reading.js';
 import {
   addMoment,
   bucketCount,
+  bucketOf,
   excludeFromAnalytics,
   MOMENT_FIELDS as FIELDS,
+  hasFlag,
   isExcludedValue,
   isMeasuredValue,
   KW_SCALE,
   type MomentRing,
-  newMomentRing,
   raiseFault,
+  ringArray,
   ringSlot,
   round,
   scaledVariance,
+  type TagSink,
 } from './fault-internals.js';
 import type { RuleProfile } from './rule-profile.js';
 
@@ -33,9 +36,16 @@ type ErraticSpikeState = MomentRing;
  *   level truly shifts up (new occupants, a heat pump) would then be "spiking" at every reading for a week;
  *   with spikes counted, σ widens within a few dozen readings, while a handful of spikes a week still
  *   stand out (ten 10× spikes on a 1 kW meter with σ 0.6 leave the limit near 5 kW).
- * - Evidence is measured, non-NULL values; values an upstream detector excluded (stuck, overload, low
- *   variance: `fault_excluded`) and values over the physical limit (`over_limit`, the overload rule's
- *   business) are neither judged nor added, so an overload reading is not reported again as a spike.
+ * - Evidence is measured, non-NULL values; values over the physical limit (`over_limit`, the overload
+ *   rule's business) are neither judged nor added, so an overload reading is not reported again as a spike.
+ * - A reading an upstream detector excluded (zero, stuck, overload, low variance: `fault_excluded`) is not
+ *   judged and DISCARDS the window: it holds the fault's onset from before its detection (the first 24 h of
+ *   a stuck value, 48 h of zeros), and a σ shrunk by a constant stretch would turn the repaired meter's
+ *   first normal evening into a string of "spikes". Judging resumes `minWindowReadings` after the fault
+ *   clears.
+ * - Exact zeros are the zero rule's: neither judged nor added. A dead meter's 48 h of zeros before its
+ *   zero fault is detected would otherwise drag the mean down for a week and make its first normal evening
+ *   after the repair look like a spike.
  * - A window with σ = 0 (exactly constant, a stuck meter before its detection) is not judged: "4σ above"
  *   a constant would make any change a spike.
  */
@@ -45,6 +55,7 @@ export function detectErraticSpike(
   name = 'detectErraticSpike',
 ): Transform<Reading, Reading> {
   const k = bucketCount(thresholds.rollingWindowMs);
+  const tot = k * FIELDS;
   const { spikeSigmas, minWindowReadings } = thresholds;
   return keyedProcess<Reading, Reading, ErraticSpikeState>(store, {
     name,
@@ -53,43 +64,61 @@ export function detectErraticSpike(
       if (isMeasuredValue(r) && !isExcludedValue(r)) {
         let st = ctx.state;
         if (st === undefined) {
-          st = newMomentRing(k, r.ts);
+          st = { hb: bucketOf(r.ts), r: ringArray(k, FIELDS), fs: r.ts };
           ctx.state = st;
         }
         const off = ringSlot(st, k, FIELDS, r.ts);
-        if (off >= 0) {
-          const u = Math.round((r.kw as number) * KW_SCALE);
-          const n = st.t[0];
+        const u = Math.round((r.kw as number) * KW_SCALE);
+        if (off >= 0 && u !== 0) {
+          const ring = st.r;
+          const n = ring[tot];
           if (n >= minWindowReadings) {
-            const nnVar = scaledVariance(st);
+            const nnVar = scaledVariance(ring, tot);
             if (nnVar > 0) {
-              const mean = st.t[1] / n;
+              const mean = ring[tot + 1] / n;
               const sd = Math.sqrt(nnVar) / n;
-              if (u > mean + spikeSigmas * sd) {
-                raiseFault(
-                  ctx,
-                  r.meterId,
-                  'erratic_spike',
-                  r.ts,
-                  r.ts,
-                  {
-                    kw: r.kw,
-                    meanKw: round(mean / KW_SCALE),
-                    stddevKw: round(sd / KW_SCALE),
-                    sigmas: round((u - mean) / sd, 3),
-                    readings: n,
-                    thresholdSigmas: spikeSigmas,
-                  },
-                  `${r.kw} kW is ${round((u - mean) / sd, 2)}σ above the 7-day mean ${round(mean / KW_SCALE, 3)} kW`,
-                );
-                excludeFromAnalytics(r);
-              }
+              if (u > mean + spikeSigmas * sd) reportSpike(ctx, r, u, mean, sd, n, spikeSigmas);
             }
           }
-          addMoment(st, off, u);
+          addMoment(ring, off, tot, u);
         }
+      } else if (ctx.state !== undefined && hasFlag(r, 'fault_excluded')) {
+        // Another rule caught a fault on this meter; the window holds its onset (a stuck value's first
+        // 24 h, a dead spell), which shrinks σ: against it, the repaired meter's first normal evening
+        // would read as a string of spikes. Start afresh once the fault clears.
+        ctx.state = undefined;
       }
       ctx.emit(r);
     },
   });
+}
+
+/** Out of the per-reading path: keeps `onElement` small enough for V8 to inline the ring updates. */
+function reportSpike(
+  out: TagSink,
+  r: Reading,
+  u: number,
+  mean: number,
+  sd: number,
+  n: number,
+  spikeSigmas: number,
+): void {
+  const sigmas = (u - mean) / sd;
+  raiseFault(
+    out,
+    r.meterId,
+    'erratic_spike',
+    r.ts,
+    r.ts,
+    {
+      kw: r.kw,
+      meanKw: round(mean / KW_SCALE),
+      stddevKw: round(sd / KW_SCALE),
+      sigmas: round(sigmas, 3),
+      readings: n,
+      thresholdSigmas: spikeSigmas,
+    },
+    `${r.kw} kW is ${round(sigmas, 2)}σ above the 7-day mean ${round(mean / KW_SCALE, 3)} kW`,
+  );
+  excludeFromAnalytics(r);
 }

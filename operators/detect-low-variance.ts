@@ -3,6 +3,7 @@ import type { Reading } from '../schemas/reading.js';
 import {
   addMoment,
   bucketCount,
+  bucketOf,
   clearFault,
   excludeFromAnalytics,
   MOMENT_FIELDS as FIELDS,
@@ -10,9 +11,9 @@ import {
   isMeasuredValue,
   KW_SCALE,
   type MomentRing,
-  newMomentRing,
   type OpenFault,
   raiseFault,
+  ringArray,
   ringSlot,
   ringWindowStart,
   round,
@@ -49,6 +50,7 @@ export function detectLowVariance(
   name = 'detectLowVariance',
 ): Transform<Reading, Reading> {
   const k = bucketCount(thresholds.rollingWindowMs);
+  const tot = k * FIELDS;
   const { lowVarianceCv: maxCv, minWindowReadings } = thresholds;
   return keyedProcess<Reading, Reading, LowVarianceState>(store, {
     name,
@@ -57,16 +59,17 @@ export function detectLowVariance(
       if (isMeasuredValue(r) && !isExcludedValue(r)) {
         let st = ctx.state;
         if (st === undefined) {
-          st = { ...newMomentRing(k, r.ts), f: null };
+          st = { hb: bucketOf(r.ts), r: ringArray(k, FIELDS), fs: r.ts, f: null };
           ctx.state = st;
         }
         const off = ringSlot(st, k, FIELDS, r.ts);
         if (off >= 0) {
-          addMoment(st, off, Math.round((r.kw as number) * KW_SCALE));
-          const n = st.t[0];
-          const sum = st.t[1];
+          const ring = st.r;
+          addMoment(ring, off, tot, Math.round((r.kw as number) * KW_SCALE));
+          const n = ring[tot];
+          const sum = ring[tot + 1];
           if (n >= minWindowReadings && sum > 0) {
-            const nnVar = scaledVariance(st);
+            const nnVar = scaledVariance(ring, tot);
             // σ/μ = √(n·Σu² − (Σu)²) / Σu; a constant window (exactly 0) belongs to the stuck rule.
             const cv = nnVar > 0 ? Math.sqrt(nnVar) / sum : 0;
             const low = nnVar > 0 && cv < maxCv;

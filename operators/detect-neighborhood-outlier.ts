@@ -31,6 +31,8 @@ interface NeighborhoodState {
   m: Record<string, (number | null)[]>;
   /** Open outlier faults by meter. */
   o: Record<string, OpenFault>;
+  /** Time of the pending day-end timer, 0 when none: read per element, cheaper than asking the timers. */
+  ev: number;
 }
 
 /**
@@ -56,9 +58,11 @@ interface NeighborhoodState {
  *   type: a neighborhood mixing shops (daytime plateau) with homes (evening peak) could make a shop look
  *   atypical. The simulator builds single-type neighborhoods; with mixed real ones, the stage should take
  *   the registry as a side input and correlate each meter with its own type's mean.
- * - Not judged (no undefined or double report): meters whose hourly series is exactly constant (a stuck
- *   or zero meter before its detection, a vacant one — correlation is undefined) or near-constant (hourly
- *   CV below `lowVarianceCv`: the low-variance rule's; noise on a flat line correlates with nothing).
+ * - Not evidence, so not reported twice: flat hours (≥ 2 readings, min = max — a zero or stuck run
+ *   before its rule detects it; after detection its readings are `fault_excluded` and never aggregated),
+ *   and meters whose hourly series is exactly constant (correlation undefined: vacant meters) or
+ *   near-constant (hourly CV below `lowVarianceCv`: the low-variance rule's; noise on a flat line
+ *   correlates with nothing).
  * - A meter whose ring empties (no aggregates for a whole window: silent, or excluded by another fault)
  *   leaves the state; an open outlier fault on it stays open until it is judged again.
  */
@@ -193,16 +197,17 @@ export function detectNeighborhoodOutlier(
       const hour = Math.floor(h.hour / HOUR_MS);
       let st = ctx.state;
       if (st === undefined) {
-        st = { end: hour + 1, m: {}, o: {} };
+        st = { end: hour + 1, m: {}, o: {}, ev: 0 };
         ctx.state = st;
       }
-      const pending = ctx.timerTime(EVAL_TIMER);
-      if (pending !== undefined && h.hour >= pending) {
+      const pending = st.ev;
+      if (pending !== 0 && h.hour >= pending) {
         // A pane of a later day proves upstream's watermark passed `pending` (aggregateHourly emits a pane
         // only once the watermark passed its hour, and the panes before it came first). Judge those days
         // now, before the ring moves past their hours: a watermark that jumps several days at once (a
         // bounded replay) delivers all the panes ahead of the timers.
         for (let t = pending; t <= h.hour; t += DAY_MS) evaluate(ctx, st, t);
+        st.ev = 0;
         ctx.clearTimer(EVAL_TIMER);
       }
       if (hour >= st.end) {
@@ -217,21 +222,27 @@ export function detectNeighborhoodOutlier(
         series = new Array<number | null>(w).fill(null);
         st.m[h.meterId] = series;
       }
-      series[hour % w] = h.avgKw;
+      // A flat hour (every reading identical: a zero or stuck run not yet detected) is the zero and stuck
+      // rules' evidence; correlating it would report the same dead meter again as an outlier.
+      series[hour % w] = h.count >= 2 && h.minKw === h.maxKw ? null : h.avgKw;
       const dayEnd = (Math.floor(h.hour / DAY_MS) + 1) * DAY_MS;
       // A pane of a day already judged joins the next judgement instead of re-judging the past.
-      if (dayEnd > ctx.watermark) {
-        const next = ctx.timerTime(EVAL_TIMER);
-        if (next === undefined || dayEnd < next) ctx.setTimer(EVAL_TIMER, dayEnd);
+      if (dayEnd > ctx.watermark && (st.ev === 0 || dayEnd < st.ev)) {
+        st.ev = dayEnd;
+        ctx.setTimer(EVAL_TIMER, dayEnd);
       }
     },
     onTimer: (ctx, timer) => {
       const st = ctx.state;
       if (st === undefined) return;
+      st.ev = 0;
       evaluate(ctx, st, timer.time);
       // Data beyond this day end (a watermark that lagged, or an earlier day's late pane that moved the
       // timer back) is judged at the following day end.
-      if (st.end * HOUR_MS > timer.time) ctx.setTimer(EVAL_TIMER, timer.time + DAY_MS);
+      if (st.end * HOUR_MS > timer.time) {
+        st.ev = timer.time + DAY_MS;
+        ctx.setTimer(EVAL_TIMER, st.ev);
+      }
       if (Object.keys(st.m).length === 0 && Object.keys(st.o).length === 0) ctx.state = undefined;
     },
   });

@@ -194,21 +194,30 @@ export function bucketCount(windowMs: number): number {
 }
 
 /**
- * A ring of `k` buckets of `f` numeric fields each, with running totals, in plain arrays. Bucket `b`
- * (= floor(ts / BUCKET_MS)) lives in slot `b mod k`; advancing to a newer bucket empties the slots of the
- * buckets that left the window.
+ * A ring of `k` buckets of `f` numeric fields each, followed by the `f` running totals, all in ONE plain
+ * array: the detectors touch a different meter at every reading, and each separate heap object is another
+ * cache miss. Bucket `b` (= floor(ts / BUCKET_MS)) lives at `(b mod k)·f`, the totals at `k·f`; advancing
+ * to a newer bucket empties the slots of the buckets that left the window.
  */
 export interface BucketRing {
   /** Index of the newest bucket. */
   hb: number;
-  /** k × f fields, bucket-major. */
+  /** k × f bucket fields (bucket-major), then f totals. */
   r: number[];
-  /** f running totals over the ring. */
-  t: number[];
 }
 
-export function newBucketRing(k: number, fields: number, ts: number): BucketRing {
-  return { hb: Math.floor(ts / BUCKET_MS), r: zeros(k * fields), t: zeros(fields) };
+/** Index of the bucket holding `ts`. */
+export function bucketOf(ts: number): number {
+  return Math.floor(ts / BUCKET_MS);
+}
+
+/**
+ * The empty `r` array of a ring of `k` buckets of `fields` fields. Detectors build their state as ONE
+ * object literal with every field (`{ hb: bucketOf(ts), r: ringArray(k, f), …, f: null }`): spreading a
+ * helper's object and adding fields would put them out of line, another cache miss per reading.
+ */
+export function ringArray(k: number, fields: number): number[] {
+  return zeros((k + 1) * fields);
 }
 
 /**
@@ -230,25 +239,26 @@ function zeros(n: number): number[] {
  */
 export function ringSlot(ring: BucketRing, k: number, fields: number, ts: number): number {
   const b = Math.floor(ts / BUCKET_MS);
-  if (b > ring.hb) {
+  const hb = ring.hb;
+  if (b > hb) {
     const r = ring.r;
-    const t = ring.t;
-    const expired = Math.min(b - ring.hb, k);
+    const tot = k * fields;
+    const expired = Math.min(b - hb, k);
     let exact = true;
-    for (let i = 0; i < fields; i++) if (!(t[i] <= Number.MAX_SAFE_INTEGER)) exact = false;
+    for (let i = 0; i < fields; i++) if (!(r[tot + i] <= Number.MAX_SAFE_INTEGER)) exact = false;
     for (let j = 1; j <= expired; j++) {
-      const off = ((ring.hb + j) % k) * fields;
+      const off = ((hb + j) % k) * fields;
       for (let i = 0; i < fields; i++) {
-        t[i] -= r[off + i];
+        r[tot + i] -= r[off + i];
         r[off + i] = 0;
       }
     }
     ring.hb = b;
     if (!exact) {
-      for (let i = 0; i < fields; i++) t[i] = 0;
-      for (let off = 0; off < r.length; off += fields) for (let i = 0; i < fields; i++) t[i] += r[off + i];
+      for (let i = 0; i < fields; i++) r[tot + i] = 0;
+      for (let off = 0; off < tot; off += fields) for (let i = 0; i < fields; i++) r[tot + i] += r[off + i];
     }
-  } else if (b <= ring.hb - k) return -1;
+  } else if (b <= hb - k) return -1;
   return (b % k) * fields;
 }
 
@@ -271,24 +281,18 @@ export interface MomentRing extends BucketRing {
 
 export const MOMENT_FIELDS = 3;
 
-export function newMomentRing(k: number, ts: number): MomentRing {
-  return { ...newBucketRing(k, MOMENT_FIELDS, ts), fs: ts };
-}
-
-/** Adds reading `u` (kW × 10⁴) at slot `off` returned by {@link ringSlot}. */
-export function addMoment(ring: BucketRing, off: number, u: number): void {
-  const r = ring.r;
-  const t = ring.t;
+/** Adds reading `u` (kW × 10⁴) at slot `off` returned by {@link ringSlot}; `tot` = k·3, the totals. */
+export function addMoment(r: number[], off: number, tot: number, u: number): void {
+  const uu = u * u;
   r[off] += 1;
   r[off + 1] += u;
-  r[off + 2] += u * u;
-  t[0] += 1;
-  t[1] += u;
-  t[2] += u * u;
+  r[off + 2] += uu;
+  r[tot] += 1;
+  r[tot + 1] += u;
+  r[tot + 2] += uu;
 }
 
-/** n²·σ² of the window in (10⁻⁴ kW)²: exactly 0 for a constant window. */
-export function scaledVariance(ring: BucketRing): number {
-  const t = ring.t;
-  return t[0] * t[2] - t[1] * t[1];
+/** n²·σ² of the window in (10⁻⁴ kW)² from the totals at `tot`: exactly 0 for a constant window. */
+export function scaledVariance(r: number[], tot: number): number {
+  return r[tot] * r[tot + 2] - r[tot + 1] * r[tot + 1];
 }

@@ -45,8 +45,8 @@ interface GapState {
  *   lengthened only by 8 equal deltas in a row, so repeated equal gaps are not taken for a new cadence.
  * - Gap: between readings `prev` and `cur` with delta `d`, `n = round(d / interval) − 1` intervals are
  *   missing (rounding absorbs clock jitter); the gap's length is `n × interval`, the time no reading covers.
- *   So 4 NULL-free hours at 15 min are readings at 10:00 and 14:15 (16 missing intervals); "more than 4
- *   NULLs" (B2.3, "> 1 hour") counts the same way.
+ *   At 15 min, a gap of exactly 4 h is readings at 10:00 and 14:15 (16 missing intervals). B2.3 measures
+ *   NULL runs the same way: more than 4 NULLs is more than 1 hour without a value.
  * - gap < `interpolateBelowMs` with a kW on both sides: `n` rows `interpolated`, kW linear in time between
  *   the two, 4 decimals. A short gap beside a NULL reading (or one over the physical limit, flagged
  *   `over_limit`, which is quarantined later) has no value to start or end from: its rows are `missing`

@@ -29,16 +29,18 @@ interface PendingBucket<R extends Reading> {
  * the per-meter state is one number, the `ts` of the meter's last released reading.
  *
  * - A reading at or before its meter's last released `ts` can no longer be put in order: it goes to
- *   QUARANTINE with reason `late` (and `duplicate_timestamp` when it repeats that exact time with another
- *   value, which the record-id dedupe upstream lets through). Two pending readings of one meter with the
- *   same `ts` are resolved the same way: the first to arrive is kept.
+ *   QUARANTINE with reason `late` (and `duplicate_timestamp` when it repeats that exact time, which
+ *   `dedupeReadings` lets through beyond its horizon). Two pending readings of one meter with the same `ts`
+ *   are resolved the same way: the first to arrive is kept, since every rule downstream needs strictly
+ *   increasing times per meter.
  * - A reading behind the watermark but after its meter's last released one is still in order for its
  *   meter (nothing pending can be older than the watermark), so it passes straight through. Only the
  *   event-time windows downstream may count it as late.
  *
  * Pending readings are kept in minute buckets ordered by time and released in the watermark step, rather
- * than one event-time timer per meter: a timer costs a heap entry and string keys per reading, about five
- * times the per-reading budget of a stage, while appending to the newest bucket is a comparison and a push.
+ * than one event-time timer per meter: a timer costs a heap entry and string keys per reading (measured
+ * ~1.1 µs a reading against ~0.23 µs for the buckets, 1 M readings of 10 k meters delivered gateway by
+ * gateway), while appending to the newest bucket is a comparison and a push.
  */
 export function orderByEventTime<R extends Reading>(
   store: StateStore,

@@ -1,21 +1,18 @@
-import { mapBatch, outputTag, type SideInput, type Transform } from '../core/index.js';
-import type { Reading } from '../schemas/reading.js';
+import { mapBatch, type SideInput, type Transform } from '../core/index.js';
 import { type MeterRegistry, QUARANTINE } from './outputs.js';
 import type { ParsedReading } from './parse-reading.js';
 import { reconstructedRaw } from './record-id.js';
 import type { RuleProfile } from './rule-profile.js';
 
 /**
- * Readings whose only fault is being above the meter's physical limit. They must not be stored, yet the
- * overload rule ("> limit for ≥ 6 consecutive readings") exists to see exactly them. So they leave the
- * main output on this tag instead of QUARANTINE; the pipeline rejoins them in front of the per-meter rules
- * (`rejoinTag`, flag `over_limit`) and quarantines them as `out_of_range` after the fault detectors. Each
- * reading therefore lands exactly once — `in = readings + quarantined + dead-lettered` holds — but only
- * if whoever wires this operator routes OVER_LIMIT onward: a graph that drops the tag loses them.
- * A reading over the limit with another problem as well (unknown meter, bad timestamp …) is quarantined
- * here with all its reasons and is not tagged.
+ * Readings whose only fault is being above the meter's physical limit must not be stored, yet the overload
+ * rule ("> limit for ≥ 6 consecutive readings") exists to see exactly them. So they stay on the main output,
+ * in stream order, flagged `over_limit`; the pipeline quarantines them as `out_of_range` after the fault
+ * detectors. (A side output would reach the watermark stage as a batch of its own, ahead of the readings
+ * it arrived with, and move the watermark past them.) Each reading lands exactly once: `in = readings +
+ * quarantined + dead-lettered` holds. A reading over the limit with another problem as well (unknown
+ * meter, bad timestamp …) is quarantined here with all its reasons.
  */
-export const OVER_LIMIT = outputTag<Reading>('over_limit');
 
 /**
  * Step 3, checks against the registry and the receiving clock (architecture doc, "Data Validation"; B3.1, B3.3).
@@ -23,7 +20,7 @@ export const OVER_LIMIT = outputTag<Reading>('over_limit');
  * - `unknown_meter`: the meter id is not in the registry (the limit check is then skipped: no meter type);
  * - `negative_value`: kw < 0;
  * - `out_of_range`: kw above the limit — the registry's `max_kw`, else `residentialMaxKw` / `commercialMaxKw`
- *   by meter type; a value equal to the limit passes (see OVER_LIMIT for where a lone `out_of_range` goes);
+ *   by meter type; a value equal to the limit passes (a lone `out_of_range` stays on the main output flagged `over_limit`, see above);
  * - `clock_reset`: ts before `earliestValid` (1970, 2000-01-01 … of a meter that lost its clock);
  * - `future_timestamp`: ts more than `futureToleranceMs` after `receivedAt` (exactly at the tolerance passes).
  * A reading older than `receivedAt − backdatedAfterMs` is kept but flagged `backdated` with one validation
@@ -77,8 +74,8 @@ export function validateReading(
         r.flags.push('backdated');
         r.warnings += 1;
       }
-      if (overLimit) out.tag(OVER_LIMIT, r);
-      else out.emit(r);
+      if (overLimit) r.flags.push('over_limit');
+      out.emit(r);
     }
   });
 }

@@ -1,7 +1,10 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { CheckpointStoreError } from '../connectors/jetstream-errors.js';
 import type { CheckpointKv } from '../connectors/jetstream-kv.js';
-import type { Checkpoint, CheckpointStore } from './runner.js';
+import type { Json } from '../core/index.js';
+import type { Checkpoint, CheckpointStore, RunTotals } from './runner.js';
 
 /** Checkpoints in a local file (the files source): written to a temporary name, synced, then renamed. */
 export function fileCheckpointStore(path: string): CheckpointStore {
@@ -43,27 +46,246 @@ export function memoryCheckpointStore(): CheckpointStore & { last: Checkpoint | 
   return store;
 }
 
+/** The part of the KV bucket a checkpoint store uses. */
+export type CheckpointKvStore = Pick<CheckpointKv, 'get' | 'put' | 'compareAndSet' | 'delete'>;
+
+export interface KvCheckpointOptions {
+  /**
+   * Bytes of serialized state per KV value. A value must fit in the server's `max_payload` (1 MiB by
+   * default) with its headers; default 512 KiB.
+   */
+  readonly chunkBytes?: number;
+}
+
+/** What `<key>` holds: the commit record. The state itself lives in chunk keys it names. */
+interface CheckpointManifest {
+  readonly format: typeof MANIFEST_FORMAT;
+  readonly seq: number;
+  readonly position: Json;
+  readonly totals: RunTotals;
+  readonly chunks: ChunkSet;
+}
+
+/** Chunk `i` of a set is `<key>.state.<writer>.<slot>.<i>`. */
+interface ChunkSet {
+  readonly writer: string;
+  readonly slot: number;
+  readonly count: number;
+  /** UTF-8 bytes of the whole state, and its SHA-256: a torn or foreign chunk fails the load. */
+  readonly bytes: number;
+  readonly sha256: string;
+  /** The most chunks this writer ever put in one slot: what a successor deletes after it. */
+  readonly writerMaxChunks: number;
+}
+
+/** `<key>.writer`: the chunks a writer may have left behind, should it die before committing them. */
+interface WriterRecord {
+  readonly writer: string;
+  readonly maxChunks: number;
+}
+
+const MANIFEST_FORMAT = 'greenstream-checkpoint/2';
+const DEFAULT_CHUNK_BYTES = 512 * 1024;
+const CHUNK_CONCURRENCY = 8;
+
 /**
- * Checkpoints in the NATS KV bucket, written with compare-and-set: a stale worker (one that lost its
- * partitions to another) cannot overwrite a newer checkpoint, and fails instead.
+ * Checkpoints in the NATS KV bucket. Operator state runs to many MB while a KV value is capped by the
+ * server's `max_payload`, so the state goes into chunk keys first and a small manifest under `key` is then
+ * written with compare-and-set: that write is the commit. A stale worker (one that lost its partitions
+ * to another) cannot overwrite a newer checkpoint and fails instead.
+ *
+ * Chunk keys carry a random writer id, so a stale writer never overwrites chunks a live manifest names,
+ * and alternate between two slots, so a writer reuses a bounded set of keys (a KV delete leaves a marker
+ * per key). After a commit the superseded chunks are deleted; so, after its first commit, are the chunks
+ * of the writer that came before (those a killed worker wrote but never committed included).
  */
-export function kvCheckpointStore(kv: CheckpointKv, key: string): CheckpointStore {
+export function kvCheckpointStore(
+  kv: CheckpointKvStore,
+  key: string,
+  options: KvCheckpointOptions = {},
+): CheckpointStore {
+  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  if (!(Number.isInteger(chunkBytes) && chunkBytes >= 4)) {
+    throw new RangeError(`chunkBytes must be an integer of at least 4, got ${chunkBytes}`);
+  }
+  const writer = randomBytes(6).toString('hex');
+  const writerKey = `${key}.writer`;
+  const chunkKey = (set: Pick<ChunkSet, 'writer' | 'slot'>, i: number) =>
+    `${key}.state.${set.writer}.${set.slot}.${i}`;
   let revision = 0;
+  let committed: ChunkSet | undefined;
+  let maxChunks = 0;
+  /** Keys to delete after the next commit: predecessors' chunks, and deletes that failed. */
+  let garbage = new Set<string>();
+  let predecessorsQueued = false;
+  const predecessors: WriterRecord[] = [];
+
+  const fail = (message: string, context: Record<string, string | number | null>, cause?: unknown) =>
+    new CheckpointStoreError(message, { key, ...context }, cause === undefined ? undefined : { cause });
+
+  const deleteAll = async (keys: readonly string[]): Promise<string[]> => {
+    const failed: string[] = [];
+    await forEachLimited(keys, CHUNK_CONCURRENCY, async (k) => {
+      try {
+        await kv.delete(k);
+      } catch {
+        failed.push(k);
+      }
+    });
+    return failed;
+  };
+
   return {
     async load() {
-      const entry = await kv.get(key);
+      const [entry, writerEntry] = await Promise.all([kv.get(key), kv.get(writerKey)]);
+      if (writerEntry !== null) predecessors.push(parseWriterRecord(writerEntry.value));
       if (entry === null) return undefined;
       revision = entry.revision;
-      return JSON.parse(entry.value) as Checkpoint;
+      const parsed = JSON.parse(entry.value) as CheckpointManifest | Checkpoint;
+      // A checkpoint written whole, before state was chunked.
+      if (!('format' in parsed)) return parsed;
+      if (parsed.format !== MANIFEST_FORMAT) {
+        throw fail(`checkpoint ${key} has unknown format ${String(parsed.format)}`, {});
+      }
+      const set = parsed.chunks;
+      predecessors.push({ writer: set.writer, maxChunks: set.writerMaxChunks });
+      const parts = new Array<string>(set.count);
+      await forEachLimited(range(set.count), CHUNK_CONCURRENCY, async (i) => {
+        const chunk = await kv.get(chunkKey(set, i));
+        if (chunk === null) {
+          throw fail(
+            `checkpoint ${key} (seq ${parsed.seq}) is missing state chunk ${i + 1} of ${set.count} ` +
+              `(${chunkKey(set, i)}): it cannot be restored`,
+            { seq: parsed.seq, chunk: i, chunks: set.count },
+          );
+        }
+        parts[i] = chunk.value;
+      });
+      const state = parts.join('');
+      const digest = sha256(state);
+      if (digest !== set.sha256 || Buffer.byteLength(state) !== set.bytes) {
+        throw fail(
+          `checkpoint ${key} (seq ${parsed.seq}): its state chunks do not match the manifest ` +
+            `(${Buffer.byteLength(state)} bytes, sha256 ${digest}; expected ${set.bytes}, ${set.sha256})`,
+          { seq: parsed.seq },
+        );
+      }
+      committed = set;
+      return { seq: parsed.seq, position: parsed.position, totals: parsed.totals, state };
     },
+
     async save(checkpoint) {
-      const result = await kv.compareAndSet(key, JSON.stringify(checkpoint), revision);
+      const slot = committed?.writer === writer ? 1 - committed.slot : 0;
+      const parts = splitUtf8(checkpoint.state, chunkBytes);
+      if (parts.length > maxChunks) {
+        maxChunks = parts.length;
+        // Before the chunks: whoever comes after a crash here learns which keys to clean up.
+        await kv.put(writerKey, JSON.stringify({ writer, maxChunks } satisfies WriterRecord));
+      }
+      const set: ChunkSet = {
+        writer,
+        slot,
+        count: parts.length,
+        bytes: Buffer.byteLength(checkpoint.state),
+        sha256: sha256(checkpoint.state),
+        writerMaxChunks: maxChunks,
+      };
+      await forEachLimited(range(parts.length), CHUNK_CONCURRENCY, async (i) => {
+        await kv.put(chunkKey(set, i), parts[i]!);
+      });
+      const manifest: CheckpointManifest = {
+        format: MANIFEST_FORMAT,
+        seq: checkpoint.seq,
+        position: checkpoint.position,
+        totals: checkpoint.totals,
+        chunks: set,
+      };
+      const result = await kv.compareAndSet(key, JSON.stringify(manifest), revision);
       if (!result.ok) {
-        throw new Error(
-          `checkpoint ${key} was written by another worker (revision ${String(result.currentRevision)}, expected ${revision}); stopping`,
+        // Ours alone (the writer id is unique); the error below stops this worker either way.
+        await deleteAll(range(parts.length).map((i) => chunkKey(set, i)));
+        throw fail(
+          `checkpoint ${key} was written by another worker (revision ${String(result.currentRevision)}, ` +
+            `expected ${revision}); stopping`,
+          { expectedRevision: revision, currentRevision: result.currentRevision },
         );
       }
       revision = result.revision;
+      const superseded = committed;
+      committed = set;
+      // The commit stands; cleaning up is best effort, and what fails is retried after the next commit.
+      const stale = new Set(garbage);
+      if (superseded !== undefined) {
+        for (let i = 0; i < superseded.count; i++) stale.add(chunkKey(superseded, i));
+      }
+      if (!predecessorsQueued) {
+        // Committing over the revision we loaded proves no writer before us can still commit.
+        predecessorsQueued = true;
+        for (const p of predecessors) {
+          if (p.writer === writer) continue;
+          for (const s of [0, 1])
+            for (let i = 0; i < p.maxChunks; i++) stale.add(chunkKey({ writer: p.writer, slot: s }, i));
+        }
+      }
+      for (let i = 0; i < set.count; i++) stale.delete(chunkKey(set, i));
+      garbage = new Set(await deleteAll([...stale]));
     },
   };
+}
+
+function parseWriterRecord(text: string): WriterRecord {
+  const record = JSON.parse(text) as WriterRecord;
+  return { writer: String(record.writer), maxChunks: Number(record.maxChunks) || 0 };
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/**
+ * Splits `text` into pieces of at most `maxBytes` UTF-8 bytes each, never inside a surrogate pair, so each
+ * piece is a valid string on its own and the pieces joined give `text` back.
+ */
+export function splitUtf8(text: string, maxBytes: number): string[] {
+  const parts: string[] = [];
+  let start = 0;
+  while (start < text.length) {
+    // JSON is mostly ASCII: one char per byte is the first guess, shrunk until the piece fits.
+    let end = Math.min(text.length, start + maxBytes);
+    for (;;) {
+      if (end < text.length && isHighSurrogate(text.charCodeAt(end - 1))) {
+        // Keep the pair whole: drop its first half, or take both when it is all the piece holds.
+        end += end - start === 1 ? 1 : -1;
+      }
+      const bytes = Buffer.byteLength(text.slice(start, end));
+      if (bytes <= maxBytes) break;
+      end = start + Math.max(1, Math.floor(((end - start) * maxBytes) / bytes) - 1);
+    }
+    parts.push(text.slice(start, end));
+    start = end;
+  }
+  return parts;
+}
+
+function isHighSurrogate(code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff;
+}
+
+async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await task(item);
+    }
+  });
+  await Promise.all(lanes);
 }

@@ -1,20 +1,28 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BehaviorSubject } from 'rxjs';
-import { type HotStore, type HotStoreTarget, openHotStore } from '../connectors/clickhouse.js';
+import {
+  type HotStore,
+  type HotStoreOptions,
+  type HotStoreTarget,
+  openHotStore,
+} from '../connectors/clickhouse.js';
 import { openParquetLake, type ParquetLake } from '../connectors/parquet-lake.js';
-import { SideInput, StateStore } from '../core/index.js';
+import { type PipelineGraph, SideInput, StateStore } from '../core/index.js';
 import type { Lineage, MeterRegistry } from '../operators/outputs.js';
 import { parseRegistryCsv } from '../operators/registry.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
 import type { Alert } from '../schemas/reading.js';
 import { fileCheckpointStore } from './checkpoints.js';
 import { meterQualityGraph } from './meter-quality.js';
+import { type OpsAlertThresholds, opsAlertsObserver } from './ops-alerts.js';
+import { combineObservers } from './run-observers.js';
 import {
   type Checkpoint,
   type CheckpointStore,
   type OutputBatch,
   type ReadingSource,
+  type RunObserver,
   type RunTotals,
   runPipeline,
 } from './runner.js';
@@ -31,6 +39,8 @@ export interface JobConfig {
   readonly source: SourceConfig;
   readonly registryPath: string;
   readonly hot: HotStoreTarget;
+  /** Retry policy, insert sizes … of the hot store. */
+  readonly hotOptions?: HotStoreOptions;
   /** The Parquet lake root; no cold output when undefined. */
   readonly coldDir?: string;
   /** Where file-source checkpoints live; default `<hot chdb dir or ./data>/checkpoint.json`. */
@@ -45,6 +55,18 @@ export interface JobConfig {
   readonly onCheckpoint?: (checkpoint: Checkpoint, batch: OutputBatch) => void;
   /** Publishes each committed batch's alerts (on NATS: `greenstream.alerts.<severity>.<kind>`). */
   readonly publishAlerts?: (alerts: readonly Alert[]) => Promise<void>;
+  /** Quality-degradation and backlog thresholds; the first seed's (80, 1000) by default. */
+  readonly opsAlerts?: Partial<OpsAlertThresholds>;
+  /** Instrumentation (metrics, readiness); see `JobMetrics`. */
+  readonly observer?: JobObserver;
+}
+
+/** A run observer that also sees the job's graph and the alerts raised outside a stored batch. */
+export interface JobObserver extends RunObserver {
+  /** The graph about to run: its `stageCounters()` give per-stage throughput and the watermark. */
+  graph?(graph: PipelineGraph): void;
+  /** An alert published but not stored (a transformation failure: the store is what failed). */
+  alertRaised?(alert: Alert, publishError: unknown): void;
 }
 
 export interface JobResult {
@@ -83,7 +105,7 @@ export async function loadRegistry(path: string): Promise<MeterRegistry> {
  */
 export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> {
   const registryValue = await loadRegistry(config.registryPath);
-  const hot = openHotStore(config.hot);
+  const hot = openHotStore(config.hot, config.hotOptions);
   let lake: ParquetLake | undefined;
   try {
     await hot.migrate();
@@ -94,7 +116,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
     let batchTime = Date.now();
     const lineage: Lineage = { pipelineVersion: PIPELINE_VERSION, processedAt: () => batchTime };
     const interval = config.profile.gaps.defaultIntervalMs;
-    const { connect } = meterQualityGraph({
+    const { graph, connect } = meterQualityGraph({
       profile: config.profile,
       registry,
       store,
@@ -105,6 +127,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       finalWatermark: (max) => max + interval,
       ...(config.untilIdle ? {} : { idleTimeoutMs: 30_000 }),
     });
+    config.observer?.graph?.(graph);
     const source: ReadingSource =
       config.source.kind === 'files'
         ? filesSource({
@@ -134,6 +157,8 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
           batchTime = Date.now();
           return source.next();
         },
+        // Spelled out: a spread drops the methods of a class-based source.
+        ...(source.pending === undefined ? {} : { pending: () => source.pending!() }),
         position: () => source.position(),
         commit: () => source.commit(),
         close: () => source.close(),
@@ -149,6 +174,15 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       now: Date.now,
       ...(config.signal === undefined ? {} : { signal: config.signal }),
       ...(config.onCheckpoint === undefined ? {} : { onCheckpoint: config.onCheckpoint }),
+      observer: combineObservers(
+        opsAlertsObserver({
+          ...(config.opsAlerts === undefined ? {} : { thresholds: config.opsAlerts }),
+          now: Date.now,
+          ...(config.publishAlerts === undefined ? {} : { publish: config.publishAlerts }),
+          raisedOutsideBatch: (alert, publishError) => config.observer?.alertRaised?.(alert, publishError),
+        }),
+        config.observer,
+      ),
     });
     return { totals, hot, lake };
   } catch (err) {

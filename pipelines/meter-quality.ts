@@ -7,7 +7,6 @@ import {
   LATE,
   PipelineGraph,
   parDo,
-  rejoinTag,
   type SideInput,
   type StateStore,
   untagged,
@@ -33,7 +32,7 @@ import type { RuleProfile } from '../operators/rule-profile.js';
 import { scoreQuality } from '../operators/score-quality.js';
 import { stampLineage } from '../operators/stamp-lineage.js';
 import { standardizeUnits } from '../operators/standardize-units.js';
-import { OVER_LIMIT, validateReading } from '../operators/validate-reading.js';
+import { validateReading } from '../operators/validate-reading.js';
 import type {
   Alert,
   DailyPeak,
@@ -85,16 +84,9 @@ export function meterQualityGraph(options: MeterQualityOptions): {
     g.stage('awaitRegistry', awaitSideInputs<RawReading>(registry)),
     g.stage('parseReading', parseReading(lineage)),
     g.stage('standardizeUnits', standardizeUnits(profile.units)),
-    // Readings over the physical limit leave the stored output at quarantineOverLimit, but the overload rule
-    // must still see them in order: they are tagged by the validator and rejoined inside the same stage.
-    g.stage('validateReading', (flow: Flow<ParsedReading>) =>
-      validateReading(registry, profile.validation, { replay: options.replay })(flow).pipe(
-        rejoinTag(OVER_LIMIT, (r) => {
-          r.flags.push('over_limit');
-          return r;
-        }),
-      ),
-    ),
+    // Readings over the physical limit stay in the stream, flagged `over_limit`, until the overload rule
+    // has seen them; quarantineOverLimit then takes them out of the stored output.
+    g.stage('validateReading', validateReading(registry, profile.validation, { replay: options.replay })),
     g.stage(
       'assignWatermarks',
       assignWatermarks<Reading>({

@@ -78,7 +78,7 @@ abstract class Metric<L extends string> {
 
   /** The series key: label values in declaration order; throws when a label is missing or unknown. */
   protected keyOf(labels: Partial<Record<L, string>> | undefined): string {
-    const given = labels ?? {};
+    const given: Partial<Record<L, string>> = labels ?? {};
     const keys = Object.keys(given);
     if (keys.length !== this.labelNames.length || keys.some((k) => !this.labelNames.includes(k as L))) {
       throw new MetricDefinitionError(
@@ -98,7 +98,11 @@ abstract class Metric<L extends string> {
 
   /** HELP, TYPE and sample lines, without a trailing line feed. */
   render(): string[] {
-    return [`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} ${this.type}`, ...this.samples()];
+    return [
+      `# HELP ${this.name} ${escapeHelp(this.help)}`,
+      `# TYPE ${this.name} ${this.type}`,
+      ...this.samples(),
+    ];
   }
 
   protected abstract samples(): string[];

@@ -104,6 +104,31 @@ export interface RunOptions {
   readonly now: () => number;
   readonly signal?: AbortSignal;
   readonly onCheckpoint?: (checkpoint: Checkpoint, batch: OutputBatch) => void;
+  /** Instrumentation: metrics, readiness and the operational alerts (see `RunObserver`). */
+  readonly observer?: RunObserver;
+}
+
+/**
+ * Hooks into a run for metrics, readiness and operational alerts. All are synchronous except `sinkFailed`,
+ * which the runner awaits before it stops; none may throw.
+ */
+export interface RunObserver {
+  /** The source is open (the job has migrated its stores before): the worker takes work. */
+  opened?(): void;
+  /** A pull from the source, before it enters the graph. */
+  pulled?(batch: SourceBatch): void;
+  /** The source's pending messages, read at each checkpoint; undefined when the source cannot tell. */
+  consumerLag?(pending: number | undefined): void;
+  /** Processing-time alerts to store and publish with this checkpoint's batch. */
+  alertsFor?(batch: OutputBatch, pending: number | undefined): readonly Alert[];
+  /** Wall time of `sinks.write`, successful or not. */
+  sinkWrite?(seconds: number, ok: boolean): void;
+  /** `sinks.write` failed after the sinks' own retries; the batch is not acknowledged and the run stops. */
+  sinkFailed?(error: unknown, batch: OutputBatch): Promise<void>;
+  /** The checkpoint is saved and the source acknowledged. */
+  checkpointed?(checkpoint: Checkpoint, batch: OutputBatch): void;
+  /** The run ended (drained, aborted or failed). */
+  stopped?(): void;
 }
 
 export class PipelineStoppedError extends Error {
@@ -196,6 +221,8 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
   }
   await sinks.rollback(seq);
   await source.open(previous?.position);
+  const observer = options.observer;
+  observer?.opened?.();
 
   const input = new Subject<FlowEvent<RawReading>>();
   const buffers = new Buffers();
@@ -214,8 +241,22 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
   const checkpoint = async (): Promise<void> => {
     if (failure !== undefined) throw failure;
     seq += 1;
-    const batch = buffers.take(seq);
-    await sinks.write(batch);
+    let batch = buffers.take(seq);
+    if (observer !== undefined) {
+      const pending = await consumerLag(source);
+      observer.consumerLag?.(pending);
+      const extra = observer.alertsFor?.(batch, pending) ?? [];
+      if (extra.length > 0) batch = { ...batch, alerts: [...batch.alerts, ...extra] };
+    }
+    const writeStarted = performance.now();
+    try {
+      await sinks.write(batch);
+    } catch (err) {
+      observer?.sinkWrite?.((performance.now() - writeStarted) / 1000, false);
+      await observer?.sinkFailed?.(err, batch);
+      throw err;
+    }
+    observer?.sinkWrite?.((performance.now() - writeStarted) / 1000, true);
     totals = addTotals(totals, batch);
     const cp: Checkpoint = {
       seq,
@@ -227,6 +268,7 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     await source.commit();
     lastCheckpoint = options.now();
     options.onCheckpoint?.(cp, batch);
+    observer?.checkpointed?.(cp, batch);
   };
 
   try {
@@ -248,6 +290,7 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
         await sleep(options.idlePollMs, options.signal);
         continue;
       }
+      observer?.pulled?.(next);
       buffers.recordsIn += next.records.length + next.quarantined.length;
       buffers.deadLettered += next.deadLettered;
       if (next.quarantined.length > 0) buffers.quarantine(next.quarantined);
@@ -264,8 +307,19 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     if (!completed && !input.closed) input.complete();
     return totals;
   } finally {
+    options.observer?.stopped?.();
     subscription.unsubscribe();
     await source.close();
+  }
+}
+
+/** A lag probe that fails (e.g. a consumer-info timeout) makes the lag unknown; it never stops the worker. */
+async function consumerLag(source: ReadingSource): Promise<number | undefined> {
+  if (source.pending === undefined) return undefined;
+  try {
+    return await source.pending();
+  } catch {
+    return undefined;
   }
 }
 

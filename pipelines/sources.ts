@@ -98,22 +98,38 @@ export interface MessageSourceOptions {
   readonly onDeadLetter?: (source: string, reason: string) => void;
 }
 
+/** Where a message source starts: after the last stream sequence a checkpoint covers (0: from the start). */
+export type OpenMessages = (resumeAfterSeq: number) => Promise<ReadingsMessageSource>;
+
 /**
- * JetStream (durable consumer or replay) as a pipeline source. The server keeps the consumer's position;
- * deliveries are acknowledged in `commit`, after the checkpoint that covers them, so a killed worker gets
- * them redelivered. A message that cannot be decoded goes whole to the dead-letter stream.
+ * JetStream (durable consumer or replay) as a pipeline source. The checkpoint, not the consumer, holds the
+ * position: `openMessages` must deliver in stream order from just after it, so a restarted worker sees
+ * exactly the sequence an uninterrupted one would (a durable consumer would instead hand out new
+ * messages first and redeliver the killed worker's unacknowledged ones only after `ack_wait`).
+ * Deliveries are acknowledged in `commit`, after the checkpoint that covers them; a redelivered message
+ * the checkpoint already covers is acknowledged without being processed again. A message that cannot be
+ * decoded goes whole to the dead-letter stream.
  */
 export function messageReadingSource(
-  messages: ReadingsMessageSource,
+  openMessages: OpenMessages,
   options: MessageSourceOptions,
 ): ReadingSource {
+  let messages: ReadingsMessageSource | undefined;
   let delivered: SourceMessage[] = [];
   let lastSeq = 0;
+  const opened = (): ReadingsMessageSource => {
+    if (messages === undefined) throw new Error('message source used before open()');
+    return messages;
+  };
   return {
     name: 'jetstream',
-    async open() {},
+    async open(position: Json | undefined) {
+      lastSeq = lastSeqOf(position);
+      messages = await openMessages(lastSeq);
+    },
     async next(): Promise<SourceBatch | 'idle' | 'end'> {
-      const fetched = await messages.fetchBatch(options.batchSize ?? 256, options.expiresMs ?? 1000);
+      const source = opened();
+      const fetched = await source.fetchBatch(options.batchSize ?? 256, options.expiresMs ?? 1000);
       if (fetched.messages.length === 0) {
         if (fetched.done) return 'end';
         return fetched.stalled ? { records: [], quarantined: [], deadLettered: 0, commitSoon: true } : 'idle';
@@ -121,7 +137,11 @@ export function messageReadingSource(
       const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
       const now = options.now();
       for (const m of fetched.messages) {
-        lastSeq = Math.max(lastSeq, m.seq);
+        if (m.seq <= lastSeq) {
+          delivered.push(m);
+          continue;
+        }
+        lastSeq = m.seq;
         const decoded = decodeReadings(m.data, {
           source: m.source,
           receivedAt: m.receivedAt,
@@ -132,7 +152,7 @@ export function messageReadingSource(
           delivered.push(m);
         } else {
           const reason = decoded.ok ? '' : decoded.failure.reason;
-          await messages.deadLetter(m, reason);
+          await source.deadLetter(m, reason);
           options.onDeadLetter?.(m.source, reason);
           batch.deadLettered += 1;
         }
@@ -145,13 +165,23 @@ export function messageReadingSource(
     async commit() {
       const acking = delivered;
       delivered = [];
-      if (acking.length > 0) await messages.ack(acking);
+      if (acking.length > 0) await opened().ack(acking);
     },
     async pending() {
-      return (await messages.pending()).lag;
+      return (await opened().pending()).lag;
     },
     async close() {
-      await messages.close();
+      await messages?.close();
     },
   };
+}
+
+function lastSeqOf(position: Json | undefined): number {
+  if (position === undefined || position === null || typeof position !== 'object' || Array.isArray(position))
+    return 0;
+  const seq = position.lastSeq;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
+    throw new Error(`checkpoint position ${JSON.stringify(position)} has no valid lastSeq`);
+  }
+  return seq;
 }

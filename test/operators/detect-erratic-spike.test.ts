@@ -79,11 +79,41 @@ describe('detectErraticSpike and the other rules', () => {
     expect(faults(run(spikes(), [data(...series([...new Array<number>(100).fill(2), 2.5]))]))).toEqual([]);
   });
 
-  it('leaves over-limit readings to the overload rule and skips readings another detector excluded', () => {
-    const rs = series([...baseline(), 25, 9, 1]);
+  it('leaves over-limit readings to the overload rule', () => {
+    const rs = series([...baseline(), 25, 25, 9]);
     rs[96]!.flags.push('over_limit');
-    rs[97]!.flags.push('fault_excluded');
-    expect(faults(run(spikes(), [data(...rs)]))).toEqual([]);
+    rs[97]!.flags.push('over_limit');
+    // The window is untouched: 9 kW is judged against the baseline (limit 6 kW).
+    expect(faults(run(spikes(), [data(...rs)])).map((f) => (f.detectedAt - T0) / INTERVAL)).toEqual([98]);
+  });
+
+  it('skips readings another detector excluded and starts a fresh window after that fault', () => {
+    // The baseline (limit 6 kW), then a stuck value for a day, caught by the stuck rule at its 96th reading.
+    const kws = [...baseline(), ...new Array<number>(100).fill(2), 5, ...baseline(95), 9];
+    const rs = series(kws);
+    for (let i = 96 + 95; i < 96 + 100; i++) rs[i]!.flags.push('fault_excluded');
+    // Against the old window (baseline + 95 stuck readings: mean 2, σ 0.71) 5 kW would be a spike; the
+    // window was discarded, so it starts the new one, and 9 kW is judged once 96 readings are in.
+    const stale = [...baseline(), ...new Array<number>(95).fill(2)];
+    const mean = stale.reduce((a, b) => a + b, 0) / stale.length;
+    const sd = Math.sqrt(stale.reduce((a, b) => a + (b - mean) ** 2, 0) / stale.length);
+    expect(5).toBeGreaterThan(mean + 4 * sd);
+    expect(faults(run(spikes(), [data(...rs)])).map((f) => (f.detectedAt - T0) / INTERVAL)).toEqual([292]);
+  });
+
+  it('leaves exact zeros to the zero rule: a dead spell does not make the next normal peak a spike', () => {
+    const normal = Array.from(
+      { length: 96 },
+      (_, i) => Math.round((1 + 0.8 * Math.sin((2 * Math.PI * i) / 96)) * 1e4) / 1e4,
+    );
+    const kws = [...normal, ...new Array<number>(500).fill(0), 2];
+    // Counting the zeros, 2 kW would be above mean + 4σ (0.16 + 4 × 0.43 kW) …
+    const window = kws.slice(0, -1);
+    const mean = window.reduce((a, b) => a + b, 0) / window.length;
+    const sd = Math.sqrt(window.reduce((a, b) => a + (b - mean) ** 2, 0) / window.length);
+    expect(2).toBeGreaterThan(mean + 4 * sd);
+    // … but against the meter's real readings (mean 1, σ 0.57) it is an ordinary peak.
+    expect(faults(run(spikes(), [data(...series(kws))]))).toEqual([]);
   });
 
   it('ignores interpolated, missing and NULL rows', () => {

@@ -25,7 +25,16 @@ const status = (f: FaultEvent) => JSON.parse(f.evidence).status as string;
 const outliers = (st = new StateStore(), t = thresholds) => detectNeighborhoodOutlier(st, t);
 
 function hourly(meterId: string, hour: number, avgKw: number, neighborhood = 'north-01'): HourlyConsumption {
-  return { meterId, neighborhood, hour, avgKw, minKw: avgKw, maxKw: avgKw, stddevKw: 0, count: 4 };
+  return {
+    meterId,
+    neighborhood,
+    hour,
+    avgKw,
+    minKw: avgKw - 0.05,
+    maxKw: avgKw + 0.05,
+    stddevKw: 0.04,
+    count: 4,
+  };
 }
 
 const shape = (h: number) => Math.sin((2 * Math.PI * h) / 24);
@@ -163,6 +172,19 @@ describe('detectNeighborhoodOutlier over days', () => {
       items.push(hourly('MTR-LOWVAR', T0 + h * HOUR, 1.5 + (h % 2 === 0 ? 0.005 : -0.005)));
     }
     expect(faults(run(outliers(), [data(...items), wm(T0 + DAY)]))).toEqual([]);
+  });
+
+  it('does not count flat hours (a zero or stuck run before its rule detects it) as evidence', () => {
+    // Day 1 normal, then 0 kW in every reading: the 48 flat hours are not correlated.
+    const items = [...neighborhood(1, { hours: 72 })].map((h) =>
+      h.meterId === 'MTR-T' && h.hour >= T0 + DAY ? { ...h, avgKw: 0, minKw: 0, maxKw: 0 } : h,
+    );
+    expect(faults(run(outliers(), [data(...items), wm(T0 + 3 * DAY)]))).toEqual([]);
+    // The same hours with varying readings inside them are evidence: a meter that really went flat-ish.
+    const varied = items.map((h) => (h.meterId === 'MTR-T' && h.hour >= T0 + DAY ? { ...h, maxKw: 0.1 } : h));
+    expect(faults(run(outliers(), [data(...varied), wm(T0 + 3 * DAY)])).map((f) => f.meterId)).toEqual([
+      'MTR-T',
+    ]);
   });
 
   it('keys by neighborhood: meters are compared with their own neighbours only', () => {

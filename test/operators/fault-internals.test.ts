@@ -23,9 +23,10 @@ import { detectZeroMeter } from '../../operators/detect-zero-meter.js';
 import {
   BUCKET_MS,
   bucketCount,
+  bucketOf,
   excludeFromAnalytics,
-  newBucketRing,
   observeCadence,
+  ringArray,
   ringSlot,
 } from '../../operators/fault-internals.js';
 import { FAULTS, type MeterRegistry } from '../../operators/outputs.js';
@@ -100,25 +101,25 @@ describe('fault internals', () => {
   it('rolls a bucket ring: expired buckets leave the totals, too-old readings get no slot', () => {
     const k = bucketCount(6 * HOUR); // 3 buckets
     expect(k).toBe(3);
-    const ring = newBucketRing(k, 1, T0);
+    const ring = { hb: bucketOf(T0), r: ringArray(k, 1) };
     const add = (ts: number) => {
       const off = ringSlot(ring, k, 1, ts);
       if (off >= 0) {
         ring.r[off]! += 1;
-        ring.t[0]! += 1;
+        ring.r[k]! += 1;
       }
       return off;
     };
     add(T0);
     add(T0 + BUCKET_MS);
     add(T0 + 2 * BUCKET_MS);
-    expect(ring.t[0]).toBe(3);
+    expect(ring.r[k]).toBe(3);
     add(T0 + 3 * BUCKET_MS); // the first bucket leaves
-    expect(ring.t[0]).toBe(3);
+    expect(ring.r[k]).toBe(3);
     expect(add(T0)).toBe(-1);
     add(T0 + 10 * BUCKET_MS); // everything leaves
-    expect(ring.t[0]).toBe(1);
-    expect(ring.r).toEqual([0, 1, 0]);
+    expect(ring.r[k]).toBe(1);
+    expect(ring.r).toEqual([0, 1, 0, 1]);
   });
 
   it('flags a reading fault_excluded once, however many faults are active', () => {

@@ -178,6 +178,27 @@ describe('fillGaps length classes (gap = missing intervals × interval)', () => 
   });
 });
 
+describe('fillGaps length class table', () => {
+  it.each<[number, Reading['status'], Reading['flags'], Alert['severity'][]]>([
+    [1, 'interpolated', ['interpolated'], []],
+    [15, 'interpolated', ['interpolated'], []],
+    [16, 'missing', ['missing_short'], ['warning']],
+    [17, 'missing', ['missing_short'], ['warning']],
+    [95, 'missing', ['missing_short'], ['warning']],
+    [96, 'missing', ['missing_extended'], ['critical']],
+    [97, 'missing', ['missing_extended'], ['critical']],
+  ])('%i missing intervals of 15 min: %s %j, alerts %j', (missing, status, flags, severities) => {
+    const { rows, alerts } = gapOf(missing);
+    const generated = rows.slice(1, -1);
+    expect(generated).toHaveLength(missing);
+    for (const r of generated) {
+      expect(r.status).toBe(status);
+      expect(r.flags).toEqual(flags);
+    }
+    expect(alerts.map((a) => a.severity)).toEqual(severities);
+  });
+});
+
 describe('fillGaps NULL readings', () => {
   const nullsThenValue = (n: number) => [
     at(0, 1),

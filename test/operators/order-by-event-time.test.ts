@@ -50,11 +50,10 @@ describe('orderByEventTime releases on the watermark', () => {
     expect(out).toEqual([wm(T0 + 4 * INTERVAL), data(at('M1', 4)), wm(T0 + 4 * INTERVAL + 1)]);
   });
 
-  it('splits a minute the watermark falls into', () => {
-    const early = reading({ ts: T0 + 20_000 });
-    const late = reading({ ts: T0 + 45_000 });
-    const out = run(new StateStore(), [data(late, early), wm(T0 + 30_000), wm(T0 + MINUTE)]);
-    expect(out).toEqual([data(early), wm(T0 + 30_000), data(late), wm(T0 + MINUTE)]);
+  it('splits a minute the watermark falls into, and sorts within it', () => {
+    const [s10, s20, s30, s45] = [10, 20, 30, 45].map((s) => reading({ ts: T0 + s * 1000 }));
+    const out = run(new StateStore(), [data(s45, s20, s30, s10), wm(T0 + 30_000), wm(T0 + MINUTE)]);
+    expect(out).toEqual([data(s10!, s20!), wm(T0 + 30_000), data(s30!, s45!), wm(T0 + MINUTE)]);
   });
 });
 
@@ -150,6 +149,7 @@ describe('orderByEventTime state', () => {
 });
 
 describe('orderByEventTime properties', () => {
+  const STEP = 10_000;
   it('within the out-of-orderness bound: every reading comes out once, sorted per meter, behind its watermark', () => {
     const arrival = fc.array(
       fc.record({ meter: fc.constantFrom('A', 'B', 'C'), k: fc.nat(200), lag: fc.nat(8) }),
@@ -164,10 +164,11 @@ describe('orderByEventTime properties', () => {
         let watermark = Number.NEGATIVE_INFINITY;
         for (let i = 0; i < unique.length; i += batchSize) {
           const batch = unique.slice(i, i + batchSize);
-          events.push(data(...batch.map((x) => at(x.meter, x.k))));
-          // Bounded disorder of 8 intervals: the watermark trails the newest arrival time by that much.
+          // 10 s apart, so several readings of a meter share a minute bucket and arrive out of order in it.
+          events.push(data(...batch.map((x) => reading({ meterId: x.meter, ts: T0 + x.k * STEP }))));
+          // Bounded disorder of 8 steps: the watermark trails the newest arrival time by that much.
           const newest = Math.max(...batch.map((x) => x.k + x.lag));
-          const next = T0 + (newest - 8) * INTERVAL;
+          const next = T0 + (newest - 8) * STEP;
           if (next > watermark) {
             watermark = next;
             events.push(wm(next));

@@ -5,7 +5,7 @@ import { dataEvent, type FlowEvent, SideInput, taggedEvent, watermarkEvent } fro
 import { type MeterRegistry, QUARANTINE } from '../../operators/outputs.js';
 import type { ParsedReading } from '../../operators/parse-reading.js';
 import { defaultRuleProfile, type RuleProfile } from '../../operators/rule-profile.js';
-import { OVER_LIMIT, validateReading } from '../../operators/validate-reading.js';
+import { validateReading } from '../../operators/validate-reading.js';
 import { testScheduler } from '../core/helpers.js';
 import { DAY, HOUR, PROCESSED_AT, reading, registryOf, runBatch, runFlow, T0 } from './fixtures.js';
 
@@ -46,13 +46,12 @@ const reasonsOf = (r: ParsedReading, opts?: { replay?: boolean }) =>
     .map((q) => q.reasons);
 const routeOf = (r: ParsedReading, opts?: { replay?: boolean }): 'main' | 'over_limit' | string => {
   const out = validate([r], opts);
-  if (out.main.length === 1) return 'main';
-  if (out.tagged(OVER_LIMIT).length === 1) return 'over_limit';
+  if (out.main.length === 1) return out.main[0]!.flags.includes('over_limit') ? 'over_limit' : 'main';
   return out.tagged(QUARANTINE)[0]!.reasons.join('+');
 };
 
 describe('validateReading routing', () => {
-  it('sends rejects to QUARANTINE and lone over-limit readings to OVER_LIMIT, ahead of the batch’s readings', () => {
+  it('sends rejects to QUARANTINE and keeps lone over-limit readings in stream order, flagged over_limit', () => {
     testScheduler().run(({ cold, expectObservable }) => {
       const ok = parsed({ kw: 3 });
       const over = parsed({ kw: 25 });
@@ -61,24 +60,20 @@ describe('validateReading routing', () => {
         a: dataEvent([ok, over, unknown]),
         b: watermarkEvent(T0),
       });
-      expectObservable(input.pipe(validateReading(registry, limits, { replay: false }))).toBe(
-        '(oqa) 5ms b|',
-        {
-          o: taggedEvent(OVER_LIMIT, [over]),
-          q: taggedEvent(QUARANTINE, [
-            {
-              meterId: 'MTR-404',
-              ts: T0,
-              raw: 'MTR-404,2024-03-04T00:00:00Z,1,kW',
-              reasons: ['unknown_meter'],
-              source: 'test',
-              quarantinedAt: PROCESSED_AT,
-            },
-          ]),
-          a: dataEvent([ok]),
-          b: watermarkEvent(T0),
-        },
-      );
+      expectObservable(input.pipe(validateReading(registry, limits, { replay: false }))).toBe('(qa) 6ms b|', {
+        q: taggedEvent(QUARANTINE, [
+          {
+            meterId: 'MTR-404',
+            ts: T0,
+            raw: 'MTR-404,2024-03-04T00:00:00Z,1,kW',
+            reasons: ['unknown_meter'],
+            source: 'test',
+            quarantinedAt: PROCESSED_AT,
+          },
+        ]),
+        a: dataEvent([ok, { ...over, flags: ['over_limit'] }]),
+        b: watermarkEvent(T0),
+      });
     });
   });
 
@@ -144,7 +139,7 @@ describe('validateReading registry and values', () => {
   it('uses the configured limits', () => {
     const thresholds = { ...limits, residentialMaxKw: 50 };
     expect(validate([parsed({ kw: 50 })], { thresholds }).main).toHaveLength(1);
-    expect(validate([parsed({ kw: 50.0001 })], { thresholds }).tagged(OVER_LIMIT)).toHaveLength(1);
+    expect(validate([parsed({ kw: 50.0001 })], { thresholds }).main[0]!.flags).toEqual(['over_limit']);
   });
 
   it('lets a NULL reading of a known meter pass the value checks', () => {
@@ -198,9 +193,9 @@ describe('validateReading timestamp sanity (against receivedAt, not the wall clo
     expect(r!.warnings).toBe(2);
   });
 
-  it('flags a backdated over-limit reading and still routes it to OVER_LIMIT', () => {
+  it('flags a backdated over-limit reading with both flags', () => {
     const out = validate([parsed({ ts: RECEIVED - 8 * DAY, kw: 21 })]);
-    expect(out.tagged(OVER_LIMIT)).toEqual([expect.objectContaining({ flags: ['backdated'], warnings: 1 })]);
+    expect(out.main).toEqual([expect.objectContaining({ flags: ['backdated', 'over_limit'], warnings: 1 })]);
   });
 });
 
@@ -214,13 +209,13 @@ describe('validateReading accumulated reasons', () => {
     ]);
   });
 
-  it('quarantines an over-limit reading with another problem, with both reasons, and does not tag it', () => {
+  it('quarantines an over-limit reading with another problem, with both reasons', () => {
     const out = validate([parsed({ kw: 25, ts: RECEIVED + 2 * HOUR })]);
-    expect(out.tagged(OVER_LIMIT)).toEqual([]);
+    expect(out.main).toEqual([]);
     expect(out.tagged(QUARANTINE).map((q) => q.reasons)).toEqual([['out_of_range', 'future_timestamp']]);
   });
 
-  it('routes every reading to exactly one of main, OVER_LIMIT and QUARANTINE', () => {
+  it('routes every reading to exactly one of main and QUARANTINE', () => {
     const meterId = fc.constantFrom('MTR-000001', 'MTR-COM', 'MTR-SMALL', 'MTR-404');
     const kw = fc.oneof(fc.constant(null), fc.double({ min: -10, max: 300, noNaN: true }));
     const ts = fc.integer({ min: EARLIEST - DAY, max: RECEIVED + 2 * DAY });
@@ -233,7 +228,7 @@ describe('validateReading accumulated reasons', () => {
             items.map((i) => parsed(i)),
             { replay },
           );
-          const routed = out.main.length + out.tagged(OVER_LIMIT).length + out.tagged(QUARANTINE).length;
+          const routed = out.main.length + out.tagged(QUARANTINE).length;
           expect(routed).toBe(items.length);
           for (const q of out.tagged(QUARANTINE)) expect(q.reasons.length).toBeGreaterThan(0);
         },

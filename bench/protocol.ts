@@ -1,0 +1,94 @@
+/**
+ * How the benchmark's parts talk to the processes that run them. Each measured part runs in a fresh
+ * child process so its peak RSS is its own (`maxRSS` never goes down) and chDB, which allows one data
+ * directory per process, gets a process of its own.
+ */
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export type HotSpec = { readonly kind: 'chdb' } | { readonly kind: 'server'; readonly url: string };
+
+/** A message a child sends its parent. */
+export type ChildMessage =
+  | { readonly type: 'ready' }
+  | { readonly type: 'progress'; readonly text: string }
+  | { readonly type: 'result'; readonly result: unknown }
+  | { readonly type: 'failed'; readonly error: string };
+
+/** A message the parent sends a child. */
+export type ParentMessage =
+  | { readonly type: 'run'; readonly task: string; readonly args: unknown }
+  | { readonly type: 'stop' };
+
+export interface ChildOptions {
+  /** Extra node flags, e.g. `--cpu-prof`. */
+  readonly execArgv?: readonly string[];
+  readonly onProgress?: (text: string) => void;
+  readonly onReady?: () => void;
+}
+
+export interface RunningChild<R> {
+  readonly result: Promise<R>;
+  /** Asks a long-running task (the live pipeline) to finish and report. */
+  stop(): void;
+}
+
+const CHILD_ENTRY = fileURLToPath(new URL('./child.js', import.meta.url));
+
+/** Runs `task` in a fresh node process and resolves with what it reports. */
+export function runInChild<R>(task: string, args: unknown, options: ChildOptions = {}): RunningChild<R> {
+  const child = fork(CHILD_ENTRY, [], {
+    execArgv: ['--expose-gc', '--max-old-space-size=6144', ...(options.execArgv ?? [])],
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const result = new Promise<R>((resolve, reject) => {
+    let settled = false;
+    child.on('message', (raw) => {
+      const message = raw as ChildMessage;
+      if (message.type === 'ready') options.onReady?.();
+      else if (message.type === 'progress') options.onProgress?.(message.text);
+      else if (message.type === 'result') {
+        settled = true;
+        resolve(message.result as R);
+        child.disconnect();
+      } else if (message.type === 'failed') {
+        settled = true;
+        reject(new Error(`bench task ${task} failed: ${message.error}`));
+        child.disconnect();
+      }
+    });
+    child.once('exit', (code, signal) => {
+      if (!settled)
+        reject(new Error(`bench task ${task} exited (${signal ?? `code ${code}`}) without a result`));
+    });
+  });
+  child.send({ type: 'run', task, args } satisfies ParentMessage);
+  return {
+    result,
+    stop: () => {
+      if (child.connected) child.send({ type: 'stop' } satisfies ParentMessage);
+    },
+  };
+}
+
+/** Peak RSS of this process so far, MB. */
+export function peakRssMb(): number {
+  return Math.round(process.resourceUsage().maxRSS / 1024);
+}
+
+/** CPU time of this process (user + system) since `since`, ms. */
+export function cpuMsSince(since: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(since);
+  return Math.round((used.user + used.system) / 1000);
+}
+
+export function round(value: number, digits = 0): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+/** Wall-clock epoch ms with sub-millisecond precision, comparable across processes on one machine. */
+export function wallNow(): number {
+  return performance.timeOrigin + performance.now();
+}

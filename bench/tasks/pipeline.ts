@@ -1,0 +1,276 @@
+/**
+ * The meter-quality job as it runs in production (`runMeterQualityJob`: JetStream durable consumer →
+ * graph → ClickHouse + Parquet lake, checkpoints and acks), instrumented from outside: the source and
+ * the checkpoint store are wrapped, the graph's stage clock is switched on through the job observer.
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  type AckResult,
+  type FetchedBatch,
+  JetStreamSource,
+  type ReadingsMessageSource,
+} from '../../connectors/jetstream.js';
+import { sql } from '../../connectors/sql.js';
+import type { PipelineGraph } from '../../core/index.js';
+import { resolveRuleProfile } from '../../operators/rule-profile.js';
+import { memoryCheckpointStore } from '../../pipelines/checkpoints.js';
+import { type JobObserver, runMeterQualityJob } from '../../pipelines/job.js';
+import type { Checkpoint, CheckpointStore, ReadingSource } from '../../pipelines/runner.js';
+import { messageReadingSource } from '../../pipelines/sources.js';
+import type { TaskContext } from '../child.js';
+import { cpuMsSince, type HotSpec, peakRssMb, round } from '../protocol.js';
+import { connect, hotTarget, type StreamSpec } from './common.js';
+
+export interface PipelineArgs extends StreamSpec {
+  readonly hot: HotSpec;
+  /** ClickHouse database; one per part so parts never see each other's rows. */
+  readonly database: string;
+  readonly workDir: string;
+  readonly registryPath: string;
+  /** Messages per pull. */
+  readonly batchSize: number;
+  readonly maxAckPending: number;
+  readonly checkpointRows: number;
+  readonly checkpointIntervalMs: number;
+  readonly lake: boolean;
+  /** Switch on the graph's per-stage clock. */
+  readonly stageTiming: boolean;
+  /** Rule-profile overrides (the live mode's out-of-orderness). */
+  readonly profile?: unknown;
+}
+
+export interface StageBreakdown {
+  /** Waiting for and receiving messages (`fetchBatch`). */
+  readonly fetchMs: number;
+  /** Payload decoding and source bookkeeping: `source.next()` minus the fetch. */
+  readonly decodeMs: number;
+  /** The graph: every stage's own time plus routing between them. */
+  readonly graphMs: number;
+  /** `sinks.write`: ClickHouse insert and Parquet files, concurrently. */
+  readonly sinkWriteMs: number;
+  /** State snapshot + serialization (between the sink write and the checkpoint save). */
+  readonly snapshotMs: number;
+  /** Acknowledging the checkpoint's messages. */
+  readonly ackMs: number;
+  /** Consumer-lag probes (one per checkpoint, for the backlog alert). */
+  readonly lagProbeMs: number;
+  /** Wall time none of the above accounts for (the event loop, GC outside them, chDB background work). */
+  readonly otherMs: number;
+  /** Own time of each graph stage, ms, largest first. */
+  readonly stages: Record<string, number>;
+}
+
+export interface PipelineFigures {
+  readonly recordsIn: number;
+  readonly readingsStored: number;
+  readonly quarantined: number;
+  readonly deadLettered: number;
+  readonly messages: number;
+  readonly checkpoints: number;
+  /** Rows in the hot store's readings table afterwards (a check that they arrived). */
+  readonly hotReadingsRows: number;
+  /** From opening the stores to the end, including the final idle pull that proves the stream drained. */
+  readonly wallMs: number;
+  /** `wallMs` without the store setup and the final idle pull: the figure readings/s is computed from. */
+  readonly processingMs: number;
+  readonly setupMs: number;
+  readonly readingsPerSecond: number;
+  readonly cpuMs: number;
+  readonly peakRssMb: number;
+  /** RSS sampled every second, MB. */
+  readonly rssTimelineMb: number[];
+  readonly breakdown: StageBreakdown;
+}
+
+/** What the live mode adds: a look at each checkpoint's batch as its sink write completes. */
+export interface PipelineHooks {
+  readonly signal?: AbortSignal;
+  readonly untilIdle?: boolean;
+  readonly onVisible?: (readings: readonly { readonly source: string }[], at: number) => void;
+  readonly onOpened?: () => void;
+}
+
+export async function pipelineTask(args: PipelineArgs, context: TaskContext): Promise<PipelineFigures> {
+  const figures = await runInstrumentedPipeline(args, context, {});
+  await rm(args.workDir, { recursive: true, force: true });
+  return figures;
+}
+
+export async function runInstrumentedPipeline(
+  args: PipelineArgs,
+  context: TaskContext,
+  hooks: PipelineHooks,
+): Promise<PipelineFigures> {
+  const { nc, js } = await connect(args.natsUrl);
+  let fetchMs = 0;
+  let lastEmptyFetchMs = 0;
+  let nextMs = 0;
+  let ackMs = 0;
+  let lagMs = 0;
+  let messagesFetched = 0;
+  let sinkWriteMs = 0;
+  let snapshotMs = 0;
+  let writeEnded = 0;
+  let checkpoints = 0;
+  let graph: PipelineGraph | undefined;
+  let openedAt = 0;
+  let stoppedAt = 0;
+  let pending: { readings: readonly { source: string }[] } | undefined;
+
+  const messages = await JetStreamSource.open(js, {
+    stream: args.stream,
+    durable: 'bench_pipeline',
+    maxAckPending: args.maxAckPending,
+    ackWaitMs: 600_000,
+  });
+  const timedMessages: ReadingsMessageSource = {
+    fetchBatch: async (max, expiresMs): Promise<FetchedBatch> => {
+      const t = performance.now();
+      const fetched = await messages.fetchBatch(max, expiresMs);
+      const spent = performance.now() - t;
+      fetchMs += spent;
+      lastEmptyFetchMs = fetched.messages.length === 0 ? spent : 0;
+      messagesFetched += fetched.messages.length;
+      return fetched;
+    },
+    ack: async (list): Promise<AckResult> => {
+      const t = performance.now();
+      const result = await messages.ack(list);
+      ackMs += performance.now() - t;
+      return result;
+    },
+    deadLetter: (m, reason) => messages.deadLetter(m, reason),
+    pending: async () => {
+      const t = performance.now();
+      const lag = await messages.pending();
+      lagMs += performance.now() - t;
+      return lag;
+    },
+    close: () => messages.close(),
+  };
+  const inner = messageReadingSource(async () => timedMessages, {
+    batchSize: args.batchSize,
+    expiresMs: 1000,
+    now: Date.now,
+  });
+  const source: ReadingSource = {
+    name: inner.name,
+    open: (p) => inner.open(p),
+    next: async () => {
+      const t = performance.now();
+      const batch = await inner.next();
+      nextMs += performance.now() - t;
+      return batch;
+    },
+    position: () => inner.position(),
+    commit: () => inner.commit(),
+    pending: () => inner.pending!(),
+    close: () => inner.close(),
+  };
+  const memory = memoryCheckpointStore();
+  const checkpointsStore: CheckpointStore = {
+    load: () => memory.load(),
+    save: async (cp: Checkpoint) => {
+      snapshotMs += performance.now() - writeEnded;
+      await memory.save(cp);
+    },
+  };
+  const observer: JobObserver = {
+    graph: (g) => {
+      graph = g;
+      if (args.stageTiming) g.enableTiming();
+    },
+    opened: () => {
+      openedAt = performance.now();
+      hooks.onOpened?.();
+    },
+    alertsFor: (batch) => {
+      pending = batch;
+      return [];
+    },
+    sinkWrite: (seconds) => {
+      sinkWriteMs += seconds * 1000;
+      writeEnded = performance.now();
+      if (pending !== undefined) hooks.onVisible?.(pending.readings, performance.timeOrigin + writeEnded);
+      pending = undefined;
+    },
+    checkpointed: (cp) => {
+      checkpoints += 1;
+      if (cp.seq % 10 === 0) context.progress(`checkpoint ${cp.seq}: ${cp.totals.recordsIn} records`);
+    },
+    stopped: () => {
+      stoppedAt = performance.now();
+    },
+  };
+  const rssTimeline: number[] = [];
+  const sampler = setInterval(() => rssTimeline.push(Math.round(process.memoryUsage().rss / 1048576)), 1000);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const { totals, hot, lake } = await runMeterQualityJob({
+    source: { kind: 'custom', source, checkpoints: checkpointsStore },
+    registryPath: args.registryPath,
+    hot: hotTarget(args.hot, join(args.workDir, 'chdb'), args.database),
+    ...(args.lake ? { coldDir: join(args.workDir, 'lake') } : {}),
+    checkpointPath: join(args.workDir, 'checkpoint.json'),
+    untilIdle: hooks.untilIdle ?? true,
+    replay: false,
+    profile: resolveRuleProfile(args.profile ?? {}),
+    workerId: 'bench',
+    checkpointRows: args.checkpointRows,
+    checkpointIntervalMs: args.checkpointIntervalMs,
+    observer,
+    ...(hooks.signal === undefined ? {} : { signal: hooks.signal }),
+  });
+  const wallMs = performance.now() - t0;
+  const cpuMs = cpuMsSince(cpu0);
+  clearInterval(sampler);
+  let hotReadingsRows = -1;
+  try {
+    const rows = await hot.query<{ n: string | number }>(
+      sql`SELECT count() AS n FROM ${hot.relation('readings')}`,
+    );
+    hotReadingsRows = Number(rows[0]?.n ?? -1);
+  } finally {
+    await lake?.close();
+    await hot.close();
+    await nc.drain();
+  }
+  const stages = graph?.stageTimes() ?? {};
+  const graphMs = Object.values(stages).reduce((a, b) => a + b, 0);
+  const processingMs = stoppedAt - openedAt - lastEmptyFetchMs;
+  const decodeMs = nextMs - fetchMs;
+  const accounted =
+    fetchMs - lastEmptyFetchMs + decodeMs + graphMs + sinkWriteMs + snapshotMs + ackMs + lagMs;
+  return {
+    recordsIn: totals.recordsIn,
+    readingsStored: totals.measured,
+    quarantined: totals.quarantined,
+    deadLettered: totals.deadLettered,
+    messages: messagesFetched,
+    checkpoints,
+    hotReadingsRows,
+    wallMs: Math.round(wallMs),
+    processingMs: Math.round(processingMs),
+    setupMs: Math.round(openedAt - t0),
+    readingsPerSecond: Math.round(totals.recordsIn / (processingMs / 1000)),
+    cpuMs,
+    peakRssMb: peakRssMb(),
+    rssTimelineMb: rssTimeline,
+    breakdown: {
+      fetchMs: Math.round(fetchMs - lastEmptyFetchMs),
+      decodeMs: Math.round(decodeMs),
+      graphMs: Math.round(graphMs),
+      sinkWriteMs: Math.round(sinkWriteMs),
+      snapshotMs: Math.round(snapshotMs),
+      ackMs: Math.round(ackMs),
+      lagProbeMs: Math.round(lagMs),
+      otherMs: Math.round(processingMs - accounted),
+      stages: Object.fromEntries(
+        Object.entries(stages)
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, v]) => [k, round(v)]),
+      ),
+    },
+  };
+}

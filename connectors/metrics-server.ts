@@ -1,0 +1,129 @@
+/**
+ * The worker's HTTP endpoint for Prometheus and for orchestrators:
+ * - `GET /metrics`: the text exposition (version 0.0.4);
+ * - `GET /healthz`: 200 while the process answers (liveness);
+ * - `GET /readyz`: 200 while the job takes work, 503 before it has migrated its stores and opened its
+ *   source, and after a fatal sink error or the end of the run (readiness).
+ * It knows nothing of the pipeline: it renders what `render` returns and asks `ready`.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export const EXPOSITION_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+export interface MetricsServerOptions {
+  /** 0 picks a free port (see `MetricsServer.port`). */
+  readonly port: number;
+  /** Interface to bind; default all interfaces, so a scraper outside the container reaches it. */
+  readonly host?: string;
+  readonly render: () => string;
+  readonly ready: () => boolean;
+}
+
+export interface MetricsServer {
+  readonly port: number;
+  /** `http://host:port` with the bound address (loopback shown for a wildcard bind). */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export class MetricsServerError extends Error {
+  override readonly name = 'MetricsServerError';
+  constructor(
+    message: string,
+    readonly context: { readonly host: string; readonly port: number },
+    options?: { readonly cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Starts listening; resolves once the port is bound, rejects (e.g. port in use) with a MetricsServerError. */
+export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
+  const host = options.host ?? '0.0.0.0';
+  const server = createServer((req, res) => handle(req, res, options));
+  // A scrape that hangs must not keep the worker from exiting.
+  server.requestTimeout = 10_000;
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      reject(
+        new MetricsServerError(
+          `cannot serve metrics on ${host}:${options.port}: ${err.code ?? err.message}`,
+          { host, port: options.port },
+          { cause: err },
+        ),
+      );
+    };
+    server.once('error', onError);
+    server.listen(options.port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const shownHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host;
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    url: `http://${shownHost}:${port}`,
+    close: () => {
+      closing ??= closeServer(server);
+      return closing;
+    },
+  };
+}
+
+function handle(req: IncomingMessage, res: ServerResponse, options: MetricsServerOptions): void {
+  const path = (req.url ?? '/').split('?')[0];
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    reply(req, res, 405, 'method not allowed\n', { Allow: 'GET, HEAD' });
+    return;
+  }
+  switch (path) {
+    case '/metrics': {
+      let body: string;
+      try {
+        body = options.render();
+      } catch (err) {
+        reply(req, res, 500, `cannot render metrics: ${(err as Error).message}\n`);
+        return;
+      }
+      reply(req, res, 200, body, { 'Content-Type': EXPOSITION_CONTENT_TYPE });
+      return;
+    }
+    case '/healthz':
+      reply(req, res, 200, 'ok\n');
+      return;
+    case '/readyz':
+      if (options.ready()) reply(req, res, 200, 'ready\n');
+      else reply(req, res, 503, 'not ready\n');
+      return;
+    default:
+      reply(req, res, 404, 'not found: try /metrics, /healthz or /readyz\n');
+  }
+}
+
+function reply(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  body: string,
+  headers: Record<string, string> = {},
+): void {
+  const bytes = Buffer.from(body, 'utf8');
+  res.writeHead(status, {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Cache-Control': 'no-store',
+    ...headers,
+    'Content-Length': String(bytes.length),
+  });
+  res.end(req.method === 'HEAD' ? undefined : bytes);
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.close((err) => (err === undefined ? resolve() : reject(err)));
+    // Keep-alive connections of a scraper would hold `close` open until they time out.
+    server.closeAllConnections();
+  });
+}

@@ -1,0 +1,132 @@
+import type { PipelineGraph } from '../core/index.js';
+import type { JobObserver } from './job.js';
+import { MetricsRegistry } from './metrics.js';
+
+/** The stage whose output watermark is the graph's event-time progress. */
+export const WATERMARK_STAGE = 'assignWatermarks';
+
+/** Sink latency buckets, in seconds: from a small embedded insert to a store at the edge of its timeouts. */
+export const SINK_WRITE_BUCKETS: readonly number[] = [
+  0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+];
+
+/**
+ * The meter-quality job's Prometheus metrics and readiness, fed through its observer hooks. Stage counts
+ * and the watermark are read from the graph at scrape time; everything else is counted as it happens
+ * (committed outputs at each checkpoint, so a batch that failed to write is never counted as stored).
+ */
+export class JobMetrics {
+  readonly registry = new MetricsRegistry();
+  readonly observer: JobObserver;
+  private ready = false;
+  private graph: PipelineGraph | undefined;
+
+  private readonly stageElements = this.registry.counter<'stage' | 'output'>({
+    name: 'greenstream_stage_elements_total',
+    help: 'Elements per graph stage: output="in" received on the main input, "out" emitted on the main output, any other value routed to that tagged output.',
+    labelNames: ['stage', 'output'],
+  });
+  private readonly recordsIn = this.registry.counter({
+    name: 'greenstream_records_in_total',
+    help: 'Records pulled from the source (decoded, or quarantined by the decoder).',
+  });
+  private readonly readingsStored = this.registry.counter<'status'>({
+    name: 'greenstream_readings_stored_total',
+    help: 'Reading rows written to the stores at committed checkpoints, by status (measured, interpolated, missing).',
+    labelNames: ['status'],
+  });
+  private readonly quarantined = this.registry.counter({
+    name: 'greenstream_quarantined_total',
+    help: 'Records written to quarantine at committed checkpoints.',
+  });
+  private readonly deadLettered = this.registry.counter({
+    name: 'greenstream_dead_lettered_total',
+    help: 'Records in whole messages or files the source dead-lettered, at committed checkpoints.',
+  });
+  private readonly consumerLag = this.registry.gauge({
+    name: 'greenstream_consumer_lag',
+    help: 'Messages waiting upstream for this worker, read at the last checkpoint (absent when the source cannot tell).',
+  });
+  private readonly watermarkDelay = this.registry.gauge({
+    name: 'greenstream_watermark_delay_seconds',
+    help: 'Processing time minus the event-time watermark of the graph (absent before the first watermark).',
+  });
+  private readonly sinkWrite = this.registry.histogram<'outcome'>({
+    name: 'greenstream_sink_write_seconds',
+    help: 'Wall time of writing one checkpoint batch to all sinks (hot store, lake), by outcome (ok, error).',
+    labelNames: ['outcome'],
+    buckets: SINK_WRITE_BUCKETS,
+  });
+  private readonly checkpoints = this.registry.counter({
+    name: 'greenstream_checkpoints_total',
+    help: 'Checkpoints committed: outputs written, state saved, source acknowledged.',
+  });
+  private readonly lastCheckpoint = this.registry.gauge({
+    name: 'greenstream_last_checkpoint_timestamp_seconds',
+    help: 'Unix time of the last committed checkpoint.',
+  });
+  private readonly alerts = this.registry.counter<'severity' | 'kind'>({
+    name: 'greenstream_alerts_total',
+    help: 'Alerts raised: stored with committed checkpoints, or published alone when the sinks failed.',
+    labelNames: ['severity', 'kind'],
+  });
+
+  constructor(private readonly now: () => number = Date.now) {
+    this.registry.addCollector(() => this.collectGraph());
+    this.observer = {
+      graph: (graph) => {
+        this.graph = graph;
+      },
+      opened: () => {
+        this.ready = true;
+      },
+      pulled: (batch) => this.recordsIn.inc(undefined, batch.records.length + batch.quarantined.length),
+      consumerLag: (pending) => {
+        if (pending === undefined) this.consumerLag.remove();
+        else this.consumerLag.set(undefined, pending);
+      },
+      sinkWrite: (seconds, ok) => this.sinkWrite.observe({ outcome: ok ? 'ok' : 'error' }, seconds),
+      sinkFailed: async () => {
+        this.ready = false;
+      },
+      checkpointed: (_checkpoint, batch) => {
+        const byStatus = new Map<string, number>();
+        for (const r of batch.readings) byStatus.set(r.status, (byStatus.get(r.status) ?? 0) + 1);
+        for (const [status, n] of byStatus) this.readingsStored.inc({ status }, n);
+        this.quarantined.inc(undefined, batch.quarantine.length);
+        this.deadLettered.inc(undefined, batch.deadLettered);
+        for (const a of batch.alerts) this.alerts.inc({ severity: a.severity, kind: a.kind });
+        this.checkpoints.inc();
+        this.lastCheckpoint.set(undefined, this.now() / 1000);
+      },
+      alertRaised: (alert) => this.alerts.inc({ severity: alert.severity, kind: alert.kind }),
+      stopped: () => {
+        this.ready = false;
+      },
+    };
+  }
+
+  /** Ready once the stores are migrated and the source is open; not after a fatal sink error or the end. */
+  isReady(): boolean {
+    return this.ready;
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  render(): string {
+    return this.registry.render();
+  }
+
+  private collectGraph(): void {
+    if (this.graph === undefined) return;
+    const stages = this.graph.stageCounters();
+    for (const [stage, c] of Object.entries(stages)) {
+      this.stageElements.set({ stage, output: 'in' }, c.in);
+      this.stageElements.set({ stage, output: 'out' }, c.out);
+      for (const [tag, n] of Object.entries(c.tagged)) this.stageElements.set({ stage, output: tag }, n);
+    }
+    const watermark = stages[WATERMARK_STAGE]?.watermark;
+    if (watermark !== undefined && Number.isFinite(watermark))
+      this.watermarkDelay.set(undefined, (this.now() - watermark) / 1000);
+    else this.watermarkDelay.remove();
+  }
+}
