@@ -29,7 +29,9 @@ describe('the meter-quality graph is independent of batch boundaries', () => {
     return out;
   };
   const summary = (o: CollectedOutputs) => ({
-    readings: o.readings.map((r) => `${r.meterId}|${r.ts}|${r.kw}|${r.status}|${[...r.flags].sort()}|${r.qualityScore}`).sort(),
+    readings: o.readings
+      .map((r) => `${r.meterId}|${r.ts}|${r.kw}|${r.status}|${[...r.flags].sort()}|${r.qualityScore}`)
+      .sort(),
     quarantine: o.quarantine.map((q) => `${q.source}|${q.reasons}`).sort(),
     faults: o.faults.map((f) => `${f.meterId}|${f.faultType}|${f.windowStart}|${f.windowEnd}`).sort(),
     alerts: o.alerts.map((a) => `${a.kind}|${a.meterId}|${a.ts}`).sort(),

@@ -54,7 +54,7 @@ describe('ClickHouse stopped mid-stream', () => {
       config((cp) => {
         if (cp.seq === 2 && stopped === undefined) {
           committedBeforeOutage = cp.seq;
-          stopped = ch.stop();
+          stopped = ch.kill();
         }
       }),
     ).then(
