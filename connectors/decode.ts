@@ -230,6 +230,11 @@ function decodeCsvText(
   let nextQuote = text.indexOf('"', pos);
   if (nextQuote === -1) nextQuote = n;
 
+  // A gateway file holds each meter's readings on consecutive lines: a line repeating the previous
+  // line's meter id or unit reuses that string instead of slicing a new one.
+  let lastMeterId = '';
+  let lastUnit = '';
+
   while (pos < n) {
     let eol = text.indexOf('\n', pos);
     if (eol === -1) eol = n;
@@ -259,7 +264,12 @@ function decodeCsvText(
         if (column < columns) {
           switch (slotOf[column]) {
             case 0:
-              meterId = text.slice(fieldStart, comma);
+              if (comma - fieldStart === lastMeterId.length && text.startsWith(lastMeterId, fieldStart)) {
+                meterId = lastMeterId;
+              } else {
+                meterId = internKey(text.slice(fieldStart, comma));
+                lastMeterId = meterId;
+              }
               break;
             case 1:
               timestamp = text.slice(fieldStart, comma);
@@ -268,7 +278,12 @@ function decodeCsvText(
               value = text.slice(fieldStart, comma);
               break;
             case 3:
-              unit = text.slice(fieldStart, comma);
+              if (comma - fieldStart === lastUnit.length && text.startsWith(lastUnit, fieldStart)) {
+                unit = lastUnit;
+              } else {
+                unit = internKey(text.slice(fieldStart, comma));
+                lastUnit = unit;
+              }
               break;
           }
         }
@@ -356,6 +371,23 @@ function decodeCsvText(
     failures,
     records: readings.length + failures.length,
   };
+}
+
+/**
+ * One string object per distinct meter id (and unit) across payloads. Every keyed stage looks its
+ * per-meter state up by the meter id; a lookup with the very string object the state was stored under
+ * compares pointers instead of characters, and the readings of a meter stop carrying copies of its id.
+ * Bounded: past the limit the table starts over (a fleet larger than that only loses the sharing).
+ */
+const internTable = new Map<string, string>();
+const MAX_INTERNED = 1_000_000;
+
+function internKey(s: string): string {
+  const known = internTable.get(s);
+  if (known !== undefined) return known;
+  if (internTable.size >= MAX_INTERNED) internTable.clear();
+  internTable.set(s, s);
+  return s;
 }
 
 function csvLayout(headerFields: readonly string[]): CsvLayout | string {
@@ -531,10 +563,10 @@ function decodeJsonText(
       return;
     }
     readings.push({
-      meterId: meterId as string,
+      meterId: internKey(meterId as string),
       timestamp: timestamp as string,
       value: value as string,
-      unit: unit as string,
+      unit: internKey(unit as string),
       raw,
       source: readingSource,
       receivedAt,

@@ -60,8 +60,29 @@ export function taggedEvent<T>(tag: OutputTag<T>, items: readonly T[]): TaggedEv
 export class OutputBuffer<O> {
   private main: O[] = [];
   private tagged = new Map<string, unknown[]>();
+  /**
+   * The input batch, while the output so far repeats it item for item. Most stages pass every reading
+   * on (flagging it in place): their output batch is then the input array itself, not a copy built
+   * push by push — a 200,000-reading batch would otherwise cost every stage a new array.
+   */
+  private echo: readonly unknown[] | undefined;
+  private echoed = 0;
+
+  /** Declares the input batch a stage is about to process; call with an empty buffer. */
+  startBatch(items: readonly unknown[]): void {
+    this.echo = items;
+    this.echoed = 0;
+  }
 
   emit(item: O): void {
+    const echo = this.echo;
+    if (echo !== undefined) {
+      if (this.echoed < echo.length && echo[this.echoed] === item) {
+        this.echoed++;
+        return;
+      }
+      this.stopEcho(echo);
+    }
     this.main.push(item);
   }
 
@@ -80,10 +101,26 @@ export class OutputBuffer<O> {
       for (const [tag, items] of this.tagged) next({ kind: 'tagged', tag, items });
       this.tagged = new Map();
     }
+    const echo = this.echo;
+    if (echo !== undefined) {
+      if (this.echoed === echo.length) {
+        this.echo = undefined;
+        if (echo.length > 0) next({ kind: 'data', items: echo as readonly O[] });
+        return;
+      }
+      this.stopEcho(echo);
+    }
     if (this.main.length > 0) {
       const items = this.main;
       this.main = [];
       next({ kind: 'data', items });
     }
+  }
+
+  /** The output departs from the input: it becomes the prefix repeated so far, collected as usual. */
+  private stopEcho(echo: readonly unknown[]): void {
+    this.main = echo.slice(0, this.echoed) as O[];
+    this.echo = undefined;
+    this.echoed = 0;
   }
 }

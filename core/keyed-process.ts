@@ -78,7 +78,10 @@ export function keyedProcess<I, O, S>(store: StateStore, spec: KeyedProcessSpec<
           if (event.kind === 'data') {
             watermark = inputWatermark.get();
             key = NO_KEY;
-            for (const item of event.items) {
+            const items = event.items;
+            out.startBatch(items);
+            for (let i = 0; i < items.length; i++) {
+              const item = items[i]!;
               const k = spec.key(item);
               if (k !== key) {
                 key = k;

@@ -18,7 +18,9 @@ export function parDo<I, O>(fn: (item: I, out: Emitter<O>) => void): Transform<I
       return source.subscribe({
         next: (event) => {
           if (event.kind === 'data') {
-            for (const item of event.items) fn(item, out);
+            const items = event.items;
+            out.startBatch(items);
+            for (let i = 0; i < items.length; i++) fn(items[i]!, out);
             out.drainTo(next);
           } else subscriber.next(event);
         },

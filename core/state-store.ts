@@ -27,7 +27,10 @@ export interface Timer {
   readonly time: number;
 }
 
-type HeapEntry = Timer;
+interface HeapEntry extends Timer {
+  /** `timerId(key, name)`, computed once: the heap checks it for every entry it pops. */
+  readonly id: string;
+}
 
 /**
  * Event-time timers of one operator: at most one timer per (key, name), replaced when set again, like a
@@ -38,9 +41,10 @@ export class TimerQueue {
   private heap: HeapEntry[] = [];
 
   set(key: string, name: string, time: number): void {
-    if (this.byId.get(timerId(key, name))?.time === time) return;
-    const entry: HeapEntry = { key, name, time };
-    this.byId.set(timerId(key, name), entry);
+    const id = timerId(key, name);
+    if (this.byId.get(id)?.time === time) return;
+    const entry: HeapEntry = { key, name, time, id };
+    this.byId.set(id, entry);
     this.push(entry);
   }
 
@@ -60,14 +64,14 @@ export class TimerQueue {
   popDue(watermark: number): Timer | undefined {
     while (this.heap.length > 0) {
       const top = this.heap[0]!;
-      const live = this.byId.get(timerId(top.key, top.name));
+      const live = this.byId.get(top.id);
       if (live !== top) {
         this.pop();
         continue;
       }
       if (top.time > watermark) return undefined;
       this.pop();
-      this.byId.delete(timerId(top.key, top.name));
+      this.byId.delete(top.id);
       return { key: top.key, name: top.name, time: top.time };
     }
     return undefined;

@@ -87,6 +87,42 @@ export function windowAggregate<I, A, O>(options: WindowOptions<I, A, O>): Trans
     if (lateness > 0) ctx.setTimer(`gc:${w.start}`, w.end + lateness);
   };
 
+  /** Adds `item` to window `[start, end)` unless that window is already garbage-collected. */
+  const admit = (
+    ctx: KeyedContext<O, WindowState<A>>,
+    state: WindowState<A>,
+    start: number,
+    end: number,
+    item: I,
+  ): boolean => {
+    // Beam's rule: an element is dropped only when its window has already been garbage-collected.
+    if (end + lateness <= ctx.watermark) return false;
+    let w: OpenWindow<A> | undefined;
+    let created = false;
+    if (fn.kind === 'session') {
+      w = mergeSessions(ctx, state, start, end, aggregator);
+      created = true;
+    } else {
+      for (let i = 0; i < state.length; i++) {
+        if (state[i]!.start === start) {
+          w = state[i];
+          break;
+        }
+      }
+      if (w === undefined) {
+        w = { start, end, acc: aggregator.init(), fired: false };
+        state.push(w);
+        created = true;
+      }
+    }
+    w.acc = aggregator.add(w.acc, item);
+    if (w.end <= ctx.watermark) fire(ctx, w, true);
+    // A window's timers are set when it is created and never move (only a session merge makes a new
+    // window): setting them again for every element would cost two timer-name strings an element.
+    else if (created) schedule(ctx, w);
+    return true;
+  };
+
   return keyedProcess<I, O, WindowState<A>>(options.store, {
     name: options.name,
     key: options.key,
@@ -97,24 +133,15 @@ export function windowAggregate<I, A, O>(options: WindowOptions<I, A, O>): Trans
         state = [];
         ctx.state = state;
       }
+      if (fn.kind === 'fixed') {
+        // The common case without the per-element arrays `assign` builds.
+        const start = Math.floor((t - fn.offsetMs) / fn.sizeMs) * fn.sizeMs + fn.offsetMs;
+        if (!admit(ctx, state, start, start + fn.sizeMs, item)) ctx.tag(lateTag, item);
+        return;
+      }
       let admitted = false;
       for (const [start, end] of assign(fn, t)) {
-        // Beam's rule: an element is dropped only when its window has already been garbage-collected.
-        if (end + lateness <= ctx.watermark) continue;
-        admitted = true;
-        let w: OpenWindow<A>;
-        if (fn.kind === 'session') {
-          w = mergeSessions(ctx, state, start, end, aggregator);
-        } else {
-          const found = state.find((x) => x.start === start);
-          if (found === undefined) {
-            w = { start, end, acc: aggregator.init(), fired: false };
-            state.push(w);
-          } else w = found;
-        }
-        w.acc = aggregator.add(w.acc, item);
-        if (w.end <= ctx.watermark) fire(ctx, w, true);
-        else schedule(ctx, w);
+        if (admit(ctx, state, start, end, item)) admitted = true;
       }
       if (!admitted) ctx.tag(lateTag, item);
     },

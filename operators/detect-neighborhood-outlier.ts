@@ -6,6 +6,7 @@ import {
   faultAlert,
   faultEvent,
   HOUR_MS,
+  KW_SCALE,
   type OpenFault,
   round,
 } from './fault-internals.js';
@@ -224,7 +225,9 @@ export function detectNeighborhoodOutlier(
       }
       // A flat hour (every reading identical: a zero or stuck run not yet detected) is the zero and stuck
       // rules' evidence; correlating it would report the same dead meter again as an outlier.
-      series[hour % w] = h.count >= 2 && h.minKw === h.maxKw ? null : h.avgKw;
+      // Kept to 0.0001 kW like the readings: a mean of 4-decimal values printed in full is 3× the JSON.
+      series[hour % w] =
+        h.count >= 2 && h.minKw === h.maxKw ? null : Math.round(h.avgKw * KW_SCALE) / KW_SCALE;
       const dayEnd = (Math.floor(h.hour / DAY_MS) + 1) * DAY_MS;
       // A pane of a day already judged joins the next judgement instead of re-judging the past.
       if (dayEnd > ctx.watermark && (st.ev === 0 || dayEnd < st.ev)) {

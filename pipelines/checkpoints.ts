@@ -120,8 +120,8 @@ export function kvCheckpointStore(
   let predecessorsQueued = false;
   const predecessors: WriterRecord[] = [];
 
-  const fail = (message: string, context: Record<string, string | number | null>, cause?: unknown) =>
-    new CheckpointStoreError(message, { key, ...context }, cause === undefined ? undefined : { cause });
+  const fail = (message: string, context: Record<string, string | number | null>) =>
+    new CheckpointStoreError(message, { key, ...context });
 
   const deleteAll = async (keys: readonly string[]): Promise<string[]> => {
     const failed: string[] = [];
