@@ -9,6 +9,7 @@ import { logger } from './log.js';
 import { type Command, UsageError } from './main.js';
 import { openNatsSource } from './nats-source.js';
 import { loadProfile, parseHotTarget } from './options.js';
+import { startProgress } from './progress.js';
 
 export const runUsage = [
   'Usage: greenstream run [options]',
@@ -85,6 +86,7 @@ export async function runJobCommand(
     const metrics = metricsPort === undefined ? undefined : new JobMetrics();
     let source: SourceConfig;
     let nc: NatsConnection | undefined;
+    let stopProgress: (() => Promise<void>) | undefined;
     if (spec.startsWith('files:')) {
       if (replay !== undefined)
         throw new UsageError(
@@ -104,6 +106,13 @@ export async function runJobCommand(
         ...(replayRange === undefined ? {} : { replay: replayRange }),
       });
       source = opened.config;
+      if (replay !== undefined && opened.config.kind === 'custom') {
+        stopProgress = startProgress(opened.config.source, {
+          label: 'replay',
+          tty: process.stderr.isTTY === true,
+          write: (text) => process.stderr.write(text),
+        });
+      }
       nc = opened.nc;
     } else {
       throw new UsageError(`--source must be files:<dir> or nats://host:port, got "${spec}"`);
@@ -155,6 +164,7 @@ export async function runJobCommand(
       logger.info('stopped', { ...totals });
       process.stdout.write(`${JSON.stringify(totals)}\n`);
     } finally {
+      await stopProgress?.();
       await metricsServer?.close();
       await nc?.drain();
     }

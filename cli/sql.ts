@@ -15,15 +15,20 @@ export const sqlCommand: Command = {
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { hot: { type: 'string' },
-        database: { type: 'string' }, format: { type: 'string', default: 'table' } },
+      options: {
+        hot: { type: 'string' },
+        database: { type: 'string' },
+        format: { type: 'string', default: 'table' },
+      },
     });
     if (positionals.length !== 1) throw new UsageError('give exactly one query, quoted');
     const format = values.format;
     if (format !== 'table' && format !== 'json' && format !== 'csv') {
       throw new UsageError(`--format must be table, json or csv, got "${format}"`);
     }
-    const hot = openHotStore(parseHotTarget(values.hot, process.env, values.database ?? process.env.CLICKHOUSE_DATABASE));
+    const hot = openHotStore(
+      parseHotTarget(values.hot, process.env, values.database ?? process.env.CLICKHOUSE_DATABASE),
+    );
     try {
       // The user's own query text is the statement: nothing is interpolated into it.
       const rows = await hot.query(sql.raw(positionals[0]!));
