@@ -35,11 +35,16 @@ export function topFunctions(profile: Profile, n: number): { name: string; selfM
   return [...self]
     .sort((a, b) => b[1] - a[1])
     .slice(0, n)
-    .map(([name, us]) => ({ name, selfMs: Math.round(us / 1000), share: Math.round((us / total) * 1000) / 10 }));
+    .map(([name, us]) => ({
+      name,
+      selfMs: Math.round(us / 1000),
+      share: Math.round((us / total) * 1000) / 10,
+    }));
 }
 
 if (process.argv[1]?.endsWith('profile-top.js')) {
   const profile = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as Profile;
   const rows = topFunctions(profile, Number(process.argv[3] ?? 25));
-  for (const r of rows) console.log(`${String(r.selfMs).padStart(7)} ms ${String(r.share).padStart(5)} %  ${r.name}`);
+  for (const r of rows)
+    console.log(`${String(r.selfMs).padStart(7)} ms ${String(r.share).padStart(5)} %  ${r.name}`);
 }
