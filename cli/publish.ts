@@ -55,11 +55,17 @@ export const publishCommand: Command = {
   },
 };
 
-/** Files under the given paths, in path order; names are kept relative to a `raw/` ancestor when there is one. */
+const LANDING_PATH = /(?:^|\/)raw\/\d{4}\/\d{2}\/\d{2}\/\d{2}\/[^/]+$/;
+
+/**
+ * Files under the given paths, in path order. In a folder only files of the landing layout
+ * (`raw/YYYY/MM/DD/HH/<name>`) are taken — not the registry or labels beside it; a file named on the
+ * command line is always taken. Names are kept relative to a `raw/` ancestor when there is one.
+ */
 async function* landingFiles(paths: string[]): AsyncGenerator<{ path: string; bytes: Uint8Array }> {
   for (const p of paths) {
     const info = await stat(p);
-    const files = info.isDirectory() ? await walk(p) : [p];
+    const files = info.isDirectory() ? (await walk(p)).filter((f) => LANDING_PATH.test(f)) : [p];
     for (const file of files.sort()) {
       const rawAt = file.lastIndexOf('raw/');
       const path = rawAt >= 0 ? file.slice(rawAt) : relative(process.cwd(), file);
