@@ -1,30 +1,28 @@
 import fc from 'fast-check';
 import { from } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { type FlowEvent, StateStore, type Transform, taggedEvent } from '../../core/index.js';
+import { type FlowEvent, StateStore, taggedEvent } from '../../core/index.js';
 import { detectLowVariance } from '../../operators/detect-low-variance.js';
 import { ALERTS, FAULTS } from '../../operators/outputs.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
-import type { Alert, FaultEvent, Reading } from '../../schemas/reading.js';
+import type { FaultEvent, Reading } from '../../schemas/reading.js';
 import { data, testScheduler, wm } from '../core/helpers.js';
-import { DAY, HOUR, INTERVAL, series, T0 } from './fixtures.js';
+import {
+  alerts,
+  DAY,
+  excluded,
+  faults,
+  HOUR,
+  INTERVAL,
+  readingsOut,
+  run,
+  series,
+  status,
+  T0,
+} from './fixtures.js';
 
 const thresholds = defaultRuleProfile.faults;
 
-function run<I, O>(op: Transform<I, O>, events: FlowEvent<I>[]): FlowEvent<O>[] {
-  const out: FlowEvent<O>[] = [];
-  from(events)
-    .pipe(op)
-    .subscribe((e) => out.push(e));
-  return out;
-}
-const tagged = <T>(out: FlowEvent<unknown>[], tag: string): T[] =>
-  out.flatMap((e) => (e.kind === 'tagged' && e.tag === tag ? (e.items as T[]) : []));
-const faults = (out: FlowEvent<unknown>[]) => tagged<FaultEvent>(out, FAULTS.name);
-const alerts = (out: FlowEvent<unknown>[]) => tagged<Alert>(out, ALERTS.name);
-const readingsOut = (out: FlowEvent<Reading>[]) => out.flatMap((e) => (e.kind === 'data' ? e.items : []));
-const excluded = (rs: Reading[]) => rs.filter((r) => r.flags.includes('fault_excluded')).map((r) => r.ts);
-const status = (f: FaultEvent) => JSON.parse(f.evidence).status as string;
 const lowVariance = (st = new StateStore(), t: Parameters<typeof detectLowVariance>[1] = thresholds) =>
   detectLowVariance(st, t);
 

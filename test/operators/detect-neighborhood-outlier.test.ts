@@ -1,27 +1,17 @@
 import fc from 'fast-check';
 import { from } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { type FlowEvent, StateStore, type Transform } from '../../core/index.js';
+import { type FlowEvent, StateStore } from '../../core/index.js';
 import { detectNeighborhoodOutlier } from '../../operators/detect-neighborhood-outlier.js';
 import { ALERTS } from '../../operators/outputs.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
-import type { Alert, FaultEvent, HourlyConsumption } from '../../schemas/reading.js';
+import type { FaultEvent, HourlyConsumption } from '../../schemas/reading.js';
 import { data, testScheduler, wm } from '../core/helpers.js';
-import { DAY, HOUR, T0 } from './fixtures.js';
+import { alerts, DAY, HOUR, run, status, T0 } from './fixtures.js';
 
 const thresholds = defaultRuleProfile.faults;
 
-function run<I, O>(op: Transform<I, O>, events: FlowEvent<I>[]): FlowEvent<O>[] {
-  const out: FlowEvent<O>[] = [];
-  from(events)
-    .pipe(op)
-    .subscribe((e) => out.push(e));
-  return out;
-}
 const faults = (out: FlowEvent<FaultEvent>[]) => out.flatMap((e) => (e.kind === 'data' ? e.items : []));
-const alerts = (out: FlowEvent<unknown>[]) =>
-  out.flatMap((e) => (e.kind === 'tagged' && e.tag === ALERTS.name ? (e.items as Alert[]) : []));
-const status = (f: FaultEvent) => JSON.parse(f.evidence).status as string;
 const outliers = (st = new StateStore(), t = thresholds) => detectNeighborhoodOutlier(st, t);
 
 function hourly(meterId: string, hour: number, avgKw: number, neighborhood = 'north-01'): HourlyConsumption {

@@ -1,37 +1,26 @@
 import fc from 'fast-check';
-import { from, of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { type FlowEvent, SideInput, StateStore, type Transform, taggedEvent } from '../../core/index.js';
+import { type FlowEvent, StateStore, taggedEvent } from '../../core/index.js';
 import { detectOverload } from '../../operators/detect-overload.js';
-import { ALERTS, FAULTS, type MeterRegistry } from '../../operators/outputs.js';
+import { ALERTS, FAULTS } from '../../operators/outputs.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
-import type { Alert, FaultEvent, MeterInfo, Reading } from '../../schemas/reading.js';
+import type { Reading } from '../../schemas/reading.js';
 import { data, testScheduler, wm } from '../core/helpers.js';
-import { INTERVAL, reading, registryOf, series, T0 } from './fixtures.js';
+import {
+  alerts,
+  excluded,
+  faults,
+  INTERVAL,
+  reading,
+  readingsOut,
+  registry,
+  run,
+  series,
+  status,
+  T0,
+} from './fixtures.js';
 
 const thresholds = defaultRuleProfile.faults;
-
-function registry(...meters: Partial<MeterInfo>[]): SideInput<MeterRegistry> {
-  const side = new SideInput<MeterRegistry>('registry', of(registryOf(...meters)));
-  side.connect((err) => {
-    throw err;
-  });
-  return side;
-}
-function run<I, O>(op: Transform<I, O>, events: FlowEvent<I>[]): FlowEvent<O>[] {
-  const out: FlowEvent<O>[] = [];
-  from(events)
-    .pipe(op)
-    .subscribe((e) => out.push(e));
-  return out;
-}
-const tagged = <T>(out: FlowEvent<unknown>[], tag: string): T[] =>
-  out.flatMap((e) => (e.kind === 'tagged' && e.tag === tag ? (e.items as T[]) : []));
-const faults = (out: FlowEvent<unknown>[]) => tagged<FaultEvent>(out, FAULTS.name);
-const alerts = (out: FlowEvent<unknown>[]) => tagged<Alert>(out, ALERTS.name);
-const readingsOut = (out: FlowEvent<Reading>[]) => out.flatMap((e) => (e.kind === 'data' ? e.items : []));
-const excluded = (rs: Reading[]) => rs.filter((r) => r.flags.includes('fault_excluded')).map((r) => r.ts);
-const status = (f: FaultEvent) => JSON.parse(f.evidence).status as string;
 
 /** Readings as the pipeline delivers them: values over the physical limit carry `over_limit`. */
 function loads(kws: (number | null)[], limitKw = 20, start = T0): Reading[] {

@@ -1,29 +1,27 @@
 import fc from 'fast-check';
-import { from } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { type FlowEvent, StateStore, type Transform, taggedEvent } from '../../core/index.js';
+import { type FlowEvent, StateStore, taggedEvent } from '../../core/index.js';
 import { detectStuckMeter } from '../../operators/detect-stuck-meter.js';
 import { ALERTS, FAULTS } from '../../operators/outputs.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
 import type { Alert, FaultEvent, Reading } from '../../schemas/reading.js';
 import { data, testScheduler, wm } from '../core/helpers.js';
-import { DAY, HOUR, INTERVAL, reading, series, T0 } from './fixtures.js';
+import {
+  alerts,
+  DAY,
+  excluded,
+  faults,
+  HOUR,
+  INTERVAL,
+  reading,
+  readingsOut,
+  run,
+  series,
+  T0,
+} from './fixtures.js';
 
 const thresholds = defaultRuleProfile.faults;
 
-function run<I, O>(op: Transform<I, O>, events: FlowEvent<I>[]): FlowEvent<O>[] {
-  const out: FlowEvent<O>[] = [];
-  from(events)
-    .pipe(op)
-    .subscribe((e) => out.push(e));
-  return out;
-}
-const tagged = <T>(out: FlowEvent<unknown>[], tag: string): T[] =>
-  out.flatMap((e) => (e.kind === 'tagged' && e.tag === tag ? (e.items as T[]) : []));
-const faults = (out: FlowEvent<unknown>[]) => tagged<FaultEvent>(out, FAULTS.name);
-const alerts = (out: FlowEvent<unknown>[]) => tagged<Alert>(out, ALERTS.name);
-const readingsOut = (out: FlowEvent<Reading>[]) => out.flatMap((e) => (e.kind === 'data' ? e.items : []));
-const excluded = (rs: Reading[]) => rs.filter((r) => r.flags.includes('fault_excluded')).map((r) => r.ts);
 const repeat = (kw: number, n: number) => new Array<number>(n).fill(kw);
 const stuck = (st = new StateStore(), t: Parameters<typeof detectStuckMeter>[1] = thresholds) =>
   detectStuckMeter(st, t);

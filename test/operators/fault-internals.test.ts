@@ -4,12 +4,10 @@
  * checkpoint reports exactly what an uninterrupted run does.
  */
 import fc from 'fast-check';
-import { from, of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import {
   deserializeSnapshot,
   type FlowEvent,
-  SideInput,
   StateStore,
   serializeSnapshot,
   type Transform,
@@ -29,28 +27,16 @@ import {
   ringArray,
   ringSlot,
 } from '../../operators/fault-internals.js';
-import { FAULTS, type MeterRegistry } from '../../operators/outputs.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
-import type { FaultEvent, Reading } from '../../schemas/reading.js';
+import type { Reading } from '../../schemas/reading.js';
 import { data, wm } from '../core/helpers.js';
-import { DAY, HOUR, INTERVAL, reading, registryOf, series, T0 } from './fixtures.js';
+import { DAY, faults, HOUR, INTERVAL, reading, registry, runFlow, series, T0 } from './fixtures.js';
 
 const faultsProfile = defaultRuleProfile.faults;
 
-function registry(): SideInput<MeterRegistry> {
-  const side = new SideInput<MeterRegistry>(
-    'registry',
-    of(registryOf({ meterId: 'MTR-000001' }, { meterId: 'MTR-000002' }, { meterId: 'MTR-000003' })),
-  );
-  side.connect((err) => {
-    throw err;
-  });
-  return side;
-}
-
 /** The six per-meter detectors in the order the pipeline runs them. */
 function detectors(store: StateStore): Transform<Reading, Reading> {
-  const reg = registry();
+  const reg = registry({ meterId: 'MTR-000001' }, { meterId: 'MTR-000002' }, { meterId: 'MTR-000003' });
   const zero = detectZeroMeter(store, reg, faultsProfile);
   const stuck = detectStuckMeter(store, faultsProfile);
   const overload = detectOverload(store, reg, faultsProfile);
@@ -61,14 +47,8 @@ function detectors(store: StateStore): Transform<Reading, Reading> {
 }
 
 function run(store: StateStore, events: FlowEvent<Reading>[]): FlowEvent<Reading>[] {
-  const out: FlowEvent<Reading>[] = [];
-  from(events)
-    .pipe(detectors(store))
-    .subscribe((e) => out.push(e));
-  return out;
+  return runFlow(detectors(store), events).events;
 }
-const faults = (out: FlowEvent<unknown>[]) =>
-  out.flatMap((e) => (e.kind === 'tagged' && e.tag === FAULTS.name ? (e.items as FaultEvent[]) : []));
 const kinds = (out: FlowEvent<unknown>[]) => [...new Set(faults(out).map((f) => f.faultType))];
 
 /**

@@ -2,10 +2,17 @@
  * Shared builders for operator tests. Defaults describe one clean, measured 1 kW reading of a
  * residential meter at 2024-03-04T00:00:00Z, so a test states only the fields its rule looks at.
  */
-import { from } from 'rxjs';
-import { dataEvent, type FlowEvent, type OutputTag, type Transform } from '../../core/index.js';
-import type { Lineage, MeterRegistry } from '../../operators/outputs.js';
-import type { MeterInfo, QuarantineRecord, RawReading, Reading } from '../../schemas/reading.js';
+import { from, of } from 'rxjs';
+import { dataEvent, type FlowEvent, type OutputTag, SideInput, type Transform } from '../../core/index.js';
+import { ALERTS, FAULTS, type Lineage, type MeterRegistry } from '../../operators/outputs.js';
+import type {
+  Alert,
+  FaultEvent,
+  MeterInfo,
+  QuarantineRecord,
+  RawReading,
+  Reading,
+} from '../../schemas/reading.js';
 
 /** 2024-03-04T00:00:00Z, a Monday: the default event time of every fixture. */
 export const T0 = Date.UTC(2024, 2, 4);
@@ -102,6 +109,15 @@ export function registryOf(...meters: Partial<MeterInfo>[]): MeterRegistry {
   return new Map(infos.map((m) => [m.meterId, m]));
 }
 
+/** The registry side input over `registryOf(...meters)`, connected so stages can read it at once. */
+export function registry(...meters: Partial<MeterInfo>[]): SideInput<MeterRegistry> {
+  const side = new SideInput<MeterRegistry>('registry', of(registryOf(...meters)));
+  side.connect((err) => {
+    throw err;
+  });
+  return side;
+}
+
 export function quarantined(partial: Partial<QuarantineRecord> = {}): QuarantineRecord {
   return {
     meterId: 'MTR-000001',
@@ -147,3 +163,24 @@ export function runFlow<I, O>(transform: Transform<I, O>, events: readonly FlowE
 export function runBatch<I, O>(transform: Transform<I, O>, items: readonly I[]): FlowResult<O> {
   return runFlow(transform, [dataEvent(items)]);
 }
+
+/** Every event `transform` emits for `events`, in order: for tests that pick several outputs of one run. */
+export function run<I, O>(transform: Transform<I, O>, events: readonly FlowEvent<I>[]): FlowEvent<O>[] {
+  return runFlow(transform, events).events;
+}
+
+/** Items of `out` routed to the output tag named `tag`, flattened over batches. */
+export const tagged = <T>(out: readonly FlowEvent<unknown>[], tag: string): T[] =>
+  out.flatMap((e) => (e.kind === 'tagged' && e.tag === tag ? (e.items as T[]) : []));
+/** Faults a detector reported in `out`. */
+export const faults = (out: readonly FlowEvent<unknown>[]) => tagged<FaultEvent>(out, FAULTS.name);
+/** Alerts raised in `out`. */
+export const alerts = (out: readonly FlowEvent<unknown>[]) => tagged<Alert>(out, ALERTS.name);
+/** Readings passed on in `out`, flattened over batches. */
+export const readingsOut = (out: readonly FlowEvent<Reading>[]) =>
+  out.flatMap((e) => (e.kind === 'data' ? e.items : []));
+/** Event times of the readings a detector excluded from analytics. */
+export const excluded = (rs: readonly Reading[]) =>
+  rs.filter((r) => r.flags.includes('fault_excluded')).map((r) => r.ts);
+/** Whether a fault event opens (`active`) or clears (`cleared`) a fault, as its evidence says. */
+export const status = (f: FaultEvent) => JSON.parse(f.evidence).status as string;
