@@ -26,7 +26,7 @@ import { fillGaps } from '../operators/fill-gaps.js';
 import { orderByEventTime } from '../operators/order-by-event-time.js';
 import { ALERTS, FAULTS, type Lineage, type MeterRegistry, QUARANTINE } from '../operators/outputs.js';
 import { type ParsedReading, parseReading } from '../operators/parse-reading.js';
-import { toQuarantineRecord } from '../operators/quarantine-record.js';
+import { quarantineOverLimit } from '../operators/quarantine-over-limit.js';
 import { rankDailyPeaks } from '../operators/rank-daily-peaks.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
 import { scoreQuality } from '../operators/score-quality.js';
@@ -109,14 +109,7 @@ export function meterQualityGraph(options: MeterQualityOptions): {
     g.stage('detectLowVariance', detectLowVariance(store, profile.faults)),
     g.stage('detectErraticSpike', detectErraticSpike(store, profile.faults)),
     g.stage('detectCommFailure', detectCommFailure(store, profile.faults)),
-    g.stage(
-      'quarantineOverLimit',
-      parDo<Reading, Reading>((r, out) => {
-        if (r.flags.includes('over_limit'))
-          out.tag(QUARANTINE, toQuarantineRecord(r, ['out_of_range'], lineage));
-        else out.emit(r);
-      }),
-    ),
+    g.stage('quarantineOverLimit', quarantineOverLimit(lineage)),
     g.stage('scoreQuality', scoreQuality(profile.quality)),
     g.stage('classifyPeak', classifyPeak(profile.peaks)),
     g.stage('stampLineage', stampLineage(lineage)),
