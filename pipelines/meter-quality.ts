@@ -6,7 +6,6 @@ import {
   type FlowEvent,
   LATE,
   PipelineGraph,
-  parDo,
   type SideInput,
   type StateStore,
   untagged,
@@ -25,7 +24,7 @@ import { detectZeroMeter } from '../operators/detect-zero-meter.js';
 import { fillGaps } from '../operators/fill-gaps.js';
 import { orderByEventTime } from '../operators/order-by-event-time.js';
 import { ALERTS, FAULTS, type Lineage, type MeterRegistry, QUARANTINE } from '../operators/outputs.js';
-import { type ParsedReading, parseReading } from '../operators/parse-reading.js';
+import { parseReading } from '../operators/parse-reading.js';
 import { quarantineOverLimit } from '../operators/quarantine-over-limit.js';
 import { rankDailyPeaks } from '../operators/rank-daily-peaks.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
