@@ -9,11 +9,18 @@ import {
   JetStreamSource,
   type NatsConnectionConfig,
   READINGS_STREAM,
+  READINGS_SUBJECT_PREFIX,
   ReplaySource,
 } from '../connectors/jetstream.js';
 import { kvCheckpointStore } from '../pipelines/checkpoints.js';
 import type { SourceConfig } from '../pipelines/job.js';
-import { messageReadingSource, type OpenMessages } from '../pipelines/sources.js';
+import type { ReadingSource } from '../pipelines/runner.js';
+import {
+  formatPartitionSet,
+  messageReadingSource,
+  type OpenMessages,
+  partitionedReadingSource,
+} from '../pipelines/sources.js';
 import { logger } from './log.js';
 
 /** Connection settings from the URL and the environment; secrets only ever come from the environment. */
@@ -32,10 +39,18 @@ export function natsConfigFrom(url: string, env: NodeJS.ProcessEnv): NatsConnect
 export interface NatsSourceSettings {
   readonly url: string;
   readonly workerId: string;
-  /** A single partition subject (`readings.<p>`) this worker owns; all partitions when undefined. */
-  readonly partition?: number;
+  /**
+   * The partitions (subjects `readings.<p>`) this worker owns, one durable consumer each; every
+   * partition, through one consumer on `readings.>`, when undefined.
+   */
+  readonly partitions?: readonly number[];
   readonly replay?: { readonly from: Date; readonly to?: Date };
   readonly env: NodeJS.ProcessEnv;
+}
+
+/** The durable consumer of one owned partition: a worker's cursors are never shared with another. */
+export function partitionDurable(workerId: string, partition: number): string {
+  return `greenstream_${workerId}_p${partition}`;
 }
 
 export async function openNatsSource(
@@ -45,39 +60,74 @@ export async function openNatsSource(
   const js = jetstream(nc);
   await ensureReadingsStream(js);
   await ensureDeadLetterStream(js);
-  const filter = settings.partition === undefined ? undefined : [`readings.${settings.partition}`];
-  let openMessages: OpenMessages;
-  let checkpointKey = settings.workerId;
   const replay = settings.replay;
-  if (replay === undefined) {
-    const durable = `greenstream_${settings.workerId}`;
-    openMessages = async (resumeAfterSeq) => {
-      // The checkpoint holds the position: the durable is recreated to deliver, in stream order, from
-      // just after it. Reusing it would hand out new messages before the killed worker's unacknowledged
-      // ones (redelivered only after ack_wait), and the operators would see another order than before.
-      await deleteConsumer(js, durable);
-      return JetStreamSource.open(js, {
-        durable,
-        start: resumeAfterSeq === 0 ? { kind: 'all' } : { kind: 'sequence', seq: resumeAfterSeq + 1 },
-        ...(filter === undefined ? {} : { filterSubjects: filter }),
-      });
-    };
+  // A replay starts from clean operator state and never moves the live worker's checkpoint.
+  const checkpointKey =
+    replay === undefined ? settings.workerId : `${settings.workerId}_replay_${replay.from.getTime()}`;
+  const sourceOptions = {
+    now: Date.now,
+    onDeadLetter: (source: string, reason: string) => logger.warn('dead-lettered', { source, reason }),
+  };
+  let source: ReadingSource;
+  if (settings.partitions === undefined) {
+    source = messageReadingSource(
+      replay === undefined
+        ? recreatedDurable(js, `greenstream_${settings.workerId}`, undefined)
+        : replayFrom(js, replay, undefined),
+      sourceOptions,
+    );
   } else {
-    openMessages = (resumeAfterSeq) =>
-      ReplaySource.open(js, {
-        from: resumeAfterSeq === 0 ? { time: replay.from } : { seq: resumeAfterSeq + 1 },
-        ...(replay.to === undefined ? {} : { to: { time: replay.to } }),
-        ...(filter === undefined ? {} : { filterSubjects: filter }),
-      });
-    // A replay starts from clean operator state and never moves the live worker's checkpoint.
-    checkpointKey = `${settings.workerId}_replay_${replay.from.getTime()}`;
+    const jsm = await js.jetstreamManager();
+    const partitions = settings.partitions;
+    source = partitionedReadingSource(
+      (p, resumeAfterSeq) =>
+        (replay === undefined
+          ? recreatedDurable(js, partitionDurable(settings.workerId, p), partitionSubject(p))
+          : replayFrom(js, replay, partitionSubject(p)))(resumeAfterSeq),
+      {
+        ...sourceOptions,
+        partitions,
+        streamLastSeq: async () => (await jsm.streams.info(READINGS_STREAM)).state.last_seq,
+        onOpened: (resumeAfter) =>
+          logger.info('partitions opened', { partitions: formatPartitionSet(partitions), resumeAfter }),
+      },
+    );
   }
   const kv = await CheckpointKv.open(js);
-  const source = messageReadingSource(openMessages, {
-    now: Date.now,
-    onDeadLetter: (source, reason) => logger.warn('dead-lettered', { source, reason }),
-  });
   return { config: { kind: 'custom', source, checkpoints: kvCheckpointStore(kv, checkpointKey) }, nc };
+}
+
+function partitionSubject(partition: number): string {
+  return `${READINGS_SUBJECT_PREFIX}.${partition}`;
+}
+
+/**
+ * The checkpoint holds the position: the durable is recreated to deliver, in stream order, from just
+ * after it. Reusing it would hand out new messages before the killed worker's unacknowledged ones
+ * (redelivered only after ack_wait), and the operators would see another order than before.
+ */
+function recreatedDurable(js: JetStreamClient, durable: string, subject: string | undefined): OpenMessages {
+  return async (resumeAfterSeq) => {
+    await deleteConsumer(js, durable);
+    return JetStreamSource.open(js, {
+      durable,
+      start: resumeAfterSeq === 0 ? { kind: 'all' } : { kind: 'sequence', seq: resumeAfterSeq + 1 },
+      ...(subject === undefined ? {} : { filterSubjects: [subject] }),
+    });
+  };
+}
+
+function replayFrom(
+  js: JetStreamClient,
+  replay: { readonly from: Date; readonly to?: Date },
+  subject: string | undefined,
+): OpenMessages {
+  return (resumeAfterSeq) =>
+    ReplaySource.open(js, {
+      from: resumeAfterSeq === 0 ? { time: replay.from } : { seq: resumeAfterSeq + 1 },
+      ...(replay.to === undefined ? {} : { to: { time: replay.to } }),
+      ...(subject === undefined ? {} : { filterSubjects: [subject] }),
+    });
 }
 
 async function deleteConsumer(js: JetStreamClient, durable: string): Promise<void> {

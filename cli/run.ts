@@ -5,6 +5,7 @@ import { publishAlert } from '../connectors/jetstream.js';
 import { type MetricsServer, startMetricsServer } from '../connectors/metrics-server.js';
 import { type JobConfig, runMeterQualityJob, type SourceConfig } from '../pipelines/job.js';
 import { JobMetrics } from '../pipelines/job-metrics.js';
+import { parsePartitionSet } from '../pipelines/sources.js';
 import { logger } from './log.js';
 import { type Command, UsageError } from './main.js';
 import { openNatsSource } from './nats-source.js';
@@ -22,8 +23,12 @@ export const runUsage = [
   '  --checkpoint <file>  checkpoint file for the files source (default ./data/checkpoint.json); the NATS',
   '                       source keeps its checkpoints in the KV bucket greenstream_checkpoints',
   '  --profile <json>     rule profile overrides (see README, "Rule profile")',
-  '  --worker <id>        worker id (default w0): names its checkpoint, consumer and lake files',
-  '  --partition <p>      own one partition subject readings.<p> ($GS_PARTITION); default all',
+  '  --worker <id>        worker id (default w0; $GS_WORKER): names its checkpoint, consumers and lake',
+  '                       files; workers running side by side need different ids',
+  '  --partitions <set>   own these partition subjects readings.<p>, e.g. 0-7 or 0-3,8 ($GS_PARTITIONS):',
+  '                       one durable consumer each; default all (one consumer on readings.>). A worker',
+  '                       keeps its set: to change it, start the new set under a new --worker id',
+  '  --partition <p>      shorthand for --partitions <p> ($GS_PARTITION)',
   '  --until-idle         stop once the source is drained and the final watermark fired its windows',
   '  --checkpoint-rows <n> checkpoint once this many output rows are buffered (default 200000; and at',
   '                       least every 5 s)',
@@ -54,11 +59,12 @@ export async function runJobCommand(
         'no-cold': { type: 'boolean', default: false },
         checkpoint: { type: 'string', default: './data/checkpoint.json' },
         profile: { type: 'string' },
-        worker: { type: 'string', default: 'w0' },
+        worker: { type: 'string', default: process.env.GS_WORKER ?? 'w0' },
         'until-idle': { type: 'boolean', default: false },
         'checkpoint-rows': { type: 'string' },
         'metrics-port': { type: 'string' },
-        partition: { type: 'string', default: process.env.GS_PARTITION },
+        partitions: { type: 'string' },
+        partition: { type: 'string' },
       },
     });
     const replayRange = replay;
@@ -92,17 +98,16 @@ export async function runJobCommand(
         throw new UsageError(
           'replay reads the JetStream stream: give --source nats://host:port or $NATS_URL',
         );
+      if (values.partitions !== undefined || values.partition !== undefined)
+        throw new UsageError('--partitions applies to the NATS source: give --source nats://host:port');
       source = { kind: 'files', root: resolve(spec.slice('files:'.length)) };
     } else if (spec.startsWith('nats://') || spec.startsWith('tls://')) {
-      const partition = values.partition === undefined ? undefined : Number(values.partition);
-      if (partition !== undefined && !(Number.isInteger(partition) && partition >= 0)) {
-        throw new UsageError(`--partition must be a partition number, got "${values.partition}"`);
-      }
+      const partitions = ownedPartitions(values, process.env);
       const opened = await openNatsSource({
         url: spec,
         workerId: values.worker!,
         env: process.env,
-        ...(partition === undefined ? {} : { partition }),
+        ...(partitions === undefined ? {} : { partitions }),
         ...(replayRange === undefined ? {} : { replay: replayRange }),
       });
       source = opened.config;
@@ -169,5 +174,34 @@ export async function runJobCommand(
       await nc?.drain();
     }
     return 0;
+  }
+}
+
+/**
+ * The partitions a worker owns: `--partitions`, its shorthand `--partition`, then `$GS_PARTITIONS` and
+ * `$GS_PARTITION`; undefined (every partition) when none is given.
+ */
+export function ownedPartitions(
+  flags: { readonly partitions?: string | undefined; readonly partition?: string | undefined },
+  env: NodeJS.ProcessEnv,
+): number[] | undefined {
+  if (flags.partitions !== undefined && flags.partition !== undefined)
+    throw new UsageError('give --partitions or --partition, not both');
+  const given = (text: string | undefined): text is string => text !== undefined && text.trim() !== '';
+  let source: { name: string; text: string; single: boolean };
+  if (flags.partitions !== undefined)
+    source = { name: '--partitions', text: flags.partitions, single: false };
+  else if (flags.partition !== undefined)
+    source = { name: '--partition', text: flags.partition, single: true };
+  else if (given(env.GS_PARTITIONS))
+    source = { name: '$GS_PARTITIONS', text: env.GS_PARTITIONS, single: false };
+  else if (given(env.GS_PARTITION)) source = { name: '$GS_PARTITION', text: env.GS_PARTITION, single: true };
+  else return undefined;
+  if (source.single && !/^\s*\d+\s*$/.test(source.text))
+    throw new UsageError(`${source.name} must be one partition number, got "${source.text}"`);
+  try {
+    return parsePartitionSet(source.text);
+  } catch (error) {
+    throw new UsageError(`${source.name}: ${(error as Error).message}`);
   }
 }

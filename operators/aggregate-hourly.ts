@@ -59,8 +59,10 @@ const moments: Aggregator<Reading, HourMoments> = {
 
 /**
  * The hourly consumption of each meter (the first seed's "AVG, MIN, MAX, STDDEV" per hour): fixed 1 h
- * event-time windows keyed by meter, fired when the watermark passes the hour's end. Only readings with a
- * value that is measured or interpolated count; NULL readings (`MISSING_READING`), missing rows and
+ * event-time windows keyed by meter, fired when the watermark passes the hour's end. Only measured readings
+ * with a value count. Interpolated rows stay out: they are estimates, and they are only known once the
+ * reading after a gap arrives, often after the gap's hours have closed, so counting them would make an
+ * hour's figures depend on how the input happened to be batched. NULL readings (`MISSING_READING`), missing rows and
  * readings of a meter under an active fault (`fault_excluded`) stay out, as the rules exclude them from
  * analytics, and so do readings over the physical limit (`over_limit`) should any reach this branch. The standard deviation is the population one. The neighborhood comes from the registry when
  * the hour fires (empty for a meter the registry no longer knows).
@@ -75,7 +77,7 @@ export function aggregateHourly(
   name = 'aggregateHourly',
 ): Transform<Reading, HourlyConsumption> {
   const analyticsReadings = parDo<Reading, Reading>((r, out) => {
-    if (r.kw === null || r.status === 'missing') return;
+    if (r.kw === null || r.status !== 'measured') return;
     const flags = r.flags;
     for (let i = 0; i < flags.length; i++) {
       const f = flags[i];

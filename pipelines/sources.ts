@@ -101,6 +101,41 @@ export interface MessageSourceOptions {
 /** Where a message source starts: after the last stream sequence a checkpoint covers (0: from the start). */
 export type OpenMessages = (resumeAfterSeq: number) => Promise<ReadingsMessageSource>;
 
+/** A checkpoint position this source cannot resume from; the worker stops rather than guess. */
+export class SourcePositionError extends Error {
+  override readonly name = 'SourcePositionError';
+  readonly context: Readonly<Record<string, string>>;
+  constructor(message: string, context: Readonly<Record<string, string>>) {
+    super(message);
+    this.context = context;
+  }
+}
+
+/**
+ * Decodes one message into `batch`. Returns whether it is to be acknowledged at the next commit; a
+ * message that cannot be decoded goes whole to the dead-letter stream instead (which acknowledges it).
+ */
+async function takeMessage(
+  m: SourceMessage,
+  from: ReadingsMessageSource,
+  batch: { records: RawReading[]; quarantined: QuarantineRecord[]; deadLettered: number },
+  now: number,
+  options: MessageSourceOptions,
+): Promise<boolean> {
+  const decoded = decodeReadings(m.data, {
+    source: m.source,
+    receivedAt: m.receivedAt,
+    contentType: m.headers['Content-Type'] ?? null,
+    lineRefs: true,
+  });
+  if (batchFromDecoded(decoded, now, batch)) return true;
+  const reason = decoded.ok ? '' : decoded.failure.reason;
+  await from.deadLetter(m, reason);
+  options.onDeadLetter?.(m.source, reason);
+  batch.deadLettered += 1;
+  return false;
+}
+
 /**
  * JetStream (durable consumer or replay) as a pipeline source. The checkpoint, not the consumer, holds the
  * position: `openMessages` must deliver in stream order from just after it, so a restarted worker sees
@@ -109,6 +144,9 @@ export type OpenMessages = (resumeAfterSeq: number) => Promise<ReadingsMessageSo
  * Deliveries are acknowledged in `commit`, after the checkpoint that covers them; a redelivered message
  * the checkpoint already covers is acknowledged without being processed again. A message that cannot be
  * decoded goes whole to the dead-letter stream.
+ *
+ * This is the source of a worker that owns every partition (one consumer on `readings.>`); its position
+ * is `{ lastSeq }`. A worker owning a set of partitions uses `partitionedReadingSource`.
  */
 export function messageReadingSource(
   openMessages: OpenMessages,
@@ -142,20 +180,7 @@ export function messageReadingSource(
           continue;
         }
         lastSeq = m.seq;
-        const decoded = decodeReadings(m.data, {
-          source: m.source,
-          receivedAt: m.receivedAt,
-          contentType: m.headers['Content-Type'] ?? null,
-          lineRefs: true,
-        });
-        if (batchFromDecoded(decoded, now, batch)) {
-          delivered.push(m);
-        } else {
-          const reason = decoded.ok ? '' : decoded.failure.reason;
-          await source.deadLetter(m, reason);
-          options.onDeadLetter?.(m.source, reason);
-          batch.deadLettered += 1;
-        }
+        if (await takeMessage(m, source, batch, now, options)) delivered.push(m);
       }
       return { ...batch, commitSoon: fetched.stalled };
     },
@@ -179,9 +204,317 @@ export function messageReadingSource(
 function lastSeqOf(position: Json | undefined): number {
   if (position === undefined || position === null || typeof position !== 'object' || Array.isArray(position))
     return 0;
+  if (position.partitions !== undefined && position.lastSeq === undefined) {
+    const stored = partitionsOfPosition(position.partitions);
+    throw new SourcePositionError(
+      `the checkpoint holds the positions of partitions ${formatPartitionSet(stored)}, but this worker ` +
+        'owns every partition: its operator state lacks the meters of the other partitions. Run it with ' +
+        `--partitions ${formatPartitionSet(stored)}, or start an all-partitions worker under a new --worker id`,
+      { stored: formatPartitionSet(stored), owned: 'all' },
+    );
+  }
   const seq = position.lastSeq;
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
     throw new Error(`checkpoint position ${JSON.stringify(position)} has no valid lastSeq`);
   }
   return seq;
+}
+
+/** Opens the messages of one partition (subject `readings.<p>`) in stream order after `resumeAfterSeq`. */
+export type OpenPartitionMessages = (
+  partition: number,
+  resumeAfterSeq: number,
+) => Promise<ReadingsMessageSource>;
+
+export interface PartitionedSourceOptions extends MessageSourceOptions {
+  /** The partitions this worker owns, each its own consumer. */
+  readonly partitions: readonly number[];
+  /**
+   * The stream's last sequence now. A partition that has nothing pending when asked after this was read
+   * holds no message at or below it, so the other partitions' messages up to it may go first.
+   */
+  readonly streamLastSeq: () => Promise<number>;
+  /** Called once the consumers are open, with the sequence each partition resumes after. */
+  readonly onOpened?: (resumeAfter: Readonly<Record<string, number>>) => void;
+}
+
+/** One owned partition: its consumer and what has been fetched from it but not yet handed out. */
+interface PartitionLane {
+  readonly partition: number;
+  readonly messages: ReadingsMessageSource;
+  /** Fetched, not yet handed to the pipeline, in stream order. */
+  buffer: SourceMessage[];
+  /** The last sequence handed to the pipeline: this partition's position. */
+  lastSeq: number;
+  /** The last sequence fetched (≥ lastSeq): the partition's next message comes after it. */
+  lastFetched: number;
+  /** Handed out (or redelivered after it was), acknowledged at the next commit. */
+  delivered: SourceMessage[];
+  /** Messages left after the last fetch, -1 when unknown. */
+  pendingHint: number;
+  /** A replay reached its end: nothing more will come. */
+  done: boolean;
+  /** `max_ack_pending` left no room at the last fetch. */
+  stalled: boolean;
+}
+
+/**
+ * A worker that owns a set of partitions: one consumer per partition (server 2.9 takes one filter
+ * subject per consumer), merged by stream sequence, so the pipeline sees exactly the order a single
+ * consumer on the owned subjects would give. That order is the fair one (oldest message first, whatever
+ * its partition), and it is what keeps results independent of how the partitions are spread:
+ * - no partition runs ahead of another in event time, so the watermark (max event time minus the
+ *   allowed out-of-orderness) makes nothing late that an all-partitions worker would have taken; a
+ *   round-robin pull of whole batches per partition would let one partition's day close before
+ *   another's morning arrived;
+ * - a worker restarted from its checkpoint sees the same sequence as one never interrupted, as
+ *   `messageReadingSource` does.
+ * A message from one partition goes out only once every other partition is known to hold nothing
+ * older: a message fetched from it, or, for a partition with nothing fetched, no message pending when
+ * asked after reading the stream's last sequence.
+ *
+ * The position is `{ partitions: { "<p>": lastSeq } }`; each consumer resumes after its own sequence and
+ * is acknowledged for its own messages. Operator state covers the meters of exactly these partitions,
+ * so a checkpoint of another partition set (or of an all-partitions worker, `{ lastSeq }`) is refused.
+ */
+export function partitionedReadingSource(
+  openPartition: OpenPartitionMessages,
+  options: PartitionedSourceOptions,
+): ReadingSource {
+  const partitions = normalizePartitionSet(options.partitions);
+  const owned = formatPartitionSet(partitions);
+  const batchSize = options.batchSize ?? 256;
+  // Every partition holds up to a pull in memory; together they hold about one batch.
+  const perPartition = Math.max(16, Math.ceil(batchSize / partitions.length));
+  const expiresMs = options.expiresMs ?? 1000;
+  let lanes: PartitionLane[] = [];
+  let resumeAfter: Record<string, number> = {};
+
+  const refill = async (lane: PartitionLane): Promise<void> => {
+    const fetched = await lane.messages.fetchBatch(perPartition, expiresMs);
+    lane.stalled = fetched.stalled;
+    lane.pendingHint = fetched.pending;
+    if (fetched.done) lane.done = true;
+    for (const m of fetched.messages) {
+      if (m.seq <= lane.lastFetched) {
+        // A redelivery (ack_wait ran out before the commit). Handed out already: acknowledge it with the
+        // rest; still buffered: the buffered copy is acknowledged once handed out.
+        if (m.seq <= lane.lastSeq) lane.delivered.push(m);
+        continue;
+      }
+      lane.buffer.push(m);
+      lane.lastFetched = m.seq;
+    }
+  };
+
+  return {
+    name: `jetstream:partitions ${owned}`,
+    async open(position: Json | undefined) {
+      const resume = partitionPositions(position, partitions);
+      const opening = await Promise.allSettled(partitions.map((p) => openPartition(p, resume.get(p) ?? 0)));
+      const failed = opening.find((o) => o.status === 'rejected');
+      if (failed !== undefined) {
+        await Promise.all(opening.map((o) => (o.status === 'fulfilled' ? o.value.close() : undefined)));
+        throw failed.reason;
+      }
+      lanes = partitions.map((partition, i) => {
+        const seq = resume.get(partition) ?? 0;
+        return {
+          partition,
+          messages: (opening[i] as PromiseFulfilledResult<ReadingsMessageSource>).value,
+          buffer: [],
+          lastSeq: seq,
+          lastFetched: seq,
+          delivered: [],
+          pendingHint: -1,
+          done: false,
+          stalled: false,
+        };
+      });
+      resumeAfter = Object.fromEntries(partitions.map((p) => [String(p), resume.get(p) ?? 0]));
+      options.onOpened?.(resumeAfter);
+    },
+
+    async next(): Promise<SourceBatch | 'idle' | 'end'> {
+      if (lanes.length === 0) throw new Error('partitioned source used before open()');
+      for (const lane of lanes) lane.stalled = false;
+      const unfilled = () => lanes.filter((l) => l.buffer.length === 0 && !l.done);
+      await Promise.all(
+        unfilled()
+          .filter((l) => l.pendingHint > 0)
+          .map(refill),
+      );
+      // Partitions still empty: ask what they hold, after reading how far the stream goes.
+      const emptyUpTo = new Map<PartitionLane, number>();
+      const unsure = unfilled();
+      if (unsure.length > 0) {
+        const streamLast = await options.streamLastSeq();
+        await Promise.all(
+          unsure.map(async (lane) => {
+            const { numPending } = await lane.messages.pending();
+            lane.pendingHint = numPending;
+            if (numPending === 0) emptyUpTo.set(lane, streamLast);
+            else await refill(lane);
+          }),
+        );
+      }
+      // Nothing above `bound` may go out yet: a partition with nothing buffered may still deliver it.
+      let bound = Number.POSITIVE_INFINITY;
+      for (const lane of lanes) {
+        if (lane.buffer.length === 0 && !lane.done)
+          bound = Math.min(bound, emptyUpTo.get(lane) ?? lane.lastFetched);
+      }
+      const picked: [PartitionLane, SourceMessage][] = [];
+      while (picked.length < batchSize) {
+        let oldest: PartitionLane | undefined;
+        for (const lane of lanes) {
+          if (lane.buffer.length > 0 && (oldest === undefined || lane.buffer[0]!.seq < oldest.buffer[0]!.seq))
+            oldest = lane;
+        }
+        if (oldest === undefined || oldest.buffer[0]!.seq > bound) break;
+        picked.push([oldest, oldest.buffer.shift()!]);
+        if (oldest.buffer.length === 0 && !oldest.done) bound = Math.min(bound, oldest.lastFetched);
+      }
+      const stalled = lanes.some((l) => l.stalled);
+      if (picked.length === 0) {
+        if (lanes.every((l) => l.done && l.buffer.length === 0)) return 'end';
+        return stalled ? { records: [], quarantined: [], deadLettered: 0, commitSoon: true } : 'idle';
+      }
+      const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
+      const now = options.now();
+      for (const [lane, m] of picked) {
+        lane.lastSeq = m.seq;
+        if (await takeMessage(m, lane.messages, batch, now, options)) lane.delivered.push(m);
+      }
+      return { ...batch, commitSoon: stalled };
+    },
+
+    position(): Json {
+      if (lanes.length === 0) return { partitions: resumeAfter };
+      return { partitions: Object.fromEntries(lanes.map((l) => [String(l.partition), l.lastSeq])) };
+    },
+
+    async commit() {
+      await Promise.all(
+        lanes.map(async (lane) => {
+          const acking = lane.delivered;
+          lane.delivered = [];
+          if (acking.length > 0) await lane.messages.ack(acking);
+        }),
+      );
+    },
+
+    async pending() {
+      const lags = await Promise.all(lanes.map((l) => l.messages.pending()));
+      return lags.reduce((sum, l) => sum + l.lag, 0);
+    },
+
+    async close() {
+      const closing = lanes;
+      lanes = [];
+      await Promise.all(closing.map((l) => l.messages.close()));
+    },
+  };
+}
+
+/** The resume sequence of each owned partition, from a checkpoint position of the same partition set. */
+function partitionPositions(position: Json | undefined, partitions: readonly number[]): Map<number, number> {
+  const owned = formatPartitionSet(partitions);
+  if (position === undefined || position === null) return new Map(partitions.map((p) => [p, 0]));
+  if (typeof position !== 'object' || Array.isArray(position)) {
+    throw new SourcePositionError(`checkpoint position ${JSON.stringify(position)} is not an object`, {
+      owned,
+    });
+  }
+  if (position.partitions === undefined) {
+    throw new SourcePositionError(
+      `the checkpoint holds one position for the whole stream ({ lastSeq }), written by a worker that owned ` +
+        `every partition (or one, before partition sets); this worker owns partitions ${owned}, and that ` +
+        'operator state may hold meters it does not own. Start it under a new --worker id',
+      { stored: 'all', owned },
+    );
+  }
+  const stored = partitionsOfPosition(position.partitions);
+  if (formatPartitionSet(stored) !== owned) {
+    throw new SourcePositionError(
+      `the checkpoint covers partitions ${formatPartitionSet(stored)}, but this worker was started with ` +
+        `${owned}: operator state belongs to the meters of one partition set, so a worker cannot take on or ` +
+        `give up partitions. Run it with --partitions ${formatPartitionSet(stored)}, or start the new set ` +
+        'under a new --worker id',
+      { stored: formatPartitionSet(stored), owned },
+    );
+  }
+  const seqs = position.partitions as Record<string, number>;
+  return new Map(partitions.map((p) => [p, seqs[String(p)]!]));
+}
+
+/** The partitions named by a `{ partitions }` position; throws when a sequence is not a valid one. */
+function partitionsOfPosition(value: Json | undefined): number[] {
+  if (value === null || value === undefined || typeof value !== 'object' || Array.isArray(value)) {
+    throw new SourcePositionError(`checkpoint partitions ${JSON.stringify(value)} is not an object`, {});
+  }
+  const out: number[] = [];
+  for (const [key, seq] of Object.entries(value)) {
+    const partition = Number(key);
+    if (!/^\d+$/.test(key) || !Number.isSafeInteger(partition))
+      throw new SourcePositionError(`checkpoint names partition "${key}", not a partition number`, {});
+    if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0)
+      throw new SourcePositionError(`checkpoint position of partition ${key} is ${JSON.stringify(seq)}`, {});
+    out.push(partition);
+  }
+  return normalizePartitionSet(out);
+}
+
+/** More would mean as many consumers on one worker; a typo like `0-1600` is caught here. */
+export const MAX_OWNED_PARTITIONS = 1024;
+
+/**
+ * The partitions `--partitions` names: numbers and inclusive ranges separated by commas, `0-3,8`.
+ * Sorted, each once. Throws `RangeError` on anything else.
+ */
+export function parsePartitionSet(text: string): number[] {
+  const out: number[] = [];
+  for (const part of text.split(',')) {
+    const item = part.trim();
+    const range = /^(\d+)\s*-\s*(\d+)$/.exec(item);
+    if (range !== null) {
+      const from = Number(range[1]);
+      const to = Number(range[2]);
+      if (from > to) throw new RangeError(`partition range "${item}" runs backwards`);
+      if (to - from >= MAX_OWNED_PARTITIONS)
+        throw new RangeError(`partition range "${item}" names more than ${MAX_OWNED_PARTITIONS} partitions`);
+      for (let p = from; p <= to; p++) out.push(p);
+    } else if (/^\d+$/.test(item)) {
+      out.push(Number(item));
+    } else {
+      throw new RangeError(
+        `"${text}" is not a partition set: give partition numbers and ranges separated by commas, like 0-3,8`,
+      );
+    }
+  }
+  return normalizePartitionSet(out);
+}
+
+function normalizePartitionSet(partitions: readonly number[]): number[] {
+  const set = [...new Set(partitions)].sort((a, b) => a - b);
+  if (set.length === 0) throw new RangeError('a partition set must name at least one partition');
+  if (set.length > MAX_OWNED_PARTITIONS)
+    throw new RangeError(`a worker owns at most ${MAX_OWNED_PARTITIONS} partitions, got ${set.length}`);
+  for (const p of set) {
+    if (!Number.isSafeInteger(p) || p < 0) throw new RangeError(`partition ${p} is not a partition number`);
+  }
+  return set;
+}
+
+/** The shortest spelling of a partition set, `0-3,8`: for logs, errors and the source name. */
+export function formatPartitionSet(partitions: readonly number[]): string {
+  const set = [...new Set(partitions)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < set.length; ) {
+    let j = i;
+    while (j + 1 < set.length && set[j + 1] === set[j]! + 1) j++;
+    parts.push(j === i ? String(set[i]) : `${set[i]}-${set[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
 }

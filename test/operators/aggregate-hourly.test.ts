@@ -90,12 +90,13 @@ describe('aggregateHourly windows', () => {
     );
   });
 
-  it('counts measured and interpolated readings, and leaves out NULLs, missing rows, faulty meters and over-limit readings', () => {
+  it('counts measured readings, and leaves out interpolated rows, NULLs, missing rows, faulty meters and over-limit readings', () => {
     const out = rows(
       run([
         data(
           r('M1', T0, 2),
           r('M1', T0 + INTERVAL, 4, { status: 'interpolated', flags: ['interpolated'] }),
+          r('M1', T0 + INTERVAL + MINUTE, 4),
           r('M1', T0 + 2 * INTERVAL, null, { flags: ['MISSING_READING'] }),
           r('M1', T0 + 3 * INTERVAL, null, { status: 'missing', flags: ['missing_short'] }),
           r('M1', T0 + 3 * INTERVAL + MINUTE, 9, { flags: ['fault_excluded'] }),
