@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { arch, cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { generateRegistry } from '../simulator/index.js';
@@ -42,6 +42,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --memory-meters <n>   meters of the memory runs (default 5000)
   --memory-days <list>  days of the memory runs (default 1,3,7)
   --live-steps <list>   rate:seconds steps of the live mode (default 560:20,2000:15,5000:15,10000:15)
+  --checkpoint-rows <n> checkpoint after this many output rows (default 200000, the job's default)
   --cpu-prof            write a V8 CPU profile of the end-to-end pipeline to bench/results/profiles/
   --out <dir>           where the JSON results go (default bench/results)
   --keep                keep the temporary folder (data, stores) for inspection`;
@@ -55,6 +56,7 @@ interface Options {
   readonly memoryDays: readonly number[];
   readonly liveSteps: readonly LiveStep[];
   readonly cpuProf: boolean;
+  readonly checkpointRows: number;
   readonly outDir: string;
   readonly keep: boolean;
 }
@@ -74,6 +76,7 @@ function parseOptions(argv: string[]): Options {
       'memory-days': { type: 'string', default: '1,3,7' },
       'live-steps': { type: 'string', default: '560:20,2000:15,5000:15,10000:15' },
       'cpu-prof': { type: 'boolean', default: false },
+      'checkpoint-rows': { type: 'string', default: '200000' },
       out: { type: 'string', default: 'bench/results' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -112,6 +115,7 @@ function parseOptions(argv: string[]): Options {
       return { rate: positive('live-steps', rate), seconds: positive('live-steps', seconds) };
     }),
     cpuProf: values['cpu-prof']!,
+    checkpointRows: positive('checkpoint-rows', values['checkpoint-rows']!),
     outDir: resolve(values.out!),
     keep: values.keep!,
   };
@@ -132,7 +136,7 @@ function child<R>(task: string, args: unknown, execArgv: readonly string[] = [])
 
 /** Versions of the components and of the machine, so figures can be compared across runs. */
 function environment(nats: NatsServer, clickhouse: ClickHouseServer | undefined): Record<string, unknown> {
-  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const root = packageRoot();
   const pkg = (name: string): string => {
     try {
       return (
@@ -179,14 +183,38 @@ function environment(nats: NatsServer, clickhouse: ClickHouseServer | undefined)
   };
 }
 
+/** The folder of GreenStream's package.json, above wherever this file was compiled to. */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string };
+      if (pkg.name === 'greenstream') return dir;
+    } catch {}
+    const parent = dirname(dir);
+    if (parent === dir) return process.cwd();
+    dir = parent;
+  }
+}
+
 interface LatencyStep {
   readonly rate: number;
   readonly achievedRate: number;
   readonly published: number;
   readonly visible: number;
   readonly p50Ms: number | null;
+  readonly p90Ms: number | null;
   readonly p99Ms: number | null;
   readonly maxMs: number | null;
+  /**
+   * p99 without the readings of the step's last second: when publishing stops, the consumer's last pull
+   * waits out its expiry (1 s, the client's minimum) for messages that never come.
+   */
+  readonly p99MsSteady: number | null;
+  /** Readings visible more than a second after publishing. */
+  readonly over1s: number;
+  /** The slowest latency of the readings published in each second of the step: where the tail comes from. */
+  readonly maxMsBySecond: number[];
 }
 
 function latencies(published: LivePublishResult, pipeline: LivePipelineResult): LatencyStep[] {
@@ -194,23 +222,38 @@ function latencies(published: LivePublishResult, pipeline: LivePipelineResult): 
   for (let i = 0; i < pipeline.seqs.length; i++) visible.set(pipeline.seqs[i]!, pipeline.visibleAt[i]!);
   return published.steps.map((step) => {
     const delays: number[] = [];
+    const steady: number[] = [];
+    const bySecond: number[] = [];
+    const first = step.publishedAt[0] ?? 0;
+    const last = step.publishedAt[step.publishedAt.length - 1] ?? 0;
     for (let i = 0; i < step.seqs.length; i++) {
       const at = visible.get(step.seqs[i]!);
-      if (at !== undefined) delays.push(at - step.publishedAt[i]!);
+      if (at === undefined) continue;
+      const delay = at - step.publishedAt[i]!;
+      delays.push(delay);
+      if (step.publishedAt[i]! < last - 1000) steady.push(delay);
+      const second = Math.floor((step.publishedAt[i]! - first) / 1000);
+      bySecond[second] = Math.max(bySecond[second] ?? 0, Math.round(delay));
     }
     delays.sort((a, b) => a - b);
-    const q = (p: number): number | null =>
-      delays.length === 0
+    steady.sort((a, b) => a - b);
+    const quantile = (sorted: number[], p: number): number | null =>
+      sorted.length === 0
         ? null
-        : round(delays[Math.min(delays.length - 1, Math.floor(p * delays.length))]!, 1);
+        : round(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!, 1);
+    const q = (p: number) => quantile(delays, p);
     return {
       rate: step.rate,
       achievedRate: step.achievedRate,
       published: step.seqs.length,
       visible: delays.length,
       p50Ms: q(0.5),
+      p90Ms: q(0.9),
       p99Ms: q(0.99),
+      p99MsSteady: quantile(steady, 0.99),
       maxMs: delays.length === 0 ? null : round(delays[delays.length - 1]!, 1),
+      over1s: delays.filter((d) => d > 1000).length,
+      maxMsBySecond: Array.from(bySecond, (x) => x ?? 0),
     };
   });
 }
@@ -225,7 +268,7 @@ async function main(): Promise<void> {
   const clickhouse =
     options.hot === 'server' ? await startClickHouseServer({ workDir: join(work, 'clickhouse') }) : undefined;
   const hot: HotSpec = clickhouse === undefined ? { kind: 'chdb' } : { kind: 'server', url: clickhouse.url };
-  const env = environment(nats, clickhouse);
+  let env: Record<string, unknown> = {};
   log(
     `nats-server ${nats.version}${clickhouse ? `, clickhouse-server ${clickhouse.version}` : ', chDB embedded'}`,
   );
@@ -233,6 +276,7 @@ async function main(): Promise<void> {
   const profileDir = join(options.outDir, 'profiles');
   const has = (p: Part) => options.parts.has(p);
   try {
+    env = environment(nats, clickhouse);
     const landingDir = join(work, 'landing');
     const registryPath = join(landingDir, 'registry.csv');
     const files: StreamSpec = { natsUrl: nats.url, stream: 'BENCH_FILES', subjectPrefix: 'benchfiles' };
@@ -250,7 +294,7 @@ async function main(): Promise<void> {
       registryPath: registry,
       batchSize: 256,
       maxAckPending: 10_000,
-      checkpointRows: 200_000,
+      checkpointRows: options.checkpointRows,
       checkpointIntervalMs: 5_000,
       lake: true,
       stageTiming: true,
@@ -278,7 +322,8 @@ async function main(): Promise<void> {
         durable: 'bench_drain',
         batchSize: 256,
         maxAckPending: 10_000,
-        ackEvery: 500,
+        // The pipeline acknowledges at checkpoints: ~400 readings a message.
+        ackEvery: Math.max(1, Math.round(options.checkpointRows / 400)),
       } satisfies DrainArgs);
     }
     if (has('duckdb')) {
@@ -295,7 +340,7 @@ async function main(): Promise<void> {
         hot,
         database: 'bench_stores',
         workDir: join(work, 'stores'),
-        checkpointRows: 200_000,
+        checkpointRows: options.checkpointRows,
       } satisfies StoresOnlyArgs);
     }
     if (has('graph')) {
@@ -326,7 +371,7 @@ async function main(): Promise<void> {
         durable: 'bench_json_drain',
         batchSize: 4096,
         maxAckPending: 250_000,
-        ackEvery: 200_000,
+        ackEvery: options.checkpointRows,
       } satisfies DrainArgs);
       results.messages = { publish: published, pipeline, drain };
     }
@@ -360,6 +405,7 @@ async function main(): Promise<void> {
         steps: options.liveSteps,
         partitions: 16,
         pauseMs: 3000,
+        warmupPauseMs: 20_000,
       } satisfies LivePublishArgs);
       await new Promise((r) => setTimeout(r, 10_000));
       pipeline.stop();
@@ -367,6 +413,7 @@ async function main(): Promise<void> {
       log('livePipeline done');
       results.live = {
         pipelineSettings: { batchSize: 64, checkpointIntervalMs: 100, maxOutOfOrdernessMs: 0, lake: true },
+        warmup: 'step rate 0: one reading of every meter as fast as the publisher goes, then 20 s of quiet',
         steps: latencies(published, visible),
         pipeline: visible.figures,
       };
@@ -389,12 +436,15 @@ async function main(): Promise<void> {
         const figures = await child<PipelineFigures>('pipeline', {
           ...filesPipeline(`mem-${days}`, stream, registry, `bench_mem_${days}`),
           stageTiming: false,
+          measureRetainedHeap: true,
         });
         runs.push({
           meters: options.memoryMeters,
           days,
           recordsIn: figures.recordsIn,
           peakRssMb: figures.peakRssMb,
+          peakHeapUsedMb: figures.peakHeapUsedMb,
+          retainedHeapMb: figures.retainedHeapMb,
           rssTimelineMb: figures.rssTimelineMb,
           processingMs: figures.processingMs,
           readingsPerSecond: figures.readingsPerSecond,
@@ -434,7 +484,9 @@ function summarize(results: Record<string, unknown>): Record<string, unknown> {
   const g = results.graph as GraphFigures | undefined;
   const m = results.messages as { pipeline: PipelineFigures; drain: DrainFigures } | undefined;
   const live = results.live as { steps: LatencyStep[] } | undefined;
-  const memory = results.memory as { days: number; peakRssMb: number }[] | undefined;
+  const memory = results.memory as
+    | { days: number; peakRssMb: number; peakHeapUsedMb: number; retainedHeapMb: number }[]
+    | undefined;
   const ratio = (a: number | undefined, b: number | undefined) =>
     a === undefined || b === undefined || b === 0 ? null : round(a / b, 2);
   const tenfold = live?.steps.find((x) => x.rate === 560);
@@ -448,7 +500,8 @@ function summarize(results: Record<string, unknown>): Record<string, unknown> {
             readingsPerSecond: p.readingsPerSecond,
             peakRssMb: p.peakRssMb,
             target: 'under 20 s (>= 240 k readings/s), under 1.5 GB',
-            met: p.processingMs < 20_000 && p.peakRssMb < 1536,
+            // The target is about the seeds' day (50,000 meters, ~4.8 M readings); a smaller run says nothing.
+            met: p.recordsIn < 4_500_000 ? null : p.processingMs < 20_000 && p.peakRssMb < 1536,
           },
     pipelineOverDrain: ratio(p?.processingMs, d?.wallMs),
     pipelineOverDuckdb: ratio(p?.processingMs, k?.wallMs),
@@ -472,21 +525,31 @@ function summarize(results: Record<string, unknown>): Record<string, unknown> {
       live === undefined
         ? null
         : {
-            steps: live.steps.map(({ rate, achievedRate, p50Ms, p99Ms, visible, published }) => ({
-              rate,
-              achievedRate,
-              p50Ms,
-              p99Ms,
-              visible,
-              published,
-            })),
-            target: 'p99 under 1 s at 560 readings/s',
-            met: tenfold?.p99Ms === null || tenfold === undefined ? null : tenfold.p99Ms < 1000,
+            steps: live.steps.map(
+              ({ rate, achievedRate, p50Ms, p99Ms, p99MsSteady, visible, published }) => ({
+                rate,
+                achievedRate,
+                p50Ms,
+                p99Ms,
+                p99MsSteady,
+                visible,
+                published,
+              }),
+            ),
+            target: 'p99 under 1 s at 560 readings/s (steady: without the last second of the step)',
+            met: tenfold === undefined || tenfold.p99Ms === null ? null : tenfold.p99Ms < 1000,
+            metSteady:
+              tenfold === undefined || tenfold.p99MsSteady === null ? null : tenfold.p99MsSteady < 1000,
           },
     memory:
       memory === undefined
         ? null
-        : { peakRssMbByDays: Object.fromEntries(memory.map((r) => [r.days, r.peakRssMb])) },
+        : {
+            peakRssMbByDays: Object.fromEntries(memory.map((r) => [r.days, r.peakRssMb])),
+            peakHeapUsedMbByDays: Object.fromEntries(memory.map((r) => [r.days, r.peakHeapUsedMb])),
+            retainedHeapMbByDays: Object.fromEntries(memory.map((r) => [r.days, r.retainedHeapMb])),
+            target: 'under 1.5 GB and flat as days grow',
+          },
   };
 }
 

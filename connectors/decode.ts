@@ -529,49 +529,58 @@ function decodeJsonText(
   }
   const readings: RawReading[] = [];
   const failures: RecordDecodeFailure[] = [];
-  elements.forEach((element, index) => {
-    const readingSource = numbered ? `${source}#${index + 1}` : source;
-    const raw = JSON.stringify(element, keepNonFiniteNumbers) ?? String(element);
-    const failure = (code: RecordFailureCode, reason: string, meterId: string): RecordDecodeFailure => ({
-      level: 'record',
-      code,
-      reason,
-      raw,
-      meterId,
-      line: index + 1,
-      source: Array.isArray(parsed) ? `${source}#${index + 1}` : source,
-    });
+  const isArray = Array.isArray(parsed);
+  // One loop, no closure or array per element: a stream of one-reading messages decodes one element a call.
+  for (let index = 0; index < elements.length; index++) {
+    const element = elements[index];
+    const raw = rawJson(element);
+    const failureSource = isArray ? `${source}#${index + 1}` : source;
     if (!isJsonObject(element)) {
-      failures.push(failure('json_not_object', `expected a JSON object, got ${jsonKind(element)}`, ''));
-      return;
+      failures.push({
+        level: 'record',
+        code: 'json_not_object',
+        reason: `expected a JSON object, got ${jsonKind(element)}`,
+        raw,
+        meterId: '',
+        line: index + 1,
+        source: failureSource,
+      });
+      continue;
     }
     const meterId = jsonField(element.meter_id);
     const timestamp = jsonField(element.timestamp);
     const value = jsonField(element.value);
     const unit = jsonField(element.unit);
-    const bad = [
-      ['meter_id', meterId],
-      ['timestamp', timestamp],
-      ['value', value],
-      ['unit', unit],
-    ].filter(([, v]) => v === undefined);
-    if (bad.length > 0) {
-      const names = bad.map(([name]) => name).join(', ');
-      failures.push(
-        failure('json_field_type', `${names}: expected a string, a number or null`, meterId ?? ''),
-      );
-      return;
+    if (meterId === undefined || timestamp === undefined || value === undefined || unit === undefined) {
+      const names = [
+        meterId === undefined ? 'meter_id' : '',
+        timestamp === undefined ? 'timestamp' : '',
+        value === undefined ? 'value' : '',
+        unit === undefined ? 'unit' : '',
+      ]
+        .filter((name) => name !== '')
+        .join(', ');
+      failures.push({
+        level: 'record',
+        code: 'json_field_type',
+        reason: `${names}: expected a string, a number or null`,
+        raw,
+        meterId: meterId ?? '',
+        line: index + 1,
+        source: failureSource,
+      });
+      continue;
     }
     readings.push({
-      meterId: internKey(meterId as string),
-      timestamp: timestamp as string,
-      value: value as string,
-      unit: internKey(unit as string),
+      meterId: internKey(meterId),
+      timestamp,
+      value,
+      unit: internKey(unit),
       raw,
-      source: readingSource,
+      source: numbered ? `${source}#${index + 1}` : source,
       receivedAt,
     });
-  });
+  }
   return {
     ok: true,
     contentType: JSON_CONTENT_TYPE,
@@ -602,6 +611,24 @@ function jsonField(v: unknown): string | undefined {
 /** `1e400` parses to Infinity, which `JSON.stringify` would turn into null and so hide in `raw`. */
 function keepNonFiniteNumbers(_key: string, v: unknown): unknown {
   return typeof v === 'number' && !Number.isFinite(v) ? String(v) : v;
+}
+
+/**
+ * The element re-serialized for `raw`. The replacer costs a call per value, so it is used only when a
+ * number needs it; a flat object (a reading) is checked in place, anything nested takes the replacer.
+ */
+function rawJson(element: unknown): string {
+  let plain = typeof element !== 'number' || Number.isFinite(element);
+  if (isJsonObject(element)) {
+    for (const key in element) {
+      const v = element[key];
+      if (typeof v === 'number' ? !Number.isFinite(v) : typeof v === 'object' && v !== null) {
+        plain = false;
+        break;
+      }
+    }
+  } else if (typeof element === 'object' && element !== null) plain = false;
+  return (plain ? JSON.stringify(element) : JSON.stringify(element, keepNonFiniteNumbers)) ?? String(element);
 }
 
 /** The four reading fields, as a CSV writer needs them. */

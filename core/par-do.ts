@@ -39,6 +39,7 @@ export function mapBatch<I, O>(fn: (items: readonly I[], out: Emitter<O>) => voi
       return source.subscribe({
         next: (event) => {
           if (event.kind === 'data') {
+            out.startBatch(event.items);
             fn(event.items, out);
             out.drainTo(next);
           } else subscriber.next(event);

@@ -94,7 +94,10 @@ export class TimerQueue {
     while (i > 0) {
       const parent = (i - 1) >> 1;
       if (!before(h[i]!, h[parent]!)) break;
-      [h[i], h[parent]] = [h[parent]!, h[i]!];
+      // Swapped through a local: a destructuring swap allocates an array per step.
+      const up = h[i]!;
+      h[i] = h[parent]!;
+      h[parent] = up;
       i = parent;
     }
   }
@@ -112,7 +115,9 @@ export class TimerQueue {
       if (l < h.length && before(h[l]!, h[m]!)) m = l;
       if (r < h.length && before(h[r]!, h[m]!)) m = r;
       if (m === i) break;
-      [h[i], h[m]] = [h[m]!, h[i]!];
+      const down = h[i]!;
+      h[i] = h[m]!;
+      h[m] = down;
       i = m;
     }
   }
@@ -168,7 +173,11 @@ export class StateStore {
     const values = this.values;
     return {
       // Falls back to `initial` so a value survives a restore from a snapshot taken before it existed.
-      get: () => (values.has(name) ? (values.get(name) as S) : initial),
+      get: () => {
+        // One lookup in the common case: operators read their value once per element.
+        const v = values.get(name);
+        return v !== undefined || values.has(name) ? (v as S) : initial;
+      },
       set: (v: S) => {
         values.set(name, v);
       },
@@ -188,6 +197,22 @@ export class StateStore {
     const values: Record<string, Json> = {};
     for (const [k, v] of this.values) values[k] = structuredClone(v) as Json;
     return { version: 1, keyed, timers, values };
+  }
+
+  /**
+   * The JSON text of a snapshot — exactly `serializeSnapshot(this.snapshot())` — written from the live
+   * state without copying it first. A checkpoint needs the text only, and cloning every key's state and
+   * then stringifying it through a replacer cost ~10× the plain `JSON.stringify` (1.9 s against 0.2 s for
+   * 5,000 meters, once per checkpoint). The replacer is kept only for a value holding a non-finite number.
+   */
+  serialize(): string {
+    const keyed: Record<string, string> = {};
+    for (const [ns, map] of this.keyedStates) keyed[ns] = jsonOf([...map]) as string;
+    const timers: Record<string, string> = {};
+    for (const [ns, q] of this.timerQueues) timers[ns] = jsonOf(q.snapshot()) as string;
+    const values: Record<string, string | undefined> = {};
+    for (const [k, v] of this.values) values[k] = jsonOf(v);
+    return `{"version":1,"keyed":${jsonObject(keyed)},"timers":${jsonObject(timers)},"values":${jsonObject(values)}}`;
   }
 
   /**
@@ -211,10 +236,48 @@ export class StateStore {
 
 /** JSON text of a snapshot; ±Infinity and NaN (watermarks at the ends of time) survive the round trip. */
 export function serializeSnapshot(snapshot: StoreSnapshot): string {
-  return JSON.stringify(snapshot, (_key, value: unknown) => {
-    if (typeof value === 'number' && !Number.isFinite(value)) return { $num: String(value) };
-    return value;
-  });
+  return JSON.stringify(snapshot, keepNonFinite);
+}
+
+function keepNonFinite(_key: string, value: unknown): unknown {
+  if (typeof value === 'number' && !Number.isFinite(value)) return { $num: String(value) };
+  return value;
+}
+
+/** `JSON.stringify(value, keepNonFinite)`, through the native path when no number needs the replacer. */
+function jsonOf(value: unknown): string | undefined {
+  return hasNonFinite(value) ? JSON.stringify(value, keepNonFinite) : JSON.stringify(value);
+}
+
+function hasNonFinite(value: unknown): boolean {
+  if (typeof value === 'number') return !Number.isFinite(value);
+  if (typeof value !== 'object' || value === null) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const x: unknown = value[i];
+      if (
+        typeof x === 'number' ? !Number.isFinite(x) : typeof x === 'object' && x !== null && hasNonFinite(x)
+      )
+        return true;
+    }
+    return false;
+  }
+  for (const key of Object.keys(value)) {
+    const x: unknown = (value as Record<string, unknown>)[key];
+    if (typeof x === 'number' ? !Number.isFinite(x) : typeof x === 'object' && x !== null && hasNonFinite(x))
+      return true;
+  }
+  return false;
+}
+
+/** An object's JSON from its members' JSON texts, in the key order `JSON.stringify` would use. */
+function jsonObject(members: Record<string, string | undefined>): string {
+  const parts: string[] = [];
+  for (const key of Object.keys(members)) {
+    const text = members[key];
+    if (text !== undefined) parts.push(`${JSON.stringify(key)}:${text}`);
+  }
+  return `{${parts.join(',')}}`;
 }
 
 export function deserializeSnapshot(text: string): StoreSnapshot {

@@ -83,8 +83,8 @@ export function windowAggregate<I, A, O>(options: WindowOptions<I, A, O>): Trans
   };
 
   const schedule = (ctx: KeyedContext<O, WindowState<A>>, w: OpenWindow<A>): void => {
-    if (!w.fired) ctx.setTimer(`end:${w.start}`, w.end);
-    if (lateness > 0) ctx.setTimer(`gc:${w.start}`, w.end + lateness);
+    if (!w.fired) ctx.setTimer(timerName('end:', w.start), w.end);
+    if (lateness > 0) ctx.setTimer(timerName('gc:', w.start), w.end + lateness);
   };
 
   /** Adds `item` to window `[start, end)` unless that window is already garbage-collected. */
@@ -161,6 +161,29 @@ export function windowAggregate<I, A, O>(options: WindowOptions<I, A, O>): Trans
       if (state.length === 0) ctx.state = undefined;
     },
   });
+}
+
+/**
+ * The timer names of recent window starts, one string each: the timers of every key's window of an hour
+ * then share one name object, and the timer heap, which orders equal times by name, compares pointers
+ * instead of characters.
+ */
+const timerNames = new Map<string, Map<number, string>>();
+const MAX_CACHED_NAMES = 4096;
+
+function timerName(prefix: 'end:' | 'gc:', start: number): string {
+  let names = timerNames.get(prefix);
+  if (names === undefined) {
+    names = new Map();
+    timerNames.set(prefix, names);
+  }
+  let name = names.get(start);
+  if (name === undefined) {
+    if (names.size >= MAX_CACHED_NAMES) names.clear();
+    name = `${prefix}${start}`;
+    names.set(start, name);
+  }
+  return name;
 }
 
 function assign(fn: WindowFn, t: number): [number, number][] {

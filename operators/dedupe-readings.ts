@@ -93,6 +93,13 @@ function evictBefore(seen: SeenReadings, cutoff: number): void {
   const times = seen.ts;
   if (times.length === 0 || times[0]! >= cutoff) return;
   const keep = lowerBound(times, cutoff);
-  times.splice(0, keep);
-  seen.kw.splice(0, keep);
+  dropFirst(times, keep);
+  dropFirst(seen.kw, keep);
+}
+
+/** `a.splice(0, n)` without the array of removed items it would allocate, once a reading. */
+function dropFirst<T>(a: T[], n: number): void {
+  const length = a.length - n;
+  for (let i = 0; i < length; i++) a[i] = a[i + n]!;
+  a.length = length;
 }

@@ -35,6 +35,19 @@ const DAY_MS = 86_400_000;
  * `new Date(ts).toISOString()` minus a zero millisecond part, without allocating a Date.
  */
 export function canonicalTimestamp(ts: number): string {
+  // A fleet reports on the same interval starts: most calls repeat a time seen a moment ago.
+  const cached = canonicalCache.get(ts);
+  if (cached !== undefined) return cached;
+  const text = formatCanonical(ts);
+  if (canonicalCache.size >= MAX_CACHED_TIMESTAMPS) canonicalCache.clear();
+  canonicalCache.set(ts, text);
+  return text;
+}
+
+const canonicalCache = new Map<number, string>();
+const MAX_CACHED_TIMESTAMPS = 100_000;
+
+function formatCanonical(ts: number): string {
   const days = Math.floor(ts / DAY_MS);
   let msOfDay = ts - days * DAY_MS;
   // Civil date from days since 1970-01-01 (H. Hinnant's algorithm), integer arithmetic only.

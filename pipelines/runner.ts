@@ -1,5 +1,5 @@
 import { Subject, type Subscription } from 'rxjs';
-import { dataEvent, type FlowEvent, type Json, type StateStore, serializeSnapshot } from '../core/index.js';
+import { dataEvent, type FlowEvent, type Json, type StateStore } from '../core/index.js';
 import type {
   Alert,
   DailyPeak,
@@ -261,7 +261,7 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     const cp: Checkpoint = {
       seq,
       position: source.position(),
-      state: serializeSnapshot(store.snapshot()),
+      state: store.serialize(),
       totals,
     };
     await checkpoints.save(cp);

@@ -15,7 +15,7 @@ import { connect, ensureBenchStream, type SimSpec, type StreamSpec } from './com
 import { type PipelineArgs, type PipelineFigures, runInstrumentedPipeline } from './pipeline.js';
 
 export interface LiveStep {
-  /** Messages (= readings) per second. */
+  /** Messages (= readings) per second; 0 for the warm-up, one reading of every meter as fast as it goes. */
   readonly rate: number;
   readonly seconds: number;
 }
@@ -26,6 +26,11 @@ export interface LivePublishArgs extends StreamSpec {
   readonly partitions: number;
   /** Pause between steps so one step's backlog does not spill into the next. */
   readonly pauseMs: number;
+  /**
+   * First send one reading of every meter and wait this long, so the steps run against a fleet the
+   * pipeline already holds state for (as a running worker does), not against an empty one. 0: no warm-up.
+   */
+  readonly warmupPauseMs: number;
 }
 
 export interface LivePublishResult {
@@ -48,6 +53,26 @@ export async function livePublishTask(
     await ensureBenchStream(js, args);
     const steps: LivePublishResult['steps'] = [];
     let meterIndex = 0;
+    if (args.warmupPauseMs > 0) {
+      context.progress(`live: warm-up, one reading of each of ${meters.length} meters`);
+      const seqs: number[] = [];
+      const publishedAt: number[] = [];
+      const start = wallNow();
+      for (let i = 0; i < meters.length; i += 4096) {
+        const acks: Promise<void>[] = [];
+        for (let j = i; j < Math.min(meters.length, i + 4096); j++) {
+          acks.push(publishOne(js, args, meters[j]!, seqs, publishedAt));
+        }
+        await Promise.all(acks);
+      }
+      steps.push({
+        rate: 0,
+        achievedRate: Math.round(meters.length / ((wallNow() - start) / 1000)),
+        seqs,
+        publishedAt,
+      });
+      await new Promise((resolve) => setTimeout(resolve, args.warmupPauseMs));
+    }
     for (const step of args.steps) {
       context.progress(`live: publishing ${step.rate}/s for ${step.seconds} s`);
       const seqs: number[] = [];

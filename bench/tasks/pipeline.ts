@@ -7,6 +7,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type AckResult,
+  CheckpointKv,
   type FetchedBatch,
   JetStreamSource,
   type ReadingsMessageSource,
@@ -14,13 +15,13 @@ import {
 import { sql } from '../../connectors/sql.js';
 import type { PipelineGraph } from '../../core/index.js';
 import { resolveRuleProfile } from '../../operators/rule-profile.js';
-import { memoryCheckpointStore } from '../../pipelines/checkpoints.js';
+import { kvCheckpointStore, memoryCheckpointStore } from '../../pipelines/checkpoints.js';
 import { type JobObserver, runMeterQualityJob } from '../../pipelines/job.js';
 import type { Checkpoint, CheckpointStore, ReadingSource } from '../../pipelines/runner.js';
 import { messageReadingSource } from '../../pipelines/sources.js';
 import type { TaskContext } from '../child.js';
 import { cpuMsSince, type HotSpec, peakRssMb, round } from '../protocol.js';
-import { connect, hotTarget, type StreamSpec } from './common.js';
+import { connect, ensureBenchStream, hotTarget, type StreamSpec } from './common.js';
 
 export interface PipelineArgs extends StreamSpec {
   readonly hot: HotSpec;
@@ -38,6 +39,10 @@ export interface PipelineArgs extends StreamSpec {
   readonly stageTiming: boolean;
   /** Rule-profile overrides (the live mode's out-of-orderness). */
   readonly profile?: unknown;
+  /** Where checkpoints go: the NATS KV bucket, as `greenstream run` on NATS keeps them (default), or memory. */
+  readonly checkpoints?: 'kv' | 'memory';
+  /** Run a full GC after each checkpoint to see the heap the run retains (slows the run: memory part only). */
+  readonly measureRetainedHeap?: boolean;
 }
 
 export interface StageBreakdown {
@@ -51,6 +56,8 @@ export interface StageBreakdown {
   readonly sinkWriteMs: number;
   /** State snapshot + serialization (between the sink write and the checkpoint save). */
   readonly snapshotMs: number;
+  /** Saving the checkpoint (chunked into the KV bucket). */
+  readonly checkpointSaveMs: number;
   /** Acknowledging the checkpoint's messages. */
   readonly ackMs: number;
   /** Consumer-lag probes (one per checkpoint, for the backlog alert). */
@@ -80,6 +87,13 @@ export interface PipelineFigures {
   readonly peakRssMb: number;
   /** RSS sampled every second, MB. */
   readonly rssTimelineMb: number[];
+  /** Largest JS heap in use seen by the sampler, MB (RSS also holds chDB, DuckDB and free heap pages). */
+  readonly peakHeapUsedMb: number;
+  /**
+   * JS heap still in use after a full GC at a checkpoint (state, registry, caches; the outputs have just
+   * been written), the largest over the run, MB; -1 when not measured.
+   */
+  readonly retainedHeapMb: number;
   readonly breakdown: StageBreakdown;
 }
 
@@ -117,7 +131,9 @@ export async function runInstrumentedPipeline(
   let openedAt = 0;
   let stoppedAt = 0;
   let pending: { readings: readonly { source: string }[] } | undefined;
+  let retainedHeap = -1;
 
+  await ensureBenchStream(js, args);
   const messages = await JetStreamSource.open(js, {
     stream: args.stream,
     durable: 'bench_pipeline',
@@ -168,12 +184,18 @@ export async function runInstrumentedPipeline(
     pending: () => inner.pending!(),
     close: () => inner.close(),
   };
-  const memory = memoryCheckpointStore();
+  const kept: CheckpointStore =
+    args.checkpoints === 'memory'
+      ? memoryCheckpointStore()
+      : kvCheckpointStore(await CheckpointKv.open(js, { bucket: `${args.stream}_checkpoints` }), 'bench');
+  let saveMs = 0;
   const checkpointsStore: CheckpointStore = {
-    load: () => memory.load(),
+    load: () => kept.load(),
     save: async (cp: Checkpoint) => {
-      snapshotMs += performance.now() - writeEnded;
-      await memory.save(cp);
+      const t = performance.now();
+      snapshotMs += t - writeEnded;
+      await kept.save(cp);
+      saveMs += performance.now() - t;
     },
   };
   const observer: JobObserver = {
@@ -197,6 +219,10 @@ export async function runInstrumentedPipeline(
     },
     checkpointed: (cp) => {
       checkpoints += 1;
+      if (args.measureRetainedHeap === true && globalThis.gc !== undefined) {
+        globalThis.gc();
+        retainedHeap = Math.max(retainedHeap, process.memoryUsage().heapUsed);
+      }
       if (cp.seq % 10 === 0) context.progress(`checkpoint ${cp.seq}: ${cp.totals.recordsIn} records`);
     },
     stopped: () => {
@@ -204,7 +230,12 @@ export async function runInstrumentedPipeline(
     },
   };
   const rssTimeline: number[] = [];
-  const sampler = setInterval(() => rssTimeline.push(Math.round(process.memoryUsage().rss / 1048576)), 1000);
+  let peakHeapUsed = 0;
+  const sampler = setInterval(() => {
+    const usage = process.memoryUsage();
+    rssTimeline.push(Math.round(usage.rss / 1048576));
+    peakHeapUsed = Math.max(peakHeapUsed, usage.heapUsed);
+  }, 1000);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const { totals, hot, lake } = await runMeterQualityJob({
@@ -241,7 +272,7 @@ export async function runInstrumentedPipeline(
   const processingMs = stoppedAt - openedAt - lastEmptyFetchMs;
   const decodeMs = nextMs - fetchMs;
   const accounted =
-    fetchMs - lastEmptyFetchMs + decodeMs + graphMs + sinkWriteMs + snapshotMs + ackMs + lagMs;
+    fetchMs - lastEmptyFetchMs + decodeMs + graphMs + sinkWriteMs + snapshotMs + saveMs + ackMs + lagMs;
   return {
     recordsIn: totals.recordsIn,
     readingsStored: totals.measured,
@@ -257,12 +288,15 @@ export async function runInstrumentedPipeline(
     cpuMs,
     peakRssMb: peakRssMb(),
     rssTimelineMb: rssTimeline,
+    peakHeapUsedMb: Math.round(peakHeapUsed / 1048576),
+    retainedHeapMb: retainedHeap < 0 ? -1 : Math.round(retainedHeap / 1048576),
     breakdown: {
       fetchMs: Math.round(fetchMs - lastEmptyFetchMs),
       decodeMs: Math.round(decodeMs),
       graphMs: Math.round(graphMs),
       sinkWriteMs: Math.round(sinkWriteMs),
       snapshotMs: Math.round(snapshotMs),
+      checkpointSaveMs: Math.round(saveMs),
       ackMs: Math.round(ackMs),
       lagProbeMs: Math.round(lagMs),
       otherMs: Math.round(processingMs - accounted),
