@@ -10,6 +10,7 @@ import { arch, cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:o
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { JOB_DEFAULTS } from '../pipelines/job.js';
 import { generateRegistry } from '../simulator/index.js';
 import { registryCsv } from '../simulator/registry.js';
 import {
@@ -42,7 +43,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --memory-meters <n>   meters of the memory runs (default 5000)
   --memory-days <list>  days of the memory runs (default 1,3,7)
   --live-steps <list>   rate:seconds steps of the live mode (default 560:20,2000:15,5000:15,10000:15)
-  --checkpoint-rows <n> checkpoint after this many output rows (default 200000, the job's default)
+  --flush-rows <n>      write outputs every this many rows (default 100000, the job's default)
+  --checkpoint-interval <ms> checkpoint this often (default 30000, the job's default)
   --cpu-prof            write a V8 CPU profile of the end-to-end pipeline to bench/results/profiles/
   --out <dir>           where the JSON results go (default bench/results)
   --keep                keep the temporary folder (data, stores) for inspection`;
@@ -56,7 +58,8 @@ interface Options {
   readonly memoryDays: readonly number[];
   readonly liveSteps: readonly LiveStep[];
   readonly cpuProf: boolean;
-  readonly checkpointRows: number;
+  readonly flushRows: number;
+  readonly checkpointIntervalMs: number;
   readonly outDir: string;
   readonly keep: boolean;
 }
@@ -76,7 +79,8 @@ function parseOptions(argv: string[]): Options {
       'memory-days': { type: 'string', default: '1,3,7' },
       'live-steps': { type: 'string', default: '560:20,2000:15,5000:15,10000:15' },
       'cpu-prof': { type: 'boolean', default: false },
-      'checkpoint-rows': { type: 'string', default: '200000' },
+      'flush-rows': { type: 'string', default: String(JOB_DEFAULTS.flushRows) },
+      'checkpoint-interval': { type: 'string', default: String(JOB_DEFAULTS.checkpointIntervalMs) },
       out: { type: 'string', default: 'bench/results' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -115,7 +119,8 @@ function parseOptions(argv: string[]): Options {
       return { rate: positive('live-steps', rate), seconds: positive('live-steps', seconds) };
     }),
     cpuProf: values['cpu-prof']!,
-    checkpointRows: positive('checkpoint-rows', values['checkpoint-rows']!),
+    flushRows: positive('flush-rows', values['flush-rows']!),
+    checkpointIntervalMs: positive('checkpoint-interval', values['checkpoint-interval']!),
     outDir: resolve(values.out!),
     keep: values.keep!,
   };
@@ -294,8 +299,8 @@ async function main(): Promise<void> {
       registryPath: registry,
       batchSize: 256,
       maxAckPending: 10_000,
-      checkpointRows: options.checkpointRows,
-      checkpointIntervalMs: 5_000,
+      flushRows: options.flushRows,
+      checkpointIntervalMs: options.checkpointIntervalMs,
       lake: true,
       stageTiming: true,
     });
@@ -322,8 +327,8 @@ async function main(): Promise<void> {
         durable: 'bench_drain',
         batchSize: 256,
         maxAckPending: 10_000,
-        // The pipeline acknowledges at checkpoints: ~400 readings a message.
-        ackEvery: Math.max(1, Math.round(options.checkpointRows / 400)),
+        // The pipeline acknowledges after each write of outputs: ~400 readings a message.
+        ackEvery: Math.max(1, Math.round(options.flushRows / 400)),
       } satisfies DrainArgs);
     }
     if (has('duckdb')) {
@@ -340,7 +345,7 @@ async function main(): Promise<void> {
         hot,
         database: 'bench_stores',
         workDir: join(work, 'stores'),
-        checkpointRows: options.checkpointRows,
+        checkpointRows: options.flushRows,
       } satisfies StoresOnlyArgs);
     }
     if (has('graph')) {
@@ -359,8 +364,8 @@ async function main(): Promise<void> {
         readings: options.jsonReadings,
         partitions: 16,
       } satisfies PublishJsonArgs);
-      // One reading per message: pulls of 4,096 messages and acks at checkpoints (200 K readings), so
-      // max_ack_pending must hold a checkpoint's worth.
+      // One reading per message: pulls of 4,096 messages and acks after each write (100 K readings), so
+      // max_ack_pending must hold a write's worth and the pulls after it.
       const pipeline = await child<PipelineFigures>('pipeline', {
         ...filesPipeline('json-pipeline', json, jsonRegistry, 'bench_json'),
         batchSize: 4096,
@@ -371,7 +376,7 @@ async function main(): Promise<void> {
         durable: 'bench_json_drain',
         batchSize: 4096,
         maxAckPending: 250_000,
-        ackEvery: options.checkpointRows,
+        ackEvery: options.flushRows,
       } satisfies DrainArgs);
       results.messages = { publish: published, pipeline, drain };
     }
@@ -384,7 +389,7 @@ async function main(): Promise<void> {
         ...filesPipeline('live-pipeline', live, liveRegistry, 'bench_live'),
         // Small pulls: a caught-up consumer waits for a full pull (or 1 s), so the pull size bounds latency.
         batchSize: 64,
-        checkpointIntervalMs: 100,
+        flushIntervalMs: 100,
         stageTiming: false,
         // Readings carry their publish time and arrive in order: no disorder to wait for.
         profile: { maxOutOfOrdernessMs: 0 },
@@ -412,7 +417,13 @@ async function main(): Promise<void> {
       const visible = await pipeline.result;
       log('livePipeline done');
       results.live = {
-        pipelineSettings: { batchSize: 64, checkpointIntervalMs: 100, maxOutOfOrdernessMs: 0, lake: true },
+        pipelineSettings: {
+          batchSize: 64,
+          flushIntervalMs: 100,
+          checkpointIntervalMs: options.checkpointIntervalMs,
+          maxOutOfOrdernessMs: 0,
+          lake: true,
+        },
         warmup: 'step rate 0: one reading of every meter as fast as the publisher goes, then 20 s of quiet',
         steps: latencies(published, visible),
         pipeline: visible.figures,

@@ -30,8 +30,12 @@ export const runUsage = [
   '                       keeps its set: to change it, start the new set under a new --worker id',
   '  --partition <p>      shorthand for --partitions <p> ($GS_PARTITION)',
   '  --until-idle         stop once the source is drained and the final watermark fired its windows',
-  '  --checkpoint-rows <n> checkpoint once this many output rows are buffered (default 200000; and at',
-  '                       least every 5 s)',
+  '  --flush-rows <n>     write outputs to the stores once this many rows are buffered (default 100000)',
+  '  --flush-interval <ms> … or this long after the previous write (default 1000)',
+  '  --checkpoint-interval <ms> save state and source position this often (default 30000): a crash',
+  '                       redoes at most this much work, which the stores absorb without doubling',
+  '  --checkpoint-flushes <n> … or after this many writes of outputs (default: time only)',
+  '  --pull <n>           JetStream messages per pull (default 256; smaller cuts latency when caught up)',
   '  --metrics-port <n>   serve /metrics, /healthz, /readyz on this port ($GS_METRICS_PORT)',
 ].join('\n');
 
@@ -61,7 +65,11 @@ export async function runJobCommand(
         profile: { type: 'string' },
         worker: { type: 'string', default: process.env.GS_WORKER ?? 'w0' },
         'until-idle': { type: 'boolean', default: false },
-        'checkpoint-rows': { type: 'string' },
+        'flush-rows': { type: 'string' },
+        'flush-interval': { type: 'string' },
+        'checkpoint-interval': { type: 'string' },
+        'checkpoint-flushes': { type: 'string' },
+        pull: { type: 'string' },
         'metrics-port': { type: 'string' },
         partitions: { type: 'string' },
         partition: { type: 'string' },
@@ -75,13 +83,12 @@ export async function runJobCommand(
     process.once('SIGTERM', stop);
     if (!/^[A-Za-z0-9_]+$/.test(values.worker!))
       throw new UsageError('--worker may hold letters, digits and _ only');
-    const checkpointRows =
-      values['checkpoint-rows'] === undefined ? undefined : Number(values['checkpoint-rows']);
-    if (checkpointRows !== undefined && !(Number.isInteger(checkpointRows) && checkpointRows > 0)) {
-      throw new UsageError(
-        `--checkpoint-rows must be a positive integer, got "${values['checkpoint-rows']}"`,
-      );
-    }
+    const cadence = {
+      flushRows: positiveIntegerFlag(values, 'flush-rows'),
+      flushIntervalMs: positiveIntegerFlag(values, 'flush-interval'),
+      checkpointIntervalMs: positiveIntegerFlag(values, 'checkpoint-interval'),
+      checkpointEveryFlushes: positiveIntegerFlag(values, 'checkpoint-flushes'),
+    };
     const metricsPortText = values['metrics-port'] ?? process.env.GS_METRICS_PORT;
     const metricsPort = metricsPortText === undefined ? undefined : Number(metricsPortText);
     if (
@@ -103,9 +110,11 @@ export async function runJobCommand(
       source = { kind: 'files', root: resolve(spec.slice('files:'.length)) };
     } else if (spec.startsWith('nats://') || spec.startsWith('tls://')) {
       const partitions = ownedPartitions(values, process.env);
+      const pullMessages = positiveIntegerFlag(values, 'pull');
       const opened = await openNatsSource({
         url: spec,
         workerId: values.worker!,
+        ...(pullMessages === undefined ? {} : { pullMessages }),
         env: process.env,
         ...(partitions === undefined ? {} : { partitions }),
         ...(replayRange === undefined ? {} : { replay: replayRange }),
@@ -135,7 +144,14 @@ export async function runJobCommand(
       // Replays write their own lake files, so they never overwrite the live worker's.
       workerId: replay === undefined ? values.worker! : `${values.worker!}_replay${replay.from.getTime()}`,
       signal: abort.signal,
-      ...(checkpointRows === undefined ? {} : { checkpointRows }),
+      ...(cadence.flushRows === undefined ? {} : { flushRows: cadence.flushRows }),
+      ...(cadence.flushIntervalMs === undefined ? {} : { flushIntervalMs: cadence.flushIntervalMs }),
+      ...(cadence.checkpointIntervalMs === undefined
+        ? {}
+        : { checkpointIntervalMs: cadence.checkpointIntervalMs }),
+      ...(cadence.checkpointEveryFlushes === undefined
+        ? {}
+        : { checkpointEveryFlushes: cadence.checkpointEveryFlushes }),
       ...(metrics === undefined ? {} : { observer: metrics.observer }),
       ...(nc === undefined
         ? {}
@@ -144,13 +160,15 @@ export async function runJobCommand(
               for (const alert of alerts) await publishAlert(nc, alert);
             },
           }),
-      onCheckpoint: (cp, batch) =>
+      onCheckpoint: (cp) =>
         logger.info('checkpoint', {
           seq: cp.seq,
-          readings: batch.readings.length,
-          quarantined: batch.quarantine.length,
-          faults: batch.faults.length,
-          alerts: batch.alerts.length,
+          recordsIn: cp.totals.recordsIn,
+          readings: cp.totals.readings,
+          quarantined: cp.totals.quarantined,
+          deadLettered: cp.totals.deadLettered,
+          faults: cp.totals.faults,
+          alerts: cp.totals.alerts,
         }),
     };
     let metricsServer: MetricsServer | undefined;
@@ -204,4 +222,17 @@ export function ownedPartitions(
   } catch (error) {
     throw new UsageError(`${source.name}: ${(error as Error).message}`);
   }
+}
+
+/** A flag holding a positive integer, or undefined when not given; anything else is a usage error. */
+function positiveIntegerFlag(
+  values: Readonly<Record<string, string | boolean | undefined>>,
+  name: string,
+): number | undefined {
+  const text = values[name];
+  if (text === undefined || typeof text !== 'string') return undefined;
+  const n = Number(text);
+  if (!(Number.isInteger(n) && n > 0))
+    throw new UsageError(`--${name} must be a positive integer, got "${text}"`);
+  return n;
 }

@@ -13,7 +13,7 @@ export const SINK_WRITE_BUCKETS: readonly number[] = [
 /**
  * The meter-quality job's Prometheus metrics and readiness, fed through its observer hooks. Stage counts
  * and the watermark are read from the graph at scrape time; everything else is counted as it happens
- * (committed outputs at each checkpoint, so a batch that failed to write is never counted as stored).
+ * (outputs once written, so a batch that failed to write is never counted as stored).
  */
 export class JobMetrics {
   readonly registry = new MetricsRegistry();
@@ -32,20 +32,20 @@ export class JobMetrics {
   });
   private readonly readingsStored = this.registry.counter<'status'>({
     name: 'greenstream_readings_stored_total',
-    help: 'Reading rows written to the stores at committed checkpoints, by status (measured, interpolated, missing).',
+    help: 'Reading rows written to the stores, by status (measured, interpolated, missing); a crash replays the epoch after the last checkpoint, whose rows the stores absorb but this counter counts again.',
     labelNames: ['status'],
   });
   private readonly quarantined = this.registry.counter({
     name: 'greenstream_quarantined_total',
-    help: 'Records written to quarantine at committed checkpoints.',
+    help: 'Records written to quarantine.',
   });
   private readonly deadLettered = this.registry.counter({
     name: 'greenstream_dead_lettered_total',
-    help: 'Records in whole messages or files the source dead-lettered, at committed checkpoints.',
+    help: 'Records in whole messages or files the source dead-lettered.',
   });
   private readonly consumerLag = this.registry.gauge({
     name: 'greenstream_consumer_lag',
-    help: 'Messages waiting upstream for this worker, read at the last checkpoint (absent when the source cannot tell).',
+    help: 'Messages waiting upstream for this worker, read at the last write of outputs (absent when the source cannot tell).',
   });
   private readonly watermarkDelay = this.registry.gauge({
     name: 'greenstream_watermark_delay_seconds',
@@ -53,9 +53,21 @@ export class JobMetrics {
   });
   private readonly sinkWrite = this.registry.histogram<'outcome'>({
     name: 'greenstream_sink_write_seconds',
-    help: 'Wall time of writing one checkpoint batch to all sinks (hot store, lake), by outcome (ok, error).',
+    help: 'Wall time of writing one batch of outputs to all sinks (hot store, lake), by outcome (ok, error).',
     labelNames: ['outcome'],
     buckets: SINK_WRITE_BUCKETS,
+  });
+  private readonly writeWait = this.registry.counter({
+    name: 'greenstream_sink_backpressure_seconds_total',
+    help: 'Time the graph waited for the previous write of outputs to land before it could start the next.',
+  });
+  private readonly snapshotBytes = this.registry.gauge({
+    name: 'greenstream_state_snapshot_chars',
+    help: "Size of the last checkpoint's serialized state (JSON characters): grows with the meters held.",
+  });
+  private readonly snapshotSeconds = this.registry.gauge({
+    name: 'greenstream_state_snapshot_seconds',
+    help: 'Time the last checkpoint took to serialize the state (the graph pauses for it).',
   });
   private readonly checkpoints = this.registry.counter({
     name: 'greenstream_checkpoints_total',
@@ -89,13 +101,20 @@ export class JobMetrics {
       sinkFailed: async () => {
         this.ready = false;
       },
-      checkpointed: (_checkpoint, batch) => {
+      flushed: (batch) => {
         const byStatus = new Map<string, number>();
         for (const r of batch.readings) byStatus.set(r.status, (byStatus.get(r.status) ?? 0) + 1);
         for (const [status, n] of byStatus) this.readingsStored.inc({ status }, n);
         this.quarantined.inc(undefined, batch.quarantine.length);
         this.deadLettered.inc(undefined, batch.deadLettered);
         for (const a of batch.alerts) this.alerts.inc({ severity: a.severity, kind: a.kind });
+      },
+      writeWaited: (seconds) => this.writeWait.inc(undefined, seconds),
+      snapshotted: (seconds, length) => {
+        this.snapshotSeconds.set(undefined, seconds);
+        this.snapshotBytes.set(undefined, length);
+      },
+      checkpointed: () => {
         this.checkpoints.inc();
         this.lastCheckpoint.set(undefined, this.now() / 1000);
       },

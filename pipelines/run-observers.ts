@@ -25,8 +25,17 @@ export function combineObservers(...observers: readonly (RunObserver | undefined
     sinkFailed: async (error, batch) => {
       for (const o of all) await o.sinkFailed?.(error, batch);
     },
-    checkpointed: (checkpoint, batch) => {
-      for (const o of all) o.checkpointed?.(checkpoint, batch);
+    flushed: (batch) => {
+      for (const o of all) o.flushed?.(batch);
+    },
+    writeWaited: (seconds) => {
+      for (const o of all) o.writeWaited?.(seconds);
+    },
+    snapshotted: (seconds, length) => {
+      for (const o of all) o.snapshotted?.(seconds, length);
+    },
+    checkpointed: (checkpoint) => {
+      for (const o of all) o.checkpointed?.(checkpoint);
     },
     stopped: () => {
       for (const o of all) o.stopped?.();

@@ -34,15 +34,31 @@ export interface ReadingSource {
   next(): Promise<SourceBatch | 'idle' | 'end'>;
   /** Position after everything returned so far, stored in the checkpoint. */
   position(): Json;
+  /**
+   * Acknowledges everything returned so far. The runner calls it once the outputs derived from those
+   * deliveries are written and, unless `resumesFromPosition`, the checkpoint covering them is saved.
+   */
   commit(): Promise<void>;
+  /**
+   * `open(position)` resumes exactly after a checkpoint's position whatever was acknowledged since (the
+   * JetStream sources recreate their consumer there), so acknowledgements are flow control only and
+   * `commit` may run after each write of outputs instead of waiting for the next checkpoint.
+   */
+  readonly resumesFromPosition?: boolean;
   /** Messages waiting upstream (consumer lag); undefined when unknown. */
   pending?(): Promise<number | undefined>;
   close(): Promise<void>;
 }
 
-/** Everything the graph produced since the last checkpoint, ready to be written. */
+/** Everything the graph produced since the last write of outputs, ready to be written. */
 export interface OutputBatch {
+  /**
+   * The checkpoint that will cover this batch (the last saved one + 1): a worker killed before saving it
+   * resumes from the previous checkpoint and writes the outputs of this epoch again.
+   */
   readonly checkpoint: number;
+  /** The batch's place in its epoch, from 0: batches of one epoch are written in this order. */
+  readonly flush: number;
   readonly readings: Reading[];
   readonly quarantine: QuarantineRecord[];
   readonly faults: FaultEvent[];
@@ -55,9 +71,12 @@ export interface OutputBatch {
 }
 
 export interface PipelineSinks {
-  /** Removes output of checkpoints after `committed` that a killed worker may have left behind. */
+  /** Removes output of epochs after checkpoint `committed` that a killed worker may have left behind. */
   rollback(committed: number): Promise<void>;
-  /** Writes a batch durably (idempotently: a replayed checkpoint rewrites, never doubles). */
+  /**
+   * Writes a batch durably and idempotently: the batches of an epoch replayed after a crash rewrite what
+   * the killed worker wrote, never double it, even when the replay cuts the epoch into other batches.
+   */
   write(batch: OutputBatch): Promise<void>;
 }
 
@@ -95,15 +114,25 @@ export interface RunOptions {
   ) => import('rxjs').Observable<void>;
   /** Stop once the source is drained and the final watermark's windows have fired. */
   readonly untilIdle: boolean;
-  /** Checkpoint when this many output rows are buffered … */
-  readonly checkpointRows: number;
-  /** … or this long after the previous checkpoint. */
+  /** Write the buffered outputs once this many rows are buffered … */
+  readonly flushRows: number;
+  /** … or this long after the previous write (the latency from a reading to its row in the stores). */
+  readonly flushIntervalMs: number;
+  /**
+   * Save a checkpoint (state snapshot + source position) this long after the previous one. Snapshots
+   * cost time in proportion to the meters held, not to the readings since the last one: rare
+   * checkpoints keep them cheap, at the price of more work to redo after a crash.
+   */
   readonly checkpointIntervalMs: number;
+  /** … or after this many writes of outputs, whichever comes first (default: time only). */
+  readonly checkpointEveryFlushes?: number;
   /** Pause before polling an idle source again. */
   readonly idlePollMs: number;
   readonly now: () => number;
   readonly signal?: AbortSignal;
-  readonly onCheckpoint?: (checkpoint: Checkpoint, batch: OutputBatch) => void;
+  readonly onCheckpoint?: (checkpoint: Checkpoint) => void;
+  /** A batch of outputs is written. */
+  readonly onFlush?: (batch: OutputBatch) => void;
   /** Instrumentation: metrics, readiness and the operational alerts (see `RunObserver`). */
   readonly observer?: RunObserver;
 }
@@ -125,8 +154,14 @@ export interface RunObserver {
   sinkWrite?(seconds: number, ok: boolean): void;
   /** `sinks.write` failed after the sinks' own retries; the batch is not acknowledged and the run stops. */
   sinkFailed?(error: unknown, batch: OutputBatch): Promise<void>;
+  /** A batch of outputs is written (and acknowledged, when the source resumes from its position). */
+  flushed?(batch: OutputBatch): void;
+  /** The graph waited this long for the previous write to land before starting the next (backpressure). */
+  writeWaited?(seconds: number): void;
+  /** The state was serialized for a checkpoint: how long it took and its size in UTF-16 code units. */
+  snapshotted?(seconds: number, length: number): void;
   /** The checkpoint is saved and the source acknowledged. */
-  checkpointed?(checkpoint: Checkpoint, batch: OutputBatch): void;
+  checkpointed?(checkpoint: Checkpoint): void;
   /** The run ended (drained, aborted or failed). */
   stopped?(): void;
 }
@@ -178,9 +213,21 @@ class Buffers implements MeterQualitySink {
     return this.readingsBuf.length + this.quarantineBuf.length + this.hourlyBuf.length;
   }
 
-  take(checkpoint: number): OutputBatch {
+  get empty(): boolean {
+    return (
+      this.rows === 0 &&
+      this.recordsIn === 0 &&
+      this.deadLettered === 0 &&
+      this.faultsBuf.length === 0 &&
+      this.alertsBuf.length === 0 &&
+      this.peaksBuf.length === 0
+    );
+  }
+
+  take(checkpoint: number, flush: number): OutputBatch {
     const batch: OutputBatch = {
       checkpoint,
+      flush,
       readings: this.readingsBuf,
       quarantine: this.quarantineBuf,
       faults: this.faultsBuf,
@@ -204,9 +251,11 @@ class Buffers implements MeterQualitySink {
 
 /**
  * Drives the graph: pull a batch, push it through (synchronously, so every output derived from it is
- * buffered when `next` returns), and at checkpoints write the outputs, save state with the source
- * position, then acknowledge the source. A worker killed anywhere redoes at most the work since its last
- * checkpoint, and the sinks' idempotence keeps that from doubling anything.
+ * buffered when `next` returns), write the buffered outputs every `flushRows` rows or `flushIntervalMs`,
+ * and every `checkpointIntervalMs` save a checkpoint: the state with the source position, after every
+ * write before it has landed. A write runs while the graph goes on with the next batches (the stores do
+ * their work off the JS thread), one write at a time, in order. A worker killed anywhere resumes from its
+ * last checkpoint and redoes the epoch after it; the sinks' idempotence keeps that from doubling anything.
  */
 export async function runPipeline(options: RunOptions): Promise<RunTotals> {
   const { source, sinks, checkpoints, store } = options;
@@ -238,75 +287,147 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
   });
 
   let lastCheckpoint = options.now();
-  const checkpoint = async (): Promise<void> => {
+  let lastFlush = lastCheckpoint;
+  /** Writes of the current epoch started so far. */
+  let flushes = 0;
+  /** Records pulled since the last checkpoint: nothing to save when none. */
+  let pulledSinceCheckpoint = 0;
+  let writing: Promise<void> = Promise.resolve();
+  let writeFailure: unknown;
+  let saving: Promise<void> = Promise.resolve();
+  let saveFailure: unknown;
+  const throwIfFailed = (): void => {
     if (failure !== undefined) throw failure;
-    seq += 1;
-    let batch = buffers.take(seq);
+    if (writeFailure !== undefined) throw writeFailure;
+    if (saveFailure !== undefined) throw saveFailure;
+  };
+
+  const write = async (batch: OutputBatch): Promise<void> => {
+    let written = batch;
     if (observer !== undefined) {
       const pending = await consumerLag(source);
       observer.consumerLag?.(pending);
       const extra = observer.alertsFor?.(batch, pending) ?? [];
-      if (extra.length > 0) batch = { ...batch, alerts: [...batch.alerts, ...extra] };
+      if (extra.length > 0) written = { ...batch, alerts: [...batch.alerts, ...extra] };
     }
     const writeStarted = performance.now();
     try {
-      await sinks.write(batch);
+      await sinks.write(written);
     } catch (err) {
       observer?.sinkWrite?.((performance.now() - writeStarted) / 1000, false);
-      await observer?.sinkFailed?.(err, batch);
+      await observer?.sinkFailed?.(err, written);
       throw err;
     }
     observer?.sinkWrite?.((performance.now() - writeStarted) / 1000, true);
-    totals = addTotals(totals, batch);
-    const cp: Checkpoint = {
-      seq,
-      position: source.position(),
-      state: store.serialize(),
-      totals,
-    };
-    await checkpoints.save(cp);
-    await source.commit();
-    lastCheckpoint = options.now();
-    options.onCheckpoint?.(cp, batch);
-    observer?.checkpointed?.(cp, batch);
+    totals = addTotals(totals, written);
+    if (source.resumesFromPosition === true) await source.commit();
+    options.onFlush?.(written);
+    observer?.flushed?.(written);
   };
+
+  /** Starts writing the buffered outputs once the previous write has landed; does not wait for this one. */
+  const flush = async (): Promise<void> => {
+    const waitStarted = performance.now();
+    await writing;
+    observer?.writeWaited?.((performance.now() - waitStarted) / 1000);
+    throwIfFailed();
+    lastFlush = options.now();
+    if (buffers.empty) return;
+    const batch = buffers.take(seq + 1, flushes);
+    flushes += 1;
+    writing = write(batch).catch((err: unknown) => {
+      writeFailure = err;
+    });
+  };
+
+  /**
+   * Snapshots the state once every write before it has landed. For a source that resumes from its
+   * position the save then runs alongside the next batches (their writes belong to the next epoch, which
+   * a restart from the previous checkpoint removes and redoes); any other source is acknowledged only
+   * after the save, before it delivers more. One save at a time, in order; the last one is awaited.
+   */
+  const checkpoint = async (last: boolean): Promise<void> => {
+    await flush();
+    const waitStarted = performance.now();
+    await writing;
+    await saving;
+    observer?.writeWaited?.((performance.now() - waitStarted) / 1000);
+    throwIfFailed();
+    // The loop is paused here: the state and the position describe the same point of the stream.
+    const snapshotStarted = performance.now();
+    const state = store.serialize();
+    observer?.snapshotted?.((performance.now() - snapshotStarted) / 1000, state.length);
+    const cp: Checkpoint = { seq: seq + 1, position: source.position(), state, totals };
+    seq = cp.seq;
+    flushes = 0;
+    pulledSinceCheckpoint = 0;
+    lastCheckpoint = options.now();
+    const save = async (): Promise<void> => {
+      await checkpoints.save(cp);
+      if (source.resumesFromPosition !== true) await source.commit();
+      options.onCheckpoint?.(cp);
+      observer?.checkpointed?.(cp);
+    };
+    if (last || source.resumesFromPosition !== true) {
+      await save();
+      return;
+    }
+    saving = save().catch((err: unknown) => {
+      saveFailure = err;
+    });
+  };
+
+  const checkpointDue = (): boolean =>
+    options.now() - lastCheckpoint >= options.checkpointIntervalMs ||
+    (options.checkpointEveryFlushes !== undefined && flushes >= options.checkpointEveryFlushes);
 
   try {
     for (;;) {
-      if (failure !== undefined) throw failure;
+      throwIfFailed();
       if (options.signal?.aborted) {
-        await checkpoint();
+        await checkpoint(true);
         break;
       }
       const next = await source.next();
       if (next === 'end' || (next === 'idle' && options.untilIdle)) {
         input.complete();
-        await checkpoint();
+        await checkpoint(true);
         break;
       }
       if (next === 'idle') {
-        if (buffers.rows > 0 && options.now() - lastCheckpoint >= options.checkpointIntervalMs)
-          await checkpoint();
+        if (!buffers.empty && options.now() - lastFlush >= options.flushIntervalMs) await flush();
+        if (pulledSinceCheckpoint > 0 && checkpointDue()) await checkpoint(false);
         await sleep(options.idlePollMs, options.signal);
         continue;
       }
       observer?.pulled?.(next);
-      buffers.recordsIn += next.records.length + next.quarantined.length;
+      const pulled = next.records.length + next.quarantined.length;
+      buffers.recordsIn += pulled;
       buffers.deadLettered += next.deadLettered;
+      pulledSinceCheckpoint += pulled + next.deadLettered;
       if (next.quarantined.length > 0) buffers.quarantine(next.quarantined);
       if (next.records.length > 0) input.next(dataEvent(next.records));
-      if (
+      if (next.commitSoon === true && source.resumesFromPosition !== true) {
+        // Deliveries are acknowledged at checkpoints only, and the source has no room for more.
+        await checkpoint(false);
+      } else if (
         next.commitSoon === true ||
-        buffers.rows >= options.checkpointRows ||
-        options.now() - lastCheckpoint >= options.checkpointIntervalMs
+        buffers.rows >= options.flushRows ||
+        options.now() - lastFlush >= options.flushIntervalMs
       ) {
-        await checkpoint();
+        await flush();
+        if (checkpointDue()) await checkpoint(false);
+        // No room for more deliveries until this write's acknowledgements are sent.
+        else if (next.commitSoon === true) await writing;
       }
     }
-    if (failure !== undefined) throw failure;
+    throwIfFailed();
     if (!completed && !input.closed) input.complete();
     return totals;
   } finally {
+    // A write or save still running when the loop failed: let it settle before the source closes.
+    await writing;
+    await saving;
     options.observer?.stopped?.();
     subscription.unsubscribe();
     await source.close();

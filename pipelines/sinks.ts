@@ -22,45 +22,83 @@ export function checkpointId(workerId: string, seq: number): string {
   return `${workerId}-${String(seq).padStart(10, '0')}`;
 }
 
+/** One write of outputs: the epoch's checkpoint id and the write's place in it; sorts in write order. */
+export function flushId(workerId: string, seq: number, flush: number): string {
+  return `${checkpointId(workerId, seq)}-${String(flush).padStart(6, '0')}`;
+}
+
+/** The epoch (checkpoint number) of a lake file written by `workerId`, or undefined for another's. */
+export function epochOfLakeFile(workerId: string, fileName: string): number | undefined {
+  const prefix = `part-${workerId}-`;
+  if (!fileName.startsWith(prefix)) return undefined;
+  const digits = /^(\d{10})[-.]/.exec(fileName.slice(prefix.length));
+  return digits === null ? undefined : Number(digits[1]);
+}
+
+/** The quality-log figures of one epoch so far. */
+interface EpochLog {
+  epoch: number;
+  recordsIn: number;
+  stored: number;
+  quarantined: number;
+  deadLettered: number;
+  readings: number;
+  scoreSum: number;
+}
+
 /**
- * The hot store and the lake as the runner's sinks. Every table is written idempotently (ReplacingMergeTree
- * keys in ClickHouse, deterministic file names per checkpoint in the lake), so a checkpoint replayed after a
- * crash rewrites what the killed worker wrote instead of adding to it.
+ * The hot store and the lake as the runner's sinks. Every table is written idempotently, so an epoch
+ * replayed after a crash rewrites what the killed worker wrote instead of adding to it:
+ * - ClickHouse: ReplacingMergeTree keys (record ids, meter + hour …); the quality log keeps one row per
+ *   epoch (`batch_id` = the checkpoint id), rewritten with the epoch's running figures at every write,
+ *   so however a replay cuts the epoch into writes, the last row holds the whole epoch;
+ * - the lake: one file per table and write, named by epoch and write; a restarted worker first removes
+ *   the files of epochs after its checkpoint (`rollback`), since a replay may cut them differently.
  */
 export function storeSinks(options: StoreSinksOptions): PipelineSinks {
   const { hot, lake } = options;
+  let log: EpochLog | undefined;
   return {
     async rollback(committed: number) {
       if (lake === undefined) return;
       // Files of checkpoints after the last committed one come from a worker killed mid-checkpoint; the
       // replay may cut its checkpoints differently, so they are removed rather than trusted to be rewritten.
-      const prefix = `part-${options.workerId}-`;
       for (const kind of ['readings', 'hourly', 'quarantine'] as const) {
         for (const file of await lake.listFiles(kind)) {
-          const name = basename(file);
-          if (!name.startsWith(prefix)) continue;
-          const seq = Number(name.slice(prefix.length, name.indexOf('.parquet')));
-          if (seq > committed) await unlink(file);
+          const epoch = epochOfLakeFile(options.workerId, basename(file));
+          if (epoch !== undefined && epoch > committed) await unlink(file);
         }
       }
     },
     async write(batch: OutputBatch) {
-      const id = checkpointId(options.workerId, batch.checkpoint);
-      let scoreSum = 0;
-      let measured = 0;
-      for (const r of batch.readings) {
-        if (r.status === 'measured') measured++;
-        scoreSum += r.qualityScore;
+      const id = flushId(options.workerId, batch.checkpoint, batch.flush);
+      if (log === undefined || log.epoch !== batch.checkpoint || batch.flush === 0) {
+        log = {
+          epoch: batch.checkpoint,
+          recordsIn: 0,
+          stored: 0,
+          quarantined: 0,
+          deadLettered: 0,
+          readings: 0,
+          scoreSum: 0,
+        };
       }
-      const log: QualityLogEntry = {
-        batchId: id,
+      log.recordsIn += batch.recordsIn;
+      log.quarantined += batch.quarantine.length;
+      log.deadLettered += batch.deadLettered;
+      log.readings += batch.readings.length;
+      for (const r of batch.readings) {
+        if (r.status === 'measured') log.stored++;
+        log.scoreSum += r.qualityScore;
+      }
+      const entry: QualityLogEntry = {
+        batchId: checkpointId(options.workerId, batch.checkpoint),
         source: options.sourceName,
-        recordsIn: batch.recordsIn,
-        stored: measured,
-        quarantined: batch.quarantine.length,
-        deadLettered: batch.deadLettered,
-        avgScore:
-          batch.readings.length === 0 ? 0 : Math.round((scoreSum / batch.readings.length) * 100) / 100,
+        recordsIn: log.recordsIn,
+        stored: log.stored,
+        quarantined: log.quarantined,
+        deadLettered: log.deadLettered,
+        avgScore: log.readings === 0 ? 0 : Math.round((log.scoreSum / log.readings) * 100) / 100,
         loggedAt: options.now(),
       };
       const hotWrite = hot.insertAll({
@@ -70,7 +108,7 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
         alerts: batch.alerts,
         hourly_consumption: batch.hourly,
         daily_peaks: batch.dailyPeaks,
-        quality_log: [log],
+        quality_log: [entry],
       });
       const lakeWrite =
         lake === undefined

@@ -141,8 +141,9 @@ async function takeMessage(
  * position: `openMessages` must deliver in stream order from just after it, so a restarted worker sees
  * exactly the sequence an uninterrupted one would (a durable consumer would instead hand out new
  * messages first and redeliver the killed worker's unacknowledged ones only after `ack_wait`).
- * Deliveries are acknowledged in `commit`, after the checkpoint that covers them; a redelivered message
- * the checkpoint already covers is acknowledged without being processed again. A message that cannot be
+ * Deliveries are acknowledged in `commit`, once the outputs derived from them are written: the
+ * acknowledgements only keep the consumer's `max_ack_pending` window open (`resumesFromPosition`). A
+ * redelivered message the position already covers is acknowledged without being processed again. A message that cannot be
  * decoded goes whole to the dead-letter stream.
  *
  * This is the source of a worker that owns every partition (one consumer on `readings.>`); its position
@@ -161,6 +162,7 @@ export function messageReadingSource(
   };
   return {
     name: 'jetstream',
+    resumesFromPosition: true,
     async open(position: Json | undefined) {
       lastSeq = lastSeqOf(position);
       messages = await openMessages(lastSeq);
@@ -309,6 +311,7 @@ export function partitionedReadingSource(
 
   return {
     name: `jetstream:partitions ${owned}`,
+    resumesFromPosition: true,
     async open(position: Json | undefined) {
       const resume = partitionPositions(position, partitions);
       const opening = await Promise.allSettled(partitions.map((p) => openPartition(p, resume.get(p) ?? 0)));

@@ -28,6 +28,7 @@ describe('metrics of the meter-quality job on a simulated day (embedded chDB)', 
   const metrics = new JobMetrics();
   let result: JobResult;
   const readyAtCheckpoints: boolean[] = [];
+  let flushes = 0;
   let readyBefore = 0;
 
   beforeAll(async () => {
@@ -50,9 +51,13 @@ describe('metrics of the meter-quality job on a simulated day (embedded chDB)', 
       replay: false,
       profile: resolveRuleProfile(),
       workerId: 'obs',
-      checkpointRows: 1_000,
+      flushRows: 1_000,
+      checkpointEveryFlushes: 2,
       observer: metrics.observer,
       onCheckpoint: () => readyAtCheckpoints.push(metrics.isReady()),
+      onFlush: () => {
+        flushes += 1;
+      },
     });
   }, 120_000);
 
@@ -93,8 +98,10 @@ describe('metrics of the meter-quality job on a simulated day (embedded chDB)', 
     expect(sumOf(s, 'greenstream_alerts_total{')).toBe(totals.alerts);
     const checkpoints = s.get('greenstream_checkpoints_total') ?? 0;
     expect(checkpoints).toBe(readyAtCheckpoints.length);
-    expect(s.get('greenstream_sink_write_seconds_count{outcome="ok"}')).toBe(checkpoints);
-    expect(s.get('greenstream_sink_write_seconds_bucket{outcome="ok",le="+Inf"}')).toBe(checkpoints);
+    expect(flushes).toBeGreaterThan(checkpoints);
+    expect(s.get('greenstream_sink_write_seconds_count{outcome="ok"}')).toBe(flushes);
+    expect(s.get('greenstream_sink_write_seconds_bucket{outcome="ok",le="+Inf"}')).toBe(flushes);
+    expect(s.get('greenstream_state_snapshot_chars')).toBeGreaterThan(100_000);
     expect(s.get('greenstream_sink_write_seconds_sum{outcome="ok"}')).toBeGreaterThan(0);
     // The simulated day is in March 2024: the watermark is that far behind the wall clock.
     const delay = s.get('greenstream_watermark_delay_seconds') ?? 0;

@@ -130,8 +130,10 @@ describe('operational alerts in a run', () => {
       store: new StateStore(),
       connect: scoringGraph(),
       untilIdle: true,
-      checkpointRows: 2, // one checkpoint per pull
+      flushRows: 2, // one write and one checkpoint per pull
+      flushIntervalMs: 60_000,
       checkpointIntervalMs: 60_000,
+      checkpointEveryFlushes: 1,
       idlePollMs: 1,
       now: () => NOW,
       observer: combineObservers(opsAlertsObserver({ now: () => NOW }), metrics.observer),
@@ -143,7 +145,8 @@ describe('operational alerts in a run', () => {
     expect(text).toContain('greenstream_alerts_total{severity="warning",kind="quality_degradation"} 1\n');
     expect(text).toContain('greenstream_alerts_total{severity="high",kind="backlog"} 1\n');
     expect(text).toContain('greenstream_consumer_lag 4200\n');
-    expect(text).toContain(`greenstream_checkpoints_total ${written.length}\n`);
+    // One checkpoint per write, and the end's (nothing left to write).
+    expect(text).toContain(`greenstream_checkpoints_total ${written.length + 1}\n`);
     expect(text).toContain('greenstream_readings_stored_total{status="measured"} 4\n');
     expect(text).toContain('greenstream_records_in_total 4\n');
     expect(text).toContain(`greenstream_sink_write_seconds_count{outcome="ok"} ${written.length}\n`);
@@ -173,8 +176,10 @@ describe('operational alerts in a run', () => {
       store: new StateStore(),
       connect: scoringGraph(),
       untilIdle: true,
-      checkpointRows: 1,
+      flushRows: 1,
+      flushIntervalMs: 60_000,
       checkpointIntervalMs: 60_000,
+      checkpointEveryFlushes: 1,
       idlePollMs: 1,
       now: () => NOW,
       observer: combineObservers(
@@ -217,8 +222,10 @@ describe('operational alerts in a run', () => {
       store: new StateStore(),
       connect: scoringGraph(),
       untilIdle: true,
-      checkpointRows: 1,
+      flushRows: 1,
+      flushIntervalMs: 60_000,
       checkpointIntervalMs: 60_000,
+      checkpointEveryFlushes: 1,
       idlePollMs: 1,
       now: () => NOW,
       observer: opsAlertsObserver({

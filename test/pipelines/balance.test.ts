@@ -47,7 +47,8 @@ describe('records in = readings + quarantined + dead-lettered (embedded chDB and
       replay: false,
       profile: resolveRuleProfile(),
       workerId: 'balance',
-      checkpointRows: 50_000,
+      flushRows: 20_000,
+      checkpointEveryFlushes: 2,
     });
 
   it('balances in the stores, dead-letters undecodable files whole, and a full re-run doubles nothing', async () => {

@@ -235,8 +235,17 @@ describe('a worker SIGKILLed at random points and restarted', () => {
       '--hot',
       clickhouseUrl,
       '--no-cold',
-      '--checkpoint-rows',
-      '4000',
+      // Pulls of 32 files, three writes of outputs per checkpoint: most kills land mid-epoch, after
+      // writes that the restarted worker redoes (possibly cut differently: the 1 s interval also cuts).
+      '--pull',
+      '32',
+      '--flush-rows',
+      '1500',
+      '--checkpoint-flushes',
+      '3',
+      // An idle worker checkpoints within this (the kills wait for checkpoints).
+      '--checkpoint-interval',
+      '3000',
     ];
     const cwd = workDir;
     const a = expectSuccess(

@@ -325,8 +325,12 @@ describe('two workers with disjoint partition sets', () => {
       '--hot',
       clickhouseUrl,
       '--no-cold',
-      '--checkpoint-rows',
+      '--flush-rows',
       '2000',
+      '--checkpoint-flushes',
+      '2',
+      '--checkpoint-interval',
+      '3000',
     ];
     const cwd = workDir;
     const split = (worker: string, set: string, untilIdle: boolean) => [

@@ -43,7 +43,9 @@ describe('ClickHouse stopped mid-stream', () => {
     replay: false,
     profile: resolveRuleProfile(),
     workerId: 'outage',
-    checkpointRows: 2_000,
+    // A write and a checkpoint per pull of 16 files: the server dies between two pulls.
+    flushRows: 1_000,
+    checkpointEveryFlushes: 1,
     ...(onCheckpoint === undefined ? {} : { onCheckpoint }),
   });
 

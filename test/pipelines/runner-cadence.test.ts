@@ -1,0 +1,252 @@
+import { map, type Observable } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import { type FlowEvent, StateStore } from '../../core/index.js';
+import {
+  type Checkpoint,
+  type OutputBatch,
+  type ReadingSource,
+  type RunOptions,
+  runPipeline,
+  type SourceBatch,
+} from '../../pipelines/runner.js';
+import type { RawReading, Reading } from '../../schemas/reading.js';
+
+/** A bounded source over `pulls` pulls of two records each; its position is the pulls handed out. */
+function countingSource(pulls: number, log: string[], resumesFromPosition: boolean): ReadingSource {
+  let i = 0;
+  return {
+    name: 'counting',
+    resumesFromPosition,
+    open: async () => {},
+    next: async (): Promise<SourceBatch | 'end'> => {
+      if (i >= pulls) return 'end';
+      i += 1;
+      log.push(`next ${i}`);
+      return {
+        records: [{ value: String(i) }, { value: String(i) }] as RawReading[],
+        quarantined: [],
+        deadLettered: 0,
+      };
+    },
+    position: () => i,
+    commit: async () => {
+      log.push(`ack ${i}`);
+    },
+    close: async () => {},
+  };
+}
+
+/** Each record becomes a reading, and the store counts the records seen: state a checkpoint must carry. */
+const countingGraph =
+  (store: StateStore, log: string[]) =>
+  (input: Observable<FlowEvent<RawReading>>, sink: { readings(b: Reading[]): void }) =>
+    input.pipe(
+      map((e) => {
+        if (e.kind !== 'data') return;
+        const seen = store.value('seen', 0);
+        seen.set(seen.get() + e.items.length);
+        log.push(`graph ${seen.get()}`);
+        sink.readings(e.items.map((r) => ({ status: 'measured', qualityScore: Number(r.value) }) as Reading));
+      }),
+    );
+
+function options(
+  log: string[],
+  overrides: Partial<RunOptions> & Pick<RunOptions, 'source' | 'sinks'>,
+): { run: RunOptions; saved: Checkpoint[] } {
+  const store = new StateStore();
+  const saved: Checkpoint[] = [];
+  return {
+    saved,
+    run: {
+      checkpoints: {
+        load: async () => undefined,
+        save: async (cp) => {
+          log.push(`save ${cp.seq}`);
+          saved.push(cp);
+        },
+      },
+      store,
+      connect: countingGraph(store, log),
+      untilIdle: true,
+      flushRows: 2,
+      flushIntervalMs: 60_000,
+      checkpointIntervalMs: 60_000,
+      idlePollMs: 1,
+      now: () => 0,
+      ...overrides,
+    },
+  };
+}
+
+const recordingSinks = (log: string[], written: OutputBatch[]) => ({
+  rollback: async () => {},
+  write: async (b: OutputBatch) => {
+    log.push(`write ${b.checkpoint}.${b.flush}`);
+    written.push(b);
+  },
+});
+
+describe('runPipeline: writes of outputs and checkpoints at their own cadences', () => {
+  it('numbers writes within their epoch and saves state covering exactly what was written before', async () => {
+    const log: string[] = [];
+    const written: OutputBatch[] = [];
+    const { run, saved } = options(log, {
+      source: countingSource(6, log, false),
+      sinks: recordingSinks(log, written),
+      checkpointEveryFlushes: 3,
+    });
+    const totals = await runPipeline(run);
+    expect(written.map((b) => `${b.checkpoint}.${b.flush}`)).toEqual([
+      '1.0',
+      '1.1',
+      '1.2',
+      '2.0',
+      '2.1',
+      '2.2',
+    ]);
+    expect(written.every((b) => b.readings.length === 2)).toBe(true);
+    // Two epochs of three writes, then the end's checkpoint (nothing left to write).
+    expect(saved.map((cp) => [cp.seq, cp.position, cp.totals.readings])).toEqual([
+      [1, 3, 6],
+      [2, 6, 12],
+      [3, 6, 12],
+    ]);
+    const seenAt = saved.map((cp) => (JSON.parse(cp.state) as { values: { seen: number } }).values.seen);
+    expect(seenAt).toEqual([6, 12, 12]);
+    expect(totals.readings).toBe(12);
+    // A source that resumes from its acknowledgements is acknowledged after the checkpoint only.
+    expect(log.filter((l) => l.startsWith('ack') || l.startsWith('save'))).toEqual([
+      'save 1',
+      'ack 3',
+      'save 2',
+      'ack 6',
+      'save 3',
+      'ack 6',
+    ]);
+  });
+
+  it('acknowledges a source that resumes from its position after each write, before any checkpoint', async () => {
+    const log: string[] = [];
+    const written: OutputBatch[] = [];
+    const { run } = options(log, {
+      source: countingSource(3, log, true),
+      sinks: recordingSinks(log, written),
+    });
+    await runPipeline(run);
+    const firstSave = log.indexOf('save 1');
+    const acks = log.filter((l, i) => l.startsWith('ack') && i < firstSave);
+    expect(acks.length).toBeGreaterThanOrEqual(2);
+    // Every acknowledgement follows a finished write.
+    for (const [i, line] of log.entries()) {
+      if (line.startsWith('ack')) expect(log.slice(0, i).some((l) => l.startsWith('write'))).toBe(true);
+    }
+    expect(log.at(-1)).toBe('save 1');
+  });
+
+  it('goes on pulling and running the graph while a write is in flight, one write at a time', async () => {
+    const log: string[] = [];
+    let release: () => void = () => {};
+    const firstWriteHeld = new Promise<void>((r) => {
+      release = r;
+    });
+    const source = countingSource(4, log, true);
+    const next = source.next.bind(source);
+    const { run, saved } = options(log, {
+      source: {
+        ...source,
+        next: async () => {
+          const batch = await next();
+          // The first write is let go only after the loop has pulled the next batch (and had its turn).
+          if (log.includes('next 2')) setTimeout(release, 0);
+          return batch;
+        },
+      },
+      sinks: {
+        rollback: async () => {},
+        write: async (b: OutputBatch) => {
+          log.push(`write ${b.checkpoint}.${b.flush} start`);
+          if (b.flush === 0) await firstWriteHeld;
+          log.push(`write ${b.checkpoint}.${b.flush} end`);
+        },
+      },
+    });
+    await runPipeline(run);
+    const at = (line: string) => log.indexOf(line);
+    // Pulled and through the graph while the first write was held.
+    expect(at('next 2')).toBeGreaterThan(at('write 1.0 start'));
+    expect(at('graph 4')).toBeGreaterThan(at('next 2'));
+    expect(at('graph 4')).toBeLessThan(at('write 1.0 end'));
+    // The second write waits for the first.
+    expect(at('write 1.1 start')).toBeGreaterThan(at('write 1.0 end'));
+    expect(saved).toHaveLength(1);
+    expect(at('save 1')).toBeGreaterThan(Math.max(...log.map((l, i) => (l.endsWith(' end') ? i : -1))));
+  });
+
+  it('saves a checkpoint alongside the next batches when the source resumes from its position', async () => {
+    const log: string[] = [];
+    let release: () => void = () => {};
+    const firstSaveHeld = new Promise<void>((r) => {
+      release = r;
+    });
+    const source = countingSource(3, log, true);
+    const next = source.next.bind(source);
+    const { run } = options(log, {
+      source: {
+        ...source,
+        next: async () => {
+          const batch = await next();
+          if (log.includes('next 2')) setTimeout(release, 0);
+          return batch;
+        },
+      },
+      sinks: recordingSinks(log, []),
+      checkpointEveryFlushes: 1,
+      checkpoints: {
+        load: async () => undefined,
+        save: async (cp) => {
+          log.push(`save ${cp.seq} start`);
+          if (cp.seq === 1) await firstSaveHeld;
+          log.push(`save ${cp.seq} end`);
+        },
+      },
+    });
+    await runPipeline(run);
+    const at = (line: string) => log.indexOf(line);
+    expect(at('graph 4')).toBeGreaterThan(at('save 1 start'));
+    expect(at('graph 4')).toBeLessThan(at('save 1 end'));
+    // Outputs after the barrier belong to the next epoch.
+    expect(at('write 2.0')).toBeGreaterThan(at('save 1 start'));
+    // Saves stay in order, one at a time, and the last is awaited.
+    expect(at('save 2 start')).toBeGreaterThan(at('save 1 end'));
+    expect(log.at(-1)).toBe('save 4 end'); // one per pull, and the end's
+  });
+
+  it('cuts writes and checkpoints by time', async () => {
+    const log: string[] = [];
+    const written: OutputBatch[] = [];
+    let clock = 0;
+    const source = countingSource(10, log, true);
+    const next = source.next.bind(source);
+    const { run, saved } = options(log, {
+      source: {
+        ...source,
+        next: async () => {
+          clock += 400;
+          return next();
+        },
+      },
+      sinks: recordingSinks(log, written),
+      flushRows: 1_000,
+      flushIntervalMs: 1_000,
+      checkpointIntervalMs: 2_500,
+      now: () => clock,
+    });
+    await runPipeline(run);
+    // Pulls at 400, 800 … 4000 ms: a write once 1 s has passed since the last (1200, 2400, 3600 ms), a
+    // checkpoint with the first write 2.5 s after the start, then the end's write and checkpoint.
+    expect(written.map((b) => b.readings.length)).toEqual([6, 6, 6, 2]);
+    expect(written.map((b) => `${b.checkpoint}.${b.flush}`)).toEqual(['1.0', '1.1', '1.2', '2.0']);
+    expect(saved.map((cp) => cp.position)).toEqual([9, 10]);
+  });
+});
