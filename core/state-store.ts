@@ -144,8 +144,134 @@ export interface StoreSnapshot {
   readonly values: Record<string, Json>;
 }
 
+/**
+ * A snapshot taken while the graph goes on: `StateStore.beginSnapshot()` fixes the content at that
+ * instant, `step` serializes it a slice at a time between batches, `finish` completes it and returns
+ * the text `serialize()` would have returned at the barrier.
+ */
+export interface SnapshotInProgress {
+  /** Serializes entries until `deadline` (a `performance.now()` time); true once everything is done. */
+  step(deadline: number): boolean;
+  finish(): string;
+}
+
+/**
+ * The entries of one keyed namespace at a barrier, serialized in their order. An entry about to change
+ * (looked up for an element, replaced, deleted) is serialized first, so the entries left for later
+ * still hold their barrier value when `step` reaches them.
+ */
+class KeyedCapture {
+  private readonly keys: string[];
+  private readonly texts: string[] = [];
+  /** Entries serialized ahead of the cursor because they were about to change. */
+  private readonly early = new Map<string, string>();
+  /** Keys whose text is final: serialized early, or passed by the cursor. */
+  private readonly done = new Set<string>();
+  private cursor = 0;
+
+  constructor(private readonly map: KeyedMap<unknown>) {
+    this.keys = [...map.keys()];
+  }
+
+  get complete(): boolean {
+    return this.cursor >= this.keys.length;
+  }
+
+  /** Before `key`'s value changes: keeps its barrier value. */
+  copy(key: string, value: unknown): void {
+    if (this.done.has(key)) return;
+    this.done.add(key);
+    this.early.set(key, jsonOf([key, value]) as string);
+  }
+
+  step(deadline: number): boolean {
+    const { keys, texts } = this;
+    while (this.cursor < keys.length) {
+      const end = Math.min(this.cursor + 64, keys.length);
+      for (; this.cursor < end; this.cursor++) {
+        const key = keys[this.cursor]!;
+        const early = this.early.get(key);
+        if (early !== undefined) {
+          texts.push(early);
+        } else {
+          this.done.add(key);
+          texts.push(jsonOf([key, this.map.peek(key)]) as string);
+        }
+      }
+      if (performance.now() >= deadline) break;
+    }
+    return this.complete;
+  }
+
+  text(): string {
+    return `[${this.texts.join(',')}]`;
+  }
+}
+
+/**
+ * Keyed state of one operator. While a snapshot is in progress, an entry is serialized before its
+ * value can change: a lookup (operators mutate the state object they get), a replacement, a deletion.
+ */
+class KeyedMap<S> extends Map<string, S> {
+  capture: KeyedCapture | undefined;
+
+  /** The value without copying it: for the snapshot itself. */
+  peek(key: string): S | undefined {
+    return super.get(key);
+  }
+
+  override get(key: string): S | undefined {
+    const value = super.get(key);
+    if (this.capture !== undefined && value !== undefined) this.capture.copy(key, value);
+    return value;
+  }
+
+  override set(key: string, value: S): this {
+    if (this.capture !== undefined) {
+      const old = super.get(key);
+      if (old !== undefined) this.capture.copy(key, old);
+    }
+    return super.set(key, value);
+  }
+
+  override delete(key: string): boolean {
+    if (this.capture !== undefined) {
+      const old = super.get(key);
+      if (old !== undefined) this.capture.copy(key, old);
+    }
+    return super.delete(key);
+  }
+
+  override clear(): void {
+    this.capture?.step(Number.POSITIVE_INFINITY);
+    super.clear();
+  }
+
+  // Iteration hands out values that may then change: the snapshot completes first.
+  override entries(): MapIterator<[string, S]> {
+    this.capture?.step(Number.POSITIVE_INFINITY);
+    return super.entries();
+  }
+
+  override values(): MapIterator<S> {
+    this.capture?.step(Number.POSITIVE_INFINITY);
+    return super.values();
+  }
+
+  override forEach(fn: (value: S, key: string, map: Map<string, S>) => void, thisArg?: unknown): void {
+    this.capture?.step(Number.POSITIVE_INFINITY);
+    super.forEach(fn, thisArg);
+  }
+
+  override [Symbol.iterator](): MapIterator<[string, S]> {
+    this.capture?.step(Number.POSITIVE_INFINITY);
+    return super[Symbol.iterator]();
+  }
+}
+
 export class StateStore {
-  private readonly keyedStates = new Map<string, Map<string, unknown>>();
+  private readonly keyedStates = new Map<string, KeyedMap<unknown>>();
+  private snapshotting: SnapshotInProgress | undefined;
   private readonly timerQueues = new Map<string, TimerQueue>();
   private readonly values = new Map<string, unknown>();
 
@@ -153,10 +279,10 @@ export class StateStore {
   keyed<S>(namespace: string): KeyedState<S> {
     let map = this.keyedStates.get(namespace);
     if (map === undefined) {
-      map = new Map();
+      map = new KeyedMap();
       this.keyedStates.set(namespace, map);
     }
-    return map as Map<string, S>;
+    return map as KeyedMap<S>;
   }
 
   timers(namespace: string): TimerQueue {
@@ -184,6 +310,11 @@ export class StateStore {
     };
   }
 
+  /** A snapshot begun and not yet finished. */
+  get snapshotInProgress(): boolean {
+    return this.snapshotting !== undefined;
+  }
+
   namespaces(): string[] {
     return [...new Set([...this.keyedStates.keys(), ...this.timerQueues.keys(), ...this.values.keys()])];
   }
@@ -206,13 +337,50 @@ export class StateStore {
    * 5,000 meters, once per checkpoint). The replacer is kept only for a value holding a non-finite number.
    */
   serialize(): string {
-    const keyed: Record<string, string> = {};
-    for (const [ns, map] of this.keyedStates) keyed[ns] = jsonOf([...map]) as string;
+    return this.beginSnapshot().finish();
+  }
+
+  /**
+   * Starts a snapshot of the content as it is now, to be serialized a slice at a time while the graph
+   * goes on (see `SnapshotInProgress`). Timers and values are small and taken at once; keyed entries are
+   * serialized as `step` reaches them, or just before they change. One snapshot at a time.
+   */
+  beginSnapshot(): SnapshotInProgress {
+    if (this.snapshotting !== undefined) throw new Error('a state snapshot is already in progress');
     const timers: Record<string, string> = {};
     for (const [ns, q] of this.timerQueues) timers[ns] = jsonOf(q.snapshot()) as string;
     const values: Record<string, string | undefined> = {};
     for (const [k, v] of this.values) values[k] = jsonOf(v);
-    return `{"version":1,"keyed":${jsonObject(keyed)},"timers":${jsonObject(timers)},"values":${jsonObject(values)}}`;
+    const captures = new Map<string, KeyedCapture>();
+    for (const [ns, map] of this.keyedStates) {
+      const capture = new KeyedCapture(map);
+      map.capture = capture;
+      captures.set(ns, capture);
+    }
+    const release = (): void => {
+      for (const map of this.keyedStates.values()) map.capture = undefined;
+      this.snapshotting = undefined;
+    };
+    let text: string | undefined;
+    const job: SnapshotInProgress = {
+      step: (deadline) => {
+        if (text !== undefined) return true;
+        for (const capture of captures.values()) {
+          if (!capture.step(deadline)) return false;
+        }
+        const keyed: Record<string, string> = {};
+        for (const [ns, capture] of captures) keyed[ns] = capture.text();
+        text = `{"version":1,"keyed":${jsonObject(keyed)},"timers":${jsonObject(timers)},"values":${jsonObject(values)}}`;
+        release();
+        return true;
+      },
+      finish: () => {
+        job.step(Number.POSITIVE_INFINITY);
+        return text as string;
+      },
+    };
+    this.snapshotting = job;
+    return job;
   }
 
   /**

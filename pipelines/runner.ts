@@ -1,5 +1,11 @@
 import { Subject, type Subscription } from 'rxjs';
-import { dataEvent, type FlowEvent, type Json, type StateStore } from '../core/index.js';
+import {
+  dataEvent,
+  type FlowEvent,
+  type Json,
+  type SnapshotInProgress,
+  type StateStore,
+} from '../core/index.js';
 import type {
   Alert,
   DailyPeak,
@@ -126,6 +132,11 @@ export interface RunOptions {
   readonly checkpointIntervalMs: number;
   /** … or after this many writes of outputs, whichever comes first (default: time only). */
   readonly checkpointEveryFlushes?: number;
+  /**
+   * For a source that resumes from its position, the state is serialized between batches in slices of
+   * this many ms (default 50), so a checkpoint never stalls the graph for long; 0 serializes at once.
+   */
+  readonly snapshotSliceMs?: number;
   /** Pause before polling an idle source again. */
   readonly idlePollMs: number;
   readonly now: () => number;
@@ -340,41 +351,67 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     });
   };
 
+  const save = async (cp: Checkpoint): Promise<void> => {
+    await checkpoints.save(cp);
+    if (source.resumesFromPosition !== true) await source.commit();
+    options.onCheckpoint?.(cp);
+    observer?.checkpointed?.(cp);
+  };
+
+  const sliceMs = options.snapshotSliceMs ?? 50;
+  /** A checkpoint whose state is being serialized between batches. */
+  let capturing:
+    | { snapshot: SnapshotInProgress; cp: Omit<Checkpoint, 'state'>; since: number; spentMs: number }
+    | undefined;
+  /** Serializes the capture in progress until `deadline`; once complete, its save starts alongside. */
+  const advanceCapture = (deadline: number): void => {
+    if (capturing === undefined) return;
+    const started = performance.now();
+    // A capture older than half the interval is finished at once: the next one must not wait for it.
+    const late = options.now() - capturing.since >= options.checkpointIntervalMs / 2;
+    const done = capturing.snapshot.step(late ? Number.POSITIVE_INFINITY : deadline);
+    capturing.spentMs += performance.now() - started;
+    if (!done) return;
+    const state = capturing.snapshot.finish();
+    observer?.snapshotted?.(capturing.spentMs / 1000, state.length);
+    const cp: Checkpoint = { ...capturing.cp, state };
+    capturing = undefined;
+    saving = save(cp).catch((err: unknown) => {
+      saveFailure = err;
+    });
+  };
+
   /**
-   * Snapshots the state once every write before it has landed. For a source that resumes from its
-   * position the save then runs alongside the next batches (their writes belong to the next epoch, which
-   * a restart from the previous checkpoint removes and redoes); any other source is acknowledged only
-   * after the save, before it delivers more. One save at a time, in order; the last one is awaited.
+   * The barrier: once every write before it has landed, the state and the source position are taken at
+   * the same point of the stream. For a source that resumes from its position, the state is then
+   * serialized between the next batches (an entry about to change is serialized first) and saved
+   * alongside them: their writes belong to the next epoch, which a restart from the previous checkpoint
+   * removes and redoes. Any other source is serialized, saved and acknowledged before it delivers more.
+   * One checkpoint at a time, in order; the last one is awaited.
    */
   const checkpoint = async (last: boolean): Promise<void> => {
     await flush();
     const waitStarted = performance.now();
     await writing;
+    advanceCapture(Number.POSITIVE_INFINITY);
     await saving;
     observer?.writeWaited?.((performance.now() - waitStarted) / 1000);
     throwIfFailed();
-    // The loop is paused here: the state and the position describe the same point of the stream.
-    const snapshotStarted = performance.now();
-    const state = store.serialize();
-    observer?.snapshotted?.((performance.now() - snapshotStarted) / 1000, state.length);
-    const cp: Checkpoint = { seq: seq + 1, position: source.position(), state, totals };
+    const barrier = performance.now();
+    const snapshot = store.beginSnapshot();
+    const cp = { seq: seq + 1, position: source.position(), totals };
     seq = cp.seq;
     flushes = 0;
     pulledSinceCheckpoint = 0;
     lastCheckpoint = options.now();
-    const save = async (): Promise<void> => {
-      await checkpoints.save(cp);
-      if (source.resumesFromPosition !== true) await source.commit();
-      options.onCheckpoint?.(cp);
-      observer?.checkpointed?.(cp);
-    };
-    if (last || source.resumesFromPosition !== true) {
-      await save();
+    if (last || source.resumesFromPosition !== true || sliceMs <= 0) {
+      const state = snapshot.finish();
+      observer?.snapshotted?.((performance.now() - barrier) / 1000, state.length);
+      await save({ ...cp, state });
       return;
     }
-    saving = save().catch((err: unknown) => {
-      saveFailure = err;
-    });
+    capturing = { snapshot, cp, since: lastCheckpoint, spentMs: performance.now() - barrier };
+    advanceCapture(performance.now() + sliceMs);
   };
 
   const checkpointDue = (): boolean =>
@@ -394,6 +431,7 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
         await checkpoint(true);
         break;
       }
+      advanceCapture(performance.now() + sliceMs);
       if (next === 'idle') {
         if (!buffers.empty && options.now() - lastFlush >= options.flushIntervalMs) await flush();
         if (pulledSinceCheckpoint > 0 && checkpointDue()) await checkpoint(false);

@@ -222,6 +222,48 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
     expect(log.at(-1)).toBe('save 4 end'); // one per pull, and the end's
   });
 
+  it('serializes the state between batches, and saves it as it was at the barrier', async () => {
+    const log: string[] = [];
+    const store = new StateStore();
+    const meters = store.keyed<{ batches: number }>('meters');
+    const snapshots: number[] = [];
+    let batchesDuringSnapshots = 0;
+    const { run, saved } = options(log, {
+      source: countingSource(20, log, true),
+      sinks: recordingSinks(log, []),
+      store,
+      // Every batch touches 1,000 meters' state in place, as the operators do.
+      connect: (input, sink) =>
+        input.pipe(
+          map((e) => {
+            if (e.kind !== 'data') return;
+            if (store.snapshotInProgress) batchesDuringSnapshots += 1;
+            for (let m = 0; m < 1000; m++) {
+              const s = meters.get(`m${m}`);
+              if (s === undefined) meters.set(`m${m}`, { batches: 1 });
+              else s.batches += 1;
+            }
+            sink.readings(e.items.map(() => ({ status: 'measured', qualityScore: 100 }) as Reading));
+          }),
+        ),
+      checkpointEveryFlushes: 5,
+      // One slice of 64 entries per batch: a snapshot spans many batches.
+      snapshotSliceMs: 1e-9,
+      observer: { snapshotted: (_s, length) => snapshots.push(length) },
+    });
+    await runPipeline(run);
+    const batchesOf = (cp: Checkpoint) => {
+      const state = JSON.parse(cp.state) as { keyed: { meters: [string, { batches: number }][] } };
+      return new Set(state.keyed.meters.map(([, s]) => s.batches));
+    };
+    // Barriers after pulls 5, 10, 15, 20, and the end's.
+    expect(saved.map((cp) => cp.position)).toEqual([5, 10, 15, 20, 20]);
+    for (const cp of saved) expect(batchesOf(cp)).toEqual(new Set([cp.position]));
+    expect(snapshots).toHaveLength(5);
+    // 1,000 entries in slices of 64 take several batches; each snapshot completes before the next barrier.
+    expect(batchesDuringSnapshots).toBeGreaterThanOrEqual(12);
+  });
+
   it('cuts writes and checkpoints by time', async () => {
     const log: string[] = [];
     const written: OutputBatch[] = [];
