@@ -65,6 +65,8 @@ export interface JobConfig {
   readonly flushIntervalMs?: number;
   readonly checkpointIntervalMs?: number;
   readonly checkpointEveryFlushes?: number;
+  /** Lake rows buffered before a file set is written; see `StoreSinksOptions.coldRows`. */
+  readonly coldRows?: number;
   readonly signal?: AbortSignal;
   readonly onCheckpoint?: (checkpoint: Checkpoint) => void;
   readonly onFlush?: (batch: OutputBatch) => void;
@@ -160,6 +162,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       ...(lake === undefined ? {} : { lake }),
       sourceName: source.name,
       workerId: config.workerId,
+      ...(config.coldRows === undefined ? {} : { coldRows: config.coldRows }),
       now: () => batchTime,
       ...(config.publishAlerts === undefined ? {} : { publishAlerts: config.publishAlerts }),
     });

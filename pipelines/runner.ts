@@ -84,6 +84,12 @@ export interface PipelineSinks {
    * the killed worker wrote, never double it, even when the replay cuts the epoch into other batches.
    */
   write(batch: OutputBatch): Promise<void>;
+  /**
+   * Makes everything written for epoch `checkpoint` durable before its checkpoint is saved: a sink that
+   * buffers across writes (the lake, which wants large files) writes the rest here. It takes what it
+   * must write before its first `await`: writes of the next epoch may start before it resolves.
+   */
+  seal?(checkpoint: number): Promise<void>;
 }
 
 export interface Checkpoint {
@@ -361,7 +367,13 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
   const sliceMs = options.snapshotSliceMs ?? 50;
   /** A checkpoint whose state is being serialized between batches. */
   let capturing:
-    | { snapshot: SnapshotInProgress; cp: Omit<Checkpoint, 'state'>; since: number; spentMs: number }
+    | {
+        snapshot: SnapshotInProgress;
+        cp: Omit<Checkpoint, 'state'>;
+        sealed: Promise<void>;
+        since: number;
+        spentMs: number;
+      }
     | undefined;
   /** Serializes the capture in progress until `deadline`; once complete, its save starts alongside. */
   const advanceCapture = (deadline: number): void => {
@@ -375,8 +387,12 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     const state = capturing.snapshot.finish();
     observer?.snapshotted?.(capturing.spentMs / 1000, state.length);
     const cp: Checkpoint = { ...capturing.cp, state };
+    const sealed = capturing.sealed;
     capturing = undefined;
-    saving = save(cp).catch((err: unknown) => {
+    saving = (async () => {
+      await sealed;
+      await save(cp);
+    })().catch((err: unknown) => {
       saveFailure = err;
     });
   };
@@ -398,6 +414,7 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     observer?.writeWaited?.((performance.now() - waitStarted) / 1000);
     throwIfFailed();
     const barrier = performance.now();
+    const sealed = sinks.seal?.(seq + 1) ?? Promise.resolve();
     const snapshot = store.beginSnapshot();
     const cp = { seq: seq + 1, position: source.position(), totals };
     seq = cp.seq;
@@ -407,10 +424,13 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     if (last || source.resumesFromPosition !== true || sliceMs <= 0) {
       const state = snapshot.finish();
       observer?.snapshotted?.((performance.now() - barrier) / 1000, state.length);
+      await sealed;
       await save({ ...cp, state });
       return;
     }
-    capturing = { snapshot, cp, since: lastCheckpoint, spentMs: performance.now() - barrier };
+    // A failed seal surfaces when the save awaits it; until then nothing may treat it as unhandled.
+    sealed.catch(() => undefined);
+    capturing = { snapshot, cp, sealed, since: lastCheckpoint, spentMs: performance.now() - barrier };
     advanceCapture(performance.now() + sliceMs);
   };
 

@@ -2,7 +2,13 @@ import { unlink } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { HotStore } from '../connectors/clickhouse.js';
 import type { ParquetLake } from '../connectors/parquet-lake.js';
-import type { Alert, QualityLogEntry } from '../schemas/reading.js';
+import type {
+  Alert,
+  HourlyConsumption,
+  QualityLogEntry,
+  QuarantineRecord,
+  Reading,
+} from '../schemas/reading.js';
 import type { OutputBatch, PipelineSinks } from './runner.js';
 
 export interface StoreSinksOptions {
@@ -12,6 +18,11 @@ export interface StoreSinksOptions {
   readonly sourceName: string;
   /** Worker id in Parquet file names, so workers sharing a lake never overwrite each other. */
   readonly workerId: string;
+  /**
+   * The lake writes its files once this many rows are buffered, and at each checkpoint (default
+   * 1,000,000): large Parquet files, whatever the cadence of the hot store's inserts.
+   */
+  readonly coldRows?: number;
   /** Called with the alerts of each committed batch (e.g. to publish them on NATS). */
   readonly publishAlerts?: (alerts: readonly Alert[]) => Promise<void>;
   readonly now: () => number;
@@ -22,9 +33,9 @@ export function checkpointId(workerId: string, seq: number): string {
   return `${workerId}-${String(seq).padStart(10, '0')}`;
 }
 
-/** One write of outputs: the epoch's checkpoint id and the write's place in it; sorts in write order. */
-export function flushId(workerId: string, seq: number, flush: number): string {
-  return `${checkpointId(workerId, seq)}-${String(flush).padStart(6, '0')}`;
+/** One part of an epoch's lake files: the epoch's checkpoint id and the part; sorts in write order. */
+export function lakePartId(workerId: string, seq: number, part: number): string {
+  return `${checkpointId(workerId, seq)}-${String(part).padStart(6, '0')}`;
 }
 
 /** The epoch (checkpoint number) of a lake file written by `workerId`, or undefined for another's. */
@@ -52,12 +63,26 @@ interface EpochLog {
  * - ClickHouse: ReplacingMergeTree keys (record ids, meter + hour …); the quality log keeps one row per
  *   epoch (`batch_id` = the checkpoint id), rewritten with the epoch's running figures at every write,
  *   so however a replay cuts the epoch into writes, the last row holds the whole epoch;
- * - the lake: one file per table and write, named by epoch and write; a restarted worker first removes
- *   the files of epochs after its checkpoint (`rollback`), since a replay may cut them differently.
+ * - the lake: rows are buffered across writes and written as one file per table when `coldRows` are
+ *   buffered and when the epoch ends (`seal`), named by epoch and part; a restarted worker first
+ *   removes the files of epochs after its checkpoint (`rollback`), since a replay may cut them
+ *   differently.
  */
 export function storeSinks(options: StoreSinksOptions): PipelineSinks {
   const { hot, lake } = options;
   let log: EpochLog | undefined;
+  const coldRows = options.coldRows ?? 1_000_000;
+  let cold = emptyCold(0);
+  /** Writes the buffered lake rows as one part of their epoch; the buffers are taken at once. */
+  const writeCold = async (): Promise<void> => {
+    const taken = cold;
+    cold = emptyCold(taken.epoch, taken.part + 1);
+    if (lake === undefined || taken.rows === 0) return;
+    const id = lakePartId(options.workerId, taken.epoch, taken.part);
+    await lake.writeBatch('readings', taken.readings, id);
+    await lake.writeBatch('hourly', taken.hourly, id);
+    await lake.writeBatch('quarantine', taken.quarantine, id);
+  };
   return {
     async rollback(committed: number) {
       if (lake === undefined) return;
@@ -71,7 +96,6 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
       }
     },
     async write(batch: OutputBatch) {
-      const id = flushId(options.workerId, batch.checkpoint, batch.flush);
       if (log === undefined || log.epoch !== batch.checkpoint || batch.flush === 0) {
         log = {
           epoch: batch.checkpoint,
@@ -110,16 +134,35 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
         daily_peaks: batch.dailyPeaks,
         quality_log: [entry],
       });
-      const lakeWrite =
-        lake === undefined
-          ? Promise.resolve()
-          : (async () => {
-              await lake.writeBatch('readings', batch.readings, id);
-              await lake.writeBatch('hourly', batch.hourly, id);
-              await lake.writeBatch('quarantine', batch.quarantine, id);
-            })();
+      let lakeWrite = Promise.resolve();
+      if (lake !== undefined) {
+        if (cold.epoch !== batch.checkpoint) cold = emptyCold(batch.checkpoint);
+        for (const r of batch.readings) cold.readings.push(r);
+        for (const r of batch.hourly) cold.hourly.push(r);
+        for (const r of batch.quarantine) cold.quarantine.push(r);
+        cold.rows += batch.readings.length + batch.hourly.length + batch.quarantine.length;
+        if (cold.rows >= coldRows) lakeWrite = writeCold();
+      }
       await Promise.all([hotWrite, lakeWrite]);
       if (batch.alerts.length > 0) await options.publishAlerts?.(batch.alerts);
     },
+    seal(checkpoint: number) {
+      if (cold.epoch !== checkpoint) return Promise.resolve();
+      return writeCold();
+    },
   };
+}
+
+/** Lake rows of one epoch waiting to be written as its part `part`. */
+interface ColdBuffer {
+  readonly epoch: number;
+  readonly part: number;
+  readonly readings: Reading[];
+  readonly hourly: HourlyConsumption[];
+  readonly quarantine: QuarantineRecord[];
+  rows: number;
+}
+
+function emptyCold(epoch: number, part = 0): ColdBuffer {
+  return { epoch, part, readings: [], hourly: [], quarantine: [], rows: 0 };
 }

@@ -264,6 +264,43 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
     expect(batchesDuringSnapshots).toBeGreaterThanOrEqual(12);
   });
 
+  it('seals each epoch before its checkpoint is saved, and a failed seal saves nothing', async () => {
+    for (const resumesFromPosition of [false, true]) {
+      const log: string[] = [];
+      const { run, saved } = options(log, {
+        source: countingSource(4, log, resumesFromPosition),
+        sinks: {
+          ...recordingSinks(log, []),
+          seal: async (epoch: number) => {
+            log.push(`seal ${epoch}`);
+          },
+        },
+        checkpointEveryFlushes: 2,
+      });
+      await runPipeline(run);
+      expect(saved.map((cp) => cp.seq)).toEqual([1, 2, 3]);
+      for (const cp of saved)
+        expect(log.indexOf(`seal ${cp.seq}`)).toBeLessThan(log.indexOf(`save ${cp.seq}`));
+      // Epoch 1's writes all come before its seal.
+      expect(log.indexOf('seal 1')).toBeGreaterThan(log.indexOf('write 1.1'));
+
+      const failing: string[] = [];
+      const broken = new Error('lake full');
+      const { run: runBroken, saved: savedBroken } = options(failing, {
+        source: countingSource(4, failing, resumesFromPosition),
+        sinks: {
+          ...recordingSinks(failing, []),
+          seal: async () => {
+            throw broken;
+          },
+        },
+        checkpointEveryFlushes: 2,
+      });
+      await expect(runPipeline(runBroken)).rejects.toBe(broken);
+      expect(savedBroken).toEqual([]);
+    }
+  });
+
   it('cuts writes and checkpoints by time', async () => {
     const log: string[] = [];
     const written: OutputBatch[] = [];
