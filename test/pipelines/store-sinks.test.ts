@@ -1,0 +1,96 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type HotStore, openHotStore } from '../../connectors/clickhouse.js';
+import { openParquetLake, type ParquetLake } from '../../connectors/parquet-lake.js';
+import { sql } from '../../connectors/sql.js';
+import type { OutputBatch } from '../../pipelines/runner.js';
+import { epochOfLakeFile, storeSinks } from '../../pipelines/sinks.js';
+import type { Reading } from '../../schemas/reading.js';
+import { INTERVAL, reading, T0 } from '../operators/fixtures.js';
+
+/** `n` readings of meter `meter` from interval `from` on. */
+const readings = (meter: string, from: number, n: number): Reading[] =>
+  Array.from({ length: n }, (_, i) =>
+    reading({ meterId: meter, ts: T0 + (from + i) * INTERVAL, recordId: `${meter}-${from + i}` }),
+  );
+
+const batch = (checkpoint: number, flush: number, rows: Reading[]): OutputBatch => ({
+  checkpoint,
+  flush,
+  readings: rows,
+  quarantine: [],
+  faults: [],
+  alerts: [],
+  hourly: [],
+  dailyPeaks: [],
+  recordsIn: rows.length,
+  deadLettered: 0,
+});
+
+describe('storeSinks: the hot store and the lake as the runner sinks', () => {
+  let dir: string;
+  let hot: HotStore;
+  let lake: ParquetLake;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'gs-store-sinks-'));
+    hot = openHotStore({ kind: 'chdb', path: join(dir, 'chdb') });
+    await hot.migrate();
+    lake = await openParquetLake({ dir: join(dir, 'lake') });
+  }, 60_000);
+
+  afterAll(async () => {
+    await lake?.close();
+    await hot?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const sinksFor = () =>
+    storeSinks({ hot, lake, sourceName: 'test', workerId: 'w1', coldRows: 50, now: () => T0 });
+  const lakeFiles = async () => (await lake.listFiles('readings')).map((f) => basename(f));
+  const count = async (query: string) =>
+    Number((await hot.query<{ n: string | number }>(sql.raw(query)))[0]!.n);
+
+  it('writes the lake per epoch and per coldRows, and a restart removes the unfinished epoch', async () => {
+    const first = sinksFor();
+    await first.rollback(0);
+    // Epoch 1: two small writes buffered for the lake, written at the seal as one part.
+    await first.write(batch(1, 0, readings('m1', 0, 20)));
+    await first.write(batch(1, 1, readings('m1', 20, 20)));
+    expect(await lakeFiles()).toEqual([]);
+    expect(await count('SELECT count() AS n FROM greenstream.readings FINAL')).toBe(40);
+    await first.seal!(1);
+    expect((await lakeFiles()).map((f) => epochOfLakeFile('w1', f))).toEqual([1]);
+    // Epoch 2: 60 rows reach coldRows (50) and write a part mid-epoch; then the worker dies unsealed.
+    await first.write(batch(2, 0, readings('m2', 0, 60)));
+    await first.write(batch(2, 1, readings('m2', 60, 10)));
+    expect((await lakeFiles()).map((f) => epochOfLakeFile('w1', f))).toEqual([1, 2]);
+
+    // The restarted worker resumes from checkpoint 1 and redoes epoch 2, cut differently.
+    const second = sinksFor();
+    await second.rollback(1);
+    expect((await lakeFiles()).map((f) => epochOfLakeFile('w1', f))).toEqual([1]);
+    await second.write(batch(2, 0, readings('m2', 0, 70)));
+    await second.seal!(2);
+    const rows = await lake.query('SELECT count(*) AS n, count(DISTINCT record_id) AS ids FROM readings');
+    expect(rows[0]).toEqual({ n: 110n, ids: 110n });
+    // The hot store absorbs the rewritten rows; the quality log keeps one row per epoch, the last one.
+    expect(await count('SELECT count() AS n FROM greenstream.readings FINAL')).toBe(110);
+    const log = await hot.query<{ batch_id: string; records_in: number | string }>(
+      sql.raw('SELECT batch_id, records_in FROM greenstream.quality_log FINAL ORDER BY batch_id'),
+    );
+    expect(log.map((l) => [l.batch_id, Number(l.records_in)])).toEqual([
+      ['w1-0000000001', 40],
+      ['w1-0000000002', 70],
+    ]);
+  }, 60_000);
+
+  it('tells the epoch of its own lake files only', () => {
+    expect(epochOfLakeFile('w1', 'part-w1-0000000012-000003.parquet')).toBe(12);
+    expect(epochOfLakeFile('w1', 'part-w1-0000000012.parquet')).toBe(12);
+    expect(epochOfLakeFile('w1', 'part-w10-0000000012-000000.parquet')).toBeUndefined();
+    expect(epochOfLakeFile('w1', 'part-w1_replay1-0000000012-000000.parquet')).toBeUndefined();
+  });
+});
