@@ -1,8 +1,9 @@
 /**
  * Row encoding for ClickHouse inserts, driven by the column lists of `schemas/reading.ts`.
  *
- * Rows become one text body in a line-oriented format that both the HTTP server and chDB's raw
- * insert parse natively. Each column gets a precompiled cell encoder (a closure over its getter
+ * Rows become one text body in a line-oriented format that both engines parse natively, handed
+ * on in pieces ({@link RowWriter}) so that a caller can write it out without holding all of it.
+ * Each column gets a precompiled cell encoder (a closure over its getter
  * and type), so the per-row loop does no type dispatch. The encoders validate as they go —
  * NaN, ±Infinity, out-of-range integers and times outside DateTime's 1970–2106 range are
  * refused with the row and column named, because the engines would otherwise store `nan`,
@@ -13,8 +14,8 @@ import type { Column, ColumnType } from '../schemas/reading.js';
 import { quoteString } from './sql.js';
 
 /**
- * Insert formats accepted by both engines and by chDB's raw insert. (JSONCompactEachRow would
- * be cheaper than JSONEachRow, but 18.16 has no such input format.)
+ * Insert formats accepted by both engines. (JSONCompactEachRow would be cheaper than
+ * JSONEachRow, but 18.16 has no such input format.)
  */
 export type RowFormat = 'TabSeparated' | 'JSONEachRow';
 
@@ -75,6 +76,27 @@ function finiteFloat(value: CellValue): number {
     throw new CellError(`expected a finite number, got ${describe(value)}`);
   }
   return value;
+}
+
+/** `.0001` … `.9999` without trailing zeros, and '' for a whole number. */
+const TEN_THOUSANDTHS: readonly string[] = Array.from({ length: 10_000 }, (_, f) =>
+  f === 0 ? '' : `.${String(f).padStart(4, '0').replace(/0+$/, '')}`,
+);
+
+/**
+ * `String(value)`, character for character, with a fast path for the usual kW value: at most
+ * four decimals. General shortest-round-trip formatting costs ~6× as much. When `k / 10000`
+ * is exactly `value` (k an integer under 1e13), the decimal `k / 10^4` parses back to `value`
+ * and, having at most 13 significant digits, is its shortest form, which is what `String`
+ * writes (plain notation: 1e-4 ≤ |value| < 1e9). Anything else takes `String`.
+ */
+function floatText(value: number): string {
+  const k = Math.round(value * 10_000);
+  if (k / 10_000 !== value || !(k < 1e13 && k > -1e13)) return String(value);
+  const magnitude = k < 0 ? -k : k;
+  const whole = Math.floor(magnitude / 10_000);
+  const text = `${whole}${TEN_THOUSANDTHS[magnitude - whole * 10_000]}`;
+  return k < 0 ? `-${text}` : text;
 }
 
 const INTEGER_RANGES: Readonly<Record<'UInt8' | 'UInt32' | 'UInt64' | 'Int64', readonly [number, number]>> = {
@@ -165,14 +187,23 @@ function tsvCell<Row>(column: Column<Row>): TsvCell<Row> {
 function tsvNonNull(type: ColumnType): (value: CellValue) => string {
   switch (type) {
     case 'String':
-    case 'LowCardinalityString':
-      return (v) => tsvEscape(text(v));
+    case 'LowCardinalityString': {
+      // Neighbouring rows often repeat a value (status, tier, season, version): escape it once.
+      let last = '';
+      let lastEscaped = '';
+      return (v) => {
+        if (v === last) return lastEscaped;
+        lastEscaped = tsvEscape(text(v));
+        last = v as string;
+        return lastEscaped;
+      };
+    }
     case 'DateTime':
     case 'NullableDateTime':
       return (v) => dateTimeText(epochSeconds(v));
     case 'Float64':
     case 'NullableFloat64':
-      return (v) => String(finiteFloat(v));
+      return (v) => floatText(finiteFloat(v));
     case 'UInt8':
     case 'UInt32':
     case 'UInt64':
@@ -230,6 +261,22 @@ function jsonNonNull(type: ColumnType): (value: CellValue) => string | number | 
 /** Encodes rows `[from, to)` as one text body (every row ends with `\n`). */
 export type RowEncoder<Row> = (rows: readonly Row[], from?: number, to?: number) => string;
 
+/** Receives the text of a body piece by piece, in order; each piece ends at a row's end. */
+export type TextSink = (text: string) => void;
+
+/**
+ * Encodes rows `[from, to)` into `sink`, in pieces of about {@link PIECE_CHARS} characters.
+ * Nothing is kept: a caller that writes the pieces out holds no copy of the whole body.
+ */
+export type RowWriter<Row> = (rows: readonly Row[], from: number, to: number, sink: TextSink) => void;
+
+/**
+ * Characters gathered before they are handed on. Small enough that the row strings die young
+ * (a string of a whole 100,000-row body kept every row alive until the end, and the collector
+ * copied them into the old generation), large enough that the per-piece cost is nothing.
+ */
+const PIECE_CHARS = 64 * 1024;
+
 function wrap<Row>(
   columns: readonly Column<Row>[],
   rowIndex: number,
@@ -243,34 +290,41 @@ function wrap<Row>(
   throw error;
 }
 
-/** Builds an encoder for one column list and format; build once per table, reuse per batch. */
-export function rowEncoder<Row>(columns: readonly Column<Row>[], format: RowFormat): RowEncoder<Row> {
+function tsvRowWriter<Row>(columns: readonly Column<Row>[]): RowWriter<Row> {
   const n = columns.length;
-  if (format === 'TabSeparated') {
-    const cells = columns.map(tsvCell);
-    return (rows, from = 0, to = rows.length) => {
-      let out = '';
-      let r = from;
-      let c = 0;
-      // One reused array per batch, joined natively: a flat string per row is much cheaper to
-      // flatten into the body later than a rope of 2 pieces per cell.
-      const fields: string[] = new Array(n);
-      try {
-        for (; r < to; r++) {
-          const row = rows[r] as Row;
-          for (c = 0; c < n; c++) fields[c] = (cells[c] as TsvCell<Row>)(row);
-          out += `${fields.join('\t')}\n`;
+  const cells = columns.map(tsvCell);
+  const first = cells[0] as TsvCell<Row>;
+  return (rows, from, to, sink) => {
+    let text = '';
+    let r = from;
+    let c = 0;
+    try {
+      for (; r < to; r++) {
+        const row = rows[r] as Row;
+        c = 0;
+        // Plain concatenation: the piece is flattened once when it is written out, which measured
+        // ~10% cheaper than joining an array of the row's fields.
+        let line = first(row);
+        for (c = 1; c < n; c++) line = `${line}\t${(cells[c] as TsvCell<Row>)(row)}`;
+        text += `${line}\n`;
+        if (text.length >= PIECE_CHARS) {
+          sink(text);
+          text = '';
         }
-      } catch (error) {
-        wrap(columns, r, error, c);
       }
-      return out;
-    };
-  }
+    } catch (error) {
+      wrap(columns, r, error, c);
+    }
+    if (text.length > 0) sink(text);
+  };
+}
+
+function jsonRowWriter<Row>(columns: readonly Column<Row>[]): RowWriter<Row> {
+  const n = columns.length;
   const cells = columns.map(jsonCell);
   const names = columns.map((c) => c.name);
-  return (rows, from = 0, to = rows.length) => {
-    let out = '';
+  return (rows, from, to, sink) => {
+    let text = '';
     let r = from;
     let c = 0;
     try {
@@ -278,11 +332,32 @@ export function rowEncoder<Row>(columns: readonly Column<Row>[], format: RowForm
         const row = rows[r] as Row;
         const record: Record<string, string | number | null | readonly string[]> = {};
         for (c = 0; c < n; c++) record[names[c] as string] = (cells[c] as JsonCell<Row>)(row);
-        out += `${JSON.stringify(record)}\n`;
+        text += `${JSON.stringify(record)}\n`;
+        if (text.length >= PIECE_CHARS) {
+          sink(text);
+          text = '';
+        }
       }
     } catch (error) {
       wrap(columns, r, error, c);
     }
+    if (text.length > 0) sink(text);
+  };
+}
+
+/** Builds a row writer for one column list and format; build once per table, reuse per batch. */
+export function rowWriter<Row>(columns: readonly Column<Row>[], format: RowFormat): RowWriter<Row> {
+  return format === 'TabSeparated' ? tsvRowWriter(columns) : jsonRowWriter(columns);
+}
+
+/** The body as one string. */
+export function rowEncoder<Row>(columns: readonly Column<Row>[], format: RowFormat): RowEncoder<Row> {
+  const write = rowWriter(columns, format);
+  return (rows, from = 0, to = rows.length) => {
+    let out = '';
+    write(rows, from, to, (text) => {
+      out += text;
+    });
     return out;
   };
 }

@@ -101,7 +101,7 @@ describe('metrics of the meter-quality job on a simulated day (embedded chDB)', 
     expect(flushes).toBeGreaterThan(checkpoints);
     expect(s.get('greenstream_sink_write_seconds_count{outcome="ok"}')).toBe(flushes);
     expect(s.get('greenstream_sink_write_seconds_bucket{outcome="ok",le="+Inf"}')).toBe(flushes);
-    expect(s.get('greenstream_state_snapshot_chars')).toBeGreaterThan(100_000);
+    expect(s.get('greenstream_state_snapshot_chars')).toBeGreaterThan(10_000);
     expect(s.get('greenstream_sink_write_seconds_sum{outcome="ok"}')).toBeGreaterThan(0);
     // The simulated day is in March 2024: the watermark is that far behind the wall clock.
     const delay = s.get('greenstream_watermark_delay_seconds') ?? 0;
