@@ -13,47 +13,54 @@ import type { MeterRegistry } from './outputs.js';
 const HOUR = 3_600_000;
 
 /**
- * Running moments of one meter-hour, plain JSON for checkpoints. Sums are taken relative to `shift` (the
- * hour's first value), so the variance of near-equal readings does not vanish into rounding error.
+ * Running moments of one meter-hour, plain JSON for checkpoints: `[n, shift, sum, sumSq, min, max]`, an
+ * array because every open hour of every meter is checkpointed and field names were a third of it. Sums
+ * are taken relative to `shift` (the hour's first value), so the variance of near-equal readings does not
+ * vanish into rounding error.
  */
-interface HourMoments {
-  n: number;
-  shift: number;
-  sum: number;
-  sumSq: number;
-  min: number;
-  max: number;
-}
+type HourMoments = [n: number, shift: number, sum: number, sumSq: number, min: number, max: number];
+
+const N = 0;
+const SHIFT = 1;
+const SUM = 2;
+const SUM_SQ = 3;
+const MIN = 4;
+const MAX = 5;
 
 const moments: Aggregator<Reading, HourMoments> = {
-  init: () => ({ n: 0, shift: 0, sum: 0, sumSq: 0, min: 0, max: 0 }),
+  init: () => {
+    // A double in the literal makes the array hold unboxed doubles from the start (kW are rarely integers).
+    const acc: HourMoments = [0.5, 0, 0, 0, 0, 0];
+    acc[N] = 0;
+    return acc;
+  },
   add: (acc, r) => {
     const kw = r.kw!;
-    if (acc.n === 0) {
-      acc.shift = kw;
-      acc.min = kw;
-      acc.max = kw;
-    } else if (kw < acc.min) acc.min = kw;
-    else if (kw > acc.max) acc.max = kw;
-    const d = kw - acc.shift;
-    acc.n++;
-    acc.sum += d;
-    acc.sumSq += d * d;
+    if (acc[N] === 0) {
+      acc[SHIFT] = kw;
+      acc[MIN] = kw;
+      acc[MAX] = kw;
+    } else if (kw < acc[MIN]) acc[MIN] = kw;
+    else if (kw > acc[MAX]) acc[MAX] = kw;
+    const d = kw - acc[SHIFT];
+    acc[N]++;
+    acc[SUM] += d;
+    acc[SUM_SQ] += d * d;
     return acc;
   },
   merge: (a, b) => {
-    if (a.n === 0) return { ...b };
-    if (b.n === 0) return { ...a };
+    if (a[N] === 0) return [...b];
+    if (b[N] === 0) return [...a];
     // Re-base b's sums on a's shift: Σ(x−Ka) = Σ(x−Kb) + n·δ, Σ(x−Ka)² = Σ(x−Kb)² + 2δ·Σ(x−Kb) + n·δ².
-    const delta = b.shift - a.shift;
-    return {
-      n: a.n + b.n,
-      shift: a.shift,
-      sum: a.sum + b.sum + b.n * delta,
-      sumSq: a.sumSq + b.sumSq + 2 * delta * b.sum + b.n * delta * delta,
-      min: Math.min(a.min, b.min),
-      max: Math.max(a.max, b.max),
-    };
+    const delta = b[SHIFT] - a[SHIFT];
+    return [
+      a[N] + b[N],
+      a[SHIFT],
+      a[SUM] + b[SUM] + b[N] * delta,
+      a[SUM_SQ] + b[SUM_SQ] + 2 * delta * b[SUM] + b[N] * delta * delta,
+      Math.min(a[MIN], b[MIN]),
+      Math.max(a[MAX], b[MAX]),
+    ];
   },
 };
 
@@ -94,17 +101,17 @@ export function aggregateHourly(
     allowedLatenessMs: opts.allowedLatenessMs,
     aggregator: moments,
     result: ({ key, start, acc }) => {
-      const mean = acc.sum / acc.n;
-      const variance = acc.sumSq / acc.n - mean * mean;
+      const mean = acc[SUM] / acc[N];
+      const variance = acc[SUM_SQ] / acc[N] - mean * mean;
       return {
         meterId: key,
         neighborhood: registry.value.get(key)?.neighborhood ?? '',
         hour: start,
-        avgKw: acc.shift + mean,
-        minKw: acc.min,
-        maxKw: acc.max,
+        avgKw: acc[SHIFT] + mean,
+        minKw: acc[MIN],
+        maxKw: acc[MAX],
         stddevKw: variance > 0 ? Math.sqrt(variance) : 0,
-        count: acc.n,
+        count: acc[N],
       };
     },
   });

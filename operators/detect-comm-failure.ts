@@ -10,6 +10,7 @@ import {
   excludeFromAnalytics,
   hours,
   type OpenFault,
+  RING_TOTALS,
   raiseFault,
   ringArray,
   ringSlot,
@@ -28,10 +29,11 @@ export const COMM_MIN_OBSERVED_MS = DAY_MS;
 
 const FIELDS = 2;
 
-/** Per-meter state: 84 buckets of [rows, missing] — about 400–500 bytes of JSON for a 7-day window. */
+/**
+ * Per-meter state: up to 84 buckets of [rows, missing] — about 400–500 bytes of JSON for a 7-day window.
+ * The ring's `fs` is the meter's first row.
+ */
 interface CommState extends BucketRing, Cadence {
-  /** Event time of the meter's first row. */
-  fs: number;
   f: OpenFault | null;
 }
 
@@ -60,7 +62,7 @@ export function detectCommFailure(
   name = 'detectCommFailure',
 ): Transform<Reading, Reading> {
   const k = bucketCount(thresholds.rollingWindowMs);
-  const tot = k * FIELDS;
+  const tot = RING_TOTALS;
   const maxShare = thresholds.commMissingShare;
   return keyedProcess<Reading, Reading, CommState>(store, {
     name,
@@ -68,7 +70,7 @@ export function detectCommFailure(
     onElement: (ctx, r) => {
       let st = ctx.state;
       if (st === undefined) {
-        st = { hb: bucketOf(r.ts), r: ringArray(k, FIELDS), lt: r.ts, iv: 0, fs: r.ts, f: null };
+        st = { hb: bucketOf(r.ts), r: ringArray(FIELDS), fs: r.ts, lt: r.ts, iv: 0, f: null };
         ctx.state = st;
       }
       const step = r.ts - st.lt;
@@ -92,7 +94,7 @@ export function detectCommFailure(
         ring[tot + 1] += missing;
         const expected = ring[tot];
         const missed = ring[tot + 1];
-        const windowStart = ringWindowStart(st, k, st.fs);
+        const windowStart = ringWindowStart(st, k);
         const observed = r.ts + st.iv - windowStart;
         if (observed >= COMM_MIN_OBSERVED_MS) {
           const share = missed / expected;

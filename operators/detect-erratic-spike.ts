@@ -11,6 +11,7 @@ import {
   isMeasuredValue,
   KW_SCALE,
   type MomentRing,
+  RING_TOTALS,
   raiseFault,
   ringArray,
   ringSlot,
@@ -20,7 +21,7 @@ import {
 } from './fault-internals.js';
 import type { RuleProfile } from './rule-profile.js';
 
-/** Per-meter state: 84 buckets of [n, Σu, Σu²] — about 1.5–2 KB of JSON for a 7-day window. */
+/** Per-meter state: up to 84 buckets of [n, Σu, Σu²] — about 1.7 KB of JSON once a 7-day window is full. */
 type ErraticSpikeState = MomentRing;
 
 /**
@@ -55,7 +56,7 @@ export function detectErraticSpike(
   name = 'detectErraticSpike',
 ): Transform<Reading, Reading> {
   const k = bucketCount(thresholds.rollingWindowMs);
-  const tot = k * FIELDS;
+  const tot = RING_TOTALS;
   const { spikeSigmas, minWindowReadings } = thresholds;
   return keyedProcess<Reading, Reading, ErraticSpikeState>(store, {
     name,
@@ -64,7 +65,7 @@ export function detectErraticSpike(
       if (isMeasuredValue(r) && !isExcludedValue(r)) {
         let st = ctx.state;
         if (st === undefined) {
-          st = { hb: bucketOf(r.ts), r: ringArray(k, FIELDS), fs: r.ts };
+          st = { hb: bucketOf(r.ts), r: ringArray(FIELDS), fs: r.ts };
           ctx.state = st;
         }
         const off = ringSlot(st, k, FIELDS, r.ts);

@@ -12,6 +12,7 @@ import {
   KW_SCALE,
   type MomentRing,
   type OpenFault,
+  RING_TOTALS,
   raiseFault,
   ringArray,
   ringSlot,
@@ -21,7 +22,7 @@ import {
 } from './fault-internals.js';
 import type { RuleProfile } from './rule-profile.js';
 
-/** Per-meter state: 84 buckets of [n, Σu, Σu²] — about 1.5–2 KB of JSON for a 7-day window. */
+/** Per-meter state: up to 84 buckets of [n, Σu, Σu²] — about 1.7 KB of JSON once a 7-day window is full. */
 interface LowVarianceState extends MomentRing {
   f: OpenFault | null;
 }
@@ -50,7 +51,7 @@ export function detectLowVariance(
   name = 'detectLowVariance',
 ): Transform<Reading, Reading> {
   const k = bucketCount(thresholds.rollingWindowMs);
-  const tot = k * FIELDS;
+  const tot = RING_TOTALS;
   const { lowVarianceCv: maxCv, minWindowReadings } = thresholds;
   return keyedProcess<Reading, Reading, LowVarianceState>(store, {
     name,
@@ -59,7 +60,7 @@ export function detectLowVariance(
       if (isMeasuredValue(r) && !isExcludedValue(r)) {
         let st = ctx.state;
         if (st === undefined) {
-          st = { hb: bucketOf(r.ts), r: ringArray(k, FIELDS), fs: r.ts, f: null };
+          st = { hb: bucketOf(r.ts), r: ringArray(FIELDS), fs: r.ts, f: null };
           ctx.state = st;
         }
         const off = ringSlot(st, k, FIELDS, r.ts);
@@ -82,7 +83,7 @@ export function detectLowVariance(
                   ctx,
                   r.meterId,
                   'low_variance',
-                  ringWindowStart(st, k, st.fs),
+                  ringWindowStart(st, k),
                   r.ts,
                   {
                     cv: round(cv, 6),

@@ -22,13 +22,18 @@ export const NEIGHBORHOOD_MIN_HOURS = 24;
 const EVAL_TIMER = 'evaluate';
 
 /**
- * State per neighborhood: for each meter, its hourly mean kW over the window as a ring of W = window/1 h
- * slots (slot = hour mod W, null where the meter has no aggregate), plus the meters currently reported.
- * 72 slots × ~6 bytes ≈ 0.5 KB of JSON per meter for the 3-day default; a 50-meter neighborhood ≈ 25 KB.
+ * State per neighborhood: for each meter, its hourly mean over the window as a ring of W = window/1 h
+ * slots, plus the meters currently reported. A slot holds round(mean kW × 10⁴) — an integer, a third
+ * shorter in JSON than the 4-decimal kW it stands for — or null where the meter has no aggregate. Hour
+ * `h` lives at slot (h − h0) mod W, counted from the neighborhood's first hour, so a series grows from
+ * there as hours arrive instead of starting as W nulls; a slot past a series' end is empty.
+ * 72 slots × ~5 bytes ≈ 0.4 KB of JSON per meter for the 3-day default; a 50-meter neighborhood ≈ 20 KB.
  */
 interface NeighborhoodState {
   /** Epoch hour one past the newest hour held; the ring holds hours [end − W, end). */
   end: number;
+  /** Epoch hour of the neighborhood's first aggregate: the ring's origin. */
+  h0: number;
   m: Record<string, (number | null)[]>;
   /** Open outlier faults by meter. */
   o: Record<string, OpenFault>;
@@ -82,6 +87,13 @@ export function detectNeighborhoodOutlier(
     lowVarianceCv,
   } = thresholds;
   const minHours = Math.min(NEIGHBORHOOD_MIN_HOURS, w);
+  /** Slot of epoch hour `h`; hours before the origin (still in the window) wrap like any other. */
+  const slotOf = (st: NeighborhoodState, h: number): number => (((h - st.h0) % w) + w) % w;
+  /** kW of a slot's value (exactly the 4-decimal value the slot was rounded to), or null. */
+  const kwAt = (series: (number | null)[], slot: number): number | null => {
+    const u = series[slot];
+    return u === null || u === undefined ? null : u / KW_SCALE;
+  };
 
   const evaluate = (
     ctx: KeyedContext<FaultEvent, NeighborhoodState>,
@@ -105,8 +117,8 @@ export function detectNeighborhoodOutlier(
       let sum = 0;
       let sumSq = 0;
       for (let h = lo; h < hi; h++) {
-        const v = series[h % w];
-        if (v === null || v === undefined) continue;
+        const v = kwAt(series, slotOf(st, h));
+        if (v === null) continue;
         n += 1;
         sum += v;
         sumSq += v * v;
@@ -124,8 +136,8 @@ export function detectNeighborhoodOutlier(
     for (const id of judged) {
       const series = st.m[id]!;
       for (let h = lo; h < hi; h++) {
-        const v = series[h % w];
-        if (v === null || v === undefined) continue;
+        const v = kwAt(series, slotOf(st, h));
+        if (v === null) continue;
         total[h - lo] += v;
         count[h - lo] += 1;
       }
@@ -138,9 +150,9 @@ export function detectNeighborhoodOutlier(
       let first = -1;
       let last = -1;
       for (let h = lo; h < hi; h++) {
-        const v = series[h % w];
+        const v = kwAt(series, slotOf(st, h));
         const i = h - lo;
-        if (v === null || v === undefined || count[i] < 2) continue;
+        if (v === null || count[i] < 2) continue;
         x[pairs] = v;
         y[pairs] = (total[i] - v) / (count[i] - 1);
         pairs += 1;
@@ -198,7 +210,7 @@ export function detectNeighborhoodOutlier(
       const hour = Math.floor(h.hour / HOUR_MS);
       let st = ctx.state;
       if (st === undefined) {
-        st = { end: hour + 1, m: {}, o: {}, ev: 0 };
+        st = { end: hour + 1, h0: hour, m: {}, o: {}, ev: 0 };
         ctx.state = st;
       }
       const pending = st.ev;
@@ -214,20 +226,24 @@ export function detectNeighborhoodOutlier(
       if (hour >= st.end) {
         const steps = Math.min(hour + 1 - st.end, w);
         for (const series of Object.values(st.m)) {
-          for (let j = 0; j < steps; j++) series[(st.end + j) % w] = null;
+          for (let j = 0; j < steps; j++) {
+            const slot = slotOf(st, st.end + j);
+            if (slot < series.length) series[slot] = null;
+          }
         }
         st.end = hour + 1;
       } else if (hour < st.end - w) return; // older than the window: it can no longer count
       let series = st.m[h.meterId];
       if (series === undefined) {
-        series = new Array<number | null>(w).fill(null);
+        series = [];
         st.m[h.meterId] = series;
       }
+      const slot = slotOf(st, hour);
+      while (series.length < slot) series.push(null);
       // A flat hour (every reading identical: a zero or stuck run not yet detected) is the zero and stuck
       // rules' evidence; correlating it would report the same dead meter again as an outlier.
       // Kept to 0.0001 kW like the readings: a mean of 4-decimal values printed in full is 3× the JSON.
-      series[hour % w] =
-        h.count >= 2 && h.minKw === h.maxKw ? null : Math.round(h.avgKw * KW_SCALE) / KW_SCALE;
+      series[slot] = h.count >= 2 && h.minKw === h.maxKw ? null : Math.round(h.avgKw * KW_SCALE);
       const dayEnd = (Math.floor(h.hour / DAY_MS) + 1) * DAY_MS;
       // A pane of a day already judged joins the next judgement instead of re-judging the past.
       if (dayEnd > ctx.watermark && (st.ev === 0 || dayEnd < st.ev)) {

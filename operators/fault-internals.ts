@@ -194,17 +194,25 @@ export function bucketCount(windowMs: number): number {
 }
 
 /**
- * A ring of `k` buckets of `f` numeric fields each, followed by the `f` running totals, all in ONE plain
- * array: the detectors touch a different meter at every reading, and each separate heap object is another
- * cache miss. Bucket `b` (= floor(ts / BUCKET_MS)) lives at `(b mod k)·f`, the totals at `k·f`; advancing
- * to a newer bucket empties the slots of the buckets that left the window.
+ * A ring of `k` buckets of `f` numeric fields each, after the `f` running totals, all in ONE plain array:
+ * the detectors touch a different meter at every reading, and each separate heap object is another cache
+ * miss. The ring's origin is the bucket of its first reading (`fs`): bucket `b` lives at
+ * `f + ((b − origin) mod k)·f`, so the array grows bucket by bucket from its first reading instead of
+ * starting as k·f zeros — a meter's first days are checkpointed without the empty rest of its window
+ * (a 7-day ring a day old is ~40 % of the full one). A slot past the end of the array is an empty bucket.
+ * Advancing to a newer bucket empties the slots of the buckets that left the window.
  */
 export interface BucketRing {
   /** Index of the newest bucket. */
   hb: number;
-  /** k × f bucket fields (bucket-major), then f totals. */
+  /** f totals, then the buckets' fields (bucket-major), as far as the ring has reached. */
   r: number[];
+  /** Event time of the first reading the ring took: its bucket is the ring's origin. */
+  fs: number;
 }
+
+/** Offset of the running totals in `BucketRing.r`. */
+export const RING_TOTALS = 0;
 
 /** Index of the bucket holding `ts`. */
 export function bucketOf(ts: number): number {
@@ -212,12 +220,13 @@ export function bucketOf(ts: number): number {
 }
 
 /**
- * The empty `r` array of a ring of `k` buckets of `fields` fields. Detectors build their state as ONE
- * object literal with every field (`{ hb: bucketOf(ts), r: ringArray(k, f), …, f: null }`): spreading a
- * helper's object and adding fields would put them out of line, another cache miss per reading.
+ * The `r` array of a new ring of `fields` fields: the totals only. Detectors build their state as ONE
+ * object literal with every field (`{ hb: bucketOf(ts), r: ringArray(f), fs: ts, …, f: null }`):
+ * spreading a helper's object and adding fields would put them out of line, another cache miss per
+ * reading.
  */
-export function ringArray(k: number, fields: number): number[] {
-  return zeros((k + 1) * fields);
+export function ringArray(fields: number): number[] {
+  return zeros(fields);
 }
 
 /**
@@ -240,31 +249,46 @@ function zeros(n: number): number[] {
 export function ringSlot(ring: BucketRing, k: number, fields: number, ts: number): number {
   const b = Math.floor(ts / BUCKET_MS);
   const hb = ring.hb;
+  const r = ring.r;
+  // hb ≥ origin, and a bucket in the window is newer than hb − k: every position below is in [0, k).
+  const origin = Math.floor(ring.fs / BUCKET_MS);
   if (b > hb) {
-    const r = ring.r;
-    const tot = k * fields;
     const expired = Math.min(b - hb, k);
     let exact = true;
-    for (let i = 0; i < fields; i++) if (!(r[tot + i] <= Number.MAX_SAFE_INTEGER)) exact = false;
+    for (let i = 0; i < fields; i++) if (!(r[i] <= Number.MAX_SAFE_INTEGER)) exact = false;
     for (let j = 1; j <= expired; j++) {
-      const off = ((hb + j) % k) * fields;
+      const off = fields + ((hb + j - origin) % k) * fields;
+      if (off >= r.length) continue; // never reached: empty
       for (let i = 0; i < fields; i++) {
-        r[tot + i] -= r[off + i];
+        r[i] -= r[off + i];
         r[off + i] = 0;
       }
     }
     ring.hb = b;
-    if (!exact) {
-      for (let i = 0; i < fields; i++) r[tot + i] = 0;
-      for (let off = 0; off < tot; off += fields) for (let i = 0; i < fields; i++) r[tot + i] += r[off + i];
-    }
+    if (!exact) recomputeTotals(r, k, fields, origin);
   } else if (b <= hb - k) return -1;
-  return (b % k) * fields;
+  const off = fields + ((b - origin + k) % k) * fields;
+  while (r.length < off + fields) r.push(0);
+  return off;
 }
 
-/** Start of the window the ring covers now: the oldest bucket's start, or `since` if later. */
-export function ringWindowStart(ring: BucketRing, k: number, since: number): number {
-  return Math.max(since, (ring.hb - k + 1) * BUCKET_MS);
+/**
+ * Totals summed afresh, bucket by bucket in the order of `b mod k` (the order the ring always summed
+ * them in): sums past 2^53 round, and the same order keeps the same result.
+ */
+function recomputeTotals(r: number[], k: number, fields: number, origin: number): void {
+  for (let i = 0; i < fields; i++) r[i] = 0;
+  const shift = origin % k;
+  for (let slot = 0; slot < k; slot++) {
+    const off = fields + ((slot - shift + k) % k) * fields;
+    if (off >= r.length) continue;
+    for (let i = 0; i < fields; i++) r[i] += r[off + i];
+  }
+}
+
+/** Start of the window the ring covers now: the oldest bucket's start, or the ring's first reading if later. */
+export function ringWindowStart(ring: BucketRing, k: number): number {
+  return Math.max(ring.fs, (ring.hb - k + 1) * BUCKET_MS);
 }
 
 /**
@@ -274,14 +298,11 @@ export function ringWindowStart(ring: BucketRing, k: number, since: number): num
  * noise passing for "low variance"), and σ² = (n·Σu² − (Σu)²)/n² loses nothing to cancellation that
  * matters: even at CV 10⁻⁴ the relative error of σ² is below 10⁻⁶.
  */
-export interface MomentRing extends BucketRing {
-  /** Event time of the first reading the ring ever took (the window's start until it is full). */
-  fs: number;
-}
+export type MomentRing = BucketRing;
 
 export const MOMENT_FIELDS = 3;
 
-/** Adds reading `u` (kW × 10⁴) at slot `off` returned by {@link ringSlot}; `tot` = k·3, the totals. */
+/** Adds reading `u` (kW × 10⁴) at slot `off` returned by {@link ringSlot}; `tot`: the totals' offset. */
 export function addMoment(r: number[], off: number, tot: number, u: number): void {
   const uu = u * u;
   r[off] += 1;

@@ -13,25 +13,28 @@ const SILENCE_TIMER = 'silence';
  */
 const LONGER_CADENCE_RUN = 8;
 
-/** Per-meter state: a handful of numbers, whatever the meter's history. */
+/**
+ * Per-meter state: a handful of numbers, whatever the meter's history. Two-letter names: 50,000 meters'
+ * worth of this object is written at every checkpoint.
+ */
 interface GapState {
   /** Event time of the meter's last reading (NULL readings included). */
-  lastTs: number;
+  lt: number;
   /** Its kW; null when it was a NULL or over-limit reading, so no interpolation starts from it. */
-  lastKw: number | null;
-  /** The meter's cadence: the profile default until its data shows one (see `fillGaps`). */
-  intervalMs: number;
+  lk: number | null;
+  /** The meter's cadence, the profile default until its data shows one (see `fillGaps`). */
+  iv: number;
   /** The cadence was seen in the data rather than assumed from the profile. */
-  cadenceSeen: boolean;
-  /** The previous delta between readings, and how many deltas in a row had that length. */
-  lastDeltaMs: number;
-  deltaRun: number;
+  cs: boolean;
+  /** The previous delta between readings, and how many deltas in a row had it. */
+  ld: number;
+  dr: number;
   /** NULL readings in a row up to the last reading. */
-  nulls: number;
+  nu: number;
   /** When the silence timer is set for, or 0 when none is set. */
-  silenceTimerAt: number;
-  /** The critical alert for the current silence has been raised (by the timer or by a reading). */
-  extendedAlerted: boolean;
+  sa: number;
+  /** The critical alert for the current silence was raised (by the timer or a reading). */
+  ea: boolean;
 }
 
 /**
@@ -79,22 +82,22 @@ export function fillGaps(
 ): Transform<Reading, Reading> {
   const { defaultIntervalMs, interpolateBelowMs, extendedFromMs, maxConsecutiveNulls } = thresholds;
 
-  const deadlineOf = (s: GapState): number => s.lastTs + s.intervalMs + extendedFromMs;
+  const deadlineOf = (s: GapState): number => s.lt + s.iv + extendedFromMs;
 
   const extendedAlert = (meterId: string, s: GapState): Alert => ({
     severity: 'critical',
     kind: 'missing_extended',
     meterId,
     ts: deadlineOf(s),
-    message: `meter ${meterId} sent no reading for ${hours(extendedFromMs)} h after ${canonicalTimestamp(s.lastTs)}`,
+    message: `meter ${meterId} sent no reading for ${hours(extendedFromMs)} h after ${canonicalTimestamp(s.lt)}`,
   });
 
   const armSilence = (ctx: KeyedContext<Reading, GapState>, s: GapState): void => {
     const deadline = deadlineOf(s);
     // Only an earlier deadline needs the timer moved (the cadence got shorter); a later one re-arms on firing.
-    if (s.silenceTimerAt === 0 || deadline < s.silenceTimerAt) {
+    if (s.sa === 0 || deadline < s.sa) {
       ctx.setTimer(SILENCE_TIMER, deadline);
-      s.silenceTimerAt = deadline;
+      s.sa = deadline;
     }
   };
 
@@ -105,15 +108,15 @@ export function fillGaps(
     curKw: number | null,
     missing: number,
   ): void => {
-    const interval = s.intervalMs;
+    const interval = s.iv;
     const gapMs = missing * interval;
-    const prevTs = s.lastTs;
-    const prevKw = s.lastKw;
+    const prevTs = s.lt;
+    const prevKw = s.lk;
     let status: Reading['status'] = 'missing';
     let flag: ReadingFlag | undefined;
     if (gapMs >= extendedFromMs) {
       flag = 'missing_extended';
-      if (!s.extendedAlerted) ctx.tag(ALERTS, extendedAlert(cur.meterId, s));
+      if (!s.ea) ctx.tag(ALERTS, extendedAlert(cur.meterId, s));
     } else if (gapMs >= interpolateBelowMs) {
       flag = 'missing_short';
       ctx.tag(ALERTS, {
@@ -163,45 +166,45 @@ export function fillGaps(
       const s = ctx.state;
       if (s === undefined) {
         const fresh: GapState = {
-          lastTs: r.ts,
-          lastKw: interpolationValue(r),
-          intervalMs: defaultIntervalMs,
-          cadenceSeen: false,
-          lastDeltaMs: 0,
-          deltaRun: 0,
-          nulls: r.kw === null ? 1 : 0,
-          silenceTimerAt: 0,
-          extendedAlerted: false,
+          lt: r.ts,
+          lk: interpolationValue(r),
+          iv: defaultIntervalMs,
+          cs: false,
+          ld: 0,
+          dr: 0,
+          nu: r.kw === null ? 1 : 0,
+          sa: 0,
+          ea: false,
         };
         ctx.state = fresh;
         armSilence(ctx, fresh);
         ctx.emit(r);
         return;
       }
-      const delta = r.ts - s.lastTs;
+      const delta = r.ts - s.lt;
       if (delta <= 0) {
         ctx.emit(r);
         return;
       }
       inferCadence(s, delta);
-      const missing = Math.round(delta / s.intervalMs) - 1;
+      const missing = Math.round(delta / s.iv) - 1;
       const kw = interpolationValue(r);
       if (missing > 0) fill(ctx, s, r, kw, missing);
       if (r.kw === null) {
-        s.nulls++;
-        if (s.nulls === maxConsecutiveNulls + 1) {
+        s.nu++;
+        if (s.nu === maxConsecutiveNulls + 1) {
           ctx.tag(ALERTS, {
             severity: 'warning',
             kind: 'connectivity',
             meterId: r.meterId,
             ts: r.ts,
-            message: `meter ${r.meterId} sent ${s.nulls} NULL readings in a row up to ${canonicalTimestamp(r.ts)}`,
+            message: `meter ${r.meterId} sent ${s.nu} NULL readings in a row up to ${canonicalTimestamp(r.ts)}`,
           });
         }
-      } else s.nulls = 0;
-      s.lastTs = r.ts;
-      s.lastKw = kw;
-      s.extendedAlerted = false;
+      } else s.nu = 0;
+      s.lt = r.ts;
+      s.lk = kw;
+      s.ea = false;
       armSilence(ctx, s);
       ctx.emit(r);
     },
@@ -211,12 +214,12 @@ export function fillGaps(
       const deadline = deadlineOf(s);
       if (deadline > timer.time) {
         ctx.setTimer(SILENCE_TIMER, deadline);
-        s.silenceTimerAt = deadline;
+        s.sa = deadline;
         return;
       }
-      s.silenceTimerAt = 0;
-      if (!s.extendedAlerted) {
-        s.extendedAlerted = true;
+      s.sa = 0;
+      if (!s.ea) {
+        s.ea = true;
         ctx.tag(ALERTS, extendedAlert(ctx.key, s));
       }
     },
@@ -234,12 +237,12 @@ function interpolationValue(r: Reading): number | null {
 }
 
 function inferCadence(s: GapState, delta: number): void {
-  s.deltaRun = delta === s.lastDeltaMs ? s.deltaRun + 1 : 1;
-  s.lastDeltaMs = delta;
-  if (delta === s.intervalMs) s.cadenceSeen = true;
-  else if (s.deltaRun >= (s.cadenceSeen && delta > s.intervalMs ? LONGER_CADENCE_RUN : 2)) {
-    s.intervalMs = delta;
-    s.cadenceSeen = true;
+  s.dr = delta === s.ld ? s.dr + 1 : 1;
+  s.ld = delta;
+  if (delta === s.iv) s.cs = true;
+  else if (s.dr >= (s.cs && delta > s.iv ? LONGER_CADENCE_RUN : 2)) {
+    s.iv = delta;
+    s.cs = true;
   }
 }
 

@@ -116,17 +116,32 @@ describe('dedupeReadings horizon', () => {
     expect(out.main).toHaveLength(3);
   });
 
-  it('keeps state per meter bounded by the horizon and plain JSON', () => {
+  it('keeps state per meter bounded by the horizon and plain JSON, times as offsets from the oldest', () => {
     const store = new StateStore();
     const day = Array.from({ length: 96 * 3 }, (_, i) => at(T0 + i * INTERVAL));
     runBatch(dedupeReadings(store, { horizonMs: HORIZON }, 'dd'), day);
-    const state = store
-      .keyed<{ ts: number[]; kw: (number | null)[]; maxTs: number }>('dd')
-      .get('MTR-000001')!;
-    expect(state.ts).toHaveLength(HORIZON / INTERVAL + 1);
-    expect(state.kw).toHaveLength(HORIZON / INTERVAL + 1);
-    expect(state.maxTs).toBe(T0 + (96 * 3 - 1) * INTERVAL);
+    const state = store.keyed<{ b: number; t: number[]; k: (number | null)[] }>('dd').get('MTR-000001')!;
+    const kept = HORIZON / INTERVAL + 1;
+    const newest = T0 + (96 * 3 - 1) * INTERVAL;
+    expect(state.b).toBe(newest - HORIZON);
+    expect(state.t).toEqual(Array.from({ length: kept }, (_, i) => i * INTERVAL));
+    expect(state.k).toHaveLength(kept);
     expect(JSON.parse(JSON.stringify(state))).toEqual(state);
+  });
+
+  it('re-bases on the new reading when a silence longer than the horizon empties the state', () => {
+    const store = new StateStore();
+    const late = T0 + 10 * HORIZON;
+    const out = runBatch(dedupeReadings(store, { horizonMs: HORIZON }, 'dd'), [
+      at(T0),
+      at(T0 + INTERVAL),
+      at(late),
+      at(late, 2),
+      at(T0 + INTERVAL),
+    ]);
+    expect(out.main.map((r) => r.ts)).toEqual([T0, T0 + INTERVAL, late, T0 + INTERVAL]);
+    expect(out.tagged(QUARANTINE).map((q) => q.reasons)).toEqual([['conflicting_duplicate']]);
+    expect(store.keyed('dd').get('MTR-000001')).toEqual({ b: late, t: [0], k: [1] });
   });
 
   it('resumed from a serialized checkpoint, emits exactly what an uninterrupted run does', () => {

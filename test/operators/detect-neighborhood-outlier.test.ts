@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { from } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { type FlowEvent, StateStore } from '../../core/index.js';
+import { deserializeSnapshot, type FlowEvent, StateStore, serializeSnapshot } from '../../core/index.js';
 import { detectNeighborhoodOutlier } from '../../operators/detect-neighborhood-outlier.js';
 import { ALERTS } from '../../operators/outputs.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
@@ -205,8 +205,57 @@ describe('detectNeighborhoodOutlier over days', () => {
       );
     const state = store.keyed<{ m: Record<string, unknown[]> }>('detectNeighborhoodOutlier').get('north-01')!;
     expect(Object.values(state.m).every((series) => series.length === 72)).toBe(true);
+    expect(Object.values(state.m).every((series) => series.every(Number.isInteger))).toBe(true);
     expect(sizes.at(-1)).toBeLessThan(6 * 72 * 22);
     expect(sizes.at(-1)! - sizes[10]!).toBeLessThan(100);
+  });
+});
+
+describe('detectNeighborhoodOutlier state', () => {
+  type State = { end: number; h0: number; m: Record<string, (number | null)[]> };
+  const stateOf = (store: StateStore) => store.keyed<State>('detectNeighborhoodOutlier').get('north-01')!;
+
+  it('holds hourly means as integers of 0.0001 kW, each series growing from the first hour', () => {
+    const store = new StateStore();
+    const flat = { ...hourly('MTR-B', T0 + 9 * HOUR, 2), minKw: 2, maxKw: 2 };
+    run(outliers(store), [
+      data(
+        hourly('MTR-A', T0 + 5 * HOUR, 1.23456),
+        hourly('MTR-A', T0 + 7 * HOUR, 0.5),
+        hourly('MTR-B', T0 + 8 * HOUR, 2),
+        flat,
+      ),
+    ]);
+    const st = stateOf(store);
+    expect(st.h0).toBe(T0 / HOUR + 5);
+    expect(st.m).toEqual({ 'MTR-A': [12346, null, 5000], 'MTR-B': [null, null, null, 20000, null] });
+  });
+
+  it('an hour before the first one, still in the window, takes the slot its time wraps to', () => {
+    const store = new StateStore();
+    run(outliers(store), [data(hourly('MTR-A', T0 + 5 * HOUR, 1), hourly('MTR-A', T0 + 3 * HOUR, 2))]);
+    const series = stateOf(store).m['MTR-A']!;
+    expect(series).toHaveLength(71);
+    expect(series[0]).toBe(10000);
+    expect(series[70]).toBe(20000);
+    expect(series.slice(1, 70).every((v) => v === null)).toBe(true);
+  });
+
+  it('a run resumed from a serialized snapshot at any cut emits what an uninterrupted run does', () => {
+    const events: FlowEvent<HourlyConsumption>[] = [];
+    for (let d = 0; d < 6; d++) {
+      const day = neighborhood(d < 3 ? 0.1 : 0.95, { from: d * 24 });
+      events.push(data(...day.slice(0, 70)), data(...day.slice(70)), wm(T0 + (d + 1) * DAY));
+    }
+    const uninterrupted = run(outliers(), events);
+    expect(faults(uninterrupted).map((f) => JSON.parse(f.evidence).status)).toEqual(['active', 'cleared']);
+    for (const cut of [1, 2, 4, 8, 12, events.length - 1]) {
+      const first = new StateStore();
+      const before = run(outliers(first), events.slice(0, cut));
+      const resumed = new StateStore();
+      resumed.restore(deserializeSnapshot(serializeSnapshot(first.snapshot())));
+      expect([...before, ...run(outliers(resumed), events.slice(cut))]).toEqual(uninterrupted);
+    }
   });
 });
 

@@ -24,8 +24,10 @@ import {
   bucketOf,
   excludeFromAnalytics,
   observeCadence,
+  RING_TOTALS,
   ringArray,
   ringSlot,
+  ringWindowStart,
 } from '../../operators/fault-internals.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
 import type { Reading } from '../../schemas/reading.js';
@@ -81,25 +83,57 @@ describe('fault internals', () => {
   it('rolls a bucket ring: expired buckets leave the totals, too-old readings get no slot', () => {
     const k = bucketCount(6 * HOUR); // 3 buckets
     expect(k).toBe(3);
-    const ring = { hb: bucketOf(T0), r: ringArray(k, 1) };
+    const ring = { hb: bucketOf(T0), r: ringArray(1), fs: T0 };
     const add = (ts: number) => {
       const off = ringSlot(ring, k, 1, ts);
       if (off >= 0) {
         ring.r[off]! += 1;
-        ring.r[k]! += 1;
+        ring.r[RING_TOTALS]! += 1;
       }
       return off;
     };
     add(T0);
     add(T0 + BUCKET_MS);
     add(T0 + 2 * BUCKET_MS);
-    expect(ring.r[k]).toBe(3);
+    expect(ring.r[RING_TOTALS]).toBe(3);
     add(T0 + 3 * BUCKET_MS); // the first bucket leaves
-    expect(ring.r[k]).toBe(3);
+    expect(ring.r[RING_TOTALS]).toBe(3);
     expect(add(T0)).toBe(-1);
     add(T0 + 10 * BUCKET_MS); // everything leaves
-    expect(ring.r[k]).toBe(1);
-    expect(ring.r).toEqual([0, 1, 0, 1]);
+    expect(ring.r[RING_TOTALS]).toBe(1);
+    // Totals, then the buckets counted from the first reading's: T0 + 10 buckets is position 10 mod 3 = 1.
+    expect(ring.r).toEqual([1, 0, 1, 0]);
+  });
+
+  it('grows a ring bucket by bucket from its first reading, and wraps once the window is full', () => {
+    const k = 4;
+    const start = T0 + 5 * BUCKET_MS; // not a multiple of k buckets: the origin is the first reading's bucket
+    const ring = { hb: bucketOf(start), r: ringArray(2), fs: start + 60_000 };
+    expect(ring.r).toEqual([0, 0]);
+    expect(ringSlot(ring, k, 2, start + 60_000)).toBe(2);
+    expect(ring.r).toHaveLength(4);
+    expect(ringSlot(ring, k, 2, start + 2 * BUCKET_MS)).toBe(6);
+    expect(ring.r).toHaveLength(8); // the skipped bucket is an empty slot
+    expect(ringSlot(ring, k, 2, start + 4 * BUCKET_MS)).toBe(2); // wraps onto the first bucket's slot
+    expect(ring.r).toHaveLength(8);
+    // A bucket before the first reading's, still inside the window, gets the slot its time maps to.
+    expect(ringSlot(ring, k, 2, start + 2 * BUCKET_MS - 1)).toBe(4);
+    expect(ringWindowStart(ring, k)).toBe(start + BUCKET_MS);
+  });
+
+  it('a grown ring keeps exact totals past 2^53 by summing its buckets afresh', () => {
+    const k = 3;
+    const ring = { hb: bucketOf(T0), r: ringArray(1), fs: T0 };
+    const add = (ts: number, v: number) => {
+      const off = ringSlot(ring, k, 1, ts);
+      ring.r[off]! += v;
+      ring.r[RING_TOTALS]! += v;
+    };
+    add(T0, 2 ** 53);
+    add(T0 + BUCKET_MS, 3);
+    add(T0 + 2 * BUCKET_MS, 5);
+    add(T0 + 3 * BUCKET_MS, 7); // the 2^53 bucket leaves; totals past 2^53 were rounded, so they are re-summed
+    expect(ring.r[RING_TOTALS]).toBe(15);
   });
 
   it('flags a reading fault_excluded once, however many faults are active', () => {

@@ -12,7 +12,7 @@ import { orderByEventTime } from '../../operators/order-by-event-time.js';
 import { QUARANTINE } from '../../operators/outputs.js';
 import type { QuarantineRecord, Reading } from '../../schemas/reading.js';
 import { data, testScheduler, wm } from '../core/helpers.js';
-import { INTERVAL, MINUTE, PROCESSED_AT, quarantined, reading, T0 } from './fixtures.js';
+import { DAY, HOUR, INTERVAL, MINUTE, PROCESSED_AT, quarantined, reading, T0 } from './fixtures.js';
 
 const at = (meterId: string, k: number, kw = 1): Reading =>
   reading({ meterId, ts: T0 + k * INTERVAL, kw, rawValue: String(kw) });
@@ -128,6 +128,145 @@ describe('orderByEventTime state', () => {
       ['M2', { last: T0 }],
     ]);
     expect(snap.values['orderByEventTime/pending']).toEqual([]);
+  });
+
+  it('releases the very reading objects it took while it runs', () => {
+    const first = at('M1', 1);
+    const second = at('M1', 0);
+    const out = run(new StateStore(), [data(first, second), wm(T0 + 2 * INTERVAL)]);
+    const released = out.flatMap((e) => (e.kind === 'data' ? e.items : []));
+    expect(released).toHaveLength(2);
+    expect(released[0]).toBe(second);
+    expect(released[1]).toBe(first);
+  });
+
+  it('checkpoints pending readings as columns, the fields most readings share once per minute', () => {
+    const store = new StateStore();
+    run(store, [
+      data(at('M1', 1, 2.5), at('M2', 1, 3), reading({ meterId: 'M3', ts: T0 + INTERVAL + 30_000 })),
+    ]);
+    const text = store.serialize();
+    expect(text).not.toContain('"meterId"');
+    const [bucket, ...rest] = JSON.parse(text).values['orderByEventTime/pending'];
+    expect(rest).toEqual([]);
+    const ids = 'test-record';
+    expect(bucket).toEqual({
+      s: T0 + INTERVAL,
+      g: [
+        {
+          // meterId, rawValue, rawUnit, recordId, source
+          r: ['M1', '2.5', 'kW', ids, 'test', 'M2', '3', 'kW', ids, 'test', 'M3', '1', 'kW', ids, 'test'],
+          // ts − s, kW, shared fields
+          n: [0, 2.5, 0, 0, 3, 0, 30_000, 1, 0],
+        },
+      ],
+      p: [
+        {
+          status: 'measured',
+          flags: [],
+          warnings: 0,
+          qualityScore: 100,
+          qualityTier: 'premium',
+          grade: 'A',
+          peakClass: 'standard',
+          season: 'spring',
+          processedAt: PROCESSED_AT,
+          pipelineVersion: 'test',
+          nk: false,
+        },
+      ],
+    });
+  });
+
+  it('a restored worker releases readings equal to those it took, receivedAt and distinct flags included', () => {
+    // As parsing leaves them: receivedAt still on board; a NULL reading and a backdated one among them.
+    const parsed = (r: Reading): Reading => Object.assign(r, { receivedAt: T0 + HOUR });
+    const taken = [
+      parsed(at('M1', 1, 2.5)),
+      parsed(
+        reading({
+          meterId: 'M2',
+          ts: T0 + INTERVAL + 10_000,
+          kw: null,
+          rawValue: '',
+          flags: ['MISSING_READING'],
+        }),
+      ),
+      parsed(
+        reading({
+          meterId: 'M3',
+          ts: T0 + INTERVAL + 40_000,
+          kw: null,
+          rawValue: '',
+          flags: ['MISSING_READING'],
+        }),
+      ),
+      reading({
+        meterId: 'M4',
+        ts: T0 + INTERVAL + 20_000,
+        flags: ['backdated'],
+        warnings: 1,
+        processedAt: 7,
+      }),
+      parsed(at('M5', 1, 4)),
+    ];
+    const expected = taken.map((r) => structuredClone(r));
+    const first = new StateStore();
+    run(first, [data(...taken)]);
+    const resumed = new StateStore();
+    resumed.restore(deserializeSnapshot(serializeSnapshot(first.snapshot())));
+    // The watermark falls inside the minute: the restored bucket is split too.
+    const out = run(resumed, [wm(T0 + INTERVAL + 30_000), wm(T0 + DAY)]);
+    const batches = out.flatMap((e) => (e.kind === 'data' ? [e.items] : []));
+    expect(batches).toEqual([[expected[0], expected[4], expected[1], expected[3]], [expected[2]]]);
+    const [m1, m5, m2, m4] = batches[0]!;
+    expect(Object.keys(m1!)).toEqual([
+      'meterId',
+      'ts',
+      'kw',
+      'rawValue',
+      'rawUnit',
+      'status',
+      'flags',
+      'warnings',
+      'qualityScore',
+      'qualityTier',
+      'grade',
+      'peakClass',
+      'season',
+      'recordId',
+      'source',
+      'processedAt',
+      'pipelineVersion',
+      'receivedAt',
+    ]);
+    expect(m4).not.toHaveProperty('receivedAt');
+    expect(m1!.flags).not.toBe(m5!.flags);
+    expect(m2!.flags).not.toBe(batches[1]![0]!.flags);
+  });
+
+  it('a minute of thousands of meters spans several segments, live and restored alike', () => {
+    const many = (from: number, to: number) =>
+      Array.from({ length: to - from }, (_, i) =>
+        reading({ meterId: `M${from + i}`, ts: T0 + ((from + i) % 60) * 1000, kw: from + i }),
+      );
+    const events: FlowEvent<Reading>[] = [
+      data(...many(0, 1500)),
+      data(...many(1500, 2600)),
+      wm(T0 + 30_000),
+      data(...many(2600, 3000)),
+      wm(T0 + MINUTE),
+    ];
+    const uninterrupted = run(new StateStore(), events);
+    const released = uninterrupted.flatMap((e) => (e.kind === 'data' ? e.items : []));
+    expect(released).toHaveLength(3000);
+    for (const cut of [1, 2, 3, 4]) {
+      const first = new StateStore();
+      const before = run(first, events.slice(0, cut));
+      const resumed = new StateStore();
+      resumed.restore(deserializeSnapshot(first.serialize()));
+      expect([...before, ...run(resumed, events.slice(cut))]).toEqual(uninterrupted);
+    }
   });
 
   it('a run resumed from a serialized snapshot at any cut emits what an uninterrupted run does', () => {
