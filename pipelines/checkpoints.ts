@@ -63,6 +63,7 @@ interface CheckpointManifest {
   readonly seq: number;
   readonly position: Json;
   readonly totals: RunTotals;
+  readonly stateFormat?: string;
   readonly chunks: ChunkSet;
 }
 
@@ -171,7 +172,13 @@ export function kvCheckpointStore(
         );
       }
       committed = set;
-      return { seq: parsed.seq, position: parsed.position, totals: parsed.totals, state };
+      return {
+        seq: parsed.seq,
+        position: parsed.position,
+        totals: parsed.totals,
+        state,
+        ...(parsed.stateFormat === undefined ? {} : { stateFormat: parsed.stateFormat }),
+      };
     },
 
     async save(checkpoint) {
@@ -198,6 +205,7 @@ export function kvCheckpointStore(
         seq: checkpoint.seq,
         position: checkpoint.position,
         totals: checkpoint.totals,
+        ...(checkpoint.stateFormat === undefined ? {} : { stateFormat: checkpoint.stateFormat }),
         chunks: set,
       };
       const result = await kv.compareAndSet(key, JSON.stringify(manifest), revision);

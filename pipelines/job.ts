@@ -14,7 +14,7 @@ import { parseRegistryCsv } from '../operators/registry.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
 import type { Alert } from '../schemas/reading.js';
 import { fileCheckpointStore } from './checkpoints.js';
-import { meterQualityGraph } from './meter-quality.js';
+import { METER_QUALITY_STATE_FORMAT, meterQualityGraph } from './meter-quality.js';
 import { type OpsAlertThresholds, opsAlertsObserver } from './ops-alerts.js';
 import { combineObservers } from './run-observers.js';
 import {
@@ -188,6 +188,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       checkpoints,
       store,
       connect,
+      stateFormat: METER_QUALITY_STATE_FORMAT,
       untilIdle: config.untilIdle,
       flushRows: config.flushRows ?? JOB_DEFAULTS.flushRows,
       flushIntervalMs: config.flushIntervalMs ?? JOB_DEFAULTS.flushIntervalMs,

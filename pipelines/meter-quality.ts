@@ -69,6 +69,13 @@ export interface MeterQualitySink {
 const HOUR = 3_600_000;
 
 /**
+ * The layout of this graph's operator state in checkpoints. Bump it with any change to what an operator
+ * keeps in the state store (a field, an encoding): a worker refuses a checkpoint of another layout.
+ * 2: compact per-meter state (sort buffer as column segments, growing rings, dedupe offsets).
+ */
+export const METER_QUALITY_STATE_FORMAT = 'meter-quality/2';
+
+/**
  * The meter-quality graph: per-meter rules keyed by meter, then the cross-meter stages keyed by
  * neighborhood and by day, fed from per-meter hourly aggregates so they could run on another worker.
  */

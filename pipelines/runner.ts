@@ -98,6 +98,32 @@ export interface Checkpoint {
   /** Serialized `StoreSnapshot`. */
   readonly state: string;
   readonly totals: RunTotals;
+  /**
+   * The layout of the operators' state in `state` (`RunOptions.stateFormat`); absent in checkpoints
+   * written before layouts were stamped.
+   */
+  readonly stateFormat?: string;
+}
+
+/**
+ * The last checkpoint holds operator state of another layout than this build's graph reads: an upgrade
+ * changed the operators' state. Restoring it would misread every meter's history, so the worker stops.
+ */
+export class CheckpointFormatError extends Error {
+  readonly found: string | undefined;
+  readonly expected: string;
+  constructor(checkpoint: Checkpoint, expected: string) {
+    const found = checkpoint.stateFormat;
+    super(
+      `checkpoint ${checkpoint.seq} holds operator state of format ${found ?? '(unstamped, before meter-quality/2)'}, ` +
+        `this build reads ${expected}: it cannot resume from it. Drain the stream with the previous release, ` +
+        'or start this one from a fresh checkpoint (a new --worker id, or delete the checkpoint key / file); ' +
+        'the sinks are idempotent, so a replay from the stream start rewrites the same rows.',
+    );
+    this.name = 'CheckpointFormatError';
+    this.found = found;
+    this.expected = expected;
+  }
 }
 
 export interface CheckpointStore {
@@ -143,6 +169,12 @@ export interface RunOptions {
    * this many ms (default 50), so a checkpoint never stalls the graph for long; 0 serializes at once.
    */
   readonly snapshotSliceMs?: number;
+  /**
+   * The layout of the graph's operator state (e.g. `meter-quality/2`), stamped in every checkpoint. A
+   * checkpoint of another layout is refused with `CheckpointFormatError` rather than restored into
+   * operators that would misread it.
+   */
+  readonly stateFormat?: string;
   /** Pause before polling an idle source again. */
   readonly idlePollMs: number;
   readonly now: () => number;
@@ -280,6 +312,9 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
   let seq = 0;
   let totals = emptyTotals();
   if (previous !== undefined) {
+    if (options.stateFormat !== undefined && previous.stateFormat !== options.stateFormat) {
+      throw new CheckpointFormatError(previous, options.stateFormat);
+    }
     const { deserializeSnapshot } = await import('../core/index.js');
     store.restore(deserializeSnapshot(previous.state));
     seq = previous.seq;
@@ -416,7 +451,12 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     const barrier = performance.now();
     const sealed = sinks.seal?.(seq + 1) ?? Promise.resolve();
     const snapshot = store.beginSnapshot();
-    const cp = { seq: seq + 1, position: source.position(), totals };
+    const cp = {
+      seq: seq + 1,
+      position: source.position(),
+      totals,
+      ...(options.stateFormat === undefined ? {} : { stateFormat: options.stateFormat }),
+    };
     seq = cp.seq;
     flushes = 0;
     pulledSinceCheckpoint = 0;

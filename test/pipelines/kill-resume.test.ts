@@ -76,7 +76,7 @@ function bigState(bytes: number, tag: string): string {
 }
 
 function checkpoint(seq: number, state: string): Checkpoint {
-  return { seq, position: { lastSeq: seq * 100 }, state, totals };
+  return { seq, position: { lastSeq: seq * 100 }, state, totals, stateFormat: 'meter-quality/2' };
 }
 
 /** The real bucket, with a worker "killed" at its commit: chunks written, manifest never. */

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { type FlowEvent, StateStore } from '../../core/index.js';
 import {
   type Checkpoint,
+  CheckpointFormatError,
   type OutputBatch,
   type ReadingSource,
   type RunOptions,
@@ -327,5 +328,48 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
     expect(written.map((b) => b.readings.length)).toEqual([6, 6, 6, 2]);
     expect(written.map((b) => `${b.checkpoint}.${b.flush}`)).toEqual(['1.0', '1.1', '1.2', '2.0']);
     expect(saved.map((cp) => cp.position)).toEqual([9, 10]);
+  });
+
+  it('stamps the state format in checkpoints and refuses to resume from another one', async () => {
+    const log: string[] = [];
+    const { run, saved } = options(log, {
+      source: countingSource(2, log, false),
+      sinks: recordingSinks(log, []),
+      stateFormat: 'counting/2',
+    });
+    await runPipeline(run);
+    expect(saved.length).toBeGreaterThan(0);
+    expect(saved.every((cp) => cp.stateFormat === 'counting/2')).toBe(true);
+    const last = saved.at(-1) as Checkpoint;
+
+    // Same format: resumes where the checkpoint left off.
+    const resumed = options([], { source: countingSource(0, [], false), sinks: recordingSinks([], []) });
+    const totals = await runPipeline({
+      ...resumed.run,
+      stateFormat: 'counting/2',
+      checkpoints: { load: async () => last, save: async () => {} },
+    });
+    expect(totals.readings).toBe(4);
+
+    // Another format, or a checkpoint from before formats were stamped: nothing is restored or written.
+    for (const [found, cp] of [
+      ['counting/1', { ...last, stateFormat: 'counting/1' }],
+      [undefined, { seq: last.seq, position: last.position, state: last.state, totals: last.totals }],
+    ] as const) {
+      const refusedLog: string[] = [];
+      const refused = options(refusedLog, {
+        source: countingSource(2, refusedLog, false),
+        sinks: recordingSinks(refusedLog, []),
+      });
+      const error = await runPipeline({
+        ...refused.run,
+        stateFormat: 'counting/2',
+        checkpoints: { load: async () => cp, save: async () => {} },
+      }).catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(CheckpointFormatError);
+      expect((error as CheckpointFormatError).found).toBe(found);
+      expect((error as Error).message).toMatch(/this build reads counting\/2.*new --worker id/);
+      expect(refusedLog).toEqual([]);
+    }
   });
 });
