@@ -277,72 +277,68 @@ export type RowWriter<Row> = (rows: readonly Row[], from: number, to: number, si
  */
 const PIECE_CHARS = 64 * 1024;
 
-function wrap<Row>(
+/**
+ * Writes rows `[from, to)` one line each through `line`, in pieces of {@link PIECE_CHARS}. A cell that
+ * cannot be encoded throws a `CellError`; it becomes a `RowEncodingError` naming the row and the column
+ * (found by encoding that row's cells again, one by one, which only a failing batch pays for).
+ */
+function piecewiseWriter<Row>(
   columns: readonly Column<Row>[],
-  rowIndex: number,
-  error: unknown,
-  columnIndex: number,
-): never {
-  const column = columns[columnIndex];
-  if (error instanceof CellError && column) {
-    throw new RowEncodingError(error.message, rowIndex, column.name, column.type);
-  }
-  throw error;
+  cells: readonly ((row: Row) => unknown)[],
+  line: (row: Row) => string,
+): RowWriter<Row> {
+  return (rows, from, to, sink) => {
+    let text = '';
+    let r = from;
+    try {
+      for (; r < to; r++) {
+        text += `${line(rows[r] as Row)}\n`;
+        if (text.length >= PIECE_CHARS) {
+          sink(text);
+          text = '';
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof CellError)) throw error;
+      const row = rows[r] as Row;
+      const c = cells.findIndex((cell) => {
+        try {
+          cell(row);
+          return false;
+        } catch {
+          return true;
+        }
+      });
+      const column = columns[c];
+      if (column === undefined) throw error;
+      throw new RowEncodingError(error.message, r, column.name, column.type);
+    }
+    if (text.length > 0) sink(text);
+  };
 }
 
 function tsvRowWriter<Row>(columns: readonly Column<Row>[]): RowWriter<Row> {
   const n = columns.length;
   const cells = columns.map(tsvCell);
   const first = cells[0] as TsvCell<Row>;
-  return (rows, from, to, sink) => {
-    let text = '';
-    let r = from;
-    let c = 0;
-    try {
-      for (; r < to; r++) {
-        const row = rows[r] as Row;
-        c = 0;
-        // Plain concatenation: the piece is flattened once when it is written out, which measured
-        // ~10% cheaper than joining an array of the row's fields.
-        let line = first(row);
-        for (c = 1; c < n; c++) line = `${line}\t${(cells[c] as TsvCell<Row>)(row)}`;
-        text += `${line}\n`;
-        if (text.length >= PIECE_CHARS) {
-          sink(text);
-          text = '';
-        }
-      }
-    } catch (error) {
-      wrap(columns, r, error, c);
-    }
-    if (text.length > 0) sink(text);
-  };
+  return piecewiseWriter(columns, cells, (row) => {
+    // Plain concatenation: the piece is flattened once when it is written out, which measured ~10%
+    // cheaper than joining an array of the row's fields.
+    let line = first(row);
+    for (let c = 1; c < n; c++) line = `${line}\t${(cells[c] as TsvCell<Row>)(row)}`;
+    return line;
+  });
 }
 
 function jsonRowWriter<Row>(columns: readonly Column<Row>[]): RowWriter<Row> {
   const n = columns.length;
   const cells = columns.map(jsonCell);
   const names = columns.map((c) => c.name);
-  return (rows, from, to, sink) => {
-    let text = '';
-    let r = from;
-    let c = 0;
-    try {
-      for (; r < to; r++) {
-        const row = rows[r] as Row;
-        const record: Record<string, string | number | null | readonly string[]> = {};
-        for (c = 0; c < n; c++) record[names[c] as string] = (cells[c] as JsonCell<Row>)(row);
-        text += `${JSON.stringify(record)}\n`;
-        if (text.length >= PIECE_CHARS) {
-          sink(text);
-          text = '';
-        }
-      }
-    } catch (error) {
-      wrap(columns, r, error, c);
-    }
-    if (text.length > 0) sink(text);
-  };
+  return piecewiseWriter(columns, cells, (row) => {
+    const record: Record<string, string | number | null | readonly string[]> = {};
+    for (let c = 0; c < n; c++) record[names[c] as string] = (cells[c] as JsonCell<Row>)(row);
+    return JSON.stringify(record);
+  });
 }
 
 /** Builds a row writer for one column list and format; build once per table, reuse per batch. */
