@@ -33,6 +33,12 @@ export interface RunningChild<R> {
   stop(): void;
 }
 
+/**
+ * glibc malloc arenas of the measured processes, as the worker image sets them
+ * (`deploy/container/Dockerfile`); an explicit `MALLOC_ARENA_MAX` in the environment wins.
+ */
+export const MALLOC_ARENA_MAX = process.env.MALLOC_ARENA_MAX ?? '2';
+
 const CHILD_ENTRY = fileURLToPath(new URL('./child.js', import.meta.url));
 
 /** Runs `task` in a fresh node process and resolves with what it reports. */
@@ -40,6 +46,7 @@ export function runInChild<R>(task: string, args: unknown, options: ChildOptions
   const child = fork(CHILD_ENTRY, [], {
     execArgv: ['--expose-gc', '--max-old-space-size=6144', ...(options.execArgv ?? [])],
     serialization: 'advanced',
+    env: { ...process.env, MALLOC_ARENA_MAX },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const result = new Promise<R>((resolve, reject) => {

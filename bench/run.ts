@@ -19,7 +19,7 @@ import {
   startClickHouseServer,
   startNatsServer,
 } from '../test/harness/servers.js';
-import { type HotSpec, round, runInChild } from './protocol.js';
+import { type HotSpec, MALLOC_ARENA_MAX, round, runInChild } from './protocol.js';
 import type { StoresOnlyArgs, StoresOnlyFigures } from './tasks/clickhouse-only.js';
 import type { SimSpec, StreamSpec } from './tasks/common.js';
 import type { DrainArgs, DrainFigures } from './tasks/drain.js';
@@ -45,6 +45,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --live-steps <list>   rate:seconds steps of the live mode (default 560:20,2000:15,5000:15,10000:15)
   --flush-rows <n>      write outputs every this many rows (default 100000, the job's default)
   --checkpoint-interval <ms> checkpoint this often (default 30000, the job's default)
+  --cold-rows <n>       lake rows buffered before a file set is written (default: the job's default)
   --cpu-prof            write a V8 CPU profile of the end-to-end pipeline to bench/results/profiles/
   --out <dir>           where the JSON results go (default bench/results)
   --keep                keep the temporary folder (data, stores) for inspection`;
@@ -60,6 +61,7 @@ interface Options {
   readonly cpuProf: boolean;
   readonly flushRows: number;
   readonly checkpointIntervalMs: number;
+  readonly coldRows: number | undefined;
   readonly outDir: string;
   readonly keep: boolean;
 }
@@ -81,6 +83,7 @@ function parseOptions(argv: string[]): Options {
       'cpu-prof': { type: 'boolean', default: false },
       'flush-rows': { type: 'string', default: String(JOB_DEFAULTS.flushRows) },
       'checkpoint-interval': { type: 'string', default: String(JOB_DEFAULTS.checkpointIntervalMs) },
+      'cold-rows': { type: 'string' },
       out: { type: 'string', default: 'bench/results' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -121,6 +124,7 @@ function parseOptions(argv: string[]): Options {
     cpuProf: values['cpu-prof']!,
     flushRows: positive('flush-rows', values['flush-rows']!),
     checkpointIntervalMs: positive('checkpoint-interval', values['checkpoint-interval']!),
+    coldRows: values['cold-rows'] === undefined ? undefined : positive('cold-rows', values['cold-rows']),
     outDir: resolve(values.out!),
     keep: values.keep!,
   };
@@ -163,6 +167,7 @@ function environment(nats: NatsServer, clickhouse: ClickHouseServer | undefined)
       .version,
     commit,
     node: process.version,
+    mallocArenaMax: MALLOC_ARENA_MAX,
     natsServer: nats.version,
     clickhouseServer: clickhouse?.version ?? null,
     packages: Object.fromEntries(
@@ -301,6 +306,7 @@ async function main(): Promise<void> {
       maxAckPending: 10_000,
       flushRows: options.flushRows,
       checkpointIntervalMs: options.checkpointIntervalMs,
+      ...(options.coldRows === undefined ? {} : { coldRows: options.coldRows }),
       lake: true,
       stageTiming: true,
     });

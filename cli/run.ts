@@ -20,6 +20,8 @@ export const runUsage = [
   '                       $CLICKHOUSE_USER / $CLICKHOUSE_PASSWORD)',
   '  --database <name>    ClickHouse database (default greenstream; $CLICKHOUSE_DATABASE)',
   '  --cold <dir>         Parquet lake root (default ./data/lake); --no-cold to skip the lake',
+  '  --cold-rows <n>      write a lake file set once this many rows are buffered, and at each checkpoint',
+  '                       (default 200000): larger files cost memory (~0.5 KB a buffered reading)',
   '  --checkpoint <file>  checkpoint file for the files source (default ./data/checkpoint.json); the NATS',
   '                       source keeps its checkpoints in the KV bucket greenstream_checkpoints',
   '  --profile <json>     rule profile overrides (see README, "Rule profile")',
@@ -69,6 +71,7 @@ export async function runJobCommand(
         'flush-interval': { type: 'string' },
         'checkpoint-interval': { type: 'string' },
         'checkpoint-flushes': { type: 'string' },
+        'cold-rows': { type: 'string' },
         pull: { type: 'string' },
         'metrics-port': { type: 'string' },
         partitions: { type: 'string' },
@@ -88,6 +91,7 @@ export async function runJobCommand(
       flushIntervalMs: positiveIntegerFlag(values, 'flush-interval'),
       checkpointIntervalMs: positiveIntegerFlag(values, 'checkpoint-interval'),
       checkpointEveryFlushes: positiveIntegerFlag(values, 'checkpoint-flushes'),
+      coldRows: positiveIntegerFlag(values, 'cold-rows'),
     };
     const metricsPortText = values['metrics-port'] ?? process.env.GS_METRICS_PORT;
     const metricsPort = metricsPortText === undefined ? undefined : Number(metricsPortText);
@@ -152,6 +156,7 @@ export async function runJobCommand(
       ...(cadence.checkpointEveryFlushes === undefined
         ? {}
         : { checkpointEveryFlushes: cadence.checkpointEveryFlushes }),
+      ...(cadence.coldRows === undefined ? {} : { coldRows: cadence.coldRows }),
       ...(metrics === undefined ? {} : { observer: metrics.observer }),
       ...(nc === undefined
         ? {}

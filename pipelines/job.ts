@@ -40,6 +40,7 @@ export const JOB_DEFAULTS = {
   flushRows: 100_000,
   flushIntervalMs: 1_000,
   checkpointIntervalMs: 30_000,
+  coldRows: 200_000,
 } as const;
 
 export type SourceConfig =
@@ -162,7 +163,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       ...(lake === undefined ? {} : { lake }),
       sourceName: source.name,
       workerId: config.workerId,
-      ...(config.coldRows === undefined ? {} : { coldRows: config.coldRows }),
+      coldRows: config.coldRows ?? JOB_DEFAULTS.coldRows,
       now: () => batchTime,
       ...(config.publishAlerts === undefined ? {} : { publishAlerts: config.publishAlerts }),
     });

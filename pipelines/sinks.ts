@@ -20,7 +20,9 @@ export interface StoreSinksOptions {
   readonly workerId: string;
   /**
    * The lake writes its files once this many rows are buffered, and at each checkpoint (default
-   * 1,000,000): large Parquet files, whatever the cadence of the hot store's inserts.
+   * 200,000): files far larger than the hot store's inserts, whatever their cadence. Buffered rows are
+   * held as objects (~0.5 KB a reading), so this bounds the lake's share of the heap: at 1,000,000 a
+   * worker on 5,000 meters peaked at 2.4 GB RSS against 1.4 GB at 200,000.
    */
   readonly coldRows?: number;
   /** Called with the alerts of each committed batch (e.g. to publish them on NATS). */
@@ -71,7 +73,7 @@ interface EpochLog {
 export function storeSinks(options: StoreSinksOptions): PipelineSinks {
   const { hot, lake } = options;
   let log: EpochLog | undefined;
-  const coldRows = options.coldRows ?? 1_000_000;
+  const coldRows = options.coldRows ?? 200_000;
   let cold = emptyCold(0);
   /** Writes the buffered lake rows as one part of their epoch; the buffers are taken at once. */
   const writeCold = async (): Promise<void> => {

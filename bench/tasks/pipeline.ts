@@ -36,6 +36,8 @@ export interface PipelineArgs extends StreamSpec {
   readonly flushRows?: number;
   readonly flushIntervalMs?: number;
   readonly checkpointIntervalMs?: number;
+  /** Lake rows buffered before a file set is written (`JobConfig.coldRows`). */
+  readonly coldRows?: number;
   readonly lake: boolean;
   /** Switch on the graph's per-stage clock. */
   readonly stageTiming: boolean;
@@ -273,6 +275,7 @@ export async function runInstrumentedPipeline(
     ...(args.flushRows === undefined ? {} : { flushRows: args.flushRows }),
     ...(args.flushIntervalMs === undefined ? {} : { flushIntervalMs: args.flushIntervalMs }),
     ...(args.checkpointIntervalMs === undefined ? {} : { checkpointIntervalMs: args.checkpointIntervalMs }),
+    ...(args.coldRows === undefined ? {} : { coldRows: args.coldRows }),
     observer,
     ...(hooks.signal === undefined ? {} : { signal: hooks.signal }),
   });
