@@ -80,6 +80,30 @@ function options(
   };
 }
 
+/** A promise released once `source` has handed out the pull logged as `pull`, and that source. */
+function releasedAfterPull(
+  pull: string,
+  source: ReadingSource,
+  log: readonly string[],
+): { source: ReadingSource; held: Promise<void> } {
+  let release: () => void = () => {};
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  const next = source.next.bind(source);
+  return {
+    held,
+    source: {
+      ...source,
+      next: async () => {
+        const batch = await next();
+        if (log.includes(pull)) setTimeout(release, 0);
+        return batch;
+      },
+    },
+  };
+}
+
 const recordingSinks = (log: string[], written: OutputBatch[]) => ({
   rollback: async () => {},
   write: async (b: OutputBatch) => {
@@ -147,22 +171,10 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
 
   it('goes on pulling and running the graph while a write is in flight, one write at a time', async () => {
     const log: string[] = [];
-    let release: () => void = () => {};
-    const firstWriteHeld = new Promise<void>((r) => {
-      release = r;
-    });
-    const source = countingSource(4, log, true);
-    const next = source.next.bind(source);
+    // The first write is let go only after the loop has pulled the next batch (and had its turn).
+    const { source, held: firstWriteHeld } = releasedAfterPull('next 2', countingSource(4, log, true), log);
     const { run, saved } = options(log, {
-      source: {
-        ...source,
-        next: async () => {
-          const batch = await next();
-          // The first write is let go only after the loop has pulled the next batch (and had its turn).
-          if (log.includes('next 2')) setTimeout(release, 0);
-          return batch;
-        },
-      },
+      source,
       sinks: {
         rollback: async () => {},
         write: async (b: OutputBatch) => {
@@ -186,21 +198,9 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
 
   it('saves a checkpoint alongside the next batches when the source resumes from its position', async () => {
     const log: string[] = [];
-    let release: () => void = () => {};
-    const firstSaveHeld = new Promise<void>((r) => {
-      release = r;
-    });
-    const source = countingSource(3, log, true);
-    const next = source.next.bind(source);
+    const { source, held: firstSaveHeld } = releasedAfterPull('next 2', countingSource(3, log, true), log);
     const { run } = options(log, {
-      source: {
-        ...source,
-        next: async () => {
-          const batch = await next();
-          if (log.includes('next 2')) setTimeout(release, 0);
-          return batch;
-        },
-      },
+      source,
       sinks: recordingSinks(log, []),
       checkpointEveryFlushes: 1,
       checkpoints: {
