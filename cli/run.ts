@@ -6,6 +6,7 @@ import { type MetricsServer, startMetricsServer } from '../connectors/metrics-se
 import { type JobConfig, runMeterQualityJob, type SourceConfig } from '../pipelines/job.js';
 import { JobMetrics } from '../pipelines/job-metrics.js';
 import { parsePartitionSet } from '../pipelines/sources.js';
+import { tuneHeapForStreaming } from './heap.js';
 import { logger } from './log.js';
 import { type Command, UsageError } from './main.js';
 import { openNatsSource } from './nats-source.js';
@@ -54,6 +55,7 @@ export async function runJobCommand(
   replay: { readonly from: Date; readonly to?: Date } | undefined,
 ): Promise<number> {
   {
+    tuneHeapForStreaming();
     const { values } = parseArgs({
       args: argv,
       options: {

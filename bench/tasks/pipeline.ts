@@ -5,6 +5,7 @@
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { tuneHeapForStreaming } from '../../cli/heap.js';
 import {
   type AckResult,
   CheckpointKv,
@@ -131,6 +132,8 @@ export async function runInstrumentedPipeline(
   context: TaskContext,
   hooks: PipelineHooks,
 ): Promise<PipelineFigures> {
+  // The heap settings `greenstream run` starts with.
+  tuneHeapForStreaming();
   const { nc, js } = await connect(args.natsUrl);
   let fetchMs = 0;
   let lastEmptyFetchMs = 0;
