@@ -46,7 +46,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --flush-rows <n>      write outputs every this many rows (default 100000, the job's default)
   --checkpoint-interval <ms> checkpoint this often (default 30000, the job's default)
   --cold-rows <n>       lake rows buffered before a file set is written (default: the job's default)
-  --cpu-prof            write a V8 CPU profile of the end-to-end pipeline to bench/results/profiles/
+  --cpu-prof            write V8 CPU profiles of the end-to-end and the one-reading-per-message pipelines
+                        to bench/results/profiles/ (pipeline-<time>.cpuprofile, messages-<time>.cpuprofile)
   --out <dir>           where the JSON results go (default bench/results)
   --keep                keep the temporary folder (data, stores) for inspection`;
 
@@ -284,6 +285,7 @@ async function main(): Promise<void> {
   );
   const results: Record<string, unknown> = {};
   const profileDir = join(options.outDir, 'profiles');
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
   const has = (p: Part) => options.parts.has(p);
   try {
     env = environment(nats, clickhouse);
@@ -319,12 +321,16 @@ async function main(): Promise<void> {
         landingDir,
       } satisfies PublishFilesArgs);
     }
+    if (options.cpuProf) mkdirSync(profileDir, { recursive: true });
+    const profiled = (name: string): string[] =>
+      options.cpuProf
+        ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`]
+        : [];
     if (has('pipeline')) {
-      if (options.cpuProf) mkdirSync(profileDir, { recursive: true });
       results.pipeline = await child<PipelineFigures>(
         'pipeline',
         filesPipeline('pipeline', files, registryPath, 'bench_pipeline'),
-        options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+        profiled(`pipeline-${stamp}`),
       );
     }
     if (has('drain')) {
@@ -372,11 +378,15 @@ async function main(): Promise<void> {
       } satisfies PublishJsonArgs);
       // One reading per message: pulls of 4,096 messages and acks after each write (100 K readings), so
       // max_ack_pending must hold a write's worth and the pulls after it.
-      const pipeline = await child<PipelineFigures>('pipeline', {
-        ...filesPipeline('json-pipeline', json, jsonRegistry, 'bench_json'),
-        batchSize: 4096,
-        maxAckPending: 250_000,
-      });
+      const pipeline = await child<PipelineFigures>(
+        'pipeline',
+        {
+          ...filesPipeline('json-pipeline', json, jsonRegistry, 'bench_json'),
+          batchSize: 4096,
+          maxAckPending: 250_000,
+        },
+        profiled(`messages-${stamp}`),
+      );
       const drain = await child<DrainFigures>('drain', {
         ...json,
         durable: 'bench_json_drain',
@@ -486,7 +496,7 @@ async function main(): Promise<void> {
     results,
   };
   mkdirSync(options.outDir, { recursive: true });
-  const file = join(options.outDir, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+  const file = join(options.outDir, `${stamp}.json`);
   writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
   console.log(JSON.stringify(summary, null, 2));
   log(`results in ${file} (${out.totalSeconds} s)`);
