@@ -357,7 +357,7 @@ async function main(): Promise<void> {
         hot,
         database: 'bench_stores',
         workDir: join(work, 'stores'),
-        checkpointRows: options.flushRows,
+        flushRows: options.flushRows,
       } satisfies StoresOnlyArgs);
     }
     if (has('graph')) {

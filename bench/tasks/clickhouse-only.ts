@@ -1,6 +1,6 @@
 /**
  * Baseline (c): the stores alone. The graph's outputs for the same data are produced first (untimed),
- * then written in checkpoint-sized batches exactly as the sinks write them: `HotStore.insertAll` of
+ * then written in batches of the pipeline's write size, as the sinks write them: `HotStore.insertAll` of
  * every table, and separately the lake's three Parquet tables; only the writes are timed, one after the
  * other so neither shares the CPU with the other.
  */
@@ -26,7 +26,8 @@ export interface StoresOnlyArgs {
   readonly hot: HotSpec;
   readonly database: string;
   readonly workDir: string;
-  readonly checkpointRows: number;
+  /** Rows per write, as the pipeline writes them (`--flush-rows`). */
+  readonly flushRows: number;
 }
 
 export interface StoresOnlyFigures {
@@ -118,8 +119,7 @@ export async function clickhouseOnlyTask(
     };
     for (const batch of hours()) {
       pushBatch(input, batch.records);
-      if (buf.readings.length + buf.quarantine.length + buf.hourly.length >= args.checkpointRows)
-        await flush();
+      if (buf.readings.length + buf.quarantine.length + buf.hourly.length >= args.flushRows) await flush();
     }
     finish();
     await flush();
