@@ -168,22 +168,9 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       ...(config.publishAlerts === undefined ? {} : { publishAlerts: config.publishAlerts }),
     });
     const totals = await runPipeline({
-      source: {
-        ...source,
-        name: source.name,
-        open: (p) => source.open(p),
-        next: async () => {
-          batchTime = Date.now();
-          return source.next();
-        },
-        // Spelled out: a spread drops the methods of a class-based source.
-        ...(source.pending === undefined ? {} : { pending: () => source.pending!() }),
-        ...(source.resumesFromPosition === undefined
-          ? {}
-          : { resumesFromPosition: source.resumesFromPosition }),
-        position: () => source.position(),
-        commit: () => source.commit(),
-        close: () => source.close(),
+      source,
+      beforePull: () => {
+        batchTime = Date.now();
       },
       sinks,
       checkpoints,

@@ -177,6 +177,8 @@ export interface RunOptions {
   readonly stateFormat?: string;
   /** Pause before polling an idle source again. */
   readonly idlePollMs: number;
+  /** Called just before each pull (the job stamps the batch's processing time here). */
+  readonly beforePull?: () => void;
   readonly now: () => number;
   readonly signal?: AbortSignal;
   readonly onCheckpoint?: (checkpoint: Checkpoint) => void;
@@ -485,6 +487,7 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
         await checkpoint(true);
         break;
       }
+      options.beforePull?.();
       const next = await source.next();
       if (next === 'end' || (next === 'idle' && options.untilIdle)) {
         input.complete();

@@ -372,4 +372,25 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
       expect(refusedLog).toEqual([]);
     }
   });
+
+  it('calls beforePull just before each pull, so a batch can be stamped with its processing time', async () => {
+    const log: string[] = [];
+    const { run } = options(log, {
+      source: countingSource(3, log, false),
+      sinks: recordingSinks(log, []),
+      beforePull: () => log.push('before pull'),
+    });
+    await runPipeline(run);
+    const pulls = log.filter((l) => l.startsWith('next') || l === 'before pull');
+    // Three batches, then the pull that finds the source ended.
+    expect(pulls).toEqual([
+      'before pull',
+      'next 1',
+      'before pull',
+      'next 2',
+      'before pull',
+      'next 3',
+      'before pull',
+    ]);
+  });
 });
