@@ -40,6 +40,8 @@ export const runUsage = [
   '  --checkpoint-flushes <n> … or after this many writes of outputs (default: time only)',
   '  --pull <n>           JetStream messages per pull (default 256; smaller cuts latency when caught up)',
   '  --metrics-port <n>   serve /metrics, /healthz, /readyz on this port ($GS_METRICS_PORT)',
+  '  $GS_HEAP_GROWING_PERCENT  V8 collects the old generation once the heap grew this much past what the',
+  "                       last collection kept (default 50; 0 for V8's own heuristics)",
 ].join('\n');
 
 export const runCommand: Command = {
