@@ -312,12 +312,7 @@ function serverDriver(
       await exec(withoutTrailingSemicolons(text));
     },
     stageInsert({ database, table, columns, format }, encode) {
-      // One string, converted once: a Buffer per piece costs more than the copy it saves.
-      let text = '';
-      encode((piece) => {
-        text += piece;
-      });
-      const body = Buffer.from(text, 'utf8');
+      const body = bodyOf(encode);
       const into = sql`INSERT INTO ${sql.ident(database, table)} (${sql.join(columns.map((c) => sql.ident(c.name)))})`;
       return {
         bytes: body.length,
@@ -333,6 +328,15 @@ function serverDriver(
 
 function withoutTrailingSemicolons(text: string): string {
   return text.replace(/[\s;]+$/, '');
+}
+
+/** An insert body in memory: one string, converted once (a Buffer per piece costs more than the copy it saves). */
+function bodyOf(encode: (sink: TextSink) => void): Buffer {
+  let text = '';
+  encode((piece) => {
+    text += piece;
+  });
+  return Buffer.from(text, 'utf8');
 }
 
 /** Spool folders under the data directory that this process found and cleared (see below). */
@@ -433,11 +437,7 @@ function chdbDriver(path: string): Driver {
     stageInsert({ database, table, columns, format }, encode) {
       if (GLOB_CHARACTERS.test(spoolRoot)) {
         // file() would read the path as a pattern: send the body inline, the slower way.
-        let text = '';
-        encode((piece) => {
-          text += piece;
-        });
-        const body = Buffer.from(text, 'utf8');
+        const body = bodyOf(encode);
         return {
           bytes: body.length,
           send: async () => {

@@ -26,7 +26,7 @@ import {
   type RunTotals,
   runPipeline,
 } from './runner.js';
-import { storeSinks } from './sinks.js';
+import { DEFAULT_COLD_ROWS, storeSinks } from './sinks.js';
 import { filesSource } from './sources.js';
 
 export const PIPELINE_VERSION = '0.1.0';
@@ -40,7 +40,7 @@ export const JOB_DEFAULTS = {
   flushRows: 100_000,
   flushIntervalMs: 1_000,
   checkpointIntervalMs: 30_000,
-  coldRows: 200_000,
+  coldRows: DEFAULT_COLD_ROWS,
 } as const;
 
 export type SourceConfig =

@@ -115,7 +115,7 @@ export class CheckpointFormatError extends Error {
   constructor(checkpoint: Checkpoint, expected: string) {
     const found = checkpoint.stateFormat;
     super(
-      `checkpoint ${checkpoint.seq} holds operator state of format ${found ?? '(unstamped, before meter-quality/2)'}, ` +
+      `checkpoint ${checkpoint.seq} holds operator state of format ${found ?? '(unstamped: written before formats were recorded)'}, ` +
         `this build reads ${expected}: it cannot resume from it. Drain the stream with the previous release, ` +
         'or start this one from a fresh checkpoint (a new --worker id, or delete the checkpoint key / file); ' +
         'the sinks are idempotent, so a replay from the stream start rewrites the same rows.',

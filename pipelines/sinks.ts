@@ -70,16 +70,19 @@ interface EpochLog {
  *   removes the files of epochs after its checkpoint (`rollback`), since a replay may cut them
  *   differently.
  */
+/** Lake rows buffered before a file set is written, when `StoreSinksOptions.coldRows` is not given. */
+export const DEFAULT_COLD_ROWS = 200_000;
+
 export function storeSinks(options: StoreSinksOptions): PipelineSinks {
   const { hot, lake } = options;
   let log: EpochLog | undefined;
-  const coldRows = options.coldRows ?? 200_000;
+  const coldRows = options.coldRows ?? DEFAULT_COLD_ROWS;
   let cold = emptyCold(0);
   /** Writes the buffered lake rows as one part of their epoch; the buffers are taken at once. */
   const writeCold = async (): Promise<void> => {
     const taken = cold;
     cold = emptyCold(taken.epoch, taken.part + 1);
-    if (lake === undefined || taken.rows === 0) return;
+    if (lake === undefined || rowsOf(taken) === 0) return;
     const id = lakePartId(options.workerId, taken.epoch, taken.part);
     await lake.writeBatch('readings', taken.readings, id);
     await lake.writeBatch('hourly', taken.hourly, id);
@@ -142,8 +145,7 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
         for (const r of batch.readings) cold.readings.push(r);
         for (const r of batch.hourly) cold.hourly.push(r);
         for (const r of batch.quarantine) cold.quarantine.push(r);
-        cold.rows += batch.readings.length + batch.hourly.length + batch.quarantine.length;
-        if (cold.rows >= coldRows) lakeWrite = writeCold();
+        if (rowsOf(cold) >= coldRows) lakeWrite = writeCold();
       }
       await Promise.all([hotWrite, lakeWrite]);
       if (batch.alerts.length > 0) await options.publishAlerts?.(batch.alerts);
@@ -162,9 +164,12 @@ interface ColdBuffer {
   readonly readings: Reading[];
   readonly hourly: HourlyConsumption[];
   readonly quarantine: QuarantineRecord[];
-  rows: number;
 }
 
 function emptyCold(epoch: number, part = 0): ColdBuffer {
-  return { epoch, part, readings: [], hourly: [], quarantine: [], rows: 0 };
+  return { epoch, part, readings: [], hourly: [], quarantine: [] };
+}
+
+function rowsOf(cold: ColdBuffer): number {
+  return cold.readings.length + cold.hourly.length + cold.quarantine.length;
 }
