@@ -55,9 +55,13 @@ export function partitionDurable(workerId: string, partition: number): string {
   return `greenstream_${workerId}_p${partition}`;
 }
 
-export async function openNatsSource(
-  settings: NatsSourceSettings,
-): Promise<{ config: SourceConfig; nc: NatsConnection }> {
+export async function openNatsSource(settings: NatsSourceSettings): Promise<{
+  config: SourceConfig;
+  nc: NatsConnection;
+  /** The checkpoint bucket and this run's key in it (the worker's lease lives beside it). */
+  kv: CheckpointKv;
+  checkpointKey: string;
+}> {
   const nc = await connectNats(natsConfigFrom(settings.url, settings.env));
   const js = jetstream(nc);
   await ensureReadingsStream(js);
@@ -97,7 +101,17 @@ export async function openNatsSource(
     );
   }
   const kv = await CheckpointKv.open(js);
-  return { config: { kind: 'custom', source, checkpoints: kvCheckpointStore(kv, checkpointKey) }, nc };
+  return {
+    config: {
+      kind: 'custom',
+      source,
+      checkpoints: kvCheckpointStore(kv, checkpointKey),
+      checkpointName: `${checkpointKey} in the KV bucket ${kv.bucket}`,
+    },
+    nc,
+    kv,
+    checkpointKey,
+  };
 }
 
 function partitionSubject(partition: number): string {

@@ -1,11 +1,15 @@
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { publishAlert } from '../connectors/jetstream.js';
+import { acquireKvLease, leaseKey } from '../connectors/jetstream-lease.js';
+import { describeHolder, FencedError, type Lease } from '../connectors/lease.js';
 import { type MetricsServer, startMetricsServer } from '../connectors/metrics-server.js';
 import { type JobConfig, runMeterQualityJob, type SourceConfig } from '../pipelines/job.js';
 import { JobMetrics } from '../pipelines/job-metrics.js';
 import { parsePartitionSet } from '../pipelines/sources.js';
+import { CheckpointStoreMismatchError } from '../pipelines/store-identity.js';
 import { tuneHeapForStreaming } from './heap.js';
 import { logger } from './log.js';
 import { type Command, UsageError } from './main.js';
@@ -23,8 +27,15 @@ export const runUsage = [
   '  --cold <dir>         Parquet lake root (default ./data/lake); --no-cold to skip the lake',
   '  --cold-rows <n>      write a lake file set once this many rows are buffered, and at each checkpoint',
   '                       (default 200000): larger files cost memory (~0.5 KB a buffered reading)',
-  '  --checkpoint <file>  checkpoint file for the files source (default ./data/checkpoint.json); the NATS',
-  '                       source keeps its checkpoints in the KV bucket greenstream_checkpoints',
+  '  --checkpoint <file>  checkpoint file for the files source (default <chdb dir>/checkpoint.json, or',
+  '                       ./data/checkpoint.json with a server hot store); the NATS source keeps its',
+  '                       checkpoints in the KV bucket greenstream_checkpoints',
+  '  --reset-checkpoint   discard the checkpoint (e.g. one taken with other stores) and start from the',
+  '                       beginning of the input; the stores replace rows rather than double them',
+  '  --takeover           take this worker id over from a live worker at once (it stops at its next',
+  '                       write, ack or checkpoint) instead of waiting for its lease to lapse',
+  '  --lease <ms>         NATS source: lease period of the worker id, renewed every third of it',
+  '                       (default 15000; $GS_LEASE_MS)',
   '  --profile <json>     rule profile overrides (see README, "Rule profile")',
   '  --worker <id>        worker id (default w0; $GS_WORKER): names its checkpoint, consumers and lake',
   '                       files; workers running side by side need different ids',
@@ -43,6 +54,13 @@ export const runUsage = [
   '  $GS_HEAP_GROWING_PERCENT  V8 collects the old generation once the heap grew this much past what the',
   "                       last collection kept (default 50; 0 for V8's own heuristics)",
 ].join('\n');
+
+/** Lease period of a NATS worker's id: how long a successor waits for a worker that vanished. */
+export const DEFAULT_LEASE_MS = 15_000;
+/** Exit status of a worker that stopped because a newer worker took its id over. */
+export const EXIT_FENCED = 3;
+/** Exit status of a run refused because its checkpoint was taken with other stores. */
+export const EXIT_CHECKPOINT_MISMATCH = 4;
 
 export const runCommand: Command = {
   name: 'run',
@@ -67,7 +85,10 @@ export async function runJobCommand(
         database: { type: 'string' },
         cold: { type: 'string', default: './data/lake' },
         'no-cold': { type: 'boolean', default: false },
-        checkpoint: { type: 'string', default: './data/checkpoint.json' },
+        checkpoint: { type: 'string' },
+        'reset-checkpoint': { type: 'boolean', default: false },
+        takeover: { type: 'boolean', default: false },
+        lease: { type: 'string' },
         profile: { type: 'string' },
         worker: { type: 'string', default: process.env.GS_WORKER ?? 'w0' },
         'until-idle': { type: 'boolean', default: false },
@@ -97,6 +118,10 @@ export async function runJobCommand(
       checkpointEveryFlushes: positiveIntegerFlag(values, 'checkpoint-flushes'),
       coldRows: positiveIntegerFlag(values, 'cold-rows'),
     };
+    const leaseMs =
+      positiveIntegerFlag({ lease: values.lease ?? process.env.GS_LEASE_MS }, 'lease') ?? DEFAULT_LEASE_MS;
+    const command = replay === undefined ? 'run' : 'replay';
+    const hot = parseHotTarget(values.hot, process.env, values.database ?? process.env.CLICKHOUSE_DATABASE);
     const metricsPortText = values['metrics-port'] ?? process.env.GS_METRICS_PORT;
     const metricsPort = metricsPortText === undefined ? undefined : Number(metricsPortText);
     if (
@@ -107,6 +132,7 @@ export async function runJobCommand(
     const metrics = metricsPort === undefined ? undefined : new JobMetrics();
     let source: SourceConfig;
     let nc: NatsConnection | undefined;
+    let lease: Lease | undefined;
     let stopProgress: (() => Promise<void>) | undefined;
     if (spec.startsWith('files:')) {
       if (replay !== undefined)
@@ -128,6 +154,29 @@ export async function runJobCommand(
         ...(replayRange === undefined ? {} : { replay: replayRange }),
       });
       source = opened.config;
+      nc = opened.nc;
+      // Claimed before anything touches the consumer: a second worker with this id waits here.
+      lease = await acquireKvLease(opened.kv, leaseKey(opened.checkpointKey), {
+        ttlMs: leaseMs,
+        takeover: values.takeover!,
+        signal: abort.signal,
+        onWait: (holder, epoch, ttlMs) =>
+          logger.warn('waiting for worker lease', {
+            lease: leaseKey(opened.checkpointKey),
+            holder: describeHolder(holder),
+            epoch,
+            leaseMs: ttlMs,
+            hint: 'another worker runs with this --worker id; --takeover takes it over at once',
+          }),
+        onTakeover: (holder, epoch, ttlMs) =>
+          logger.warn('taking worker lease over', {
+            lease: leaseKey(opened.checkpointKey),
+            from: describeHolder(holder),
+            epoch,
+            waitMs: ttlMs,
+          }),
+      });
+      logger.info('worker lease acquired', { lease: lease.name, epoch: lease.epoch });
       if (replay !== undefined && opened.config.kind === 'custom') {
         stopProgress = startProgress(opened.config.source, {
           label: 'replay',
@@ -135,16 +184,38 @@ export async function runJobCommand(
           write: (text) => process.stderr.write(text),
         });
       }
-      nc = opened.nc;
     } else {
       throw new UsageError(`--source must be files:<dir> or nats://host:port, got "${spec}"`);
+    }
+    const checkpointPath = resolve(
+      values.checkpoint ??
+        (hot.kind === 'chdb' ? join(hot.path, 'checkpoint.json') : './data/checkpoint.json'),
+    );
+    if (source.kind === 'files' && values.checkpoint === undefined && hot.kind === 'chdb') {
+      const formerDefault = resolve('./data/checkpoint.json');
+      if (formerDefault !== checkpointPath && existsSync(formerDefault))
+        logger.warn('checkpoint moved', {
+          checkpoint: checkpointPath,
+          formerDefault,
+          hint: `the files source now keeps its checkpoint beside the chDB store; pass --checkpoint ${formerDefault} to resume from the old one`,
+        });
     }
     const config: JobConfig = {
       source,
       registryPath: resolve(values.registry!),
-      hot: parseHotTarget(values.hot, process.env, values.database ?? process.env.CLICKHOUSE_DATABASE),
+      hot,
       ...(values['no-cold'] ? {} : { coldDir: resolve(values.cold!) }),
-      checkpointPath: resolve(values.checkpoint!),
+      checkpointPath,
+      ...(lease === undefined ? {} : { lease }),
+      takeover: values.takeover!,
+      resetCheckpoint: values['reset-checkpoint']!,
+      onCheckpointReset: (cp) => logger.warn('checkpoint reset', { discardedSeq: cp.seq }),
+      onLease: (event, holder, epoch) =>
+        logger.warn(event === 'wait' ? 'waiting for checkpoint lock' : 'taking checkpoint lock over', {
+          checkpoint: checkpointPath,
+          holder: describeHolder(holder),
+          epoch,
+        }),
       // A replay ends where the stream ended when it started.
       untilIdle: values['until-idle']! || replay !== undefined,
       replay: replay !== undefined,
@@ -190,12 +261,21 @@ export async function runJobCommand(
         });
         logger.info('serving metrics', { url: `${metricsServer.url}/metrics` });
       }
-      const { totals, hot, lake } = await runMeterQualityJob(config);
-      await lake?.close();
-      await hot.close();
-      logger.info('stopped', { ...totals });
-      process.stdout.write(`${JSON.stringify(totals)}\n`);
+      const result = await runMeterQualityJob(config);
+      await result.lake?.close();
+      await result.hot.close();
+      logger.info('stopped', { ...result.totals });
+      process.stdout.write(`${JSON.stringify(result.totals)}\n`);
+    } catch (err) {
+      // Neither is retryable: restarting the worker as it is would fail the same way.
+      if (err instanceof FencedError || err instanceof CheckpointStoreMismatchError) {
+        logger.error(err.name, err.context);
+        process.stderr.write(`greenstream ${command}: ${err.message}\n`);
+        return err instanceof FencedError ? EXIT_FENCED : EXIT_CHECKPOINT_MISMATCH;
+      }
+      throw err;
     } finally {
+      await lease?.release();
       await stopProgress?.();
       await metricsServer?.close();
       await nc?.drain();

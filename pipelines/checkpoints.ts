@@ -5,6 +5,7 @@ import { CheckpointStoreError } from '../connectors/jetstream-errors.js';
 import type { CheckpointKv } from '../connectors/jetstream-kv.js';
 import type { Json } from '../core/index.js';
 import type { Checkpoint, CheckpointStore, RunTotals } from './runner.js';
+import type { IdentifiedCheckpoint, SinkIdentity } from './store-identity.js';
 
 /** Checkpoints in a local file (the files source): written to a temporary name, synced, then renamed. */
 export function fileCheckpointStore(path: string): CheckpointStore {
@@ -64,6 +65,8 @@ interface CheckpointManifest {
   readonly position: Json;
   readonly totals: RunTotals;
   readonly stateFormat?: string;
+  /** The sinks the checkpoint was taken with (see `store-identity.ts`). */
+  readonly sinks?: SinkIdentity;
   readonly chunks: ChunkSet;
 }
 
@@ -178,10 +181,11 @@ export function kvCheckpointStore(
         totals: parsed.totals,
         state,
         ...(parsed.stateFormat === undefined ? {} : { stateFormat: parsed.stateFormat }),
-      };
+        ...(parsed.sinks === undefined ? {} : { sinks: parsed.sinks }),
+      } satisfies IdentifiedCheckpoint;
     },
 
-    async save(checkpoint) {
+    async save(checkpoint: IdentifiedCheckpoint) {
       const slot = committed?.writer === writer ? 1 - committed.slot : 0;
       const parts = splitUtf8(checkpoint.state, chunkBytes);
       if (parts.length > maxChunks) {
@@ -206,6 +210,7 @@ export function kvCheckpointStore(
         position: checkpoint.position,
         totals: checkpoint.totals,
         ...(checkpoint.stateFormat === undefined ? {} : { stateFormat: checkpoint.stateFormat }),
+        ...(checkpoint.sinks === undefined ? {} : { sinks: checkpoint.sinks }),
         chunks: set,
       };
       const result = await kv.compareAndSet(key, JSON.stringify(manifest), revision);

@@ -7,6 +7,8 @@ import {
   type HotStoreTarget,
   openHotStore,
 } from '../connectors/clickhouse.js';
+import { acquireFileLease, lockPathOf } from '../connectors/file-lease.js';
+import type { Lease, LeaseHolder } from '../connectors/lease.js';
 import { openParquetLake, type ParquetLake } from '../connectors/parquet-lake.js';
 import { type PipelineGraph, SideInput, StateStore } from '../core/index.js';
 import type { Lineage, MeterRegistry } from '../operators/outputs.js';
@@ -14,6 +16,7 @@ import { parseRegistryCsv } from '../operators/registry.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
 import type { Alert } from '../schemas/reading.js';
 import { fileCheckpointStore } from './checkpoints.js';
+import { fencedCheckpoints, fencedSinks, fencedSource } from './fencing.js';
 import { METER_QUALITY_STATE_FORMAT, meterQualityGraph } from './meter-quality.js';
 import { type OpsAlertThresholds, opsAlertsObserver } from './ops-alerts.js';
 import { combineObservers } from './run-observers.js';
@@ -28,6 +31,7 @@ import {
 } from './runner.js';
 import { DEFAULT_COLD_ROWS, storeSinks } from './sinks.js';
 import { filesSource } from './sources.js';
+import { type IdentifiedCheckpoint, identifiedCheckpoints, sinkIdentity } from './store-identity.js';
 
 export const PIPELINE_VERSION = '0.1.0';
 
@@ -45,7 +49,13 @@ export const JOB_DEFAULTS = {
 
 export type SourceConfig =
   | { readonly kind: 'files'; readonly root: string }
-  | { readonly kind: 'custom'; readonly source: ReadingSource; readonly checkpoints: CheckpointStore };
+  | {
+      readonly kind: 'custom';
+      readonly source: ReadingSource;
+      readonly checkpoints: CheckpointStore;
+      /** Names the checkpoint in messages (e.g. its KV key). */
+      readonly checkpointName?: string;
+    };
 
 export interface JobConfig {
   readonly source: SourceConfig;
@@ -55,8 +65,25 @@ export interface JobConfig {
   readonly hotOptions?: HotStoreOptions;
   /** The Parquet lake root; no cold output when undefined. */
   readonly coldDir?: string;
-  /** Where file-source checkpoints live; default `<hot chdb dir or ./data>/checkpoint.json`. */
+  /**
+   * Where file-source checkpoints live (the CLI's default: `<chdb dir>/checkpoint.json`, or
+   * `./data/checkpoint.json` for a server hot store); its lock file `<path>.lock` fences the run.
+   */
   readonly checkpointPath: string;
+  /**
+   * The lease the caller holds on this worker's id (the NATS source's KV lease, taken before the consumer
+   * is touched): the source, sinks and checkpoints are guarded by it. Without one, a files-source run
+   * takes the lock file beside its checkpoint.
+   */
+  readonly lease?: Lease;
+  /** Files source: replace a live holder's checkpoint lock instead of waiting for it to end. */
+  readonly takeover?: boolean;
+  /** Called while this run waits for another worker's lock or takes it over. */
+  readonly onLease?: (event: 'wait' | 'takeover', holder: LeaseHolder, epoch: number) => void;
+  /** Discard the stored checkpoint (taken with these or other sinks) and start from the beginning. */
+  readonly resetCheckpoint?: boolean;
+  /** Called when `resetCheckpoint` discards a checkpoint. */
+  readonly onCheckpointReset?: (checkpoint: IdentifiedCheckpoint) => void;
   readonly untilIdle: boolean;
   readonly replay: boolean;
   readonly profile: RuleProfile;
@@ -123,6 +150,16 @@ export async function loadRegistry(path: string): Promise<MeterRegistry> {
  */
 export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> {
   const registryValue = await loadRegistry(config.registryPath);
+  const ownLease =
+    config.lease === undefined && config.source.kind === 'files'
+      ? await acquireFileLease(lockPathOf(config.checkpointPath), {
+          ...(config.takeover === undefined ? {} : { takeover: config.takeover }),
+          ...(config.signal === undefined ? {} : { signal: config.signal }),
+          onWait: (holder, epoch) => config.onLease?.('wait', holder, epoch),
+          onTakeover: (holder, epoch) => config.onLease?.('takeover', holder, epoch),
+        })
+      : undefined;
+  const lease = config.lease ?? ownLease;
   const hot = openHotStore(config.hot, config.hotOptions);
   let lake: ParquetLake | undefined;
   try {
@@ -146,7 +183,8 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       ...(config.untilIdle ? {} : { idleTimeoutMs: 30_000 }),
     });
     config.observer?.graph?.(graph);
-    const source: ReadingSource =
+    const identity = await sinkIdentity(config.hot, hot, lake);
+    const unfencedSource: ReadingSource =
       config.source.kind === 'files'
         ? filesSource({
             root: config.source.root,
@@ -154,11 +192,22 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
             now: () => batchTime,
           })
         : config.source.source;
-    const checkpoints =
+    const source = lease === undefined ? unfencedSource : fencedSource(unfencedSource, lease);
+    const checkpoints = identifiedCheckpoints(
       config.source.kind === 'custom'
         ? config.source.checkpoints
-        : fileCheckpointStore(config.checkpointPath);
-    const sinks = storeSinks({
+        : fileCheckpointStore(config.checkpointPath),
+      identity,
+      {
+        name:
+          config.source.kind === 'custom'
+            ? (config.source.checkpointName ?? source.name)
+            : config.checkpointPath,
+        ...(config.resetCheckpoint === undefined ? {} : { reset: config.resetCheckpoint }),
+        ...(config.onCheckpointReset === undefined ? {} : { onReset: config.onCheckpointReset }),
+      },
+    );
+    const unfencedSinks = storeSinks({
       hot,
       ...(lake === undefined ? {} : { lake }),
       sourceName: source.name,
@@ -172,8 +221,8 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       beforePull: () => {
         batchTime = Date.now();
       },
-      sinks,
-      checkpoints,
+      sinks: lease === undefined ? unfencedSinks : fencedSinks(unfencedSinks, lease),
+      checkpoints: lease === undefined ? checkpoints : fencedCheckpoints(checkpoints, lease),
       store,
       connect,
       stateFormat: METER_QUALITY_STATE_FORMAT,
@@ -204,5 +253,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
     await lake?.close();
     await hot.close();
     throw err;
+  } finally {
+    await ownLease?.release();
   }
 }

@@ -1,0 +1,180 @@
+/**
+ * A checkpoint knows its store: the identity of the sinks a checkpoint was taken with (each store's id,
+ * kept in the store itself, with where it was found), recorded at every save and compared at load, so a
+ * worker never resumes into a store its checkpoint does not describe (a new database, a recreated empty
+ * store, another lake) and silently skips what that store never received.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFile, realpath, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { HotStore, HotStoreTarget } from '../connectors/clickhouse.js';
+import type { ParquetLake } from '../connectors/parquet-lake.js';
+import { sql } from '../connectors/sql.js';
+import type { Checkpoint, CheckpointStore } from './runner.js';
+
+/** Where a checkpoint's outputs went. Store ids decide; targets and paths are there to be read. */
+export interface SinkIdentity {
+  readonly hot: {
+    /** `http://host:port` without credentials, or `chdb:<real path>`. */
+    readonly target: string;
+    readonly database: string;
+    readonly storeId: string;
+  };
+  readonly lake: { readonly root: string; readonly storeId: string } | null;
+}
+
+/** A checkpoint as stored, with the sinks it was taken with (absent in checkpoints written before). */
+export interface IdentifiedCheckpoint extends Checkpoint {
+  readonly sinks?: SinkIdentity;
+}
+
+/** The one-row table holding a hot store's id, created beside the pipeline's tables. */
+export const STORE_ID_TABLE = 'store_identity';
+/** The file holding a lake's id, at its root. */
+export const LAKE_ID_FILE = '_greenstream_store.json';
+
+/** Reads (creating them when missing) the ids of the run's stores. */
+export async function sinkIdentity(
+  target: HotStoreTarget,
+  hot: HotStore,
+  lake: ParquetLake | undefined,
+): Promise<SinkIdentity> {
+  return {
+    hot: {
+      target: target.kind === 'chdb' ? `chdb:${await realpath(target.path)}` : withoutCredentials(target.url),
+      database: hot.database,
+      storeId: await hotStoreId(hot),
+    },
+    lake:
+      lake === undefined ? null : { root: await realpath(lake.dir), storeId: await lakeStoreId(lake.dir) },
+  };
+}
+
+function withoutCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname === '/' ? '' : u.pathname}`;
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+/**
+ * The hot store's id: the oldest row of `store_identity`. Workers creating it at once each insert a
+ * candidate and all read back the oldest, so they agree.
+ */
+async function hotStoreId(hot: HotStore): Promise<string> {
+  const table = sql.ident(hot.database, STORE_ID_TABLE);
+  await hot.command(
+    sql`CREATE TABLE IF NOT EXISTS ${table} (store_id String, created_ms UInt64) ENGINE = MergeTree() ORDER BY created_ms`,
+  );
+  const oldest = sql`SELECT store_id FROM ${table} ORDER BY created_ms, store_id LIMIT 1`;
+  const found = await hot.query<{ store_id: string }>(oldest);
+  if (found[0] !== undefined) return found[0].store_id;
+  await hot.command(sql`INSERT INTO ${table} (store_id, created_ms) VALUES (${randomUUID()}, ${Date.now()})`);
+  const [created] = await hot.query<{ store_id: string }>(oldest);
+  return created!.store_id;
+}
+
+async function lakeStoreId(dir: string): Promise<string> {
+  const path = join(dir, LAKE_ID_FILE);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return (JSON.parse(await readFile(path, 'utf8')) as { storeId: string }).storeId;
+    } catch (error) {
+      // A file another worker is writing reads as torn JSON for a moment.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && attempt >= 5) throw error;
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+        await new Promise((r) => setTimeout(r, 20));
+        continue;
+      }
+    }
+    try {
+      await writeFile(path, JSON.stringify({ storeId: randomUUID() }), { flag: 'wx' });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
+}
+
+/** What differs between the sinks a checkpoint recorded and this run's, one line each; none when equal. */
+export function identityDifferences(recorded: SinkIdentity, current: SinkIdentity): string[] {
+  const out: string[] = [];
+  const hotOf = (s: SinkIdentity) => `${s.hot.target} database ${s.hot.database}`;
+  if (recorded.hot.storeId !== current.hot.storeId) {
+    out.push(
+      hotOf(recorded) === hotOf(current)
+        ? `hot store ${hotOf(current)} is not the one it was taken with: its id is ${current.hot.storeId}, the checkpoint's ${recorded.hot.storeId} (the store was recreated or emptied)`
+        : `hot store: checkpoint taken with ${hotOf(recorded)}, this run writes to ${hotOf(current)}`,
+    );
+  }
+  const lakeOf = (s: SinkIdentity) => (s.lake === null ? 'no lake (--no-cold)' : `lake ${s.lake.root}`);
+  if (recorded.lake?.storeId !== current.lake?.storeId) {
+    out.push(
+      lakeOf(recorded) === lakeOf(current)
+        ? `${lakeOf(current)} is not the one it was taken with (its id file ${LAKE_ID_FILE} differs: recreated or emptied)`
+        : `lake: checkpoint taken with ${lakeOf(recorded)}, this run writes to ${lakeOf(current)}`,
+    );
+  }
+  return out;
+}
+
+/**
+ * The last checkpoint was taken with other sinks than this run's: resuming would skip everything it
+ * covers, which these stores never received. Not retryable: the operator decides how to proceed.
+ */
+export class CheckpointStoreMismatchError extends Error {
+  override readonly name = 'CheckpointStoreMismatchError';
+  readonly retryable = false;
+  readonly differences: readonly string[];
+  readonly context: Readonly<Record<string, string | number>>;
+  constructor(checkpointName: string, seq: number, differences: readonly string[]) {
+    super(
+      `checkpoint ${checkpointName} (seq ${seq}) belongs to other stores than this run's:\n  ${differences.join('\n  ')}\n` +
+        'Resuming from it would skip every reading it covers. To proceed, either point the run at the stores ' +
+        'it was taken with, or start a fresh checkpoint: a new --worker id, another --checkpoint file ' +
+        '(files source), or --reset-checkpoint to discard this one and process the input from the start ' +
+        '(the stores replace rows rather than double them).',
+    );
+    this.differences = differences;
+    this.context = { checkpoint: checkpointName, seq };
+  }
+}
+
+export interface IdentifiedCheckpointsOptions {
+  /** Names the checkpoint in messages (its file or KV key). */
+  readonly name: string;
+  /** Ignore the stored checkpoint: start from scratch, and overwrite it at the first save. */
+  readonly reset?: boolean;
+  /** Called when `reset` discards a checkpoint. */
+  readonly onReset?: (checkpoint: IdentifiedCheckpoint) => void;
+}
+
+/** A checkpoint store that stamps `identity` on every save and refuses a checkpoint of other sinks. */
+export function identifiedCheckpoints(
+  store: CheckpointStore,
+  identity: SinkIdentity,
+  options: IdentifiedCheckpointsOptions,
+): CheckpointStore {
+  return {
+    async load() {
+      // Loaded even when reset: a compare-and-set store learns the revision to write over.
+      const checkpoint = (await store.load()) as IdentifiedCheckpoint | undefined;
+      if (checkpoint === undefined) return undefined;
+      if (options.reset === true) {
+        options.onReset?.(checkpoint);
+        return undefined;
+      }
+      // Checkpoints written before identities were recorded are trusted once, and stamped at the next save.
+      if (checkpoint.sinks === undefined) return checkpoint;
+      const differences = identityDifferences(checkpoint.sinks, identity);
+      if (differences.length > 0)
+        throw new CheckpointStoreMismatchError(options.name, checkpoint.seq, differences);
+      return checkpoint;
+    },
+    save: (checkpoint) => {
+      const identified: IdentifiedCheckpoint = { ...checkpoint, sinks: identity };
+      return store.save(identified);
+    },
+  };
+}
