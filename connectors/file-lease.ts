@@ -114,6 +114,10 @@ class FileLease implements Lease {
     this.#holder = record.holder;
   }
 
+  get fenced(): boolean {
+    return this.#fenced !== undefined;
+  }
+
   async check(action: string): Promise<void> {
     if (this.#fenced === undefined) {
       const current = await readLock(this.name);

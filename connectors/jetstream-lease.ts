@@ -161,6 +161,10 @@ class KvLease implements Lease {
     );
   }
 
+  get fenced(): boolean {
+    return this.#fenced !== undefined;
+  }
+
   async check(action: string): Promise<void> {
     if (this.#fenced === undefined && performance.now() > this.#validUntil) {
       this.#fence(

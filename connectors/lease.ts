@@ -19,6 +19,8 @@ export interface Lease {
    * of outputs, acknowledgement, pull and checkpoint save.
    */
   check(action: string): Promise<void>;
+  /** A check (or a renewal) found a newer holder. */
+  readonly fenced: boolean;
   /** Gives the lease up (a successor starts at once); does nothing once fenced. Idempotent. */
   release(): Promise<void>;
 }

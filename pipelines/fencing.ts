@@ -23,7 +23,11 @@ export function fencedSource(source: ReadingSource, lease: Lease): ReadingSource
       await lease.check('acknowledge');
       await source.commit();
     },
-    close: () => source.close(),
+    async close() {
+      // A fenced worker leaves its deliveries alone: negative acknowledgements would reach the consumer
+      // its successor recreated under the same name and redeliver what the successor holds.
+      if (!lease.fenced) await source.close();
+    },
     ...(source.resumesFromPosition === undefined ? {} : { resumesFromPosition: source.resumesFromPosition }),
   };
   const pending = source.pending?.bind(source);
