@@ -109,7 +109,8 @@ export function identityDifferences(recorded: SinkIdentity, current: SinkIdentit
     );
   }
   const lakeOf = (s: SinkIdentity) => (s.lake === null ? 'no lake (--no-cold)' : `lake ${s.lake.root}`);
-  if (recorded.lake?.storeId !== current.lake?.storeId) {
+  // A run without a lake skips nothing in it; a lake that missed what the checkpoint covers would.
+  if (current.lake !== null && recorded.lake?.storeId !== current.lake.storeId) {
     out.push(
       lakeOf(recorded) === lakeOf(current)
         ? `${lakeOf(current)} is not the one it was taken with (its id file ${LAKE_ID_FILE} differs: recreated or emptied)`

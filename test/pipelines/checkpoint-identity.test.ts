@@ -124,6 +124,9 @@ describe('the files source on chDB', () => {
     });
     expect(reset.stderr).toContain('"msg":"checkpoint reset"');
     expect(await readings('chdbC')).toBe(first.measured);
+    // A run that leaves the lake out skips nothing in it: allowed, with nothing new to read.
+    const noLake = await run('chdbA', 'lakeA', '--no-cold');
+    expect(lastJson<RunTotalsOutput>(expectSuccess(noLake, 'no lake').stdout).recordsIn).toBe(lines);
     // The checkpoint now belongs to C: the first store is the one refused.
     expectRefused(
       await run('chdbA', 'lakeA', '--checkpoint', oldCheckpoint),
