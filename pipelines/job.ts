@@ -183,7 +183,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       ...(config.untilIdle ? {} : { idleTimeoutMs: 30_000 }),
     });
     config.observer?.graph?.(graph);
-    const identity = await sinkIdentity(config.hot, hot, lake);
+    const runSinks = await sinkIdentity(config.hot, hot, lake);
     const unfencedSource: ReadingSource =
       config.source.kind === 'files'
         ? filesSource({
@@ -197,7 +197,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       config.source.kind === 'custom'
         ? config.source.checkpoints
         : fileCheckpointStore(config.checkpointPath),
-      identity,
+      runSinks,
       {
         name:
           config.source.kind === 'custom'

@@ -33,21 +33,33 @@ export const STORE_ID_TABLE = 'store_identity';
 /** The file holding a lake's id, at its root. */
 export const LAKE_ID_FILE = '_greenstream_store.json';
 
+/** The run's sinks: the identity its checkpoints record, and every id its hot store answers to. */
+export interface RunSinks {
+  readonly identity: SinkIdentity;
+  /**
+   * Workers creating a store's id at once each insert one (ClickHouse has no compare-and-set); the store
+   * answers to all of them, and a store recreated empty to none of the old ones.
+   */
+  readonly hotStoreIds: readonly string[];
+}
+
 /** Reads (creating them when missing) the ids of the run's stores. */
 export async function sinkIdentity(
   target: HotStoreTarget,
   hot: HotStore,
   lake: ParquetLake | undefined,
-): Promise<SinkIdentity> {
-  return {
+): Promise<RunSinks> {
+  const hotStoreIds = await hotStoreIdsOf(hot);
+  const identity: SinkIdentity = {
     hot: {
       target: target.kind === 'chdb' ? `chdb:${await realpath(target.path)}` : withoutCredentials(target.url),
       database: hot.database,
-      storeId: await hotStoreId(hot),
+      storeId: hotStoreIds[0]!,
     },
     lake:
       lake === undefined ? null : { root: await realpath(lake.dir), storeId: await lakeStoreId(lake.dir) },
   };
+  return { identity, hotStoreIds };
 }
 
 function withoutCredentials(url: string): string {
@@ -59,21 +71,23 @@ function withoutCredentials(url: string): string {
   }
 }
 
-/**
- * The hot store's id: the oldest row of `store_identity`. Workers creating it at once each insert a
- * candidate and all read back the oldest, so they agree.
- */
-async function hotStoreId(hot: HotStore): Promise<string> {
+/** The hot store's ids (rows of `store_identity`), oldest first; one is created when there is none. */
+async function hotStoreIdsOf(hot: HotStore): Promise<string[]> {
   const table = sql.ident(hot.database, STORE_ID_TABLE);
   await hot.command(
     sql`CREATE TABLE IF NOT EXISTS ${table} (store_id String, created_ms UInt64) ENGINE = MergeTree() ORDER BY created_ms`,
   );
-  const oldest = sql`SELECT store_id FROM ${table} ORDER BY created_ms, store_id LIMIT 1`;
-  const found = await hot.query<{ store_id: string }>(oldest);
-  if (found[0] !== undefined) return found[0].store_id;
-  await hot.command(sql`INSERT INTO ${table} (store_id, created_ms) VALUES (${randomUUID()}, ${Date.now()})`);
-  const [created] = await hot.query<{ store_id: string }>(oldest);
-  return created!.store_id;
+  const read = async () =>
+    (
+      await hot.query<{ store_id: string }>(sql`SELECT store_id FROM ${table} ORDER BY created_ms, store_id`)
+    ).map((r) => r.store_id);
+  const found = await read();
+  if (found.length > 0) return found;
+  const created = randomUUID();
+  await hot.command(sql`INSERT INTO ${table} (store_id, created_ms) VALUES (${created}, ${Date.now()})`);
+  const ids = await read();
+  // This worker records its own id: another one's, inserted at the same moment, may sort first.
+  return [created, ...ids.filter((id) => id !== created)];
 }
 
 async function lakeStoreId(dir: string): Promise<string> {
@@ -98,10 +112,11 @@ async function lakeStoreId(dir: string): Promise<string> {
 }
 
 /** What differs between the sinks a checkpoint recorded and this run's, one line each; none when equal. */
-export function identityDifferences(recorded: SinkIdentity, current: SinkIdentity): string[] {
+export function identityDifferences(recorded: SinkIdentity, sinks: RunSinks): string[] {
+  const current = sinks.identity;
   const out: string[] = [];
   const hotOf = (s: SinkIdentity) => `${s.hot.target} database ${s.hot.database}`;
-  if (recorded.hot.storeId !== current.hot.storeId) {
+  if (!sinks.hotStoreIds.includes(recorded.hot.storeId)) {
     out.push(
       hotOf(recorded) === hotOf(current)
         ? `hot store ${hotOf(current)} is not the one it was taken with: its id is ${current.hot.storeId}, the checkpoint's ${recorded.hot.storeId} (the store was recreated or emptied)`
@@ -151,10 +166,10 @@ export interface IdentifiedCheckpointsOptions {
   readonly onReset?: (checkpoint: IdentifiedCheckpoint) => void;
 }
 
-/** A checkpoint store that stamps `identity` on every save and refuses a checkpoint of other sinks. */
+/** A checkpoint store that stamps the run's identity on every save and refuses a checkpoint of other sinks. */
 export function identifiedCheckpoints(
   store: CheckpointStore,
-  identity: SinkIdentity,
+  sinks: RunSinks,
   options: IdentifiedCheckpointsOptions,
 ): CheckpointStore {
   return {
@@ -168,13 +183,13 @@ export function identifiedCheckpoints(
       }
       // Checkpoints written before identities were recorded are trusted once, and stamped at the next save.
       if (checkpoint.sinks === undefined) return checkpoint;
-      const differences = identityDifferences(checkpoint.sinks, identity);
+      const differences = identityDifferences(checkpoint.sinks, sinks);
       if (differences.length > 0)
         throw new CheckpointStoreMismatchError(options.name, checkpoint.seq, differences);
       return checkpoint;
     },
     save: (checkpoint) => {
-      const identified: IdentifiedCheckpoint = { ...checkpoint, sinks: identity };
+      const identified: IdentifiedCheckpoint = { ...checkpoint, sinks: sinks.identity };
       return store.save(identified);
     },
   };
