@@ -23,6 +23,7 @@ import { type NatsServer, startNatsServer, uniqueName } from '../harness/servers
 import {
   type CliProcess,
   clickhouseQuery,
+  comparedColumns,
   comparedTables,
   contentDiff,
   ensureBuilt,
@@ -300,3 +301,80 @@ describe('two CLI workers with one --worker id on one stream', () => {
     );
   }, 120_000);
 });
+
+describe('two CLI workers on one files-source checkpoint (embedded chDB)', () => {
+  it('the one that takes the lock over ends with the uninterrupted store; the older exits 3, a waiter waits', async () => {
+    const seed = Number(process.env.GS_FENCE_SEED ?? 20241106) + 1;
+    const random = seededRandom(seed);
+    const dir = await mkdtemp(join(workDir, 'files-'));
+    const simDir = join(dir, 'sim');
+    await simulate({ out: simDir, meters: 40, days: 2, start: '2024-03-11', seed: 29, gatewaySize: 10 });
+    const run = (store: string, ...extra: string[]) => [
+      'run',
+      '--source',
+      `files:${simDir}`,
+      '--registry',
+      join(simDir, 'registry.csv'),
+      '--hot',
+      `chdb:${join(dir, store)}`,
+      '--cold',
+      join(dir, `${store}-lake`),
+      '--flush-rows',
+      '500',
+      '--checkpoint-flushes',
+      '2',
+      ...extra,
+    ];
+    /** A fingerprint of every compared table's content through FINAL. */
+    const fingerprint = async (store: string) => {
+      const parts = comparedTables.map(
+        (t) =>
+          `(SELECT toString(count()) || ':' || toString(sum(cityHash64(${comparedColumnsOf(t)}))) FROM greenstream.${t} FINAL${t === 'alerts' ? " WHERE kind NOT IN ('backlog', 'quality_degradation', 'transformation_failure')" : ''})`,
+      );
+      const result = expectSuccess(
+        await runCli([
+          'sql',
+          '--hot',
+          `chdb:${join(dir, store)}`,
+          '--format',
+          'csv',
+          `SELECT ${parts.join(', ')}`,
+        ]),
+        'fingerprint',
+      );
+      return result.stdout.trim().split('\n').at(-1)!;
+    };
+    const cwd = dir;
+    expectSuccess(await runCli(run('alone', '--until-idle'), { cwd }), 'uninterrupted');
+    const expected = await fingerprint('alone');
+
+    // Takeover at a seeded point of the first worker's run (start-up, mid-run or idle after draining).
+    const delayMs = Math.round(random() * 3_000);
+    const first = startCli(run('shared'), { cwd, timeoutMs: 60_000 });
+    await sleep(delayMs);
+    const second = startCli(run('shared', '--until-idle', '--takeover'), { cwd, timeoutMs: 60_000 });
+    const [r1, r2] = await Promise.all([first.done, second.done]);
+    expectSuccess(r2, 'the worker that took over');
+    expect(r1.code, r1.stderr.slice(-3000)).toBe(3);
+    expect(r1.stderr).toMatch(
+      /greenstream run: fenced: the checkpoint lock \S+checkpoint\.json\.lock is now held by pid \d+/,
+    );
+    expect(await fingerprint('shared')).toBe(expected);
+
+    // Without --takeover the newer one waits for the lock; a clean stop of the holder hands it over.
+    const third = startCli(run('waited'), { cwd, timeoutMs: 60_000 });
+    await third.waitForLog('checkpoint', 1);
+    const fourth = startCli(run('waited', '--until-idle'), { cwd, timeoutMs: 60_000 });
+    expect(await fourth.waitForLog('waiting for checkpoint lock', 1)).toBe(true);
+    third.child.kill('SIGTERM');
+    const [r3, r4] = await Promise.all([third.done, fourth.done]);
+    expectSuccess(r3, 'the holder stopped by SIGTERM');
+    expectSuccess(r4, 'the worker that waited');
+    expect(await fingerprint('waited')).toBe(expected);
+    console.log(`[fencing] files source, seed ${seed}: takeover ${delayMs} ms after start`);
+  }, 120_000);
+});
+
+function comparedColumnsOf(table: (typeof comparedTables)[number]): string {
+  return comparedColumns[table]!.join(', ');
+}
