@@ -39,7 +39,7 @@ export const runUsage = [
   '  --profile <json>     rule profile overrides (see README, "Rule profile")',
   '  --worker <id>        worker id (default w0; $GS_WORKER): names its checkpoint, consumers and lake',
   '                       files; workers running side by side need different ids (a second worker with',
-  '                       the same id waits for the first one\'s lease; see --takeover)',
+  "                       the same id waits for the first one's lease; see --takeover)",
   '  --partitions <set>   own these partition subjects readings.<p>, e.g. 0-7 or 0-3,8 ($GS_PARTITIONS):',
   '                       one durable consumer each; default all (one consumer on readings.>). A worker',
   '                       keeps its set: to change it, start the new set under a new --worker id',
