@@ -12,6 +12,13 @@ import { type Command, UsageError } from './main.js';
 import { openNatsSource } from './nats-source.js';
 import { loadProfile, parseHotTarget } from './options.js';
 import { startProgress } from './progress.js';
+import {
+  type EmbeddedQueries,
+  embeddedQueries,
+  metricsHostOf,
+  serveFlags,
+  serveUsage,
+} from './serve-queries.js';
 
 export const runUsage = [
   'Usage: greenstream run [options]',
@@ -39,7 +46,9 @@ export const runUsage = [
   '                       redoes at most this much work, which the stores absorb without doubling',
   '  --checkpoint-flushes <n> … or after this many writes of outputs (default: time only)',
   '  --pull <n>           JetStream messages per pull (default 256; smaller cuts latency when caught up)',
-  '  --metrics-port <n>   serve /metrics, /healthz, /readyz on this port ($GS_METRICS_PORT)',
+  '  --metrics-port <n>   serve /metrics, /healthz, /readyz on this port ($GS_METRICS_PORT); on chdb:<dir>',
+  '                       also read-only queries (default there: an ephemeral loopback port)',
+  ...serveUsage,
   '  $GS_HEAP_GROWING_PERCENT  V8 collects the old generation once the heap grew this much past what the',
   "                       last collection kept (default 50; 0 for V8's own heuristics)",
 ].join('\n');
@@ -80,6 +89,7 @@ export async function runJobCommand(
         'metrics-port': { type: 'string' },
         partitions: { type: 'string' },
         partition: { type: 'string' },
+        ...serveFlags,
       },
     });
     const replayRange = replay;
@@ -104,7 +114,21 @@ export async function runJobCommand(
       !(Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort < 65536)
     )
       throw new UsageError(`--metrics-port must be a port number, got "${metricsPortText}"`);
-    const metrics = metricsPort === undefined ? undefined : new JobMetrics();
+    const metricsHost = metricsHostOf(values, process.env);
+    const hotTarget = parseHotTarget(
+      values.hot,
+      process.env,
+      values.database ?? process.env.CLICKHOUSE_DATABASE,
+    );
+    // An embedded store answers queries on the endpoint, so it is served even without --metrics-port.
+    const queryMetricsRegistry = new JobMetrics();
+    const queries: EmbeddedQueries | undefined = embeddedQueries(
+      hotTarget,
+      values,
+      process.env,
+      queryMetricsRegistry.registry,
+    );
+    const metrics = metricsPort === undefined && queries === undefined ? undefined : queryMetricsRegistry;
     let source: SourceConfig;
     let nc: NatsConnection | undefined;
     let stopProgress: (() => Promise<void>) | undefined;
@@ -142,7 +166,7 @@ export async function runJobCommand(
     const config: JobConfig = {
       source,
       registryPath: resolve(values.registry!),
-      hot: parseHotTarget(values.hot, process.env, values.database ?? process.env.CLICKHOUSE_DATABASE),
+      hot: hotTarget,
       ...(values['no-cold'] ? {} : { coldDir: resolve(values.cold!) }),
       checkpointPath: resolve(values.checkpoint!),
       // A replay ends where the stream ended when it started.
@@ -161,7 +185,17 @@ export async function runJobCommand(
         ? {}
         : { checkpointEveryFlushes: cadence.checkpointEveryFlushes }),
       ...(cadence.coldRows === undefined ? {} : { coldRows: cadence.coldRows }),
-      ...(metrics === undefined ? {} : { observer: metrics.observer }),
+      ...(metrics === undefined
+        ? {}
+        : {
+            observer: {
+              ...metrics.observer,
+              opened: () => {
+                metrics.observer.opened?.();
+                if (metricsServer !== undefined) queries?.start(metricsServer.url);
+              },
+            },
+          }),
       ...(nc === undefined
         ? {}
         : {
@@ -182,13 +216,18 @@ export async function runJobCommand(
     };
     let metricsServer: MetricsServer | undefined;
     try {
-      if (metrics !== undefined && metricsPort !== undefined) {
+      if (metrics !== undefined) {
         metricsServer = await startMetricsServer({
-          port: metricsPort,
+          port: metricsPort ?? 0,
+          host: metricsHost,
           render: () => metrics.render(),
           ready: () => metrics.isReady(),
+          ...(queries === undefined ? {} : { queries: queries.endpoint.handle }),
         });
-        logger.info('serving metrics', { url: `${metricsServer.url}/metrics` });
+        logger.info('serving metrics', {
+          bound: `${metricsServer.address}:${metricsServer.port}`,
+          url: `${metricsServer.url}/metrics`,
+        });
       }
       const { totals, hot, lake } = await runMeterQualityJob(config);
       await lake?.close();
@@ -197,6 +236,7 @@ export async function runJobCommand(
       process.stdout.write(`${JSON.stringify(totals)}\n`);
     } finally {
       await stopProgress?.();
+      await queries?.close();
       await metricsServer?.close();
       await nc?.drain();
     }
