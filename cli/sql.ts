@@ -6,7 +6,7 @@
  * the file is stale (the worker was killed) or absent, the folder is opened here as usual.
  */
 import { parseArgs } from 'node:util';
-import { createClient } from '@clickhouse/client';
+import { createClient, type Logger } from '@clickhouse/client';
 import { findFolderOwner } from '../connectors/chdb-lock.js';
 import { openHotStore } from '../connectors/clickhouse.js';
 import { sql } from '../connectors/sql.js';
@@ -76,6 +76,8 @@ async function queryWorker(
   const client = createClient({
     url: endpoint,
     application: 'greenstream-sql',
+    // The error reaches the user once, as the command's message; the client would also print it.
+    log: { LoggerClass: SilentLogger },
     ...(database === undefined ? {} : { database }),
   });
   try {
@@ -85,6 +87,14 @@ async function queryWorker(
   } finally {
     await client.close();
   }
+}
+
+class SilentLogger implements Logger {
+  trace(): void {}
+  debug(): void {}
+  info(): void {}
+  warn(): void {}
+  error(): void {}
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point

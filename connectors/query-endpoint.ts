@@ -15,9 +15,10 @@
  * writes on the pipeline's connection go on meanwhile). Each connection is set up once with the limits
  * (rows, bytes, seconds, memory, threads) and then `readonly = 1`, after which the engine itself refuses
  * writes and any change of those settings; settings in the request are therefore refused too, apart
- * from the HTTP interface's own. Peers other than loopback need the password, when one is set.
+ * from the HTTP interface's own. A connection on which a query failed is replaced (see `run`). Peers
+ * other than loopback need the password, when one is set.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzipSync, gzipSync, inflateSync } from 'node:zlib';
 import { type ChdbResult, Session } from 'chdb';
@@ -205,21 +206,29 @@ export function createQueryEndpoint(options: QueryEndpointOptions): QueryEndpoin
   const running = new Set<Promise<unknown>>();
   let state: 'new' | 'opening' | 'open' | 'closed' = 'new';
 
+  // Limits first: once `readonly = 1` is set nothing on the connection can change them.
+  const setup =
+    `SET max_result_rows = ${limits.maxResultRows}, result_overflow_mode = 'throw', ` +
+    `max_result_bytes = ${limits.maxResultBytes}, max_execution_time = ${limits.maxExecutionSeconds}, ` +
+    `timeout_overflow_mode = 'throw', max_memory_usage = ${limits.maxMemoryBytes}, ` +
+    `max_threads = ${limits.maxThreads}; SET readonly = 1`;
+
+  async function connect(): Promise<Pooled> {
+    const session = new Session(options.path);
+    try {
+      await session.queryAsync(setup);
+    } catch (error) {
+      session.close();
+      throw error;
+    }
+    return { session, database: undefined };
+  }
+
   async function open(): Promise<void> {
     if (state !== 'new') return;
     state = 'opening';
-    // Limits first: once `readonly = 1` is set nothing on the connection can change them.
-    const setup =
-      `SET max_result_rows = ${limits.maxResultRows}, result_overflow_mode = 'throw', ` +
-      `max_result_bytes = ${limits.maxResultBytes}, max_execution_time = ${limits.maxExecutionSeconds}, ` +
-      `timeout_overflow_mode = 'throw', max_memory_usage = ${limits.maxMemoryBytes}, ` +
-      `max_threads = ${limits.maxThreads}; SET readonly = 1`;
     try {
-      for (let k = 0; k < limits.concurrency; k++) {
-        const session = new Session(options.path);
-        all.push({ session, database: undefined });
-        await session.queryAsync(setup);
-      }
+      for (let k = 0; k < limits.concurrency; k++) all.push(await connect());
     } catch (error) {
       for (const pooled of all.splice(0)) pooled.session.close();
       state = 'closed';
@@ -257,7 +266,7 @@ export function createQueryEndpoint(options: QueryEndpointOptions): QueryEndpoin
     database: string,
     params: Record<string, string>,
   ): Promise<ChdbResult> {
-    const pooled = await acquire();
+    let pooled = await acquire();
     try {
       if (pooled.database !== database) {
         await pooled.session.queryAsync(`USE ${sqlIdent(database)}`);
@@ -266,8 +275,28 @@ export function createQueryEndpoint(options: QueryEndpointOptions): QueryEndpoin
       return Object.keys(params).length > 0
         ? await pooled.session.queryBindAsync(statement, params, { format })
         : await pooled.session.queryAsync(statement, { format });
+    } catch (error) {
+      // chDB 26.7 hands the output a failed query had already written (e.g. the start of a JSON
+      // document before a row limit hit) to the NEXT query on the same connection: the connection is
+      // replaced rather than trusted again.
+      pooled = await replace(pooled);
+      throw error;
     } finally {
       release(pooled);
+    }
+  }
+
+  async function replace(broken: Pooled): Promise<Pooled> {
+    broken.session.close();
+    const index = all.indexOf(broken);
+    try {
+      const fresh = await connect();
+      if (index >= 0) all[index] = fresh;
+      return fresh;
+    } catch {
+      // The folder is going away (the worker stops): the broken connection stays closed; a query that
+      // gets it fails with chDB's "closed" error.
+      return broken;
     }
   }
 
@@ -384,25 +413,43 @@ function headerValue(req: IncomingMessage, name: string): string | undefined {
 }
 
 function authorize(req: IncomingMessage, url: URL, password: string | undefined): void {
-  if (LOOPBACK.test(req.socket.remoteAddress ?? '')) return;
+  const refusal = peerRefusal(req.socket.remoteAddress, req.headers, url.searchParams, password);
+  if (refusal !== undefined) throw new HttpRefusal(516, refusal);
+}
+
+/**
+ * Why a peer may not query, or undefined when it may: loopback peers always may; others only with the
+ * password, given as basic auth, `X-ClickHouse-Key` or `password=` (as ClickHouse takes it).
+ */
+export function peerRefusal(
+  remoteAddress: string | undefined,
+  headers: IncomingMessage['headers'],
+  params: URLSearchParams,
+  password: string | undefined,
+): string | undefined {
+  if (LOOPBACK.test(remoteAddress ?? '')) return undefined;
   if (password === undefined) {
-    throw new HttpRefusal(
-      516,
-      'The worker answers queries from loopback only (set GS_QUERY_PASSWORD to serve other hosts)',
-    );
+    return 'The worker answers queries from loopback only (set GS_QUERY_PASSWORD to serve other hosts)';
   }
-  const basic = /^Basic\s+(.+)$/i.exec(headerValue(req, 'authorization') ?? '');
+  const header = (name: string) => {
+    const value = headers[name];
+    return Array.isArray(value) ? value[0] : value;
+  };
+  const basic = /^Basic\s+(.+)$/i.exec(header('authorization') ?? '');
   const given =
-    headerValue(req, 'x-clickhouse-key') ??
-    url.searchParams.get('password') ??
+    header('x-clickhouse-key') ??
+    params.get('password') ??
     (basic ? Buffer.from(basic[1]!, 'base64').toString('utf8').split(':').slice(1).join(':') : undefined);
-  if (given !== password) throw new HttpRefusal(516, 'Authentication failed: password is incorrect');
+  const digest = (text: string) => createHash('sha256').update(text).digest();
+  return given !== undefined && timingSafeEqual(digest(given), digest(password))
+    ? undefined
+    : 'Authentication failed: password is incorrect';
 }
 
 function requestSettings(url: URL): { params: Record<string, string> } {
   const params: Record<string, string> = {};
   for (const [key, value] of url.searchParams) {
-    if (key.startsWith('param_')) params[key.slice('param_'.length)] = value;
+    if (key.startsWith('param_')) params[key.slice('param_'.length)] = unescapeParameter(value);
     else if (HTTP_PARAMETERS.has(key) || BOUNDED_SETTINGS.has(key)) continue;
     else
       throw new HttpRefusal(
@@ -411,6 +458,28 @@ function requestSettings(url: URL): { params: Record<string, string> } {
       );
   }
   return { params };
+}
+
+const PARAMETER_ESCAPES: Readonly<Record<string, string>> = {
+  n: '\n',
+  t: '\t',
+  r: '\r',
+  b: '\b',
+  f: '\f',
+  '0': '\0',
+  a: '\u0007',
+  v: '\v',
+  e: '\u001b',
+};
+
+/**
+ * A `param_<name>` value as the HTTP interface sends it, in the escaped text form (`it\'s`), made the
+ * plain value that chDB's binding takes (and escapes itself).
+ */
+function unescapeParameter(value: string): string {
+  return value.replace(/\\(x[0-9A-Fa-f]{2}|.)/gs, (_, ch: string) =>
+    ch.length === 3 ? String.fromCharCode(Number.parseInt(ch.slice(1), 16)) : (PARAMETER_ESCAPES[ch] ?? ch),
+  );
 }
 
 async function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
