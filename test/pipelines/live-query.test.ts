@@ -3,7 +3,7 @@
  * `greenstream run` on chdb:<dir> ingests files as they land while `greenstream sql` and
  * `@clickhouse/client` query it; a killed worker leaves a stale owner file that `sql` sees through.
  */
-import { cp, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient, type Logger } from '@clickhouse/client';
