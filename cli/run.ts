@@ -121,14 +121,14 @@ export async function runJobCommand(
       values.database ?? process.env.CLICKHOUSE_DATABASE,
     );
     // An embedded store answers queries on the endpoint, so it is served even without --metrics-port.
-    const queryMetricsRegistry = new JobMetrics();
+    const jobMetrics = new JobMetrics();
     const queries: EmbeddedQueries | undefined = embeddedQueries(
       hotTarget,
       values,
       process.env,
-      queryMetricsRegistry.registry,
+      jobMetrics.registry,
     );
-    const metrics = metricsPort === undefined && queries === undefined ? undefined : queryMetricsRegistry;
+    const metrics = metricsPort === undefined && queries === undefined ? undefined : jobMetrics;
     let source: SourceConfig;
     let nc: NatsConnection | undefined;
     let stopProgress: (() => Promise<void>) | undefined;

@@ -448,6 +448,15 @@ export function peerRefusal(
 
 function requestSettings(url: URL): { params: Record<string, string> } {
   const params: Record<string, string> = {};
+  for (const key of ['compress', 'decompress']) {
+    if (url.searchParams.get(key) === '1') {
+      // ClickHouse's own block compression (LZ4 framing); clients fall back to none or to gzip.
+      throw new HttpRefusal(
+        48,
+        `${key}=1 (ClickHouse block compression) is not supported: use enable_http_compression=1`,
+      );
+    }
+  }
   for (const [key, value] of url.searchParams) {
     if (key.startsWith('param_')) params[key.slice('param_'.length)] = unescapeParameter(value);
     else if (HTTP_PARAMETERS.has(key) || BOUNDED_SETTINGS.has(key)) continue;

@@ -216,6 +216,17 @@ describe('the worker query endpoint on an embedded store (real chDB, @clickhouse
     } finally {
       await compressed.close();
     }
+    // What clickhouse-go (Grafana's data source on HTTP) sends: Native by default_format, basic auth.
+    const native = await fetch(`${server.url}/?default_format=Native&database=greenstream`, {
+      method: 'POST',
+      body: 'SELECT timeZone()',
+      headers: { Authorization: `Basic ${Buffer.from('default:').toString('base64')}` },
+    });
+    expect(native.status).toBe(200);
+    expect(Buffer.from(await native.arrayBuffer()).includes(Buffer.from('UTC'))).toBe(true);
+    const lz4 = await fetch(`${server.url}/?compress=1`, { method: 'POST', body: 'SELECT 1' });
+    expect(lz4.status).toBe(400);
+    expect(lz4.headers.get('x-clickhouse-exception-code')).toBe('48');
     const bad = await fetch(server.url, { method: 'POST', body: 'DROP TABLE scratch' });
     expect(bad.status).toBe(403);
     expect(bad.headers.get('x-clickhouse-exception-code')).toBe('164');
@@ -231,8 +242,9 @@ describe('the worker query endpoint on an embedded store (real chDB, @clickhouse
     expect(text).toMatch(/greenstream_queries_total\{outcome="ok"\} \d+/);
     const count = (outcome: string) =>
       Number(new RegExp(`greenstream_queries_total\\{outcome="${outcome}"\\} (\\d+)`).exec(text)?.[1]);
-    // Refused before the engine: the early 503, DROP, INSERT, two statements, file(), a setting, DROP by curl.
-    expect(count('refused')).toBe(7);
+    // Refused before the engine: the early 503, DROP, INSERT, two statements, file(), a setting, compress=1,
+    // DROP by curl.
+    expect(count('refused')).toBe(8);
     // Failed by the engine: two row limits, the time limit, a SETTINGS clause, an unknown table.
     expect(count('error')).toBe(5);
     expect(text).toMatch(/greenstream_query_seconds_count\{outcome="ok"\} \d+/);
