@@ -225,7 +225,7 @@ export async function runJobCommand(
           ...(queries === undefined ? {} : { queries: queries.endpoint.handle }),
         });
         logger.info('serving metrics', {
-          bound: `${metricsServer.address}:${metricsServer.port}`,
+          bound: `${metricsServer.address.includes(':') ? `[${metricsServer.address}]` : metricsServer.address}:${metricsServer.port}`,
           url: `${metricsServer.url}/metrics`,
         });
       }
