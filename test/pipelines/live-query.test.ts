@@ -48,17 +48,13 @@ async function emptyLanding(name: string): Promise<string> {
   return landing;
 }
 
-/** Lands the simulated hour folders `hours` (e.g. 0–5) into `landing`. */
+/** Lands the simulated hour folders `hours` (e.g. 0–5) into `landing`, each whole by a rename. */
 async function land(landing: string, hours: readonly number[]): Promise<void> {
   for (const h of hours) {
     const hour = String(h).padStart(2, '0');
-    await cp(
-      join(simulated, 'raw', '2024', '03', '11', hour),
-      join(landing, 'raw', '2024', '03', '11', hour),
-      {
-        recursive: true,
-      },
-    );
+    const staging = join(dir, `staging-${hour}-${Math.random().toString(36).slice(2)}`);
+    await cp(join(simulated, 'raw', '2024', '03', '11', hour), staging, { recursive: true });
+    await rename(staging, join(landing, 'raw', '2024', '03', '11', hour));
   }
 }
 
