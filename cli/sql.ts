@@ -76,6 +76,8 @@ async function queryWorker(
   const client = createClient({
     url: endpoint,
     application: 'greenstream-sql',
+    // Beyond the endpoint's own time limit (30 s by default), so its error arrives rather than a timeout.
+    request_timeout: 300_000,
     // The error reaches the user once, as the command's message; the client would also print it.
     log: { LoggerClass: SilentLogger },
     ...(database === undefined ? {} : { database }),

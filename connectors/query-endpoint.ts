@@ -342,6 +342,7 @@ export function createQueryEndpoint(options: QueryEndpointOptions): QueryEndpoin
       const bytes = Buffer.from(result.bytes());
       const elapsedNs = Math.round((performance.now() - started) * 1e6);
       headers['X-ClickHouse-Format'] = format;
+      // chDB reports the result's rows and bytes only (its `rowsRead`), not what the query scanned.
       headers['X-ClickHouse-Summary'] = JSON.stringify({
         read_rows: String(result.rowsRead),
         read_bytes: String(result.bytesRead),
