@@ -16,6 +16,13 @@ import { type Command, UsageError } from './main.js';
 import { openNatsSource } from './nats-source.js';
 import { loadProfile, parseHotTarget } from './options.js';
 import { startProgress } from './progress.js';
+import {
+  type EmbeddedQueries,
+  embeddedQueries,
+  metricsHostOf,
+  serveFlags,
+  serveUsage,
+} from './serve-queries.js';
 
 export const runUsage = [
   'Usage: greenstream run [options]',
@@ -51,7 +58,9 @@ export const runUsage = [
   '                       redoes at most this much work, which the stores absorb without doubling',
   '  --checkpoint-flushes <n> … or after this many writes of outputs (default: time only)',
   '  --pull <n>           JetStream messages per pull (default 256; smaller cuts latency when caught up)',
-  '  --metrics-port <n>   serve /metrics, /healthz, /readyz on this port ($GS_METRICS_PORT)',
+  '  --metrics-port <n>   serve /metrics, /healthz, /readyz on this port ($GS_METRICS_PORT); on chdb:<dir>',
+  '                       also read-only queries (default there: an ephemeral loopback port)',
+  ...serveUsage,
   '  $GS_HEAP_GROWING_PERCENT  V8 collects the old generation once the heap grew this much past what the',
   "                       last collection kept (default 50; 0 for V8's own heuristics)",
 ].join('\n');
@@ -102,6 +111,7 @@ export async function runJobCommand(
         'metrics-port': { type: 'string' },
         partitions: { type: 'string' },
         partition: { type: 'string' },
+        ...serveFlags,
       },
     });
     const replayRange = replay;
@@ -130,7 +140,16 @@ export async function runJobCommand(
       !(Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort < 65536)
     )
       throw new UsageError(`--metrics-port must be a port number, got "${metricsPortText}"`);
-    const metrics = metricsPort === undefined ? undefined : new JobMetrics();
+    const metricsHost = metricsHostOf(values, process.env);
+    // An embedded store answers queries on the endpoint, so it is served even without --metrics-port.
+    const jobMetrics = new JobMetrics();
+    const queries: EmbeddedQueries | undefined = embeddedQueries(
+      hot,
+      values,
+      process.env,
+      jobMetrics.registry,
+    );
+    const metrics = metricsPort === undefined && queries === undefined ? undefined : jobMetrics;
     let source: SourceConfig;
     let nc: NatsConnection | undefined;
     let lease: Lease | undefined;
@@ -233,7 +252,17 @@ export async function runJobCommand(
         ? {}
         : { checkpointEveryFlushes: cadence.checkpointEveryFlushes }),
       ...(cadence.coldRows === undefined ? {} : { coldRows: cadence.coldRows }),
-      ...(metrics === undefined ? {} : { observer: metrics.observer }),
+      ...(metrics === undefined
+        ? {}
+        : {
+            observer: {
+              ...metrics.observer,
+              opened: () => {
+                metrics.observer.opened?.();
+                if (metricsServer !== undefined) queries?.start(metricsServer.url);
+              },
+            },
+          }),
       ...(nc === undefined
         ? {}
         : {
@@ -254,13 +283,18 @@ export async function runJobCommand(
     };
     let metricsServer: MetricsServer | undefined;
     try {
-      if (metrics !== undefined && metricsPort !== undefined) {
+      if (metrics !== undefined) {
         metricsServer = await startMetricsServer({
-          port: metricsPort,
+          port: metricsPort ?? 0,
+          host: metricsHost,
           render: () => metrics.render(),
           ready: () => metrics.isReady(),
+          ...(queries === undefined ? {} : { queries: queries.endpoint.handle }),
         });
-        logger.info('serving metrics', { url: `${metricsServer.url}/metrics` });
+        logger.info('serving metrics', {
+          bound: `${metricsServer.address.includes(':') ? `[${metricsServer.address}]` : metricsServer.address}:${metricsServer.port}`,
+          url: `${metricsServer.url}/metrics`,
+        });
       }
       const result = await runMeterQualityJob(config);
       await result.lake?.close();
@@ -278,6 +312,7 @@ export async function runJobCommand(
     } finally {
       await lease?.release();
       await stopProgress?.();
+      await queries?.close();
       await metricsServer?.close();
       await nc?.drain();
     }

@@ -4,7 +4,12 @@
  * - `GET /healthz`: 200 while the process answers (liveness);
  * - `GET /readyz`: 200 while the job takes work, 503 before it has migrated its stores and opened its
  *   source, and after a fatal sink error or the end of the run (readiness).
- * It knows nothing of the pipeline: it renders what `render` returns and asks `ready`.
+ * - `/` and `/ping`: the embedded store's read-only query endpoint, when the worker serves one
+ *   (`query-endpoint.ts`).
+ * It knows nothing of the pipeline: it renders what `render` returns, asks `ready`, and hands queries on.
+ *
+ * It binds loopback unless told otherwise: the query endpoint answers with the store's data, and a
+ * scraper outside the host or container is an explicit choice (`--metrics-host 0.0.0.0`).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,15 +19,21 @@ export const EXPOSITION_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8
 export interface MetricsServerOptions {
   /** 0 picks a free port (see `MetricsServer.port`). */
   readonly port: number;
-  /** Interface to bind; default all interfaces, so a scraper outside the container reaches it. */
+  /** Interface to bind; default `127.0.0.1` (`DEFAULT_METRICS_HOST`). */
   readonly host?: string;
   readonly render: () => string;
   readonly ready: () => boolean;
+  /** Answers `/` and `/ping` (the query endpoint); without it they are 404. */
+  readonly queries?: (req: IncomingMessage, res: ServerResponse) => void;
 }
+
+export const DEFAULT_METRICS_HOST = '127.0.0.1';
 
 export interface MetricsServer {
   readonly port: number;
-  /** `http://host:port` with the bound address (loopback shown for a wildcard bind). */
+  /** The address actually bound, e.g. `127.0.0.1`, `0.0.0.0` or `::`. */
+  readonly address: string;
+  /** `http://host:port` to reach it from this host: loopback for a wildcard bind. */
   readonly url: string;
   close(): Promise<void>;
 }
@@ -40,7 +51,7 @@ export class MetricsServerError extends Error {
 
 /** Starts listening; resolves once the port is bound, rejects (e.g. port in use) with a MetricsServerError. */
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
-  const host = options.host ?? '0.0.0.0';
+  const host = options.host ?? DEFAULT_METRICS_HOST;
   const server = createServer((req, res) => handle(req, res, options));
   // A scrape that hangs must not keep the worker from exiting.
   server.requestTimeout = 10_000;
@@ -60,12 +71,13 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       resolve();
     });
   });
-  const port = (server.address() as AddressInfo).port;
-  const shownHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host;
+  const { port, address } = server.address() as AddressInfo;
+  const reachable = address === '0.0.0.0' ? '127.0.0.1' : address === '::' ? '::1' : address;
   let closing: Promise<void> | undefined;
   return {
     port,
-    url: `http://${shownHost}:${port}`,
+    address,
+    url: `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`,
     close: () => {
       closing ??= closeServer(server);
       return closing;
@@ -75,6 +87,10 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
 
 function handle(req: IncomingMessage, res: ServerResponse, options: MetricsServerOptions): void {
   const path = (req.url ?? '/').split('?')[0];
+  if (options.queries !== undefined && (path === '/' || path === '/ping')) {
+    options.queries(req, res);
+    return;
+  }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     reply(req, res, 405, 'method not allowed\n', { Allow: 'GET, HEAD' });
     return;
@@ -99,7 +115,12 @@ function handle(req: IncomingMessage, res: ServerResponse, options: MetricsServe
       else reply(req, res, 503, 'not ready\n');
       return;
     default:
-      reply(req, res, 404, 'not found: try /metrics, /healthz or /readyz\n');
+      reply(
+        req,
+        res,
+        404,
+        `not found: try /metrics, /healthz or /readyz${options.queries === undefined ? '' : ', or a query on /'}\n`,
+      );
   }
 }
 

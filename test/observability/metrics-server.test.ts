@@ -1,6 +1,9 @@
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { UsageError } from '../../cli/main.js';
+import { metricsHostOf } from '../../cli/serve-queries.js';
 import {
+  DEFAULT_METRICS_HOST,
   EXPOSITION_CONTENT_TYPE,
   type MetricsServer,
   MetricsServerError,
@@ -121,5 +124,28 @@ describe('metrics HTTP endpoint', () => {
     await server.close();
     await server.close();
     await expect(fetch(`${server.url}/healthz`)).rejects.toThrow();
+  });
+});
+
+describe('metrics endpoint bind address', () => {
+  it('binds loopback unless told otherwise, and reports the address it bound', async () => {
+    const local = await startMetricsServer({ port: 0, render: () => '', ready: () => true });
+    opened.push(local);
+    expect(local.address).toBe(DEFAULT_METRICS_HOST);
+    expect(local.address).toBe('127.0.0.1');
+    expect(local.url).toBe(`http://127.0.0.1:${local.port}`);
+    const wide = await startMetricsServer({ port: 0, host: '0.0.0.0', render: () => '', ready: () => true });
+    opened.push(wide);
+    expect(wide.address).toBe('0.0.0.0');
+    // Reachable from this host through loopback.
+    expect(wide.url).toBe(`http://127.0.0.1:${wide.port}`);
+    expect((await fetch(`${wide.url}/healthz`)).status).toBe(200);
+  });
+
+  it('takes --metrics-host, then $GS_METRICS_HOST, then loopback', () => {
+    expect(metricsHostOf({}, {})).toBe('127.0.0.1');
+    expect(metricsHostOf({}, { GS_METRICS_HOST: '0.0.0.0' })).toBe('0.0.0.0');
+    expect(metricsHostOf({ 'metrics-host': '::1' }, { GS_METRICS_HOST: '0.0.0.0' })).toBe('::1');
+    expect(() => metricsHostOf({ 'metrics-host': 'http://x/' }, {})).toThrow(UsageError);
   });
 });
