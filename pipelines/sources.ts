@@ -59,7 +59,8 @@ export function filesSource(options: FilesSourceOptions): ReadingSource {
         delivered.push(file.path);
         const decoded = decodeReadings(file.bytes, {
           source: file.path,
-          receivedAt: landingReceivedAt(file.path) ?? now,
+          // The folder name is the gateway's claim; the worker's clock bounds it (a folder `2200/…`).
+          receivedAt: Math.min(landingReceivedAt(file.path) ?? now, now),
           contentType: file.contentType,
           lineRefs: true,
         });
