@@ -169,6 +169,7 @@ export async function runJobCommand(
               for (const alert of alerts) await publishAlert(nc, alert);
             },
           }),
+      onDeadLetter: (source, reason) => logger.warn('dead-lettered', { source, reason }),
       onCheckpoint: (cp) =>
         logger.info('checkpoint', {
           seq: cp.seq,
