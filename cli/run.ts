@@ -10,7 +10,7 @@ import { tuneHeapForStreaming } from './heap.js';
 import { logger } from './log.js';
 import { type Command, UsageError } from './main.js';
 import { openNatsSource } from './nats-source.js';
-import { loadProfile, parseHotTarget } from './options.js';
+import { loadProfile, parseHotTarget, redactCredentials } from './options.js';
 import { startProgress } from './progress.js';
 
 export const runUsage = [
@@ -137,7 +137,9 @@ export async function runJobCommand(
       }
       nc = opened.nc;
     } else {
-      throw new UsageError(`--source must be files:<dir> or nats://host:port, got "${spec}"`);
+      throw new UsageError(
+        `--source must be files:<dir> or nats://host:port, got "${redactCredentials(spec)}"`,
+      );
     }
     const config: JobConfig = {
       source,
