@@ -9,12 +9,17 @@ import type { ParsedReading } from './parse-reading.js';
 import { reconstructedRaw } from './record-id.js';
 import type { RuleProfile } from './rule-profile.js';
 
+/** A batch this large moves the frontier with its median (a source resuming after an outage). */
+const MIN_READINGS_TO_MOVE = 16;
+
 /**
- * The frontier is the later of the latest event time this stage accepted (kept in the store, so a
- * restarted worker judges as the killed one did) and the median event time of the batch: a stray
- * reading never moves the median, while a source resuming after an outage moves it with its whole
- * batch and is not mistaken for the future. A reading more than `farFutureMs` after the frontier is
- * quarantined as `far_future`, one more than `farPastMs` before it as `far_past`.
+ * The reference is the latest event time this stage accepted (kept in the store, so a restarted worker
+ * judges as the killed one did); a batch of at least 16 readings whose median lies later moves it to
+ * that median, so a source resuming after an outage is not mistaken for the future, while a stray
+ * reading never moves it. From the reference, the batch's times are walked outwards in order: a reading
+ * more than `farFutureMs` after the previous accepted one (or the reference) starts the `far_future`
+ * part, one more than `farPastMs` before it the `far_past` part. Dense data of any span (a week in one
+ * batch) has no such hole, whatever the batch's size.
  */
 export function quarantineImplausibleTime(
   store: StateStore,
@@ -30,9 +35,15 @@ export function quarantineImplausibleTime(
     times.sort();
     const median = times[(times.length - 1) >> 1]!;
     const known = latest.get();
-    const frontier = known === null ? median : Math.max(known, median);
-    const upper = frontier + farFutureMs;
-    const lower = frontier - farPastMs;
+    const reference =
+      known === null ? median : batch.length >= MIN_READINGS_TO_MOVE ? Math.max(known, median) : known;
+    // The accepted span [lower, upper]: grown from the reference through the sorted times.
+    let upper = reference;
+    let k = 0;
+    while (k < times.length && times[k]! < reference) k++;
+    for (let j = k; j < times.length && times[j]! - upper <= farFutureMs; j++) upper = times[j]!;
+    let lower = reference;
+    for (let j = k - 1; j >= 0 && lower - times[j]! <= farPastMs; j--) lower = times[j]!;
     let accepted = known ?? Number.NEGATIVE_INFINITY;
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i]!;
