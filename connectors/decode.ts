@@ -646,6 +646,24 @@ function decodeJsonText(
       });
       continue;
     }
+    if (
+      element.meter_id === undefined &&
+      element.timestamp === undefined &&
+      element.value === undefined &&
+      element.unit === undefined
+    ) {
+      // `{}` (or an object of other fields) is no reading: a failure, so it counts against maxFailures.
+      failures.push({
+        level: 'record',
+        code: 'json_field_type',
+        reason: 'none of meter_id, timestamp, value, unit: not a reading',
+        raw,
+        meterId: '',
+        line: index + 1,
+        source: failureSource,
+      });
+      continue;
+    }
     const meterId = jsonField(element.meter_id);
     const timestamp = jsonField(element.timestamp);
     const value = jsonField(element.value);
