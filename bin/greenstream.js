@@ -11,4 +11,8 @@ if (!existsSync(fileURLToPath(entry))) {
   process.exit(2);
 }
 const { main } = await import(entry.href);
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+// After a failure, exit now: an embedded chDB (or a NATS connection) left open by the failed command
+// would otherwise keep the process, and the chDB folder's lock, alive. stderr is written synchronously.
+if (code !== 0) process.exit(code);
+process.exitCode = code;

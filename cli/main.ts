@@ -63,10 +63,19 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(rest);
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`greenstream ${name}: ${(err as Error).message}\n\n${command.usage}\n`);
+      process.stderr.write(
+        `greenstream ${name}: ${redactUserInfo((err as Error).message)}\n\n${command.usage}\n`,
+      );
       return 2;
     }
-    process.stderr.write(`greenstream ${name}: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(
+      `greenstream ${name}: ${redactUserInfo(err instanceof Error ? err.message : String(err))}\n`,
+    );
     return 1;
   }
+}
+
+/** Any `scheme://user:password@` in free text, whatever the scheme, with the user info replaced by `***`. */
+export function redactUserInfo(text: string): string {
+  return text.replace(/([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^\s/?#@"']*@/g, '$1***@');
 }

@@ -29,7 +29,20 @@ export function parseHotTarget(
       ...(env.CLICKHOUSE_PASSWORD === undefined ? {} : { password: env.CLICKHOUSE_PASSWORD }),
     };
   }
-  throw new UsageError(`--hot must be chdb:<dir> or http(s)://host:port, got "${spec}"`);
+  throw new UsageError(`--hot must be chdb:<dir> or http(s)://host:port, got "${redactCredentials(spec)}"`);
+}
+
+/**
+ * A location as it may be shown in an error or a log: the user-info part of any `scheme://user:pw@…`
+ * (whatever the scheme, or none: `user:pw@host`) and secret-looking query parameters become `***`.
+ */
+export function redactCredentials(location: string): string {
+  return location
+    .replace(/^((?:[^:/?#\s]+:)?\/\/|)([^/?#@\s]*@)/, (_m, scheme: string) => `${scheme}***@`)
+    .replace(
+      /([?&;](?:password|passwd|pass|pwd|token|secret|key|api_key|apikey|access_token|auth)=)[^&;#]*/gi,
+      '$1***',
+    );
 }
 
 export function loadProfile(path: string | undefined): RuleProfile {

@@ -14,7 +14,7 @@ import { tuneHeapForStreaming } from './heap.js';
 import { logger } from './log.js';
 import { type Command, UsageError } from './main.js';
 import { openNatsSource } from './nats-source.js';
-import { loadProfile, parseHotTarget } from './options.js';
+import { loadProfile, parseHotTarget, redactCredentials } from './options.js';
 import { startProgress } from './progress.js';
 import {
   type EmbeddedQueries,
@@ -205,7 +205,9 @@ export async function runJobCommand(
         });
       }
     } else {
-      throw new UsageError(`--source must be files:<dir> or nats://host:port, got "${spec}"`);
+      throw new UsageError(
+        `--source must be files:<dir> or nats://host:port, got "${redactCredentials(spec)}"`,
+      );
     }
     const checkpointPath = resolve(
       values.checkpoint ??
@@ -270,6 +272,7 @@ export async function runJobCommand(
               for (const alert of alerts) await publishAlert(nc, alert);
             },
           }),
+      onDeadLetter: (source, reason) => logger.warn('dead-lettered', { source, reason }),
       onCheckpoint: (cp) =>
         logger.info('checkpoint', {
           seq: cp.seq,

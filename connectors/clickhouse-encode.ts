@@ -115,18 +115,28 @@ function integerIn(range: readonly [number, number], value: CellValue): number {
   return n;
 }
 
+// With the `u` flag the surrogate class matches only unpaired halves.
+const LONE_SURROGATE = /\p{Cs}/u;
+const LONE_SURROGATES = /\p{Cs}/gu;
+
+/**
+ * A string cell. A lone UTF-16 surrogate has no UTF-8 form: it is written as U+FFFD, which is what
+ * the UTF-8 encoding of the body would produce anyway, so the row is stored rather than refused.
+ */
 function text(value: CellValue): string {
   if (typeof value !== 'string') throw new CellError(`expected a string, got ${describe(value)}`);
-  return value;
+  return LONE_SURROGATE.test(value) ? value.replace(LONE_SURROGATES, '\uFFFD') : value;
 }
 
 function stringArray(value: CellValue): readonly string[] {
   if (!Array.isArray(value)) throw new CellError(`expected an array of strings, got ${describe(value)}`);
+  let clean = true;
   for (const item of value as readonly unknown[]) {
     if (typeof item !== 'string')
       throw new CellError(`expected an array of strings, got an item ${typeof item}`);
+    if (LONE_SURROGATE.test(item)) clean = false;
   }
-  return value as readonly string[];
+  return clean ? (value as readonly string[]) : (value as readonly string[]).map(text);
 }
 
 function describe(value: unknown): string {
@@ -299,7 +309,9 @@ function piecewiseWriter<Row>(
         }
       }
     } catch (error) {
-      if (!(error instanceof CellError)) throw error;
+      // Any error of a cell (a CellError, or the quoting of an array item) names its row, so the caller
+      // can set that row aside and write the others.
+      if (!(error instanceof Error) || r >= to) throw error;
       const row = rows[r] as Row;
       const c = cells.findIndex((cell) => {
         try {

@@ -58,7 +58,7 @@ export interface SourceMessage {
   readonly storedAt: number;
   /**
    * When its content was received, epoch ms: the publisher's `Gs-Received-At` (the landing hour),
-   * else `storedAt`. Becomes `RawReading.receivedAt`.
+   * capped at `storedAt`, else `storedAt`. Becomes `RawReading.receivedAt`.
    */
   readonly receivedAt: number;
   /** 1 on first delivery. */
@@ -554,8 +554,12 @@ function toSourceMessage(stream: string, m: JsMsg): SourceMessage {
     headers,
     source: `stream:${stream}:${seq}`,
     storedAt,
+    // The publisher's header is a claim; the stream's own stored time bounds it, so a header in 2200
+    // cannot carry a reading past the future check.
     receivedAt:
-      headers[GsHeaders.ReceivedAt] !== undefined && Number.isFinite(declared) ? declared : storedAt,
+      headers[GsHeaders.ReceivedAt] !== undefined && Number.isFinite(declared)
+        ? Math.min(declared, storedAt)
+        : storedAt,
     deliveryCount: m.info.deliveryCount,
     redelivered: m.redelivered,
   };

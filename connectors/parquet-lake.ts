@@ -10,8 +10,8 @@
  * of a checkpoint replaces its files instead of adding copies. `writeBatch` resolves only once the
  * files are durable, with the list of what it wrote, so the caller can acknowledge upstream after it.
  */
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import {
   BIGINT,
   DOUBLE,
@@ -171,7 +171,8 @@ export async function openParquetLake(options: ParquetLakeOptions): Promise<Parq
   let instance: DuckDBInstance | undefined;
   let connection: DuckDBConnection | undefined;
   try {
-    await mkdir(join(dir, TEMPORARY_FOLDER), { recursive: true });
+    await mkdir(dir, { recursive: true });
+    await mkdirInside(dir, join(dir, TEMPORARY_FOLDER));
     await removeStaleTemporaryFiles(
       join(dir, TEMPORARY_FOLDER),
       options.removeTemporaryFilesOlderThanMs ?? DEFAULT_TEMPORARY_MAX_AGE_MS,
@@ -361,7 +362,7 @@ class DuckDBParquetLake implements ParquetLake {
       for (let i = 0; i < written.length; i++) {
         const target = (written[i] as LakePartitionWrite).file;
         const folder = join(target, '..');
-        await mkdir(folder, { recursive: true });
+        await mkdirInside(this.dir, folder);
         await rename(temporaryFiles[i] as string, target);
         await syncPath(folder);
       }
@@ -756,6 +757,34 @@ async function removeStaleTemporaryFiles(folder: string, maxAgeMs: number): Prom
     } catch (error) {
       // Another process may have renamed or removed it meanwhile.
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
+}
+
+/**
+ * Creates `folder` under the lake root `root` one level at a time, refusing any level that is a symbolic
+ * link (or not a folder): a link planted as a lake child must not make the worker write outside the lake.
+ */
+async function mkdirInside(root: string, folder: string): Promise<void> {
+  const rel = relative(root, folder);
+  if (rel.startsWith('..') || isAbsolute(rel)) {
+    throw new LakeWriteError('A lake folder lies outside the lake root', { folder });
+  }
+  let current = root;
+  for (const part of rel.split(sep)) {
+    if (part === '') continue;
+    current = join(current, part);
+    try {
+      await mkdir(current);
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'EEXIST') throw error;
+    }
+    const info = await lstat(current);
+    if (!info.isDirectory()) {
+      throw new LakeWriteError(
+        `Refusing to write through ${info.isSymbolicLink() ? 'a symbolic link' : 'a file'} in the lake`,
+        { folder: current },
+      );
     }
   }
 }

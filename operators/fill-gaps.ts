@@ -62,6 +62,9 @@ interface GapState {
  *   first moment the watermark proves the gap is extended — so a meter that never sends again is still
  *   reported; when the meter resumes, the alert is not repeated. If the resuming reading reveals the gap
  *   before the watermark fired the timer, the reading raises the same alert (same `ts`, same text).
+ * - Bounds: a delta shorter than `minIntervalMs` never becomes the cadence, and a gap of more than
+ *   `maxRowsPerGap` intervals emits one `missing` row flagged `missing_extended` at its first interval
+ *   (plus the usual extended alert) instead of a row per interval.
  * - NULL readings (kW null, `MISSING_READING`) are kept as they are. When a run of them grows past
  *   `maxConsecutiveNulls`, one `connectivity` alert of severity `warning` is raised for the run: a run of
  *   5 NULLs is a shorter outage than a missing_short gap, which the seed rates a warning. Only a reading
@@ -81,6 +84,7 @@ export function fillGaps(
   name = 'fillGaps',
 ): Transform<Reading, Reading> {
   const { defaultIntervalMs, interpolateBelowMs, extendedFromMs, maxConsecutiveNulls } = thresholds;
+  const { minIntervalMs, maxRowsPerGap } = thresholds;
 
   const deadlineOf = (s: GapState): number => s.lt + s.iv + extendedFromMs;
 
@@ -131,31 +135,21 @@ export function fillGaps(
       flag = 'interpolated';
     }
     const delta = cur.ts - prevTs;
+    if (missing > maxRowsPerGap) {
+      // One row stands for the whole span: a gap this long is an outage (or a stray timestamp), and a row
+      // per interval would be millions of rows of nothing.
+      // The alert is the one the silence timer raises (same ts and text), so it is never doubled.
+      if (!s.ea) ctx.tag(ALERTS, extendedAlert(cur.meterId, s));
+      emitMissing(ctx, cur, prevTs + interval, null, 'missing', 'missing_extended');
+      return;
+    }
     for (let k = 1; k <= missing; k++) {
       const ts = prevTs + k * interval;
       let kw: number | null = null;
       if (status === 'interpolated') {
         kw = Math.round((prevKw! + ((curKw! - prevKw!) * (ts - prevTs)) / delta) * 10_000) / 10_000;
       }
-      ctx.emit({
-        meterId: cur.meterId,
-        ts,
-        kw,
-        rawValue: '',
-        rawUnit: '',
-        status,
-        flags: flag === undefined ? [] : [flag],
-        warnings: 0,
-        qualityScore: 0,
-        qualityTier: 'quarantine',
-        grade: 'F',
-        peakClass: cur.peakClass,
-        season: cur.season,
-        recordId: recordId(cur.meterId, canonicalTimestamp(ts), ''),
-        source: cur.source,
-        processedAt: cur.processedAt,
-        pipelineVersion: cur.pipelineVersion,
-      });
+      emitMissing(ctx, cur, ts, kw, status, flag);
     }
   };
 
@@ -186,7 +180,7 @@ export function fillGaps(
         ctx.emit(r);
         return;
       }
-      inferCadence(s, delta);
+      inferCadence(s, delta, minIntervalMs);
       const missing = Math.round(delta / s.iv) - 1;
       const kw = interpolationValue(r);
       if (missing > 0) fill(ctx, s, r, kw, missing);
@@ -236,11 +230,42 @@ function interpolationValue(r: Reading): number | null {
   return r.kw;
 }
 
-function inferCadence(s: GapState, delta: number): void {
+/** One generated row of a gap. */
+function emitMissing(
+  ctx: KeyedContext<Reading, GapState>,
+  cur: Reading,
+  ts: number,
+  kw: number | null,
+  status: Reading['status'],
+  flag: ReadingFlag | undefined,
+): void {
+  ctx.emit({
+    meterId: cur.meterId,
+    ts,
+    kw,
+    rawValue: '',
+    rawUnit: '',
+    status,
+    flags: flag === undefined ? [] : [flag],
+    warnings: 0,
+    qualityScore: 0,
+    qualityTier: 'quarantine',
+    grade: 'F',
+    peakClass: cur.peakClass,
+    season: cur.season,
+    recordId: recordId(cur.meterId, canonicalTimestamp(ts), ''),
+    source: cur.source,
+    processedAt: cur.processedAt,
+    pipelineVersion: cur.pipelineVersion,
+  });
+}
+
+/** Deltas below `minIntervalMs` never become the cadence: three readings 1 ms apart are not a 1 ms meter. */
+function inferCadence(s: GapState, delta: number, minIntervalMs: number): void {
   s.dr = delta === s.ld ? s.dr + 1 : 1;
   s.ld = delta;
   if (delta === s.iv) s.cs = true;
-  else if (s.dr >= (s.cs && delta > s.iv ? LONGER_CADENCE_RUN : 2)) {
+  else if (delta >= minIntervalMs && s.dr >= (s.cs && delta > s.iv ? LONGER_CADENCE_RUN : 2)) {
     s.iv = delta;
     s.cs = true;
   }

@@ -30,6 +30,13 @@ export interface RuleProfile {
     earliestValid: string;
     /** Readings older than this behind the reference clock are flagged backdated (not in replay mode). */
     backdatedAfterMs: number;
+    /**
+     * Readings more than this ahead of the event-time frontier (the later of the latest accepted reading
+     * and the median of the batch) are quarantined as `far_future` instead of moving the watermark.
+     */
+    farFutureMs: number;
+    /** Readings more than this behind the frontier are quarantined as `far_past` (a 2010 reading in 2024). */
+    farPastMs: number;
   };
   gaps: {
     /** Reading interval used until a meter's own interval is inferred from its data. */
@@ -40,6 +47,13 @@ export interface RuleProfile {
     extendedFromMs: number;
     /** A connectivity alert is raised when more than this many NULL readings come in a row (B2.3: > 4). */
     maxConsecutiveNulls: number;
+    /** No meter's cadence is taken to be shorter than this, whatever its data shows (1 ms apart …). */
+    minIntervalMs: number;
+    /**
+     * Rows one gap may emit; a longer gap becomes one `missing_extended` row for the whole span (and its
+     * alert names the span), so one odd timestamp cannot emit millions of rows.
+     */
+    maxRowsPerGap: number;
   };
   rateOfChange: {
     /** Increase ratio above which a reading is a spike: > 500 % increase means cur > prev × 6. */
@@ -114,12 +128,16 @@ export const defaultRuleProfile: RuleProfile = {
     futureToleranceMs: HOUR,
     earliestValid: '2010-01-01T00:00:00Z',
     backdatedAfterMs: 7 * DAY,
+    farFutureMs: 2 * DAY,
+    farPastMs: 400 * DAY,
   },
   gaps: {
     defaultIntervalMs: 15 * 60_000,
     interpolateBelowMs: 4 * HOUR,
     extendedFromMs: DAY,
     maxConsecutiveNulls: 4,
+    minIntervalMs: 60_000,
+    maxRowsPerGap: 2_880,
   },
   rateOfChange: { spikeIncreasePct: 500, dropDecreasePct: 90, minBaseKw: 0.05 },
   faults: {
@@ -196,6 +214,15 @@ export function resolveRuleProfile(overrides: unknown = {}): RuleProfile {
   if (Number.isNaN(Date.parse(validation.earliestValid)))
     problems.push(`validation.earliestValid is not a date: ${validation.earliestValid}`);
   positive('gaps.defaultIntervalMs', gaps.defaultIntervalMs);
+  positive('gaps.minIntervalMs', gaps.minIntervalMs);
+  if (!(gaps.minIntervalMs <= gaps.defaultIntervalMs))
+    problems.push('gaps.minIntervalMs must be <= gaps.defaultIntervalMs');
+  if (!(Number.isInteger(gaps.maxRowsPerGap) && gaps.maxRowsPerGap >= 1))
+    problems.push(`gaps.maxRowsPerGap must be an integer >= 1, got ${gaps.maxRowsPerGap}`);
+  positive('validation.farFutureMs', validation.farFutureMs);
+  positive('validation.farPastMs', validation.farPastMs);
+  if (!(validation.farFutureMs > validation.futureToleranceMs))
+    problems.push('validation.farFutureMs must be > validation.futureToleranceMs');
   if (!(gaps.interpolateBelowMs <= gaps.extendedFromMs))
     problems.push('gaps.interpolateBelowMs must be <= gaps.extendedFromMs');
   positive('rateOfChange.spikeIncreasePct', rateOfChange.spikeIncreasePct);

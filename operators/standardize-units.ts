@@ -92,11 +92,25 @@ export function standardizeUnits<R extends Reading>(thresholds: RuleProfile['uni
         }
         break;
       default:
-        quarantine(r, `invalid_unit:${r.rawUnit.trim().slice(0, MAX_UNIT_IN_REASON)}`, out);
+        quarantine(r, `invalid_unit:${unitExcerpt(r.rawUnit)}`, out);
         return;
     }
     out.emit(r);
   });
+}
+
+/**
+ * The unit as sent, trimmed and cut to {@link MAX_UNIT_IN_REASON} UTF-16 units, never between the two
+ * halves of a surrogate pair (a lone half has no UTF-8 form and the stores refuse it); a lone surrogate
+ * that arrived in the unit is replaced by U+FFFD.
+ */
+export function unitExcerpt(unit: string): string {
+  const trimmed = unit.trim();
+  let end = Math.min(trimmed.length, MAX_UNIT_IN_REASON);
+  const last = trimmed.charCodeAt(end - 1);
+  if (end < trimmed.length && last >= 0xd800 && last <= 0xdbff) end--;
+  const cut = trimmed.slice(0, end);
+  return /\p{Cs}/u.test(cut) ? cut.replace(/\p{Cs}/gu, '\uFFFD') : cut;
 }
 
 function quarantine(r: Reading, reason: string, out: Pick<Emitter<unknown>, 'tag'>): void {

@@ -98,6 +98,8 @@ export interface JobConfig {
   readonly signal?: AbortSignal;
   readonly onCheckpoint?: (checkpoint: Checkpoint) => void;
   readonly onFlush?: (batch: OutputBatch) => void;
+  /** A landing file dead-lettered (or refused: a link, a name that is not UTF-8, too large), with why. */
+  readonly onDeadLetter?: (source: string, reason: string) => void;
   /** Publishes each committed batch's alerts (on NATS: `greenstream.alerts.<severity>.<kind>`). */
   readonly publishAlerts?: (alerts: readonly Alert[]) => Promise<void>;
   /** Quality-degradation and backlog thresholds; the first seed's (80, 1000) by default. */
@@ -190,6 +192,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
             root: config.source.root,
             deadLetterDir: join(config.source.root, 'dead-letter'),
             now: () => batchTime,
+            ...(config.onDeadLetter === undefined ? {} : { onDeadLetter: config.onDeadLetter }),
           })
         : config.source.source;
     const source = lease === undefined ? unfencedSource : fencedSource(unfencedSource, lease);

@@ -25,6 +25,7 @@ import { fillGaps } from '../operators/fill-gaps.js';
 import { orderByEventTime } from '../operators/order-by-event-time.js';
 import { ALERTS, FAULTS, type Lineage, type MeterRegistry, QUARANTINE } from '../operators/outputs.js';
 import { parseReading } from '../operators/parse-reading.js';
+import { quarantineImplausibleTime } from '../operators/quarantine-implausible-time.js';
 import { quarantineOverLimit } from '../operators/quarantine-over-limit.js';
 import { rankDailyPeaks } from '../operators/rank-daily-peaks.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
@@ -93,6 +94,8 @@ export function meterQualityGraph(options: MeterQualityOptions): {
     // Readings over the physical limit stay in the stream, flagged `over_limit`, until the overload rule
     // has seen them; quarantineOverLimit then takes them out of the stored output.
     g.stage('validateReading', validateReading(registry, profile.validation, { replay: options.replay })),
+    // Before the watermark: a reading years off would otherwise move it (or gap filling) for good.
+    g.stage('quarantineImplausibleTime', quarantineImplausibleTime(store, profile.validation)),
     g.stage(
       'assignWatermarks',
       assignWatermarks<Reading>({

@@ -1,7 +1,13 @@
+/**
+ * The pipeline's sinks: the hot store and the Parquet lake, written idempotently per checkpoint epoch,
+ * with a quality-log row per epoch; rows a store cannot encode are set aside as quarantine rows.
+ */
 import { unlink } from 'node:fs/promises';
 import { basename } from 'node:path';
-import type { HotStore } from '../connectors/clickhouse.js';
+import type { HotStore, HotStoreBatch } from '../connectors/clickhouse.js';
+import { RowEncodingError, rowEncoder } from '../connectors/clickhouse-encode.js';
 import type { ParquetLake } from '../connectors/parquet-lake.js';
+import { type HotTableName, hotTables } from '../schemas/clickhouse.js';
 import type {
   Alert,
   HourlyConsumption,
@@ -101,44 +107,9 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
       }
     },
     async write(batch: OutputBatch) {
-      if (log === undefined || log.epoch !== batch.checkpoint || batch.flush === 0) {
-        log = {
-          epoch: batch.checkpoint,
-          recordsIn: 0,
-          stored: 0,
-          quarantined: 0,
-          deadLettered: 0,
-          readings: 0,
-          scoreSum: 0,
-        };
-      }
-      log.recordsIn += batch.recordsIn;
-      log.quarantined += batch.quarantine.length;
-      log.deadLettered += batch.deadLettered;
-      log.readings += batch.readings.length;
-      for (const r of batch.readings) {
-        if (r.status === 'measured') log.stored++;
-        log.scoreSum += r.qualityScore;
-      }
-      const entry: QualityLogEntry = {
-        batchId: checkpointId(options.workerId, batch.checkpoint),
-        source: options.sourceName,
-        recordsIn: log.recordsIn,
-        stored: log.stored,
-        quarantined: log.quarantined,
-        deadLettered: log.deadLettered,
-        avgScore: log.readings === 0 ? 0 : Math.round((log.scoreSum / log.readings) * 100) / 100,
-        loggedAt: options.now(),
-      };
-      const hotWrite = hot.insertAll({
-        readings: batch.readings,
-        quarantine: batch.quarantine,
-        faults: batch.faults,
-        alerts: batch.alerts,
-        hourly_consumption: batch.hourly,
-        daily_peaks: batch.dailyPeaks,
-        quality_log: [entry],
-      });
+      const hotWrite = writeHot(hot, batch, options.now(), (readings, quarantined) =>
+        entryOf(batch, readings, quarantined),
+      );
       let lakeWrite = Promise.resolve();
       if (lake !== undefined) {
         if (cold.epoch !== batch.checkpoint) cold = emptyCold(batch.checkpoint);
@@ -147,7 +118,19 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
         for (const r of batch.quarantine) cold.quarantine.push(r);
         if (rowsOf(cold) >= coldRows) lakeWrite = writeCold();
       }
-      await Promise.all([hotWrite, lakeWrite]);
+      const [hotResult, lakeResult] = await Promise.allSettled([hotWrite, lakeWrite]);
+      if (hotResult.status === 'rejected') throw hotResult.reason;
+      if (lakeResult.status === 'rejected') throw lakeResult.reason;
+      const setAside = hotResult.value;
+      if (setAside !== null && lake !== undefined && cold.epoch === batch.checkpoint) {
+        // Rows the hot store refused went there as quarantine rows; the lake follows, so both stores
+        // hold the same rows.
+        const refused = new Set<unknown>(setAside.refused);
+        removeFrom(cold.readings, refused);
+        removeFrom(cold.hourly, refused);
+        removeFrom(cold.quarantine, refused);
+        for (const q of setAside.quarantine) if (!refused.has(q)) cold.quarantine.push(q);
+      }
       if (batch.alerts.length > 0) await options.publishAlerts?.(batch.alerts);
     },
     seal(checkpoint: number) {
@@ -155,6 +138,204 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
       return writeCold();
     },
   };
+
+  /** The quality-log row of `batch`'s epoch, with `batch` counted in (called once per write). */
+  function entryOf(batch: OutputBatch, readings: readonly Reading[], quarantined: number): QualityLogEntry {
+    if (log === undefined || log.epoch !== batch.checkpoint || batch.flush === 0) {
+      log = {
+        epoch: batch.checkpoint,
+        recordsIn: 0,
+        stored: 0,
+        quarantined: 0,
+        deadLettered: 0,
+        readings: 0,
+        scoreSum: 0,
+      };
+    }
+    log.recordsIn += batch.recordsIn;
+    log.quarantined += quarantined;
+    log.deadLettered += batch.deadLettered;
+    log.readings += readings.length;
+    for (const r of readings) {
+      if (r.status === 'measured') log.stored++;
+      log.scoreSum += r.qualityScore;
+    }
+    return {
+      batchId: checkpointId(options.workerId, batch.checkpoint),
+      source: options.sourceName,
+      recordsIn: log.recordsIn,
+      stored: log.stored,
+      quarantined: log.quarantined,
+      deadLettered: log.deadLettered,
+      avgScore: log.readings === 0 ? 0 : Math.round((log.scoreSum / log.readings) * 100) / 100,
+      loggedAt: options.now(),
+    };
+  }
+}
+
+/** Rows the hot store could not encode, and the quarantine rows written for them instead. */
+interface SetAside {
+  readonly refused: unknown[];
+  readonly quarantine: QuarantineRecord[];
+}
+
+/** The derived tables, in the order they are written; the quarantine and the quality log follow. */
+const DERIVED_TABLES = ['readings', 'faults', 'alerts', 'hourly_consumption', 'daily_peaks'] as const;
+
+/**
+ * Writes a batch's rows to the hot store. A row the encoder refuses (a time outside DateTime's range, a
+ * non-finite number …) is found, taken out of its table and written to the quarantine table with the
+ * reason, and the rest of the table is written: one bad row must not stop the worker, which would meet
+ * it again on every restart. Returns what was set aside, or null when nothing was.
+ */
+async function writeHot(
+  hot: HotStore,
+  batch: OutputBatch,
+  quarantinedAt: number,
+  entryFor: (readings: readonly Reading[], quarantined: number) => QualityLogEntry,
+): Promise<SetAside | null> {
+  const tables: HotStoreBatch = {
+    readings: batch.readings,
+    faults: batch.faults,
+    alerts: batch.alerts,
+    hourly_consumption: batch.hourly,
+    daily_peaks: batch.dailyPeaks,
+  };
+  let setAside: SetAside | null = null;
+  const aside = (): SetAside => {
+    setAside ??= { refused: [], quarantine: [] };
+    return setAside;
+  };
+  const written: Partial<Record<HotTableName, readonly unknown[]>> = {};
+  for (const table of DERIVED_TABLES) {
+    const rows = (tables[table] ?? []) as readonly unknown[];
+    written[table] = await insertEncodable(hot, table, rows, (bad, why) => {
+      const a = aside();
+      a.refused.push(bad);
+      a.quarantine.push(quarantineOfRefused(table, bad, why, quarantinedAt));
+    });
+  }
+  const quarantine: QuarantineRecord[] = [
+    ...batch.quarantine,
+    ...((setAside as SetAside | null)?.quarantine ?? []),
+  ];
+  const repairs: QuarantineRecord[] = [];
+  await insertEncodable(hot, 'quarantine', quarantine, (bad, why) => {
+    // A quarantine row itself refused (its `ts` in 2200, say): kept without the time, text made
+    // well-formed, which leaves the encoder nothing to refuse.
+    aside().refused.push(bad);
+    const q = bad as QuarantineRecord;
+    repairs.push({
+      ...q,
+      ts: null,
+      meterId: wellFormedText(q.meterId),
+      raw: wellFormedText(q.raw),
+      source: wellFormedText(q.source),
+      reasons: [...q.reasons.map(wellFormedText), `unencodable:${why}`],
+    });
+  });
+  if (repairs.length > 0) {
+    await hot.insert('quarantine', repairs);
+    aside().quarantine.push(...repairs);
+  }
+  const readings = (written.readings ?? []) as readonly Reading[];
+  // Only readings count as records: a refused alert or aggregate is quarantined but was never a record in.
+  const refusedReadings = batch.readings.length - readings.length;
+  await hot.insert('quality_log', [entryFor(readings, batch.quarantine.length + refusedReadings)]);
+  return setAside;
+}
+
+/**
+ * Inserts `rows`; when the encoder refuses rows, each refused row goes to `refuse` with the reason and
+ * the others are inserted. Returns the rows inserted.
+ */
+async function insertEncodable<K extends HotTableName>(
+  hot: HotStore,
+  table: K,
+  rows: readonly unknown[],
+  refuse: (row: unknown, why: string) => void,
+): Promise<readonly unknown[]> {
+  if (rows.length === 0) return rows;
+  try {
+    await hot.insert(table, rows as never);
+    return rows;
+  } catch (error) {
+    if (!isEncodingFailure(error)) throw error;
+  }
+  const encode = encoderOf(table);
+  const kept: unknown[] = [];
+  for (let i = 0; i < rows.length; i++) {
+    try {
+      encode(rows, i, i + 1);
+      kept.push(rows[i]);
+    } catch (error) {
+      if (!(error instanceof RowEncodingError)) throw error;
+      refuse(rows[i], `${table}.${error.column}: ${error.message.replace(/^Row \d+, /, '')}`);
+    }
+  }
+  if (kept.length > 0) await hot.insert(table, kept as never);
+  return kept;
+}
+
+const encoders = new Map<HotTableName, (rows: readonly unknown[], from: number, to: number) => string>();
+
+function encoderOf(table: HotTableName): (rows: readonly unknown[], from: number, to: number) => string {
+  let encode = encoders.get(table);
+  if (encode === undefined) {
+    encode = rowEncoder(hotTables[table].columns as never, 'TabSeparated') as (
+      rows: readonly unknown[],
+      from: number,
+      to: number,
+    ) => string;
+    encoders.set(table, encode);
+  }
+  return encode;
+}
+
+function isEncodingFailure(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof RowEncodingError) return true;
+  }
+  return false;
+}
+
+/** The quarantine row standing for a derived row the hot store could not encode. */
+function quarantineOfRefused(
+  table: HotTableName,
+  row: unknown,
+  why: string,
+  quarantinedAt: number,
+): QuarantineRecord {
+  const r = row as { meterId?: unknown; ts?: unknown; source?: unknown };
+  const ts = typeof r.ts === 'number' && r.ts >= 0 && r.ts < 2 ** 32 * 1000 ? r.ts : null;
+  return {
+    meterId: typeof r.meterId === 'string' ? wellFormedText(r.meterId) : '',
+    ts,
+    raw: wellFormedText(safeJson(row)),
+    reasons: [`unencodable:${why}`],
+    source: typeof r.source === 'string' ? wellFormedText(r.source) : `sink:${table}`,
+    quarantinedAt,
+  };
+}
+
+function safeJson(row: unknown): string {
+  try {
+    return (
+      JSON.stringify(row, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)) ?? ''
+    );
+  } catch {
+    return String(row);
+  }
+}
+
+function wellFormedText(s: string): string {
+  return /\p{Cs}/u.test(s) ? s.replace(/\p{Cs}/gu, '\uFFFD') : s;
+}
+
+function removeFrom<T>(rows: T[], refused: ReadonlySet<unknown>): void {
+  let w = 0;
+  for (const r of rows) if (!refused.has(r)) rows[w++] = r;
+  rows.length = w;
 }
 
 /** Lake rows of one epoch waiting to be written as its part `part`. */

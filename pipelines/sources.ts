@@ -1,8 +1,12 @@
-import { mkdir, rename, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { type DecodeResult, decodeReadings } from '../connectors/decode.js';
 import type { ReadingsMessageSource, SourceMessage } from '../connectors/jetstream-source.js';
-import { LandingSource, landingReceivedAt } from '../connectors/landing.js';
+import {
+  deadLetterLandingFile,
+  LandingError,
+  LandingSource,
+  landingReceivedAt,
+} from '../connectors/landing.js';
 import type { Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
 import type { ReadingSource, SourceBatch } from './runner.js';
@@ -34,7 +38,21 @@ export interface FilesSourceOptions {
   /** Where undecodable files are copied whole, with a `.reason.json` beside them. */
   readonly deadLetterDir: string;
   readonly maxFilesPerBatch?: number;
+  /** Bytes of files per batch; default {@link defaultBatchBytes}. */
+  readonly maxBytesPerBatch?: number;
   readonly now: () => number;
+  /** For the log line of a dead-lettered file. */
+  readonly onDeadLetter?: (source: string, reason: string) => void;
+}
+
+/**
+ * The files source's byte budget per batch when none is given: 1/64 of the heap limit (`--max-old-space-size`,
+ * else V8's default), between 1 and 64 MiB. Decoded, a byte of CSV becomes about ten bytes of reading
+ * objects, and a batch's readings and their outputs are alive together until the batch is written, so
+ * this keeps a batch near a sixth of the heap: 16 MiB of files for a 1 GiB heap.
+ */
+export function defaultBatchBytes(heapLimit = getHeapStatistics().heap_size_limit): number {
+  return Math.min(64 * 1024 * 1024, Math.max(1024 * 1024, Math.floor(heapLimit / 64)));
 }
 
 /**
@@ -43,7 +61,11 @@ export interface FilesSourceOptions {
  * taken, so a killed worker re-reads exactly the files of its unfinished checkpoint.
  */
 export function filesSource(options: FilesSourceOptions): ReadingSource {
-  const landing = new LandingSource({ root: options.root, maxFilesPerBatch: options.maxFilesPerBatch ?? 16 });
+  const landing = new LandingSource({
+    root: options.root,
+    maxFilesPerBatch: options.maxFilesPerBatch ?? 16,
+    maxBytesPerBatch: options.maxBytesPerBatch ?? defaultBatchBytes(),
+  });
   let delivered: string[] = [];
   return {
     name: `files:${options.root}`,
@@ -57,16 +79,22 @@ export function filesSource(options: FilesSourceOptions): ReadingSource {
       const now = options.now();
       for (const file of files) {
         delivered.push(file.path);
+        if (file.refused !== undefined) {
+          batch.deadLettered += 1;
+          await deadLetter(options, file.path, file.bytes, file.refused);
+          continue;
+        }
         const decoded = decodeReadings(file.bytes, {
           source: file.path,
-          receivedAt: landingReceivedAt(file.path) ?? now,
+          // The folder name is the gateway's claim; the worker's clock bounds it (a folder `2200/…`).
+          receivedAt: Math.min(landingReceivedAt(file.path) ?? now, now),
           contentType: file.contentType,
           lineRefs: true,
         });
         if (!batchFromDecoded(decoded, now, batch)) {
           batch.deadLettered += 1;
           const reason = decoded.ok ? '' : decoded.failure.reason;
-          await deadLetterFile(options.deadLetterDir, file.path, file.bytes, reason);
+          await deadLetter(options, file.path, file.bytes, reason);
         }
       }
       return batch;
@@ -81,12 +109,23 @@ export function filesSource(options: FilesSourceOptions): ReadingSource {
   };
 }
 
-async function deadLetterFile(dir: string, path: string, bytes: Uint8Array, reason: string): Promise<void> {
-  const target = join(dir, path);
-  await mkdir(dirname(target), { recursive: true });
-  await writeFile(`${target}.partial`, bytes);
-  await rename(`${target}.partial`, target);
-  await writeFile(`${target}.reason.json`, `${JSON.stringify({ source: path, reason })}\n`);
+/**
+ * Dead-letters a landing file. A dead-letter folder that leads outside the landing folder (a planted
+ * symbolic link) gets no copy; the file is still counted and logged with both reasons.
+ */
+async function deadLetter(
+  options: FilesSourceOptions,
+  path: string,
+  bytes: Uint8Array,
+  reason: string,
+): Promise<void> {
+  try {
+    await deadLetterLandingFile(options.deadLetterDir, path, bytes, reason);
+    options.onDeadLetter?.(path, reason);
+  } catch (error) {
+    if (!(error instanceof LandingError)) throw error;
+    options.onDeadLetter?.(path, `${reason}; no dead-letter copy: ${error.message}`);
+  }
 }
 
 export interface MessageSourceOptions {

@@ -37,6 +37,39 @@ describe('the greenstream command', () => {
     expect(badFlag.stderr).toMatch(/Unknown option '--colour'/);
   });
 
+  it('never echoes credentials in a usage error, whatever the scheme', () => {
+    for (const url of ['clickhous://admin:s3cret@db:8123', 'tcp://admin:s3cret@db:9000', 'admin:s3cret@db']) {
+      const r = greenstream(['run', '--until-idle', '--source', 'files:./nowhere'], { CLICKHOUSE_URL: url });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('--hot must be');
+      expect(r.stderr).not.toContain('s3cret');
+    }
+    const source = greenstream(['run', '--source', 'nat://u:s3cret@h:4222']);
+    expect(source.code).toBe(2);
+    expect(source.stderr).not.toContain('s3cret');
+  });
+
+  it('exits promptly after a failed run, releasing the chDB folder', async () => {
+    // The registry does not exist: the run fails after the CLI has loaded chDB.
+    const started = Date.now();
+    const r = greenstream([
+      'run',
+      '--until-idle',
+      '--source',
+      `files:${join(dir, 'no-landing')}`,
+      '--registry',
+      join(dir, 'no-registry.csv'),
+      '--hot',
+      `chdb:${join(dir, 'chdb-fail')}`,
+      '--no-cold',
+      '--checkpoint',
+      join(dir, 'cp-fail.json'),
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/registry/);
+    expect(Date.now() - started).toBeLessThan(30_000);
+  });
+
   it('prints the operator graph as Mermaid or dot', () => {
     const mermaid = greenstream(['graph']);
     expect(mermaid.code).toBe(0);

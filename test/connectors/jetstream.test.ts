@@ -156,6 +156,26 @@ describe('publisher and durable source', () => {
     await source.close();
   });
 
+  it('caps a Gs-Received-At header at the time the stream stored the message (a header of 2200)', async () => {
+    const { stream, prefix } = await freshStreams();
+    const publisher = new ReadingsPublisher(js, { subjectPrefix: prefix });
+    const before = Date.now();
+    await publisher.publishFiles([
+      {
+        path: 'raw/2200/01/01/00/MTR-1.csv',
+        bytes: csvFile(['MTR-1'], 1),
+        receivedAt: Date.UTC(2200, 0, 1, 1),
+      },
+    ]);
+    const source = await JetStreamSource.open(js, { stream, durable: 'reader' });
+    const [message] = (await source.fetchBatch(10, 1000)).messages;
+    expect(message!.headers[GsHeaders.ReceivedAt]).toBe(String(Date.UTC(2200, 0, 1, 1)));
+    expect(message!.receivedAt).toBe(message!.storedAt);
+    expect(message!.receivedAt).toBeGreaterThanOrEqual(before - 1000);
+    expect(message!.receivedAt).toBeLessThanOrEqual(Date.now());
+    await source.close();
+  });
+
   it('stores a file uploaded twice once (message id = SHA-256 of the content)', async () => {
     const { stream, prefix } = await freshStreams();
     const publisher = new ReadingsPublisher(js, { subjectPrefix: prefix });

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,6 +54,17 @@ describe('Parquet lake', () => {
 
   afterAll(async () => {
     await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+  });
+
+  it('refuses to write through a symbolic link planted as a lake child, and writes nothing outside', async () => {
+    const outside = await mkdtemp(join(tmpdir(), 'greenstream-outside-'));
+    dirs.push(outside);
+    await mkdir(join(dir, 'readings'), { recursive: true });
+    await symlink(outside, join(dir, 'readings', 'year=2024'));
+    const failure = await lake.writeBatch('readings', twoMonths(), 'ckpt-0001').catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(LakeWriteError);
+    expect(((failure as Error).cause as Error).message).toMatch(/symbolic link/);
+    expect(await readdir(outside)).toEqual([]);
   });
 
   it('writes readings spanning two months into one file per month partition', async () => {

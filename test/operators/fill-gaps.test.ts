@@ -462,3 +462,29 @@ describe('fillGaps properties', () => {
     );
   });
 });
+
+describe('fillGaps bounds', () => {
+  it('never takes a cadence shorter than minIntervalMs: three readings 1 ms apart, then one 24 h later', () => {
+    const m = (ts: number) => reading({ meterId: 'fast', ts, kw: 1 });
+    const r = run([data(m(T0), m(T0 + 1), m(T0 + 2), m(T0 + 2 + DAY))]);
+    // At most one row per 15 minutes (the default cadence stays): not 86.4 M rows of 1 ms.
+    expect(r.rows.length).toBeLessThanOrEqual(4 + DAY / INTERVAL);
+  });
+
+  it('turns a gap of more than maxRowsPerGap intervals into one missing_extended row and its alert', () => {
+    const m = (ts: number) => reading({ meterId: 'old', ts, kw: 1 });
+    const old = Date.UTC(2010, 0, 1);
+    const r = run([data(m(old), m(old + INTERVAL), m(T0))]);
+    const generated = r.rows.filter((x) => x.status !== 'measured');
+    expect(generated).toEqual([
+      expect.objectContaining({ ts: old + 2 * INTERVAL, status: 'missing', flags: ['missing_extended'] }),
+    ]);
+    expect(r.alerts.map((a) => a.kind)).toContain('missing_extended');
+    // A smaller cap: a gap of 10 intervals with maxRowsPerGap 5 is one row too.
+    const capped = run([data(m(T0), m(T0 + 11 * INTERVAL))], new StateStore(), {
+      ...gaps,
+      maxRowsPerGap: 5,
+    });
+    expect(capped.rows.filter((x) => x.status !== 'measured')).toHaveLength(1);
+  });
+});

@@ -49,9 +49,8 @@ describe('parseReading timestamps', () => {
     ['2024-03-04 00:00:00', T0],
     ['2024-03-04T00:00', T0],
     ['2024-03-04T00:00Z', T0],
-    ['2024-03-04T00:00:00.250Z', T0 + 250],
-    ['2024-03-04T00:00:00.5', T0 + 500],
-    ['2024-03-04T00:00:00.123456789Z', T0 + 123], // truncated like Date.parse
+    ['2024-03-04T00:00:00.000Z', T0],
+    ['2024-03-04T00:00:00.0000001Z', T0], // below a millisecond: truncated like Date.parse
     ['2024-03-04T01:00:00+01:00', T0],
     ['2024-03-04T01:30:00+0130', T0],
     ['2024-03-03T19:00:00-05:00', T0],
@@ -62,6 +61,20 @@ describe('parseReading timestamps', () => {
     ['2024-12-31T23:59:59Z', Date.UTC(2024, 11, 31, 23, 59, 59)],
   ])('%j is %d', (timestamp, expected) => {
     expect(tsOf(timestamp)).toBe(expected);
+  });
+
+  it('quarantines a timestamp with a fraction of a second, as every store keeps whole seconds', () => {
+    for (const timestamp of [
+      '2024-03-04T00:00:00.250Z',
+      '2024-03-04T00:00:00.5',
+      '2024-03-04T00:00:00.123456789Z',
+    ]) {
+      const r = parse([raw({ timestamp })]);
+      expect(r.main).toEqual([]);
+      expect(r.tagged(QUARANTINE).map((q) => [q.ts, q.reasons])).toEqual([
+        [expect.any(Number), ['subsecond_timestamp']],
+      ]);
+    }
   });
 
   it.each([
@@ -136,6 +149,8 @@ describe('parseReading timestamps', () => {
         const year = Number(reference.slice(0, 4));
         const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
         if (reference.slice(5, 10) === '02-29' && !leap) expect(tsOf(text)).toBeNull();
+        else if (expected % 1000 !== 0)
+          expect(tsOf(text)).toBeNull(); // subsecond_timestamp
         else expect(tsOf(text)).toBe(expected);
       }),
       { numRuns: 3000 },

@@ -80,6 +80,15 @@ describe('standardizeUnits known units', () => {
     const r = one(5, 'x'.repeat(1000));
     expect(r.tagged(QUARANTINE)[0]!.reasons).toEqual([`invalid_unit:${'x'.repeat(32)}`]);
   });
+
+  it('never cuts the reason inside a surrogate pair, and writes a lone surrogate as U+FFFD', () => {
+    const emoji = one(5, `${'u'.repeat(31)}😀`);
+    expect(emoji.tagged(QUARANTINE)[0]!.reasons).toEqual([`invalid_unit:${'u'.repeat(31)}`]);
+    const pairs = one(5, '😀'.repeat(20));
+    expect(pairs.tagged(QUARANTINE)[0]!.reasons).toEqual([`invalid_unit:${'😀'.repeat(16)}`]);
+    const lone = one(5, 'k\udc00');
+    expect(lone.tagged(QUARANTINE)[0]!.reasons).toEqual(['invalid_unit:k\ufffd']);
+  });
 });
 
 describe('standardizeUnits missing unit inference (< 10 kW, > 1000 W, between ambiguous)', () => {

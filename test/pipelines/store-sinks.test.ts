@@ -87,6 +87,57 @@ describe('storeSinks: the hot store and the lake as the runner sinks', () => {
     ]);
   }, 60_000);
 
+  it('sets a row the encoder refuses aside as a quarantine row and writes the rest of the batch', async () => {
+    const sinks = storeSinks({
+      hot,
+      lake,
+      sourceName: 'refused',
+      workerId: 'w9',
+      coldRows: 1_000,
+      now: () => T0,
+    });
+    await sinks.rollback(0);
+    const rows = readings('bad-ts', 0, 5);
+    // A time past DateTime's 2106 and a NaN: the encoder refuses both rows, before anything is sent.
+    rows[1] = { ...rows[1]!, ts: Date.UTC(2200, 0, 1), recordId: 'bad-ts-2200' };
+    rows[3] = { ...rows[3]!, kw: Number.NaN, recordId: 'bad-ts-nan' };
+    const out = batch(1, 0, rows);
+    // A quarantine row of its own with a time the encoder refuses and a lone surrogate.
+    const poisoned = {
+      meterId: 'bad-ts',
+      ts: Date.UTC(2200, 0, 1),
+      raw: 'bad-ts,2200-01-01T00:00:00Z,1,kW\ud800',
+      reasons: ['far_future'],
+      source: 'raw/2200/01/01/00/x.csv#2',
+      quarantinedAt: T0,
+    };
+    await sinks.write({ ...out, quarantine: [poisoned], recordsIn: 6 });
+    await sinks.seal!(1);
+    expect(await count("SELECT count() AS n FROM greenstream.readings FINAL WHERE meter_id = 'bad-ts'")).toBe(
+      3,
+    );
+    const quarantined = await hot.query<{ reasons: string[]; ts: string | null; raw: string }>(
+      sql.raw(
+        "SELECT reasons, ts, raw FROM greenstream.quarantine FINAL WHERE meter_id = 'bad-ts' ORDER BY raw",
+      ),
+    );
+    expect(quarantined).toHaveLength(3);
+    expect(quarantined.map((q) => q.reasons.at(-1))).toEqual([
+      'far_future',
+      expect.stringMatching(/^unencodable:readings\.kw: .*NaN/),
+      expect.stringMatching(/^unencodable:readings\.ts: .*outside the DateTime range/),
+    ]);
+    // The quarantine row's own 2200 time is kept in raw only, its lone surrogate written as U+FFFD.
+    expect(quarantined[0]).toMatchObject({ ts: null, raw: 'bad-ts,2200-01-01T00:00:00Z,1,kW\ufffd' });
+    // In = stored + quarantined in the quality log; the lake holds the same rows as the hot store.
+    const [log] = await hot.query<{ stored: number | string; quarantined: number | string }>(
+      sql.raw("SELECT stored, quarantined FROM greenstream.quality_log FINAL WHERE source = 'refused'"),
+    );
+    expect([Number(log!.stored), Number(log!.quarantined)]).toEqual([3, 3]);
+    const lakeRows = await lake.query("SELECT count(*) AS n FROM readings WHERE meter_id = 'bad-ts'");
+    expect(lakeRows[0]).toEqual({ n: 3n });
+  }, 60_000);
+
   it('tells the epoch of its own lake files only', () => {
     expect(epochOfLakeFile('w1', 'part-w1-0000000012-000003.parquet')).toBe(12);
     expect(epochOfLakeFile('w1', 'part-w1-0000000012.parquet')).toBe(12);
