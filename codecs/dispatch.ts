@@ -68,6 +68,20 @@ function adapt(
   };
 }
 
+/** How much of a payload the format sniffing reads (a Green Button feed may open with a long comment). */
+const SNIFF_BYTES = 64 * 1024;
+const sniffDecoder = new TextDecoder('utf-8', { fatal: false });
+
+/** `text/x-nem12` or `application/atom+xml` when the payload's opening says so; null otherwise. */
+export function detectUtilityContentType(
+  payload: Uint8Array,
+): typeof NEM12_CONTENT_TYPE | typeof GREEN_BUTTON_CONTENT_TYPE | null {
+  const opening = sniffDecoder.decode(payload.subarray(0, SNIFF_BYTES));
+  if (looksLikeGreenButton(opening)) return GREEN_BUTTON_CONTENT_TYPE;
+  if (looksLikeNem12(opening)) return NEM12_CONTENT_TYPE;
+  return null;
+}
+
 /** The optional readings-CSV column giving each reading's interval (for energy units). */
 export const INTERVAL_COLUMN = 'interval_minutes';
 
