@@ -61,12 +61,7 @@ const parser = new XMLParser({
   parseTagValue: false,
   parseAttributeValue: false,
   trimValues: true,
-  isArray: (name) =>
-    name === 'entry' ||
-    name === 'link' ||
-    name === 'IntervalBlock' ||
-    name === 'IntervalReading' ||
-    name === 'ReadingQuality',
+  // No `isArray` callback: it costs a path match per element; `asArray` below takes one or many alike.
 });
 
 type Node = Record<string, unknown>;
