@@ -71,6 +71,8 @@ export interface ImportConfig {
 export interface ImportSummary {
   readonly files: number;
   readonly filesDecoded: number;
+  /** Files a previous run of the same checkpoint already imported: skipped. */
+  readonly filesSkipped: number;
   readonly deadLetteredFiles: readonly { readonly path: string; readonly reason: string }[];
   /** Data streams (meter ids) with readings in the files. */
   readonly streams: number;
@@ -176,6 +178,7 @@ export async function importFiles(config: ImportConfig): Promise<ImportSummary> 
   return {
     files: files.length,
     filesDecoded: reports.length - deadLetteredFiles.length,
+    filesSkipped: files.length - reports.length,
     deadLetteredFiles,
     streams: streams.size,
     registered,
@@ -191,7 +194,9 @@ export async function importFiles(config: ImportConfig): Promise<ImportSummary> 
 export function formatImportSummary(s: ImportSummary, maxListed = 20): string {
   const t = s.totals;
   const out = [
-    `imported ${s.files} file(s) in ${(s.elapsedMs / 1000).toFixed(1)} s: ${s.filesDecoded} decoded, ${s.deadLetteredFiles.length} dead-lettered`,
+    `imported ${s.files} file(s) in ${(s.elapsedMs / 1000).toFixed(1)} s: ${s.filesDecoded} decoded, ${s.deadLetteredFiles.length} dead-lettered${
+      s.filesSkipped > 0 ? `, ${s.filesSkipped} skipped (imported before, see --checkpoint)` : ''
+    }`,
     `streams:        ${s.streams}`,
     `records in:     ${t.recordsIn}`,
     `stored:         ${t.measured} received readings (+${t.readings - t.measured} interpolated/missing interval rows)`,

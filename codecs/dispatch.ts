@@ -113,13 +113,15 @@ export function withIntervalColumn(decoded: DecodedPayload, text: string): Decod
       readings.push({ ...r, intervalMinutes: minutes });
       continue;
     }
+    // With line references the reading's source already ends in `#<line>`, as a record failure's does.
+    const lineRef = /#(\d+)$/.exec(r.source);
     failures.push({
       level: 'record',
       code: 'interval_minutes',
       reason: `interval_minutes ${JSON.stringify(field.slice(0, 32))} is not a number of minutes in (0, 1440]`,
       raw: r.raw,
       meterId: r.meterId,
-      line: 0,
+      line: lineRef === null ? 0 : Number(lineRef[1]),
       source: r.source,
     });
   }

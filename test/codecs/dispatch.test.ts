@@ -22,6 +22,11 @@ describe('readings CSV interval_minutes column', () => {
       ['interval_minutes', 'M1,2024-03-01T01:00:00Z,0.5,kWh,0'],
     ]);
     expect(r.records).toBe(5);
+    const numbered = decodeReadings(
+      Buffer.from('meter_id,timestamp,value,unit,interval_minutes\nM1,2024-03-01T00:00:00Z,0.5,kWh,x\n'),
+      { source: 'gw.csv', receivedAt: 0, lineRefs: true },
+    );
+    expect(numbered.ok && numbered.failures.map((f) => [f.source, f.line])).toEqual([['gw.csv#2', 2]]);
   });
 
   it('leaves a CSV without the column untouched', () => {

@@ -283,29 +283,45 @@ describe('the README command: greenstream import ../shared/data/nem12', () => {
   it('prints its summary', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'gs-import-cli-'));
     try {
-      const r = spawnSync(
-        process.execPath,
-        [
-          join(REPO, 'bin', 'greenstream.js'),
-          'import',
-          '../shared/data/nem12',
-          '--hot',
-          `chdb:${join(dir, 'chdb')}`,
-          '--cold',
-          join(dir, 'lake'),
-          '--checkpoint',
-          join(dir, 'checkpoint.json'),
-          '--dead-letter',
-          join(dir, 'dead-letter'),
-        ],
-        { cwd: REPO, encoding: 'utf8', env: { ...process.env, CLICKHOUSE_URL: '' }, timeout: 180_000 },
-      );
+      const args = [
+        join(REPO, 'bin', 'greenstream.js'),
+        'import',
+        '../shared/data/nem12',
+        '--hot',
+        `chdb:${join(dir, 'chdb')}`,
+        '--cold',
+        join(dir, 'lake'),
+        '--checkpoint',
+        join(dir, 'checkpoint.json'),
+        '--dead-letter',
+        join(dir, 'dead-letter'),
+      ];
+      const r = spawnSync(process.execPath, args, {
+        cwd: REPO,
+        encoding: 'utf8',
+        env: { ...process.env, CLICKHOUSE_URL: '' },
+        timeout: 180_000,
+      });
       expect(r.stderr).not.toMatch(/Error/);
       expect(r.status).toBe(0);
       expect(r.stdout).toMatch(/^imported 11 file\(s\) in [\d.]+ s: 8 decoded, 3 dead-lettered$/m);
       expect(r.stdout).toMatch(/^balance: +(\d+) = (\d+) \+ (\d+) ✓/m);
       expect(r.stdout).toContain('registered from the files (208 meter(s) not in the registry)');
       expect(r.stdout).toContain('Example_NEM12_missing_header.csv: NEM12 file lacks its 100,NEM12 header');
+      // The checkpoint records the files done: a second run imports nothing again.
+      const again = spawnSync(process.execPath, args, {
+        cwd: REPO,
+        encoding: 'utf8',
+        env: { ...process.env, CLICKHOUSE_URL: '' },
+        timeout: 180_000,
+      });
+      expect(again.status).toBe(0);
+      expect(again.stdout).toMatch(
+        /^imported 11 file\(s\) in [\d.]+ s: 0 decoded, 0 dead-lettered, 11 skipped/m,
+      );
+      // Totals are the checkpoint's, carried over: the balance still holds.
+      const balance = /^balance: .*$/m.exec(r.stdout)![0];
+      expect(again.stdout).toContain(balance);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
