@@ -61,6 +61,8 @@ const parser = new XMLParser({
   parseTagValue: false,
   parseAttributeValue: false,
   trimValues: true,
+  // ESPI content is numbers and links: no entity is needed, so none is expanded (no entity-expansion bombs).
+  processEntities: false,
   // No `isArray` callback: it costs a path match per element; `asArray` below takes one or many alike.
 });
 
