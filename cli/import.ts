@@ -87,7 +87,8 @@ export interface ImportSummary {
 
 export async function importFiles(config: ImportConfig): Promise<ImportSummary> {
   const started = performance.now();
-  const files = await listImportFiles(config.inputs);
+  // The dead-letter copies of an earlier import are not input, even when a folder named holds them.
+  const files = await listImportFiles(config.inputs, { exclude: config.deadLetterDir });
   const known: MeterRegistry =
     config.registryPath === undefined ? new Map() : await loadRegistry(config.registryPath);
   const registry = new BehaviorSubject<MeterRegistry>(known);
@@ -137,6 +138,7 @@ export async function importFiles(config: ImportConfig): Promise<ImportSummary> 
     config.progress === true
       ? startProgress(source, {
           label: 'import',
+          unit: 'files',
           tty: process.stderr.isTTY === true,
           write: (text) => process.stderr.write(text),
         })

@@ -8,7 +8,7 @@
  * Position: the files done, so an interrupted import resumes with the next file.
  */
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import type { FileMeter } from '../codecs/types.js';
 import { decodeReadings } from '../connectors/decode.js';
 import type { Json } from '../core/index.js';
@@ -29,9 +29,16 @@ export class ImportInputError extends Error {
   override readonly name = 'ImportInputError';
 }
 
-/** The files named by `inputs` (files, or folders searched recursively), sorted, each once. */
-export async function listImportFiles(inputs: readonly string[]): Promise<ImportFile[]> {
+/**
+ * The files named by `inputs` (files, or folders searched recursively for `.csv`, `.json`, `.xml` files
+ * not hidden), sorted, each once (named as first met); none under `exclude` (the dead-letter folder).
+ */
+export async function listImportFiles(
+  inputs: readonly string[],
+  options: { readonly exclude?: string } = {},
+): Promise<ImportFile[]> {
   const found = new Map<string, ImportFile>();
+  const excluded = options.exclude === undefined ? undefined : `${resolve(options.exclude)}${sep}`;
   for (const input of inputs) {
     let info: Awaited<ReturnType<typeof stat>>;
     try {
@@ -40,12 +47,15 @@ export async function listImportFiles(inputs: readonly string[]): Promise<Import
       throw new ImportInputError(`cannot read ${input}: ${(err as Error).message}`, { cause: err });
     }
     if (info.isFile()) {
-      found.set(resolve(input), { path: input, deadLetterPath: basename(input) });
+      if (!found.has(resolve(input)))
+        found.set(resolve(input), { path: input, deadLetterPath: basename(input) });
       continue;
     }
     const root = basename(resolve(input));
     for (const file of await walk(input)) {
       if (!isImportFileName(basename(file))) continue;
+      if (excluded !== undefined && resolve(file).startsWith(excluded)) continue;
+      if (found.has(resolve(file))) continue;
       found.set(resolve(file), { path: file, deadLetterPath: join(root, relative(input, file)) });
     }
   }
