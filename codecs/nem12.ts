@@ -14,8 +14,9 @@
  *   interval length is quarantined whole with both numbers in the reason.
  * - A later `300` for the same stream and date replaces the earlier one; the earlier one is quarantined
  *   as superseded, so `records = readings + failures` still accounts for every record.
- * - Any record that cannot be read (unknown indicator, bad date, `300` without a valid `200`, bad `400`)
- *   is quarantined with its line; the rest of the file still decodes.
+ * - Any record that cannot be read (unknown indicator, bad date, `300` without a valid `200`, bad `400`, a
+ *   `400` after a day that is not `V`) is quarantined with its line; the `400` records of a quarantined
+ *   `300` go with it. The rest of the file still decodes.
  */
 import type { RawReading, SourceQualityFlag } from '../schemas/reading.js';
 import {
