@@ -1,5 +1,6 @@
 import { demoCommand } from './demo.js';
 import { graphCommand } from './graph.js';
+import { importCommand } from './import.js';
 import { registerCommand } from './main.js';
 import { publishCommand } from './publish.js';
 import { replayCommand } from './replay.js';
@@ -10,6 +11,7 @@ import { sqlCommand } from './sql.js';
 for (const command of [
   runCommand,
   replayCommand,
+  importCommand,
   simulateCommand,
   publishCommand,
   sqlCommand,

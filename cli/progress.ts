@@ -2,6 +2,8 @@ import type { ReadingSource } from '../pipelines/runner.js';
 
 export interface ProgressOptions {
   readonly label: string;
+  /** What the source's pending count counts; default `messages`. */
+  readonly unit?: string;
   /** Terminal: a redrawn bar. Otherwise: a plain line every `lineEveryMs`. */
   readonly tty: boolean;
   readonly write: (text: string) => void;
@@ -17,6 +19,7 @@ export function formatProgress(
   total: number,
   elapsedMs: number,
   width = 30,
+  unit = 'messages',
 ): { bar: string; line: string } {
   const share = total <= 0 ? 1 : Math.min(1, done / total);
   const rate = elapsedMs > 0 ? (done / elapsedMs) * 1000 : 0;
@@ -29,10 +32,10 @@ export function formatProgress(
   const eta = etaS === undefined ? '?' : `${Math.floor(etaS / 60)}:${String(etaS % 60).padStart(2, '0')}`;
   const pct = `${(share * 100).toFixed(1)}%`;
   const filled = Math.round(share * width);
-  const counts = `${done.toLocaleString('en-US')}/${total.toLocaleString('en-US')} messages`;
+  const counts = `${done.toLocaleString('en-US')}/${total.toLocaleString('en-US')} ${unit}`;
   return {
     bar: `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${pct} ${counts} ${Math.round(rate)}/s ETA ${eta}`,
-    line: `${label} progress ${pct} (${counts}, ${Math.round(rate)} messages/s, ETA ${eta})`,
+    line: `${label} progress ${pct} (${counts}, ${Math.round(rate)} ${unit}/s, ETA ${eta})`,
   };
 }
 
@@ -50,7 +53,7 @@ export function startProgress(source: ReadingSource, options: ProgressOptions): 
     if (pending === undefined) return;
     total ??= pending;
     const done = Math.max(0, total - pending);
-    const { bar, line } = formatProgress(options.label, done, total, now() - started);
+    const { bar, line } = formatProgress(options.label, done, total, now() - started, 30, options.unit);
     if (options.tty) options.write(`\r${bar}${final ? '\n' : ''}`);
     else if (final || now() - lastLine >= (options.lineEveryMs ?? 5_000)) {
       lastLine = now();

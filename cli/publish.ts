@@ -2,6 +2,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { jetstream } from '@nats-io/jetstream';
+import { detectUtilityContentType } from '../codecs/dispatch.js';
 import { connectNats, ensureReadingsStream, ReadingsPublisher } from '../connectors/jetstream.js';
 import { isLandingFileName } from '../connectors/landing.js';
 import { type Command, UsageError } from './main.js';
@@ -12,8 +13,11 @@ export const publishCommand: Command = {
   summary: 'upload landing files into the JetStream readings stream (a file sent twice is stored once)',
   usage: [
     'Usage: greenstream publish <files or folders>... [--nats nats://host:port] [--partitions 16]',
+    '  Uploads readings CSV/JSON landing files, NEM12 files and Green Button feeds (in a folder: the files',
+    '  of the landing layout raw/YYYY/MM/DD/HH/, and NEM12 / Green Button files anywhere, told by content).',
     '  Creates the READINGS stream (subjects readings.>, 7 days, 10 GiB) when missing. One message per file,',
-    '  or per chunk of at most 1 MiB with the CSV header repeated; the message id is the SHA-256 of the',
+    '  or per chunk of at most 1 MiB with the CSV header repeated (NEM12 cut between data streams, Green',
+    '  Button between interval blocks, each chunk a file of its own format); the message id is the SHA-256 of the',
     '  content, so publishing the same file again within the stream duplicate window (2 min) stores nothing new.',
     '  Credentials: $NATS_USER/$NATS_PASSWORD, $NATS_TOKEN, $NATS_CREDS, $NATS_TLS=1.',
   ].join('\n'),
@@ -58,18 +62,22 @@ export const publishCommand: Command = {
 const LANDING_PATH = /(?:^|\/)raw\/\d{4}\/\d{2}\/\d{2}\/\d{2}\/[^/]+$/;
 
 /**
- * Files under the given paths, in path order. In a folder only files of the landing layout
- * (`raw/YYYY/MM/DD/HH/<name>`) are taken — not the registry or labels beside it; a file named on the
- * command line is always taken. Names are kept relative to a `raw/` ancestor when there is one.
+ * Files under the given paths, in path order. In a folder the files of the landing layout
+ * (`raw/YYYY/MM/DD/HH/<name>`) are taken, and NEM12 files and Green Button feeds wherever they sit (told
+ * by their content) — not the registry or labels beside them; a file named on the command line is always
+ * taken. Names are kept relative to a `raw/` ancestor when there is one.
  */
 async function* landingFiles(paths: string[]): AsyncGenerator<{ path: string; bytes: Uint8Array }> {
   for (const p of paths) {
     const info = await stat(p);
-    const files = info.isDirectory() ? (await walk(p)).filter((f) => LANDING_PATH.test(f)) : [p];
+    const files = info.isDirectory() ? await walk(p) : [p];
     for (const file of files.sort()) {
+      const bytes = await readFile(file);
+      if (info.isDirectory() && !LANDING_PATH.test(file) && detectUtilityContentType(bytes) === null)
+        continue;
       const rawAt = file.lastIndexOf('raw/');
       const path = rawAt >= 0 ? file.slice(rawAt) : relative(process.cwd(), file);
-      yield { path, bytes: await readFile(file) };
+      yield { path, bytes };
     }
   }
 }
@@ -79,7 +87,7 @@ async function walk(dir: string): Promise<string[]> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const full = join(dir, entry.name);
     if (entry.isDirectory()) out.push(...(await walk(full)));
-    else if (entry.isFile() && isLandingFileName(entry.name)) out.push(full);
+    else if (entry.isFile() && (isLandingFileName(entry.name) || /\.xml$/i.test(entry.name))) out.push(full);
   }
   return out;
 }

@@ -11,11 +11,23 @@
  * `decodeReadings` never throws. Values are never parsed here: huge numbers, `NaN` and the like stay
  * the strings they arrived as, so the validator can reject them with the original text in hand.
  */
+import { decodeUtilityFormat, withIntervalColumn } from '../codecs/dispatch.js';
+import {
+  type CodecMessageFailureCode,
+  type CodecRecordFailureCode,
+  type FileMeter,
+  GREEN_BUTTON_CONTENT_TYPE,
+  NEM12_CONTENT_TYPE,
+} from '../codecs/types.js';
 import type { RawReading } from '../schemas/reading.js';
 
 export const CSV_CONTENT_TYPE = 'text/csv';
 export const JSON_CONTENT_TYPE = 'application/json';
-export type PayloadContentType = typeof CSV_CONTENT_TYPE | typeof JSON_CONTENT_TYPE;
+export type PayloadContentType =
+  | typeof CSV_CONTENT_TYPE
+  | typeof JSON_CONTENT_TYPE
+  | typeof NEM12_CONTENT_TYPE
+  | typeof GREEN_BUTTON_CONTENT_TYPE;
 
 /** Above this a payload is refused whole: decoding it would hold too much memory in one worker. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
@@ -37,7 +49,9 @@ export type RecordFailureCode =
   | 'stray_quote'
   | 'text_after_quote'
   | 'json_not_object'
-  | 'json_field_type';
+  | 'json_field_type'
+  | 'interval_minutes'
+  | CodecRecordFailureCode;
 
 export type MessageFailureCode =
   | 'too_large'
@@ -48,7 +62,8 @@ export type MessageFailureCode =
   | 'bad_header'
   | 'invalid_json'
   | 'json_root'
-  | 'decoder_error';
+  | 'decoder_error'
+  | CodecMessageFailureCode;
 
 /** One record of a payload that could not be read; the rest of the payload still decodes. */
 export interface RecordDecodeFailure {
@@ -83,6 +98,8 @@ export interface DecodedPayload {
   readonly failures: RecordDecodeFailure[];
   /** Records seen: `readings.length + failures.length` (blank lines are not records). */
   readonly records: number;
+  /** The data streams a NEM12 file or Green Button feed describes (absent for CSV and JSON). */
+  readonly meters?: readonly FileMeter[];
 }
 
 export interface UndecodablePayload {
@@ -161,9 +178,17 @@ export function decodeReadings(payload: Uint8Array, options: DecodeOptions): Dec
     maxFailures: options.maxFailures ?? DEFAULT_MAX_FAILURES,
   };
   try {
-    return contentType === CSV_CONTENT_TYPE
-      ? decodeCsvText(text, source, options.receivedAt, limits, fail)
-      : decodeJsonText(text, source, options.receivedAt, limits, fail);
+    // NEM12 files and Green Button feeds are told by their content (or a declared type of their own).
+    const utility = decodeUtilityFormat(text, contentType, {
+      source,
+      receivedAt: options.receivedAt,
+      byteLength,
+    });
+    if (utility !== null) return utility;
+    if (contentType === JSON_CONTENT_TYPE)
+      return decodeJsonText(text, source, options.receivedAt, limits, fail);
+    const csv = decodeCsvText(text, source, options.receivedAt, limits, fail);
+    return csv.ok ? withIntervalColumn(csv, text) : csv;
   } catch (error) {
     // Defensive: the decoders are written not to throw, but a worker must survive any input.
     return fail('decoder_error', `decoder failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -191,6 +216,12 @@ export function contentTypeFromHeader(header: string): PayloadContentType | null
     case 'application/json':
     case 'text/json':
       return JSON_CONTENT_TYPE;
+    case NEM12_CONTENT_TYPE:
+      return NEM12_CONTENT_TYPE;
+    case GREEN_BUTTON_CONTENT_TYPE:
+    case 'application/xml':
+    case 'text/xml':
+      return GREEN_BUTTON_CONTENT_TYPE;
     case '':
     case 'text/plain':
     case 'application/octet-stream':

@@ -2,7 +2,8 @@
  * Uploading landing files into the readings stream.
  *
  * A file becomes one message, or, when larger than the message limit, several chunks of whole
- * records, each repeating the CSV header (JSON arrays are cut into smaller arrays). The message id is
+ * records, each repeating the CSV header (JSON arrays are cut into smaller arrays; NEM12 files between
+ * data streams or days, Green Button feeds between interval blocks). The message id is
  * the SHA-256 of the message body, so uploading a file twice stores it once (within the stream's
  * duplicate window) and a publish that timed out can be retried safely.
  *
@@ -17,7 +18,16 @@ import { createHash } from 'node:crypto';
 import { basename, extname } from 'node:path';
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
-import { CSV_CONTENT_TYPE, detectContentType, type PayloadContentType, splitCsvRecords } from './decode.js';
+import { detectUtilityContentType } from '../codecs/dispatch.js';
+import { type SplitText, splitGreenButton, splitNem12 } from '../codecs/split.js';
+import { NEM12_CONTENT_TYPE } from '../codecs/types.js';
+import {
+  CSV_CONTENT_TYPE,
+  detectContentType,
+  JSON_CONTENT_TYPE,
+  type PayloadContentType,
+  splitCsvRecords,
+} from './decode.js';
 import { isTransientNatsError, messageOf, PayloadTooLargeError, PublishError } from './jetstream-errors.js';
 import { READINGS_SUBJECT_PREFIX } from './jetstream-streams.js';
 import { landingReceivedAt } from './landing.js';
@@ -163,7 +173,8 @@ export class ReadingsPublisher {
    * file is over the limit and cannot be cut (not valid CSV/JSON, or a single record over the limit).
    */
   plan(file: PublishableFile): PlannedMessage[] {
-    const contentType = file.contentType ?? detectContentType(file.bytes);
+    const contentType =
+      file.contentType ?? detectUtilityContentType(file.bytes) ?? detectContentType(file.bytes);
     const fileKey = basename(file.path, extname(file.path));
     const splitByMeter = this.#partitionBy === 'meter' && contentType === CSV_CONTENT_TYPE;
     if (file.bytes.byteLength <= this.#maxBody && !splitByMeter) {
@@ -186,7 +197,9 @@ export class ReadingsPublisher {
     const groups =
       contentType === CSV_CONTENT_TYPE
         ? this.#csvGroups(text, fileKey, splitByMeter)
-        : this.#jsonGroups(text, fileKey);
+        : contentType === JSON_CONTENT_TYPE
+          ? this.#jsonGroups(text, fileKey)
+          : this.#utilityGroups(text, fileKey, contentType);
     if (typeof groups === 'string') {
       if (file.bytes.byteLength <= this.#maxBody)
         return [this.#message(this.partitionOf(fileKey), contentType, file.bytes, 1, 1)];
@@ -319,6 +332,20 @@ export class ReadingsPublisher {
     if (!Array.isArray(parsed)) return 'a single JSON object cannot be cut';
     const group = new RecordGroup(this.partitionOf(fileKey), '[', ']', ',', '');
     for (const element of parsed) group.add(JSON.stringify(element) ?? 'null');
+    return [group];
+  }
+
+  /**
+   * A NEM12 file is cut between data streams (and a long stream between days, repeating its 200 record),
+   * a Green Button feed between interval blocks (every part repeating the usage points, meter readings
+   * and reading types): each part is a file of the same format that decodes on its own.
+   */
+  #utilityGroups(text: string, fileKey: string, contentType: PayloadContentType): RecordGroup[] | string {
+    const nem12 = contentType === NEM12_CONTENT_TYPE;
+    const split: SplitText | string = nem12 ? splitNem12(text, this.#maxBody / 2) : splitGreenButton(text);
+    if (typeof split === 'string') return split;
+    const group = new RecordGroup(this.partitionOf(fileKey), split.head, split.tail, '\n', nem12 ? '\n' : '');
+    for (const record of split.records) group.add(record);
     return [group];
   }
 

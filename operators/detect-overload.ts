@@ -70,7 +70,7 @@ export function detectOverload(
         const limit =
           meter === undefined
             ? overloadKw
-            : (meter.maxKw ?? (meter.meterType === 'commercial' ? Number.POSITIVE_INFINITY : overloadKw));
+            : (meter.maxKw ?? (meter.meterType === 'residential' ? overloadKw : Number.POSITIVE_INFINITY));
         if (kw > limit || hasFlag(r, 'over_limit')) {
           if (st.n > 0 && st.iv > 0 && r.ts - st.re > st.iv) endChain(st, r, ctx);
           if (st.n === 0) {

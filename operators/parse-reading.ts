@@ -1,5 +1,5 @@
 import { mapBatch, type Transform } from '../core/index.js';
-import type { QuarantineRecord, RawReading, Reading, Season } from '../schemas/reading.js';
+import type { QuarantineRecord, RawReading, Reading, ReadingFlag, Season } from '../schemas/reading.js';
 import { type Lineage, QUARANTINE } from './outputs.js';
 import { canonicalTimestamp, recordId } from './record-id.js';
 
@@ -10,6 +10,8 @@ import { canonicalTimestamp, recordId } from './record-id.js';
  */
 export interface ParsedReading extends Reading {
   receivedAt: number;
+  /** The source's interval in minutes, for `standardizeUnits` to turn energy into power; see `RawReading`. */
+  intervalMinutes?: number | undefined;
 }
 
 /**
@@ -67,7 +69,7 @@ export function parseReading(lineage: Lineage): Transform<RawReading, ParsedRead
         rawValue: raw.value,
         rawUnit: raw.unit,
         status: 'measured',
-        flags: kw === null ? ['MISSING_READING'] : [],
+        flags: sourceFlags(kw, raw),
         warnings: 0,
         qualityScore: 100,
         qualityTier: 'premium',
@@ -80,9 +82,17 @@ export function parseReading(lineage: Lineage): Transform<RawReading, ParsedRead
         processedAt,
         pipelineVersion,
         receivedAt: raw.receivedAt,
+        intervalMinutes: raw.intervalMinutes,
       });
     }
   });
+}
+
+/** Initial flags: a NULL value's `MISSING_READING`, then the quality the source gave the value. */
+function sourceFlags(kw: number | null, raw: RawReading): ReadingFlag[] {
+  const flags: ReadingFlag[] = kw === null ? ['MISSING_READING'] : [];
+  if (raw.sourceFlags !== undefined) for (const f of raw.sourceFlags) flags.push(f);
+  return flags;
 }
 
 /** B5.2 by UTC month, a placeholder until `classifyPeak` tags the season in the utility's time zone. */

@@ -9,13 +9,16 @@ export interface RegistryLineError {
 
 const REQUIRED = ['meter_id', 'region', 'neighborhood', 'meter_type', 'vacant', 'max_kw'] as const;
 
+/** Optional registry column: the meter's interval in minutes, for energy values that do not carry one. */
+const INTERVAL_COLUMN = 'interval_minutes';
+
 /**
- * The meter registry CSV (`meter_id,region,neighborhood,meter_type,vacant,max_kw`; columns in any order,
- * extra columns ignored) as a registry, with one error per line that could not be taken. Pure: the caller
+ * The meter registry CSV (`meter_id,region,neighborhood,meter_type,vacant,max_kw`, optionally
+ * `interval_minutes`; columns in any order, other columns ignored) as a registry, with one error per line that could not be taken. Pure: the caller
  * reads the file. A bad line never spoils the good ones; a bad header yields an empty registry and a
  * line-1 error, because without it no column can be trusted.
  *
- * Fields: `meter_type` residential | commercial and `vacant` true | false (any case, blanks trimmed);
+ * Fields: `meter_type` residential | commercial | unknown (no physical limit) and `vacant` true | false (any case, blanks trimmed);
  * `max_kw` empty (the profile's limit for the meter type applies) or a positive decimal number. Fields
  * may be double-quoted (`"Zone 7, North"`, `""` for a quote); a quoted field cannot span lines. A repeated
  * meter id keeps its first row. Blank lines and a UTF-8 byte order mark are skipped; CRLF is accepted.
@@ -45,6 +48,7 @@ export function parseRegistryCsv(text: string): { registry: MeterRegistry; error
     (typeof REQUIRED)[number],
     number
   >;
+  const intervalColumn = names.indexOf(INTERVAL_COLUMN);
   for (let i = headerLine + 1; i < lines.length; i++) {
     const text = stripCr(lines[i]!);
     if (text.trim() === '') continue;
@@ -63,14 +67,18 @@ export function parseRegistryCsv(text: string): { registry: MeterRegistry; error
     const meterId = field('meter_id');
     if (meterId === '') problems.push('meter_id is empty');
     const meterType = field('meter_type').toLowerCase();
-    if (meterType !== 'residential' && meterType !== 'commercial')
-      problems.push(`meter_type must be residential or commercial, got "${field('meter_type')}"`);
+    if (meterType !== 'residential' && meterType !== 'commercial' && meterType !== 'unknown')
+      problems.push(`meter_type must be residential, commercial or unknown, got "${field('meter_type')}"`);
     const vacant = field('vacant').toLowerCase();
     if (vacant !== 'true' && vacant !== 'false')
       problems.push(`vacant must be true or false, got "${field('vacant')}"`);
     const maxKwText = field('max_kw');
     const maxKw = maxKwText === '' ? null : positiveNumber(maxKwText);
     if (Number.isNaN(maxKw)) problems.push(`max_kw must be empty or a positive number, got "${maxKwText}"`);
+    const intervalText = intervalColumn === -1 ? '' : fields[intervalColumn]!.trim();
+    const intervalMinutes = intervalText === '' ? null : positiveNumber(intervalText);
+    if (Number.isNaN(intervalMinutes))
+      problems.push(`interval_minutes must be empty or a positive number, got "${intervalText}"`);
     if (problems.length === 0 && registry.has(meterId))
       problems.push(`duplicate meter_id ${meterId}: the first row is kept`);
     if (problems.length > 0) {
@@ -84,6 +92,7 @@ export function parseRegistryCsv(text: string): { registry: MeterRegistry; error
       meterType: meterType as MeterType,
       vacant: vacant === 'true',
       maxKw,
+      ...(intervalMinutes === null ? {} : { intervalMinutes }),
     });
   }
   return { registry, errors };

@@ -1,6 +1,6 @@
-import { type Emitter, parDo, type Transform } from '../core/index.js';
+import { type Emitter, parDo, type SideInput, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
-import { QUARANTINE } from './outputs.js';
+import { type MeterRegistry, QUARANTINE } from './outputs.js';
 import { reconstructedRaw } from './record-id.js';
 import type { RuleProfile } from './rule-profile.js';
 
@@ -8,6 +8,15 @@ const KILOWATT = 1;
 const WATT = 2;
 const KILOWATT_HOUR = 3;
 const MISSING = 4;
+const WATT_HOUR = 5;
+const MEGAWATT_HOUR = 6;
+
+/** kWh per unit of each energy unit. */
+const KWH_PER_UNIT: Readonly<Record<number, number>> = {
+  [KILOWATT_HOUR]: 1,
+  [WATT_HOUR]: 0.001,
+  [MEGAWATT_HOUR]: 1000,
+};
 
 /** Accepted spellings (B1.2 plus the input contract), lowercase; lookups fall back to lowercasing. */
 const SPELLINGS: readonly [string, number][] = [
@@ -18,6 +27,9 @@ const SPELLINGS: readonly [string, number][] = [
   ['watt', WATT],
   ['watts', WATT],
   ['kwh', KILOWATT_HOUR],
+  ['wh', WATT_HOUR],
+  // Lowercased, `mwh` is read as megawatt-hours: no meter reports milliwatt-hours.
+  ['mwh', MEGAWATT_HOUR],
   ['', MISSING],
 ];
 
@@ -31,6 +43,7 @@ const UNIT_KIND: ReadonlyMap<string, number> = new Map(
     [s.toUpperCase(), kind],
     [s.charAt(0).toUpperCase() + s.slice(1), kind],
     [s.replace('kw', 'kW'), kind],
+    [s.replace('wh', 'Wh').replace('mWh', 'MWh'), kind],
   ]),
 );
 
@@ -42,9 +55,11 @@ const MAX_UNIT_IN_REASON = 32;
  *
  * - W / Watt / Watts (any case): ÷ 1000, flag `unit_converted`.
  * - kW / Kilowatt(s): as is.
- * - kWh: taken as kW, as the seed says for hourly readings: the energy of one hour equals its mean power.
- *   A 15-minute interval's kWh would be a quarter of its mean kW (kW = kWh × 4); the seed does not ask
- *   for that and the interval is not known here, so it is not done.
+ * - kWh, Wh, MWh (any case) are energy over an interval: with the interval known (the reading's own
+ *   `intervalMinutes`, else the meter's cadence in the registry) the value becomes the interval's mean
+ *   power, kW = kWh × 60 / minutes, flag `energy_converted`; `raw_value`/`raw_unit` keep what was sent.
+ *   With no interval known, the seed's rule for hourly readings applies: the kWh of one hour equals its
+ *   mean kW, so kWh is taken as kW (no flag) and Wh / MWh are scaled to kWh (flag `unit_converted`).
  * - Empty unit: inferred from the value: below `inferKwBelow` kW (flag `unit_inferred`), above
  *   `inferWattsAbove` W (÷ 1000, flags `unit_inferred` and `unit_converted`), at either bound or between
  *   them quarantined as `ambiguous_unit`.
@@ -52,7 +67,10 @@ const MAX_UNIT_IN_REASON = 32;
  * - A NULL reading passes untouched whatever its unit: there is no value to convert, and it is kept as
  *   `MISSING_READING` evidence of the interval (quarantining it would hide a connectivity problem).
  */
-export function standardizeUnits<R extends Reading>(thresholds: RuleProfile['units']): Transform<R, R> {
+export function standardizeUnits<R extends Reading & { readonly intervalMinutes?: number | undefined }>(
+  thresholds: RuleProfile['units'],
+  registry?: SideInput<MeterRegistry>,
+): Transform<R, R> {
   const { inferKwBelow, inferWattsAbove } = thresholds;
   const factor = 10 ** thresholds.decimals;
   const round = (v: number): number => {
@@ -72,9 +90,22 @@ export function standardizeUnits<R extends Reading>(thresholds: RuleProfile['uni
     if (kind === undefined) kind = UNIT_KIND.get(r.rawUnit.trim().toLowerCase());
     switch (kind) {
       case KILOWATT:
-      case KILOWATT_HOUR:
         r.kw = round(kw);
         break;
+      case KILOWATT_HOUR:
+      case WATT_HOUR:
+      case MEGAWATT_HOUR: {
+        const kwh = kw * KWH_PER_UNIT[kind]!;
+        const minutes = r.intervalMinutes ?? registry?.value.get(r.meterId)?.intervalMinutes ?? undefined;
+        if (minutes !== undefined && minutes !== null && minutes > 0) {
+          r.kw = round((kwh * 60) / minutes);
+          r.flags.push('energy_converted');
+        } else {
+          r.kw = round(kwh);
+          if (kind !== KILOWATT_HOUR) r.flags.push('unit_converted');
+        }
+        break;
+      }
       case WATT:
         r.kw = round(kw / 1000);
         r.flags.push('unit_converted');

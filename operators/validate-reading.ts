@@ -49,8 +49,14 @@ export function validateReading(
       if (kw !== null) {
         if (kw < 0) reasons = withReason(reasons, 'negative_value');
         else if (meter !== undefined) {
+          // A meter registered from an imported file (`unknown` type) has no type limit to apply.
           const limit =
-            meter.maxKw ?? (meter.meterType === 'commercial' ? commercialMaxKw : residentialMaxKw);
+            meter.maxKw ??
+            (meter.meterType === 'commercial'
+              ? commercialMaxKw
+              : meter.meterType === 'residential'
+                ? residentialMaxKw
+                : Number.POSITIVE_INFINITY);
           if (kw > limit) overLimit = true;
         }
       }

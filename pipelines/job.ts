@@ -60,6 +60,11 @@ export type SourceConfig =
 export interface JobConfig {
   readonly source: SourceConfig;
   readonly registryPath: string;
+  /**
+   * The registry itself, instead of reading `registryPath`: a bounded import registers meters from its
+   * files' metadata as it meets them (a new value applies from the next batch of the graph on).
+   */
+  readonly registry?: BehaviorSubject<MeterRegistry>;
   readonly hot: HotStoreTarget;
   /** Retry policy, insert sizes … of the hot store. */
   readonly hotOptions?: HotStoreOptions;
@@ -151,7 +156,7 @@ export async function loadRegistry(path: string): Promise<MeterRegistry> {
  * graph until the source is drained (`untilIdle`) or the signal aborts. The caller closes `hot`/`lake`.
  */
 export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> {
-  const registryValue = await loadRegistry(config.registryPath);
+  const registrySubject = config.registry ?? new BehaviorSubject(await loadRegistry(config.registryPath));
   const ownLease =
     config.lease === undefined && config.source.kind === 'files'
       ? await acquireFileLease(lockPathOf(config.checkpointPath), {
@@ -166,10 +171,10 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
   let lake: ParquetLake | undefined;
   try {
     await hot.migrate();
-    await hot.insert('meters', [...registryValue.values()]);
+    await hot.insert('meters', [...registrySubject.value.values()]);
     lake = config.coldDir === undefined ? undefined : await openParquetLake({ dir: config.coldDir });
     const store = new StateStore();
-    const registry = new SideInput<MeterRegistry>('registry', new BehaviorSubject(registryValue));
+    const registry = new SideInput<MeterRegistry>('registry', registrySubject);
     let batchTime = Date.now();
     const lineage: Lineage = { pipelineVersion: PIPELINE_VERSION, processedAt: () => batchTime };
     const interval = config.profile.gaps.defaultIntervalMs;

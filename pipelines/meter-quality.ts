@@ -90,7 +90,7 @@ export function meterQualityGraph(options: MeterQualityOptions): {
   const stages = [
     g.stage('awaitRegistry', awaitSideInputs<RawReading>(registry)),
     g.stage('parseReading', parseReading(lineage)),
-    g.stage('standardizeUnits', standardizeUnits(profile.units)),
+    g.stage('standardizeUnits', standardizeUnits(profile.units, registry)),
     // Readings over the physical limit stay in the stream, flagged `over_limit`, until the overload rule
     // has seen them; quarantineOverLimit then takes them out of the stored output.
     g.stage('validateReading', validateReading(registry, profile.validation, { replay: options.replay })),

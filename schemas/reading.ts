@@ -23,7 +23,18 @@ export interface RawReading {
    * against the wall clock of the worker, so replays judge a reading as it was judged live.
    */
   readonly receivedAt: number;
+  /**
+   * Length of the interval the value covers, in minutes, when the source says (a NEM12 `200` record, a
+   * Green Button `ReadingType`, a CSV `interval_minutes` column): an energy value (kWh, Wh, MWh) over it
+   * becomes mean power. Absent: the meter's cadence from the registry, if any.
+   */
+  readonly intervalMinutes?: number;
+  /** Quality the source itself gave the value (estimated, substituted), kept as reading flags. */
+  readonly sourceFlags?: readonly SourceQualityFlag[];
 }
+
+/** Flags that carry a utility's own quality method (NEM12 `E`/`S`/`F`, Green Button `ReadingQuality`). */
+export type SourceQualityFlag = 'source_estimated' | 'source_substituted';
 
 export type ReadingStatus = 'measured' | 'interpolated' | 'missing';
 export type QualityTier = 'premium' | 'standard' | 'quarantine';
@@ -43,6 +54,9 @@ export type ReadingFlag =
   | 'drop'
   | 'backdated'
   | 'fault_excluded'
+  /** An energy value (kWh, Wh, MWh) over a known interval, stored as the interval's mean kW. */
+  | 'energy_converted'
+  | SourceQualityFlag
   /** Transient: above the physical limit; seen by the overload detector, then quarantined, never stored. */
   | 'over_limit';
 
@@ -117,7 +131,8 @@ export interface Alert {
   message: string;
 }
 
-export type MeterType = 'residential' | 'commercial';
+/** `unknown`: registered from a file's own metadata (`greenstream import`); no physical limit applies. */
+export type MeterType = 'residential' | 'commercial' | 'unknown';
 
 /** One row of the meter registry (the side input). */
 export interface MeterInfo {
@@ -128,6 +143,13 @@ export interface MeterInfo {
   vacant: boolean;
   /** Per-meter physical limit; NULL means the profile's default for the meter type. */
   maxKw: number | null;
+  /** The meter's interval (cadence) in minutes when known: an energy value without its own interval uses it. */
+  intervalMinutes?: number | null;
+  /**
+   * Where a meter registered from a file came from and what the file said of it (format, file, unit, and
+   * for Green Button its `LocalTimeParameters`), as JSON; absent for meters of the registry CSV.
+   */
+  origin?: string;
 }
 
 export interface HourlyConsumption {
@@ -289,7 +311,7 @@ export const meterColumns: readonly Column<MeterInfo>[] = [
     name: 'meter_type',
     type: 'LowCardinalityString',
     get: (r) => r.meterType,
-    doc: 'residential | commercial',
+    doc: 'residential | commercial | unknown (registered from an imported file)',
   },
   { name: 'vacant', type: 'UInt8', get: (r) => (r.vacant ? 1 : 0), doc: '1 when the property is vacant' },
   { name: 'max_kw', type: 'NullableFloat64', get: (r) => r.maxKw, doc: 'Per-meter limit' },

@@ -74,7 +74,7 @@ describe('parseRegistryCsv', () => {
     expect([...registry.keys()]).toEqual(['MTR-1', 'MTR-12']);
     expect(registry.get('MTR-1')!.region).toBe('north'); // the first row of a repeated id wins
     expect(errors).toEqual([
-      { line: 3, reason: 'meter_type must be residential or commercial, got "industrial"' },
+      { line: 3, reason: 'meter_type must be residential, commercial or unknown, got "industrial"' },
       { line: 4, reason: 'vacant must be true or false, got "yes"' },
       { line: 5, reason: 'max_kw must be empty or a positive number, got "-1"' },
       { line: 6, reason: 'max_kw must be empty or a positive number, got "0"' },
@@ -95,7 +95,7 @@ describe('parseRegistryCsv', () => {
       {
         line: 2,
         reason:
-          'meter_id is empty; meter_type must be residential or commercial, got "house"; ' +
+          'meter_id is empty; meter_type must be residential, commercial or unknown, got "house"; ' +
           'vacant must be true or false, got "maybe"; max_kw must be empty or a positive number, got "-2"',
       },
     ]);
@@ -159,5 +159,19 @@ describe('parseRegistryCsv', () => {
         expect(registry.size + errors.length).toBeLessThanOrEqual(noise.split('\n').length);
       }),
     );
+  });
+
+  it('reads the optional interval_minutes column and the unknown meter type', () => {
+    const { registry, errors } = parseRegistryCsv(
+      'meter_id,region,neighborhood,meter_type,vacant,max_kw,interval_minutes\n' +
+        'NMI1-E1,r,n,unknown,false,,30\n' +
+        'M2,r,n,residential,false,,\n' +
+        'M3,r,n,residential,false,,half an hour\n',
+    );
+    expect(registry.get('NMI1-E1')).toMatchObject({ meterType: 'unknown', intervalMinutes: 30 });
+    expect(registry.get('M2')!.intervalMinutes).toBeUndefined();
+    expect(errors).toEqual([
+      { line: 4, reason: 'interval_minutes must be empty or a positive number, got "half an hour"' },
+    ]);
   });
 });

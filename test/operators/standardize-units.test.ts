@@ -1,7 +1,8 @@
 import fc from 'fast-check';
+import { of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { dataEvent, type FlowEvent, taggedEvent, watermarkEvent } from '../../core/index.js';
-import { QUARANTINE } from '../../operators/outputs.js';
+import { dataEvent, type FlowEvent, SideInput, taggedEvent, watermarkEvent } from '../../core/index.js';
+import { type MeterRegistry, QUARANTINE } from '../../operators/outputs.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
 import { standardizeUnits } from '../../operators/standardize-units.js';
 import type { Reading } from '../../schemas/reading.js';
@@ -42,6 +43,71 @@ describe('standardizeUnits routing', () => {
   });
 });
 
+describe('standardizeUnits energy over an interval', () => {
+  const withInterval = (kw: number, rawUnit: string, intervalMinutes?: number) =>
+    standardize([{ ...reading({ kw, rawValue: String(kw), rawUnit }), intervalMinutes } as Reading]);
+
+  it.each([
+    ['kWh', 0.5, 15, 2, ['energy_converted']],
+    ['KWH', 300, 30, 600, ['energy_converted']],
+    ['kWh', 0.1, 5, 1.2, ['energy_converted']],
+    ['kWh', 2.5, 60, 2.5, ['energy_converted']],
+    ['Wh', 750, 60, 0.75, ['energy_converted']],
+    ['WH', 250, 15, 1, ['energy_converted']],
+    ['wh', 250, 15, 1, ['energy_converted']],
+    ['MWh', 0.01, 30, 20, ['energy_converted']],
+    ['MWH', 0.01, 30, 20, ['energy_converted']],
+    ['kWh', 1, 10, 6, ['energy_converted']],
+  ])('%j %d over %d min → %d kW %j', (rawUnit, value, minutes, expected, flags) => {
+    const r = withInterval(value, rawUnit, minutes);
+    expect(r.tagged(QUARANTINE)).toEqual([]);
+    expect(r.main).toEqual([
+      expect.objectContaining({ kw: expected, flags, rawUnit, rawValue: String(value) }),
+    ]);
+  });
+
+  it.each([
+    ['kWh', 2.5, 2.5, []],
+    ['Wh', 2500, 2.5, ['unit_converted']],
+    ['MWh', 0.0025, 2.5, ['unit_converted']],
+  ])('without an interval %j %d is taken as an hour: %d kW %j', (rawUnit, value, expected, flags) => {
+    const r = withInterval(value, rawUnit);
+    expect(r.main).toEqual([expect.objectContaining({ kw: expected, flags })]);
+  });
+
+  it("falls back on the meter's cadence in the registry", () => {
+    const meter = {
+      meterId: 'MTR-000001',
+      region: 'r',
+      neighborhood: 'n',
+      meterType: 'unknown' as const,
+      vacant: false,
+      maxKw: null,
+      intervalMinutes: 15,
+    };
+    const registry = new SideInput<MeterRegistry>('registry', of(new Map([[meter.meterId, meter]])));
+    registry.connect((err) => {
+      throw err;
+    });
+    const r = runBatch(standardizeUnits(units, registry), [reading({ kw: 0.5, rawUnit: 'kWh' })]);
+    expect(r.main).toEqual([expect.objectContaining({ kw: 2, flags: ['energy_converted'] })]);
+    // The reading's own interval wins over the registry's.
+    const own = runBatch(standardizeUnits(units, registry), [
+      { ...reading({ kw: 0.5, rawUnit: 'kWh' }), intervalMinutes: 30 } as Reading,
+    ]);
+    expect(own.main).toEqual([expect.objectContaining({ kw: 1 })]);
+  });
+
+  it('leaves a NULL energy reading untouched', () => {
+    const r = withInterval(0, 'kWh', 30);
+    expect(r.main[0]!.kw).toBe(0);
+    const missing = standardize([
+      { ...reading({ kw: null, rawValue: '', rawUnit: 'kWh' }), intervalMinutes: 30 } as Reading,
+    ]);
+    expect(missing.main).toEqual([expect.objectContaining({ kw: null, flags: [] })]);
+  });
+});
+
 describe('standardizeUnits known units', () => {
   it.each([
     ['W', 2500, 2.5, ['unit_converted']],
@@ -67,7 +133,7 @@ describe('standardizeUnits known units', () => {
     expect(r.main).toEqual([expect.objectContaining({ kw: expected, flags, rawUnit })]);
   });
 
-  it.each(['Volts', 'V', 'MW', 'kVA', 'Wh', 'k W', 'kilo watt', '%'])(
+  it.each(['Volts', 'V', 'MW', 'kVA', 'kVArh', 'k W', 'kilo watt', '%'])(
     '%j is quarantined with its name',
     (rawUnit) => {
       const r = one(5, rawUnit);
