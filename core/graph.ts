@@ -1,5 +1,8 @@
+/** The named pipeline graph: stage names, per-stage counters and timing, failures named by stage, printing. */
 import { Observable, Subject } from 'rxjs';
+import { StageError } from './errors.js';
 import type { FlowEvent, Transform } from './flow.js';
+import { subscribeGuarded } from './guarded.js';
 
 export type NodeKind = 'source' | 'stage' | 'sink';
 
@@ -44,7 +47,9 @@ export class PipelineGraph {
 
   /**
    * Registers a stage after `after` (default: the previously added node) and returns the transform
-   * wrapped with counters. Tagged events from upstream bypass the stage untouched.
+   * wrapped with counters. Tagged events from upstream bypass the stage untouched. A failure of the stage
+   * (a throw in its code, or an error it raises) leaves it as a `StageError` naming the stage; one that
+   * came from upstream already names its own stage and passes through.
    */
   stage<I, O>(
     name: string,
@@ -62,21 +67,22 @@ export class PipelineGraph {
       // Stages call each other synchronously: a stage's clock stops while its output runs downstream.
       return untimed(source.pipe(clock.around(name))).pipe(clock.around(OUTSIDE_STAGES));
     };
+    const failed = (err: unknown): StageError =>
+      err instanceof StageError ? err : new StageError(this.name, name, err);
     const untimed: Transform<I, O> = (source) =>
       new Observable<FlowEvent<O>>((subscriber) => {
         const inner = new Subject<FlowEvent<I>>();
-        const innerSub = inner.pipe(transform).subscribe({
+        const innerSub = subscribeGuarded(inner.pipe(transform), subscriber, {
           next: (e) => {
             if (e.kind === 'data') counters.out += e.items.length;
             else if (e.kind === 'tagged')
               counters.tagged[e.tag] = (counters.tagged[e.tag] ?? 0) + e.items.length;
-            else counters.watermark = e.time;
+            else if (e.kind === 'watermark') counters.watermark = e.time;
             subscriber.next(e);
           },
-          error: (err: unknown) => subscriber.error(err),
-          complete: () => subscriber.complete(),
+          error: (err: unknown) => subscriber.error(failed(err)),
         });
-        const sourceSub = source.subscribe({
+        const sourceSub = subscribeGuarded(source, subscriber, {
           next: (e) => {
             if (e.kind === 'tagged') {
               subscriber.next(e);
@@ -175,7 +181,7 @@ class StageClock {
   around<T>(name: string): (source: Observable<T>) => Observable<T> {
     return (source) =>
       new Observable<T>((subscriber) =>
-        source.subscribe({
+        subscribeGuarded(source, subscriber, {
           next: (e) => {
             const outer = this.switchTo(name);
             try {
@@ -184,7 +190,6 @@ class StageClock {
               this.switchTo(outer);
             }
           },
-          error: (err: unknown) => subscriber.error(err),
           complete: () => {
             const outer = this.switchTo(name);
             try {

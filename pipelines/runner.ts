@@ -1,10 +1,12 @@
 import { Subject, type Subscription } from 'rxjs';
 import {
+  ConfigurationError,
   dataEvent,
   type FlowEvent,
   type Json,
   type SnapshotInProgress,
   type StateStore,
+  tickEvent,
 } from '../core/index.js';
 import type {
   Alert,
@@ -109,7 +111,12 @@ export interface Checkpoint {
  * The last checkpoint holds operator state of another layout than this build's graph reads: an upgrade
  * changed the operators' state. Restoring it would misread every meter's history, so the worker stops.
  */
-export class CheckpointFormatError extends Error {
+export class CheckpointFormatError extends ConfigurationError<{
+  readonly checkpoint: number;
+  readonly found: string | null;
+  readonly expected: string;
+}> {
+  override readonly name = 'CheckpointFormatError';
   readonly found: string | undefined;
   readonly expected: string;
   constructor(checkpoint: Checkpoint, expected: string) {
@@ -119,8 +126,8 @@ export class CheckpointFormatError extends Error {
         `this build reads ${expected}: it cannot resume from it. Drain the stream with the previous release, ` +
         'or start this one from a fresh checkpoint (a new --worker id, or delete the checkpoint key / file); ' +
         'the sinks are idempotent, so a replay from the stream start rewrites the same rows.',
+      { context: { checkpoint: checkpoint.seq, found: found ?? null, expected } },
     );
-    this.name = 'CheckpointFormatError';
     this.found = found;
     this.expected = expected;
   }
@@ -189,8 +196,8 @@ export interface RunOptions {
 }
 
 /**
- * Hooks into a run for metrics, readiness and operational alerts. All are synchronous except `sinkFailed`,
- * which the runner awaits before it stops; none may throw.
+ * Hooks into a run for metrics, readiness and operational alerts. All are synchronous except `sinkFailed`
+ * and `graphFailed`, which the runner awaits before it stops; none may throw.
  */
 export interface RunObserver {
   /** The source is open (the job has migrated its stores before): the worker takes work. */
@@ -205,6 +212,11 @@ export interface RunObserver {
   sinkWrite?(seconds: number, ok: boolean): void;
   /** `sinks.write` failed after the sinks' own retries; the batch is not acknowledged and the run stops. */
   sinkFailed?(error: unknown, batch: OutputBatch): Promise<void>;
+  /**
+   * A stage of the graph failed (a `StageError` naming it) in epoch `checkpoint`: its outputs are
+   * incomplete, so nothing after the last checkpoint is written past it and the run stops.
+   */
+  graphFailed?(error: unknown, checkpoint: number): Promise<void>;
   /** A batch of outputs is written (and acknowledged, when the source resumes from its position). */
   flushed?(batch: OutputBatch): void;
   /** The graph waited this long for the previous write to land before starting the next (backpressure). */
@@ -215,10 +227,6 @@ export interface RunObserver {
   checkpointed?(checkpoint: Checkpoint): void;
   /** The run ended (drained, aborted or failed). */
   stopped?(): void;
-}
-
-export class PipelineStoppedError extends Error {
-  override readonly name = 'PipelineStoppedError';
 }
 
 const emptyTotals = (): RunTotals => ({
@@ -379,12 +387,8 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     observer?.flushed?.(written);
   };
 
-  /** Starts writing the buffered outputs once the previous write has landed; does not wait for this one. */
-  const flush = async (): Promise<void> => {
-    const waitStarted = performance.now();
-    await writing;
-    observer?.writeWaited?.((performance.now() - waitStarted) / 1000);
-    throwIfFailed();
+  /** Starts writing the buffered outputs as the next write of this epoch; the previous write has landed. */
+  const startWrite = (): void => {
     lastFlush = options.now();
     if (buffers.empty) return;
     const batch = buffers.take(seq + 1, flushes);
@@ -392,6 +396,15 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     writing = write(batch).catch((err: unknown) => {
       writeFailure = err;
     });
+  };
+
+  /** Starts writing the buffered outputs once the previous write has landed; does not wait for this one. */
+  const flush = async (): Promise<void> => {
+    const waitStarted = performance.now();
+    await writing;
+    observer?.writeWaited?.((performance.now() - waitStarted) / 1000);
+    throwIfFailed();
+    startWrite();
   };
 
   const save = async (cp: Checkpoint): Promise<void> => {
@@ -435,15 +448,16 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
   };
 
   /**
-   * The barrier: once every write before it has landed, the state and the source position are taken at
-   * the same point of the stream. For a source that resumes from its position, the state is then
-   * serialized between the next batches (an entry about to change is serialized first) and saved
-   * alongside them: their writes belong to the next epoch, which a restart from the previous checkpoint
-   * removes and redoes. Any other source is serialized, saved and acknowledged before it delivers more.
-   * One checkpoint at a time, in order; the last one is awaited.
+   * The barrier: once every write before it has landed, the epoch's last outputs, the state and the source
+   * position are taken in one synchronous step, so no state change can fall between them and its outputs
+   * land in another epoch than the state that records it. The epoch is sealed once its last write landed.
+   * For a source that resumes from its position, the state is then serialized between the next batches
+   * (an entry about to change is serialized first) and saved alongside them: their writes belong to the
+   * next epoch, which a restart from the previous checkpoint removes and redoes. Any other source is
+   * serialized, saved and acknowledged before it delivers more. One checkpoint at a time, in order; the
+   * last one is awaited.
    */
   const checkpoint = async (last: boolean): Promise<void> => {
-    await flush();
     const waitStarted = performance.now();
     await writing;
     advanceCapture(Number.POSITIVE_INFINITY);
@@ -451,10 +465,17 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     observer?.writeWaited?.((performance.now() - waitStarted) / 1000);
     throwIfFailed();
     const barrier = performance.now();
-    const sealed = sinks.seal?.(seq + 1) ?? Promise.resolve();
+    const epoch = seq + 1;
+    startWrite();
+    // Registered before anything else awaits this write: the seal takes the epoch's buffered rows before
+    // the next epoch's first write can start.
+    const sealed = writing.then(() => {
+      if (writeFailure !== undefined) throw writeFailure;
+      return sinks.seal?.(epoch);
+    });
     const snapshot = store.beginSnapshot();
     const cp = {
-      seq: seq + 1,
+      seq: epoch,
       position: source.position(),
       totals,
       ...(options.stateFormat === undefined ? {} : { stateFormat: options.stateFormat }),
@@ -474,6 +495,14 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     sealed.catch(() => undefined);
     capturing = { snapshot, cp, sealed, since: lastCheckpoint, spentMs: performance.now() - barrier };
     advanceCapture(performance.now() + sliceMs);
+  };
+
+  /** A stage failed: raise the transformation-failure alert once, before the run stops. */
+  let failureReported = false;
+  const reportGraphFailure = async (): Promise<void> => {
+    if (failure === undefined || failureReported) return;
+    failureReported = true;
+    await observer?.graphFailed?.(failure, seq + 1);
   };
 
   const checkpointDue = (): boolean =>
@@ -496,6 +525,10 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
       }
       advanceCapture(performance.now() + sliceMs);
       if (next === 'idle') {
+        // Processing time passes in the graph only here, between batches: idle partitions stop holding
+        // the watermark back, and what that fires is buffered in this epoch like any batch's outputs.
+        input.next(tickEvent(options.now()));
+        throwIfFailed();
         if (!buffers.empty && options.now() - lastFlush >= options.flushIntervalMs) await flush();
         if (pulledSinceCheckpoint > 0 && checkpointDue()) await checkpoint(false);
         await sleep(options.idlePollMs, options.signal);
@@ -525,6 +558,9 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     throwIfFailed();
     if (!completed && !input.closed) input.complete();
     return totals;
+  } catch (err) {
+    await reportGraphFailure();
+    throw err;
   } finally {
     // A write or save still running when the loop failed: let it settle before the source closes.
     await writing;
