@@ -161,7 +161,14 @@ export async function runJobCommand(
         ? {}
         : { checkpointEveryFlushes: cadence.checkpointEveryFlushes }),
       ...(cadence.coldRows === undefined ? {} : { coldRows: cadence.coldRows }),
-      ...(metrics === undefined ? {} : { observer: metrics.observer }),
+      observer: {
+        ...metrics?.observer,
+        // Raised outside a stored batch (a failed sink or stage): the log is where an embedded run shows it.
+        alertRaised: (alert, publishError) => {
+          metrics?.observer.alertRaised?.(alert, publishError);
+          logger.error('alert', { ...alert, published: publishError === undefined && nc !== undefined });
+        },
+      },
       ...(nc === undefined
         ? {}
         : {

@@ -30,6 +30,7 @@ import {
   VARCHAR,
 } from '@duckdb/node-api';
 import type { RecordBatch, Table } from 'apache-arrow';
+import { GreenStreamError } from '../core/errors.js';
 import { arrowColumnValues, type CellValue, isNullableColumnType } from '../schemas/arrow.js';
 import {
   duckdbTypeOf,
@@ -55,13 +56,12 @@ import { duckdbIdent, duckdbLiteral } from './sql.js';
 /** Context attached to a lake error: what was being done, never row contents. */
 export type LakeErrorContext = Readonly<Record<string, string | number>>;
 
-export class ParquetLakeError extends Error {
+export class ParquetLakeError extends GreenStreamError<LakeErrorContext> {
   override readonly name: string = 'ParquetLakeError';
-  readonly context: LakeErrorContext;
 
   constructor(message: string, context: LakeErrorContext, options?: { cause?: unknown }) {
-    super(message, options);
-    this.context = context;
+    // Only a failed write of files may succeed when tried again (a full disk, a DuckDB hiccup).
+    super(message, { context, cause: options?.cause, retryable: new.target === LakeWriteError });
   }
 }
 

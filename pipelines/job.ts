@@ -8,7 +8,7 @@ import {
   openHotStore,
 } from '../connectors/clickhouse.js';
 import { openParquetLake, type ParquetLake } from '../connectors/parquet-lake.js';
-import { type PipelineGraph, SideInput, StateStore } from '../core/index.js';
+import { ConfigurationError, type PipelineGraph, SideInput, StateStore } from '../core/index.js';
 import type { Lineage, MeterRegistry } from '../operators/outputs.js';
 import { parseRegistryCsv } from '../operators/registry.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
@@ -28,6 +28,7 @@ import {
 } from './runner.js';
 import { DEFAULT_COLD_ROWS, storeSinks } from './sinks.js';
 import { filesSource } from './sources.js';
+import { type StageFault, stageFaultFromEnv } from './stage-fault.js';
 
 export const PIPELINE_VERSION = '0.1.0';
 
@@ -93,8 +94,13 @@ export interface JobResult {
   readonly lake: ParquetLake | undefined;
 }
 
-export class RegistryError extends Error {
+export class RegistryError extends ConfigurationError<{ readonly path: string }> {
   override readonly name = 'RegistryError';
+}
+
+/** The test hook's fault, when `GS_TEST_FAULT` is set (tests only). */
+function withFault(fault: StageFault | undefined): { fault?: StageFault } {
+  return fault === undefined ? {} : { fault };
 }
 
 /** Reads and parses the meter registry; any malformed line stops the job with every problem listed. */
@@ -104,6 +110,7 @@ export async function loadRegistry(path: string): Promise<MeterRegistry> {
     text = await readFile(path, 'utf8');
   } catch (err) {
     throw new RegistryError(`cannot read the meter registry ${path}: ${(err as Error).message}`, {
+      context: { path },
       cause: err,
     });
   }
@@ -112,6 +119,7 @@ export async function loadRegistry(path: string): Promise<MeterRegistry> {
     const shown = errors.slice(0, 10).map((e) => `line ${e.line}: ${e.reason}`);
     throw new RegistryError(
       `meter registry ${path} has ${errors.length} bad line(s):\n  ${shown.join('\n  ')}`,
+      { context: { path } },
     );
   }
   return registry;
@@ -144,6 +152,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       // 24 h" timer must not fire merely because the files ended.
       finalWatermark: (max) => max + interval,
       ...(config.untilIdle ? {} : { idleTimeoutMs: 30_000 }),
+      ...withFault(stageFaultFromEnv(process.env)),
     });
     config.observer?.graph?.(graph);
     const source: ReadingSource =

@@ -2,12 +2,14 @@ import { ignoreElements, merge, Observable, type SchedulerLike, share, tap } fro
 import {
   assignWatermarks,
   awaitSideInputs,
+  ConfigurationError,
   type Flow,
   type FlowEvent,
   LATE,
   PipelineGraph,
   type SideInput,
   type StateStore,
+  type Transform,
   untagged,
 } from '../core/index.js';
 import { aggregateHourly } from '../operators/aggregate-hourly.js';
@@ -41,6 +43,7 @@ import type {
   RawReading,
   Reading,
 } from '../schemas/reading.js';
+import { failOnBatch, type StageFault } from './stage-fault.js';
 
 export interface MeterQualityOptions {
   readonly profile: RuleProfile;
@@ -54,6 +57,8 @@ export interface MeterQualityOptions {
   /** Watermark at the end of a bounded input; see `assignWatermarks`. */
   readonly finalWatermark?: (maxEventTime: number) => number;
   readonly scheduler?: SchedulerLike;
+  /** Test hook: the named stage throws on its n-th data batch (see `stage-fault.ts`). */
+  readonly fault?: StageFault;
 }
 
 /** Receives every output of the graph synchronously, batch by batch; the runner buffers them for the sinks. */
@@ -85,15 +90,20 @@ export function meterQualityGraph(options: MeterQualityOptions): {
 } {
   const { profile, store, registry, lineage } = options;
   const g = new PipelineGraph('meter-quality');
+  const fault = options.fault;
+  const stage = <I, O>(name: string, transform: Transform<I, O>, after?: string): Transform<I, O> =>
+    fault?.stage === name
+      ? g.stage(name, (source) => transform(source.pipe(failOnBatch<I>(fault))), after)
+      : g.stage(name, transform, after);
   g.source('readings-in');
   const stages = [
-    g.stage('awaitRegistry', awaitSideInputs<RawReading>(registry)),
-    g.stage('parseReading', parseReading(lineage)),
-    g.stage('standardizeUnits', standardizeUnits(profile.units)),
+    stage('awaitRegistry', awaitSideInputs<RawReading>(registry)),
+    stage('parseReading', parseReading(lineage)),
+    stage('standardizeUnits', standardizeUnits(profile.units)),
     // Readings over the physical limit stay in the stream, flagged `over_limit`, until the overload rule
     // has seen them; quarantineOverLimit then takes them out of the stored output.
-    g.stage('validateReading', validateReading(registry, profile.validation, { replay: options.replay })),
-    g.stage(
+    stage('validateReading', validateReading(registry, profile.validation, { replay: options.replay })),
+    stage(
       'assignWatermarks',
       assignWatermarks<Reading>({
         name: 'assignWatermarks',
@@ -105,40 +115,42 @@ export function meterQualityGraph(options: MeterQualityOptions): {
         ...(options.scheduler === undefined ? {} : { scheduler: options.scheduler }),
       }),
     ),
-    g.stage('dedupeReadings', dedupeReadings(store, { horizonMs: profile.maxOutOfOrdernessMs + 2 * HOUR })),
-    g.stage('orderByEventTime', orderByEventTime(store)),
-    g.stage('fillGaps', fillGaps(store, profile.gaps)),
-    g.stage('detectRateOfChange', detectRateOfChange(store, profile.rateOfChange)),
-    g.stage('detectZeroMeter', detectZeroMeter(store, registry, profile.faults)),
-    g.stage('detectStuckMeter', detectStuckMeter(store, profile.faults)),
-    g.stage('detectOverload', detectOverload(store, registry, profile.faults)),
-    g.stage('detectLowVariance', detectLowVariance(store, profile.faults)),
-    g.stage('detectErraticSpike', detectErraticSpike(store, profile.faults)),
-    g.stage('detectCommFailure', detectCommFailure(store, profile.faults)),
-    g.stage('quarantineOverLimit', quarantineOverLimit(lineage)),
-    g.stage('scoreQuality', scoreQuality(profile.quality)),
-    g.stage('classifyPeak', classifyPeak(profile.peaks)),
-    g.stage('stampLineage', stampLineage(lineage)),
+    stage('dedupeReadings', dedupeReadings(store, { horizonMs: profile.maxOutOfOrdernessMs + 2 * HOUR })),
+    stage('orderByEventTime', orderByEventTime(store)),
+    stage('fillGaps', fillGaps(store, profile.gaps)),
+    stage('detectRateOfChange', detectRateOfChange(store, profile.rateOfChange)),
+    stage('detectZeroMeter', detectZeroMeter(store, registry, profile.faults)),
+    stage('detectStuckMeter', detectStuckMeter(store, profile.faults)),
+    stage('detectOverload', detectOverload(store, registry, profile.faults)),
+    stage('detectLowVariance', detectLowVariance(store, profile.faults)),
+    stage('detectErraticSpike', detectErraticSpike(store, profile.faults)),
+    stage('detectCommFailure', detectCommFailure(store, profile.faults)),
+    stage('quarantineOverLimit', quarantineOverLimit(lineage)),
+    stage('scoreQuality', scoreQuality(profile.quality)),
+    stage('classifyPeak', classifyPeak(profile.peaks)),
+    stage('stampLineage', stampLineage(lineage)),
   ] as const;
   g.sink('readings', 'stampLineage');
   g.sink('quarantine', 'validateReading', QUARANTINE.name);
   g.sink('faults', 'detectCommFailure', FAULTS.name);
   g.sink('alerts', 'fillGaps', ALERTS.name);
 
-  const hourlyStage = g.stage(
+  const hourlyStage = stage(
     'aggregateHourly',
     aggregateHourly(store, registry, { allowedLatenessMs: 0 }),
     'classifyPeak',
   );
-  const neighborhoodStage = g.stage(
+  const neighborhoodStage = stage(
     'detectNeighborhoodOutlier',
     detectNeighborhoodOutlier(store, profile.faults),
     'aggregateHourly',
   );
-  const peaksStage = g.stage('rankDailyPeaks', rankDailyPeaks(store, profile.peaks), 'aggregateHourly');
+  const peaksStage = stage('rankDailyPeaks', rankDailyPeaks(store, profile.peaks), 'aggregateHourly');
   g.sink('hourly_consumption', 'aggregateHourly');
   g.sink('daily_peaks', 'rankDailyPeaks');
   g.edge('detectNeighborhoodOutlier', 'faults');
+  if (fault !== undefined && g.stageCounters()[fault.stage] === undefined)
+    throw new ConfigurationError(`GS_TEST_FAULT names no stage of the graph: "${fault.stage}"`);
 
   /**
    * Subscribes the whole graph to `input` and routes every output to `sink`. Subscribe before the input

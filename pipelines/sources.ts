@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { type DecodeResult, decodeReadings } from '../connectors/decode.js';
 import type { ReadingsMessageSource, SourceMessage } from '../connectors/jetstream-source.js';
 import { LandingSource, landingReceivedAt } from '../connectors/landing.js';
-import type { Json } from '../core/index.js';
+import { ConfigurationError, type Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
 import type { ReadingSource, SourceBatch } from './runner.js';
 
@@ -102,12 +102,10 @@ export interface MessageSourceOptions {
 export type OpenMessages = (resumeAfterSeq: number) => Promise<ReadingsMessageSource>;
 
 /** A checkpoint position this source cannot resume from; the worker stops rather than guess. */
-export class SourcePositionError extends Error {
+export class SourcePositionError extends ConfigurationError<Readonly<Record<string, string>>> {
   override readonly name = 'SourcePositionError';
-  readonly context: Readonly<Record<string, string>>;
   constructor(message: string, context: Readonly<Record<string, string>>) {
-    super(message);
-    this.context = context;
+    super(message, { context });
   }
 }
 
