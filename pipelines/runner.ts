@@ -419,8 +419,9 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
   let capturing:
     | {
         snapshot: SnapshotInProgress;
-        cp: Omit<Checkpoint, 'state'>;
-        sealed: Promise<void>;
+        cp: Omit<Checkpoint, 'state' | 'totals'>;
+        /** The epoch's totals, once its last write landed and it is sealed. */
+        sealed: Promise<RunTotals>;
         since: number;
         spentMs: number;
       }
@@ -436,12 +437,11 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     if (!done) return;
     const state = capturing.snapshot.finish();
     observer?.snapshotted?.(capturing.spentMs / 1000, state.length);
-    const cp: Checkpoint = { ...capturing.cp, state };
+    const cp = { ...capturing.cp, state };
     const sealed = capturing.sealed;
     capturing = undefined;
     saving = (async () => {
-      await sealed;
-      await save(cp);
+      await save({ ...cp, totals: await sealed });
     })().catch((err: unknown) => {
       saveFailure = err;
     });
@@ -467,17 +467,18 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     const barrier = performance.now();
     const epoch = seq + 1;
     startWrite();
-    // Registered before anything else awaits this write: the seal takes the epoch's buffered rows before
-    // the next epoch's first write can start.
-    const sealed = writing.then(() => {
+    // Registered before anything else awaits this write, so it runs first when the write lands: the totals
+    // are the epoch's, and the seal takes the epoch's buffered rows before the next epoch's first write.
+    const sealed = writing.then(async (): Promise<RunTotals> => {
       if (writeFailure !== undefined) throw writeFailure;
-      return sinks.seal?.(epoch);
+      const epochTotals = totals;
+      await sinks.seal?.(epoch);
+      return epochTotals;
     });
     const snapshot = store.beginSnapshot();
     const cp = {
       seq: epoch,
       position: source.position(),
-      totals,
       ...(options.stateFormat === undefined ? {} : { stateFormat: options.stateFormat }),
     };
     seq = cp.seq;
@@ -487,8 +488,7 @@ export async function runPipeline(options: RunOptions): Promise<RunTotals> {
     if (last || source.resumesFromPosition !== true || sliceMs <= 0) {
       const state = snapshot.finish();
       observer?.snapshotted?.((performance.now() - barrier) / 1000, state.length);
-      await sealed;
-      await save({ ...cp, state });
+      await save({ ...cp, totals: await sealed, state });
       return;
     }
     // A failed seal surfaces when the save awaits it; until then nothing may treat it as unhandled.
