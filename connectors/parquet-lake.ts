@@ -11,7 +11,7 @@
  * files are durable, with the list of what it wrote, so the caller can acknowledge upstream after it.
  */
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import {
   BIGINT,
   DOUBLE,
@@ -34,6 +34,7 @@ import { GreenStreamError } from '../core/errors.js';
 import { arrowColumnValues, type CellValue, isNullableColumnType } from '../schemas/arrow.js';
 import {
   duckdbTypeOf,
+  epochOfPartFile,
   isValidCheckpointId,
   type LakeKind,
   type LakePartition,
@@ -152,6 +153,11 @@ export interface ParquetLake {
   query(sql: string, params?: Readonly<Record<string, LakeParam>>): Promise<LakeRow[]>;
   /** Data files of a table visible to readers, sorted. */
   listFiles(kind: LakeKind): Promise<string[]>;
+  /**
+   * Removes every file `writer` wrote for epochs after `committed` (ids from `epochPartId`), in every
+   * table: what a worker killed before its checkpoint left behind. Returns the files removed.
+   */
+  removeEpochsAfter(writer: string, committed: number): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -278,6 +284,23 @@ class DuckDBParquetLake implements ParquetLake {
 
   async listFiles(kind: LakeKind): Promise<string[]> {
     return (await parquetFilesUnder(join(this.dir, lakeTables[kind].folder))).sort();
+  }
+
+  removeEpochsAfter(writer: string, committed: number): Promise<string[]> {
+    return this.enqueue(async () => {
+      const removed: string[] = [];
+      for (const kind of lakeKinds) {
+        for (const file of await this.listFiles(kind)) {
+          const epoch = epochOfPartFile(writer, basename(file));
+          if (epoch === undefined || epoch <= committed) continue;
+          await rm(file, { force: true });
+          removed.push(file);
+        }
+        // The view may now match no file: checked again at the next query.
+        this.viewHasFiles.delete(kind);
+      }
+      return removed;
+    });
   }
 
   async close(): Promise<void> {
