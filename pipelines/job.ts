@@ -14,6 +14,7 @@ import { parseRegistryCsv } from '../operators/registry.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
 import type { Alert } from '../schemas/reading.js';
 import { fileCheckpointStore } from './checkpoints.js';
+import { filesSource } from './files-source.js';
 import { METER_QUALITY_STATE_FORMAT, meterQualityGraph } from './meter-quality.js';
 import { type OpsAlertThresholds, opsAlertsObserver } from './ops-alerts.js';
 import { combineObservers } from './run-observers.js';
@@ -27,7 +28,6 @@ import {
   runPipeline,
 } from './runner.js';
 import { DEFAULT_COLD_ROWS, storeSinks } from './sinks.js';
-import { filesSource } from './sources.js';
 import { type StageFault, stageFaultFromEnv } from './stage-fault.js';
 
 export const PIPELINE_VERSION = '0.1.0';
