@@ -8,6 +8,7 @@ import {
   LATE,
   PipelineGraph,
   type SideInput,
+  type StageOptions,
   type StateStore,
   type Transform,
   untagged,
@@ -91,18 +92,28 @@ export function meterQualityGraph(options: MeterQualityOptions): {
   const { profile, store, registry, lineage } = options;
   const g = new PipelineGraph('meter-quality');
   const fault = options.fault;
-  const stage = <I, O>(name: string, transform: Transform<I, O>, after?: string): Transform<I, O> =>
+  const stage = <I, O>(
+    name: string,
+    transform: Transform<I, O>,
+    options: StageOptions = {},
+  ): Transform<I, O> =>
     fault?.stage === name
-      ? g.stage(name, (source) => transform(source.pipe(failOnBatch<I>(fault))), after)
-      : g.stage(name, transform, after);
+      ? g.stage(name, (source) => transform(source.pipe(failOnBatch<I>(fault))), options)
+      : g.stage(name, transform, options);
+  const quarantines = { emits: [QUARANTINE] };
+  const detects = { emits: [FAULTS, ALERTS] };
   g.source('readings-in');
   const stages = [
     stage('awaitRegistry', awaitSideInputs<RawReading>(registry)),
-    stage('parseReading', parseReading(lineage)),
-    stage('standardizeUnits', standardizeUnits(profile.units)),
+    stage('parseReading', parseReading(lineage), quarantines),
+    stage('standardizeUnits', standardizeUnits(profile.units), quarantines),
     // Readings over the physical limit stay in the stream, flagged `over_limit`, until the overload rule
     // has seen them; quarantineOverLimit then takes them out of the stored output.
-    stage('validateReading', validateReading(registry, profile.validation, { replay: options.replay })),
+    stage(
+      'validateReading',
+      validateReading(registry, profile.validation, { replay: options.replay }),
+      quarantines,
+    ),
     stage(
       'assignWatermarks',
       assignWatermarks<Reading>({
@@ -115,37 +126,45 @@ export function meterQualityGraph(options: MeterQualityOptions): {
         ...(options.scheduler === undefined ? {} : { scheduler: options.scheduler }),
       }),
     ),
-    stage('dedupeReadings', dedupeReadings(store, { horizonMs: profile.maxOutOfOrdernessMs + 2 * HOUR })),
-    stage('orderByEventTime', orderByEventTime(store)),
-    stage('fillGaps', fillGaps(store, profile.gaps)),
+    stage(
+      'dedupeReadings',
+      dedupeReadings(store, { horizonMs: profile.maxOutOfOrdernessMs + 2 * HOUR }),
+      quarantines,
+    ),
+    stage('orderByEventTime', orderByEventTime(store), quarantines),
+    stage('fillGaps', fillGaps(store, profile.gaps), { emits: [ALERTS] }),
     stage('detectRateOfChange', detectRateOfChange(store, profile.rateOfChange)),
-    stage('detectZeroMeter', detectZeroMeter(store, registry, profile.faults)),
-    stage('detectStuckMeter', detectStuckMeter(store, profile.faults)),
-    stage('detectOverload', detectOverload(store, registry, profile.faults)),
-    stage('detectLowVariance', detectLowVariance(store, profile.faults)),
-    stage('detectErraticSpike', detectErraticSpike(store, profile.faults)),
-    stage('detectCommFailure', detectCommFailure(store, profile.faults)),
-    stage('quarantineOverLimit', quarantineOverLimit(lineage)),
+    stage('detectZeroMeter', detectZeroMeter(store, registry, profile.faults), detects),
+    stage('detectStuckMeter', detectStuckMeter(store, profile.faults), detects),
+    stage('detectOverload', detectOverload(store, registry, profile.faults), detects),
+    stage('detectLowVariance', detectLowVariance(store, profile.faults), detects),
+    stage('detectErraticSpike', detectErraticSpike(store, profile.faults), detects),
+    stage('detectCommFailure', detectCommFailure(store, profile.faults), detects),
+    stage('quarantineOverLimit', quarantineOverLimit(lineage), quarantines),
     stage('scoreQuality', scoreQuality(profile.quality)),
     stage('classifyPeak', classifyPeak(profile.peaks)),
     stage('stampLineage', stampLineage(lineage)),
   ] as const;
   g.sink('readings', 'stampLineage');
-  g.sink('quarantine', 'validateReading', QUARANTINE.name);
-  g.sink('faults', 'detectCommFailure', FAULTS.name);
-  g.sink('alerts', 'fillGaps', ALERTS.name);
+  // Fed by every stage that declares the tag (`emits`); test/pipelines/graph-edges.test.ts checks the
+  // declarations against what the stages emit on simulated data.
+  g.taggedSink('quarantine', QUARANTINE);
+  g.taggedSink('faults', FAULTS);
+  g.taggedSink('alerts', ALERTS);
 
-  const hourlyStage = stage(
-    'aggregateHourly',
-    aggregateHourly(store, registry, { allowedLatenessMs: 0 }),
-    'classifyPeak',
-  );
+  const hourlyStage = stage('aggregateHourly', aggregateHourly(store, registry, { allowedLatenessMs: 0 }), {
+    after: 'classifyPeak',
+    emits: [LATE],
+  });
   const neighborhoodStage = stage(
     'detectNeighborhoodOutlier',
     detectNeighborhoodOutlier(store, profile.faults),
-    'aggregateHourly',
+    { after: 'aggregateHourly', emits: [ALERTS] },
   );
-  const peaksStage = stage('rankDailyPeaks', rankDailyPeaks(store, profile.peaks), 'aggregateHourly');
+  const peaksStage = stage('rankDailyPeaks', rankDailyPeaks(store, profile.peaks), {
+    after: 'aggregateHourly',
+    emits: [LATE],
+  });
   g.sink('hourly_consumption', 'aggregateHourly');
   g.sink('daily_peaks', 'rankDailyPeaks');
   g.edge('detectNeighborhoodOutlier', 'faults');
