@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { exitCodeFor } from './exit-codes.js';
 
 /** A CLI command: parses its own flags and returns an exit code; errors it cannot handle are thrown. */
 export interface Command {
@@ -71,7 +72,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(
       `greenstream ${name}: ${redactUserInfo(err instanceof Error ? err.message : String(err))}\n`,
     );
-    return 1;
+    return exitCodeFor(err);
   }
 }
 

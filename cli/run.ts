@@ -10,6 +10,7 @@ import { type JobConfig, runMeterQualityJob, type SourceConfig } from '../pipeli
 import { JobMetrics } from '../pipelines/job-metrics.js';
 import { parsePartitionSet } from '../pipelines/sources.js';
 import { CheckpointStoreMismatchError } from '../pipelines/store-identity.js';
+import { exitCodeFor } from './exit-codes.js';
 import { tuneHeapForStreaming } from './heap.js';
 import { logger } from './log.js';
 import { type Command, UsageError } from './main.js';
@@ -67,10 +68,6 @@ export const runUsage = [
 
 /** Lease period of a NATS worker's id: how long a successor waits for a worker that vanished. */
 export const DEFAULT_LEASE_MS = 15_000;
-/** Exit status of a worker that stopped because a newer worker took its id over. */
-export const EXIT_FENCED = 3;
-/** Exit status of a run refused because its checkpoint was taken with other stores. */
-export const EXIT_CHECKPOINT_MISMATCH = 4;
 
 export const runCommand: Command = {
   name: 'run',
@@ -254,17 +251,18 @@ export async function runJobCommand(
         ? {}
         : { checkpointEveryFlushes: cadence.checkpointEveryFlushes }),
       ...(cadence.coldRows === undefined ? {} : { coldRows: cadence.coldRows }),
-      ...(metrics === undefined
-        ? {}
-        : {
-            observer: {
-              ...metrics.observer,
-              opened: () => {
-                metrics.observer.opened?.();
-                if (metricsServer !== undefined) queries?.start(metricsServer.url);
-              },
-            },
-          }),
+      observer: {
+        ...metrics?.observer,
+        opened: () => {
+          metrics?.observer.opened?.();
+          if (metricsServer !== undefined) queries?.start(metricsServer.url);
+        },
+        // Raised outside a stored batch (a failed sink or stage): the log is where an embedded run shows it.
+        alertRaised: (alert, publishError) => {
+          metrics?.observer.alertRaised?.(alert, publishError);
+          logger.error('alert', { ...alert, published: publishError === undefined && nc !== undefined });
+        },
+      },
       ...(nc === undefined
         ? {}
         : {
@@ -309,7 +307,7 @@ export async function runJobCommand(
       if (err instanceof FencedError || err instanceof CheckpointStoreMismatchError) {
         logger.error(err.name, err.context);
         process.stderr.write(`greenstream ${command}: ${err.message}\n`);
-        return err instanceof FencedError ? EXIT_FENCED : EXIT_CHECKPOINT_MISMATCH;
+        return exitCodeFor(err);
       }
       throw err;
     } finally {

@@ -8,6 +8,8 @@
  * row that cannot be encoded): retrying would fail the same way.
  */
 
+import { GreenStreamError } from '../core/errors.js';
+
 export type HotStoreEngine = 'server' | 'chdb';
 export type HotStoreOperation = 'connect' | 'migrate' | 'query' | 'command' | 'insert';
 
@@ -23,13 +25,11 @@ export interface HotStoreErrorContext {
   readonly clickhouseCode?: number;
 }
 
-export abstract class HotStoreError extends Error {
+export abstract class HotStoreError extends GreenStreamError<HotStoreErrorContext> {
   abstract readonly code: 'SINK_UNAVAILABLE' | 'SINK_REJECTED';
-  readonly context: HotStoreErrorContext;
 
-  constructor(message: string, context: HotStoreErrorContext, cause: unknown) {
-    super(message, { cause });
-    this.context = context;
+  constructor(message: string, context: HotStoreErrorContext, cause: unknown, retryable: boolean) {
+    super(message, { context, cause, retryable });
   }
 }
 
@@ -37,12 +37,18 @@ export abstract class HotStoreError extends Error {
 export class SinkUnavailableError extends HotStoreError {
   override readonly name = 'SinkUnavailableError';
   readonly code = 'SINK_UNAVAILABLE';
+  constructor(message: string, context: HotStoreErrorContext, cause: unknown) {
+    super(message, context, cause, true);
+  }
 }
 
 /** The store refused the request; retrying cannot help. */
 export class SinkRejectedError extends HotStoreError {
   override readonly name = 'SinkRejectedError';
   readonly code = 'SINK_REJECTED';
+  constructor(message: string, context: HotStoreErrorContext, cause: unknown) {
+    super(message, context, cause, false);
+  }
 }
 
 /**

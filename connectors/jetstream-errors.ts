@@ -3,15 +3,19 @@
  * of plain values that is safe to log: never a password, token or credential.
  */
 import { errors as natsErrors } from '@nats-io/transport-node';
+import { GreenStreamError } from '../core/errors.js';
 
 export type ErrorContext = Readonly<Record<string, string | number | boolean | null>>;
 
-export class JetStreamConnectorError extends Error {
+/** Retryable when the client's error says the server was briefly out of reach (see `isTransientNatsError`). */
+export class JetStreamConnectorError extends GreenStreamError<ErrorContext> {
   override readonly name: string = 'JetStreamConnectorError';
-  readonly context: ErrorContext;
   constructor(message: string, context: ErrorContext = {}, options?: { readonly cause?: unknown }) {
-    super(message, options);
-    this.context = context;
+    super(message, {
+      context,
+      cause: options?.cause,
+      retryable: options?.cause !== undefined && isTransientNatsError(options.cause),
+    });
   }
 }
 

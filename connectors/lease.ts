@@ -3,9 +3,11 @@
  * (`jetstream-lease.ts`) and the lock file (`file-lease.ts`) share, the error a worker stops with once
  * a newer one holds its id, and how a holder on this machine is known to be dead.
  */
+
 import { randomBytes } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { GreenStreamError } from '../core/errors.js';
 
 /** A claim on a worker id. Only the holder of the newest epoch may touch the consumer or the stores. */
 export interface Lease {
@@ -65,13 +67,10 @@ export function describeHolder(holder: LeaseHolder): string {
  * A newer worker holds this worker's id: this one must stop without writing, acknowledging or saving
  * anything more. Not retryable: running again only makes sense once the other worker is gone.
  */
-export class FencedError extends Error {
+export class FencedError extends GreenStreamError<Readonly<Record<string, string | number>>> {
   override readonly name = 'FencedError';
-  readonly retryable = false;
-  readonly context: Readonly<Record<string, string | number>>;
   constructor(message: string, context: Readonly<Record<string, string | number>>) {
-    super(message);
-    this.context = context;
+    super(message, { retryable: false, context });
   }
 }
 

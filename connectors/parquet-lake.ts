@@ -11,7 +11,7 @@
  * files are durable, with the list of what it wrote, so the caller can acknowledge upstream after it.
  */
 import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import {
   BIGINT,
   DOUBLE,
@@ -30,9 +30,11 @@ import {
   VARCHAR,
 } from '@duckdb/node-api';
 import type { RecordBatch, Table } from 'apache-arrow';
+import { GreenStreamError } from '../core/errors.js';
 import { arrowColumnValues, type CellValue, isNullableColumnType } from '../schemas/arrow.js';
 import {
   duckdbTypeOf,
+  epochOfPartFile,
   isValidCheckpointId,
   type LakeKind,
   type LakePartition,
@@ -55,13 +57,12 @@ import { duckdbIdent, duckdbLiteral } from './sql.js';
 /** Context attached to a lake error: what was being done, never row contents. */
 export type LakeErrorContext = Readonly<Record<string, string | number>>;
 
-export class ParquetLakeError extends Error {
+export class ParquetLakeError extends GreenStreamError<LakeErrorContext> {
   override readonly name: string = 'ParquetLakeError';
-  readonly context: LakeErrorContext;
 
   constructor(message: string, context: LakeErrorContext, options?: { cause?: unknown }) {
-    super(message, options);
-    this.context = context;
+    // Only a failed write of files may succeed when tried again (a full disk, a DuckDB hiccup).
+    super(message, { context, cause: options?.cause, retryable: new.target === LakeWriteError });
   }
 }
 
@@ -152,6 +153,11 @@ export interface ParquetLake {
   query(sql: string, params?: Readonly<Record<string, LakeParam>>): Promise<LakeRow[]>;
   /** Data files of a table visible to readers, sorted. */
   listFiles(kind: LakeKind): Promise<string[]>;
+  /**
+   * Removes every file `writer` wrote for epochs after `committed` (ids from `epochPartId`), in every
+   * table: what a worker killed before its checkpoint left behind. Returns the files removed.
+   */
+  removeEpochsAfter(writer: string, committed: number): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -279,6 +285,23 @@ class DuckDBParquetLake implements ParquetLake {
 
   async listFiles(kind: LakeKind): Promise<string[]> {
     return (await parquetFilesUnder(join(this.dir, lakeTables[kind].folder))).sort();
+  }
+
+  removeEpochsAfter(writer: string, committed: number): Promise<string[]> {
+    return this.enqueue(async () => {
+      const removed: string[] = [];
+      for (const kind of lakeKinds) {
+        for (const file of await this.listFiles(kind)) {
+          const epoch = epochOfPartFile(writer, basename(file));
+          if (epoch === undefined || epoch <= committed) continue;
+          await rm(file, { force: true });
+          removed.push(file);
+        }
+        // The view may now match no file: checked again at the next query.
+        this.viewHasFiles.delete(kind);
+      }
+      return removed;
+    });
   }
 
   async close(): Promise<void> {

@@ -29,7 +29,20 @@ export interface TaggedEvent {
   readonly items: readonly unknown[];
 }
 
-export type FlowEvent<T> = DataEvent<T> | WatermarkEvent | TaggedEvent;
+/**
+ * Processing time passing with no data: the runner injects one between batches when its source is idle,
+ * so the watermark stage can declare quiet partitions idle. The runner is the graph's only driver: no
+ * stage keeps a timer of its own, so every state change happens inside a step the runner takes, and its
+ * outputs fall in the same epoch as the change. Stages before the watermark stage pass it on; the
+ * watermark stage consumes it.
+ */
+export interface TickEvent {
+  readonly kind: 'tick';
+  /** Processing time of the tick, epoch ms. */
+  readonly now: number;
+}
+
+export type FlowEvent<T> = DataEvent<T> | WatermarkEvent | TaggedEvent | TickEvent;
 export type Flow<T> = Observable<FlowEvent<T>>;
 export type Transform<I, O> = OperatorFunction<FlowEvent<I>, FlowEvent<O>>;
 
@@ -50,6 +63,10 @@ export function dataEvent<T>(items: readonly T[]): DataEvent<T> {
 
 export function watermarkEvent(time: number): WatermarkEvent {
   return { kind: 'watermark', time };
+}
+
+export function tickEvent(now: number): TickEvent {
+  return { kind: 'tick', now };
 }
 
 export function taggedEvent<T>(tag: OutputTag<T>, items: readonly T[]): TaggedEvent {

@@ -1,5 +1,8 @@
+/** The named pipeline graph: stage names, per-stage counters and timing, failures named by stage, printing. */
 import { Observable, Subject } from 'rxjs';
-import type { FlowEvent, Transform } from './flow.js';
+import { StageError } from './errors.js';
+import type { FlowEvent, OutputTag, Transform } from './flow.js';
+import { subscribeGuarded } from './guarded.js';
 
 export type NodeKind = 'source' | 'stage' | 'sink';
 
@@ -24,6 +27,14 @@ interface GraphEdge {
   readonly label?: string;
 }
 
+/** Where a stage sits and what it routes to tagged outputs. */
+export interface StageOptions {
+  /** The node feeding it; default the previously added node. */
+  readonly after?: string;
+  /** The tagged outputs the stage emits: the printed graph draws an edge from it to each one's sink. */
+  readonly emits?: readonly OutputTag<unknown>[];
+}
+
 /**
  * The named pipeline graph: each stage is registered under a stable name used in metrics, logs, state
  * namespaces and the printed graph, and is wrapped so its in / out / tagged counts are kept.
@@ -32,6 +43,8 @@ export class PipelineGraph {
   private readonly nodes = new Map<string, GraphNode>();
   private readonly edges: GraphEdge[] = [];
   private readonly counters = new Map<string, StageCounters>();
+  private readonly emits = new Map<string, readonly string[]>();
+  private readonly taggedSinks = new Map<string, string>();
   private timing: StageClock | undefined;
   private last: string | undefined;
 
@@ -44,14 +57,21 @@ export class PipelineGraph {
 
   /**
    * Registers a stage after `after` (default: the previously added node) and returns the transform
-   * wrapped with counters. Tagged events from upstream bypass the stage untouched.
+   * wrapped with counters. Tagged events from upstream bypass the stage untouched. A failure of the stage
+   * (a throw in its code, or an error it raises) leaves it as a `StageError` naming the stage; one that
+   * came from upstream already names its own stage and passes through.
    */
   stage<I, O>(
     name: string,
     transform: Transform<I, O>,
-    after: string | undefined = this.last,
+    options: string | StageOptions = {},
   ): Transform<I, O> {
+    const { after = this.last, emits = [] } = typeof options === 'string' ? { after: options } : options;
     this.addNode(name, 'stage');
+    this.emits.set(
+      name,
+      emits.map((t) => t.name),
+    );
     if (after !== undefined) this.edges.push({ from: after, to: name });
     this.last = name;
     const counters: StageCounters = { in: 0, out: 0, tagged: {}, watermark: Number.NEGATIVE_INFINITY };
@@ -62,21 +82,22 @@ export class PipelineGraph {
       // Stages call each other synchronously: a stage's clock stops while its output runs downstream.
       return untimed(source.pipe(clock.around(name))).pipe(clock.around(OUTSIDE_STAGES));
     };
+    const failed = (err: unknown): StageError =>
+      err instanceof StageError ? err : new StageError(this.name, name, err);
     const untimed: Transform<I, O> = (source) =>
       new Observable<FlowEvent<O>>((subscriber) => {
         const inner = new Subject<FlowEvent<I>>();
-        const innerSub = inner.pipe(transform).subscribe({
+        const innerSub = subscribeGuarded(inner.pipe(transform), subscriber, {
           next: (e) => {
             if (e.kind === 'data') counters.out += e.items.length;
             else if (e.kind === 'tagged')
               counters.tagged[e.tag] = (counters.tagged[e.tag] ?? 0) + e.items.length;
-            else counters.watermark = e.time;
+            else if (e.kind === 'watermark') counters.watermark = e.time;
             subscriber.next(e);
           },
-          error: (err: unknown) => subscriber.error(err),
-          complete: () => subscriber.complete(),
+          error: (err: unknown) => subscriber.error(failed(err)),
         });
-        const sourceSub = source.subscribe({
+        const sourceSub = subscribeGuarded(source, subscriber, {
           next: (e) => {
             if (e.kind === 'tagged') {
               subscriber.next(e);
@@ -115,6 +136,17 @@ export class PipelineGraph {
     this.edges.push(tag === undefined ? { from, to: name } : { from, to: name, label: tag });
   }
 
+  /** A sink fed by tagged output `tag` of every stage that declares it emits `tag`. */
+  taggedSink(name: string, tag: OutputTag<unknown>): void {
+    this.addNode(name, 'sink');
+    this.taggedSinks.set(tag.name, name);
+  }
+
+  /** The tagged outputs `stage` declared it emits. */
+  declaredTags(stage: string): readonly string[] {
+    return this.emits.get(stage) ?? [];
+  }
+
   edge(from: string, to: string, label?: string): void {
     this.edges.push(label === undefined ? { from, to } : { from, to, label });
   }
@@ -134,7 +166,7 @@ export class PipelineGraph {
         node.kind === 'source' ? `[("${label}")]` : node.kind === 'sink' ? `[("${label}")]` : `["${label}"]`;
       lines.push(`  ${id.get(node.name)}${shape}`);
     }
-    for (const e of this.edges) {
+    for (const e of this.allEdges()) {
       const arrow = e.label === undefined ? '-->' : `-. ${e.label} .->`;
       lines.push(`  ${id.get(e.from)} ${arrow} ${id.get(e.to)}`);
     }
@@ -147,13 +179,25 @@ export class PipelineGraph {
       const shape = node.kind === 'stage' ? 'box' : 'cylinder';
       lines.push(`  "${node.name}" [shape=${shape}];`);
     }
-    for (const e of this.edges) {
+    for (const e of this.allEdges()) {
       lines.push(
         `  "${e.from}" -> "${e.to}"${e.label === undefined ? '' : ` [label="${e.label}", style=dashed]`};`,
       );
     }
     lines.push('}');
     return `${lines.join('\n')}\n`;
+  }
+
+  /** The declared edges, and one from each stage to the sink of every tag it emits. */
+  private allEdges(): GraphEdge[] {
+    const tagged: GraphEdge[] = [];
+    for (const [stage, tags] of this.emits) {
+      for (const tag of tags) {
+        const sink = this.taggedSinks.get(tag);
+        if (sink !== undefined) tagged.push({ from: stage, to: sink, label: tag });
+      }
+    }
+    return [...this.edges, ...tagged];
   }
 
   private addNode(name: string, kind: NodeKind): void {
@@ -175,7 +219,7 @@ class StageClock {
   around<T>(name: string): (source: Observable<T>) => Observable<T> {
     return (source) =>
       new Observable<T>((subscriber) =>
-        source.subscribe({
+        subscribeGuarded(source, subscriber, {
           next: (e) => {
             const outer = this.switchTo(name);
             try {
@@ -184,7 +228,6 @@ class StageClock {
               this.switchTo(outer);
             }
           },
-          error: (err: unknown) => subscriber.error(err),
           complete: () => {
             const outer = this.switchTo(name);
             try {

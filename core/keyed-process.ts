@@ -1,5 +1,7 @@
+/** Beam's stateful DoFn: per-key state and event-time timers kept in the state store. */
 import { Observable } from 'rxjs';
 import { type FlowEvent, OutputBuffer, type OutputTag, type Transform } from './flow.js';
+import { subscribeGuarded } from './guarded.js';
 import type { StateStore } from './state-store.js';
 
 /** Not a key any element can have: forces the next element to look its state up. */
@@ -73,7 +75,7 @@ export function keyedProcess<I, O, S>(store: StateStore, spec: KeyedProcessSpec<
       };
       const next = (e: FlowEvent<O>): void => subscriber.next(e);
 
-      return source.subscribe({
+      return subscribeGuarded(source, subscriber, {
         next: (event) => {
           if (event.kind === 'data') {
             watermark = inputWatermark.get();
@@ -110,8 +112,6 @@ export function keyedProcess<I, O, S>(store: StateStore, spec: KeyedProcessSpec<
             subscriber.next(event);
           }
         },
-        error: (err: unknown) => subscriber.error(err),
-        complete: () => subscriber.complete(),
       });
     });
 }

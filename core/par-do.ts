@@ -1,5 +1,7 @@
+/** Stateless per-element and per-batch transforms (Beam's ParDo), with tagged side outputs. */
 import { Observable } from 'rxjs';
 import { type FlowEvent, OutputBuffer, type OutputTag, type Transform } from './flow.js';
+import { subscribeGuarded } from './guarded.js';
 
 export interface Emitter<O> {
   emit(item: O): void;
@@ -15,7 +17,7 @@ export function parDo<I, O>(fn: (item: I, out: Emitter<O>) => void): Transform<I
     new Observable<FlowEvent<O>>((subscriber) => {
       const out = new OutputBuffer<O>();
       const next = (e: FlowEvent<O>): void => subscriber.next(e);
-      return source.subscribe({
+      return subscribeGuarded(source, subscriber, {
         next: (event) => {
           if (event.kind === 'data') {
             const items = event.items;
@@ -24,8 +26,6 @@ export function parDo<I, O>(fn: (item: I, out: Emitter<O>) => void): Transform<I
             out.drainTo(next);
           } else subscriber.next(event);
         },
-        error: (err: unknown) => subscriber.error(err),
-        complete: () => subscriber.complete(),
       });
     });
 }
@@ -36,7 +36,7 @@ export function mapBatch<I, O>(fn: (items: readonly I[], out: Emitter<O>) => voi
     new Observable<FlowEvent<O>>((subscriber) => {
       const out = new OutputBuffer<O>();
       const next = (e: FlowEvent<O>): void => subscriber.next(e);
-      return source.subscribe({
+      return subscribeGuarded(source, subscriber, {
         next: (event) => {
           if (event.kind === 'data') {
             out.startBatch(event.items);
@@ -44,8 +44,6 @@ export function mapBatch<I, O>(fn: (items: readonly I[], out: Emitter<O>) => voi
             out.drainTo(next);
           } else subscriber.next(event);
         },
-        error: (err: unknown) => subscriber.error(err),
-        complete: () => subscriber.complete(),
       });
     });
 }

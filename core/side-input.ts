@@ -1,5 +1,7 @@
+/** Side inputs (a slowly changing lookup beside the main input) and the stage that waits for them. */
 import { Observable, type Subscription } from 'rxjs';
 import type { FlowEvent, Transform } from './flow.js';
+import { subscribeGuarded } from './guarded.js';
 
 /**
  * A slowly changing lookup (the meter registry) read by stages beside the main input. Its latest value is
@@ -60,15 +62,24 @@ export function awaitSideInputs<T>(...sides: SideInput<unknown>[]): Transform<T,
       let completed = false;
       const fail = (err: unknown) => subscriber.error(err);
       for (const side of sides) side.connect(fail);
+      // Runs inside the side input's emission when it becomes ready later: a throw downstream must still
+      // end this stage rather than surface on RxJS's timer.
       const check = (): void => {
         if (open || !sides.every((s) => s.ready)) return;
         open = true;
-        for (const e of pending.splice(0)) subscriber.next(e);
-        if (completed) subscriber.complete();
+        try {
+          for (const e of pending.splice(0)) subscriber.next(e);
+          if (completed) subscriber.complete();
+        } catch (err) {
+          fail(err);
+        }
       };
       for (const side of sides) side.onReady(check);
-      const sub = source.subscribe({
-        next: (e) => (open ? subscriber.next(e) : pending.push(e)),
+      const sub = subscribeGuarded(source, subscriber, {
+        next: (e) => {
+          if (open) subscriber.next(e);
+          else pending.push(e);
+        },
         error: fail,
         complete: () => {
           completed = true;

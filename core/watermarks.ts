@@ -1,5 +1,7 @@
-import { asyncScheduler, interval, Observable, type SchedulerLike } from 'rxjs';
+/** Event-time watermarks from bounded out-of-orderness, per source partition, with idle partitions. */
+import { asyncScheduler, Observable, type SchedulerLike } from 'rxjs';
 import type { FlowEvent, Transform } from './flow.js';
+import { subscribeGuarded } from './guarded.js';
 import type { StateStore } from './state-store.js';
 
 export interface WatermarkOptions<T> {
@@ -15,7 +17,9 @@ export interface WatermarkOptions<T> {
   /**
    * A partition with no data for this long (processing time) stops holding the watermark back. When every
    * partition is idle the watermark moves up to the newest event time seen: the source has gone quiet, so
-   * windows and silence timers must not wait for data that is not coming. Off when undefined.
+   * windows and silence timers must not wait for data that is not coming. Off when undefined. Idleness is
+   * checked at each data batch and at each tick the driver injects (`TickEvent`): this stage keeps no
+   * timer, so nothing changes state between the driver's steps.
    */
   readonly idleTimeoutMs?: number;
   /**
@@ -27,6 +31,7 @@ export interface WatermarkOptions<T> {
   /** Where the partition positions live, so a checkpoint restores the watermark too. */
   readonly store: StateStore;
   readonly name: string;
+  /** The processing-time clock a data batch is stamped with (only `now()` is read); ticks carry their own. */
   readonly scheduler?: SchedulerLike;
 }
 
@@ -41,8 +46,8 @@ interface WatermarkState {
 }
 
 /**
- * Assigns watermarks from bounded out-of-orderness. Emits a watermark after each data batch when it
- * advanced, re-checks idleness on a processing-time tick, and never lets the watermark go backwards.
+ * Assigns watermarks from bounded out-of-orderness. Emits a watermark after each data batch and each tick
+ * when it advanced, and never lets the watermark go backwards. Ticks are consumed here.
  */
 export function assignWatermarks<T>(options: WatermarkOptions<T>): Transform<T, T> {
   const scheduler = options.scheduler ?? asyncScheduler;
@@ -72,21 +77,15 @@ export function assignWatermarks<T>(options: WatermarkOptions<T>): Transform<T, 
 
   return (source: Observable<FlowEvent<T>>) =>
     new Observable<FlowEvent<T>>((subscriber) => {
-      const advance = (final: boolean): void => {
+      const advance = (now: number, final: boolean): void => {
         const s = state.get();
-        const wm = current(scheduler.now(), final);
+        const wm = current(now, final);
         if (wm > s.emitted) {
           state.set({ ...s, emitted: wm });
           subscriber.next({ kind: 'watermark', time: wm });
         }
       };
-      const tick =
-        options.idleTimeoutMs === undefined
-          ? undefined
-          : interval(Math.max(1, Math.floor(options.idleTimeoutMs / 2)), scheduler).subscribe(() =>
-              advance(false),
-            );
-      const sub = source.subscribe({
+      return subscribeGuarded(source, subscriber, {
         next: (event) => {
           if (event.kind === 'data') {
             const now = scheduler.now();
@@ -103,22 +102,19 @@ export function assignWatermarks<T>(options: WatermarkOptions<T>): Transform<T, 
               }
             }
             subscriber.next(event);
-            advance(false);
+            advance(now, false);
+          } else if (event.kind === 'tick') {
+            if (options.idleTimeoutMs !== undefined) advance(event.now, false);
           } else if (event.kind === 'watermark') {
             // An upstream watermark (e.g. from a replayed checkpoint) is ignored: this stage is the source of truth.
           } else {
             subscriber.next(event);
           }
         },
-        error: (err: unknown) => subscriber.error(err),
         complete: () => {
-          advance(true);
+          advance(scheduler.now(), true);
           subscriber.complete();
         },
       });
-      return () => {
-        sub.unsubscribe();
-        tick?.unsubscribe();
-      };
     });
 }

@@ -101,6 +101,9 @@ export class JobMetrics {
       sinkFailed: async () => {
         this.ready = false;
       },
+      graphFailed: async () => {
+        this.ready = false;
+      },
       flushed: (batch) => {
         const byStatus = new Map<string, number>();
         for (const r of batch.readings) byStatus.set(r.status, (byStatus.get(r.status) ?? 0) + 1);

@@ -10,13 +10,14 @@ import {
 import { acquireFileLease, lockPathOf } from '../connectors/file-lease.js';
 import type { Lease, LeaseHolder } from '../connectors/lease.js';
 import { openParquetLake, type ParquetLake } from '../connectors/parquet-lake.js';
-import { type PipelineGraph, SideInput, StateStore } from '../core/index.js';
+import { ConfigurationError, type PipelineGraph, SideInput, StateStore } from '../core/index.js';
 import type { Lineage, MeterRegistry } from '../operators/outputs.js';
 import { parseRegistryCsv } from '../operators/registry.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
 import type { Alert } from '../schemas/reading.js';
 import { fileCheckpointStore } from './checkpoints.js';
 import { fencedCheckpoints, fencedSinks, fencedSource } from './fencing.js';
+import { filesSource } from './files-source.js';
 import { METER_QUALITY_STATE_FORMAT, meterQualityGraph } from './meter-quality.js';
 import { type OpsAlertThresholds, opsAlertsObserver } from './ops-alerts.js';
 import { combineObservers } from './run-observers.js';
@@ -30,7 +31,7 @@ import {
   runPipeline,
 } from './runner.js';
 import { DEFAULT_COLD_ROWS, storeSinks } from './sinks.js';
-import { filesSource } from './sources.js';
+import { type StageFault, stageFaultFromEnv } from './stage-fault.js';
 import { type IdentifiedCheckpoint, identifiedCheckpoints, sinkIdentity } from './store-identity.js';
 
 export const PIPELINE_VERSION = '0.1.0';
@@ -127,8 +128,13 @@ export interface JobResult {
   readonly lake: ParquetLake | undefined;
 }
 
-export class RegistryError extends Error {
+export class RegistryError extends ConfigurationError<{ readonly path: string }> {
   override readonly name = 'RegistryError';
+}
+
+/** The test hook's fault, when `GS_TEST_FAULT` is set (tests only). */
+function withFault(fault: StageFault | undefined): { fault?: StageFault } {
+  return fault === undefined ? {} : { fault };
 }
 
 /** Reads and parses the meter registry; any malformed line stops the job with every problem listed. */
@@ -138,6 +144,7 @@ export async function loadRegistry(path: string): Promise<MeterRegistry> {
     text = await readFile(path, 'utf8');
   } catch (err) {
     throw new RegistryError(`cannot read the meter registry ${path}: ${(err as Error).message}`, {
+      context: { path },
       cause: err,
     });
   }
@@ -146,6 +153,7 @@ export async function loadRegistry(path: string): Promise<MeterRegistry> {
     const shown = errors.slice(0, 10).map((e) => `line ${e.line}: ${e.reason}`);
     throw new RegistryError(
       `meter registry ${path} has ${errors.length} bad line(s):\n  ${shown.join('\n  ')}`,
+      { context: { path } },
     );
   }
   return registry;
@@ -188,6 +196,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       // 24 h" timer must not fire merely because the files ended.
       finalWatermark: (max) => max + interval,
       ...(config.untilIdle ? {} : { idleTimeoutMs: 30_000 }),
+      ...withFault(stageFaultFromEnv(process.env)),
     });
     config.observer?.graph?.(graph);
     const runSinks = await sinkIdentity(config.hot, hot, lake);

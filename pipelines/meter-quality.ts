@@ -2,12 +2,15 @@ import { ignoreElements, merge, Observable, type SchedulerLike, share, tap } fro
 import {
   assignWatermarks,
   awaitSideInputs,
+  ConfigurationError,
   type Flow,
   type FlowEvent,
   LATE,
   PipelineGraph,
   type SideInput,
+  type StageOptions,
   type StateStore,
+  type Transform,
   untagged,
 } from '../core/index.js';
 import { aggregateHourly } from '../operators/aggregate-hourly.js';
@@ -42,6 +45,7 @@ import type {
   RawReading,
   Reading,
 } from '../schemas/reading.js';
+import { failOnBatch, type StageFault } from './stage-fault.js';
 
 export interface MeterQualityOptions {
   readonly profile: RuleProfile;
@@ -55,6 +59,8 @@ export interface MeterQualityOptions {
   /** Watermark at the end of a bounded input; see `assignWatermarks`. */
   readonly finalWatermark?: (maxEventTime: number) => number;
   readonly scheduler?: SchedulerLike;
+  /** Test hook: the named stage throws on its n-th data batch (see `stage-fault.ts`). */
+  readonly fault?: StageFault;
 }
 
 /** Receives every output of the graph synchronously, batch by batch; the runner buffers them for the sinks. */
@@ -86,17 +92,32 @@ export function meterQualityGraph(options: MeterQualityOptions): {
 } {
   const { profile, store, registry, lineage } = options;
   const g = new PipelineGraph('meter-quality');
+  const fault = options.fault;
+  const stage = <I, O>(
+    name: string,
+    transform: Transform<I, O>,
+    options: StageOptions = {},
+  ): Transform<I, O> =>
+    fault?.stage === name
+      ? g.stage(name, (source) => transform(source.pipe(failOnBatch<I>(fault))), options)
+      : g.stage(name, transform, options);
+  const quarantines = { emits: [QUARANTINE] };
+  const detects = { emits: [FAULTS, ALERTS] };
   g.source('readings-in');
   const stages = [
-    g.stage('awaitRegistry', awaitSideInputs<RawReading>(registry)),
-    g.stage('parseReading', parseReading(lineage)),
-    g.stage('standardizeUnits', standardizeUnits(profile.units, registry)),
+    stage('awaitRegistry', awaitSideInputs<RawReading>(registry)),
+    stage('parseReading', parseReading(lineage), quarantines),
+    stage('standardizeUnits', standardizeUnits(profile.units, registry), quarantines),
     // Readings over the physical limit stay in the stream, flagged `over_limit`, until the overload rule
     // has seen them; quarantineOverLimit then takes them out of the stored output.
-    g.stage('validateReading', validateReading(registry, profile.validation, { replay: options.replay })),
+    stage(
+      'validateReading',
+      validateReading(registry, profile.validation, { replay: options.replay }),
+      quarantines,
+    ),
     // Before the watermark: a reading years off would otherwise move it (or gap filling) for good.
-    g.stage('quarantineImplausibleTime', quarantineImplausibleTime(store, profile.validation)),
-    g.stage(
+    stage('quarantineImplausibleTime', quarantineImplausibleTime(store, profile.validation), quarantines),
+    stage(
       'assignWatermarks',
       assignWatermarks<Reading>({
         name: 'assignWatermarks',
@@ -108,40 +129,50 @@ export function meterQualityGraph(options: MeterQualityOptions): {
         ...(options.scheduler === undefined ? {} : { scheduler: options.scheduler }),
       }),
     ),
-    g.stage('dedupeReadings', dedupeReadings(store, { horizonMs: profile.maxOutOfOrdernessMs + 2 * HOUR })),
-    g.stage('orderByEventTime', orderByEventTime(store)),
-    g.stage('fillGaps', fillGaps(store, profile.gaps)),
-    g.stage('detectRateOfChange', detectRateOfChange(store, profile.rateOfChange)),
-    g.stage('detectZeroMeter', detectZeroMeter(store, registry, profile.faults)),
-    g.stage('detectStuckMeter', detectStuckMeter(store, profile.faults)),
-    g.stage('detectOverload', detectOverload(store, registry, profile.faults)),
-    g.stage('detectLowVariance', detectLowVariance(store, profile.faults)),
-    g.stage('detectErraticSpike', detectErraticSpike(store, profile.faults)),
-    g.stage('detectCommFailure', detectCommFailure(store, profile.faults)),
-    g.stage('quarantineOverLimit', quarantineOverLimit(lineage)),
-    g.stage('scoreQuality', scoreQuality(profile.quality)),
-    g.stage('classifyPeak', classifyPeak(profile.peaks)),
-    g.stage('stampLineage', stampLineage(lineage)),
+    stage(
+      'dedupeReadings',
+      dedupeReadings(store, { horizonMs: profile.maxOutOfOrdernessMs + 2 * HOUR }),
+      quarantines,
+    ),
+    stage('orderByEventTime', orderByEventTime(store), quarantines),
+    stage('fillGaps', fillGaps(store, profile.gaps), { emits: [ALERTS] }),
+    stage('detectRateOfChange', detectRateOfChange(store, profile.rateOfChange)),
+    stage('detectZeroMeter', detectZeroMeter(store, registry, profile.faults), detects),
+    stage('detectStuckMeter', detectStuckMeter(store, profile.faults), detects),
+    stage('detectOverload', detectOverload(store, registry, profile.faults), detects),
+    stage('detectLowVariance', detectLowVariance(store, profile.faults), detects),
+    stage('detectErraticSpike', detectErraticSpike(store, profile.faults), detects),
+    stage('detectCommFailure', detectCommFailure(store, profile.faults), detects),
+    stage('quarantineOverLimit', quarantineOverLimit(lineage), quarantines),
+    stage('scoreQuality', scoreQuality(profile.quality)),
+    stage('classifyPeak', classifyPeak(profile.peaks)),
+    stage('stampLineage', stampLineage(lineage)),
   ] as const;
   g.sink('readings', 'stampLineage');
-  g.sink('quarantine', 'validateReading', QUARANTINE.name);
-  g.sink('faults', 'detectCommFailure', FAULTS.name);
-  g.sink('alerts', 'fillGaps', ALERTS.name);
+  // Fed by every stage that declares the tag (`emits`); test/pipelines/graph-edges.test.ts checks the
+  // declarations against what the stages emit on simulated data.
+  g.taggedSink('quarantine', QUARANTINE);
+  g.taggedSink('faults', FAULTS);
+  g.taggedSink('alerts', ALERTS);
 
-  const hourlyStage = g.stage(
-    'aggregateHourly',
-    aggregateHourly(store, registry, { allowedLatenessMs: 0 }),
-    'classifyPeak',
-  );
-  const neighborhoodStage = g.stage(
+  const hourlyStage = stage('aggregateHourly', aggregateHourly(store, registry, { allowedLatenessMs: 0 }), {
+    after: 'classifyPeak',
+    emits: [LATE],
+  });
+  const neighborhoodStage = stage(
     'detectNeighborhoodOutlier',
     detectNeighborhoodOutlier(store, profile.faults),
-    'aggregateHourly',
+    { after: 'aggregateHourly', emits: [ALERTS] },
   );
-  const peaksStage = g.stage('rankDailyPeaks', rankDailyPeaks(store, profile.peaks), 'aggregateHourly');
+  const peaksStage = stage('rankDailyPeaks', rankDailyPeaks(store, profile.peaks), {
+    after: 'aggregateHourly',
+    emits: [LATE],
+  });
   g.sink('hourly_consumption', 'aggregateHourly');
   g.sink('daily_peaks', 'rankDailyPeaks');
   g.edge('detectNeighborhoodOutlier', 'faults');
+  if (fault !== undefined && g.stageCounters()[fault.stage] === undefined)
+    throw new ConfigurationError(`GS_TEST_FAULT names no stage of the graph: "${fault.stage}"`);
 
   /**
    * Subscribes the whole graph to `input` and routes every output to `sink`. Subscribe before the input

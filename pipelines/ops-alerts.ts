@@ -6,13 +6,15 @@
  * |------------------------|---------------------------------------------|----------|
  * | quality_degradation    | average quality score of a checkpoint < 80  | warning  |
  * | backlog                | consumer lag > 1000 pending messages        | high     |
- * | transformation_failure | a sink still failing after its retries      | critical |
+ * | transformation_failure | a sink still failing after its retries, or  | critical |
+ * |                        | a stage of the graph throwing               |          |
  *
  * Quality and backlog alerts are raised when the condition starts and re-armed once it clears, so a
  * degraded hour gives one alert instead of one per checkpoint. They travel with the checkpoint's batch,
  * so they are stored in the `alerts` table and published like every other alert. A transformation failure
  * cannot count on the failing sink: it is published directly, before the worker stops without acking.
  */
+import { StageError } from '../core/index.js';
 import type { Alert } from '../schemas/reading.js';
 import type { OutputBatch, RunObserver } from './runner.js';
 
@@ -67,13 +69,17 @@ export function backlogAlert(
 }
 
 export function transformationFailureAlert(error: unknown, checkpoint: number, now: number): Alert {
+  const alert = { severity: 'critical', kind: 'transformation_failure', meterId: '', ts: now } as const;
+  if (error instanceof StageError) {
+    return {
+      ...alert,
+      message: `${error.message} in checkpoint ${checkpoint}; the worker stops without checkpointing past it`,
+    };
+  }
   const name = error instanceof Error ? error.name : 'Error';
   const reason = error instanceof Error ? error.message : String(error);
   return {
-    severity: 'critical',
-    kind: 'transformation_failure',
-    meterId: '',
-    ts: now,
+    ...alert,
     message: `checkpoint ${checkpoint} could not be written after retries (${name}: ${reason}); the worker stops without acknowledging it`,
   };
 }
@@ -128,18 +134,21 @@ export interface OpsAlertsObserverOptions {
 /** The runner observer raising the operational alerts. */
 export function opsAlertsObserver(options: OpsAlertsObserverOptions): RunObserver {
   const monitor = new OpsAlertMonitor(options.thresholds);
+  const raise = async (error: unknown, checkpoint: number): Promise<void> => {
+    const alert = transformationFailureAlert(error, checkpoint, options.now());
+    let publishError: unknown;
+    try {
+      await options.publish?.([alert]);
+    } catch (err) {
+      // The failure itself is what the worker stops with; a failed publish must not hide it.
+      publishError = err;
+    }
+    options.raisedOutsideBatch?.(alert, publishError);
+  };
   return {
     alertsFor: (batch, pending) => monitor.check(batch, pending, options.now()),
-    async sinkFailed(error, batch) {
-      const alert = transformationFailureAlert(error, batch.checkpoint, options.now());
-      let publishError: unknown;
-      try {
-        await options.publish?.([alert]);
-      } catch (err) {
-        // The sink's own error is the one the worker stops with; a failed publish must not hide it.
-        publishError = err;
-      }
-      options.raisedOutsideBatch?.(alert, publishError);
-    },
+    sinkFailed: (error, batch) => raise(error, batch.checkpoint),
+    // The stores still work, but the epoch's outputs are incomplete: the alert is published, not stored.
+    graphFailed: (error, checkpoint) => raise(error, checkpoint),
   };
 }

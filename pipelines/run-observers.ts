@@ -25,6 +25,9 @@ export function combineObservers(...observers: readonly (RunObserver | undefined
     sinkFailed: async (error, batch) => {
       for (const o of all) await o.sinkFailed?.(error, batch);
     },
+    graphFailed: async (error, checkpoint) => {
+      for (const o of all) await o.graphFailed?.(error, checkpoint);
+    },
     flushed: (batch) => {
       for (const o of all) o.flushed?.(batch);
     },

@@ -1,13 +1,13 @@
 /**
- * The pipeline's sinks: the hot store and the Parquet lake, written idempotently per checkpoint epoch,
- * with a quality-log row per epoch; rows a store cannot encode are set aside as quarantine rows.
+ * The hot store and the Parquet lake as the meter-quality job's epoch sinks, written idempotently per
+ * checkpoint epoch with a quality-log row per epoch; rows a store cannot encode are set aside as
+ * quarantine rows.
  */
-import { unlink } from 'node:fs/promises';
-import { basename } from 'node:path';
 import type { HotStore, HotStoreBatch } from '../connectors/clickhouse.js';
 import { RowEncodingError, rowEncoder } from '../connectors/clickhouse-encode.js';
 import type { ParquetLake } from '../connectors/parquet-lake.js';
 import { type HotTableName, hotTables } from '../schemas/clickhouse.js';
+import { epochPartId } from '../schemas/parquet.js';
 import type {
   Alert,
   HourlyConsumption,
@@ -39,19 +39,6 @@ export interface StoreSinksOptions {
 /** Checkpoint ids sort as text in checkpoint order. */
 export function checkpointId(workerId: string, seq: number): string {
   return `${workerId}-${String(seq).padStart(10, '0')}`;
-}
-
-/** One part of an epoch's lake files: the epoch's checkpoint id and the part; sorts in write order. */
-export function lakePartId(workerId: string, seq: number, part: number): string {
-  return `${checkpointId(workerId, seq)}-${String(part).padStart(6, '0')}`;
-}
-
-/** The epoch (checkpoint number) of a lake file written by `workerId`, or undefined for another's. */
-export function epochOfLakeFile(workerId: string, fileName: string): number | undefined {
-  const prefix = `part-${workerId}-`;
-  if (!fileName.startsWith(prefix)) return undefined;
-  const digits = /^(\d{10})[-.]/.exec(fileName.slice(prefix.length));
-  return digits === null ? undefined : Number(digits[1]);
 }
 
 /** The quality-log figures of one epoch so far. */
@@ -89,22 +76,16 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
     const taken = cold;
     cold = emptyCold(taken.epoch, taken.part + 1);
     if (lake === undefined || rowsOf(taken) === 0) return;
-    const id = lakePartId(options.workerId, taken.epoch, taken.part);
+    const id = epochPartId(options.workerId, taken.epoch, taken.part);
     await lake.writeBatch('readings', taken.readings, id);
     await lake.writeBatch('hourly', taken.hourly, id);
     await lake.writeBatch('quarantine', taken.quarantine, id);
   };
   return {
     async rollback(committed: number) {
-      if (lake === undefined) return;
       // Files of checkpoints after the last committed one come from a worker killed mid-checkpoint; the
       // replay may cut its checkpoints differently, so they are removed rather than trusted to be rewritten.
-      for (const kind of ['readings', 'hourly', 'quarantine'] as const) {
-        for (const file of await lake.listFiles(kind)) {
-          const epoch = epochOfLakeFile(options.workerId, basename(file));
-          if (epoch !== undefined && epoch > committed) await unlink(file);
-        }
-      }
+      await lake?.removeEpochsAfter(options.workerId, committed);
     },
     async write(batch: OutputBatch) {
       const hotWrite = writeHot(hot, batch, options.now(), (readings, quarantined) =>

@@ -4,12 +4,14 @@
  * worker never resumes into a store its checkpoint does not describe (a new database, a recreated empty
  * store, another lake) and silently skips what that store never received.
  */
+
 import { randomUUID } from 'node:crypto';
 import { readFile, realpath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HotStore, HotStoreTarget } from '../connectors/clickhouse.js';
 import type { ParquetLake } from '../connectors/parquet-lake.js';
 import { sql } from '../connectors/sql.js';
+import { ConfigurationError } from '../core/errors.js';
 import type { Checkpoint, CheckpointStore } from './runner.js';
 
 /** Where a checkpoint's outputs went. Store ids decide; targets and paths are there to be read. */
@@ -139,11 +141,11 @@ export function identityDifferences(recorded: SinkIdentity, sinks: RunSinks): st
  * The last checkpoint was taken with other sinks than this run's: resuming would skip everything it
  * covers, which these stores never received. Not retryable: the operator decides how to proceed.
  */
-export class CheckpointStoreMismatchError extends Error {
+export class CheckpointStoreMismatchError extends ConfigurationError<
+  Readonly<Record<string, string | number>>
+> {
   override readonly name = 'CheckpointStoreMismatchError';
-  readonly retryable = false;
   readonly differences: readonly string[];
-  readonly context: Readonly<Record<string, string | number>>;
   constructor(checkpointName: string, seq: number, differences: readonly string[]) {
     super(
       `checkpoint ${checkpointName} (seq ${seq}) belongs to other stores than this run's:\n  ${differences.join('\n  ')}\n` +
@@ -151,9 +153,9 @@ export class CheckpointStoreMismatchError extends Error {
         'it was taken with, or start a fresh checkpoint: a new --worker id, another --checkpoint file ' +
         '(files source), or --reset-checkpoint to discard this one and process the input from the start ' +
         '(the stores replace rows rather than double them).',
+      { retryable: false, context: { checkpoint: checkpointName, seq } },
     );
     this.differences = differences;
-    this.context = { checkpoint: checkpointName, seq };
   }
 }
 

@@ -153,6 +153,22 @@ export function partFileName(checkpointId: string): string {
   return `part-${checkpointId}.parquet`;
 }
 
+/**
+ * The id of part `part` of a writer's epoch (checkpoint number) `epoch`: ids sort in write order, and a
+ * writer's files of one epoch share the prefix `<writer>-<epoch>`.
+ */
+export function epochPartId(writer: string, epoch: number, part: number): string {
+  return `${writer}-${String(epoch).padStart(10, '0')}-${String(part).padStart(6, '0')}`;
+}
+
+/** The epoch of a data file written by `writer` (see `epochPartId`), or undefined for another's file. */
+export function epochOfPartFile(writer: string, fileName: string): number | undefined {
+  const prefix = `part-${writer}-`;
+  if (!fileName.startsWith(prefix)) return undefined;
+  const digits = /^(\d{10})[-.]/.exec(fileName.slice(prefix.length));
+  return digits === null ? undefined : Number(digits[1]);
+}
+
 /** Glob of a table's data files relative to the lake root, in `/` form. */
 export function tableGlob(kind: LakeKind): string {
   return `${lakeTables[kind].folder}/**/*.parquet`;

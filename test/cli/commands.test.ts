@@ -132,7 +132,7 @@ describe('the greenstream command', () => {
     const table = greenstream(['sql', '--hot', hot, query]);
     expect(table.stdout).toMatch(/^n\s*\n-+\s*\n\d+\s*\n\(1 row\)\n$/);
     const bad = greenstream(['sql', '--hot', hot, 'SELEC nonsense']);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(5); // refused by the store (README, "Exit codes")
     expect(bad.stderr).toMatch(/greenstream sql: .*(Syntax error|SYNTAX)/i);
 
     // A second run over the same landing folder finds nothing new: every file is in the checkpoint's ledger.
@@ -172,7 +172,7 @@ describe('the greenstream command', () => {
       `chdb:${join(dir, 'chdb2')}`,
       '--until-idle',
     ]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(3); // a configuration error
     expect(r.stderr).toContain('cannot read the meter registry');
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assignWatermarks, type FlowEvent, StateStore } from '../../core/index.js';
+import { assignWatermarks, type FlowEvent, StateStore, tickEvent } from '../../core/index.js';
 import { data, type Ev, ev, testScheduler, wm } from './helpers.js';
 
 const options = (store: StateStore, extra: Partial<Parameters<typeof assignWatermarks<Ev>>[0]> = {}) => ({
@@ -66,20 +66,23 @@ describe('assignWatermarks', () => {
 
   it('stops waiting for an idle partition, and advances to the newest event time when all are idle', () => {
     testScheduler().run(({ cold, expectObservable }) => {
-      // p1 goes silent after frame 0; p2 keeps sending until frame 30.
-      const input = cold<FlowEvent<Ev>>('a 9ms b 9ms c 9ms d', {
+      // p1 goes silent after frame 0; p2 sends until frame 30; then only the driver's ticks come.
+      const input = cold<FlowEvent<Ev>>('a 9ms b 9ms c 9ms d 9ms s 9ms t', {
         a: data(ev('m1', 100, 1, 'p1')),
         b: data(ev('m2', 300, 1, 'p2')),
         c: data(ev('m2', 400, 1, 'p2')),
         d: data(ev('m2', 500, 1, 'p2')),
+        s: tickEvent(40),
+        t: tickEvent(50),
       });
       const op = assignWatermarks(
         options(new StateStore(), { partition: (e: Ev) => e.p ?? '', idleTimeoutMs: 15 }),
       );
-      // Idleness is checked every 7 ms (half the timeout) and on each batch. At c (20 ms) p1 has been
-      // silent for 20 ms >= 15: only p2 counts. After d (30 ms) p2 falls idle at the 49 ms tick, and with
-      // every partition idle the watermark moves up to the newest event time, 500.
-      expectObservable(input.pipe(op), '^ 60ms !').toBe('(aw) 6ms b 9ms (cy) 6ms (dz) 15ms r', {
+      // Idleness is checked on each batch and each tick. At c (20 ms) p1 has been silent for 20 ms >= 15:
+      // only p2 counts. At the 40 ms tick p2 has been silent for 10 ms: nothing moves. At the 50 ms tick
+      // every partition is idle, and the watermark moves up to the newest event time, 500. Ticks are
+      // consumed here.
+      expectObservable(input.pipe(op), '^ 60ms !').toBe('(aw) 6ms b 9ms (cy) 6ms (dz) 16ms r', {
         a: data(ev('m1', 100, 1, 'p1')),
         w: wm(90),
         b: data(ev('m2', 300, 1, 'p2')),
@@ -88,6 +91,28 @@ describe('assignWatermarks', () => {
         d: data(ev('m2', 500, 1, 'p2')),
         z: wm(490),
         r: wm(500),
+      });
+    });
+  });
+
+  it('keeps no timer of its own: processing time passing without ticks changes nothing', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const input = cold<FlowEvent<Ev>>('a 99ms s', { a: data(ev('m1', 100)), s: tickEvent(100) });
+      const op = assignWatermarks(options(new StateStore(), { idleTimeoutMs: 15 }));
+      expectObservable(input.pipe(op), '^ 200ms !').toBe('(aw) 96ms r', {
+        a: data(ev('m1', 100)),
+        w: wm(90),
+        r: wm(100),
+      });
+    });
+  });
+
+  it('ignores ticks when idleness is off', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const input = cold<FlowEvent<Ev>>('a 99ms s', { a: data(ev('m1', 100)), s: tickEvent(100) });
+      expectObservable(input.pipe(assignWatermarks(options(new StateStore())))).toBe('(aw)', {
+        a: data(ev('m1', 100)),
+        w: wm(90),
       });
     });
   });

@@ -320,7 +320,7 @@ describe('orderByEventTime properties', () => {
         for (const e of out) {
           if (e.kind === 'watermark') current = e.time;
           else if (e.kind === 'tagged') throw new Error(`unexpected ${e.tag}`);
-          else
+          else if (e.kind === 'data')
             for (const r of e.items) {
               released.push(r);
               expect(r.ts).toBeGreaterThanOrEqual(current); // released before the watermark that passed it

@@ -40,7 +40,7 @@ afterAll(async () => {
   if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
 });
 
-const EXIT_CHECKPOINT_MISMATCH = 4;
+const EXIT_CHECKPOINT_MISMATCH = 3;
 
 function expectRefused(result: CliResult, ...patterns: RegExp[]): void {
   expect(result.code, result.stderr.slice(-3000)).toBe(EXIT_CHECKPOINT_MISMATCH);

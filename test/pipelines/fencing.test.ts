@@ -244,7 +244,7 @@ describe('two CLI workers with one --worker id on one stream', () => {
     const [r1, r2] = await Promise.all([b1.done, b2.done]);
     log.push(`takeover ${point1}: old exited ${r1.code} after ${r1.ms} ms, new ${r2.code} after ${r2.ms} ms`);
     expectSuccess(r2, 'the worker that took over');
-    expect(r1.code, r1.stderr.slice(-3000)).toBe(3);
+    expect(r1.code, r1.stderr.slice(-3000)).toBe(6);
     expect(r1.stderr).toMatch(/greenstream run: fenced: worker lease b\.lease is now held by pid \d+/);
     expect(r2.stderr).toContain('"msg":"taking worker lease over"');
 
@@ -264,7 +264,7 @@ describe('two CLI workers with one --worker id on one stream', () => {
     expect(acquired, s2.stderr.slice(-3000)).toBe(true);
     expectSuccess(s2, 'the worker that waited');
     expect(s2.stderr).toContain('"msg":"waiting for worker lease"');
-    expect(s1.code, s1.stderr.slice(-3000)).toBe(3);
+    expect(s1.code, s1.stderr.slice(-3000)).toBe(6);
     expect(s1.stderr).toMatch(/greenstream run: fenced: worker lease c\.lease/);
 
     // Totals are checkpointed with the state; processing-time alerts differ by design.
@@ -355,7 +355,7 @@ describe('two CLI workers on one files-source checkpoint (embedded chDB)', () =>
     const second = startCli(run('shared', '--until-idle', '--takeover'), { cwd, timeoutMs: 60_000 });
     const [r1, r2] = await Promise.all([first.done, second.done]);
     expectSuccess(r2, 'the worker that took over');
-    expect(r1.code, r1.stderr.slice(-3000)).toBe(3);
+    expect(r1.code, r1.stderr.slice(-3000)).toBe(6);
     expect(r1.stderr).toMatch(
       /greenstream run: fenced: the checkpoint lock \S+checkpoint\.json\.lock is now held by pid \d+/,
     );

@@ -78,7 +78,7 @@ export interface CliResult {
 }
 
 /** Runs `greenstream <args>` to its end. */
-export async function runCli(args: readonly string[], options: { cwd?: string; timeoutMs?: number } = {}) {
+export async function runCli(args: readonly string[], options: CliOptions = {}) {
   const worker = startCli(args, options);
   return worker.done;
 }
@@ -93,13 +93,18 @@ export interface CliProcess {
 }
 
 /** Starts `greenstream <args>` and follows its JSON log on stderr. */
-export function startCli(
-  args: readonly string[],
-  options: { cwd?: string; timeoutMs?: number } = {},
-): CliProcess {
+export interface CliOptions {
+  readonly cwd?: string;
+  readonly timeoutMs?: number;
+  /** Added to this process's environment. */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export function startCli(args: readonly string[], options: CliOptions = {}): CliProcess {
   const started = performance.now();
   const child = spawn(process.execPath, [bin, ...args], {
     cwd: options.cwd ?? repoRoot,
+    env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];

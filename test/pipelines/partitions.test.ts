@@ -362,7 +362,7 @@ describe('two workers with disjoint partition sets', () => {
 
     // Another partition set under the same worker id is refused: its state belongs to 8-15.
     const refused = await runCli(split('pb', '8-11', true), { cwd });
-    expect(refused.code).toBe(1);
+    expect(refused.code).toBe(3); // a configuration error (README, "Exit codes")
     expect(refused.stderr).toMatch(/covers partitions 8-15, but this worker was started with 8-11/);
 
     const restarted = expectSuccess(await runCli(split('pb', '8-15', true), { cwd }), 'restarted pb');

@@ -1,6 +1,6 @@
 import { map, type Observable } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { type FlowEvent, StateStore } from '../../core/index.js';
+import { type FlowEvent, PipelineGraph, parDo, StageError, StateStore } from '../../core/index.js';
 import {
   type Checkpoint,
   CheckpointFormatError,
@@ -214,10 +214,13 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
     });
     await runPipeline(run);
     const at = (line: string) => log.indexOf(line);
-    expect(at('graph 4')).toBeGreaterThan(at('save 1 start'));
+    // The next batch runs through the graph while checkpoint 1 is still being saved (its save starts once
+    // the epoch's last write landed, and is held here until the next pull).
+    expect(at('save 1 start')).toBeGreaterThan(at('write 1.0'));
     expect(at('graph 4')).toBeLessThan(at('save 1 end'));
     // Outputs after the barrier belong to the next epoch.
-    expect(at('write 2.0')).toBeGreaterThan(at('save 1 start'));
+    expect(at('write 2.0')).toBeGreaterThan(at('next 2'));
+    expect(at('write 1.1')).toBe(-1);
     // Saves stay in order, one at a time, and the last is awaited.
     expect(at('save 2 start')).toBeGreaterThan(at('save 1 end'));
     expect(log.at(-1)).toBe('save 4 end'); // one per pull, and the end's
@@ -392,5 +395,111 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
       'next 3',
       'before pull',
     ]);
+  });
+});
+
+describe('runPipeline: a stage that throws stops the run', () => {
+  it('writes nothing of the failing batch, saves no checkpoint past it, and reports the failure once', async () => {
+    const log: string[] = [];
+    const written: OutputBatch[] = [];
+    const store = new StateStore();
+    const graph = new PipelineGraph('counting');
+    graph.source('in');
+    const failures: [unknown, number][] = [];
+    const { run, saved } = options(log, {
+      source: countingSource(10, log, true),
+      sinks: recordingSinks(log, written),
+      store,
+      checkpointEveryFlushes: 2,
+      // The 5th batch throws halfway: its first reading is buffered, the rest never made.
+      connect: (input, sink) =>
+        input.pipe(
+          graph.stage(
+            'failsOnFifth',
+            parDo<RawReading, Reading>((r, out) => {
+              if (r.value === '5' && store.value('seen', 0).get() === 9) throw new Error('bad reading');
+              store.value('seen', 0).set(store.value('seen', 0).get() + 1);
+              out.emit({ status: 'measured', qualityScore: Number(r.value) } as Reading);
+            }),
+          ),
+          map((e) => {
+            if (e.kind === 'data') sink.readings([...e.items]);
+          }),
+        ),
+      observer: {
+        graphFailed: async (error, checkpoint) => {
+          failures.push([error, checkpoint]);
+        },
+      },
+    });
+    const error = await runPipeline(run).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(StageError);
+    expect((error as StageError).stage).toBe('failsOnFifth');
+    expect(failures).toEqual([[error, 3]]);
+    // Batches 1–4 written (two epochs), nothing of batch 5.
+    expect(written.flatMap((b) => b.readings.map((r) => r.qualityScore))).toEqual([1, 1, 2, 2, 3, 3, 4, 4]);
+    expect(saved.map((cp) => cp.position)).toEqual([2, 4]);
+    expect(log.filter((l) => l.startsWith('ack')).at(-1)).toBe('ack 4');
+  });
+});
+
+describe('runPipeline: the runner is the only driver of the graph', () => {
+  it('injects a tick when the source is idle, and what the tick fires is written in that epoch', async () => {
+    const log: string[] = [];
+    const written: OutputBatch[] = [];
+    let clock = 0;
+    let pulls = 0;
+    const source: ReadingSource = {
+      name: 'idle-after-one',
+      resumesFromPosition: true,
+      open: async () => {},
+      // One batch, then idle until the run is stopped.
+      next: async () => {
+        pulls += 1;
+        clock += 1_000;
+        if (pulls === 1)
+          return { records: [{ value: '1' }] as RawReading[], quarantined: [], deadLettered: 0 };
+        return 'idle';
+      },
+      position: () => Math.min(pulls, 1),
+      commit: async () => {},
+      close: async () => {},
+    };
+    const abort = new AbortController();
+    const ticks: number[] = [];
+    const store = new StateStore();
+    const { run, saved } = options(log, {
+      source,
+      store,
+      sinks: recordingSinks(log, written),
+      untilIdle: false,
+      flushIntervalMs: 1,
+      checkpointIntervalMs: 2_500,
+      now: () => clock,
+      signal: abort.signal,
+      // A tick makes one reading of the state it changes: the pair must land in one epoch.
+      connect: (input, sink) =>
+        input.pipe(
+          map((e) => {
+            if (e.kind !== 'tick') return;
+            ticks.push(e.now);
+            const fired = store.value('fired', 0);
+            fired.set(fired.get() + 1);
+            sink.readings([{ status: 'missing', qualityScore: fired.get() } as Reading]);
+            if (ticks.length === 4) abort.abort();
+          }),
+        ),
+    });
+    await runPipeline(run);
+    expect(ticks).toEqual([2_000, 3_000, 4_000, 5_000]);
+    // Every tick's reading is written in the epoch whose checkpoint counts it in the state.
+    for (const cp of saved) {
+      const fired = (JSON.parse(cp.state) as { values: { fired?: number } }).values.fired ?? 0;
+      const upTo = written.filter((b) => b.checkpoint <= cp.seq).flatMap((b) => b.readings);
+      expect(upTo.filter((r) => r.status === 'missing').map((r) => r.qualityScore)).toEqual(
+        Array.from({ length: fired }, (_, i) => i + 1),
+      );
+    }
+    expect(saved.length).toBeGreaterThanOrEqual(2);
   });
 });

@@ -6,7 +6,8 @@ import { type HotStore, openHotStore } from '../../connectors/clickhouse.js';
 import { openParquetLake, type ParquetLake } from '../../connectors/parquet-lake.js';
 import { sql } from '../../connectors/sql.js';
 import type { OutputBatch } from '../../pipelines/runner.js';
-import { epochOfLakeFile, storeSinks } from '../../pipelines/sinks.js';
+import { storeSinks } from '../../pipelines/sinks.js';
+import { epochOfPartFile as epochOfLakeFile } from '../../schemas/parquet.js';
 import type { Reading } from '../../schemas/reading.js';
 import { INTERVAL, reading, T0 } from '../operators/fixtures.js';
 

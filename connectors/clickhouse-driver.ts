@@ -1,0 +1,83 @@
+/**
+ * What the hot store needs of an engine (the ClickHouse server over HTTP, or chDB in the process): a few
+ * calls on raw SQL text and staged inserts, plus the types and helpers both engines share.
+ */
+import type { Column } from '../schemas/reading.js';
+import type { RowFormat, TextSink } from './clickhouse-encode.js';
+import type { HotStoreOperation } from './clickhouse-errors.js';
+
+export type HotStoreTarget =
+  | {
+      readonly kind: 'server';
+      /** `http://host:8123`; credentials in the URL are moved out of it and never logged. */
+      readonly url: string;
+      readonly username?: string;
+      readonly password?: string;
+      /** The GreenStream database; default `greenstream`. Tests pick their own to stay isolated. */
+      readonly database?: string;
+    }
+  | {
+      readonly kind: 'chdb';
+      /** The chDB data directory; one per process (a chDB limit). */
+      readonly path: string;
+      readonly database?: string;
+    };
+
+/** Side channel for what the store does on its own (retries, migrations, client warnings). */
+export type HotStoreEvent =
+  | {
+      readonly type: 'retry';
+      readonly operation: HotStoreOperation;
+      readonly table?: string;
+      /** The attempt that failed, 1-based. */
+      readonly attempt: number;
+      readonly delayMs: number;
+      readonly reason: string;
+    }
+  | { readonly type: 'migration_applied'; readonly version: number; readonly name: string }
+  | { readonly type: 'client_warning'; readonly message: string };
+
+/** One insert, its body encoded and kept ready to send (again, on a retry). */
+export interface StagedInsert {
+  /** Encoded body size. */
+  readonly bytes: number;
+  send(): Promise<void>;
+  /** Frees the body; called once, whether it was sent or not. */
+  release(): Promise<void>;
+}
+
+/** Where an insert goes and in which format. */
+export interface InsertTarget {
+  readonly database: string;
+  readonly table: string;
+  readonly columns: readonly Pick<Column<unknown>, 'name' | 'type'>[];
+  readonly format: RowFormat;
+}
+
+/** The engine-specific part: a few calls on raw SQL text. */
+export interface Driver {
+  query(text: string): Promise<unknown[]>;
+  command(text: string): Promise<void>;
+  /**
+   * Runs `encode` (synchronous; it throws what the encoder throws) and keeps its output as the
+   * body of one insert into `target`. Nothing is sent yet.
+   */
+  stageInsert(target: InsertTarget, encode: (sink: TextSink) => void): StagedInsert;
+  close(): Promise<void>;
+}
+
+/** An insert body in memory: one string, converted once (a Buffer per piece costs more than the copy it saves). */
+export function bodyOf(encode: (sink: TextSink) => void): Buffer {
+  let text = '';
+  encode((piece) => {
+    text += piece;
+  });
+  return Buffer.from(text, 'utf8');
+}
+
+/** The first line of an error's message, shortened: what a log or another error may quote. */
+export function firstLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const line = message.split('\n', 1)[0] ?? '';
+  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
+}

@@ -1,0 +1,379 @@
+/**
+ * The epoch coordinator: the graph's only driver. It pulls from the source and pushes each pull through
+ * the graph (synchronously: when `next` returns, every output derived from it is buffered), injects idle
+ * ticks, writes the buffered outputs at their cadence, and at checkpoints takes the epoch's last outputs,
+ * the state snapshot and the source position in one step. It owns the checkpoint sequence, the writes'
+ * numbering within an epoch, the running totals, and the stop on any failure.
+ */
+import { Subject, type Subscription } from 'rxjs';
+import {
+  deserializeSnapshot,
+  type FlowEvent,
+  type SnapshotInProgress,
+  type StateStore,
+  tickEvent,
+} from '../core/index.js';
+import {
+  type Checkpoint,
+  CheckpointFormatError,
+  type CheckpointStore,
+  type EpochBatch,
+  type EpochGraph,
+  type EpochObserver,
+  type EpochSinks,
+  type Pull,
+  type Source,
+} from './contracts.js';
+
+export interface EpochCoordinatorOptions<P extends Pull, B extends EpochBatch, T> {
+  readonly source: Source<P>;
+  readonly sinks: EpochSinks<B>;
+  readonly checkpoints: CheckpointStore<T>;
+  readonly store: StateStore;
+  readonly graph: EpochGraph<P, B, T>;
+  /** Stop once the source is drained and the final watermark's windows have fired. */
+  readonly untilIdle: boolean;
+  /** Write the buffered outputs once this many rows are buffered … */
+  readonly flushRows: number;
+  /** … or this long after the previous write (the latency from a reading to its row in the stores). */
+  readonly flushIntervalMs: number;
+  /**
+   * Save a checkpoint (state snapshot + source position) this long after the previous one. Snapshots
+   * cost time in proportion to the keys held, not to the elements since the last one: rare checkpoints
+   * keep them cheap, at the price of more work to redo after a crash.
+   */
+  readonly checkpointIntervalMs: number;
+  /** … or after this many writes of outputs, whichever comes first (default: time only). */
+  readonly checkpointEveryFlushes?: number;
+  /**
+   * For a source that resumes from its position, the state is serialized between pulls in slices of
+   * this many ms (default 50), so a checkpoint never stalls the graph for long; 0 serializes at once.
+   */
+  readonly snapshotSliceMs?: number;
+  /**
+   * The layout of the graph's operator state, stamped in every checkpoint. A checkpoint of another
+   * layout is refused with `CheckpointFormatError` rather than restored into operators that would
+   * misread it.
+   */
+  readonly stateFormat?: string;
+  /** Pause before polling an idle source again. */
+  readonly idlePollMs: number;
+  /** Called just before each pull (the job stamps the batch's processing time here). */
+  readonly beforePull?: () => void;
+  readonly now: () => number;
+  readonly signal?: AbortSignal;
+  readonly onCheckpoint?: (checkpoint: Checkpoint<T>) => void;
+  /** A batch of outputs is written. */
+  readonly onFlush?: (batch: B) => void;
+  readonly observer?: EpochObserver<P, B, T>;
+}
+
+/** A checkpoint whose state is being serialized between pulls. */
+interface Capture<T> {
+  readonly snapshot: SnapshotInProgress;
+  readonly cp: Omit<Checkpoint<T>, 'state' | 'totals'>;
+  /** The epoch's totals, once its last write landed and it is sealed. */
+  readonly sealed: Promise<T>;
+  readonly since: number;
+  spentMs: number;
+}
+
+/**
+ * Runs one worker's epochs. A write runs while the graph goes on with the next pulls (the stores do
+ * their work off the JS thread), one write at a time, in order. A worker killed anywhere resumes from
+ * its last checkpoint and redoes the epoch after it; the sinks' idempotence keeps that from doubling.
+ */
+export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
+  /** The last checkpoint saved or being saved; the current epoch is `seq + 1`. */
+  private seq = 0;
+  /** Writes of the current epoch started so far. */
+  private flushes = 0;
+  private totals: T;
+  private lastCheckpoint = 0;
+  private lastFlush = 0;
+  /** Elements pulled since the last checkpoint: nothing to save when none. */
+  private pulledSinceCheckpoint = 0;
+  private writing: Promise<void> = Promise.resolve();
+  private saving: Promise<void> = Promise.resolve();
+  private capturing: Capture<T> | undefined;
+  private graphFailure: unknown;
+  private writeFailure: unknown;
+  private saveFailure: unknown;
+  private graphFailureReported = false;
+  private completed = false;
+  private readonly sliceMs: number;
+
+  constructor(private readonly options: EpochCoordinatorOptions<P, B, T>) {
+    this.totals = options.graph.initialTotals();
+    this.sliceMs = options.snapshotSliceMs ?? 50;
+  }
+
+  /** Restores the last checkpoint, then runs until the source ends, the signal aborts, or a failure. */
+  async run(): Promise<T> {
+    const { source, sinks, checkpoints, store, graph, observer } = this.options;
+    const previous = await checkpoints.load();
+    if (previous !== undefined) {
+      const expected = this.options.stateFormat;
+      if (expected !== undefined && previous.stateFormat !== expected)
+        throw new CheckpointFormatError(previous, expected);
+      store.restore(deserializeSnapshot(previous.state));
+      this.seq = previous.seq;
+      this.totals = previous.totals;
+    }
+    await sinks.rollback(this.seq);
+    await source.open(previous?.position);
+    observer?.opened?.();
+
+    const input = new Subject<FlowEvent<unknown>>();
+    const subscription: Subscription = graph.connect(input).subscribe({
+      error: (err: unknown) => {
+        this.graphFailure = err;
+      },
+      complete: () => {
+        this.completed = true;
+      },
+    });
+    this.lastCheckpoint = this.options.now();
+    this.lastFlush = this.lastCheckpoint;
+
+    try {
+      await this.loop(input);
+      this.throwIfFailed();
+      if (!this.completed && !input.closed) input.complete();
+      return this.totals;
+    } catch (err) {
+      await this.reportGraphFailure();
+      throw err;
+    } finally {
+      // A write or save still running when the loop failed: let it settle before the source closes.
+      await this.writing;
+      await this.saving;
+      observer?.stopped?.();
+      subscription.unsubscribe();
+      await source.close();
+    }
+  }
+
+  private async loop(input: Subject<FlowEvent<unknown>>): Promise<void> {
+    const { source, graph, observer } = this.options;
+    const opts = this.options;
+    for (;;) {
+      this.throwIfFailed();
+      if (opts.signal?.aborted) {
+        await this.checkpoint(true);
+        return;
+      }
+      opts.beforePull?.();
+      const next = await source.next();
+      if (next === 'end' || (next === 'idle' && opts.untilIdle)) {
+        input.complete();
+        await this.checkpoint(true);
+        return;
+      }
+      this.advanceCapture(performance.now() + this.sliceMs);
+      if (next === 'idle') {
+        // Processing time passes in the graph only here, between pulls: idle partitions stop holding the
+        // watermark back, and what that fires is buffered in this epoch like any pull's outputs.
+        input.next(tickEvent(opts.now()));
+        this.throwIfFailed();
+        if (!graph.empty && opts.now() - this.lastFlush >= opts.flushIntervalMs) await this.flush();
+        if (this.pulledSinceCheckpoint > 0 && this.checkpointDue()) await this.checkpoint(false);
+        await sleep(opts.idlePollMs, opts.signal);
+        continue;
+      }
+      observer?.pulled?.(next);
+      this.pulledSinceCheckpoint += graph.accept(next, input);
+      this.throwIfFailed();
+      if (next.commitSoon === true && source.resumesFromPosition !== true) {
+        // Deliveries are acknowledged at checkpoints only, and the source has no room for more.
+        await this.checkpoint(false);
+      } else if (
+        next.commitSoon === true ||
+        graph.bufferedRows >= opts.flushRows ||
+        opts.now() - this.lastFlush >= opts.flushIntervalMs
+      ) {
+        await this.flush();
+        if (this.checkpointDue()) await this.checkpoint(false);
+        // No room for more deliveries until this write's acknowledgements are sent.
+        else if (next.commitSoon === true) await this.writing;
+      }
+    }
+  }
+
+  private throwIfFailed(): void {
+    if (this.graphFailure !== undefined) throw this.graphFailure;
+    if (this.writeFailure !== undefined) throw this.writeFailure;
+    if (this.saveFailure !== undefined) throw this.saveFailure;
+  }
+
+  /** A stage failed: raise the transformation-failure alert once, before the run stops. */
+  private async reportGraphFailure(): Promise<void> {
+    if (this.graphFailure === undefined || this.graphFailureReported) return;
+    this.graphFailureReported = true;
+    await this.options.observer?.graphFailed?.(this.graphFailure, this.seq + 1);
+  }
+
+  private checkpointDue(): boolean {
+    const { now, checkpointIntervalMs, checkpointEveryFlushes } = this.options;
+    return (
+      now() - this.lastCheckpoint >= checkpointIntervalMs ||
+      (checkpointEveryFlushes !== undefined && this.flushes >= checkpointEveryFlushes)
+    );
+  }
+
+  private async write(batch: B): Promise<void> {
+    const { source, sinks, observer } = this.options;
+    let written = batch;
+    if (observer?.consumerLag !== undefined || observer?.beforeWrite !== undefined) {
+      const pending = await consumerLag(source);
+      observer.consumerLag?.(pending);
+      written = observer.beforeWrite?.(batch, pending) ?? batch;
+    }
+    const writeStarted = performance.now();
+    try {
+      await sinks.write(written);
+    } catch (err) {
+      observer?.sinkWrite?.((performance.now() - writeStarted) / 1000, false);
+      await observer?.sinkFailed?.(err, written);
+      throw err;
+    }
+    observer?.sinkWrite?.((performance.now() - writeStarted) / 1000, true);
+    this.totals = this.options.graph.addTotals(this.totals, written);
+    if (source.resumesFromPosition === true) await source.commit();
+    this.options.onFlush?.(written);
+    observer?.flushed?.(written);
+  }
+
+  /** Starts writing the buffered outputs as the next write of this epoch; the previous write has landed. */
+  private startWrite(): void {
+    const graph = this.options.graph;
+    this.lastFlush = this.options.now();
+    if (graph.empty) return;
+    const batch = graph.take(this.seq + 1, this.flushes);
+    this.flushes += 1;
+    this.writing = this.write(batch).catch((err: unknown) => {
+      this.writeFailure = err;
+    });
+  }
+
+  /** Starts writing the buffered outputs once the previous write has landed; does not wait for this one. */
+  private async flush(): Promise<void> {
+    const waitStarted = performance.now();
+    await this.writing;
+    this.options.observer?.writeWaited?.((performance.now() - waitStarted) / 1000);
+    this.throwIfFailed();
+    this.startWrite();
+  }
+
+  private async save(cp: Checkpoint<T>): Promise<void> {
+    const { checkpoints, source, observer } = this.options;
+    await checkpoints.save(cp);
+    if (source.resumesFromPosition !== true) await source.commit();
+    this.options.onCheckpoint?.(cp);
+    observer?.checkpointed?.(cp);
+  }
+
+  /** Serializes the capture in progress until `deadline`; once complete, its save starts alongside. */
+  private advanceCapture(deadline: number): void {
+    const capturing = this.capturing;
+    if (capturing === undefined) return;
+    const started = performance.now();
+    // A capture older than half the interval is finished at once: the next one must not wait for it.
+    const late = this.options.now() - capturing.since >= this.options.checkpointIntervalMs / 2;
+    const done = capturing.snapshot.step(late ? Number.POSITIVE_INFINITY : deadline);
+    capturing.spentMs += performance.now() - started;
+    if (!done) return;
+    const state = capturing.snapshot.finish();
+    this.options.observer?.snapshotted?.(capturing.spentMs / 1000, state.length);
+    this.capturing = undefined;
+    this.saving = (async () => {
+      await this.save({ ...capturing.cp, totals: await capturing.sealed, state });
+    })().catch((err: unknown) => {
+      this.saveFailure = err;
+    });
+  }
+
+  /**
+   * The barrier: once every write before it has landed, the epoch's last outputs, the state and the
+   * source position are taken in one synchronous step, so no state change can fall between them and its
+   * outputs land in another epoch than the state that records it. The epoch is sealed once its last
+   * write landed. For a source that resumes from its position, the state is then serialized between the
+   * next pulls (an entry about to change is serialized first) and saved alongside them: their writes
+   * belong to the next epoch, which a restart from the previous checkpoint removes and redoes. Any other
+   * source is serialized, saved and acknowledged before it delivers more. One checkpoint at a time, in
+   * order; the last one is awaited.
+   */
+  private async checkpoint(last: boolean): Promise<void> {
+    const { source, sinks, store, observer } = this.options;
+    const waitStarted = performance.now();
+    await this.writing;
+    this.advanceCapture(Number.POSITIVE_INFINITY);
+    await this.saving;
+    observer?.writeWaited?.((performance.now() - waitStarted) / 1000);
+    this.throwIfFailed();
+    const barrier = performance.now();
+    const epoch = this.seq + 1;
+    this.startWrite();
+    // Registered before anything else awaits this write, so it runs first when the write lands: the
+    // totals are the epoch's, and the seal takes the epoch's buffered rows before the next epoch's first
+    // write.
+    const sealed = this.writing.then(async (): Promise<T> => {
+      if (this.writeFailure !== undefined) throw this.writeFailure;
+      const epochTotals = this.totals;
+      await sinks.seal?.(epoch);
+      return epochTotals;
+    });
+    const snapshot = store.beginSnapshot();
+    const stateFormat = this.options.stateFormat;
+    const cp = {
+      seq: epoch,
+      position: source.position(),
+      ...(stateFormat === undefined ? {} : { stateFormat }),
+    };
+    this.seq = epoch;
+    this.flushes = 0;
+    this.pulledSinceCheckpoint = 0;
+    this.lastCheckpoint = this.options.now();
+    if (last || source.resumesFromPosition !== true || this.sliceMs <= 0) {
+      const state = snapshot.finish();
+      observer?.snapshotted?.((performance.now() - barrier) / 1000, state.length);
+      await this.save({ ...cp, totals: await sealed, state });
+      return;
+    }
+    // A failed seal surfaces when the save awaits it; until then nothing may treat it as unhandled.
+    sealed.catch(() => undefined);
+    this.capturing = {
+      snapshot,
+      cp,
+      sealed,
+      since: this.lastCheckpoint,
+      spentMs: performance.now() - barrier,
+    };
+    this.advanceCapture(performance.now() + this.sliceMs);
+  }
+}
+
+/** A lag probe that fails (e.g. a consumer-info timeout) makes the lag unknown; it never stops the worker. */
+async function consumerLag(source: Source<Pull>): Promise<number | undefined> {
+  if (source.pending === undefined) return undefined;
+  try {
+    return await source.pending();
+  } catch {
+    return undefined;
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    // The listener is removed when the timer wins, or an idle worker would add one per poll.
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

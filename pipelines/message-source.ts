@@ -1,0 +1,124 @@
+/** JetStream (a durable consumer or a replay) as the source of a worker that owns every partition. */
+import { decodeReadings } from '../connectors/decode.js';
+import type { ReadingsMessageSource, SourceMessage } from '../connectors/jetstream-source.js';
+import type { Json } from '../core/index.js';
+import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
+import { batchFromDecoded } from './decoded-batch.js';
+import type { ReadingSource, SourceBatch } from './runner.js';
+import { lastSeqOf } from './source-positions.js';
+
+export interface MessageSourceOptions {
+  /** Messages per pull. */
+  readonly batchSize?: number;
+  readonly expiresMs?: number;
+  readonly now: () => number;
+  /** For the log line of a dead-lettered message. */
+  readonly onDeadLetter?: (source: string, reason: string) => void;
+}
+
+/** Where a message source starts: after the last stream sequence a checkpoint covers (0: from the start). */
+export type OpenMessages = (resumeAfterSeq: number) => Promise<ReadingsMessageSource>;
+
+/**
+ * Decodes one message into `batch`. Returns the reason when it cannot be decoded (it then goes whole
+ * to the dead-letter stream, see `deadLetterAll`), undefined when it is to be acknowledged at the next
+ * commit. Synchronous: with one reading per message, an `await` per message cost more than the decoding.
+ */
+export function takeMessage(
+  m: SourceMessage,
+  batch: { records: RawReading[]; quarantined: QuarantineRecord[]; deadLettered: number },
+  now: number,
+): string | undefined {
+  const decoded = decodeReadings(m.data, {
+    source: m.source,
+    receivedAt: m.receivedAt,
+    contentType: m.headers['Content-Type'] ?? null,
+    lineRefs: true,
+  });
+  if (batchFromDecoded(decoded, now, batch)) return undefined;
+  return decoded.ok ? '' : decoded.failure.reason;
+}
+
+/** Moves undecodable messages whole to the dead-letter stream (which acknowledges them), in order. */
+export async function deadLetterAll(
+  failed: readonly (readonly [SourceMessage, ReadingsMessageSource, string])[],
+  batch: { deadLettered: number },
+  options: MessageSourceOptions,
+): Promise<void> {
+  for (const [m, from, reason] of failed) {
+    await from.deadLetter(m, reason);
+    options.onDeadLetter?.(m.source, reason);
+    batch.deadLettered += 1;
+  }
+}
+
+/**
+ * JetStream (durable consumer or replay) as a pipeline source. The checkpoint, not the consumer, holds the
+ * position: `openMessages` must deliver in stream order from just after it, so a restarted worker sees
+ * exactly the sequence an uninterrupted one would (a durable consumer would instead hand out new
+ * messages first and redeliver the killed worker's unacknowledged ones only after `ack_wait`).
+ * Deliveries are acknowledged in `commit`, once the outputs derived from them are written: the
+ * acknowledgements only keep the consumer's `max_ack_pending` window open (`resumesFromPosition`). A
+ * redelivered message the position already covers is acknowledged without being processed again. A message that cannot be
+ * decoded goes whole to the dead-letter stream.
+ *
+ * This is the source of a worker that owns every partition (one consumer on `readings.>`); its position
+ * is `{ lastSeq }`. A worker owning a set of partitions uses `partitionedReadingSource`.
+ */
+export function messageReadingSource(
+  openMessages: OpenMessages,
+  options: MessageSourceOptions,
+): ReadingSource {
+  let messages: ReadingsMessageSource | undefined;
+  let delivered: SourceMessage[] = [];
+  let lastSeq = 0;
+  const opened = (): ReadingsMessageSource => {
+    if (messages === undefined) throw new Error('message source used before open()');
+    return messages;
+  };
+  return {
+    name: 'jetstream',
+    resumesFromPosition: true,
+    async open(position: Json | undefined) {
+      lastSeq = lastSeqOf(position);
+      messages = await openMessages(lastSeq);
+    },
+    async next(): Promise<SourceBatch | 'idle' | 'end'> {
+      const source = opened();
+      const fetched = await source.fetchBatch(options.batchSize ?? 256, options.expiresMs ?? 1000);
+      if (fetched.messages.length === 0) {
+        if (fetched.done) return 'end';
+        return fetched.stalled ? { records: [], quarantined: [], deadLettered: 0, commitSoon: true } : 'idle';
+      }
+      const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
+      const now = options.now();
+      const failed: [SourceMessage, ReadingsMessageSource, string][] = [];
+      for (const m of fetched.messages) {
+        if (m.seq <= lastSeq) {
+          delivered.push(m);
+          continue;
+        }
+        lastSeq = m.seq;
+        const reason = takeMessage(m, batch, now);
+        if (reason === undefined) delivered.push(m);
+        else failed.push([m, source, reason]);
+      }
+      if (failed.length > 0) await deadLetterAll(failed, batch, options);
+      return { ...batch, commitSoon: fetched.stalled };
+    },
+    position(): Json {
+      return { lastSeq };
+    },
+    async commit() {
+      const acking = delivered;
+      delivered = [];
+      if (acking.length > 0) await opened().ack(acking);
+    },
+    async pending() {
+      return (await opened().pending()).lag;
+    },
+    async close() {
+      await messages?.close();
+    },
+  };
+}
