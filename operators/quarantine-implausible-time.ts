@@ -20,13 +20,18 @@ const MIN_READINGS_TO_MOVE = 16;
  * more than `farFutureMs` after the previous accepted one (or the reference) starts the `far_future`
  * part, one more than `farPastMs` before it the `far_past` part. Dense data of any span (a week in one
  * batch) has no such hole, whatever the batch's size.
+ *
+ * A backfill (`replay`, `import`) passes everything: its input spans whatever years it holds, in any file
+ * order, and the minimum cadence and the cap on rows per gap still bound what gap filling can emit.
  */
 export function quarantineImplausibleTime(
   store: StateStore,
   thresholds: Pick<RuleProfile['validation'], 'farFutureMs' | 'farPastMs'>,
   name = 'quarantineImplausibleTime',
+  options: { readonly replay?: boolean } = {},
 ): Transform<ParsedReading, ParsedReading> {
   const { farFutureMs, farPastMs } = thresholds;
+  if (options.replay === true) return (source) => source;
   const latest = store.value<number | null>(`${name}/latest`, null);
   return mapBatch<ParsedReading, ParsedReading>((batch, out) => {
     if (batch.length === 0) return;

@@ -116,7 +116,13 @@ export function meterQualityGraph(options: MeterQualityOptions): {
       quarantines,
     ),
     // Before the watermark: a reading years off would otherwise move it (or gap filling) for good.
-    stage('quarantineImplausibleTime', quarantineImplausibleTime(store, profile.validation), quarantines),
+    stage(
+      'quarantineImplausibleTime',
+      quarantineImplausibleTime(store, profile.validation, undefined, {
+        replay: options.replay,
+      }),
+      quarantines,
+    ),
     stage(
       'assignWatermarks',
       assignWatermarks<Reading>({
