@@ -65,7 +65,8 @@ describe('the greenstream command', () => {
       '--checkpoint',
       join(dir, 'cp-fail.json'),
     ]);
-    expect(r.code).toBe(1);
+    // A missing registry is a configuration error (cli/exit-codes.ts).
+    expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/registry/);
     expect(Date.now() - started).toBeLessThan(30_000);
   });
