@@ -67,9 +67,11 @@ function eligible(kind: InjectedKind, meter: SimMeter): boolean {
 
 export function assignMeters(options: ResolvedOptions, registry: SimRegistry): MeterAssignment {
   const rng = substream(options.seed, 'assign');
+  // Injections go to 15-minute meters (their kinds are defined on 15-minute slots); half-hourly meters
+  // belong to the healthy fleet.
   const pool = shuffleInPlace(
     rng,
-    registry.meters.filter((m) => !m.info.vacant).map((m) => m.index),
+    registry.meters.filter((m) => !m.info.vacant && m.cadenceSlots === 1).map((m) => m.index),
   );
   const used = new Uint8Array(registry.meters.length);
   const meters = new Map<InjectedKind, number[]>();
@@ -462,17 +464,20 @@ class Injector {
   }
 
   /**
-   * Single readings above mean + 7σ of every 7-day window that could hold them (trailing and
-   * day-aligned), after at least two days of history, and below 90 % of the meter's limit.
+   * Single readings no household load explains, after three days of history and below 90 % of the
+   * meter's limit: above mean + 7.5σ of every 7-day window that could hold them (trailing and
+   * day-aligned; so the seed's literal rule finds them too), at least 4× the meter's highest reading
+   * within an hour of that time of day over the 7 days before, and at least 2× its highest reading of
+   * those 7 days (so an EV home's 7 kW nights do not explain it). Slots where that cannot stay under the
+   * limit are passed over.
    */
   private erraticSpikes(meter: number, rng: Rng): void {
     const T = this.slots;
     const values = this.data.values;
     const at = this.offset(meter);
     const limit = this.meter(meter).limitKw * KW_QUANTUM;
-    const history = Math.min(2 * SLOTS_PER_DAY, Math.floor(T / 2));
+    const history = Math.min(3 * SLOTS_PER_DAY, Math.floor(T / 2));
     const spacing = Math.min(SLOTS_PER_DAY, Math.floor(T / 4));
-    const slots = this.pickSlots(rng, intBetween(rng, 1, 2), history, T - 4, spacing);
     const windowsOf = (s: number): [number, number][] => {
       const windows: [number, number][] = [[Math.max(0, s - WEEK_SLOTS), s]];
       if (T <= WEEK_SLOTS) windows.push([0, T]);
@@ -489,14 +494,35 @@ class Injector {
       for (let j = from; j < to; j++) window.push(values[at + j]);
       return meanAndSd(window);
     };
-    for (const s of slots) {
+    const targetOf = (s: number): number => {
       let target = 0;
       for (const [from, to] of windowsOf(s)) {
         const { mean, sd } = stats(from, to);
         target = Math.max(target, mean + 7.5 * sd);
       }
-      values[at + s] = Math.round(Math.min(target, limit * 0.9));
-    }
+      const hour = Math.floor(s / SLOTS_PER_HOUR) % 24;
+      let slotMax = 0;
+      let weekMax = 0;
+      for (let j = Math.max(0, s - WEEK_SLOTS); j < s; j++) {
+        const v = values[at + j];
+        weekMax = Math.max(weekMax, v);
+        const distance = Math.abs((Math.floor(j / SLOTS_PER_HOUR) % 24) - hour);
+        if (Math.min(distance, 24 - distance) <= 1) slotMax = Math.max(slotMax, v);
+      }
+      return Math.max(target, 4 * slotMax, 2 * weekMax, values[at + s] + 2 * KW_QUANTUM);
+    };
+    const slots = this.pickSlots(
+      rng,
+      intBetween(rng, 1, 2),
+      history,
+      T - 4,
+      spacing,
+      (s) => targetOf(s) <= limit * 0.9,
+    );
+    const targets = slots.map(targetOf);
+    slots.forEach((s, i) => {
+      values[at + s] = Math.round(targets[i]);
+    });
     let weakest = Number.POSITIVE_INFINITY;
     for (const s of slots) {
       for (const [from, to] of windowsOf(s)) {
