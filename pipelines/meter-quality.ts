@@ -14,6 +14,7 @@ import { aggregateHourly } from '../operators/aggregate-hourly.js';
 import { classifyPeak } from '../operators/classify-peak.js';
 import { dedupeReadings } from '../operators/dedupe-readings.js';
 import { detectCommFailure } from '../operators/detect-comm-failure.js';
+import { detectErraticExcursion } from '../operators/detect-erratic-excursion.js';
 import { detectErraticSpike } from '../operators/detect-erratic-spike.js';
 import { detectLowVariance } from '../operators/detect-low-variance.js';
 import { detectNeighborhoodOutlier } from '../operators/detect-neighborhood-outlier.js';
@@ -72,8 +73,9 @@ const HOUR = 3_600_000;
  * The layout of this graph's operator state in checkpoints. Bump it with any change to what an operator
  * keeps in the state store (a field, an encoding): a worker refuses a checkpoint of another layout.
  * 2: compact per-meter state (sort buffer as column segments, growing rings, dedupe offsets).
+ * 3: the erratic-spike stage keeps hourly maxima and held readings; the outlier stage counts low judgements.
  */
-export const METER_QUALITY_STATE_FORMAT = 'meter-quality/2';
+export const METER_QUALITY_STATE_FORMAT = 'meter-quality/3';
 
 /**
  * The meter-quality graph: per-meter rules keyed by meter, then the cross-meter stages keyed by
@@ -113,7 +115,12 @@ export function meterQualityGraph(options: MeterQualityOptions): {
     g.stage('detectStuckMeter', detectStuckMeter(store, profile.faults)),
     g.stage('detectOverload', detectOverload(store, registry, profile.faults)),
     g.stage('detectLowVariance', detectLowVariance(store, profile.faults)),
-    g.stage('detectErraticSpike', detectErraticSpike(store, profile.faults)),
+    g.stage(
+      'detectErraticSpike',
+      profile.faults.spikeRule === 'seed_sigma'
+        ? detectErraticSpike(store, profile.faults)
+        : detectErraticExcursion(store, profile.faults),
+    ),
     g.stage('detectCommFailure', detectCommFailure(store, profile.faults)),
     g.stage('quarantineOverLimit', quarantineOverLimit(lineage)),
     g.stage('scoreQuality', scoreQuality(profile.quality)),
@@ -132,7 +139,7 @@ export function meterQualityGraph(options: MeterQualityOptions): {
   );
   const neighborhoodStage = g.stage(
     'detectNeighborhoodOutlier',
-    detectNeighborhoodOutlier(store, profile.faults),
+    detectNeighborhoodOutlier(store, registry, profile.faults),
     'aggregateHourly',
   );
   const peaksStage = g.stage('rankDailyPeaks', rankDailyPeaks(store, profile.peaks), 'aggregateHourly');
