@@ -185,11 +185,15 @@ export function detectNeighborhoodOutlier(
     if (judged.length < minMeters || judged.length < 2) return;
     const total = new Float64Array(span);
     const count = new Uint32Array(span);
+    // Each meter's own heavy hours stay out of the mean too: one EV among six homes would set its shape.
+    const fences = new Map<string, number>();
     for (const id of judged) {
       const series = st.m[id]!;
+      const fence = ownFence(st, series, lo, hi);
+      fences.set(id, fence);
       for (let h = lo; h < hi; h++) {
         const v = kwAt(series, slotOf(st, h));
-        if (v === null) continue;
+        if (v === null || v > fence) continue;
         total[h - lo] += v;
         count[h - lo] += 1;
       }
@@ -198,7 +202,7 @@ export function detectNeighborhoodOutlier(
     const y = new Float64Array(span);
     for (const id of judged) {
       const series = st.m[id]!;
-      const fence = ownFence(st, series, lo, hi);
+      const fence = fences.get(id)!;
       let pairs = 0;
       let first = -1;
       let last = -1;

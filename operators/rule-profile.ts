@@ -178,7 +178,7 @@ export const defaultRuleProfile: RuleProfile = {
     neighborhoodWindowMs: 3 * DAY,
     neighborhoodMinMeters: 5,
     neighborhoodTrimIqr: 1.5,
-    neighborhoodConsecutive: 2,
+    neighborhoodConsecutive: 3,
   },
   peaks: {
     peakFromHour: 17,

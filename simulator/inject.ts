@@ -52,8 +52,15 @@ function defaultCount(meters: number, rate: number): number {
   return Math.max(meters >= 200 ? 3 : 1, Math.round(rate * meters));
 }
 
-function eligible(kind: InjectedKind, meter: SimMeter): boolean {
+function eligible(kind: InjectedKind, meter: SimMeter, registry: SimRegistry): boolean {
   switch (kind) {
+    case 'neighborhood_outlier':
+      // Judged against peers of its own type: the two shops of a residential street have too few, and a
+      // round-the-clock plant turned upside down looks the same.
+      return (
+        meter.profile === 'home' ||
+        (meter.profile === 'shop' && registry.neighborhoods[meter.neighborhood]!.commercial)
+      );
     case 'overload':
       return !meter.commercial || meter.info.maxKw !== null;
     case 'erratic_spike':
@@ -91,7 +98,7 @@ export function assignMeters(options: ResolvedOptions, registry: SimRegistry): M
     const chosen: number[] = [];
     for (const index of pool) {
       if (chosen.length >= requested) break;
-      if (used[index] === 1 || !eligible(kind, registry.meters[index])) continue;
+      if (used[index] === 1 || !eligible(kind, registry.meters[index], registry)) continue;
       used[index] = 1;
       chosen.push(index);
     }
@@ -500,15 +507,18 @@ class Injector {
         const { mean, sd } = stats(from, to);
         target = Math.max(target, mean + 7.5 * sd);
       }
-      const hour = Math.floor(s / SLOTS_PER_HOUR) % 24;
+      // As the rule reads its baseline: the clock hours within one hour of this one on each of the 7
+      // days before, and every clock hour of the 7 days before this one.
+      const hour = Math.floor(s / SLOTS_PER_HOUR);
+      const maxOver = (fromHour: number, toHour: number): number => {
+        let top = 0;
+        for (let j = Math.max(0, fromHour * SLOTS_PER_HOUR); j < toHour * SLOTS_PER_HOUR; j++)
+          top = Math.max(top, values[at + j]);
+        return top;
+      };
       let slotMax = 0;
-      let weekMax = 0;
-      for (let j = Math.max(0, s - WEEK_SLOTS); j < s; j++) {
-        const v = values[at + j];
-        weekMax = Math.max(weekMax, v);
-        const distance = Math.abs((Math.floor(j / SLOTS_PER_HOUR) % 24) - hour);
-        if (Math.min(distance, 24 - distance) <= 1) slotMax = Math.max(slotMax, v);
-      }
+      for (let d = 1; d <= 7; d++) slotMax = Math.max(slotMax, maxOver(hour - 24 * d - 1, hour - 24 * d + 2));
+      const weekMax = maxOver(hour - 168, hour);
       return Math.max(target, 4 * slotMax, 2 * weekMax, values[at + s] + 2 * KW_QUANTUM);
     };
     const slots = this.pickSlots(

@@ -145,7 +145,9 @@ function buildMeter(
     baseKw = peakKw * uniform(rng, 0.2, 0.4);
     heat = peakKw * uniform(rng, 0.001, 0.004);
     cool = peakKw * uniform(rng, 0.002, 0.008);
-    shifts = pick(rng, [1, 2, 2, 3] as const);
+    // An estate's plants keep the same shifts (its transport, its workforce): plants of different shift
+    // patterns side by side would not correlate, and the registry has no finer type to tell them apart.
+    shifts = ([1, 2, 2, 3] as const)[hood.index % 4]!;
     weekendShare = uniform(rng, 0.1, 0.5);
     maxKw = roundUpTo10(peakKw * 1.6);
   } else {

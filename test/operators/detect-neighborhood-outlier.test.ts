@@ -15,7 +15,11 @@ import type { FaultEvent, HourlyConsumption, MeterType } from '../../schemas/rea
 import { data, testScheduler, wm } from '../core/helpers.js';
 import { alerts, DAY, HOUR, run, status, T0 } from './fixtures.js';
 
-const thresholds = defaultRuleProfile.faults;
+/**
+ * The seed's rule alone: one judgement below 0.3 is a fault and no hour is trimmed. The defaults'
+ * persistence (3 day ends in a row) and trimming of the meter's own heavy loads have tests of their own.
+ */
+const thresholds = { ...defaultRuleProfile.faults, neighborhoodConsecutive: 1, neighborhoodTrimIqr: 1e9 };
 
 const faults = (out: FlowEvent<FaultEvent>[]) => out.flatMap((e) => (e.kind === 'data' ? e.items : []));
 /** Meters missing from the registry are judged together, as one type. */
@@ -91,6 +95,7 @@ describe('detectNeighborhoodOutlier at the 0.3 boundary', () => {
           hours: 24,
           meters: 6,
           meterType: 'unregistered',
+          judgements: 1,
           thresholdCorrelation: 0.3,
         }),
       },
@@ -165,6 +170,37 @@ describe('detectNeighborhoodOutlier in a neighborhood mixing types', () => {
     );
     expect(found.map((f) => f.meterId)).toEqual(['MTR-H0']);
     expect(JSON.parse(found[0]!.evidence)).toMatchObject({ meterType: 'residential', meters: 18 });
+  });
+});
+
+describe('detectNeighborhoodOutlier with the default persistence and trimming', () => {
+  const defaults = defaultRuleProfile.faults;
+
+  it('reports only on the third day end in a row below the threshold', () => {
+    const dayOf = (d: number) => neighborhood(-0.5, { from: 24 * d });
+    const events = [data(...dayOf(0)), wm(T0 + DAY), data(...dayOf(1)), wm(T0 + 2 * DAY)];
+    expect(faults(run(outliers(new StateStore(), defaults), events))).toEqual([]);
+    const third = faults(
+      run(outliers(new StateStore(), defaults), [...events, data(...dayOf(2)), wm(T0 + 3 * DAY)]),
+    );
+    expect(third.map((f) => [f.meterId, f.detectedAt])).toEqual([['MTR-T', T0 + 3 * DAY]]);
+  });
+
+  it('leaves out the meter’s own heavy hours: a nightly 7 kW charge does not make a home an outlier', () => {
+    const items: HourlyConsumption[] = [];
+    for (let h = 0; h < 72; h++) {
+      for (let p = 0; p < 6; p++)
+        items.push(hourly(`MTR-P${p}`, T0 + h * HOUR, 1 + 0.2 * p + shape(h) * 0.6));
+      const charging = h % 24 >= 16 && h % 24 < 21 ? 7 : 0; // when the neighbours draw least
+      items.push(hourly('MTR-EV', T0 + h * HOUR, 1.2 + shape(h) * 0.6 + charging));
+    }
+    const events = [data(...items), wm(T0 + DAY), wm(T0 + 2 * DAY), wm(T0 + 3 * DAY)];
+    expect(faults(run(outliers(new StateStore(), defaults), events))).toEqual([]);
+    // Untrimmed, the charge sets the EV home apart, and among six homes it sets the mean for the others too.
+    const untrimmed = { ...defaults, neighborhoodTrimIqr: 1e9 };
+    expect(faults(run(outliers(new StateStore(), untrimmed), events)).map((f) => f.meterId)).toContain(
+      'MTR-EV',
+    );
   });
 });
 
