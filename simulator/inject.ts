@@ -56,9 +56,10 @@ function eligible(kind: InjectedKind, meter: SimMeter, registry: SimRegistry): b
   switch (kind) {
     case 'neighborhood_outlier':
       // Judged against peers of its own type: the two shops of a residential street have too few, and a
-      // round-the-clock plant turned upside down looks the same.
+      // round-the-clock plant turned upside down looks the same. A heat-pump home's load follows the
+      // outdoor temperature, not its occupants: a night-shift household there stays typical.
       return (
-        meter.profile === 'home' ||
+        (meter.profile === 'home' && !meter.heatPump) ||
         (meter.profile === 'shop' && registry.neighborhoods[meter.neighborhood]!.commercial)
       );
     case 'overload':

@@ -46,8 +46,11 @@ export const industrialOccupancy: Record<1 | 2 | 3, Float64Array> = {
 export const commercialOccupancy = sampleDay((h) => logistic((h - 7.5) / 0.4) * logistic((18.5 - h) / 0.4));
 /** Weekend occupancy relative to a weekday: closed, with lighting and HVAC schedules still running. */
 export const commercialWeekendFactor = 0.3;
-/** A night-shift household lives its day this many hours later (an inverted day). */
-export const invertedShiftHours = 12;
+/**
+ * A night-shift household lives its day 6 hours later (up at 13:00, its evening meal after midnight):
+ * 12 hours would put its morning peak onto everybody's evening. A shop turned round opens at night.
+ */
+export const invertedShiftHours = { home: 6, shop: 12, industrial: 12 } as const;
 
 /** Heating starts below, cooling above these outdoor temperatures (°C). */
 export const heatingBaseC = 16;

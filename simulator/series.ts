@@ -181,7 +181,7 @@ function fillMeter(
   const ceilingKw = meter.limitKw * CLEAN_HEADROOM;
   const { profile, baseKw, peakKw, shiftSlots, heatKwPerDegree, coolKwPerDegree } = meter;
   const noiseSd = meter.noise;
-  const invertSlots = invertedShiftHours * 4;
+  const invertSlots = invertedShiftHours[profile] * 4;
   let deviation = normal(rng) * DEVIATION_SD;
   let machine = 1;
   for (let s = 0; s < slots; s++) {
@@ -198,7 +198,7 @@ function fillMeter(
     if (profile === 'shop') {
       const dayFactor = isWeekend ? commercialWeekendFactor : 1;
       const open = commercialOccupancy[shaped];
-      const occupancy = dayFactor * (isInverted ? 1 - open : open);
+      const occupancy = dayFactor * open;
       loadKw =
         baseKw +
         (peakKw - baseKw) * occupancy +
