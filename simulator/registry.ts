@@ -62,6 +62,8 @@ export interface SimMeter {
   readonly heatKwPerDegree: number;
   readonly coolKwPerDegree: number;
   readonly reportsWatts: boolean;
+  /** Sends energy per half hour (kWh) instead of kW: half-hourly meters with `halfHourlyKwh`. */
+  readonly reportsKwh: boolean;
   /** The unit as this meter spells it. */
   readonly unit: string;
   /** Share of eligible readings sent without a unit (0 for most meters). */
@@ -169,11 +171,16 @@ function buildMeter(
   const shiftSlots = intBetween(rng, commercial ? -4 : -3, commercial ? 4 : 3);
   const noise = uniform(rng, 0.1, 0.15);
   const cadenceSlots: 1 | 2 = chance(rng, options.halfHourlyMeterFraction) ? 2 : 1;
-  const reportsWatts = chance(rng, options.wattMeterFraction);
+  const reportsKwh = options.halfHourlyKwh && cadenceSlots === 2;
+  const wattDraw = chance(rng, options.wattMeterFraction);
+  const reportsWatts = wattDraw && !reportsKwh;
   // Half-hourly kWh payloads spell their unit kWh; kW meters then never use that spelling.
   const spellings = options.halfHourlyKwh ? kilowattSpellings.filter((u) => u !== 'kWh') : kilowattSpellings;
-  const unit = pick(rng, reportsWatts ? wattSpellings : spellings);
-  const unitDropRate = chance(rng, options.unitDroppingMeterFraction) ? uniform(rng, 0.05, 0.15) : 0;
+  const spelled = pick(rng, reportsWatts ? wattSpellings : spellings);
+  const unit = reportsKwh ? 'kWh' : spelled;
+  // Energy without a unit cannot be told from power: kWh meters always send theirs.
+  const dropDraw = chance(rng, options.unitDroppingMeterFraction) ? uniform(rng, 0.05, 0.15) : 0;
+  const unitDropRate = reportsKwh ? 0 : dropDraw;
   const typeName = commercial ? 'Commercial' : 'Residential';
   const zone = hood.index + 1;
   const region = regionName[0].toUpperCase() + regionName.slice(1);
@@ -212,6 +219,7 @@ function buildMeter(
     heatKwPerDegree: heat,
     coolKwPerDegree: cool,
     reportsWatts,
+    reportsKwh,
     unit,
     unitDropRate,
     locationField,
