@@ -103,6 +103,11 @@ export interface RuleProfile {
     /** Consecutive day-end judgements below the correlation threshold before a fault is raised. */
     neighborhoodConsecutive: number;
     // --- end neighborhood outlier ---
+    /**
+     * Communication failure: history a meter needs before its missing share is judged (default 1 day;
+     * the seed's window is 7 days, set this to 7 days to wait for it; README "Fault rules").
+     */
+    commMinObservedMs: number;
     /** Neighborhood outlier: correlation of hourly profiles below this (seed: 0.3). */
     neighborhoodMinCorrelation: number;
     /** Window of hourly aggregates the neighborhood correlation is computed over. */
@@ -179,6 +184,7 @@ export const defaultRuleProfile: RuleProfile = {
     neighborhoodMinMeters: 5,
     neighborhoodTrimIqr: 1.5,
     neighborhoodConsecutive: 3,
+    commMinObservedMs: DAY,
   },
   peaks: {
     peakFromHour: 17,
@@ -267,6 +273,7 @@ export function resolveRuleProfile(overrides: unknown = {}): RuleProfile {
     problems.push(
       `faults.neighborhoodConsecutive must be an integer >= 1, got ${faults.neighborhoodConsecutive}`,
     );
+  positive('faults.commMinObservedMs', faults.commMinObservedMs + 1);
   positive('faults.spikeMinHistoryMs', faults.spikeMinHistoryMs + 1);
   if (!(Number.isInteger(faults.spikeMinSlotDays) && faults.spikeMinSlotDays >= 1))
     problems.push(`faults.spikeMinSlotDays must be an integer >= 1, got ${faults.spikeMinSlotDays}`);
