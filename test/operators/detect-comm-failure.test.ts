@@ -205,3 +205,46 @@ describe('detectCommFailure: the history it waits for (faults.commMinObservedMs)
     expect(faults(run(comm(new StateStore(), t), [data(...halfMissing())]))).toEqual([]);
   });
 });
+
+describe('detectCommFailure: a meter that goes silent for good', () => {
+  /** Three days of every reading, then nothing. */
+  const reported = (): Reading[] => rows(Array.from({ length: 3 * 96 }, (): Row => 'ok'));
+  const lastRow = T0 + (3 * 96 - 1) * INTERVAL;
+  // 288 rows, none missing: silence of k intervals passes 20 % once k / (288 + k) > 0.2, at k = 73.
+  const deadline = lastRow + 73 * INTERVAL;
+
+  it('gets its fault from an event-time timer once the silence alone passes the share', () => {
+    const before = run(comm(), [data(...reported()), wm(deadline - 1)]);
+    expect(faults(before)).toEqual([]);
+    const out = run(comm(), [data(...reported()), wm(deadline)]);
+    const fs = faults(out);
+    expect(fs).toHaveLength(1);
+    expect(fs[0]).toMatchObject({ faultType: 'comm_failure', windowStart: T0, detectedAt: deadline });
+    expect(JSON.parse(fs[0]!.evidence)).toMatchObject({
+      status: 'active',
+      missing: 73,
+      expected: 288 + 73,
+      silentSinceMs: lastRow + INTERVAL,
+    });
+    expect(tagged(out, ALERTS.name)).toEqual([
+      expect.objectContaining({ kind: 'meter_fault', ts: deadline }),
+    ]);
+  });
+
+  it('is not raised for a meter that keeps reporting: the deadline moves on', () => {
+    const more = rows(
+      Array.from({ length: 5 * 96 }, (): Row => 'ok'),
+      T0,
+    );
+    expect(
+      faults(
+        run(comm(), [
+          data(...more.slice(0, 288)),
+          wm(deadline - 1),
+          data(...more.slice(288)),
+          wm(deadline + DAY),
+        ]),
+      ),
+    ).toEqual([]);
+  });
+});
