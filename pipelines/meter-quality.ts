@@ -134,7 +134,7 @@ export function meterQualityGraph(options: MeterQualityOptions): {
 
   const hourlyStage = g.stage(
     'aggregateHourly',
-    aggregateHourly(store, registry, { allowedLatenessMs: 0 }),
+    aggregateHourly(store, registry, { allowedLatenessMs: 0, minQualityScore: profile.quality.standardFrom }),
     'classifyPeak',
   );
   const neighborhoodStage = g.stage(
