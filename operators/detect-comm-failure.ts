@@ -29,8 +29,6 @@ interface CommState extends BucketRing, Cadence {
   f: OpenFault | null;
 }
 
-const SILENCE_TIMER = 'silence';
-
 /**
  * Communication-failure fault (B4.3: > 20 % missing readings over 7 days): the share of the meter's
  * expected readings that did not arrive, over the rolling `rollingWindowMs` window (2-hour buckets).
@@ -45,11 +43,6 @@ const SILENCE_TIMER = 'silence';
  *   a share over a few hours is noise (one 4-hour gap is 100 %), and waiting for the full 7-day window the
  *   seed names would leave a meter unwatched in its first week; set it to 7 days for the literal reading. Strict:
  *   exactly 20 % is not a fault.
- * - A meter that goes silent sends no rows to judge: an event-time timer stands in for them. It is armed
- *   at the time by which the silence alone would push the share over the threshold (k missing intervals
- *   with (missing + k) / (expected + k) > share, past `commMinObservedMs`); when the watermark reaches it
- *   and no row came since, the fault is raised there (evidence `silentSinceMs`), as the extended-gap alert
- *   is. A meter still reporting moves the deadline on; the timer is re-armed when it fires, not per row.
  * - windowStart is the start of the window judged (the meter's first row while the window is not full);
  *   detection tags FAULTS `comm_failure` + a `meter_fault` warning; the first row at which the share is
  *   back at or below the threshold clears it (final windowEnd = the last row in failure). Rows from the
@@ -132,48 +125,7 @@ export function detectCommFailure(
         }
       }
       if (st.f !== null) excludeFromAnalytics(r);
-      else if (st.iv > 0 && ctx.timerTime(SILENCE_TIMER) === undefined) {
-        ctx.setTimer(SILENCE_TIMER, silenceDeadline(st));
-      }
       ctx.emit(r);
     },
-    onTimer: (ctx, timer) => {
-      const st = ctx.state;
-      if (st === undefined || st.f !== null || st.iv === 0) return;
-      const deadline = silenceDeadline(st);
-      if (timer.time < deadline) {
-        ctx.setTimer(SILENCE_TIMER, deadline);
-        return;
-      }
-      const silent = Math.max(0, Math.floor((timer.time - st.lt) / st.iv));
-      const expected = st.r[tot] + silent;
-      const missed = st.r[tot + 1] + silent;
-      const windowStart = ringWindowStart(st, k);
-      const share = missed / expected;
-      st.f = raiseFault(
-        ctx,
-        ctx.key,
-        'comm_failure',
-        windowStart,
-        timer.time,
-        {
-          missingShare: round(share),
-          missing: missed,
-          expected,
-          silentSinceMs: st.lt + st.iv,
-          thresholdShare: maxShare,
-        },
-        `silent since ${new Date(st.lt + st.iv).toISOString()}: ${round(share * 100, 1)} % of ${expected} expected readings missing`,
-      );
-    },
   });
-
-  /** When silence from the latest row on would alone make the missing share exceed the threshold. */
-  function silenceDeadline(st: CommState): number {
-    const expected = st.r[tot]!;
-    const missed = st.r[tot + 1]!;
-    const intervals = Math.max(0, Math.floor((maxShare * expected - missed) / (1 - maxShare))) + 1;
-    const byShare = st.lt + intervals * st.iv;
-    return Math.max(byShare, ringWindowStart(st, k) + minObserved);
-  }
 }
