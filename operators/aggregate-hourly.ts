@@ -71,7 +71,9 @@ const moments: Aggregator<Reading, HourMoments> = {
  * reading after a gap arrives, often after the gap's hours have closed, so counting them would make an
  * hour's figures depend on how the input happened to be batched. NULL readings (`MISSING_READING`), missing rows and
  * readings of a meter under an active fault (`fault_excluded`) stay out, as the rules exclude them from
- * analytics, and so do readings over the physical limit (`over_limit`) should any reach this branch. The standard deviation is the population one. The neighborhood comes from the registry when
+ * analytics, and so do readings over the physical limit (`over_limit`) should any reach this branch, and
+ * readings scored below `minQualityScore` (the quarantine tier, < 70: "excluded from production analytics",
+ * architecture doc), so the daily peaks built on these hours leave them out too. The standard deviation is the population one. The neighborhood comes from the registry when
  * the hour fires (empty for a meter the registry no longer knows).
  *
  * Readings behind an hour that was already fired re-fire it as a late pane (the whole hour again, to
@@ -80,11 +82,12 @@ const moments: Aggregator<Reading, HourMoments> = {
 export function aggregateHourly(
   store: StateStore,
   registry: SideInput<MeterRegistry>,
-  opts: { allowedLatenessMs: number },
+  opts: { allowedLatenessMs: number; minQualityScore?: number },
   name = 'aggregateHourly',
 ): Transform<Reading, HourlyConsumption> {
+  const minScore = opts.minQualityScore ?? Number.NEGATIVE_INFINITY;
   const analyticsReadings = parDo<Reading, Reading>((r, out) => {
-    if (r.kw === null || r.status !== 'measured') return;
+    if (r.kw === null || r.status !== 'measured' || r.qualityScore < minScore) return;
     const flags = r.flags;
     for (let i = 0; i < flags.length; i++) {
       const f = flags[i];

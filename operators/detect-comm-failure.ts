@@ -19,14 +19,6 @@ import {
 } from './fault-internals.js';
 import type { RuleProfile } from './rule-profile.js';
 
-/**
- * How much of a meter's history must have been observed before its missing share is judged. A share over
- * a few hours is noise (one 4-hour gap is 100 %); waiting for a full 7-day window would never judge a
- * meter in its first week. Belongs in the rule profile (`faults.commMinObservedMs`) when the profile next
- * changes.
- */
-export const COMM_MIN_OBSERVED_MS = DAY_MS;
-
 const FIELDS = 2;
 
 /**
@@ -46,8 +38,10 @@ interface CommState extends BucketRing, Cadence {
  *   interpolated rows — those readings never arrived either (fillGaps filled gaps < 4 h), and a meter that
  *   drops every third reading has a communication failure although all its gaps are short. Readings over the
  *   physical limit did arrive and count as present.
- * - Judged at every row once at least {@link COMM_MIN_OBSERVED_MS} (1 day) of the meter has been observed,
- *   over the observed span up to the full window, so a 1-week run is judged from its second day. Strict:
+ * - Judged at every row once at least `commMinObservedMs` (1 day by default) of the meter has been
+ *   observed, over the observed span up to the full window, so a 1-week run is judged from its second day:
+ *   a share over a few hours is noise (one 4-hour gap is 100 %), and waiting for the full 7-day window the
+ *   seed names would leave a meter unwatched in its first week; set it to 7 days for the literal reading. Strict:
  *   exactly 20 % is not a fault.
  * - windowStart is the start of the window judged (the meter's first row while the window is not full);
  *   detection tags FAULTS `comm_failure` + a `meter_fault` warning; the first row at which the share is
@@ -58,12 +52,14 @@ interface CommState extends BucketRing, Cadence {
  */
 export function detectCommFailure(
   store: StateStore,
-  thresholds: Pick<RuleProfile['faults'], 'rollingWindowMs' | 'commMissingShare'>,
+  thresholds: Pick<RuleProfile['faults'], 'rollingWindowMs' | 'commMissingShare'> &
+    Partial<Pick<RuleProfile['faults'], 'commMinObservedMs'>>,
   name = 'detectCommFailure',
 ): Transform<Reading, Reading> {
   const k = bucketCount(thresholds.rollingWindowMs);
   const tot = RING_TOTALS;
   const maxShare = thresholds.commMissingShare;
+  const minObserved = thresholds.commMinObservedMs ?? DAY_MS;
   return keyedProcess<Reading, Reading, CommState>(store, {
     name,
     key: (r) => r.meterId,
@@ -96,7 +92,7 @@ export function detectCommFailure(
         const missed = ring[tot + 1];
         const windowStart = ringWindowStart(st, k);
         const observed = r.ts + st.iv - windowStart;
-        if (observed >= COMM_MIN_OBSERVED_MS) {
+        if (observed >= minObserved) {
           const share = missed / expected;
           const f = st.f;
           if (share > maxShare) {

@@ -1,4 +1,10 @@
-import { type KeyedContext, keyedProcess, type StateStore, type Transform } from '../core/index.js';
+import {
+  type KeyedContext,
+  keyedProcess,
+  type SideInput,
+  type StateStore,
+  type Transform,
+} from '../core/index.js';
 import type { FaultEvent, HourlyConsumption } from '../schemas/reading.js';
 import {
   clearedEvidence,
@@ -10,7 +16,7 @@ import {
   type OpenFault,
   round,
 } from './fault-internals.js';
-import { ALERTS } from './outputs.js';
+import { ALERTS, type MeterRegistry } from './outputs.js';
 import type { RuleProfile } from './rule-profile.js';
 
 /**
@@ -37,6 +43,8 @@ interface NeighborhoodState {
   m: Record<string, (number | null)[]>;
   /** Open outlier faults by meter. */
   o: Record<string, OpenFault>;
+  /** Consecutive judgements below the threshold, by meter (absent: none). */
+  l?: Record<string, number>;
   /** Time of the pending day-end timer, 0 when none: read per element, cheaper than asking the timers. */
   ev: number;
 }
@@ -51,8 +59,11 @@ interface NeighborhoodState {
  *   day's last hourly panes arrived — or earlier, when a pane of a later day arrives first, see onElement)
  *   each meter with ≥ {@link NEIGHBORHOOD_MIN_HOURS} hourly values in the
  *   trailing `neighborhoodWindowMs` window is correlated (Pearson) with the mean of the OTHER judged meters
- *   of its neighborhood over the same hours (hours where it has a value and another meter does too).
- *   Needs `neighborhoodMinMeters` judged meters. Correlation strictly below `neighborhoodMinCorrelation`
+ *   of ITS TYPE in its neighborhood (the registry's `meter_type`, a side input) over the same hours (hours
+ *   where it has a value and another meter does too). A type needs `neighborhoodMinMeters` judged meters
+ *   in the neighborhood; with fewer (the two shops of a residential street) its meters are not judged:
+ *   a shop's 08:00–18:00 plateau does not follow homes, and two shops are no norm. Evidence names the type
+ *   and the peers the mean was taken over. Correlation strictly below `neighborhoodMinCorrelation`
  *   → FaultEvent `neighborhood_outlier` on the main output (evidence {correlation, hours, meters}) and a
  *   `meter_fault` warning on ALERTS; a reported meter judged at or above the threshold on a later day gets
  *   the clearing event (same windowStart, the final windowEnd). windowStart/windowEnd are the first and last
@@ -74,9 +85,15 @@ interface NeighborhoodState {
  */
 export function detectNeighborhoodOutlier(
   store: StateStore,
+  registry: SideInput<MeterRegistry>,
   thresholds: Pick<
     RuleProfile['faults'],
-    'neighborhoodMinCorrelation' | 'neighborhoodWindowMs' | 'neighborhoodMinMeters' | 'lowVarianceCv'
+    | 'neighborhoodMinCorrelation'
+    | 'neighborhoodWindowMs'
+    | 'neighborhoodMinMeters'
+    | 'lowVarianceCv'
+    | 'neighborhoodTrimIqr'
+    | 'neighborhoodConsecutive'
   >,
   name = 'detectNeighborhoodOutlier',
 ): Transform<HourlyConsumption, FaultEvent> {
@@ -85,6 +102,8 @@ export function detectNeighborhoodOutlier(
     neighborhoodMinCorrelation: minCorrelation,
     neighborhoodMinMeters: minMeters,
     lowVarianceCv,
+    neighborhoodTrimIqr: trimIqr,
+    neighborhoodConsecutive: consecutive,
   } = thresholds;
   const minHours = Math.min(NEIGHBORHOOD_MIN_HOURS, w);
   /** Slot of epoch hour `h`; hours before the origin (still in the window) wrap like any other. */
@@ -93,6 +112,19 @@ export function detectNeighborhoodOutlier(
   const kwAt = (series: (number | null)[], slot: number): number | null => {
     const u = series[slot];
     return u === null || u === undefined ? null : u / KW_SCALE;
+  };
+
+  /** Q3 + trimIqr × IQR of the meter's own hourly values in [lo, hi): hours above it are its own loads. */
+  const ownFence = (st: NeighborhoodState, series: (number | null)[], lo: number, hi: number): number => {
+    const values: number[] = [];
+    for (let h = lo; h < hi; h++) {
+      const v = kwAt(series, slotOf(st, h));
+      if (v !== null) values.push(v);
+    }
+    if (values.length < 4) return Number.POSITIVE_INFINITY;
+    values.sort((a, b) => a - b);
+    const q = (p: number) => values[Math.floor(p * (values.length - 1))]!;
+    return q(0.75) + trimIqr * (q(0.75) - q(0.25));
   };
 
   const evaluate = (
@@ -130,14 +162,38 @@ export function detectNeighborhoodOutlier(
       if (!(variance > 0) || !(mean > 0) || Math.sqrt(variance) / mean < lowVarianceCv) continue;
       judged.push(id);
     }
+    const byType = new Map<string, string[]>();
+    for (const id of judged) {
+      const type = registry.value.get(id)?.meterType ?? 'unregistered';
+      const group = byType.get(type);
+      if (group === undefined) byType.set(type, [id]);
+      else group.push(id);
+    }
+    for (const [type, group] of byType) judgeGroup(ctx, st, at, lo, hi, type, group);
+  };
+
+  const judgeGroup = (
+    ctx: KeyedContext<FaultEvent, NeighborhoodState>,
+    st: NeighborhoodState,
+    at: number,
+    lo: number,
+    hi: number,
+    meterType: string,
+    judged: string[],
+  ): void => {
+    const span = hi - lo;
     if (judged.length < minMeters || judged.length < 2) return;
     const total = new Float64Array(span);
     const count = new Uint32Array(span);
+    // Each meter's own heavy hours stay out of the mean too: one EV among six homes would set its shape.
+    const fences = new Map<string, number>();
     for (const id of judged) {
       const series = st.m[id]!;
+      const fence = ownFence(st, series, lo, hi);
+      fences.set(id, fence);
       for (let h = lo; h < hi; h++) {
         const v = kwAt(series, slotOf(st, h));
-        if (v === null) continue;
+        if (v === null || v > fence) continue;
         total[h - lo] += v;
         count[h - lo] += 1;
       }
@@ -146,13 +202,14 @@ export function detectNeighborhoodOutlier(
     const y = new Float64Array(span);
     for (const id of judged) {
       const series = st.m[id]!;
+      const fence = fences.get(id)!;
       let pairs = 0;
       let first = -1;
       let last = -1;
       for (let h = lo; h < hi; h++) {
         const v = kwAt(series, slotOf(st, h));
         const i = h - lo;
-        if (v === null || count[i] < 2) continue;
+        if (v === null || count[i] < 2 || v > fence) continue;
         x[pairs] = v;
         y[pairs] = (total[i] - v) / (count[i] - 1);
         pairs += 1;
@@ -163,14 +220,20 @@ export function detectNeighborhoodOutlier(
       const r = pearson(x, y, pairs);
       if (Number.isNaN(r)) continue;
       const open = st.o[id];
+      st.l ??= {};
+      const low = st.l;
       if (r < minCorrelation) {
+        const times = (low[id] ?? 0) + 1;
+        low[id] = times;
         if (open !== undefined) open.e = last * HOUR_MS;
-        else {
+        else if (times >= consecutive) {
           const evidence = {
             status: 'active',
             correlation: round(r),
             hours: pairs,
             meters: judged.length,
+            meterType,
+            judgements: low[id],
             thresholdCorrelation: minCorrelation,
           };
           const fault: OpenFault = {
@@ -187,11 +250,13 @@ export function detectNeighborhoodOutlier(
               id,
               'neighborhood_outlier',
               at,
-              `hourly profile correlates ${round(r, 3)} with the mean of ${judged.length - 1} neighbours over ${pairs} h`,
+              `hourly profile correlates ${round(r, 3)} with the mean of ${judged.length - 1} ${meterType} neighbours over ${pairs} h`,
             ),
           );
         }
-      } else if (open !== undefined) {
+      } else if (open === undefined) delete low[id];
+      else {
+        delete low[id];
         const evidence = clearedEvidence(open, at, {
           correlation: round(r),
           hours: pairs,

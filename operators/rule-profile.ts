@@ -84,6 +84,44 @@ export interface RuleProfile {
     minWindowReadings: number;
     /** Communication failure: more than this share of expected readings missing over the window (seed: 20 %). */
     commMissingShare: number;
+    // --- Erratic spike judged against the meter's own normal (issue 13; README "Rule table") ---
+    /**
+     * Which erratic-spike rule runs. `own_profile` (default): an isolated excursion far above the meter's
+     * own readings at that time of day (detect-erratic-excursion.ts). `seed_sigma`: B4.2 as written, a
+     * reading above mean + `spikeSigmas`·σ of the window (detect-erratic-spike.ts), which fires on the
+     * ordinary evening peak of most homes.
+     */
+    spikeRule: 'own_profile' | 'seed_sigma';
+    /** own_profile: above this × the meter's highest reading within ±1 h of that time of day, per day of the window. */
+    spikeProfileFactor: number;
+    /** own_profile: and above this × the meter's highest reading of the whole window. */
+    spikeWeekMaxFactor: number;
+    /** own_profile: and at least this many kW above that time-of-day baseline. */
+    spikeMinExcessKw: number;
+    /** own_profile: back below the threshold within this many readings, or it is a load, not a spike. */
+    spikeMaxReadings: number;
+    /** own_profile: "back down" means below this share of the excursion's first reading. */
+    spikeReturnShare: number;
+    /** own_profile: history a meter needs before it is judged (the seed's window is 7 days; see README). */
+    spikeMinHistoryMs: number;
+    /** own_profile: days of the window with readings at that time of day before it is judged there. */
+    spikeMinSlotDays: number;
+    // --- end erratic spike ---
+    // --- Neighborhood outlier against peers of the same type (issue 13) ---
+    /**
+     * Hours where the meter is above its own Q3 + this × IQR over the window are left out of its
+     * correlation: a 7 kW EV charge at night or a sauna is the household's own business, not an atypical
+     * daily pattern, yet a few such hours dominate a Pearson correlation.
+     */
+    neighborhoodTrimIqr: number;
+    /** Consecutive day-end judgements below the correlation threshold before a fault is raised. */
+    neighborhoodConsecutive: number;
+    // --- end neighborhood outlier ---
+    /**
+     * Communication failure: history a meter needs before its missing share is judged (default 1 day;
+     * the seed's window is 7 days, set this to 7 days to wait for it; README "Fault rules").
+     */
+    commMinObservedMs: number;
     /** Neighborhood outlier: correlation of hourly profiles below this (seed: 0.3). */
     neighborhoodMinCorrelation: number;
     /** Window of hourly aggregates the neighborhood correlation is computed over. */
@@ -150,10 +188,21 @@ export const defaultRuleProfile: RuleProfile = {
     lowVarianceCv: 0.01,
     spikeSigmas: 4,
     minWindowReadings: 96,
+    spikeRule: 'own_profile',
+    spikeProfileFactor: 3,
+    spikeWeekMaxFactor: 1.5,
+    spikeMinExcessKw: 1,
+    spikeMaxReadings: 2,
+    spikeReturnShare: 0.5,
+    spikeMinHistoryMs: 3 * DAY,
+    spikeMinSlotDays: 3,
     commMissingShare: 0.2,
     neighborhoodMinCorrelation: 0.3,
     neighborhoodWindowMs: 3 * DAY,
     neighborhoodMinMeters: 5,
+    neighborhoodTrimIqr: 1.5,
+    neighborhoodConsecutive: 3,
+    commMinObservedMs: DAY,
   },
   peaks: {
     peakFromHour: 17,
@@ -236,6 +285,25 @@ export function resolveRuleProfile(overrides: unknown = {}): RuleProfile {
   positive('faults.rollingWindowMs', faults.rollingWindowMs);
   positive('faults.spikeSigmas', faults.spikeSigmas);
   share('faults.commMissingShare', faults.commMissingShare);
+  if (faults.spikeRule !== 'own_profile' && faults.spikeRule !== 'seed_sigma')
+    problems.push(
+      `faults.spikeRule must be own_profile or seed_sigma, got ${JSON.stringify(faults.spikeRule)}`,
+    );
+  positive('faults.spikeProfileFactor', faults.spikeProfileFactor);
+  positive('faults.spikeWeekMaxFactor', faults.spikeWeekMaxFactor);
+  positive('faults.spikeMinExcessKw', faults.spikeMinExcessKw + 1);
+  if (!(Number.isInteger(faults.spikeMaxReadings) && faults.spikeMaxReadings >= 1))
+    problems.push(`faults.spikeMaxReadings must be an integer >= 1, got ${faults.spikeMaxReadings}`);
+  share('faults.spikeReturnShare', faults.spikeReturnShare);
+  positive('faults.neighborhoodTrimIqr', faults.neighborhoodTrimIqr);
+  if (!(Number.isInteger(faults.neighborhoodConsecutive) && faults.neighborhoodConsecutive >= 1))
+    problems.push(
+      `faults.neighborhoodConsecutive must be an integer >= 1, got ${faults.neighborhoodConsecutive}`,
+    );
+  positive('faults.commMinObservedMs', faults.commMinObservedMs + 1);
+  positive('faults.spikeMinHistoryMs', faults.spikeMinHistoryMs + 1);
+  if (!(Number.isInteger(faults.spikeMinSlotDays) && faults.spikeMinSlotDays >= 1))
+    problems.push(`faults.spikeMinSlotDays must be an integer >= 1, got ${faults.spikeMinSlotDays}`);
   if (!(faults.neighborhoodMinCorrelation >= -1 && faults.neighborhoodMinCorrelation <= 1))
     problems.push('faults.neighborhoodMinCorrelation must be within [-1, 1]');
   for (const k of ['peakFromHour', 'peakToHour', 'offPeakFromHour', 'offPeakToHour'] as const)

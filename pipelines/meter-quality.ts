@@ -17,6 +17,7 @@ import { aggregateHourly } from '../operators/aggregate-hourly.js';
 import { classifyPeak } from '../operators/classify-peak.js';
 import { dedupeReadings } from '../operators/dedupe-readings.js';
 import { detectCommFailure } from '../operators/detect-comm-failure.js';
+import { detectErraticExcursion } from '../operators/detect-erratic-excursion.js';
 import { detectErraticSpike } from '../operators/detect-erratic-spike.js';
 import { detectLowVariance } from '../operators/detect-low-variance.js';
 import { detectNeighborhoodOutlier } from '../operators/detect-neighborhood-outlier.js';
@@ -79,8 +80,9 @@ const HOUR = 3_600_000;
  * The layout of this graph's operator state in checkpoints. Bump it with any change to what an operator
  * keeps in the state store (a field, an encoding): a worker refuses a checkpoint of another layout.
  * 2: compact per-meter state (sort buffer as column segments, growing rings, dedupe offsets).
+ * 3: the erratic-spike stage keeps hourly maxima and held readings; the outlier stage counts low judgements.
  */
-export const METER_QUALITY_STATE_FORMAT = 'meter-quality/2';
+export const METER_QUALITY_STATE_FORMAT = 'meter-quality/3';
 
 /**
  * The meter-quality graph: per-meter rules keyed by meter, then the cross-meter stages keyed by
@@ -147,7 +149,13 @@ export function meterQualityGraph(options: MeterQualityOptions): {
     stage('detectStuckMeter', detectStuckMeter(store, profile.faults), detects),
     stage('detectOverload', detectOverload(store, registry, profile.faults), detects),
     stage('detectLowVariance', detectLowVariance(store, profile.faults), detects),
-    stage('detectErraticSpike', detectErraticSpike(store, profile.faults), detects),
+    stage(
+      'detectErraticSpike',
+      profile.faults.spikeRule === 'seed_sigma'
+        ? detectErraticSpike(store, profile.faults)
+        : detectErraticExcursion(store, profile.faults),
+      detects,
+    ),
     stage('detectCommFailure', detectCommFailure(store, profile.faults), detects),
     stage('quarantineOverLimit', quarantineOverLimit(lineage), quarantines),
     stage('scoreQuality', scoreQuality(profile.quality)),
@@ -161,13 +169,17 @@ export function meterQualityGraph(options: MeterQualityOptions): {
   g.taggedSink('faults', FAULTS);
   g.taggedSink('alerts', ALERTS);
 
-  const hourlyStage = stage('aggregateHourly', aggregateHourly(store, registry, { allowedLatenessMs: 0 }), {
-    after: 'classifyPeak',
-    emits: [LATE],
-  });
+  const hourlyStage = stage(
+    'aggregateHourly',
+    aggregateHourly(store, registry, { allowedLatenessMs: 0, minQualityScore: profile.quality.standardFrom }),
+    {
+      after: 'classifyPeak',
+      emits: [LATE],
+    },
+  );
   const neighborhoodStage = stage(
     'detectNeighborhoodOutlier',
-    detectNeighborhoodOutlier(store, profile.faults),
+    detectNeighborhoodOutlier(store, registry, profile.faults),
     { after: 'aggregateHourly', emits: [ALERTS] },
   );
   const peaksStage = stage('rankDailyPeaks', rankDailyPeaks(store, profile.peaks), {

@@ -12,7 +12,7 @@ import {
   FLAG_MISSING_UNIT,
   FLAG_OVERRIDE,
 } from './dataset.js';
-import { formatKw, formatW, gatewayName } from './format.js';
+import { formatHalfHourKwh, formatKw, formatW, gatewayName } from './format.js';
 import { isoSeconds, type ResolvedOptions, SLOT_MS, SLOTS_PER_HOUR } from './options.js';
 import { chance, pick, substream } from './rng.js';
 import { MISSING, NULL_VALUE } from './series.js';
@@ -137,7 +137,15 @@ export class LineRenderer {
     if (change?.line !== undefined) return change.line;
     const stamps = this.gatewayStamps[meter.gateway] ?? this.stampsFor(meter.gateway);
     const timestamp = change?.timestamp ?? stamps[slot];
-    const value = change?.value ?? (v === NULL_VALUE ? '' : meter.reportsWatts ? formatW(v) : formatKw(v));
+    const value =
+      change?.value ??
+      (v === NULL_VALUE
+        ? ''
+        : meter.reportsWatts
+          ? formatW(v)
+          : meter.reportsKwh
+            ? formatHalfHourKwh(v)
+            : formatKw(v));
     const unit = change?.unit ?? (flag & FLAG_MISSING_UNIT ? '' : meter.unit);
     return this.join(style, meter.info.meterId, timestamp, value, unit, meter.locationField);
   }

@@ -17,6 +17,11 @@ export function formatW(value: number): string {
   return `${whole}.${value - whole * 10}`;
 }
 
+/** Energy of a half hour in kWh with 5 decimals (exact), from its mean kW × 10,000. */
+export function formatHalfHourKwh(value: number): string {
+  return (value / 20_000).toFixed(5);
+}
+
 export function gatewayName(gateway: number): string {
   return `gw-${String(gateway + 1).padStart(4, '0')}`;
 }

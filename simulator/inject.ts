@@ -52,8 +52,16 @@ function defaultCount(meters: number, rate: number): number {
   return Math.max(meters >= 200 ? 3 : 1, Math.round(rate * meters));
 }
 
-function eligible(kind: InjectedKind, meter: SimMeter): boolean {
+function eligible(kind: InjectedKind, meter: SimMeter, registry: SimRegistry): boolean {
   switch (kind) {
+    case 'neighborhood_outlier':
+      // Judged against peers of its own type: the two shops of a residential street have too few, and a
+      // round-the-clock plant turned upside down looks the same. A heat-pump home's load follows the
+      // outdoor temperature, not its occupants: a night-shift household there stays typical.
+      return (
+        (meter.profile === 'home' && !meter.heatPump) ||
+        (meter.profile === 'shop' && registry.neighborhoods[meter.neighborhood]!.commercial)
+      );
     case 'overload':
       return !meter.commercial || meter.info.maxKw !== null;
     case 'erratic_spike':
@@ -67,9 +75,11 @@ function eligible(kind: InjectedKind, meter: SimMeter): boolean {
 
 export function assignMeters(options: ResolvedOptions, registry: SimRegistry): MeterAssignment {
   const rng = substream(options.seed, 'assign');
+  // Injections go to 15-minute meters (their kinds are defined on 15-minute slots); half-hourly meters
+  // belong to the healthy fleet.
   const pool = shuffleInPlace(
     rng,
-    registry.meters.filter((m) => !m.info.vacant).map((m) => m.index),
+    registry.meters.filter((m) => !m.info.vacant && m.cadenceSlots === 1).map((m) => m.index),
   );
   const used = new Uint8Array(registry.meters.length);
   const meters = new Map<InjectedKind, number[]>();
@@ -89,7 +99,7 @@ export function assignMeters(options: ResolvedOptions, registry: SimRegistry): M
     const chosen: number[] = [];
     for (const index of pool) {
       if (chosen.length >= requested) break;
-      if (used[index] === 1 || !eligible(kind, registry.meters[index])) continue;
+      if (used[index] === 1 || !eligible(kind, registry.meters[index], registry)) continue;
       used[index] = 1;
       chosen.push(index);
     }
@@ -462,17 +472,20 @@ class Injector {
   }
 
   /**
-   * Single readings above mean + 7σ of every 7-day window that could hold them (trailing and
-   * day-aligned), after at least two days of history, and below 90 % of the meter's limit.
+   * Single readings no household load explains, after three days of history and below 90 % of the
+   * meter's limit: above mean + 7.5σ of every 7-day window that could hold them (trailing and
+   * day-aligned; so the seed's literal rule finds them too), at least 4× the meter's highest reading
+   * within an hour of that time of day over the 7 days before, and at least 2× its highest reading of
+   * those 7 days (so an EV home's 7 kW nights do not explain it). Slots where that cannot stay under the
+   * limit are passed over.
    */
   private erraticSpikes(meter: number, rng: Rng): void {
     const T = this.slots;
     const values = this.data.values;
     const at = this.offset(meter);
     const limit = this.meter(meter).limitKw * KW_QUANTUM;
-    const history = Math.min(2 * SLOTS_PER_DAY, Math.floor(T / 2));
+    const history = Math.min(3 * SLOTS_PER_DAY, Math.floor(T / 2));
     const spacing = Math.min(SLOTS_PER_DAY, Math.floor(T / 4));
-    const slots = this.pickSlots(rng, intBetween(rng, 1, 2), history, T - 4, spacing);
     const windowsOf = (s: number): [number, number][] => {
       const windows: [number, number][] = [[Math.max(0, s - WEEK_SLOTS), s]];
       if (T <= WEEK_SLOTS) windows.push([0, T]);
@@ -489,14 +502,38 @@ class Injector {
       for (let j = from; j < to; j++) window.push(values[at + j]);
       return meanAndSd(window);
     };
-    for (const s of slots) {
+    const targetOf = (s: number): number => {
       let target = 0;
       for (const [from, to] of windowsOf(s)) {
         const { mean, sd } = stats(from, to);
         target = Math.max(target, mean + 7.5 * sd);
       }
-      values[at + s] = Math.round(Math.min(target, limit * 0.9));
-    }
+      // As the rule reads its baseline: the clock hours within one hour of this one on each of the 7
+      // days before, and every clock hour of the 7 days before this one.
+      const hour = Math.floor(s / SLOTS_PER_HOUR);
+      const maxOver = (fromHour: number, toHour: number): number => {
+        let top = 0;
+        for (let j = Math.max(0, fromHour * SLOTS_PER_HOUR); j < toHour * SLOTS_PER_HOUR; j++)
+          top = Math.max(top, values[at + j]);
+        return top;
+      };
+      let slotMax = 0;
+      for (let d = 1; d <= 7; d++) slotMax = Math.max(slotMax, maxOver(hour - 24 * d - 1, hour - 24 * d + 2));
+      const weekMax = maxOver(hour - 168, hour);
+      return Math.max(target, 4 * slotMax, 2 * weekMax, values[at + s] + 2 * KW_QUANTUM);
+    };
+    const slots = this.pickSlots(
+      rng,
+      intBetween(rng, 1, 2),
+      history,
+      T - 4,
+      spacing,
+      (s) => targetOf(s) <= limit * 0.9,
+    );
+    const targets = slots.map(targetOf);
+    slots.forEach((s, i) => {
+      values[at + s] = Math.round(targets[i]);
+    });
     let weakest = Number.POSITIVE_INFINITY;
     for (const s of slots) {
       for (const [from, to] of windowsOf(s)) {

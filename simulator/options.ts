@@ -32,6 +32,16 @@ export interface SimulationOptions {
   wattMeterFraction?: number;
   /** Meters that sometimes leave the unit empty (default 0.08). */
   unitDroppingMeterFraction?: number;
+  /**
+   * Meters reading every 30 minutes instead of 15 (default 0.3). Faults and anomalies are injected on
+   * 15-minute meters only; half-hourly meters are part of the healthy fleet the false faults are counted on.
+   */
+  halfHourlyMeterFraction?: number;
+  /**
+   * Half-hourly meters send energy per interval (kWh in 30 minutes, unit `kWh`) instead of kW (default
+   * false: the pipeline takes kWh as kW until standardizeUnits converts energy per interval).
+   */
+  halfHourlyKwh?: boolean;
   /** Physical limit of a residential meter without `max_kw` (default 20, as the seeds say). */
   residentialLimitKw?: number;
   /** Physical limit of a commercial meter without `max_kw` (default 50, B3.1 of the second seed). */
@@ -57,6 +67,8 @@ export interface ResolvedOptions {
   readonly anomalyCounts: Partial<Record<AnomalyKind, number>>;
   readonly wattMeterFraction: number;
   readonly unitDroppingMeterFraction: number;
+  readonly halfHourlyMeterFraction: number;
+  readonly halfHourlyKwh: boolean;
   readonly residentialLimitKw: number;
   readonly commercialLimitKw: number;
   /** 15-minute intervals per meter. */
@@ -92,6 +104,11 @@ function fractionIn(option: string, value: unknown, high: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > high) {
     throw new SimulationOptionsError(option, value, `must be a number from 0 to ${high}`);
   }
+  return value;
+}
+
+function booleanOption(option: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new SimulationOptionsError(option, value, 'must be true or false');
   return value;
 }
 
@@ -195,6 +212,8 @@ export function resolveOptions(options: SimulationOptions): ResolvedOptions {
       options.unitDroppingMeterFraction ?? 0.08,
       1,
     ),
+    halfHourlyMeterFraction: fractionIn('halfHourlyMeterFraction', options.halfHourlyMeterFraction ?? 0.3, 1),
+    halfHourlyKwh: booleanOption('halfHourlyKwh', options.halfHourlyKwh ?? false),
     residentialLimitKw,
     commercialLimitKw,
     slots,

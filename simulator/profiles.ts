@@ -23,25 +23,34 @@ function sampleDay(shape: (hour: number) => number): Float64Array {
 }
 
 /**
- * Residential activity above the night base load, in kW at scale 1: a morning peak, some daytime use
- * and a broad evening peak. Broad on purpose: a narrow evening spike would sit more than 4σ above a
- * household's weekly mean and trip the erratic-spike rule on clean meters.
+ * Residential shapes above the night base load, each peaking at 1 (scaled per meter and per day): a
+ * short morning peak (breakfast, showers before work), light daytime use, and an evening peak around
+ * 18:45 that is narrow enough, as in metered homes, to sit well above 4σ of the household's week.
+ * Weekends: a later, broader morning and more daytime use.
  */
-export const residentialWeekday = sampleDay(
-  (h) => 1.4 * ringBump(h, 7.25, 0.9) + 0.8 * ringBump(h, 13, 4) + 2.4 * ringBump(h, 19.5, 2.6),
-);
-/** Weekends: a later, broader morning, more daytime use, a slightly earlier evening. */
-export const residentialWeekend = sampleDay(
-  (h) => 1.1 * ringBump(h, 9, 1.4) + 1.1 * ringBump(h, 13.5, 3.5) + 2.2 * ringBump(h, 19, 2.6),
-);
-export const residentialActivityMax = Math.max(...residentialWeekday, ...residentialWeekend);
+export const homeMorningWeekday = sampleDay((h) => ringBump(h, 7.25, 0.75));
+export const homeMorningWeekend = sampleDay((h) => ringBump(h, 9.25, 1.2));
+export const homeEveningWeekday = sampleDay((h) => ringBump(h, 18.75, 1.4));
+export const homeEveningWeekend = sampleDay((h) => ringBump(h, 18.25, 1.7));
+export const homeDaytimeWeekday = sampleDay((h) => 0.2 * ringBump(h, 13, 3));
+export const homeDaytimeWeekend = sampleDay((h) => 0.5 * ringBump(h, 13.5, 3));
+
+/** Industrial occupancy 0…1 by shifts worked: 06–14, 06–22, or round the clock with shift changes. */
+export const industrialOccupancy: Record<1 | 2 | 3, Float64Array> = {
+  1: sampleDay((h) => logistic((h - 6) / 0.3) * logistic((14 - h) / 0.3)),
+  2: sampleDay((h) => logistic((h - 6) / 0.3) * logistic((22 - h) / 0.3)),
+  3: sampleDay((h) => 1 - 0.25 * (ringBump(h, 6, 0.4) + ringBump(h, 14, 0.4) + ringBump(h, 22, 0.4))),
+};
 
 /** Commercial occupancy 0…1: business hours 07:30–18:30 with one-hour ramps. */
 export const commercialOccupancy = sampleDay((h) => logistic((h - 7.5) / 0.4) * logistic((18.5 - h) / 0.4));
 /** Weekend occupancy relative to a weekday: closed, with lighting and HVAC schedules still running. */
 export const commercialWeekendFactor = 0.3;
-/** A night-shift household runs the inverted day at this fraction of the normal activity. */
-export const invertedActivityScale = 0.6;
+/**
+ * A night-shift household lives its day 6 hours later (up at 13:00, its evening meal after midnight):
+ * 12 hours would put its morning peak onto everybody's evening. A shop turned round opens at night.
+ */
+export const invertedShiftHours = { home: 6, shop: 12, industrial: 12 } as const;
 
 /** Heating starts below, cooling above these outdoor temperatures (°C). */
 export const heatingBaseC = 16;

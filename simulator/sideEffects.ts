@@ -3,8 +3,9 @@
  * it (previous reading or previous valid one; gaps counted with or without NULLs and rejected lines;
  * trailing, day-aligned and growing windows) and with a margin on its threshold. What trips and is not
  * the injection itself becomes a `side_effect` label naming the injected kinds on that meter, so a
- * detector is neither blamed nor credited for it. Clean meters are built to trip nothing: only vacant
- * meters (all zeros) carry side effects without an injected cause, marked `details.vacant`.
+ * detector is neither blamed nor credited for it. Clean meters are not scanned: whatever a rule reports
+ * on one is a false fault, which is what the detection test counts. Vacant meters (all zeros) carry side
+ * effects without an injected cause, marked `details.vacant`.
  */
 import { type Dataset, FLAG_OVERRIDE, type PendingLabel } from './dataset.js';
 import type { LabelKind } from './kinds.js';
@@ -150,6 +151,10 @@ class MeterScanner {
     const kinds = this.injected.kinds.get(id);
     this.causes = kinds ? [...kinds].sort() : [];
     this.classify(meter);
+    if (!kinds && !meter.info.vacant) {
+      this.hourlyMeans(meter.index);
+      return;
+    }
     this.rateOfChange(id);
     this.gaps(id);
     if (!kinds?.has('comm_failure')) this.commFailure();
@@ -512,12 +517,24 @@ function neighborhoodCorrelation(
   const mean = new Float64Array(hours);
   const meterProfile = new Float64Array(24);
   const hoodProfile = new Float64Array(24);
+  // Each meter against the mean of its own type in its neighborhood (homes with homes, shops with shops),
+  // as the pipeline judges them.
+  const groups: { first: number; end: number; commercial: boolean }[] = [];
   for (const hood of registry.neighborhoods) {
-    const end = hood.firstMeter + hood.meterCount;
+    for (const commercial of [false, true]) {
+      groups.push({ first: hood.firstMeter, end: hood.firstMeter + hood.meterCount, commercial });
+    }
+  }
+  for (const group of groups) {
+    const end = group.end;
+    const members: number[] = [];
+    for (let m = group.first; m < end; m++)
+      if (registry.meters[m].commercial === group.commercial) members.push(m);
+    if (members.length === 0) continue;
     for (let h = 0; h < hours; h++) {
       let total = 0;
       let n = 0;
-      for (let m = hood.firstMeter; m < end; m++) {
+      for (const m of members) {
         const v = hourly[m * hours + h];
         if (!Number.isNaN(v)) {
           total += v;
@@ -526,10 +543,11 @@ function neighborhoodCorrelation(
       }
       mean[h] = n > 0 ? total / n : Number.NaN;
     }
-    for (let m = hood.firstMeter; m < end; m++) {
+    for (const m of members) {
       const meter = registry.meters[m];
       const id = meter.info.meterId;
       const outlier = outliers.get(id);
+      if (!outlier && !injectedKinds.has(id) && !meter.info.vacant) continue; // clean: not labelled
       const spanFirst = outlier ? Math.floor((Date.parse(outlier.start) - options.startMs) / 3_600_000) : 0;
       const spanLast = outlier ? Math.floor((Date.parse(outlier.end) - options.startMs) / 3_600_000) : -1;
       let lowest = Number.POSITIVE_INFINITY;

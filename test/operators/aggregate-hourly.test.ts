@@ -111,6 +111,26 @@ describe('aggregateHourly windows', () => {
     ]);
   });
 
+  it('leaves out readings scored below minQualityScore (the quarantine tier), keeps 70 and above', () => {
+    const events = [
+      data(
+        r('M1', T0, 2, { qualityScore: 70 }),
+        r('M1', T0 + INTERVAL, 4, { qualityScore: 90 }),
+        r('M1', T0 + 2 * INTERVAL, 50, { qualityScore: 69 }),
+      ),
+      wm(T0 + HOUR),
+    ];
+    const out: FlowEvent<HourlyConsumption>[] = [];
+    from(events)
+      .pipe(aggregateHourly(new StateStore(), registry(), { allowedLatenessMs: 0, minQualityScore: 70 }))
+      .subscribe((e) => out.push(e));
+    expect(rows(out)).toEqual([
+      hourly({ meterId: 'M1', hour: T0, avgKw: 3, minKw: 2, maxKw: 4, stddevKw: 1, count: 2 }),
+    ]);
+    // Without the cut (the operator's default), the low-scored reading counts.
+    expect(rows(run(events))[0]!.count).toBe(3);
+  });
+
   it('an hour with nothing countable emits nothing', () => {
     expect(rows(run([data(r('M1', T0, null, { flags: ['MISSING_READING'] })), wm(T0 + HOUR)]))).toEqual([]);
   });

@@ -190,3 +190,18 @@ describe('detectCommFailure properties', () => {
     expect(Math.abs(sizes[29]! - sizes[8]!)).toBeLessThanOrEqual(5);
   });
 });
+
+describe('detectCommFailure: the history it waits for (faults.commMinObservedMs)', () => {
+  /** Two days of a meter whose every other reading is a NULL: 50 % missing. */
+  const halfMissing = (): Reading[] =>
+    rows(Array.from({ length: 2 * 96 }, (_, i): Row => (i % 2 === 0 ? 'ok' : 'null')));
+
+  it('judges from one day of history by default', () => {
+    expect(faults(run(comm(), [data(...halfMissing())])).map(status)).toEqual(['active']);
+  });
+
+  it('waits for the seed’s full 7-day window when set to 7 days', () => {
+    const t = { ...thresholds, commMinObservedMs: 7 * DAY };
+    expect(faults(run(comm(new StateStore(), t), [data(...halfMissing())]))).toEqual([]);
+  });
+});

@@ -1,18 +1,47 @@
 import fc from 'fast-check';
-import { from } from 'rxjs';
+import { BehaviorSubject, from } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { deserializeSnapshot, type FlowEvent, StateStore, serializeSnapshot } from '../../core/index.js';
+import {
+  deserializeSnapshot,
+  type FlowEvent,
+  SideInput,
+  StateStore,
+  serializeSnapshot,
+} from '../../core/index.js';
 import { detectNeighborhoodOutlier } from '../../operators/detect-neighborhood-outlier.js';
-import { ALERTS } from '../../operators/outputs.js';
+import { ALERTS, type MeterRegistry } from '../../operators/outputs.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
-import type { FaultEvent, HourlyConsumption } from '../../schemas/reading.js';
+import type { FaultEvent, HourlyConsumption, MeterType } from '../../schemas/reading.js';
 import { data, testScheduler, wm } from '../core/helpers.js';
 import { alerts, DAY, HOUR, run, status, T0 } from './fixtures.js';
 
-const thresholds = defaultRuleProfile.faults;
+/**
+ * The seed's rule alone: one judgement below 0.3 is a fault and no hour is trimmed. The defaults'
+ * persistence (3 day ends in a row) and trimming of the meter's own heavy loads have tests of their own.
+ */
+const thresholds = { ...defaultRuleProfile.faults, neighborhoodConsecutive: 1, neighborhoodTrimIqr: 1e9 };
 
 const faults = (out: FlowEvent<FaultEvent>[]) => out.flatMap((e) => (e.kind === 'data' ? e.items : []));
-const outliers = (st = new StateStore(), t = thresholds) => detectNeighborhoodOutlier(st, t);
+/** Meters missing from the registry are judged together, as one type. */
+const registryOf = (types: Record<string, MeterType> = {}) => {
+  const side = new SideInput<MeterRegistry>(
+    'registry',
+    new BehaviorSubject<MeterRegistry>(
+      new Map(
+        Object.entries(types).map(([meterId, meterType]) => [
+          meterId,
+          { meterId, region: 'north', neighborhood: 'north-01', meterType, vacant: false, maxKw: null },
+        ]),
+      ),
+    ),
+  );
+  side.connect((err) => {
+    throw err;
+  });
+  return side;
+};
+const outliers = (st = new StateStore(), t = thresholds, registry = registryOf()) =>
+  detectNeighborhoodOutlier(st, registry, t);
 
 function hourly(meterId: string, hour: number, avgKw: number, neighborhood = 'north-01'): HourlyConsumption {
   return {
@@ -65,6 +94,8 @@ describe('detectNeighborhoodOutlier at the 0.3 boundary', () => {
           correlation: 0.29,
           hours: 24,
           meters: 6,
+          meterType: 'unregistered',
+          judgements: 1,
           thresholdCorrelation: 0.3,
         }),
       },
@@ -76,7 +107,7 @@ describe('detectNeighborhoodOutlier at the 0.3 boundary', () => {
         meterId: 'MTR-T',
         ts: T0 + DAY,
         message:
-          'neighborhood_outlier fault on MTR-T: hourly profile correlates 0.29 with the mean of 5 neighbours over 24 h',
+          'neighborhood_outlier fault on MTR-T: hourly profile correlates 0.29 with the mean of 5 unregistered neighbours over 24 h',
       },
     ]);
   });
@@ -95,6 +126,81 @@ describe('detectNeighborhoodOutlier at the 0.3 boundary', () => {
   it('needs 24 hourly values of a meter in the window (23 → not judged)', () => {
     const items = neighborhood(-0.9).filter((h) => !(h.meterId === 'MTR-T' && h.hour === T0 + 5 * HOUR));
     expect(faults(run(outliers(), [data(...items), wm(T0 + DAY)]))).toEqual([]);
+  });
+});
+
+describe('detectNeighborhoodOutlier in a neighborhood mixing types', () => {
+  /** 18 homes following the evening-peak shape and 2 shops on a daytime plateau (orthogonal to it). */
+  function street(opts: { shops?: number; homeOutlier?: boolean } = {}): {
+    items: HourlyConsumption[];
+    types: Record<string, MeterType>;
+  } {
+    const items: HourlyConsumption[] = [];
+    const types: Record<string, MeterType> = {};
+    for (let h = 0; h < 24; h++) {
+      for (let p = 0; p < 18; p++) {
+        const inverted = opts.homeOutlier === true && p === 0;
+        types[`MTR-H${p}`] = 'residential';
+        items.push(hourly(`MTR-H${p}`, T0 + h * HOUR, 1 + 0.05 * p + (inverted ? -1 : 1) * 0.6 * shape(h)));
+      }
+      for (let p = 0; p < (opts.shops ?? 2); p++) {
+        types[`MTR-S${p}`] = 'commercial';
+        items.push(hourly(`MTR-S${p}`, T0 + h * HOUR, 30 + 5 * p + 20 * orthogonal(h)));
+      }
+    }
+    return { items, types };
+  }
+
+  it('judges homes only against homes and leaves 2 shops unjudged (too few peers of their type)', () => {
+    const { items, types } = street();
+    expect(
+      faults(run(outliers(new StateStore(), thresholds, registryOf(types)), [data(...items), wm(T0 + DAY)])),
+    ).toEqual([]);
+  });
+
+  it('without the types, the shops dominate the mean and clean meters are reported', () => {
+    const { items } = street();
+    expect(faults(run(outliers(), [data(...items), wm(T0 + DAY)])).length).toBeGreaterThan(0);
+  });
+
+  it('still finds an inverted home among its 17 home peers, and judges 5 shops among themselves', () => {
+    const { items, types } = street({ homeOutlier: true, shops: 5 });
+    const found = faults(
+      run(outliers(new StateStore(), thresholds, registryOf(types)), [data(...items), wm(T0 + DAY)]),
+    );
+    expect(found.map((f) => f.meterId)).toEqual(['MTR-H0']);
+    expect(JSON.parse(found[0]!.evidence)).toMatchObject({ meterType: 'residential', meters: 18 });
+  });
+});
+
+describe('detectNeighborhoodOutlier with the default persistence and trimming', () => {
+  const defaults = defaultRuleProfile.faults;
+
+  it('reports only on the third day end in a row below the threshold', () => {
+    const dayOf = (d: number) => neighborhood(-0.5, { from: 24 * d });
+    const events = [data(...dayOf(0)), wm(T0 + DAY), data(...dayOf(1)), wm(T0 + 2 * DAY)];
+    expect(faults(run(outliers(new StateStore(), defaults), events))).toEqual([]);
+    const third = faults(
+      run(outliers(new StateStore(), defaults), [...events, data(...dayOf(2)), wm(T0 + 3 * DAY)]),
+    );
+    expect(third.map((f) => [f.meterId, f.detectedAt])).toEqual([['MTR-T', T0 + 3 * DAY]]);
+  });
+
+  it('leaves out the meter’s own heavy hours: a nightly 7 kW charge does not make a home an outlier', () => {
+    const items: HourlyConsumption[] = [];
+    for (let h = 0; h < 72; h++) {
+      for (let p = 0; p < 6; p++)
+        items.push(hourly(`MTR-P${p}`, T0 + h * HOUR, 1 + 0.2 * p + shape(h) * 0.6));
+      const charging = h % 24 >= 16 && h % 24 < 21 ? 7 : 0; // when the neighbours draw least
+      items.push(hourly('MTR-EV', T0 + h * HOUR, 1.2 + shape(h) * 0.6 + charging));
+    }
+    const events = [data(...items), wm(T0 + DAY), wm(T0 + 2 * DAY), wm(T0 + 3 * DAY)];
+    expect(faults(run(outliers(new StateStore(), defaults), events))).toEqual([]);
+    // Untrimmed, the charge sets the EV home apart, and among six homes it sets the mean for the others too.
+    const untrimmed = { ...defaults, neighborhoodTrimIqr: 1e9 };
+    expect(faults(run(outliers(new StateStore(), untrimmed), events)).map((f) => f.meterId)).toContain(
+      'MTR-EV',
+    );
   });
 });
 

@@ -42,7 +42,7 @@ describe('greenstream simulate', () => {
       files: 24,
       expectedReadings: 60 * 96,
     });
-    expect(summary.lines).toBeGreaterThan(60 * 96 * 0.9);
+    expect(summary.lines).toBeGreaterThan(60 * 96 * 0.75); // a third of the meters read every 30 minutes
     expect(summary.elapsedMs).toBeGreaterThanOrEqual(0);
     expect(readFileSync(join(out, 'registry.csv'), 'utf8').split('\n')).toHaveLength(62);
     expect(JSON.parse(readFileSync(join(out, 'labels.json'), 'utf8')).format).toBe(

@@ -76,3 +76,43 @@ describe('small and short simulations', () => {
     }
   });
 });
+
+describe('half-hourly kWh payloads (halfHourlyKwh)', () => {
+  /** meterId → timestamp → [value, unit] of every line of a 60-meter day. */
+  function lines(halfHourlyKwh: boolean): Map<string, Map<string, [number, string]>> {
+    const sim = createSimulation({ meters: 60, days: 1, start: '2024-03-11', seed: 5, halfHourlyKwh });
+    const out = new Map<string, Map<string, [number, string]>>();
+    for (const file of sim.hours()) {
+      for (const line of file.csv.split(/\r?\n/).slice(1)) {
+        const [id, ts, value, unit] = line.replaceAll('"', '').split(',');
+        if (!id?.startsWith('MTR-') || value === undefined || value === '') continue;
+        const meter = out.get(id) ?? new Map<string, [number, string]>();
+        meter.set(ts!.slice(0, 19), [Number(value), unit ?? '']);
+        out.set(id, meter);
+      }
+    }
+    return out;
+  }
+
+  it('send half-hourly meters’ energy per 30 minutes in kWh: half the mean kW the default sends', () => {
+    const kw = lines(false);
+    const kwh = lines(true);
+    let halfHourly = 0;
+    for (const [id, readings] of kwh) {
+      if (readings.size !== 48) continue;
+      halfHourly += 1;
+      for (const [ts, [value, unit]] of readings) {
+        expect(unit, `${id} ${ts}`).toBe('kWh');
+        const [kwValue, kwUnit] = kw.get(id)!.get(ts)!;
+        // In watts, or without a unit where the pipeline infers watts (> 1000).
+        const watts = ['W', 'Watts', 'watt'].includes(kwUnit) || (kwUnit === '' && kwValue > 1000);
+        const meanKw = watts ? kwValue / 1000 : kwValue;
+        expect(value * 2).toBeCloseTo(meanKw, 4);
+      }
+    }
+    expect(halfHourly).toBeGreaterThan(5);
+    // 15-minute meters keep kW, never spelled kWh.
+    for (const readings of kwh.values())
+      if (readings.size === 96) for (const [, [, unit]] of readings) expect(unit).not.toBe('kWh');
+  });
+});

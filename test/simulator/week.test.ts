@@ -1,6 +1,6 @@
 /**
  * One simulated week of 1,000 meters, read back through the input contract: every injected label is
- * checked against the files, and clean meters against the rules they must not trip.
+ * checked against the files, and clean meters against what metered households look like.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { MeterInfo } from '../../schemas/reading.js';
@@ -38,6 +38,11 @@ function limitOf(meter: MeterInfo): number {
   );
 }
 
+/** Meters are compared with peers of their own type in their neighborhood. */
+function groupOf(meter: MeterInfo): string {
+  return `${meter.neighborhood}/${meter.meterType}`;
+}
+
 function slotOf(iso: string): number {
   return (Date.parse(iso) - Date.parse(labels.start)) / SLOT;
 }
@@ -54,9 +59,9 @@ beforeAll(() => {
   fleet = readFleet(simulation.hours(), new Set(meters.keys()), Date.parse(labels.start), 7 * 96, watch);
   const byHood = new Map<string, Float64Array[]>();
   for (const meter of simulation.registry) {
-    const list = byHood.get(meter.neighborhood) ?? [];
+    const list = byHood.get(groupOf(meter)) ?? [];
     list.push(hourlyMeans(fleet.kw.get(meter.meterId)!));
-    byHood.set(meter.neighborhood, list);
+    byHood.set(groupOf(meter), list);
   }
   neighborhoodMeans = new Map();
   for (const [hood, series] of byHood) {
@@ -182,9 +187,9 @@ describe('labels of a 1,000-meter week', () => {
 
   it('neighborhood_outlier: an hourly profile anti-correlated with its neighborhood for the week', () => {
     for (const label of injected('neighborhood_outlier')) {
-      const hood = meters.get(label.meterId)!.neighborhood;
-      const r = correlation(hourlyMeans(fleet.kw.get(label.meterId)!), neighborhoodMeans.get(hood)!);
-      expect(r).toBeLessThan(0);
+      const group = groupOf(meters.get(label.meterId)!);
+      const r = correlation(hourlyMeans(fleet.kw.get(label.meterId)!), neighborhoodMeans.get(group)!);
+      expect(r).toBeLessThan(0.2);
       expect(label.count / 96).toBeGreaterThanOrEqual(3);
     }
   });
@@ -330,71 +335,77 @@ describe('clean meters of a 1,000-meter week', () => {
     expect(natural).toEqual([]);
   });
 
-  it('send 4 readings per hour in every hourly file', () => {
+  it('send 4 readings per hour (15-minute meters) or 2 (30-minute meters) in every hourly file', () => {
+    let halfHourly = 0;
     for (const meter of clean) {
       const series = fleet.kw.get(meter.meterId)!;
-      expect(
-        series.every((v) => !Number.isNaN(v)),
-        meter.meterId,
-      ).toBe(true);
+      const present = series.filter((v) => !Number.isNaN(v)).length;
+      if (present === series.length / 2) {
+        halfHourly += 1;
+        expect(
+          series.every((v, s) => Number.isNaN(v) === (s % 2 === 1)),
+          meter.meterId,
+        ).toBe(true);
+      } else expect(present, meter.meterId).toBe(series.length);
     }
-    const gateway = (index: number) => `gw-${String(Math.floor(index / 100) + 1).padStart(4, '0')}`;
-    const sample = clean.slice(0, 50);
-    for (const file of simulation.hours()) {
-      for (const meter of sample) {
-        if (!file.path.endsWith(`${gateway(Number(meter.meterId.slice(4)) - 1)}.csv`)) continue;
-        expect(fleet.linesPerFileAndMeter.get(`${file.path} ${meter.meterId}`)).toBe(4);
+    expect(halfHourly / clean.length).toBeGreaterThan(0.2);
+    expect(halfHourly / clean.length).toBeLessThan(0.5);
+  });
+
+  it('mix homes and shops in residential streets (about one shop in ten)', () => {
+    const streets = new Map<string, MeterInfo[]>();
+    for (const m of simulation.registry)
+      streets.set(m.neighborhood, [...(streets.get(m.neighborhood) ?? []), m]);
+    let mixed = 0;
+    for (const members of streets.values()) {
+      const shops = members.filter((m) => m.meterType === 'commercial').length;
+      if (shops > 0 && shops < members.length) {
+        mixed += 1;
+        expect(shops).toBe(Math.round(members.length / 10));
       }
     }
+    expect(mixed).toBeGreaterThan(10);
   });
 
-  it('vary: 7-day coefficient of variation ≥ 0.05', () => {
-    for (const meter of clean) {
-      const { mean, sd } = meanAndSd(fleet.kw.get(meter.meterId)!);
-      expect(sd / mean, meter.meterId).toBeGreaterThanOrEqual(0.05);
+  it('are skewed as metered homes are: most homes have ordinary readings above mean + 4σ of their week', () => {
+    const homes = clean.filter((m) => m.meterType === 'residential');
+    let above = 0;
+    for (const meter of homes) {
+      const series = fleet.kw.get(meter.meterId)!;
+      const { mean, sd } = meanAndSd(series);
+      if (series.some((v) => v > mean + 4 * sd)) above += 1;
     }
+    expect(above / homes.length).toBeGreaterThan(0.5);
   });
 
-  it('change smoothly: consecutive readings within 3× of each other', () => {
-    let pairs = 0;
-    let beyond = 0;
+  it('include EV homes charging at about 7 kW at night', () => {
+    let charging = 0;
     for (const meter of clean) {
       const series = fleet.kw.get(meter.meterId)!;
-      for (let s = 1; s < series.length; s++) {
-        pairs += 1;
-        const ratio = series[s] / series[s - 1];
-        if (ratio > 3 || ratio < 1 / 3) beyond += 1;
-      }
+      const nightly = series.some((v, s) => v > 7 && (s % 96 < 20 || s % 96 >= 86));
+      if (nightly && meter.meterType === 'residential') charging += 1;
     }
-    expect(pairs).toBeGreaterThan(400_000);
-    expect(beyond).toBe(0);
+    expect(charging / clean.length).toBeGreaterThan(0.05);
   });
 
-  it('follow their neighborhood: hourly-profile correlation ≥ 0.5 for ≥ 99 % of meters and of meter-days', () => {
-    let weekOk = 0;
-    let daysOk = 0;
+  it('follow their own type in their neighborhood: weekly hourly-profile correlation ≥ 0.3 for ≥ 90 % of meters', () => {
+    let ok = 0;
     for (const meter of clean) {
       const hourly = hourlyMeans(fleet.kw.get(meter.meterId)!);
-      const mean = neighborhoodMeans.get(meter.neighborhood)!;
-      if (correlation(hourly, mean) >= 0.5) weekOk += 1;
-      for (let d = 0; d < 7; d++) {
-        if (correlation(hourly.subarray(d * 24, d * 24 + 24), mean.subarray(d * 24, d * 24 + 24)) >= 0.5)
-          daysOk += 1;
-      }
+      const mean = neighborhoodMeans.get(groupOf(meter))!;
+      if (correlation(hourly, mean) >= 0.3) ok += 1;
     }
-    expect(weekOk / clean.length).toBeGreaterThanOrEqual(0.99);
-    expect(daysOk / (clean.length * 7)).toBeGreaterThanOrEqual(0.99);
+    expect(ok / clean.length).toBeGreaterThanOrEqual(0.9);
   });
 
-  it('trip no fault rule: no zero, no day without variance, within limits, no reading above mean + 4σ', () => {
+  it('never read zero, vary within every day, and stay within their limit', () => {
     const violations: string[] = [];
     for (const meter of clean) {
       const series = fleet.kw.get(meter.meterId)!;
-      const { mean, sd } = meanAndSd(series);
       const limit = limitOf(meter);
       for (let s = 0; s < series.length; s++) {
         const v = series[s];
-        if (!(v > 0 && v <= limit && v < mean + 4 * sd)) violations.push(`${meter.meterId}@${s}: ${v}`);
+        if (!Number.isNaN(v) && !(v > 0 && v <= limit)) violations.push(`${meter.meterId}@${s}: ${v}`);
       }
       for (let first = 0; first + 96 <= series.length; first += 4) {
         const { sd: daySd } = meanAndSd(series.subarray(first, first + 96));
