@@ -30,8 +30,43 @@ export function runGraphInMemory(
   batches: Iterable<readonly RawReading[]>,
   registry: MeterRegistry,
   profile: RuleProfile,
-  options: { readonly replay?: boolean; readonly lineage?: Lineage } = {},
+  options: InMemoryOptions = {},
 ): CollectedOutputs {
+  const run = startGraph(registry, profile, options);
+  for (const batch of batches) run.push(batch);
+  return run.finish();
+}
+
+/**
+ * `runGraphInMemory` that hands the event loop back every `yieldEvery` batches (default 24): a long run
+ * on one thread otherwise starves everything else in the process, such as a test runner's heartbeat.
+ */
+export async function runGraphInMemoryAsync(
+  batches: Iterable<readonly RawReading[]>,
+  registry: MeterRegistry,
+  profile: RuleProfile,
+  options: InMemoryOptions & { readonly yieldEvery?: number } = {},
+): Promise<CollectedOutputs> {
+  const run = startGraph(registry, profile, options);
+  const every = options.yieldEvery ?? 24;
+  let n = 0;
+  for (const batch of batches) {
+    run.push(batch);
+    if (++n % every === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  return run.finish();
+}
+
+export interface InMemoryOptions {
+  readonly replay?: boolean;
+  readonly lineage?: Lineage;
+}
+
+function startGraph(
+  registry: MeterRegistry,
+  profile: RuleProfile,
+  options: InMemoryOptions,
+): { push(batch: readonly RawReading[]): void; finish(): CollectedOutputs } {
   const out: CollectedOutputs = {
     readings: [],
     quarantine: [],
@@ -64,8 +99,14 @@ export function runGraphInMemory(
     hourly: push(out.hourly),
     dailyPeaks: push(out.dailyPeaks),
   }).subscribe({ error: (err: unknown) => (failure = err) });
-  for (const batch of batches) input.next(dataEvent(batch));
-  input.complete();
-  if (failure !== undefined) throw failure;
-  return out;
+  return {
+    push(batch) {
+      if (failure === undefined) input.next(dataEvent(batch));
+    },
+    finish() {
+      input.complete();
+      if (failure !== undefined) throw failure;
+      return out;
+    },
+  };
 }
