@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { sql } from '../connectors/sql.js';
+import { sql } from '../codecs/sql.js';
 import { resolveRuleProfile } from '../operators/rule-profile.js';
 import { runMeterQualityJob } from '../pipelines/job.js';
 import { simulate } from '../simulator/index.js';

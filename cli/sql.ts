@@ -7,9 +7,9 @@
  */
 import { parseArgs } from 'node:util';
 import { createClient, type Logger } from '@clickhouse/client';
+import { sql } from '../codecs/sql.js';
 import { findFolderOwner } from '../connectors/chdb-lock.js';
 import { openHotStore } from '../connectors/clickhouse.js';
-import { sql } from '../connectors/sql.js';
 import { type Command, UsageError } from './main.js';
 import { parseHotTarget } from './options.js';
 

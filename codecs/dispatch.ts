@@ -3,13 +3,9 @@
  * and adapts the codec's answer to the decoder's result, and reads the optional `interval_minutes` column
  * of a readings CSV. Pure.
  */
-import type {
-  DecodedPayload,
-  DecodeResult,
-  MessageDecodeFailure,
-  RecordDecodeFailure,
-} from '../connectors/decode.js';
+
 import type { RawReading } from '../schemas/reading.js';
+import type { DecodedPayload, DecodeResult, MessageDecodeFailure, RecordDecodeFailure } from './decode.js';
 import { decodeGreenButton, looksLikeGreenButton } from './green-button.js';
 import { decodeNem12, looksLikeNem12 } from './nem12.js';
 import { type CodecResult, GREEN_BUTTON_CONTENT_TYPE, NEM12_CONTENT_TYPE } from './types.js';

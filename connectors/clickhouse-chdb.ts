@@ -4,10 +4,10 @@ import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type ClickHouseClient, type ClickHouseClientConfigOptions, createClient } from '@clickhouse/client';
 import { type ChdbConnection, createChdbConnection } from 'chdb/connection';
+import type { TextSink } from '../codecs/clickhouse-encode.js';
+import { sql, sqlIdent } from '../codecs/sql.js';
 import { clickhouseType } from '../schemas/clickhouse.js';
 import { bodyOf, type Driver, firstLine } from './clickhouse-driver.js';
-import type { TextSink } from './clickhouse-encode.js';
-import { sql, sqlIdent } from './sql.js';
 
 /** A spool file could not be written: the engine cannot be given the batch for now. */
 export class SpoolError extends Error {

@@ -2,8 +2,9 @@
  * What the hot store needs of an engine (the ClickHouse server over HTTP, or chDB in the process): a few
  * calls on raw SQL text and staged inserts, plus the types and helpers both engines share.
  */
+
+import type { RowFormat, TextSink } from '../codecs/clickhouse-encode.js';
 import type { Column } from '../schemas/reading.js';
-import type { RowFormat, TextSink } from './clickhouse-encode.js';
 import type { HotStoreOperation } from './clickhouse-errors.js';
 
 export type HotStoreTarget =

@@ -1,9 +1,9 @@
 /** The ClickHouse server engine of the hot store: `@clickhouse/client` over HTTP, errors read from the response. */
 import { Readable } from 'node:stream';
 import { type ClickHouseClient, createClient, type Logger } from '@clickhouse/client';
+import { sql } from '../codecs/sql.js';
 import { bodyOf, type Driver, type HotStoreEvent, type HotStoreTarget } from './clickhouse-driver.js';
 import { ClickHouseHttpError, SinkRejectedError } from './clickhouse-errors.js';
-import { sql } from './sql.js';
 
 export interface ServerDriverOptions {
   /** HTTP request timeout; a timed-out request is retried by the store. Default 30 s. */

@@ -16,6 +16,8 @@
  * record's identity: a batch that landed before its response was lost collapses with its copy.
  */
 
+import { RowEncodingError, type RowFormat, type RowWriter, rowWriter } from '../codecs/clickhouse-encode.js';
+import { type SqlFragment, sql, sqlIdent } from '../codecs/sql.js';
 import {
   bootstrapDdl,
   type ClickHouseCapabilities,
@@ -39,7 +41,6 @@ import {
   type InsertTarget,
   type StagedInsert,
 } from './clickhouse-driver.js';
-import { RowEncodingError, type RowFormat, type RowWriter, rowWriter } from './clickhouse-encode.js';
 import {
   classifyFailure,
   type HotStoreEngine,
@@ -49,10 +50,9 @@ import {
   SinkUnavailableError,
 } from './clickhouse-errors.js';
 import { serverDriver, serverLocation } from './clickhouse-server.js';
-import { type SqlFragment, sql, sqlIdent } from './sql.js';
 
+export type { RowFormat } from '../codecs/clickhouse-encode.js';
 export type { HotStoreEvent, HotStoreTarget } from './clickhouse-driver.js';
-export type { RowFormat } from './clickhouse-encode.js';
 export { SinkRejectedError, SinkUnavailableError } from './clickhouse-errors.js';
 
 export interface RetryPolicy {

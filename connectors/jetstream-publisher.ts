@@ -18,16 +18,16 @@ import { createHash } from 'node:crypto';
 import { basename, extname } from 'node:path';
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
-import { detectUtilityContentType } from '../codecs/dispatch.js';
-import { type SplitText, splitGreenButton, splitNem12 } from '../codecs/split.js';
-import { NEM12_CONTENT_TYPE } from '../codecs/types.js';
 import {
   CSV_CONTENT_TYPE,
   detectContentType,
   JSON_CONTENT_TYPE,
   type PayloadContentType,
   splitCsvRecords,
-} from './decode.js';
+} from '../codecs/decode.js';
+import { detectUtilityContentType } from '../codecs/dispatch.js';
+import { type SplitText, splitGreenButton, splitNem12 } from '../codecs/split.js';
+import { NEM12_CONTENT_TYPE } from '../codecs/types.js';
 import { isTransientNatsError, messageOf, PayloadTooLargeError, PublishError } from './jetstream-errors.js';
 import { READINGS_SUBJECT_PREFIX } from './jetstream-streams.js';
 import { landingReceivedAt } from './landing.js';

@@ -22,7 +22,7 @@ import {
   DEFAULT_MAX_PAYLOAD_BYTES,
   JSON_CONTENT_TYPE,
   type PayloadContentType,
-} from './decode.js';
+} from '../codecs/decode.js';
 
 export class LandingError extends Error {
   override readonly name = 'LandingError';

@@ -30,6 +30,7 @@ import {
   VARCHAR,
 } from '@duckdb/node-api';
 import type { RecordBatch, Table } from 'apache-arrow';
+import { duckdbIdent, duckdbLiteral } from '../codecs/sql.js';
 import { GreenStreamError } from '../core/errors.js';
 import { arrowColumnValues, type CellValue, isNullableColumnType } from '../schemas/arrow.js';
 import {
@@ -52,7 +53,6 @@ import {
   TEMPORARY_SUFFIX,
 } from '../schemas/parquet.js';
 import type { Column, ColumnType } from '../schemas/reading.js';
-import { duckdbIdent, duckdbLiteral } from './sql.js';
 
 /** Context attached to a lake error: what was being done, never row contents. */
 export type LakeErrorContext = Readonly<Record<string, string | number>>;

@@ -22,8 +22,8 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzipSync, gzipSync, inflateSync } from 'node:zlib';
 import { type ChdbResult, Session } from 'chdb';
+import { sqlIdent } from '../codecs/sql.js';
 import { checkReadOnlyStatement } from './read-only-sql.js';
-import { sqlIdent } from './sql.js';
 
 export interface QueryLimits {
   /** `max_result_rows` (overflow throws). */

@@ -1,5 +1,5 @@
 /** Turns a decoded payload (a landing file, a JetStream message) into the records and quarantine rows of a pull. */
-import type { DecodeResult } from '../connectors/decode.js';
+import type { DecodeResult } from '../codecs/decode.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
 
 /** Turns one decoded payload into a source batch: record failures become quarantine rows. */

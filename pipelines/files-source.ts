@@ -1,6 +1,6 @@
 /** The landing folder as a source: each file processed once, undecodable or refused files dead-lettered whole. */
 import { getHeapStatistics } from 'node:v8';
-import { decodeReadings } from '../connectors/decode.js';
+import { decodeReadings } from '../codecs/decode.js';
 import {
   deadLetterLandingFile,
   LandingError,

@@ -9,8 +9,8 @@
  */
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { decodeReadings } from '../codecs/decode.js';
 import type { FileMeter } from '../codecs/types.js';
-import { decodeReadings } from '../connectors/decode.js';
 import type { Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
 import type { ReadingSource, SourceBatch } from './runner.js';

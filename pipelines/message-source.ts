@@ -1,5 +1,5 @@
 /** JetStream (a durable consumer or a replay) as the source of a worker that owns every partition. */
-import { decodeReadings } from '../connectors/decode.js';
+import { decodeReadings } from '../codecs/decode.js';
 import type { ReadingsMessageSource, SourceMessage } from '../connectors/jetstream-source.js';
 import type { Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';

@@ -3,8 +3,9 @@
  * checkpoint epoch with a quality-log row per epoch; rows a store cannot encode are set aside as
  * quarantine rows.
  */
+
+import { RowEncodingError, rowEncoder } from '../codecs/clickhouse-encode.js';
 import type { HotStore, HotStoreBatch } from '../connectors/clickhouse.js';
-import { RowEncodingError, rowEncoder } from '../connectors/clickhouse-encode.js';
 import type { ParquetLake } from '../connectors/parquet-lake.js';
 import { type HotTableName, hotTables } from '../schemas/clickhouse.js';
 import { epochPartId } from '../schemas/parquet.js';

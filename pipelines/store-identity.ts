@@ -8,9 +8,9 @@
 import { randomUUID } from 'node:crypto';
 import { readFile, realpath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { sql } from '../codecs/sql.js';
 import type { HotStore, HotStoreTarget } from '../connectors/clickhouse.js';
 import type { ParquetLake } from '../connectors/parquet-lake.js';
-import { sql } from '../connectors/sql.js';
 import { ConfigurationError } from '../core/errors.js';
 import type { Checkpoint, CheckpointStore } from './runner.js';
 

@@ -18,7 +18,7 @@
  * the sorting key (never of a wall-clock column).
  */
 
-import { type SqlFragment, sql } from '../connectors/sql.js';
+import { type SqlFragment, sql } from '../codecs/sql.js';
 import {
   type Alert,
   alertColumns,

@@ -12,7 +12,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { duckdbLiteral } from '../../connectors/sql.js';
+import { duckdbLiteral } from '../../codecs/sql.js';
 import type { TaskContext } from '../child.js';
 import { cpuMsSince, peakRssMb } from '../protocol.js';
 

@@ -4,7 +4,7 @@
  * outputs handed to a callback instead of being collected, so a 50,000-meter day fits in memory.
  */
 import { BehaviorSubject, Subject } from 'rxjs';
-import { decodeReadings } from '../../connectors/decode.js';
+import { decodeReadings } from '../../codecs/decode.js';
 import { landingReceivedAt } from '../../connectors/landing.js';
 import { dataEvent, type FlowEvent, type PipelineGraph, SideInput, StateStore } from '../../core/index.js';
 import type { MeterRegistry } from '../../operators/outputs.js';

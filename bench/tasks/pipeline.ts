@@ -6,6 +6,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tuneHeapForStreaming } from '../../cli/heap.js';
+import { sql } from '../../codecs/sql.js';
 import {
   type AckResult,
   CheckpointKv,
@@ -13,7 +14,6 @@ import {
   JetStreamSource,
   type ReadingsMessageSource,
 } from '../../connectors/jetstream.js';
-import { sql } from '../../connectors/sql.js';
 import type { PipelineGraph } from '../../core/index.js';
 import { resolveRuleProfile } from '../../operators/rule-profile.js';
 import { kvCheckpointStore, memoryCheckpointStore } from '../../pipelines/checkpoints.js';

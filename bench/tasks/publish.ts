@@ -5,7 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { decodeReadings } from '../../connectors/decode.js';
+import { decodeReadings } from '../../codecs/decode.js';
 import { partitionOf, ReadingsPublisher } from '../../connectors/jetstream.js';
 import { landingReceivedAt } from '../../connectors/landing.js';
 import { createSimulation } from '../../simulator/index.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeReadings } from '../../connectors/decode.js';
+import { decodeReadings } from '../../codecs/decode.js';
 
 const decode = (text: string) => decodeReadings(Buffer.from(text), { source: 'gw.csv', receivedAt: 0 });
 

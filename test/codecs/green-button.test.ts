@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { decodeReadings } from '../../codecs/decode.js';
 import { decodeGreenButton, looksLikeGreenButton } from '../../codecs/green-button.js';
 import type { CodecOutput } from '../../codecs/types.js';
-import { decodeReadings } from '../../connectors/decode.js';
 
 const DATA = fileURLToPath(new URL('../../../shared/data/greenbutton/', import.meta.url));
 const COASTAL = readFileSync(

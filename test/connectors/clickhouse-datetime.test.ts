@@ -2,8 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { sql } from '../../codecs/sql.js';
 import { type HotStore, openHotStore } from '../../connectors/clickhouse.js';
-import { sql } from '../../connectors/sql.js';
 import type { QuarantineRecord } from '../../schemas/reading.js';
 
 /**

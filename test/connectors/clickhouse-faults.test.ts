@@ -13,6 +13,7 @@ import { createServer } from 'node:net';
 import { delay, HttpResponse, http, passthrough } from 'msw';
 import { setupServer } from 'msw/node';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { sql } from '../../codecs/sql.js';
 import {
   type HotStore,
   type HotStoreEvent,
@@ -22,7 +23,6 @@ import {
   SinkUnavailableError,
 } from '../../connectors/clickhouse.js';
 import { ClickHouseHttpError } from '../../connectors/clickhouse-errors.js';
-import { sql } from '../../connectors/sql.js';
 import { type ClickHouseServer, startClickHouseServer } from '../harness/servers.js';
 import { makeReadings, testDatabase } from './clickhouse-fixtures.js';
 

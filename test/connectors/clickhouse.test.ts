@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { RowEncodingError, rowEncoder } from '../../codecs/clickhouse-encode.js';
+import { sql } from '../../codecs/sql.js';
 import {
   type HotStore,
   type HotStoreEvent,
@@ -6,8 +8,6 @@ import {
   openHotStore,
   SinkRejectedError,
 } from '../../connectors/clickhouse.js';
-import { RowEncodingError, rowEncoder } from '../../connectors/clickhouse-encode.js';
-import { sql } from '../../connectors/sql.js';
 import {
   capabilitiesOf,
   createTableDdl,

@@ -1,7 +1,7 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeReadingsCsv } from '../../connectors/decode.js';
+import { encodeReadingsCsv } from '../../codecs/decode.js';
 import {
   connectNats,
   DEAD_LETTER_STREAM,

@@ -1,7 +1,7 @@
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { decodeReadings, encodeReadingsCsv, type RecordDecodeFailure } from '../../connectors/decode.js';
+import { decodeReadings, encodeReadingsCsv, type RecordDecodeFailure } from '../../codecs/decode.js';
 import {
   alertSubject,
   CheckpointKv,

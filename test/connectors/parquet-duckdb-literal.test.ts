@@ -1,7 +1,7 @@
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { duckdbIdent, duckdbLiteral, SqlValueError } from '../../connectors/sql.js';
+import { duckdbIdent, duckdbLiteral, SqlValueError } from '../../codecs/sql.js';
 import { HOSTILE_METER_ID } from './parquet-fixtures.js';
 
 describe('DuckDB literals and identifiers (the Parquet lake’s escaping)', () => {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { describe, expect, it } from 'vitest';
-import { type DecodedPayload, decodeReadings } from '../../connectors/decode.js';
+import { type DecodedPayload, decodeReadings } from '../../codecs/decode.js';
 import { ReadingsPublisher } from '../../connectors/jetstream-publisher.js';
 
 /**

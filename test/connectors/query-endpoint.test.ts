@@ -11,11 +11,11 @@ import {
   type Logger,
 } from '@clickhouse/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from '../../codecs/sql.js';
 import { findFolderOwner, OWNER_FILE, readOwnerLock, writeOwnerLock } from '../../connectors/chdb-lock.js';
 import { type HotStore, openHotStore } from '../../connectors/clickhouse.js';
 import { type MetricsServer, startMetricsServer } from '../../connectors/metrics-server.js';
 import { createQueryEndpoint, peerRefusal, type QueryEndpoint } from '../../connectors/query-endpoint.js';
-import { sql } from '../../connectors/sql.js';
 import { MetricsRegistry } from '../../pipelines/metrics.js';
 import { queryMetrics } from '../../pipelines/query-metrics.js';
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { SqlFragment, SqlValueError, sql, sqlIdent, sqlLiteral } from '../../codecs/sql.js';
 import { type HotStore, openHotStore } from '../../connectors/clickhouse.js';
-import { SqlFragment, SqlValueError, sql, sqlIdent, sqlLiteral } from '../../connectors/sql.js';
 import type { ReadingFlag } from '../../schemas/reading.js';
 import { chdbDataDir, makeReadings, testDatabase } from './clickhouse-fixtures.js';
 

@@ -3,8 +3,8 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from '../../codecs/sql.js';
 import { type HotStore, openHotStore } from '../../connectors/clickhouse.js';
-import { sql } from '../../connectors/sql.js';
 import { ensureBuilt, lastJson, type RunTotalsOutput, repoRoot } from '../pipelines/helpers.js';
 import { type HostileCorpus, writeHostileCorpus } from './corpus.js';
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { rowEncoder } from '../../connectors/clickhouse-encode.js';
-import { decodeReadings } from '../../connectors/decode.js';
+import { rowEncoder } from '../../codecs/clickhouse-encode.js';
+import { decodeReadings } from '../../codecs/decode.js';
 import { resolveRuleProfile } from '../../operators/rule-profile.js';
 import { runGraphInMemory } from '../../pipelines/in-memory.js';
 import { hotTables } from '../../schemas/clickhouse.js';

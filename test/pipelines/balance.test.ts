@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sql } from '../../connectors/sql.js';
+import { sql } from '../../codecs/sql.js';
 import { resolveRuleProfile } from '../../operators/rule-profile.js';
 import { type JobResult, runMeterQualityJob } from '../../pipelines/job.js';
 import { simulate } from '../../simulator/index.js';

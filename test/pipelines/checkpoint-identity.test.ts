@@ -8,7 +8,7 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { sql } from '../../connectors/sql.js';
+import { sql } from '../../codecs/sql.js';
 import { identityDifferences, type SinkIdentity } from '../../pipelines/store-identity.js';
 import { simulate } from '../../simulator/index.js';
 import { type NatsServer, startNatsServer, uniqueName } from '../harness/servers.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeReadings } from '../../connectors/decode.js';
+import { decodeReadings } from '../../codecs/decode.js';
 import { landingReceivedAt } from '../../connectors/landing.js';
 import { parseRegistryCsv } from '../../operators/registry.js';
 import { type RuleProfile, resolveRuleProfile } from '../../operators/rule-profile.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeReadings } from '../../connectors/decode.js';
+import { decodeReadings } from '../../codecs/decode.js';
 import type { MeterRegistry } from '../../operators/outputs.js';
 import { resolveRuleProfile } from '../../operators/rule-profile.js';
 import { runGraphInMemory } from '../../pipelines/in-memory.js';

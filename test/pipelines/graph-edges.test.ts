@@ -5,7 +5,7 @@
  */
 import { BehaviorSubject, Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { decodeReadings } from '../../connectors/decode.js';
+import { decodeReadings } from '../../codecs/decode.js';
 import { landingReceivedAt } from '../../connectors/landing.js';
 import { dataEvent, type FlowEvent, SideInput, StateStore } from '../../core/index.js';
 import { ALERTS, FAULTS, type MeterRegistry, QUARANTINE } from '../../operators/outputs.js';

@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createClient } from '@clickhouse/client';
-import { sql } from '../../connectors/sql.js';
+import { sql } from '../../codecs/sql.js';
 import type { HotTableName } from '../../schemas/clickhouse.js';
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));

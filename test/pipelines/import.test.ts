@@ -5,8 +5,8 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ImportSummary, importFiles, importProfile } from '../../cli/import.js';
+import { sql } from '../../codecs/sql.js';
 import { type HotStore, openHotStore } from '../../connectors/clickhouse.js';
-import { sql } from '../../connectors/sql.js';
 
 /**
  * `greenstream import` over every published sample file (`../shared/data`, beside the repository in CI)

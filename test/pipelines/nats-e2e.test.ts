@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { type JsMsg, jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { sql } from '../../codecs/sql.js';
 import { connectNats, DEAD_LETTER_STREAM, GsHeaders } from '../../connectors/jetstream.js';
-import { sql } from '../../connectors/sql.js';
 import { simulate } from '../../simulator/index.js';
 import { uniqueName } from '../harness/servers.js';
 import {

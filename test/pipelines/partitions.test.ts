@@ -14,7 +14,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { UsageError } from '../../cli/main.js';
 import { partitionDurable } from '../../cli/nats-source.js';
 import { ownedPartitions } from '../../cli/run.js';
-import { decodeReadings } from '../../connectors/decode.js';
+import { decodeReadings } from '../../codecs/decode.js';
+import { sql } from '../../codecs/sql.js';
 import {
   CHECKPOINT_BUCKET,
   CheckpointKv,
@@ -23,7 +24,6 @@ import {
   READINGS_STREAM,
   ReplaySource,
 } from '../../connectors/jetstream.js';
-import { sql } from '../../connectors/sql.js';
 import type { ReadingSource, SourceBatch } from '../../pipelines/runner.js';
 import {
   formatPartitionSet,

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { decodeReadings } from '../../connectors/decode.js';
+import { decodeReadings } from '../../codecs/decode.js';
 import { parseRegistryCsv } from '../../operators/registry.js';
 import { resolveRuleProfile } from '../../operators/rule-profile.js';
 import { runGraphInMemory } from '../../pipelines/in-memory.js';

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { sql } from '../../connectors/sql.js';
+import { sql } from '../../codecs/sql.js';
 import { simulate } from '../../simulator/index.js';
 import { type NatsServer, startNatsServer, uniqueName } from '../harness/servers.js';
 import {

@@ -12,7 +12,7 @@
 import fc from 'fast-check';
 import { BehaviorSubject, type SchedulerLike } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { decodeReadings } from '../../connectors/decode.js';
+import { decodeReadings } from '../../codecs/decode.js';
 import { landingReceivedAt } from '../../connectors/landing.js';
 import { SideInput, StateStore } from '../../core/index.js';
 import type { MeterRegistry } from '../../operators/outputs.js';

@@ -7,7 +7,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sql } from '../../connectors/sql.js';
+import { sql } from '../../codecs/sql.js';
 import type { Checkpoint } from '../../pipelines/runner.js';
 import { simulate } from '../../simulator/index.js';
 import {

@@ -7,7 +7,7 @@ import {
   detectContentType,
   encodeReadingsCsv,
   splitCsvRecords,
-} from '../../connectors/decode.js';
+} from '../../codecs/decode.js';
 
 const RECEIVED_AT = Date.UTC(2024, 2, 15, 15);
 const bytes = (text: string) => Buffer.from(text, 'utf8');
