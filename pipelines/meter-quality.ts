@@ -82,7 +82,7 @@ const HOUR = 3_600_000;
  * 2: compact per-meter state (sort buffer as column segments, growing rings, dedupe offsets).
  * 3: the erratic-spike stage keeps hourly maxima and held readings; the outlier stage counts low judgements.
  */
-export const METER_QUALITY_STATE_FORMAT = 'meter-quality/3';
+export const METER_QUALITY_STATE_FORMAT = 'meter-quality/4';
 
 /**
  * The meter-quality graph: per-meter rules keyed by meter, then the cross-meter stages keyed by

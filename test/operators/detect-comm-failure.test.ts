@@ -205,3 +205,70 @@ describe('detectCommFailure: the history it waits for (faults.commMinObservedMs)
     expect(faults(run(comm(new StateStore(), t), [data(...halfMissing())]))).toEqual([]);
   });
 });
+
+describe('detectCommFailure: a meter that goes silent for good', () => {
+  /** Three days of every reading, then nothing. */
+  const reported = (): Reading[] => rows(n('ok', 3 * 96));
+  const lastRow = T0 + (3 * 96 - 1) * INTERVAL;
+  // 288 rows, none missing: silence of k intervals passes 20 % once k / (288 + k) > 0.2, at k = 73.
+  const deadline = lastRow + 73 * INTERVAL;
+
+  it('gets its fault once the watermark passes the silence deadline: a reading at the deadline may still come', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const input = cold<FlowEvent<Reading>>('a-b-c-----|', {
+        a: data(...reported()),
+        b: wm(deadline),
+        c: wm(deadline + 1),
+      });
+      expectObservable(input.pipe(comm())).toBe('a-b-(fgc)-|', {
+        a: data(...reported()),
+        b: wm(deadline),
+        f: taggedEvent(FAULTS, [
+          expect.objectContaining({
+            faultType: 'comm_failure',
+            windowStart: T0,
+            detectedAt: deadline,
+            windowEnd: deadline,
+          }),
+        ]),
+        g: taggedEvent(ALERTS, [expect.objectContaining({ kind: 'meter_fault', ts: deadline })]),
+        c: wm(deadline + 1),
+      });
+    });
+  });
+
+  it('raises the same fault whether the timer or the rows of the silence come first', () => {
+    // The meter resumes after 100 missing intervals: fillGaps then delivers them as rows.
+    const all = (): Reading[] => rows([...n('ok', 288), ...n('missing', 100), ...n('ok', 40)]);
+    const timerFirst = run(comm(), [
+      data(...all().slice(0, 288)),
+      wm(deadline + 10 * INTERVAL),
+      data(...all().slice(288)),
+      wm(T0 + 500 * INTERVAL),
+    ]);
+    const rowsFirst = run(comm(), [data(...all()), wm(T0 + 500 * INTERVAL)]);
+    expect(faults(timerFirst)).toEqual(faults(rowsFirst));
+    expect(faults(rowsFirst)[0]).toMatchObject({ windowStart: T0, detectedAt: deadline });
+    expect(tagged(timerFirst, ALERTS.name)).toEqual(tagged(rowsFirst, ALERTS.name));
+    const flags = (out: FlowEvent<Reading>[]) =>
+      readingsOut(out)
+        .map((r) => `${r.ts}|${r.flags.join(',')}`)
+        .sort();
+    expect(flags(timerFirst)).toEqual(flags(rowsFirst));
+    expect(excluded(readingsOut(timerFirst)).length).toBeGreaterThan(0);
+  });
+
+  it('is not raised for a meter that keeps reporting: the deadline moves on', () => {
+    const more = rows(n('ok', 5 * 96));
+    expect(
+      faults(
+        run(comm(), [
+          data(...more.slice(0, 288)),
+          wm(deadline - 1),
+          data(...more.slice(288)),
+          wm(deadline + DAY),
+        ]),
+      ),
+    ).toEqual([]);
+  });
+});
