@@ -3,6 +3,8 @@
  * message passes alone), nothing is lost or repeated, positions follow what was handed out; and the
  * `--max-memory` flag that sizes it.
  */
+
+import { spawnSync } from 'node:child_process';
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -18,6 +20,7 @@ import { batchBudget, batchBytesForMemory } from '../../pipelines/memory-budget.
 import type { ReadingSource, SourceBatch } from '../../pipelines/runner.js';
 import { messageReadingSource, partitionedReadingSource } from '../../pipelines/sources.js';
 import { uniqueName } from '../harness/servers.js';
+import { ensureBuilt } from '../pipelines/helpers.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -238,5 +241,26 @@ describe('--max-memory', () => {
     expect(() => maxMemoryFlag(undefined, { GS_MAX_MEMORY: 'x' })).toThrow(
       /\$GS_MAX_MEMORY must be a whole number/,
     );
+  });
+
+  it('is documented by run and replay, and a bad value stops them with the usage status before anything opens', async () => {
+    await ensureBuilt();
+    const bin = new URL('../../bin/greenstream.js', import.meta.url).pathname;
+    const greenstream = (args: string[], env: Record<string, string> = {}) =>
+      spawnSync(process.execPath, [bin, ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, NATS_URL: '', CLICKHOUSE_URL: '', GS_MAX_MEMORY: '', ...env },
+        timeout: 60_000,
+      });
+    for (const command of ['run', 'replay'])
+      expect(greenstream([command, '--help']).stdout).toContain('--max-memory <MiB>');
+    const bad = greenstream(['run', '--until-idle', '--source', 'files:./nowhere', '--max-memory', '32']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('--max-memory must be at least 64 MiB');
+    const badEnv = greenstream(['run', '--until-idle', '--source', 'files:./nowhere'], {
+      GS_MAX_MEMORY: '1GB',
+    });
+    expect(badEnv.status).toBe(2);
+    expect(badEnv.stderr).toContain('$GS_MAX_MEMORY must be a whole number of MiB');
   });
 });
