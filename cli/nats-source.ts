@@ -14,6 +14,7 @@ import {
 } from '../connectors/jetstream.js';
 import { kvCheckpointStore } from '../pipelines/checkpoints.js';
 import type { SourceConfig } from '../pipelines/job.js';
+import { batchBytesForMemory } from '../pipelines/memory-budget.js';
 import type { ReadingSource } from '../pipelines/runner.js';
 import {
   formatPartitionSet,
@@ -47,6 +48,11 @@ export interface NatsSourceSettings {
   readonly replay?: { readonly from: Date; readonly to?: Date };
   /** Messages per pull (default 256): smaller pulls cut latency when caught up, larger ones raise throughput. */
   readonly pullMessages?: number;
+  /**
+   * `--max-memory`, bytes: sizes each batch's byte budget (1/64 of it, 1–64 MiB) and, while the resident
+   * set is above it, shrinks batches to one message. Default: the budget follows the heap limit.
+   */
+  readonly maxMemoryBytes?: number;
   readonly env: NodeJS.ProcessEnv;
 }
 
@@ -72,6 +78,12 @@ export async function openNatsSource(settings: NatsSourceSettings): Promise<{
     replay === undefined ? settings.workerId : `${settings.workerId}_replay_${replay.from.getTime()}`;
   const sourceOptions = {
     ...(settings.pullMessages === undefined ? {} : { batchSize: settings.pullMessages }),
+    ...(settings.maxMemoryBytes === undefined
+      ? {}
+      : {
+          maxBytesPerBatch: batchBytesForMemory(settings.maxMemoryBytes),
+          memoryLimitBytes: settings.maxMemoryBytes,
+        }),
     now: Date.now,
     onDeadLetter: (source: string, reason: string) => logger.warn('dead-lettered', { source, reason }),
   };

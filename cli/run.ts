@@ -8,6 +8,7 @@ import { describeHolder, FencedError, type Lease } from '../connectors/lease.js'
 import { type MetricsServer, startMetricsServer } from '../connectors/metrics-server.js';
 import { type JobConfig, runMeterQualityJob, type SourceConfig } from '../pipelines/job.js';
 import { JobMetrics } from '../pipelines/job-metrics.js';
+import { batchBytesForMemory, parseMaxMemory } from '../pipelines/memory-budget.js';
 import { parsePartitionSet } from '../pipelines/sources.js';
 import { CheckpointStoreMismatchError } from '../pipelines/store-identity.js';
 import { exitCodeFor } from './exit-codes.js';
@@ -59,6 +60,9 @@ export const runUsage = [
   '                       redoes at most this much work, which the stores absorb without doubling',
   '  --checkpoint-flushes <n> … or after this many writes of outputs (default: time only)',
   '  --pull <n>           JetStream messages per pull (default 256; smaller cuts latency when caught up)',
+  '  --max-memory <MiB>   memory budget of the worker ($GS_MAX_MEMORY; at least 64): each batch takes at',
+  '                       most 1/64 of it in input bytes (1-64 MiB; default 1/64 of the heap limit), and',
+  '                       the NATS source takes one message per batch while the RSS is above it',
   '  --metrics-port <n>   serve /metrics, /healthz, /readyz on this port ($GS_METRICS_PORT); on chdb:<dir>',
   '                       also read-only queries (default there: an ephemeral loopback port)',
   ...serveUsage,
@@ -105,6 +109,7 @@ export async function runJobCommand(
         'checkpoint-flushes': { type: 'string' },
         'cold-rows': { type: 'string' },
         pull: { type: 'string' },
+        'max-memory': { type: 'string' },
         'metrics-port': { type: 'string' },
         partitions: { type: 'string' },
         partition: { type: 'string' },
@@ -129,6 +134,7 @@ export async function runJobCommand(
     const leaseMs =
       positiveIntegerFlag({ lease: values.lease ?? process.env.GS_LEASE_MS }, 'lease') ?? DEFAULT_LEASE_MS;
     const command = replay === undefined ? 'run' : 'replay';
+    const maxMemoryBytes = maxMemoryFlag(values['max-memory'], process.env);
     const hot = parseHotTarget(values.hot, process.env, values.database ?? process.env.CLICKHOUSE_DATABASE);
     const metricsPortText = values['metrics-port'] ?? process.env.GS_METRICS_PORT;
     const metricsPort = metricsPortText === undefined ? undefined : Number(metricsPortText);
@@ -158,7 +164,11 @@ export async function runJobCommand(
         );
       if (values.partitions !== undefined || values.partition !== undefined)
         throw new UsageError('--partitions applies to the NATS source: give --source nats://host:port');
-      source = { kind: 'files', root: resolve(spec.slice('files:'.length)) };
+      source = {
+        kind: 'files',
+        root: resolve(spec.slice('files:'.length)),
+        ...(maxMemoryBytes === undefined ? {} : { maxBytesPerBatch: batchBytesForMemory(maxMemoryBytes) }),
+      };
     } else if (spec.startsWith('nats://') || spec.startsWith('tls://')) {
       const partitions = ownedPartitions(values, process.env);
       const pullMessages = positiveIntegerFlag(values, 'pull');
@@ -166,6 +176,7 @@ export async function runJobCommand(
         url: spec,
         workerId: values.worker!,
         ...(pullMessages === undefined ? {} : { pullMessages }),
+        ...(maxMemoryBytes === undefined ? {} : { maxMemoryBytes }),
         env: process.env,
         ...(partitions === undefined ? {} : { partitions }),
         ...(replayRange === undefined ? {} : { replay: replayRange }),
@@ -347,6 +358,16 @@ export function ownedPartitions(
     return parsePartitionSet(source.text);
   } catch (error) {
     throw new UsageError(`${source.name}: ${(error as Error).message}`);
+  }
+}
+
+/** `--max-memory <MiB>`, else `$GS_MAX_MEMORY`, in bytes; undefined when neither is given. */
+export function maxMemoryFlag(flag: string | undefined, env: NodeJS.ProcessEnv): number | undefined {
+  const [name, text] = flag !== undefined ? ['--max-memory', flag] : ['$GS_MAX_MEMORY', env.GS_MAX_MEMORY];
+  try {
+    return parseMaxMemory(text);
+  } catch (error) {
+    throw new UsageError(`${name} ${(error as Error).message}`);
   }
 }
 

@@ -111,7 +111,11 @@ export interface DeadLetterOptions {
 
 /** What the pipeline drives; `JetStreamSource` and `ReplaySource` both implement it. */
 export interface ReadingsMessageSource {
-  fetchBatch(max: number, expiresMs?: number): Promise<FetchedBatch>;
+  /**
+   * Up to `max` messages and, when `maxBytes` is given, no more payload bytes than that (a single larger
+   * message still comes, alone).
+   */
+  fetchBatch(max: number, expiresMs?: number, maxBytes?: number): Promise<FetchedBatch>;
   /** Acknowledges messages once their results are committed. */
   ack(messages: Iterable<number | SourceMessage>): Promise<AckResult>;
   /** Moves a message that cannot be decoded, whole, to the dead-letter stream, then acks it. */
@@ -166,6 +170,7 @@ export class JetStreamSource implements ReadingsMessageSource {
   readonly #deadLetter: DeadLetterOptions;
   /** Fetched, not yet acknowledged, by stream sequence. */
   readonly #handles = new Map<number, JsMsg>();
+  readonly #budget = new ByteBudget();
   #knownPending = -1;
   #closed = false;
 
@@ -241,26 +246,37 @@ export class JetStreamSource implements ReadingsMessageSource {
   }
 
   /**
-   * Up to `max` messages; waits up to `expiresMs` (at least 1 s) when fewer are available. Returns
-   * early once the messages known to be pending have arrived.
+   * Up to `max` messages and `maxBytes` payload bytes; waits up to `expiresMs` (at least 1 s) when fewer
+   * are available. Returns early once the messages known to be pending have arrived.
    */
-  async fetchBatch(max: number, expiresMs = DEFAULT_EXPIRES_MS): Promise<FetchedBatch> {
+  async fetchBatch(max: number, expiresMs = DEFAULT_EXPIRES_MS, maxBytes?: number): Promise<FetchedBatch> {
     if (this.#closed) throw new FetchError('source is closed', { stream: this.#stream });
+    if (this.#budget.carried > 0) {
+      const messages = this.#budget.take([], max, maxBytes);
+      return batch(messages, this.#pendingAfter(), {});
+    }
     const room = this.#maxAckPending - this.#handles.size;
     if (room <= 0) return batch([], this.#knownPending, { stalled: true });
     let want = Math.max(1, Math.min(max, room));
     // A pull waits its full expiry unless it is filled; asking only for what is pending returns
     // as soon as it has arrived.
     if (this.#knownPending > 0) want = Math.min(want, this.#knownPending);
-    const messages: SourceMessage[] = [];
+    want = this.#budget.pullSize(want, maxBytes);
+    const pulled: SourceMessage[] = [];
     const interrupted = await pull(this.#consumer, want, expiresMs, (m) => {
       this.#handles.set(m.seq, m);
       this.#knownPending = m.info.pending;
-      messages.push(toSourceMessage(this.#stream, m));
+      pulled.push(toSourceMessage(this.#stream, m));
       return true;
     });
-    if (messages.length === 0 && interrupted === null) this.#knownPending = 0;
-    return batch(messages, this.#knownPending, { interrupted });
+    if (pulled.length === 0 && interrupted === null) this.#knownPending = 0;
+    const messages = this.#budget.take(pulled, max, maxBytes);
+    return batch(messages, this.#pendingAfter(), { interrupted });
+  }
+
+  /** Messages the pipeline has yet to see: pending on the server plus those held over from a pull. */
+  #pendingAfter(): number {
+    return this.#knownPending < 0 ? -1 : this.#knownPending + this.#budget.carried;
   }
 
   async ack(messages: Iterable<number | SourceMessage>): Promise<AckResult> {
@@ -326,7 +342,7 @@ export class JetStreamSource implements ReadingsMessageSource {
   async pending(): Promise<ConsumerLag> {
     const info = await this.#consumer.info(false);
     this.#knownPending = info.num_pending;
-    return lagOf(info);
+    return lagOf(info, this.#budget.carried);
   }
 
   /**
@@ -338,6 +354,7 @@ export class JetStreamSource implements ReadingsMessageSource {
     this.#closed = true;
     if (options.nak ?? true) for (const handle of this.#handles.values()) handle.nak();
     this.#handles.clear();
+    this.#budget.clear();
   }
 }
 
@@ -364,6 +381,7 @@ export class ReplaySource implements ReadingsMessageSource {
   readonly #stopSeq: number;
   readonly #stopTime: number;
   readonly #deadLetter: DeadLetterOptions;
+  readonly #budget = new ByteBudget();
   #remaining: number;
   #done: boolean;
 
@@ -423,28 +441,41 @@ export class ReplaySource implements ReadingsMessageSource {
     }
   }
 
-  async fetchBatch(max: number, expiresMs = DEFAULT_EXPIRES_MS): Promise<FetchedBatch> {
+  async fetchBatch(max: number, expiresMs = DEFAULT_EXPIRES_MS, maxBytes?: number): Promise<FetchedBatch> {
+    if (this.#budget.carried > 0) {
+      const messages = this.#budget.take([], max, maxBytes);
+      return batch(messages, this.#remaining + this.#budget.carried, { done: this.#finished() });
+    }
     if (this.#done) return batch([], 0, { done: true });
-    const want = Math.max(1, Math.min(max, this.#remaining));
-    const messages: SourceMessage[] = [];
+    const want = this.#budget.pullSize(Math.max(1, Math.min(max, this.#remaining)), maxBytes);
+    const pulled: SourceMessage[] = [];
     const interrupted = await pull(this.#consumer, want, expiresMs, (m) => {
       if (this.#done) return false;
       if (m.seq > this.#stopSeq || m.info.timestampNanos / 1e6 > this.#stopTime) {
         this.#done = true;
         return false;
       }
-      messages.push(toSourceMessage(this.#stream, m));
+      pulled.push(toSourceMessage(this.#stream, m));
       this.#remaining = m.info.pending;
       if (this.#remaining === 0 || m.seq >= this.#stopSeq) this.#done = true;
       return true;
     });
-    if (messages.length === 0 && interrupted === null && !this.#done) {
+    if (pulled.length === 0 && interrupted === null && !this.#done) {
       // Expected messages did not come (deleted by age meanwhile?): ask the server what is left.
       const info = await this.#consumer.info(false);
       this.#remaining = info.num_pending;
       if (this.#remaining === 0) this.#done = true;
     }
-    return batch(messages, this.#remaining, { done: this.#done, interrupted });
+    const messages = this.#budget.take(pulled, max, maxBytes);
+    return batch(messages, this.#remaining + this.#budget.carried, {
+      done: this.#finished(),
+      interrupted,
+    });
+  }
+
+  /** The stop bound is reached and every message pulled has been handed out. */
+  #finished(): boolean {
+    return this.#done && this.#budget.carried === 0;
   }
 
   /** Ordered consumers take no acks; acknowledging is a no-op so the pipeline code stays the same. */
@@ -457,12 +488,13 @@ export class ReplaySource implements ReadingsMessageSource {
   }
 
   async pending(): Promise<ConsumerLag> {
-    const numPending = this.#done ? 0 : this.#remaining;
+    const numPending = (this.#done ? 0 : this.#remaining) + this.#budget.carried;
     return { numPending, numAckPending: 0, lag: numPending, numRedelivered: 0 };
   }
 
   async close(): Promise<void> {
     this.#done = true;
+    this.#budget.clear();
     await this.#consumer.delete().catch(() => false);
   }
 }
@@ -505,6 +537,65 @@ export async function publishDeadLetter(
       },
       { cause: error },
     );
+  }
+}
+
+/** The payload bytes a message counts against a batch's byte budget. */
+function messageBytes(m: SourceMessage): number {
+  return m.data.byteLength;
+}
+
+/** Before the first pull the sizes are unknown: assume a pull of this many messages fills the budget. */
+const FIRST_PULL_MESSAGES = 16;
+
+/**
+ * Keeps a source's batches within a byte budget. A pull asks for as many messages as the budget holds at
+ * the size of the largest message of the previous pull, and what a pull brings beyond the budget (the
+ * messages grew) is held over for the next batch rather than discarded: discarding would leave a durable
+ * consumer's messages to redeliver after `ack_wait`, and would lose an ordered consumer's for good.
+ * Client-side because a pull's own `max_bytes` refuses a message larger than it (a 409 that would stall
+ * the consumer on that message), and it cannot be combined with a message count in this client.
+ */
+class ByteBudget {
+  #carried: SourceMessage[] = [];
+  #largest = 0;
+
+  get carried(): number {
+    return this.#carried.length;
+  }
+
+  /** How many messages to pull when `want` are wanted. */
+  pullSize(want: number, maxBytes: number | undefined): number {
+    if (maxBytes === undefined) return want;
+    const fits = this.#largest > 0 ? Math.floor(maxBytes / this.#largest) : FIRST_PULL_MESSAGES;
+    return Math.max(1, Math.min(want, fits));
+  }
+
+  /**
+   * The held-over messages then `pulled`, in order, up to `max` messages and `maxBytes` bytes (the first
+   * always, however large); keeps the rest for the next call.
+   */
+  take(pulled: SourceMessage[], max: number, maxBytes: number | undefined): SourceMessage[] {
+    if (pulled.length > 0) {
+      let largest = 0;
+      for (const m of pulled) largest = Math.max(largest, messageBytes(m));
+      this.#largest = largest;
+    }
+    const queue = this.#carried.length === 0 ? pulled : [...this.#carried, ...pulled];
+    let count = 0;
+    let bytes = 0;
+    while (count < queue.length && count < Math.max(1, max)) {
+      const size = messageBytes(queue[count]!);
+      if (count > 0 && maxBytes !== undefined && bytes + size > maxBytes) break;
+      bytes += size;
+      count += 1;
+    }
+    this.#carried = queue.slice(count);
+    return count === queue.length ? queue : queue.slice(0, count);
+  }
+
+  clear(): void {
+    this.#carried = [];
   }
 }
 
@@ -579,10 +670,11 @@ function batch(
   };
 }
 
-function lagOf(info: ConsumerInfo): ConsumerLag {
+/** `carried`: pulled (so acknowledgement-pending on the server) but not yet handed to the pipeline. */
+function lagOf(info: ConsumerInfo, carried: number): ConsumerLag {
   return {
-    numPending: info.num_pending,
-    numAckPending: info.num_ack_pending,
+    numPending: info.num_pending + carried,
+    numAckPending: Math.max(0, info.num_ack_pending - carried),
     lag: info.num_pending + info.num_ack_pending,
     numRedelivered: info.num_redelivered,
   };

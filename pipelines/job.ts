@@ -49,7 +49,12 @@ export const JOB_DEFAULTS = {
 } as const;
 
 export type SourceConfig =
-  | { readonly kind: 'files'; readonly root: string }
+  | {
+      readonly kind: 'files';
+      readonly root: string;
+      /** Bytes of files per batch; default from the heap limit (`defaultBatchBytes`). */
+      readonly maxBytesPerBatch?: number;
+    }
   | {
       readonly kind: 'custom';
       readonly source: ReadingSource;
@@ -205,6 +210,9 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
         ? filesSource({
             root: config.source.root,
             deadLetterDir: join(config.source.root, 'dead-letter'),
+            ...(config.source.maxBytesPerBatch === undefined
+              ? {}
+              : { maxBytesPerBatch: config.source.maxBytesPerBatch }),
             now: () => batchTime,
             ...(config.onDeadLetter === undefined ? {} : { onDeadLetter: config.onDeadLetter }),
           })

@@ -4,11 +4,12 @@ import type { ReadingsMessageSource, SourceMessage } from '../connectors/jetstre
 import type { Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
 import { batchFromDecoded } from './decoded-batch.js';
+import { type BatchBudgetOptions, batchBudget } from './memory-budget.js';
 import type { ReadingSource, SourceBatch } from './runner.js';
 import { lastSeqOf } from './source-positions.js';
 
-export interface MessageSourceOptions {
-  /** Messages per pull. */
+export interface MessageSourceOptions extends BatchBudgetOptions {
+  /** Messages per pull, at most (the byte budget may take fewer). */
   readonly batchSize?: number;
   readonly expiresMs?: number;
   readonly now: () => number;
@@ -63,7 +64,8 @@ export async function deadLetterAll(
  * decoded goes whole to the dead-letter stream.
  *
  * This is the source of a worker that owns every partition (one consumer on `readings.>`); its position
- * is `{ lastSeq }`. A worker owning a set of partitions uses `partitionedReadingSource`.
+ * is `{ lastSeq }`. A batch holds at most `batchSize` messages and `maxBytesPerBatch` payload bytes (one
+ * larger message alone), and one message while the resident set exceeds `memoryLimitBytes`. A worker owning a set of partitions uses `partitionedReadingSource`.
  */
 export function messageReadingSource(
   openMessages: OpenMessages,
@@ -72,6 +74,7 @@ export function messageReadingSource(
   let messages: ReadingsMessageSource | undefined;
   let delivered: SourceMessage[] = [];
   let lastSeq = 0;
+  const budget = batchBudget(options);
   const opened = (): ReadingsMessageSource => {
     if (messages === undefined) throw new Error('message source used before open()');
     return messages;
@@ -85,7 +88,7 @@ export function messageReadingSource(
     },
     async next(): Promise<SourceBatch | 'idle' | 'end'> {
       const source = opened();
-      const fetched = await source.fetchBatch(options.batchSize ?? 256, options.expiresMs ?? 1000);
+      const fetched = await source.fetchBatch(options.batchSize ?? 256, options.expiresMs ?? 1000, budget());
       if (fetched.messages.length === 0) {
         if (fetched.done) return 'end';
         return fetched.stalled ? { records: [], quarantined: [], deadLettered: 0, commitSoon: true } : 'idle';

@@ -2,6 +2,7 @@
 import type { ReadingsMessageSource, SourceMessage } from '../connectors/jetstream-source.js';
 import type { Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
+import { batchBudget } from './memory-budget.js';
 import { deadLetterAll, type MessageSourceOptions, takeMessage } from './message-source.js';
 import { formatPartitionSet, normalizePartitionSet } from './partition-set.js';
 import type { ReadingSource, SourceBatch } from './runner.js';
@@ -74,11 +75,14 @@ export function partitionedReadingSource(
   // Every partition holds up to a pull in memory; together they hold about one batch.
   const perPartition = Math.max(16, Math.ceil(batchSize / partitions.length));
   const expiresMs = options.expiresMs ?? 1000;
+  const budget = batchBudget(options);
   let lanes: PartitionLane[] = [];
   let resumeAfter: Record<string, number> = {};
 
   const refill = async (lane: PartitionLane): Promise<void> => {
-    const fetched = await lane.messages.fetchBatch(perPartition, expiresMs);
+    // Each lane's pull holds its share of the byte budget, so together they hold about one batch.
+    const laneBytes = Math.ceil(budget() / partitions.length);
+    const fetched = await lane.messages.fetchBatch(perPartition, expiresMs, laneBytes);
     lane.stalled = fetched.stalled;
     lane.pendingHint = fetched.pending;
     if (fetched.done) lane.done = true;
@@ -153,6 +157,8 @@ export function partitionedReadingSource(
           bound = Math.min(bound, emptyUpTo.get(lane) ?? lane.lastFetched);
       }
       const picked: [PartitionLane, SourceMessage][] = [];
+      const maxBytes = budget();
+      let bytes = 0;
       while (picked.length < batchSize) {
         let oldest: PartitionLane | undefined;
         for (const lane of lanes) {
@@ -160,6 +166,10 @@ export function partitionedReadingSource(
             oldest = lane;
         }
         if (oldest === undefined || oldest.buffer[0]!.seq > bound) break;
+        const size = oldest.buffer[0]!.data.byteLength;
+        // One message larger than the budget still goes, alone.
+        if (picked.length > 0 && bytes + size > maxBytes) break;
+        bytes += size;
         picked.push([oldest, oldest.buffer.shift()!]);
         if (oldest.buffer.length === 0 && !oldest.done) bound = Math.min(bound, oldest.lastFetched);
       }
