@@ -4,15 +4,16 @@
  * for that (or for the holder to release it), or with `takeover` replaces it at once. The holder re-reads
  * the file before every guarded action and stops once the file names another holder.
  */
+
 import { link, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { sleep } from '../core/sleep.js';
 import {
   describeHolder,
   FencedError,
   holderIsDead,
   type Lease,
   type LeaseHolder,
-  sleep,
   thisHolder,
 } from './lease.js';
 

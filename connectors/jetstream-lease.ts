@@ -9,6 +9,7 @@
  * then: it stops at the first guarded action after it sees the new epoch, and on its own once its lease
  * has gone unrenewed for a period.
  */
+import { sleep } from '../core/sleep.js';
 import type { CheckpointKv } from './jetstream-kv.js';
 import {
   describeHolder,
@@ -16,7 +17,6 @@ import {
   holderIsDead,
   type Lease,
   type LeaseHolder,
-  sleep,
   thisHolder,
 } from './lease.js';
 

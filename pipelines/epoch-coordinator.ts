@@ -5,6 +5,7 @@
  * the state snapshot and the source position in one step. It owns the checkpoint sequence, the writes'
  * numbering within an epoch, the running totals, and the stop on any failure.
  */
+
 import { Subject, type Subscription } from 'rxjs';
 import {
   deserializeSnapshot,
@@ -13,6 +14,7 @@ import {
   type StateStore,
   tickEvent,
 } from '../core/index.js';
+import { sleep } from '../core/sleep.js';
 import {
   type Checkpoint,
   CheckpointFormatError,
@@ -361,19 +363,4 @@ async function consumerLag(source: Source<Pull>): Promise<number | undefined> {
   } catch {
     return undefined;
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    // The listener is removed when the timer wins, or an idle worker would add one per poll.
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
