@@ -1,14 +1,18 @@
+import { concat, defer, EMPTY, filter, map, of, tap } from 'rxjs';
 import {
   type Aggregator,
+  type FlowEvent,
   fixedWindows,
+  keyedProcess,
   parDo,
   type SideInput,
   type StateStore,
   type Transform,
+  watermarkEvent,
   windowAggregate,
 } from '../core/index.js';
-import type { HourlyConsumption, Reading } from '../schemas/reading.js';
-import type { MeterRegistry } from './outputs.js';
+import type { FaultEvent, HourlyConsumption, Reading } from '../schemas/reading.js';
+import { FAULTS, type MeterRegistry } from './outputs.js';
 
 const HOUR = 3_600_000;
 
@@ -27,7 +31,31 @@ const SUM_SQ = 3;
 const MIN = 4;
 const MAX = 5;
 
-const moments: Aggregator<Reading, HourMoments> = {
+/** What an hour is built from: one measured value of a meter. */
+type Sample = Pick<Reading, 'meterId' | 'ts' | 'kw'>;
+
+/** The readings a recognised fault takes out of analytics: its meter's readings in [from, to]. */
+interface Exclusion {
+  meterId: string;
+  from: number;
+  to: number;
+}
+
+/**
+ * One meter's held readings as flat `[ts, kw, ts, kw, …]` in event-time order, and the exclusion windows
+ * `[from, to, …]` of its recognised faults still needed for readings that have not yet arrived.
+ */
+interface HoldState {
+  held: number[];
+  excl: number[];
+}
+
+const RELEASE = 'release';
+
+/** Faults whose readings before recognition carry no flag: the ones the hold exists for. */
+const EXCLUDING_FAULTS: ReadonlySet<string> = new Set(['zero', 'stuck']);
+
+const moments: Aggregator<Sample, HourMoments> = {
   init: () => {
     // A double in the literal makes the array hold unboxed doubles from the start (kW are rarely integers).
     const acc: HourMoments = [0.5, 0, 0, 0, 0, 0];
@@ -82,11 +110,12 @@ const moments: Aggregator<Reading, HourMoments> = {
 export function aggregateHourly(
   store: StateStore,
   registry: SideInput<MeterRegistry>,
-  opts: { allowedLatenessMs: number; minQualityScore?: number },
+  opts: { allowedLatenessMs: number; minQualityScore?: number; faultHoldMs?: number },
   name = 'aggregateHourly',
-): Transform<Reading, HourlyConsumption> {
+): Transform<Reading | FaultEvent, HourlyConsumption> {
   const minScore = opts.minQualityScore ?? Number.NEGATIVE_INFINITY;
-  const analyticsReadings = parDo<Reading, Reading>((r, out) => {
+  const holdMs = opts.faultHoldMs ?? 0;
+  const analyticsFilter = (r: Reading, out: { emit: (s: Sample) => void }): void => {
     if (r.kw === null || r.status !== 'measured' || r.qualityScore < minScore) return;
     const flags = r.flags;
     for (let i = 0; i < flags.length; i++) {
@@ -94,8 +123,8 @@ export function aggregateHourly(
       if (f === 'fault_excluded' || f === 'MISSING_READING' || f === 'over_limit') return;
     }
     out.emit(r);
-  });
-  const hours = windowAggregate<Reading, HourMoments, HourlyConsumption>({
+  };
+  const hours = windowAggregate<Sample, HourMoments, HourlyConsumption>({
     name,
     store,
     key: (r) => r.meterId,
@@ -118,5 +147,124 @@ export function aggregateHourly(
       };
     },
   });
-  return (source) => hours(analyticsReadings(source));
+  if (holdMs === 0)
+    return (source) =>
+      hours(
+        parDo<Reading | FaultEvent, Sample>((item, out) => {
+          if (!('faultType' in item)) analyticsFilter(item, out);
+        })(source),
+      );
+  const hold = holdForFaults(store, holdMs, `${name}/hold`);
+  const samplesAndExclusions = parDo<Reading | FaultEvent, Sample | Exclusion>((item, out) => {
+    if (!('faultType' in item)) analyticsFilter(item, out);
+    else if (EXCLUDING_FAULTS.has(item.faultType))
+      out.emit({ meterId: item.meterId, from: item.windowStart, to: item.detectedAt });
+  });
+  return (source) => hours(hold(samplesAndExclusions(source)));
+}
+
+/**
+ * Feeds a branch its trunk's FAULTS side output as data, beside the readings, and drops the other tagged
+ * events (the trunk's own route collects them, so they reach the sinks once). A fault travels in event-time
+ * order with the readings: it leaves its detector in the batch of the reading that recognised it.
+ */
+export function faultsBesideReadings<T>(): Transform<T, T | FaultEvent> {
+  return (source) =>
+    source.pipe(
+      filter((e) => e.kind !== 'tagged' || e.tag === FAULTS.name),
+      map(
+        (e): FlowEvent<T | FaultEvent> =>
+          e.kind === 'tagged' ? { kind: 'data', items: e.items as readonly FaultEvent[] } : e,
+      ),
+    );
+}
+
+/**
+ * Holds each meter's readings for `holdMs` of event time and delays the watermark by as much, so that a
+ * zero or stuck fault recognised up to `holdMs` after its start removes the meter's readings from its start
+ * to its recognition before any hour containing them is aggregated. Which readings leave depends only on
+ * event time (readings reach this stage in event-time order per meter, and a fault before the watermark
+ * passes its recognising reading), not on how the input was batched. A fault is kept until the watermark
+ * passes its end, since the readings it names may arrive in a later batch than the fault itself.
+ */
+function holdForFaults(
+  store: StateStore,
+  holdMs: number,
+  name: string,
+): Transform<Sample | Exclusion, Sample> {
+  const process = keyedProcess<Sample | Exclusion, Sample, HoldState>(store, {
+    name,
+    key: (item) => item.meterId,
+    onElement: (ctx, item) => {
+      let s = ctx.state;
+      if ('from' in item) {
+        if (s === undefined) s = { held: [], excl: [] };
+        s.excl.push(item.from, item.to);
+        const kept: number[] = [];
+        for (let i = 0; i < s.held.length; i += 2)
+          if (s.held[i]! < item.from || s.held[i]! > item.to) kept.push(s.held[i]!, s.held[i + 1]!);
+        s.held = kept;
+        ctx.state = s;
+        schedule(ctx, s);
+        return;
+      }
+      if (s !== undefined)
+        for (let i = 0; i < s.excl.length; i += 2)
+          if (item.ts >= s.excl[i]! && item.ts <= s.excl[i + 1]!) return;
+      if (item.ts + holdMs <= ctx.watermark) {
+        // Behind the held watermark already: downstream counts it late, as it would without the hold.
+        ctx.emit(item);
+        return;
+      }
+      if (s === undefined) s = { held: [], excl: [] };
+      s.held.push(item.ts, item.kw!);
+      ctx.state = s;
+      schedule(ctx, s);
+    },
+    onTimer: (ctx) => {
+      const s = ctx.state;
+      if (s === undefined) return;
+      const wm = ctx.watermark;
+      let i = 0;
+      for (; i < s.held.length && s.held[i]! + holdMs <= wm; i += 2)
+        ctx.emit({ meterId: ctx.key, ts: s.held[i]!, kw: s.held[i + 1]! });
+      const held = s.held.slice(i);
+      const excl: number[] = [];
+      for (let j = 0; j < s.excl.length; j += 2)
+        if (s.excl[j + 1]! >= wm) excl.push(s.excl[j]!, s.excl[j + 1]!);
+      if (held.length === 0 && excl.length === 0) {
+        ctx.state = undefined;
+        return;
+      }
+      const next = { held, excl };
+      ctx.state = next;
+      schedule(ctx, next);
+    },
+  });
+
+  function schedule(
+    ctx: { setTimer: (name: string, time: number) => void; clearTimer: (name: string) => void },
+    s: HoldState,
+  ): void {
+    let at = Number.POSITIVE_INFINITY;
+    if (s.held.length > 0) at = s.held[0]! + holdMs;
+    for (let j = 1; j < s.excl.length; j += 2) at = Math.min(at, s.excl[j]! + 1);
+    if (at === Number.POSITIVE_INFINITY) ctx.clearTimer(RELEASE);
+    else ctx.setTimer(RELEASE, at);
+  }
+
+  return (source) => {
+    let last = Number.NEGATIVE_INFINITY;
+    // At the end of a finite input no later reading can arrive, and so no later fault: the last watermark,
+    // moved on by the hold, releases every held reading and the hours close as they would without a hold.
+    const input = concat(
+      source.pipe(
+        tap((e) => {
+          if (e.kind === 'watermark') last = e.time;
+        }),
+      ),
+      defer(() => (last === Number.NEGATIVE_INFINITY ? EMPTY : of(watermarkEvent(last + holdMs)))),
+    );
+    return process(input).pipe(map((e) => (e.kind === 'watermark' ? watermarkEvent(e.time - holdMs) : e)));
+  };
 }

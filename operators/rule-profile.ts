@@ -122,6 +122,14 @@ export interface RuleProfile {
      * the seed's window is 7 days, set this to 7 days to wait for it; README "Fault rules").
      */
     commMinObservedMs: number;
+    /**
+     * How long a reading is held back from the hourly aggregates (and so the daily peaks and the
+     * neighborhood correlation) in event time, so that a zero or stuck fault recognised within it takes the
+     * readings since its start out before the hour is emitted (default 48 h: the longest recognition delay,
+     * `zeroMinDurationMs`). The cost is analytics latency of the same length; 0 emits an hour as soon as the
+     * watermark passes it and leaves the readings before a fault's recognition in (README "Fault rules").
+     */
+    analyticsHoldMs: number;
     /** Neighborhood outlier: correlation of hourly profiles below this (seed: 0.3). */
     neighborhoodMinCorrelation: number;
     /** Window of hourly aggregates the neighborhood correlation is computed over. */
@@ -203,6 +211,7 @@ export const defaultRuleProfile: RuleProfile = {
     neighborhoodTrimIqr: 1.5,
     neighborhoodConsecutive: 3,
     commMinObservedMs: DAY,
+    analyticsHoldMs: 48 * HOUR,
   },
   peaks: {
     peakFromHour: 17,
@@ -281,6 +290,8 @@ export function resolveRuleProfile(overrides: unknown = {}): RuleProfile {
     );
   positive('faults.zeroMinDurationMs', faults.zeroMinDurationMs);
   positive('faults.stuckMinDurationMs', faults.stuckMinDurationMs);
+  if (!(Number.isFinite(faults.analyticsHoldMs) && faults.analyticsHoldMs >= 0))
+    problems.push(`faults.analyticsHoldMs must be a finite number >= 0, got ${faults.analyticsHoldMs}`);
   positive('faults.overloadConsecutive', faults.overloadConsecutive);
   positive('faults.rollingWindowMs', faults.rollingWindowMs);
   positive('faults.spikeSigmas', faults.spikeSigmas);

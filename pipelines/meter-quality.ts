@@ -13,7 +13,7 @@ import {
   type Transform,
   untagged,
 } from '../core/index.js';
-import { aggregateHourly } from '../operators/aggregate-hourly.js';
+import { aggregateHourly, faultsBesideReadings } from '../operators/aggregate-hourly.js';
 import { classifyPeak } from '../operators/classify-peak.js';
 import { dedupeReadings } from '../operators/dedupe-readings.js';
 import { detectCommFailure } from '../operators/detect-comm-failure.js';
@@ -82,7 +82,7 @@ const HOUR = 3_600_000;
  * 2: compact per-meter state (sort buffer as column segments, growing rings, dedupe offsets).
  * 3: the erratic-spike stage keeps hourly maxima and held readings; the outlier stage counts low judgements.
  */
-export const METER_QUALITY_STATE_FORMAT = 'meter-quality/4';
+export const METER_QUALITY_STATE_FORMAT = 'meter-quality/5';
 
 /**
  * The meter-quality graph: per-meter rules keyed by meter, then the cross-meter stages keyed by
@@ -171,7 +171,11 @@ export function meterQualityGraph(options: MeterQualityOptions): {
 
   const hourlyStage = stage(
     'aggregateHourly',
-    aggregateHourly(store, registry, { allowedLatenessMs: 0, minQualityScore: profile.quality.standardFrom }),
+    aggregateHourly(store, registry, {
+      allowedLatenessMs: 0,
+      minQualityScore: profile.quality.standardFrom,
+      faultHoldMs: profile.faults.analyticsHoldMs,
+    }),
     {
       after: 'classifyPeak',
       emits: [LATE],
@@ -204,7 +208,9 @@ export function meterQualityGraph(options: MeterQualityOptions): {
         input as Observable<FlowEvent<unknown>>,
       ) as Observable<FlowEvent<Reading>>;
       const shared = trunk.pipe(share());
-      const hourly = shared.pipe(untagged(), hourlyStage, share());
+      // The hourly stage reads the FAULTS side output (a zero or stuck fault takes its readings out of the
+      // hours it covers) and drops every tagged event, which the trunk's route collects.
+      const hourly = shared.pipe(faultsBesideReadings<Reading>(), hourlyStage, share());
       const neighborhood = hourly.pipe(untagged(), neighborhoodStage);
       const peaks = hourly.pipe(untagged(), peaksStage);
       const route = <T>(flow: Observable<FlowEvent<T>>, main?: (b: readonly T[]) => void) =>

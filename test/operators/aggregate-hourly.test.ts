@@ -1,8 +1,9 @@
 import fc from 'fast-check';
-import { from, of } from 'rxjs';
+import { from, type Observable, of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { type FlowEvent, LATE, SideInput, StateStore } from '../../core/index.js';
-import { aggregateHourly } from '../../operators/aggregate-hourly.js';
+import { aggregateHourly, faultsBesideReadings } from '../../operators/aggregate-hourly.js';
+import { detectStuckMeter } from '../../operators/detect-stuck-meter.js';
 import type { MeterRegistry } from '../../operators/outputs.js';
 import type { HourlyConsumption, Reading } from '../../schemas/reading.js';
 import { data, testScheduler, wm } from '../core/helpers.js';
@@ -189,3 +190,84 @@ describe('aggregateHourly properties', () => {
     );
   });
 });
+
+describe('aggregateHourly: a zero or stuck fault takes its whole window out (faultHoldMs)', () => {
+  const HOLD = 2 * HOUR;
+  // M1 reads 1..4 kW, is stuck at 5 kW from 01:00 to 03:45 (recognised at 02:45, after 2 h), then varies.
+  const values = (k: number): number => (k >= 4 && k < 16 ? 5 : 1 + (k % 4));
+  const readings = Array.from({ length: 20 }, (_, k) => r('M1', T0 + k * INTERVAL, values(k)));
+  const stuckThenHourly = (faultHoldMs: number) => {
+    const store = new StateStore();
+    const stuck = detectStuckMeter(store, { stuckMinDurationMs: 2 * HOUR, stuckToleranceKw: 0 });
+    const hourlyOf = aggregateHourly(store, registry(), { allowedLatenessMs: 0, faultHoldMs });
+    return (source: Observable<FlowEvent<Reading>>) =>
+      hourlyOf(faultsBesideReadings<Reading>()(stuck(source)));
+  };
+  const row = (hour: number, kws: number[]): HourlyConsumption => {
+    const mean = kws.reduce((a, b) => a + b, 0) / kws.length;
+    const variance = kws.reduce((a, b) => a + (b - mean) ** 2, 0) / kws.length;
+    return hourly({
+      meterId: 'M1',
+      hour,
+      avgKw: mean,
+      minKw: Math.min(...kws),
+      maxKw: Math.max(...kws),
+      stddevKw: Math.sqrt(variance),
+      count: kws.length,
+    });
+  };
+
+  it('emits an hour once the watermark passes its end plus the hold, without the stuck hours from the fault start', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const input = cold<FlowEvent<Reading>>('a-----b-----c-----|', {
+        a: data(...readings),
+        b: wm(T0 + HOUR + HOLD),
+        c: wm(T0 + 7 * HOUR),
+      });
+      // The fault (start 01:00, recognised 02:45) is known before any of its hours is due: hours 01:00,
+      // 02:00 and 03:00 never appear (from 02:45 on the detector flags the readings itself).
+      expectObservable(input.pipe(stuckThenHourly(HOLD))).toBe('------(xb)--(yc)--(e|)', {
+        x: data(row(T0, [1, 2, 3, 4])),
+        b: wm(T0 + HOUR),
+        y: data(row(T0 + 4 * HOUR, [1, 2, 3, 4])),
+        c: wm(T0 + 5 * HOUR),
+        e: wm(T0 + 7 * HOUR),
+      });
+    });
+  });
+
+  it('gives the same rows whatever the batches, and with no hold keeps the hours before recognition', () => {
+    const hours = (events: FlowEvent<Reading>[], hold: number) =>
+      rows(runEvents(stuckThenHourly(hold), events)).map((h) => [h.hour, h.count]);
+    const oneBatch = hours([data(...readings), wm(T0 + 5 * HOUR)], HOLD);
+    expect(oneBatch).toEqual([
+      [T0, 4],
+      [T0 + 4 * HOUR, 4],
+    ]);
+    const perReading = [...readings.flatMap((x) => [data(x), wm(x.ts - HOUR)]), wm(T0 + 5 * HOUR)];
+    expect(hours(perReading, HOLD)).toEqual(oneBatch);
+    // Without the hold the stuck readings before recognition stay in their hours.
+    expect(hours([data(...readings), wm(T0 + 5 * HOUR)], 0)).toEqual([
+      [T0, 4],
+      [T0 + HOUR, 4],
+      [T0 + 2 * HOUR, 3],
+      [T0 + 4 * HOUR, 4],
+    ]);
+  });
+
+  it('reads FAULTS beside the readings and passes no tagged event on (the trunk routes them to the sinks)', () => {
+    const out = runEvents(stuckThenHourly(HOLD), [data(...readings), wm(T0 + 5 * HOUR)]);
+    expect(out.filter((e) => e.kind === 'tagged')).toEqual([]);
+  });
+});
+
+function runEvents(
+  transform: (s: Observable<FlowEvent<Reading>>) => Observable<FlowEvent<HourlyConsumption>>,
+  events: FlowEvent<Reading>[],
+): FlowEvent<HourlyConsumption>[] {
+  const out: FlowEvent<HourlyConsumption>[] = [];
+  from(events)
+    .pipe(transform)
+    .subscribe((e) => out.push(e));
+  return out;
+}

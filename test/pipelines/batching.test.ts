@@ -47,11 +47,38 @@ describe.each([
     });
 
     it('gives the same rows for one file per batch, sixteen files per batch, and everything at once', () => {
-      const perFile = summary(runGraphInMemory(cut(1), registry, resolveRuleProfile()));
+      const perFileOut = runGraphInMemory(cut(1), registry, resolveRuleProfile());
+      const perFile = summary(perFileOut);
       expect(perFile.hourly.length).toBeGreaterThan(meters * days * 20);
       expect(perFile.dailyPeaks.length).toBe(3 * days);
       expect(summary(runGraphInMemory(cut(16), registry, resolveRuleProfile()))).toEqual(perFile);
       expect(summary(runGraphInMemory(cut(files.length), registry, resolveRuleProfile()))).toEqual(perFile);
     }, 60_000);
+
+    it('leaves every hour inside a zero or stuck fault, from its start, out of the hourly rows', () => {
+      // Hours wholly between a fault's start and its recognition (or its end, if it ended first).
+      const insideFaults = (o: CollectedOutputs) => {
+        const windows = o.faults.filter((f) => f.faultType === 'zero' || f.faultType === 'stuck');
+        return o.hourly.filter((h) =>
+          windows.some(
+            (f) =>
+              f.meterId === h.meterId &&
+              h.hour >= f.windowStart &&
+              h.hour + HOUR <= Math.min(f.detectedAt, f.windowEnd),
+          ),
+        ).length;
+      };
+      const held = runGraphInMemory(cut(16), registry, resolveRuleProfile());
+      const profile = resolveRuleProfile();
+      const unheld = runGraphInMemory(cut(16), registry, {
+        ...profile,
+        faults: { ...profile.faults, analyticsHoldMs: 0 },
+      });
+      // The data has such faults, and without the hold their hours before recognition are emitted.
+      expect(insideFaults(unheld)).toBeGreaterThan(0);
+      expect(insideFaults(held)).toBe(0);
+    }, 60_000);
   },
 );
+
+const HOUR = 3_600_000;
