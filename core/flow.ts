@@ -1,3 +1,4 @@
+/** The events that flow through a graph (data, watermark, tick, tagged) and the transform type built on them. */
 import type { Observable, OperatorFunction } from 'rxjs';
 
 /**

@@ -1,3 +1,4 @@
+/** The dataflow core's public surface, one export line per module. */
 export * from './errors.js';
 export * from './flow.js';
 export * from './graph.js';

@@ -1,3 +1,4 @@
+/** Event-time windows (fixed, sliding, session) with allowed lateness and a `late` tagged output. */
 import { type OutputTag, outputTag, type Transform } from './flow.js';
 import { type KeyedContext, keyedProcess } from './keyed-process.js';
 import type { StateStore } from './state-store.js';

@@ -1,3 +1,4 @@
+/** Where checkpoints live: a JSON file for the files source, chunked entries in a NATS KV bucket for JetStream. */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';

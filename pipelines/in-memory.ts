@@ -1,3 +1,4 @@
+/** The meter-quality graph over batches held in memory, outputs collected: for tests and the graph-alone benchmark. */
 import { BehaviorSubject, Subject } from 'rxjs';
 import { dataEvent, type FlowEvent, SideInput, StateStore } from '../core/index.js';
 import type { Lineage, MeterRegistry } from '../operators/outputs.js';

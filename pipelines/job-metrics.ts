@@ -1,3 +1,4 @@
+/** The job's Prometheus metrics, fed by the runner's observer hooks. */
 import type { PipelineGraph } from '../core/index.js';
 import type { JobObserver } from './job.js';
 import { MetricsRegistry } from './metrics.js';

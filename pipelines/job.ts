@@ -1,3 +1,4 @@
+/** The meter-quality job: opens the registry, stores, source, fences and checkpoints, then runs the epoch coordinator. */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BehaviorSubject } from 'rxjs';

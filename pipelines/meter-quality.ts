@@ -1,3 +1,4 @@
+/** The meter-quality graph: every business rule as a named stage, its tagged outputs routed to the sinks. */
 import { ignoreElements, merge, Observable, type SchedulerLike, share, tap } from 'rxjs';
 import {
   assignWatermarks,

@@ -1,3 +1,4 @@
+/** Combining several run observers into one, so metrics, alerts and logs each watch the same run. */
 import type { Alert } from '../schemas/reading.js';
 import type { RunObserver } from './runner.js';
 
