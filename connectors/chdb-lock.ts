@@ -10,10 +10,12 @@
  * not alive on this host, or when the endpoint does not answer `/ping` with the same nonce (the pid or
  * the port was reused).
  */
+
 import { randomUUID } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { GreenStreamError } from '../core/errors.js';
 
 export const OWNER_FILE = 'greenstream-owner.json';
 /** Response header of the query endpoint's `/ping` carrying the owner's nonce. */
@@ -35,15 +37,10 @@ export interface OwnerLock {
   release(): void;
 }
 
-export class OwnerLockError extends Error {
+export class OwnerLockError extends GreenStreamError<{ readonly path: string }> {
   override readonly name = 'OwnerLockError';
-  readonly retryable = false;
-  constructor(
-    message: string,
-    readonly context: { readonly path: string },
-    options?: { readonly cause?: unknown },
-  ) {
-    super(message, options);
+  constructor(message: string, context: { readonly path: string }, options?: { readonly cause?: unknown }) {
+    super(message, { retryable: false, context, cause: options?.cause });
   }
 }
 

@@ -1,4 +1,5 @@
 /** The chDB engine of the hot store: ClickHouse embedded in the process, inserts read from spool files. */
+
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -6,11 +7,12 @@ import { type ClickHouseClient, type ClickHouseClientConfigOptions, createClient
 import { type ChdbConnection, createChdbConnection } from 'chdb/connection';
 import type { TextSink } from '../codecs/clickhouse-encode.js';
 import { sql, sqlIdent } from '../codecs/sql.js';
+import { GreenStreamError } from '../core/errors.js';
 import { clickhouseType } from '../schemas/clickhouse.js';
 import { bodyOf, type Driver, firstLine } from './clickhouse-driver.js';
 
 /** A spool file could not be written: the engine cannot be given the batch for now. */
-export class SpoolError extends Error {
+export class SpoolError extends GreenStreamError {
   override readonly name = 'SpoolError';
 }
 

@@ -14,6 +14,7 @@
  * with the reason, for the caller to dead-letter. Sizes are known from `stat` before anything is read,
  * and a batch is bounded by bytes as well as by files.
  */
+
 import { constants, type Dirent, type Stats } from 'node:fs';
 import { lstat, mkdir, open, readdir, realpath, rename, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, sep } from 'node:path';
@@ -23,13 +24,13 @@ import {
   JSON_CONTENT_TYPE,
   type PayloadContentType,
 } from '../codecs/decode.js';
+import { GreenStreamError } from '../core/errors.js';
 
-export class LandingError extends Error {
+/** A landing file or folder that cannot be read or written; a retry meets the same file. */
+export class LandingError extends GreenStreamError<Readonly<Record<string, string | number>>> {
   override readonly name = 'LandingError';
-  readonly context: Readonly<Record<string, string | number>>;
   constructor(message: string, context: Record<string, string | number>, options?: { cause?: unknown }) {
-    super(message, options);
-    this.context = context;
+    super(message, { retryable: false, context, cause: options?.cause });
   }
 }
 

@@ -11,8 +11,10 @@
  * It binds loopback unless told otherwise: the query endpoint answers with the store's data, and a
  * scraper outside the host or container is an explicit choice (`--metrics-host 0.0.0.0`).
  */
+
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ConfigurationError } from '../core/errors.js';
 
 export const EXPOSITION_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -38,14 +40,15 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export class MetricsServerError extends Error {
+/** The metrics endpoint could not be served (a port in use, a host not bound): fix the flags. */
+export class MetricsServerError extends ConfigurationError<{ readonly host: string; readonly port: number }> {
   override readonly name = 'MetricsServerError';
   constructor(
     message: string,
-    readonly context: { readonly host: string; readonly port: number },
+    context: { readonly host: string; readonly port: number },
     options?: { readonly cause?: unknown },
   ) {
-    super(message, options);
+    super(message, { retryable: false, context, cause: options?.cause });
   }
 }
 

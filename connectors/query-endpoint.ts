@@ -18,11 +18,13 @@
  * from the HTTP interface's own. A connection on which a query failed is replaced (see `run`). Peers
  * other than loopback need the password, when one is set.
  */
+
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzipSync, gzipSync, inflateSync } from 'node:zlib';
 import { type ChdbResult, Session } from 'chdb';
 import { sqlIdent } from '../codecs/sql.js';
+import { GreenStreamError } from '../core/errors.js';
 import { checkReadOnlyStatement } from './read-only-sql.js';
 
 export interface QueryLimits {
@@ -88,16 +90,14 @@ export interface QueryEndpoint {
   close(): Promise<void>;
 }
 
-export class QueryEndpointError extends Error {
+export class QueryEndpointError extends GreenStreamError<{ readonly path: string }> {
   override readonly name = 'QueryEndpointError';
-  readonly retryable: boolean;
   constructor(
     message: string,
-    readonly context: { readonly path: string },
+    context: { readonly path: string },
     options: { readonly cause?: unknown; readonly retryable?: boolean } = {},
   ) {
-    super(message, { cause: options.cause });
-    this.retryable = options.retryable ?? false;
+    super(message, { retryable: options.retryable ?? false, context, cause: options.cause });
   }
 }
 

@@ -7,10 +7,12 @@
  *
  * Position: the files done, so an interrupted import resumes with the next file.
  */
+
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { decodeReadings } from '../codecs/decode.js';
 import type { FileMeter } from '../codecs/types.js';
+import { ConfigurationError } from '../core/errors.js';
 import type { Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
 import type { ReadingSource, SourceBatch } from './runner.js';
@@ -25,7 +27,8 @@ export interface ImportFile {
   readonly deadLetterPath: string;
 }
 
-export class ImportInputError extends Error {
+/** The files named to `import` cannot be listed (a path that does not exist …): fix the arguments. */
+export class ImportInputError extends ConfigurationError {
   override readonly name = 'ImportInputError';
 }
 
