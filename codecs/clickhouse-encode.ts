@@ -12,6 +12,7 @@
 
 import type { Column, ColumnType } from '../schemas/reading.js';
 import { quoteString } from './sql.js';
+import { hasLoneSurrogate, wellFormed } from './unicode.js';
 
 /**
  * Insert formats accepted by both engines. (JSONCompactEachRow would be cheaper than
@@ -115,17 +116,13 @@ function integerIn(range: readonly [number, number], value: CellValue): number {
   return n;
 }
 
-// With the `u` flag the surrogate class matches only unpaired halves.
-const LONE_SURROGATE = /\p{Cs}/u;
-const LONE_SURROGATES = /\p{Cs}/gu;
-
 /**
  * A string cell. A lone UTF-16 surrogate has no UTF-8 form: it is written as U+FFFD, which is what
  * the UTF-8 encoding of the body would produce anyway, so the row is stored rather than refused.
  */
 function text(value: CellValue): string {
   if (typeof value !== 'string') throw new CellError(`expected a string, got ${describe(value)}`);
-  return LONE_SURROGATE.test(value) ? value.replace(LONE_SURROGATES, '\uFFFD') : value;
+  return wellFormed(value);
 }
 
 function stringArray(value: CellValue): readonly string[] {
@@ -134,7 +131,7 @@ function stringArray(value: CellValue): readonly string[] {
   for (const item of value as readonly unknown[]) {
     if (typeof item !== 'string')
       throw new CellError(`expected an array of strings, got an item ${typeof item}`);
-    if (LONE_SURROGATE.test(item)) clean = false;
+    if (hasLoneSurrogate(item)) clean = false;
   }
   return clean ? (value as readonly string[]) : (value as readonly string[]).map(text);
 }

@@ -22,6 +22,7 @@ import {
   GREEN_BUTTON_CONTENT_TYPE,
   NEM12_CONTENT_TYPE,
 } from './types.js';
+import { safeSlice, wellFormed } from './unicode.js';
 
 export const CSV_CONTENT_TYPE = 'text/csv';
 export const JSON_CONTENT_TYPE = 'application/json';
@@ -272,31 +273,6 @@ function tooManyRecords(
     source: `${source}#${line}`,
   };
 }
-
-/**
- * `s.slice(from, to)` that never ends inside a surrogate pair (a lone half has no UTF-8 form, and the
- * stores refuse or mangle it).
- */
-export function safeSlice(s: string, from: number, to: number): string {
-  let end = Math.min(to, s.length);
-  if (end > from && end < s.length) {
-    const last = s.charCodeAt(end - 1);
-    if (last >= 0xd800 && last <= 0xdbff) end--;
-  }
-  return s.slice(from, end);
-}
-
-/**
- * A string with every lone UTF-16 surrogate replaced by U+FFFD, as a UTF-8 encoder would write it: JSON
- * escapes (`"\udc00"`) can carry one, and no store can keep it.
- */
-export function wellFormed(s: string): string {
-  return LONE_SURROGATE.test(s) ? s.replace(LONE_SURROGATES, '\uFFFD') : s;
-}
-
-// With the `u` flag the surrogate class matches only unpaired halves.
-const LONE_SURROGATE = /\p{Cs}/u;
-const LONE_SURROGATES = /\p{Cs}/gu;
 
 /** Where each required column sits, and how many columns a line must have. */
 interface CsvLayout {

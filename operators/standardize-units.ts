@@ -1,3 +1,4 @@
+import { safeSlice, wellFormed } from '../codecs/unicode.js';
 import { type Emitter, parDo, type SideInput, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import { type MeterRegistry, QUARANTINE } from './outputs.js';
@@ -96,8 +97,8 @@ export function standardizeUnits<R extends Reading & { readonly intervalMinutes?
       case WATT_HOUR:
       case MEGAWATT_HOUR: {
         const kwh = kw * KWH_PER_UNIT[kind]!;
-        const minutes = r.intervalMinutes ?? registry?.value.get(r.meterId)?.intervalMinutes ?? undefined;
-        if (minutes !== undefined && minutes !== null && minutes > 0) {
+        const minutes = r.intervalMinutes ?? registry?.value.get(r.meterId)?.intervalMinutes;
+        if (minutes != null && minutes > 0) {
           r.kw = round((kwh * 60) / minutes);
           r.flags.push('energy_converted');
         } else {
@@ -136,12 +137,7 @@ export function standardizeUnits<R extends Reading & { readonly intervalMinutes?
  * that arrived in the unit is replaced by U+FFFD.
  */
 export function unitExcerpt(unit: string): string {
-  const trimmed = unit.trim();
-  let end = Math.min(trimmed.length, MAX_UNIT_IN_REASON);
-  const last = trimmed.charCodeAt(end - 1);
-  if (end < trimmed.length && last >= 0xd800 && last <= 0xdbff) end--;
-  const cut = trimmed.slice(0, end);
-  return /\p{Cs}/u.test(cut) ? cut.replace(/\p{Cs}/gu, '\uFFFD') : cut;
+  return wellFormed(safeSlice(unit.trim(), 0, MAX_UNIT_IN_REASON));
 }
 
 function quarantine(r: Reading, reason: string, out: Pick<Emitter<unknown>, 'tag'>): void {

@@ -5,7 +5,7 @@
  * exported from here.
  */
 import type { Observable } from 'rxjs';
-import type { FlowEvent, StateStore } from '../core/index.js';
+import type { FlowEvent } from '../core/index.js';
 import type { Alert, RawReading } from '../schemas/reading.js';
 import type {
   Checkpoint as EpochCheckpoint,
@@ -14,7 +14,7 @@ import type {
   EpochSinks,
   Source,
 } from './contracts.js';
-import { EpochCoordinator } from './epoch-coordinator.js';
+import { EpochCoordinator, type EpochCoordinatorOptions } from './epoch-coordinator.js';
 import type { MeterQualitySink } from './meter-quality.js';
 import {
   meterQualityEpochGraph,
@@ -42,26 +42,14 @@ export interface RunObserver extends Omit<EpochObserver<SourceBatch, OutputBatch
   alertsFor?(batch: OutputBatch, pending: number | undefined): readonly Alert[];
 }
 
-export interface RunOptions {
-  readonly source: ReadingSource;
-  readonly sinks: PipelineSinks;
-  readonly checkpoints: CheckpointStore;
-  readonly store: StateStore;
-  /** Subscribes the graph to `input` and routes its outputs to `sink`; see `meterQualityGraph`. */
+/**
+ * The coordinator's options for the meter-quality job: its graph given as `connect` (see
+ * `meterQualityGraph`) and its observer able to add processing-time alerts.
+ */
+export interface RunOptions
+  extends Omit<EpochCoordinatorOptions<SourceBatch, OutputBatch, RunTotals>, 'graph' | 'observer'> {
+  /** Subscribes the graph to `input` and routes its outputs to `sink`. */
   readonly connect: (input: Observable<FlowEvent<RawReading>>, sink: MeterQualitySink) => Observable<unknown>;
-  readonly untilIdle: boolean;
-  readonly flushRows: number;
-  readonly flushIntervalMs: number;
-  readonly checkpointIntervalMs: number;
-  readonly checkpointEveryFlushes?: number;
-  readonly snapshotSliceMs?: number;
-  readonly stateFormat?: string;
-  readonly idlePollMs: number;
-  readonly beforePull?: () => void;
-  readonly now: () => number;
-  readonly signal?: AbortSignal;
-  readonly onCheckpoint?: (checkpoint: Checkpoint) => void;
-  readonly onFlush?: (batch: OutputBatch) => void;
   readonly observer?: RunObserver;
 }
 

@@ -5,6 +5,7 @@
  */
 
 import { RowEncodingError, rowEncoder } from '../codecs/clickhouse-encode.js';
+import { wellFormed } from '../codecs/unicode.js';
 import type { HotStore, HotStoreBatch } from '../connectors/clickhouse.js';
 import type { ParquetLake } from '../connectors/parquet-lake.js';
 import { type HotTableName, hotTables } from '../schemas/clickhouse.js';
@@ -210,10 +211,10 @@ async function writeHot(
     repairs.push({
       ...q,
       ts: null,
-      meterId: wellFormedText(q.meterId),
-      raw: wellFormedText(q.raw),
-      source: wellFormedText(q.source),
-      reasons: [...q.reasons.map(wellFormedText), `unencodable:${why}`],
+      meterId: wellFormed(q.meterId),
+      raw: wellFormed(q.raw),
+      source: wellFormed(q.source),
+      reasons: [...q.reasons.map(wellFormed), `unencodable:${why}`],
     });
   });
   if (repairs.length > 0) {
@@ -291,11 +292,11 @@ function quarantineOfRefused(
   const r = row as { meterId?: unknown; ts?: unknown; source?: unknown };
   const ts = typeof r.ts === 'number' && r.ts >= 0 && r.ts < 2 ** 32 * 1000 ? r.ts : null;
   return {
-    meterId: typeof r.meterId === 'string' ? wellFormedText(r.meterId) : '',
+    meterId: typeof r.meterId === 'string' ? wellFormed(r.meterId) : '',
     ts,
-    raw: wellFormedText(safeJson(row)),
+    raw: wellFormed(safeJson(row)),
     reasons: [`unencodable:${why}`],
-    source: typeof r.source === 'string' ? wellFormedText(r.source) : `sink:${table}`,
+    source: typeof r.source === 'string' ? wellFormed(r.source) : `sink:${table}`,
     quarantinedAt,
   };
 }
@@ -308,10 +309,6 @@ function safeJson(row: unknown): string {
   } catch {
     return String(row);
   }
-}
-
-function wellFormedText(s: string): string {
-  return /\p{Cs}/u.test(s) ? s.replace(/\p{Cs}/gu, '\uFFFD') : s;
 }
 
 function removeFrom<T>(rows: T[], refused: ReadonlySet<unknown>): void {

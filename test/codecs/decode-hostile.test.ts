@@ -1,7 +1,8 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { decodeReadings, detachedCopy, safeSlice, wellFormed } from '../../codecs/decode.js';
+import { decodeReadings, detachedCopy } from '../../codecs/decode.js';
+import { safeSlice, wellFormed } from '../../codecs/unicode.js';
 
 const decode = (text: string, options: { maxRecords?: number; maxFailures?: number } = {}) =>
   decodeReadings(Buffer.from(text), { source: 'f', receivedAt: 0, ...options });
