@@ -1,3 +1,4 @@
+import { consoleCommand } from './console.js';
 import { demoCommand } from './demo.js';
 import { graphCommand } from './graph.js';
 import { importCommand } from './import.js';
@@ -17,6 +18,7 @@ for (const command of [
   sqlCommand,
   graphCommand,
   demoCommand,
+  consoleCommand,
 ]) {
   registerCommand(command);
 }

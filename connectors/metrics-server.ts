@@ -27,6 +27,8 @@ export interface MetricsServerOptions {
   readonly ready: () => boolean;
   /** Answers `/` and `/ping` (the query endpoint); without it they are 404. */
   readonly queries?: (req: IncomingMessage, res: ServerResponse) => void;
+  /** Further pages (the console, `/pipeline.json`): returns true when it answered the request. */
+  readonly pages?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 export const DEFAULT_METRICS_HOST = '127.0.0.1';
@@ -94,6 +96,7 @@ function handle(req: IncomingMessage, res: ServerResponse, options: MetricsServe
     options.queries(req, res);
     return;
   }
+  if (options.pages?.(req, res) === true) return;
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     reply(req, res, 405, 'method not allowed\n', { Allow: 'GET, HEAD' });
     return;

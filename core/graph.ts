@@ -21,10 +21,17 @@ interface GraphNode {
   readonly kind: NodeKind;
 }
 
-interface GraphEdge {
+export interface GraphEdge {
   readonly from: string;
   readonly to: string;
   readonly label?: string;
+}
+
+/** The graph's shape, plain JSON. */
+export interface GraphTopology {
+  readonly name: string;
+  readonly nodes: readonly { readonly name: string; readonly kind: NodeKind }[];
+  readonly edges: readonly GraphEdge[];
 }
 
 /** Where a stage sits and what it routes to tagged outputs. */
@@ -155,6 +162,15 @@ export class PipelineGraph {
     const result: Record<string, StageCounters> = {};
     for (const [name, c] of this.counters) result[name] = { ...c, tagged: { ...c.tagged } };
     return result;
+  }
+
+  /** The nodes and every edge (tagged ones included), as the printed graph draws them: for dashboards. */
+  topology(): GraphTopology {
+    return {
+      name: this.name,
+      nodes: [...this.nodes.values()].map((n) => ({ name: n.name, kind: n.kind })),
+      edges: this.allEdges().map((e) => ({ ...e })),
+    };
   }
 
   toMermaid(): string {

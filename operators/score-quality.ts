@@ -45,12 +45,12 @@ export function scoreQuality(thresholds: RuleProfile['quality']): Transform<Read
   });
 }
 
-function tierOf(score: number, t: RuleProfile['quality']): QualityTier {
+export function tierOf(score: number, t: RuleProfile['quality']): QualityTier {
   if (score >= t.premiumFrom) return 'premium';
   return score >= t.standardFrom ? 'standard' : 'quarantine';
 }
 
-function gradeOf(score: number, t: RuleProfile['quality']): Grade {
+export function gradeOf(score: number, t: RuleProfile['quality']): Grade {
   if (score >= t.gradeA) return 'A';
   if (score >= t.gradeB) return 'B';
   return score >= t.gradeC ? 'C' : 'F';

@@ -1,5 +1,5 @@
 /** The job's Prometheus metrics, fed by the runner's observer hooks. */
-import type { PipelineGraph } from '../core/index.js';
+import type { GraphTopology, PipelineGraph, StageCounters } from '../core/index.js';
 import type { JobObserver } from './job.js';
 import { MetricsRegistry } from './metrics.js';
 
@@ -10,6 +10,24 @@ export const WATERMARK_STAGE = 'assignWatermarks';
 export const SINK_WRITE_BUCKETS: readonly number[] = [
   0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 ];
+
+/** What `pipelineStatus` returns, served as `/pipeline.json`. */
+export interface PipelineStatus {
+  /** Processing time of the figures, epoch ms. */
+  readonly at: number;
+  readonly ready: boolean;
+  readonly topology: GraphTopology | null;
+  readonly stages: Readonly<Record<string, Omit<StageCounters, 'watermark'> & { watermark: number | null }>>;
+  readonly recordsIn: number;
+  readonly quarantined: number;
+  readonly deadLettered: number;
+  readonly consumerLag: number | null;
+  readonly watermarkDelaySeconds: number | null;
+  readonly checkpoints: number;
+  readonly checkpointAgeSeconds: number | null;
+  readonly sinkWrites: number;
+  readonly sinkWriteMeanSeconds: number | null;
+}
 
 /**
  * The meter-quality job's Prometheus metrics and readiness, fed through its observer hooks. Stage counts
@@ -132,6 +150,39 @@ export class JobMetrics {
   /** Ready once the stores are migrated and the source is open; not after a fatal sink error or the end. */
   isReady(): boolean {
     return this.ready;
+  }
+
+  /**
+   * The running graph as the console draws it: its nodes and edges, each stage's counters, and the job's
+   * lag, watermark delay, checkpoint age and write latency at this moment (absent figures are null).
+   */
+  pipelineStatus(): PipelineStatus {
+    const stages = this.graph?.stageCounters() ?? {};
+    const watermark = stages[WATERMARK_STAGE]?.watermark;
+    const last = this.lastCheckpoint.get();
+    const ok = this.sinkWrite.get({ outcome: 'ok' });
+    const now = this.now();
+    return {
+      at: now,
+      ready: this.ready,
+      topology: this.graph?.topology() ?? null,
+      stages: Object.fromEntries(
+        Object.entries(stages).map(([name, c]) => [
+          name,
+          { ...c, watermark: Number.isFinite(c.watermark) ? c.watermark : null },
+        ]),
+      ),
+      recordsIn: this.recordsIn.get(),
+      quarantined: this.quarantined.get(),
+      deadLettered: this.deadLettered.get(),
+      consumerLag: this.consumerLag.get() ?? null,
+      watermarkDelaySeconds:
+        watermark !== undefined && Number.isFinite(watermark) ? (now - watermark) / 1000 : null,
+      checkpoints: this.checkpoints.get(),
+      checkpointAgeSeconds: last === undefined ? null : now / 1000 - last,
+      sinkWrites: ok.count,
+      sinkWriteMeanSeconds: ok.count === 0 ? null : ok.sum / ok.count,
+    };
   }
 
   /** The Prometheus text exposition of every metric. */

@@ -19,6 +19,7 @@
  */
 
 import { type SqlFragment, sql } from '../codecs/sql.js';
+import { reviewLogMigration } from './review.js';
 import {
   type Alert,
   alertColumns,
@@ -292,6 +293,7 @@ export const hotStoreMigrations: readonly Migration[] = [
     name: 'create *_latest views reading through duplicates',
     statements: (context) => hotTableNames.map((t) => createLatestViewDdl(t, context.database)),
   },
+  reviewLogMigration,
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -57,6 +57,12 @@ export type ReadingFlag =
   /** An energy value (kWh, Wh, MWh) over a known interval, stored as the interval's mean kW. */
   | 'energy_converted'
   | SourceQualityFlag
+  /** Admitted by a person's review (`greenstream review approve`), not by the rules. */
+  | 'reviewed'
+  /** Its value is the reviewer's correction, not the value received. */
+  | 'reviewed_corrected'
+  /** Its score was set by a person's review (`greenstream review override`). */
+  | 'score_overridden'
   /** Transient: above the physical limit; seen by the overload detector, then quarantined, never stored. */
   | 'over_limit';
 

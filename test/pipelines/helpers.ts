@@ -14,7 +14,17 @@ import type { HotTableName } from '../../schemas/clickhouse.js';
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const bin = join(repoRoot, 'bin', 'greenstream.js');
-const sourceFolders = ['core', 'operators', 'connectors', 'schemas', 'pipelines', 'cli', 'simulator'];
+const sourceFolders = [
+  'core',
+  'operators',
+  'codecs',
+  'connectors',
+  'schemas',
+  'pipelines',
+  'cli',
+  'console',
+  'simulator',
+];
 
 /**
  * The tests run the compiled CLI (`bin/` loads `dist/`): compiles when any source is newer than its
