@@ -19,7 +19,6 @@
  */
 
 import { type SqlFragment, sql } from '../codecs/sql.js';
-import { reviewLogMigration } from './review.js';
 import {
   type Alert,
   alertColumns,
@@ -40,6 +39,7 @@ import {
   type Reading,
   readingColumns,
 } from './reading.js';
+import { reviewLogMigration } from './review.js';
 
 /** The database users query; a public contract. Tests may use another name for isolation. */
 export const HOT_DATABASE = 'greenstream';
