@@ -1,10 +1,12 @@
 import { consoleCommand } from './console.js';
 import { demoCommand } from './demo.js';
+import { dlqCommand } from './dlq.js';
 import { graphCommand } from './graph.js';
 import { importCommand } from './import.js';
 import { registerCommand } from './main.js';
 import { publishCommand } from './publish.js';
 import { replayCommand } from './replay.js';
+import { reviewCommand } from './review.js';
 import { runCommand } from './run.js';
 import { simulateCommand } from './simulate.js';
 import { sqlCommand } from './sql.js';
@@ -19,6 +21,8 @@ for (const command of [
   graphCommand,
   demoCommand,
   consoleCommand,
+  reviewCommand,
+  dlqCommand,
 ]) {
   registerCommand(command);
 }

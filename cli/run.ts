@@ -25,6 +25,7 @@ import {
   serveFlags,
   serveUsage,
 } from './serve-queries.js';
+import { workerConsole } from './worker-console.js';
 
 export const runUsage = [
   'Usage: greenstream run [options]',
@@ -64,7 +65,8 @@ export const runUsage = [
   '                       most 1/64 of it in input bytes (1-64 MiB; default 1/64 of the heap limit), and',
   '                       the NATS source takes one message per batch while the RSS is above it',
   '  --metrics-port <n>   serve /metrics, /healthz, /readyz on this port ($GS_METRICS_PORT); on chdb:<dir>',
-  '                       also read-only queries (default there: an ephemeral loopback port)',
+  '                       also read-only queries (default there: an ephemeral loopback port); also',
+  "                       /pipeline.json and the console's pages under /console/ (read-only)",
   ...serveUsage,
   '  $GS_HEAP_GROWING_PERCENT  V8 collects the old generation once the heap grew this much past what the',
   "                       last collection kept (default 50; 0 for V8's own heuristics)",
@@ -153,6 +155,7 @@ export async function runJobCommand(
       jobMetrics.registry,
     );
     const metrics = metricsPort === undefined && queries === undefined ? undefined : jobMetrics;
+    const pages = workerConsole(hot, jobMetrics, () => metricsServer?.url);
     let source: SourceConfig;
     let nc: NatsConnection | undefined;
     let lease: Lease | undefined;
@@ -302,6 +305,7 @@ export async function runJobCommand(
           render: () => metrics.render(),
           ready: () => metrics.isReady(),
           ...(queries === undefined ? {} : { queries: queries.endpoint.handle }),
+          pages: pages.pages,
         });
         logger.info('serving metrics', {
           bound: `${metricsServer.address.includes(':') ? `[${metricsServer.address}]` : metricsServer.address}:${metricsServer.port}`,
@@ -324,6 +328,7 @@ export async function runJobCommand(
     } finally {
       await lease?.release();
       await stopProgress?.();
+      await pages.close();
       await queries?.close();
       await metricsServer?.close();
       await nc?.drain();
