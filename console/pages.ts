@@ -262,7 +262,7 @@ export function reviewPage(ctx: PageContext, data: ReviewPageData): string {
 <input name="value" placeholder="corrected kW" size="8" inputmode="decimal"${disabled}>
 <input name="reason" placeholder="reason" required${disabled}>
 <button name="do" value="approve"${disabled}>Approve</button><button name="do" value="reject"${disabled}>Reject</button></form>`
-      : `<span class="decided">${escapeHtml(q.decision)}d by ${escapeHtml(q.decided_by)}</span>`,
+      : `<span class="decided">${q.decision === 'approve' ? 'approved' : 'rejected'} by ${escapeHtml(q.decided_by)}</span>`,
   ]);
   const lowRows = data.lowScores.map((r) => [
     `<a href="${ctx.base}/meter?id=${encodeURIComponent(r.meter_id)}">${escapeHtml(r.meter_id)}</a>`,

@@ -48,6 +48,12 @@
       return d;
     };
     for (const n of topology.nodes) depthOf(n.name, new Set());
+    // Sinks share one last layer, so the stages read as a chain and the stores as a column at its end.
+    const last = Math.max(
+      0,
+      ...topology.nodes.filter((n) => n.kind !== 'sink').map((n) => depth.get(n.name)),
+    );
+    for (const n of topology.nodes) if (n.kind === 'sink') depth.set(n.name, last + 1);
     return depth;
   };
 
@@ -62,18 +68,34 @@
       columns[d] = columns[d] ?? [];
       columns[d].push(n);
     }
-    const boxW = 170;
+    const boxW = 190;
     const boxH = 54;
     const gapX = 60;
     const gapY = 18;
-    const rows = Math.max(...columns.map((c) => c?.length ?? 0));
-    const w = columns.length * (boxW + gapX) + 20;
-    const h = rows * (boxH + gapY) + 20;
+    // The layers wrap into bands as wide as the page, read left to right, band after band.
+    const perBand = Math.max(2, Math.floor((width(host) - 20) / (boxW + gapX)));
+    const bands = [];
+    columns.forEach((col, d) => {
+      const band = Math.floor(d / perBand);
+      bands[band] = Math.max(bands[band] ?? 0, col.length);
+    });
+    const bandTop = [];
+    let top = 10;
+    for (let b = 0; b < bands.length; b++) {
+      bandTop[b] = top;
+      top += bands[b] * (boxH + gapY) + 36;
+    }
+    const w = Math.min(columns.length, perBand) * (boxW + gapX) + 20;
+    const h = top;
     const pos = new Map();
-    columns.forEach((col, x) => {
-      const offset = ((rows - col.length) * (boxH + gapY)) / 2;
+    columns.forEach((col, d) => {
+      const band = Math.floor(d / perBand);
+      const offset = ((bands[band] - col.length) * (boxH + gapY)) / 2;
       col.forEach((n, y) => {
-        pos.set(n.name, { x: 10 + x * (boxW + gapX), y: 10 + offset + y * (boxH + gapY) });
+        pos.set(n.name, {
+          x: 10 + (d % perBand) * (boxW + gapX),
+          y: bandTop[band] + offset + y * (boxH + gapY),
+        });
       });
     });
     const svg = svgEl('svg', {
@@ -100,13 +122,17 @@
       const a = pos.get(e.from);
       const b = pos.get(e.to);
       if (a === undefined || b === undefined) continue;
-      const x1 = a.x + boxW;
-      const y1 = a.y + boxH / 2;
-      const x2 = b.x;
-      const y2 = b.y + boxH / 2;
+      const forward = b.x > a.x;
+      const x1 = forward ? a.x + boxW : a.x + boxW / 2;
+      const y1 = forward ? a.y + boxH / 2 : a.y + boxH;
+      const x2 = forward ? b.x : b.x + boxW / 2;
+      const y2 = forward ? b.y + boxH / 2 : b.y;
       const mid = (x1 + x2) / 2;
+      const d = forward
+        ? `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`
+        : `M${x1},${y1} C${x1},${y1 + 60} ${x2},${y2 - 60} ${x2},${y2}`;
       const path = svgEl('path', {
-        d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`,
+        d,
         class: e.label === undefined ? 'edge' : 'edge tagged',
         'marker-end': 'url(#arrow)',
       });
