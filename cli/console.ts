@@ -86,8 +86,9 @@ export const consoleCommand: Command = {
         logger.error('cannot check the review backlog', { error: errorMessage(error) });
       }
     };
-    const timer = store.hot === undefined ? undefined : setInterval(checkBacklog, BACKLOG_CHECK_MS);
-    if (store.hot !== undefined) await checkBacklog();
+    // Writing the alert is a write: only a console allowed to write does it.
+    const timer = readOnlyWhy === undefined ? setInterval(checkBacklog, BACKLOG_CHECK_MS) : undefined;
+    if (readOnlyWhy === undefined) await checkBacklog();
     logger.info('serving console', {
       url: `${server.url}${CONSOLE_BASE}/`,
       readOnly: readOnlyWhy !== undefined,
