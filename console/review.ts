@@ -11,6 +11,7 @@
  * ("Review"): the lake, faults, alerts, and an hour left without any reading.
  */
 
+import type { Dirent } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join, relative, sep } from 'node:path';
 import { of } from 'rxjs';
@@ -537,7 +538,7 @@ export interface DeadLetter {
 export async function listDeadLetters(dir: string): Promise<DeadLetter[]> {
   const out: DeadLetter[] = [];
   const walk = async (folder: string): Promise<void> => {
-    let entries: import('node:fs').Dirent[];
+    let entries: Dirent[];
     try {
       entries = await readdir(folder, { withFileTypes: true });
     } catch (error) {

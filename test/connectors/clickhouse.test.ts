@@ -223,7 +223,7 @@ describe.each(ENGINES)('hot store on %s', (_name, engine) => {
     await fresh.migrate();
     await fresh.command(sql`DROP TABLE ${fresh.relation('schema_migrations')}`);
     const rerun = await fresh.migrate();
-    expect(rerun.applied).toEqual([1, 2]);
+    expect(rerun.applied).toEqual(hotStoreMigrations.map((m) => m.version));
   });
 
   it.each(hotTableNames)('round-trips every column of %s', async (table: HotTableName) => {
