@@ -30,9 +30,15 @@ import { fillGaps } from '../operators/fill-gaps.js';
 import { orderByEventTime } from '../operators/order-by-event-time.js';
 import { ALERTS, FAULTS, type Lineage, type MeterRegistry, QUARANTINE } from '../operators/outputs.js';
 import { parseReading } from '../operators/parse-reading.js';
+import {
+  type ExclusionInputs,
+  excludePeakHours,
+  PEAK_EXCLUSIONS,
+  type PeakExclusion,
+} from '../operators/peak-exclusions.js';
 import { quarantineImplausibleTime } from '../operators/quarantine-implausible-time.js';
 import { quarantineOverLimit } from '../operators/quarantine-over-limit.js';
-import { rankDailyPeaks } from '../operators/rank-daily-peaks.js';
+import { peakDayOf, rankDailyPeaks } from '../operators/rank-daily-peaks.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
 import { scoreQuality } from '../operators/score-quality.js';
 import { stampLineage } from '../operators/stamp-lineage.js';
@@ -63,6 +69,8 @@ export interface MeterQualityOptions {
   readonly scheduler?: SchedulerLike;
   /** Test hook: the named stage throws on its n-th data batch (see `stage-fault.ts`). */
   readonly fault?: StageFault;
+  /** Weather and maintenance side inputs: the daily peaks leave out holidays, extreme weather, maintenance. */
+  readonly exclusions?: Omit<ExclusionInputs, 'registry'>;
 }
 
 /** Receives every output of the graph synchronously, batch by batch; the runner buffers them for the sinks. */
@@ -73,6 +81,8 @@ export interface MeterQualitySink {
   alerts(batch: readonly Alert[]): void;
   hourly(batch: readonly HourlyConsumption[]): void;
   dailyPeaks(batch: readonly DailyPeak[]): void;
+  /** What the daily peaks left out (only with `exclusions`). */
+  peakExclusions?(batch: readonly PeakExclusion[]): void;
 }
 
 const HOUR = 3_600_000;
@@ -187,8 +197,26 @@ export function meterQualityGraph(options: MeterQualityOptions): {
     detectNeighborhoodOutlier(store, registry, profile.faults),
     { after: 'aggregateHourly', emits: [ALERTS] },
   );
+  const exclusions = options.exclusions;
+  const exclusionStage =
+    exclusions === undefined
+      ? undefined
+      : stage(
+          'excludePeakHours',
+          (source: Observable<FlowEvent<HourlyConsumption>>) =>
+            source.pipe(
+              awaitSideInputs<HourlyConsumption>(exclusions.weather, exclusions.maintenance),
+              excludePeakHours(
+                store,
+                { registry, ...exclusions },
+                profile.exclusions,
+                peakDayOf(profile.peaks.timeZoneOffsetMinutes),
+              ),
+            ),
+          { after: 'aggregateHourly', emits: [LATE, PEAK_EXCLUSIONS] },
+        );
   const peaksStage = stage('rankDailyPeaks', rankDailyPeaks(store, profile.peaks), {
-    after: 'aggregateHourly',
+    after: exclusionStage === undefined ? 'aggregateHourly' : 'excludePeakHours',
     emits: [LATE],
   });
   g.sink('hourly_consumption', 'aggregateHourly');
@@ -213,7 +241,10 @@ export function meterQualityGraph(options: MeterQualityOptions): {
       // hours it covers) and drops every tagged event, which the trunk's route collects.
       const hourly = shared.pipe(faultsBesideReadings<Reading>(), hourlyStage, share());
       const neighborhood = hourly.pipe(untagged(), neighborhoodStage);
-      const peaks = hourly.pipe(untagged(), peaksStage);
+      const peaks =
+        exclusionStage === undefined
+          ? hourly.pipe(untagged(), peaksStage)
+          : hourly.pipe(untagged(), exclusionStage, peaksStage);
       const route = <T>(flow: Observable<FlowEvent<T>>, main?: (b: readonly T[]) => void) =>
         flow.pipe(
           tap((e) => {
@@ -225,6 +256,7 @@ export function meterQualityGraph(options: MeterQualityOptions): {
               // Readings behind a closed hourly window are stored already; only their hourly pane is missed,
               // and the aggregateHourly stage counts them under its `late` tag.
               else if (e.tag === LATE.name) return;
+              else if (e.tag === PEAK_EXCLUSIONS.name) sink.peakExclusions?.(e.items as PeakExclusion[]);
               else throw new Error(`meter-quality graph: no sink for tagged output "${e.tag}"`);
             }
           }),
