@@ -151,6 +151,21 @@ export interface RuleProfile {
     /** How many top hours per day are kept (seed: 3). */
     topHoursPerDay: number;
   };
+  /** Plausible ranges of the optional measurements a reading may carry (`validate-measurements.ts`). */
+  measurements: {
+    voltageMinV: number;
+    voltageMaxV: number;
+    currentMinA: number;
+    currentMaxA: number;
+    powerFactorMin: number;
+    powerFactorMax: number;
+    frequencyMinHz: number;
+    frequencyMaxHz: number;
+    temperatureMinC: number;
+    temperatureMaxC: number;
+    humidityMinPct: number;
+    humidityMaxPct: number;
+  };
   /** Hours the daily peak ranking leaves out (`operators/peak-exclusions.ts`; README "Peak exclusions"). */
   exclusions: {
     /** IANA time zone whose local dates decide holidays (daylight saving through Intl). */
@@ -236,6 +251,21 @@ export const defaultRuleProfile: RuleProfile = {
     offPeakToHour: 6,
     timeZoneOffsetMinutes: 0,
     topHoursPerDay: 3,
+  },
+  // 230 V ± 10 % is the EN 50160 band; the wider bounds leave sags and swells in and refuse wiring errors.
+  measurements: {
+    voltageMinV: 150,
+    voltageMaxV: 280,
+    currentMinA: 0,
+    currentMaxA: 200,
+    powerFactorMin: 0,
+    powerFactorMax: 1,
+    frequencyMinHz: 45,
+    frequencyMaxHz: 65,
+    temperatureMinC: -40,
+    temperatureMaxC: 70,
+    humidityMinPct: 0,
+    humidityMaxPct: 100,
   },
   exclusions: { timeZone: 'Europe/Berlin', holidayCalendar: 'DE', hotAboveC: 35, coldBelowC: -10 },
   quality: {
@@ -336,6 +366,16 @@ export function resolveRuleProfile(overrides: unknown = {}): RuleProfile {
     problems.push('faults.neighborhoodMinCorrelation must be within [-1, 1]');
   for (const k of ['peakFromHour', 'peakToHour', 'offPeakFromHour', 'offPeakToHour'] as const)
     hour(`peaks.${k}`, peaks[k]);
+  const m = merged.measurements;
+  for (const [lo, hi] of [
+    ['voltageMinV', 'voltageMaxV'],
+    ['currentMinA', 'currentMaxA'],
+    ['powerFactorMin', 'powerFactorMax'],
+    ['frequencyMinHz', 'frequencyMaxHz'],
+    ['temperatureMinC', 'temperatureMaxC'],
+    ['humidityMinPct', 'humidityMaxPct'],
+  ] as const)
+    if (!(m[lo] < m[hi])) problems.push(`measurements.${lo} must be < measurements.${hi}`);
   try {
     checkTimeZone(merged.exclusions.timeZone);
   } catch {

@@ -43,6 +43,7 @@ import type { RuleProfile } from '../operators/rule-profile.js';
 import { scoreQuality } from '../operators/score-quality.js';
 import { stampLineage } from '../operators/stamp-lineage.js';
 import { standardizeUnits } from '../operators/standardize-units.js';
+import { validateMeasurements } from '../operators/validate-measurements.js';
 import { validateReading } from '../operators/validate-reading.js';
 import type {
   Alert,
@@ -120,6 +121,7 @@ export function meterQualityGraph(options: MeterQualityOptions): {
   const stages = [
     stage('awaitRegistry', awaitSideInputs<RawReading>(registry)),
     stage('parseReading', parseReading(lineage), quarantines),
+    stage('validateMeasurements', validateMeasurements(profile.measurements, lineage), quarantines),
     stage('standardizeUnits', standardizeUnits(profile.units, registry), quarantines),
     // Readings over the physical limit stay in the stream, flagged `over_limit`, until the overload rule
     // has seen them; quarantineOverLimit then takes them out of the stored output.

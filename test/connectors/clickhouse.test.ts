@@ -16,12 +16,14 @@ import {
   type HotTableRows,
   type HotTableSpec,
   hotSchemaMarkdown,
+  hotStoreMigrations,
   hotTableNames,
   hotTables,
   latestViewName,
   SEED_RETENTION_DAYS,
   storedRow,
 } from '../../schemas/clickhouse.js';
+import { modelTables, modelViews } from '../../schemas/models.js';
 import { type ReadingFlag, readingColumns } from '../../schemas/reading.js';
 import { chdbDataDir, makeReadings, sampleRows, testDatabase } from './clickhouse-fixtures.js';
 
@@ -181,13 +183,14 @@ describe.each(ENGINES)('hot store on %s', (_name, engine) => {
     const withEvents = openHotStore(target(fresh.database), { onEvent: (e) => events.push(e) });
     opened.push(withEvents);
     const first = await withEvents.migrate();
-    expect(first.applied).toEqual([1, 2]);
+    const versions = hotStoreMigrations.map((m) => m.version);
+    expect(first.applied).toEqual(versions);
     expect(first.alreadyApplied).toEqual([]);
     expect(
       events
         .filter((e) => e.type === 'migration_applied')
         .map((e) => e.type === 'migration_applied' && e.version),
-    ).toEqual([1, 2]);
+    ).toEqual(versions);
 
     const relations = async () =>
       (
@@ -198,19 +201,21 @@ describe.each(ENGINES)('hot store on %s', (_name, engine) => {
     const before = await relations();
     const second = await fresh.migrate();
     expect(second.applied).toEqual([]);
-    expect(second.alreadyApplied).toEqual([1, 2]);
+    expect(second.alreadyApplied).toEqual(versions);
     expect(await relations()).toEqual(before);
     expect(before).toEqual(
       [
         ...hotTableNames.map((t) => `${t}:ReplacingMergeTree`),
         ...hotTableNames.map((t) => `${latestViewName(t)}:View`),
         'schema_migrations:ReplacingMergeTree',
+        ...modelTables.map((t) => `${t.name}:ReplacingMergeTree`),
+        ...modelViews.map((v) => `${v.name}:View`),
       ].sort(),
     );
     const ledger = await fresh.query<{ version: number; name: string }>(
       sql`SELECT version, name FROM ${fresh.relation('schema_migrations')} FINAL ORDER BY version`,
     );
-    expect(ledger.map((m) => Number(m.version))).toEqual([1, 2]);
+    expect(ledger.map((m) => Number(m.version))).toEqual(versions);
   });
 
   it('reruns an interrupted migration whose ledger entry is missing without failing', async () => {
@@ -218,7 +223,7 @@ describe.each(ENGINES)('hot store on %s', (_name, engine) => {
     await fresh.migrate();
     await fresh.command(sql`DROP TABLE ${fresh.relation('schema_migrations')}`);
     const rerun = await fresh.migrate();
-    expect(rerun.applied).toEqual([1, 2]);
+    expect(rerun.applied).toEqual(hotStoreMigrations.map((m) => m.version));
   });
 
   it.each(hotTableNames)('round-trips every column of %s', async (table: HotTableName) => {
