@@ -11,7 +11,7 @@ import type { HotStore } from './clickhouse.js';
 
 const BATCH = 10_000;
 
-function valueOf(type: Column<unknown>['type'], v: ReturnType<Column<unknown>['get']>): SqlValue {
+function sqlValueOf(type: Column<unknown>['type'], v: ReturnType<Column<unknown>['get']>): SqlValue {
   if (v === null) return null;
   if ((type === 'DateTime' || type === 'NullableDateTime') && typeof v === 'number') return new Date(v);
   return v as SqlValue;
@@ -29,7 +29,7 @@ export async function insertModelRows<Row>(
   for (let i = 0; i < rows.length; i += BATCH) {
     const values = rows
       .slice(i, i + BATCH)
-      .map((row) => sql`(${sql.list(columns.map((c) => valueOf(c.type, c.get(row))))})`);
+      .map((row) => sql`(${sql.list(columns.map((c) => sqlValueOf(c.type, c.get(row))))})`);
     await store.command(
       sql`INSERT INTO ${sql.ident(store.database, table)} (${names}) VALUES ${sql.join(values)}`,
     );

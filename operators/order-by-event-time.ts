@@ -209,7 +209,10 @@ function pack(b: PendingBucket, r: BufferedReading): void {
   g.r.push(r.meterId, r.rawValue, r.rawUnit, r.recordId, r.source);
   // ts − s is exact: both are integers, or doubles within a factor of two of each other.
   g.n.push(r.ts - b.s, kw === null ? 0 : kw, sharedIndex(b.p, r));
-  if (r.measurements !== undefined) (g.m ??= {})[g.r.length / TEXTS - 1] = r.measurements;
+  if (r.measurements !== undefined) {
+    g.m ??= {};
+    g.m[g.r.length / TEXTS - 1] = r.measurements;
+  }
   g[ARRIVED]?.push(r);
 }
 

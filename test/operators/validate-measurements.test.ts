@@ -1,8 +1,6 @@
 /** Optional measurement columns: decoded from CSV and JSON, validated at their range bounds, carried to the stored reading. */
-import { BehaviorSubject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { decodeReadings } from '../../codecs/decode.js';
-import { SideInput } from '../../core/index.js';
 import type { MeterRegistry } from '../../operators/outputs.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
 import { runGraphInMemory } from '../../pipelines/in-memory.js';
