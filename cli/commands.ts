@@ -1,4 +1,5 @@
 import { demoCommand } from './demo.js';
+import { expectCommand } from './expect.js';
 import { graphCommand } from './graph.js';
 import { importCommand } from './import.js';
 import { registerCommand } from './main.js';
@@ -17,6 +18,7 @@ for (const command of [
   sqlCommand,
   graphCommand,
   demoCommand,
+  expectCommand,
 ]) {
   registerCommand(command);
 }
