@@ -132,3 +132,12 @@ export const maintenanceColumns: readonly Column<MaintenanceWindow>[] = [
   { name: 'window_end', type: 'DateTime', get: (r) => r.end, doc: 'End, UTC (exclusive)' },
   { name: 'reason', type: 'String', get: (r) => r.reason, doc: 'Why' },
 ];
+
+export const deadLetterColumns: readonly Column<SourceDeadLetter>[] = [
+  { name: 'feed', type: 'String', get: (r) => r.feed, doc: 'Feed key, e.g. weather:berlin' },
+  { name: 'url', type: 'String', get: (r) => r.url, doc: 'Request, credentials redacted' },
+  { name: 'status', type: 'UInt32', get: (r) => r.status, doc: 'HTTP status (0: no response)' },
+  { name: 'reason', type: 'String', get: (r) => r.reason, doc: 'Why the page was refused' },
+  { name: 'excerpt', type: 'String', get: (r) => r.excerpt, doc: 'First 512 characters of the body' },
+  { name: 'at', type: 'DateTime', get: (r) => r.at, doc: 'When it was fetched' },
+];
