@@ -3,6 +3,7 @@ import { expectCommand } from './expect.js';
 import { graphCommand } from './graph.js';
 import { importCommand } from './import.js';
 import { registerCommand } from './main.js';
+import { pollCommand } from './poll.js';
 import { publishCommand } from './publish.js';
 import { replayCommand } from './replay.js';
 import { runCommand } from './run.js';
@@ -19,6 +20,7 @@ for (const command of [
   graphCommand,
   demoCommand,
   expectCommand,
+  pollCommand,
 ]) {
   registerCommand(command);
 }

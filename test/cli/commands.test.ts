@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,6 +48,17 @@ describe('the greenstream command', () => {
     const bad = greenstream(['expect', '--suite', 'weekly']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--suite must be one of daily, live');
+  });
+
+  it('poll needs a config naming at least one feed', async () => {
+    const none = greenstream(['poll']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('--config <feeds.json> is required');
+    const config = join(dir, 'feeds.json');
+    await writeFile(config, JSON.stringify({ start: '2024-07-01' }));
+    const empty = greenstream(['poll', '--config', config, '--hot', `chdb:${join(dir, 'poll-chdb')}`]);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain('names no weather place and no grid area');
   });
 
   it('never echoes credentials in a usage error, whatever the scheme', () => {

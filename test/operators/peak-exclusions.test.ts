@@ -1,5 +1,6 @@
 /** The exclusion judge's boundaries: local dates across daylight saving, regional calendars, thresholds, windows. */
 import { describe, expect, it } from 'vitest';
+import { parseMaintenanceCsv } from '../../codecs/maintenance-windows.js';
 import { localHourOf } from '../../operators/local-time.js';
 import { exclusionJudge, weatherLookup } from '../../operators/peak-exclusions.js';
 import { defaultRuleProfile, resolveRuleProfile } from '../../operators/rule-profile.js';
@@ -63,5 +64,33 @@ describe('exclusionJudge', () => {
     expect(() => resolveRuleProfile({ exclusions: { timeZone: 'Mars/Olympus' } })).toThrow(/IANA/);
     expect(() => resolveRuleProfile({ exclusions: { holidayCalendar: 'germany' } })).toThrow(/calendar/);
     expect(() => resolveRuleProfile({ exclusions: { hotAboveC: -20 } })).toThrow(/coldBelowC/);
+  });
+});
+
+describe('parseMaintenanceCsv', () => {
+  it('reads windows in any column order and names the lines it cannot use', () => {
+    const { windows, errors } = parseMaintenanceCsv(
+      'reason,region,end,start\n' +
+        'transformer swap,north,2024-05-03T19:00:00Z,2024-05-03T15:00:00Z\n' +
+        ',south,2024-05-03T19:00:00+02:00,2024-05-03T15:00:00+02:00\n' +
+        'x,north,2024-05-03T19:00:00,2024-05-03T15:00:00Z\n' +
+        'y,north,2024-05-03T15:00:00Z,2024-05-03T15:00:00Z\n',
+    );
+    expect(windows).toEqual([
+      {
+        region: 'north',
+        start: Date.UTC(2024, 4, 3, 15),
+        end: Date.UTC(2024, 4, 3, 19),
+        reason: 'transformer swap',
+      },
+      { region: 'south', start: Date.UTC(2024, 4, 3, 13), end: Date.UTC(2024, 4, 3, 17), reason: '' },
+    ]);
+    expect(errors).toEqual([
+      { line: 4, reason: 'start and end must be ISO-8601 times with a zone' },
+      { line: 5, reason: 'end must be after start' },
+    ]);
+    expect(parseMaintenanceCsv('region,from,to\n').errors).toEqual([
+      { line: 1, reason: 'header lacks "start"' },
+    ]);
   });
 });
