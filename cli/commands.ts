@@ -1,9 +1,11 @@
 import { consoleCommand } from './console.js';
 import { demoCommand } from './demo.js';
 import { dlqCommand } from './dlq.js';
+import { expectCommand } from './expect.js';
 import { graphCommand } from './graph.js';
 import { importCommand } from './import.js';
 import { registerCommand } from './main.js';
+import { pollCommand } from './poll.js';
 import { publishCommand } from './publish.js';
 import { replayCommand } from './replay.js';
 import { reviewCommand } from './review.js';
@@ -23,6 +25,8 @@ for (const command of [
   consoleCommand,
   reviewCommand,
   dlqCommand,
+  expectCommand,
+  pollCommand,
 ]) {
   registerCommand(command);
 }

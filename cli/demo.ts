@@ -3,6 +3,11 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { sql } from '../codecs/sql.js';
 import { resolveRuleProfile } from '../operators/rule-profile.js';
+import {
+  defaultExpectationThresholds,
+  expectationSummary,
+  runExpectations,
+} from '../pipelines/expectations.js';
 import { runMeterQualityJob } from '../pipelines/job.js';
 import { simulate } from '../simulator/index.js';
 import type { Command } from './main.js';
@@ -101,6 +106,15 @@ export const demoCommand: Command = {
           ),
           'table',
         ),
+      );
+      const expected = await runExpectations(hot, {
+        thresholds: defaultExpectationThresholds(resolveRuleProfile()),
+        suites: ['daily'],
+        now: Date.now(),
+      });
+      out.push(
+        `${expectationSummary(expected)} (greenstream expect --hot chdb:${join(dir, 'chdb')} --report r.md)`,
+        '',
       );
       out.push(
         `Parquet lake: ${join(dir, 'lake')} (${(await lake?.listFiles('readings'))?.length ?? 0} readings files)`,

@@ -15,6 +15,7 @@
 import type { RawReading } from '../schemas/reading.js';
 import { CR, type CsvRecordErrorCode, csvField, parseQuotedRecord } from './csv-record.js';
 import { decodeUtilityFormat, withIntervalColumn } from './dispatch.js';
+import { withMeasurementColumns } from './measurement-columns.js';
 import {
   type CodecMessageFailureCode,
   type CodecRecordFailureCode,
@@ -186,10 +187,12 @@ export function decodeReadings(payload: Uint8Array, options: DecodeOptions): Dec
       byteLength,
     });
     if (utility !== null) return utility;
-    if (contentType === JSON_CONTENT_TYPE)
-      return decodeJsonText(text, source, options.receivedAt, limits, fail);
+    if (contentType === JSON_CONTENT_TYPE) {
+      const json = decodeJsonText(text, source, options.receivedAt, limits, fail);
+      return json.ok ? withMeasurementColumns(json, text, true) : json;
+    }
     const csv = decodeCsvText(text, source, options.receivedAt, limits, fail);
-    return csv.ok ? withIntervalColumn(csv, text) : csv;
+    return csv.ok ? withMeasurementColumns(withIntervalColumn(csv, text), text, false) : csv;
   } catch (error) {
     // Defensive: the decoders are written not to throw, but a worker must survive any input.
     return fail('decoder_error', `decoder failed: ${error instanceof Error ? error.message : String(error)}`);

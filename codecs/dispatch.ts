@@ -125,7 +125,7 @@ export function withIntervalColumn(decoded: DecodedPayload, text: string): Decod
 }
 
 /** Fields of one CSV record (RFC-4180 quotes); the decoder has already checked the record's shape. */
-function splitRecord(line: string): string[] {
+export function splitRecord(line: string): string[] {
   if (!line.includes('"')) return line.split(',');
   const fields: string[] = [];
   let field = '';

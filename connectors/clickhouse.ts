@@ -282,7 +282,16 @@ export function openHotStore(target: HotStoreTarget, options: HotStoreOptions = 
     const applied: number[] = [];
     for (const migration of hotStoreMigrations) {
       if (done.has(migration.version)) continue;
-      for (const statement of migration.statements(ddl)) await command(statement, 'migrate');
+      for (const statement of migration.statements(ddl)) {
+        try {
+          await command(statement, 'migrate');
+        } catch (error) {
+          // A rerun of a migration interrupted half-way meets what it already did (an added column):
+          // 18.16 has no `ADD COLUMN IF NOT EXISTS`, so the migration names the codes that mean "done".
+          const code = (error as { context?: { clickhouseCode?: number } }).context?.clickhouseCode;
+          if (code === undefined || !migration.alreadyDoneCodes?.includes(code)) throw error;
+        }
+      }
       await command(
         sql`INSERT INTO ${relation(SCHEMA_MIGRATIONS_TABLE)} (version, name, applied_at) VALUES (${migration.version}, ${migration.name}, ${new Date()})`,
         'migrate',

@@ -5,7 +5,7 @@ import {
   type StateStore,
   type Transform,
 } from '../core/index.js';
-import type { Reading } from '../schemas/reading.js';
+import type { Measurements, Reading } from '../schemas/reading.js';
 import { QUARANTINE } from './outputs.js';
 import { reconstructedRaw } from './record-id.js';
 
@@ -78,6 +78,8 @@ interface Segment {
   n: number[];
   /** Every reading of the segment, in arrival order, unless it was restored from a checkpoint. */
   [ARRIVED]?: Reading[];
+  /** Optional measurements by reading index, for the few readings that carry them. */
+  m?: Record<number, Measurements>;
 }
 
 const TEXTS = 5;
@@ -207,6 +209,10 @@ function pack(b: PendingBucket, r: BufferedReading): void {
   g.r.push(r.meterId, r.rawValue, r.rawUnit, r.recordId, r.source);
   // ts − s is exact: both are integers, or doubles within a factor of two of each other.
   g.n.push(r.ts - b.s, kw === null ? 0 : kw, sharedIndex(b.p, r));
+  if (r.measurements !== undefined) {
+    g.m ??= {};
+    g.m[g.r.length / TEXTS - 1] = r.measurements;
+  }
   g[ARRIVED]?.push(r);
 }
 
@@ -291,6 +297,8 @@ function unpack(b: PendingBucket, g: Segment, j: number): Reading {
   // Only readings restored from a checkpoint are rebuilt here (a running worker releases the objects it
   // took), so one literal serves both shapes: the hidden class differs from parsing's for one hour at most.
   if (s.receivedAt !== undefined) reading.receivedAt = s.receivedAt;
+  const measurements = g.m?.[j];
+  if (measurements !== undefined) reading.measurements = measurements;
   return reading;
 }
 

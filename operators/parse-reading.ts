@@ -12,6 +12,8 @@ export interface ParsedReading extends Reading {
   receivedAt: number;
   /** The source's interval in minutes, for `standardizeUnits` to turn energy into power; see `RawReading`. */
   intervalMinutes?: number | undefined;
+  /** The optional measurements as sent, for `validateMeasurements`; see `RawReading`. */
+  sentMeasurements?: RawReading['measurements'] | undefined;
 }
 
 /**
@@ -83,6 +85,7 @@ export function parseReading(lineage: Lineage): Transform<RawReading, ParsedRead
         pipelineVersion,
         receivedAt: raw.receivedAt,
         intervalMinutes: raw.intervalMinutes,
+        sentMeasurements: raw.measurements,
       });
     }
   });

@@ -12,6 +12,12 @@ interface DayTotals {
   present: number;
 }
 
+/** The ranking's day of an hour: the local midnight (epoch ms) of the day `hour` falls in. */
+export function peakDayOf(timeZoneOffsetMinutes: number): (hour: number) => number {
+  const offsetMs = timeZoneOffsetMinutes * 60_000;
+  return (hour) => Math.floor((hour + offsetMs) / DAY) * DAY - offsetMs;
+}
+
 /**
  * The top consumption hours of each day across all meters (first seed, "Peak Period Identification"):
  * per hour, the sum over meters of their hourly mean kW; when the watermark passes the end of the day,
@@ -32,9 +38,8 @@ export function rankDailyPeaks(
   thresholds: Pick<RuleProfile['peaks'], 'topHoursPerDay' | 'timeZoneOffsetMinutes'>,
   name = 'rankDailyPeaks',
 ): Transform<HourlyConsumption, DailyPeak> {
-  const offsetMs = thresholds.timeZoneOffsetMinutes * 60_000;
   const top = thresholds.topHoursPerDay;
-  const dayOf = (hour: number): number => Math.floor((hour + offsetMs) / DAY) * DAY - offsetMs;
+  const dayOf = peakDayOf(thresholds.timeZoneOffsetMinutes);
   // The first whole UTC hour of a local day: with a half-hour offset the day starts mid-hour.
   const firstHourOf = (day: number): number => Math.ceil(day / HOUR) * HOUR;
 

@@ -4,6 +4,8 @@
  * profile").
  */
 
+import { checkTimeZone } from './local-time.js';
+
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
@@ -149,6 +151,35 @@ export interface RuleProfile {
     /** How many top hours per day are kept (seed: 3). */
     topHoursPerDay: number;
   };
+  /** Plausible ranges of the optional measurements a reading may carry (`validate-measurements.ts`). */
+  measurements: {
+    voltageMinV: number;
+    voltageMaxV: number;
+    currentMinA: number;
+    currentMaxA: number;
+    powerFactorMin: number;
+    powerFactorMax: number;
+    frequencyMinHz: number;
+    frequencyMaxHz: number;
+    temperatureMinC: number;
+    temperatureMaxC: number;
+    humidityMinPct: number;
+    humidityMaxPct: number;
+  };
+  /** Hours the daily peak ranking leaves out (`operators/peak-exclusions.ts`; README "Peak exclusions"). */
+  exclusions: {
+    /** IANA time zone whose local dates decide holidays (daylight saving through Intl). */
+    timeZone: string;
+    /**
+     * `date-holidays` calendar (`DE`, `DE-BY` …) for registry regions that are not calendar codes
+     * themselves; empty: no holiday exclusion.
+     */
+    holidayCalendar: string;
+    /** Weather of the region and hour above this (°C) excludes it (architecture doc: 35 °C). */
+    hotAboveC: number;
+    /** … or below this (°C) (architecture doc: −10 °C). */
+    coldBelowC: number;
+  };
   quality: {
     unitConversion: number;
     perInterpolatedHour: number;
@@ -221,6 +252,22 @@ export const defaultRuleProfile: RuleProfile = {
     timeZoneOffsetMinutes: 0,
     topHoursPerDay: 3,
   },
+  // 230 V ± 10 % is the EN 50160 band; the wider bounds leave sags and swells in and refuse wiring errors.
+  measurements: {
+    voltageMinV: 150,
+    voltageMaxV: 280,
+    currentMinA: 0,
+    currentMaxA: 200,
+    powerFactorMin: 0,
+    powerFactorMax: 1,
+    frequencyMinHz: 45,
+    frequencyMaxHz: 65,
+    temperatureMinC: -40,
+    temperatureMaxC: 70,
+    humidityMinPct: 0,
+    humidityMaxPct: 100,
+  },
+  exclusions: { timeZone: 'Europe/Berlin', holidayCalendar: 'DE', hotAboveC: 35, coldBelowC: -10 },
   quality: {
     unitConversion: 5,
     perInterpolatedHour: 10,
@@ -319,6 +366,27 @@ export function resolveRuleProfile(overrides: unknown = {}): RuleProfile {
     problems.push('faults.neighborhoodMinCorrelation must be within [-1, 1]');
   for (const k of ['peakFromHour', 'peakToHour', 'offPeakFromHour', 'offPeakToHour'] as const)
     hour(`peaks.${k}`, peaks[k]);
+  const m = merged.measurements;
+  for (const [lo, hi] of [
+    ['voltageMinV', 'voltageMaxV'],
+    ['currentMinA', 'currentMaxA'],
+    ['powerFactorMin', 'powerFactorMax'],
+    ['frequencyMinHz', 'frequencyMaxHz'],
+    ['temperatureMinC', 'temperatureMaxC'],
+    ['humidityMinPct', 'humidityMaxPct'],
+  ] as const)
+    if (!(m[lo] < m[hi])) problems.push(`measurements.${lo} must be < measurements.${hi}`);
+  try {
+    checkTimeZone(merged.exclusions.timeZone);
+  } catch {
+    problems.push(`exclusions.timeZone is not an IANA time zone: ${merged.exclusions.timeZone}`);
+  }
+  if (!/^([A-Z]{2}(-[A-Z0-9]{1,3})?)?$/.test(merged.exclusions.holidayCalendar))
+    problems.push(
+      `exclusions.holidayCalendar must be a calendar code such as DE or DE-BY, got ${merged.exclusions.holidayCalendar}`,
+    );
+  if (!(merged.exclusions.coldBelowC < merged.exclusions.hotAboveC))
+    problems.push('exclusions.coldBelowC must be < exclusions.hotAboveC');
   if (!(quality.standardFrom <= quality.premiumFrom))
     problems.push('quality.standardFrom must be <= quality.premiumFrom');
   if (!(quality.gradeC <= quality.gradeB && quality.gradeB <= quality.gradeA))

@@ -2,6 +2,7 @@
 import { BehaviorSubject, Subject } from 'rxjs';
 import { dataEvent, type FlowEvent, SideInput, StateStore } from '../core/index.js';
 import type { Lineage, MeterRegistry } from '../operators/outputs.js';
+import type { PeakExclusion } from '../operators/peak-exclusions.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
 import type {
   Alert,
@@ -12,7 +13,7 @@ import type {
   RawReading,
   Reading,
 } from '../schemas/reading.js';
-import { meterQualityGraph } from './meter-quality.js';
+import { type MeterQualityOptions, meterQualityGraph } from './meter-quality.js';
 
 export interface CollectedOutputs {
   readings: Reading[];
@@ -21,6 +22,7 @@ export interface CollectedOutputs {
   alerts: Alert[];
   hourly: HourlyConsumption[];
   dailyPeaks: DailyPeak[];
+  peakExclusions: PeakExclusion[];
 }
 
 /**
@@ -61,6 +63,7 @@ export async function runGraphInMemoryAsync(
 export interface InMemoryOptions {
   readonly replay?: boolean;
   readonly lineage?: Lineage;
+  readonly exclusions?: MeterQualityOptions['exclusions'];
 }
 
 function startGraph(
@@ -75,6 +78,7 @@ function startGraph(
     alerts: [],
     hourly: [],
     dailyPeaks: [],
+    peakExclusions: [],
   };
   const interval = profile.gaps.defaultIntervalMs;
   const { connect } = meterQualityGraph({
@@ -84,6 +88,7 @@ function startGraph(
     lineage: options.lineage ?? { pipelineVersion: 'in-memory', processedAt: () => 0 },
     replay: options.replay ?? false,
     finalWatermark: (max) => max + interval,
+    ...(options.exclusions === undefined ? {} : { exclusions: options.exclusions }),
   });
   const input = new Subject<FlowEvent<RawReading>>();
   let failure: unknown;
@@ -99,6 +104,7 @@ function startGraph(
     alerts: push(out.alerts),
     hourly: push(out.hourly),
     dailyPeaks: push(out.dailyPeaks),
+    peakExclusions: push(out.peakExclusions),
   }).subscribe({ error: (err: unknown) => (failure = err) });
   return {
     push(batch) {

@@ -30,13 +30,20 @@ import { fillGaps } from '../operators/fill-gaps.js';
 import { orderByEventTime } from '../operators/order-by-event-time.js';
 import { ALERTS, FAULTS, type Lineage, type MeterRegistry, QUARANTINE } from '../operators/outputs.js';
 import { parseReading } from '../operators/parse-reading.js';
+import {
+  type ExclusionInputs,
+  excludePeakHours,
+  PEAK_EXCLUSIONS,
+  type PeakExclusion,
+} from '../operators/peak-exclusions.js';
 import { quarantineImplausibleTime } from '../operators/quarantine-implausible-time.js';
 import { quarantineOverLimit } from '../operators/quarantine-over-limit.js';
-import { rankDailyPeaks } from '../operators/rank-daily-peaks.js';
+import { peakDayOf, rankDailyPeaks } from '../operators/rank-daily-peaks.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
 import { scoreQuality } from '../operators/score-quality.js';
 import { stampLineage } from '../operators/stamp-lineage.js';
 import { standardizeUnits } from '../operators/standardize-units.js';
+import { validateMeasurements } from '../operators/validate-measurements.js';
 import { validateReading } from '../operators/validate-reading.js';
 import type {
   Alert,
@@ -63,6 +70,8 @@ export interface MeterQualityOptions {
   readonly scheduler?: SchedulerLike;
   /** Test hook: the named stage throws on its n-th data batch (see `stage-fault.ts`). */
   readonly fault?: StageFault;
+  /** Weather and maintenance side inputs: the daily peaks leave out holidays, extreme weather, maintenance. */
+  readonly exclusions?: Omit<ExclusionInputs, 'registry'>;
 }
 
 /** Receives every output of the graph synchronously, batch by batch; the runner buffers them for the sinks. */
@@ -73,6 +82,8 @@ export interface MeterQualitySink {
   alerts(batch: readonly Alert[]): void;
   hourly(batch: readonly HourlyConsumption[]): void;
   dailyPeaks(batch: readonly DailyPeak[]): void;
+  /** What the daily peaks left out (only with `exclusions`). */
+  peakExclusions?(batch: readonly PeakExclusion[]): void;
 }
 
 const HOUR = 3_600_000;
@@ -110,6 +121,7 @@ export function meterQualityGraph(options: MeterQualityOptions): {
   const stages = [
     stage('awaitRegistry', awaitSideInputs<RawReading>(registry)),
     stage('parseReading', parseReading(lineage), quarantines),
+    stage('validateMeasurements', validateMeasurements(profile.measurements, lineage), quarantines),
     stage('standardizeUnits', standardizeUnits(profile.units, registry), quarantines),
     // Readings over the physical limit stay in the stream, flagged `over_limit`, until the overload rule
     // has seen them; quarantineOverLimit then takes them out of the stored output.
@@ -187,8 +199,26 @@ export function meterQualityGraph(options: MeterQualityOptions): {
     detectNeighborhoodOutlier(store, registry, profile.faults),
     { after: 'aggregateHourly', emits: [ALERTS] },
   );
+  const exclusions = options.exclusions;
+  const exclusionStage =
+    exclusions === undefined
+      ? undefined
+      : stage(
+          'excludePeakHours',
+          (source: Observable<FlowEvent<HourlyConsumption>>) =>
+            source.pipe(
+              awaitSideInputs<HourlyConsumption>(exclusions.weather, exclusions.maintenance),
+              excludePeakHours(
+                store,
+                { registry, ...exclusions },
+                profile.exclusions,
+                peakDayOf(profile.peaks.timeZoneOffsetMinutes),
+              ),
+            ),
+          { after: 'aggregateHourly', emits: [LATE, PEAK_EXCLUSIONS] },
+        );
   const peaksStage = stage('rankDailyPeaks', rankDailyPeaks(store, profile.peaks), {
-    after: 'aggregateHourly',
+    after: exclusionStage === undefined ? 'aggregateHourly' : 'excludePeakHours',
     emits: [LATE],
   });
   g.sink('hourly_consumption', 'aggregateHourly');
@@ -213,7 +243,10 @@ export function meterQualityGraph(options: MeterQualityOptions): {
       // hours it covers) and drops every tagged event, which the trunk's route collects.
       const hourly = shared.pipe(faultsBesideReadings<Reading>(), hourlyStage, share());
       const neighborhood = hourly.pipe(untagged(), neighborhoodStage);
-      const peaks = hourly.pipe(untagged(), peaksStage);
+      const peaks =
+        exclusionStage === undefined
+          ? hourly.pipe(untagged(), peaksStage)
+          : hourly.pipe(untagged(), exclusionStage, peaksStage);
       const route = <T>(flow: Observable<FlowEvent<T>>, main?: (b: readonly T[]) => void) =>
         flow.pipe(
           tap((e) => {
@@ -225,6 +258,7 @@ export function meterQualityGraph(options: MeterQualityOptions): {
               // Readings behind a closed hourly window are stored already; only their hourly pane is missed,
               // and the aggregateHourly stage counts them under its `late` tag.
               else if (e.tag === LATE.name) return;
+              else if (e.tag === PEAK_EXCLUSIONS.name) sink.peakExclusions?.(e.items as PeakExclusion[]);
               else throw new Error(`meter-quality graph: no sink for tagged output "${e.tag}"`);
             }
           }),

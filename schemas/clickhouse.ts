@@ -19,6 +19,7 @@
  */
 
 import { type SqlFragment, sql } from '../codecs/sql.js';
+import { modelMigrations } from './models.js';
 import {
   type Alert,
   alertColumns,
@@ -222,10 +223,13 @@ export interface DdlContext {
 }
 
 function columnDefinitions<Row>(spec: HotTableSpec<Row>, capabilities: ClickHouseCapabilities): SqlFragment {
+  // Columns added by a later migration are left to it, so that it can add them to existing tables alike.
   return sql.join(
-    spec.columns.map(
-      (c) => sql`  ${sql.ident(c.name)} ${sql.raw(clickhouseType(c.type, capabilities))} COMMENT ${c.doc}`,
-    ),
+    spec.columns
+      .filter((c) => c.since === undefined)
+      .map(
+        (c) => sql`  ${sql.ident(c.name)} ${sql.raw(clickhouseType(c.type, capabilities))} COMMENT ${c.doc}`,
+      ),
     ',\n',
   );
 }
@@ -280,6 +284,8 @@ export interface Migration {
   readonly name: string;
   /** Every statement is `IF NOT EXISTS`, so a migration interrupted half-way can simply rerun. */
   readonly statements: (context: DdlContext) => readonly SqlFragment[];
+  /** ClickHouse error codes a statement may fail with when a rerun finds it already done (e.g. 44, 15: the column exists). */
+  readonly alreadyDoneCodes?: readonly number[];
 }
 
 export const hotStoreMigrations: readonly Migration[] = [
@@ -294,6 +300,7 @@ export const hotStoreMigrations: readonly Migration[] = [
     statements: (context) => hotTableNames.map((t) => createLatestViewDdl(t, context.database)),
   },
   reviewLogMigration,
+  ...modelMigrations,
 ];
 
 // ---------------------------------------------------------------------------------------------

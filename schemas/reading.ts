@@ -31,7 +31,25 @@ export interface RawReading {
   readonly intervalMinutes?: number;
   /** Quality the source itself gave the value (estimated, substituted), kept as reading flags. */
   readonly sourceFlags?: readonly SourceQualityFlag[];
+  /**
+   * The optional measurement columns of a readings CSV or JSON (voltage, current …), as sent; absent when
+   * the payload has none. Validated by `validateMeasurements`.
+   */
+  readonly measurements?: Readonly<Partial<Record<MeasurementName, string>>>;
 }
+
+/** The optional electrical and ambient measurements a reading may carry (Metrify seed, "Smart Meter Readings"). */
+export const MEASUREMENT_NAMES = [
+  'voltage',
+  'current',
+  'power_factor',
+  'frequency',
+  'temperature',
+  'humidity',
+] as const;
+export type MeasurementName = (typeof MEASUREMENT_NAMES)[number];
+/** Validated measurements stored on a reading: NULL (or absent) when the source did not send one. */
+export type Measurements = Partial<Record<MeasurementName, number | null>>;
 
 /** Flags that carry a utility's own quality method (NEM12 `E`/`S`/`F`, Green Button `ReadingQuality`). */
 export type SourceQualityFlag = 'source_estimated' | 'source_substituted';
@@ -87,6 +105,8 @@ export interface Reading {
   source: string;
   processedAt: number;
   pipelineVersion: string;
+  /** Optional measurements sent with the reading (absent for most sources). */
+  measurements?: Measurements;
 }
 
 /** A record not admitted to `readings`, with every reason it was held back. */
@@ -213,7 +233,18 @@ export interface Column<Row> {
   readonly type: ColumnType;
   readonly get: (row: Row) => string | number | boolean | null | readonly string[];
   readonly doc: string;
+  /** The migration that added the column to an existing table; absent: created with the table. */
+  readonly since?: number;
 }
+
+const MEASUREMENT_DOCS: Readonly<Record<MeasurementName, string>> = {
+  voltage: 'Voltage, V; NULL when not sent',
+  current: 'Current, A; NULL when not sent',
+  power_factor: 'Power factor, 0–1; NULL when not sent',
+  frequency: 'Grid frequency, Hz; NULL when not sent',
+  temperature: 'Ambient temperature at the meter, °C; NULL when not sent',
+  humidity: 'Ambient relative humidity at the meter, %; NULL when not sent',
+};
 
 export const readingColumns: readonly Column<Reading>[] = [
   { name: 'meter_id', type: 'String', get: (r) => r.meterId, doc: 'Meter id from the registry' },
@@ -267,6 +298,15 @@ export const readingColumns: readonly Column<Reading>[] = [
     doc: 'When the pipeline processed it',
   },
   { name: 'pipeline_version', type: 'String', get: (r) => r.pipelineVersion, doc: 'GreenStream version' },
+  ...MEASUREMENT_NAMES.map(
+    (name): Column<Reading> => ({
+      name,
+      type: 'NullableFloat64',
+      get: (r) => r.measurements?.[name] ?? null,
+      doc: MEASUREMENT_DOCS[name],
+      since: 30,
+    }),
+  ),
 ];
 
 /** ClickHouse `DateTime` ends at 2106-02-07 (unsigned 32-bit seconds). */

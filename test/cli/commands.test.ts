@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -35,6 +35,30 @@ describe('the greenstream command', () => {
     const badFlag = greenstream(['graph', '--colour']);
     expect(badFlag.code).toBe(2);
     expect(badFlag.stderr).toMatch(/Unknown option '--colour'/);
+  });
+
+  it('expect runs the suites on an embedded store, writes the report and refuses an unknown suite', async () => {
+    const report = join(dir, 'expect.md');
+    const r = greenstream(['expect', '--hot', `chdb:${join(dir, 'expect-chdb')}`, '--report', report]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    // An empty store: nothing to fail in the daily suite; no reading at all is not fresh.
+    expect(r.stdout).toMatch(/expectations: 7\/8 passed; failed: readings_fresh \(1\)/);
+    expect(await readFile(report, 'utf8')).toContain('| live | readings_fresh | freshness | **FAIL** | 1 |');
+    const bad = greenstream(['expect', '--suite', 'weekly']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--suite must be one of daily, live');
+  });
+
+  it('poll needs a config naming at least one feed', async () => {
+    const none = greenstream(['poll']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('--config <feeds.json> is required');
+    const config = join(dir, 'feeds.json');
+    await writeFile(config, JSON.stringify({ start: '2024-07-01' }));
+    const empty = greenstream(['poll', '--config', config, '--hot', `chdb:${join(dir, 'poll-chdb')}`]);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain('names no weather place and no grid area');
   });
 
   it('never echoes credentials in a usage error, whatever the scheme', () => {

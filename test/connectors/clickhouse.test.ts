@@ -23,6 +23,7 @@ import {
   SEED_RETENTION_DAYS,
   storedRow,
 } from '../../schemas/clickhouse.js';
+import { modelTables, modelViews } from '../../schemas/models.js';
 import { type ReadingFlag, readingColumns } from '../../schemas/reading.js';
 import { chdbDataDir, makeReadings, sampleRows, testDatabase } from './clickhouse-fixtures.js';
 
@@ -209,6 +210,8 @@ describe.each(ENGINES)('hot store on %s', (_name, engine) => {
         ...hotTableNames.map((t) => `${t}:ReplacingMergeTree`),
         ...hotTableNames.map((t) => `${latestViewName(t)}:View`),
         'schema_migrations:ReplacingMergeTree',
+        ...modelTables.map((t) => `${t.name}:ReplacingMergeTree`),
+        ...modelViews.map((v) => `${v.name}:View`),
       ].sort(),
     );
     const ledger = await fresh.query<{ version: number; name: string }>(

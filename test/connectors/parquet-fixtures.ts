@@ -1,4 +1,5 @@
 /** Deterministic rows for the Parquet lake and Arrow tests (not a test file: shared by several). */
+
 import type {
   Grade,
   HourlyConsumption,
@@ -10,6 +11,7 @@ import type {
   ReadingStatus,
   Season,
 } from '../../schemas/reading.js';
+import { MEASUREMENT_NAMES } from '../../schemas/reading.js';
 
 const QUARTER_HOUR = 15 * 60 * 1000;
 
@@ -132,5 +134,6 @@ export function readingAsLakeRow(r: Reading): Record<string, unknown> {
     source: r.source,
     processed_at: new Date(r.processedAt),
     pipeline_version: r.pipelineVersion,
+    ...Object.fromEntries(MEASUREMENT_NAMES.map((m) => [m, r.measurements?.[m] ?? null])),
   };
 }

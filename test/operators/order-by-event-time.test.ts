@@ -245,6 +245,22 @@ describe('orderByEventTime state', () => {
     expect(m2!.flags).not.toBe(batches[1]![0]!.flags);
   });
 
+  it('a restored worker keeps the measurements a reading carries, and adds none to those without', () => {
+    const withMeasurements = Object.assign(at('M1', 1, 2.5), {
+      measurements: { voltage: 231, temperature: null },
+    });
+    const plain = at('M2', 1, 1.5);
+    const expected = [structuredClone(withMeasurements), structuredClone(plain)];
+    const first = new StateStore();
+    run(first, [data(withMeasurements, plain)]);
+    const resumed = new StateStore();
+    resumed.restore(deserializeSnapshot(serializeSnapshot(first.snapshot())));
+    const out = run(resumed, [wm(T0 + DAY)]);
+    const released = out.flatMap((e) => (e.kind === 'data' ? [...e.items] : []));
+    expect(released).toEqual(expected);
+    expect(released[1]).not.toHaveProperty('measurements');
+  });
+
   it('a minute of thousands of meters spans several segments, live and restored alike', () => {
     const many = (from: number, to: number) =>
       Array.from({ length: to - from }, (_, i) =>
