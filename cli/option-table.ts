@@ -51,6 +51,8 @@ export interface OptionTable {
   readonly options: readonly OptionSpec[];
   /** Whether the command takes positional arguments. */
   readonly positionals?: boolean;
+  /** The command whose section of a config file applies (default: this one): `check` reads `run`'s. */
+  readonly configSection?: string;
   /** Help lines after the options (environment variables that are no flag, notes). */
   readonly notes?: readonly string[];
 }
@@ -227,11 +229,12 @@ export function configValuesFor(
     }
   };
   take(config, '');
-  const section = config[table.command];
+  const name = table.configSection ?? table.command;
+  const section = config[name];
   if (section !== undefined) {
     if (section === null || typeof section !== 'object' || Array.isArray(section))
-      throw new UsageError(`config file ${path}: "${table.command}" must hold a mapping`);
-    take(section as Record<string, unknown>, `${table.command}.`);
+      throw new UsageError(`config file ${path}: "${name}" must hold a mapping`);
+    take(section as Record<string, unknown>, `${name}.`);
   }
   return out;
 }
