@@ -1,10 +1,12 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { HotStoreEvent } from '../connectors/clickhouse.js';
 import { publishAlert } from '../connectors/jetstream.js';
 import { acquireKvLease, leaseKey } from '../connectors/jetstream-lease.js';
 import { describeHolder, FencedError, type Lease } from '../connectors/lease.js';
 import { type MetricsServer, startMetricsServer } from '../connectors/metrics-server.js';
+import { processMetrics } from '../connectors/process-metrics.js';
 import { JOB_DEFAULTS, type JobConfig, runMeterQualityJob, type SourceConfig } from '../pipelines/job.js';
 import { JobMetrics } from '../pipelines/job-metrics.js';
 import { batchBytesForMemory, MIN_MAX_MEMORY_MIB } from '../pipelines/memory-budget.js';
@@ -12,7 +14,7 @@ import { parsePartitionSet } from '../pipelines/sources.js';
 import { CheckpointStoreMismatchError } from '../pipelines/store-identity.js';
 import { exitCodeFor } from './exit-codes.js';
 import { tuneHeapForStreaming } from './heap.js';
-import { logger } from './log.js';
+import { bindLogger, logger } from './log.js';
 import { type Command, UsageError } from './main.js';
 import { openNatsSource } from './nats-source.js';
 import {
@@ -28,6 +30,9 @@ import { type EmbeddedQueries, embeddedQueries, metricsHostOf, serveOptionSpecs 
 
 /** Lease period of a NATS worker's id: how long a successor waits for a worker that vanished. */
 export const DEFAULT_LEASE_MS = 15_000;
+
+/** Long enough to ride out a ClickHouse restart or a short network outage without a supervisor. */
+export const DEFAULT_SINK_RETRY_BUDGET_MS = 5 * 60_000;
 
 /** The flags of `run` (and, after `--from`/`--to`, of `replay`). */
 export const runOptionSpecs: readonly OptionSpec[] = [
@@ -166,6 +171,14 @@ export const runOptionSpecs: readonly OptionSpec[] = [
     help: 'memory budget of the worker (a bare number is MiB; 2GiB also reads): each batch takes at most 1/64 of it in input bytes (1-64 MiB), and the NATS source takes one message per batch while the RSS is above it',
   },
   {
+    name: 'sink-retry-budget',
+    type: 'duration',
+    unit: 'ms',
+    min: 0,
+    default: DEFAULT_SINK_RETRY_BUDGET_MS,
+    help: 'how long a hot store request is retried (jittered exponential backoff, 0.5 s doubling up to 15 s) before the worker stops with status 75; meanwhile /readyz answers 503 and the worker resumes by itself when the store is back',
+  },
+  {
     name: 'metrics-port',
     type: 'integer',
     arg: 'n',
@@ -226,6 +239,18 @@ export async function runJobCommand(
     };
     const leaseMs = number('lease') ?? DEFAULT_LEASE_MS;
     const command = replay === undefined ? 'run' : 'replay';
+    bindLogger({
+      worker,
+      ...((text('partitions') ?? text('partition') ?? process.env.GS_PARTITIONS ?? process.env.GS_PARTITION)
+        ? {
+            partitions:
+              text('partitions') ??
+              text('partition') ??
+              process.env.GS_PARTITIONS ??
+              process.env.GS_PARTITION,
+          }
+        : {}),
+    });
     const maxMemoryMiB = number('max-memory');
     const maxMemoryBytes = maxMemoryMiB === undefined ? undefined : maxMemoryMiB * 1024 * 1024;
     const hot = parseHotTarget(text('hot'), process.env, text('database'));
@@ -372,6 +397,23 @@ export async function runJobCommand(
             },
           }),
       onDeadLetter: (source, reason) => logger.warn('dead-lettered', { source, reason }),
+      hotOptions: {
+        retry: {
+          budgetMs: values['sink-retry-budget'] as number,
+          jitter: true,
+          baseDelayMs: 500,
+          maxDelayMs: 15_000,
+        },
+        onEvent: (event) => {
+          logHotStoreEvent(event);
+          jobMetrics.hotStoreEvent(event);
+        },
+      },
+      onCheckpointFailure: (error) =>
+        logger.error('checkpoint failed', {
+          error: error instanceof Error ? error.message : String(error),
+          retryable: (error as { retryable?: unknown }).retryable === true,
+        }),
       onCheckpoint: (cp) =>
         logger.info('checkpoint', {
           seq: cp.seq,
@@ -386,10 +428,11 @@ export async function runJobCommand(
     let metricsServer: MetricsServer | undefined;
     try {
       if (metrics !== undefined) {
+        const nodeMetrics = processMetrics({ worker });
         metricsServer = await startMetricsServer({
           port: metricsPort ?? 0,
           host: metricsHost,
-          render: () => metrics.render(),
+          render: async () => `${metrics.render()}${await nodeMetrics.render()}`,
           ready: () => metrics.isReady(),
           ...(queries === undefined ? {} : { queries: queries.endpoint.handle }),
         });
@@ -420,6 +463,28 @@ export async function runJobCommand(
     }
     return 0;
   }
+}
+
+/** One line for each thing the hot store does on its own: a retry, a migration, a client warning. */
+export function logHotStoreEvent(event: HotStoreEvent): void {
+  if (event.type === 'retry')
+    logger.warn('clickhouse retry', {
+      operation: event.operation,
+      ...(event.table === undefined ? {} : { table: event.table }),
+      attempt: event.attempt,
+      delayMs: event.delayMs,
+      reason: event.reason,
+    });
+  else if (event.type === 'recovered')
+    logger.warn('clickhouse recovered', {
+      operation: event.operation,
+      ...(event.table === undefined ? {} : { table: event.table }),
+      attempts: event.attempts,
+      downMs: event.downMs,
+    });
+  else if (event.type === 'migration_applied')
+    logger.info('migration applied', { version: event.version, name: event.name });
+  else logger.warn('clickhouse client warning', { message: event.message });
 }
 
 /**

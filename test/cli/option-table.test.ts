@@ -113,7 +113,7 @@ describe('the option tables', () => {
     expect(parseSize('1k')).toBe(1024);
     expect(() => parseSize('1 parsec')).toThrow(RangeError);
     const run = (argv: string[], env: NodeJS.ProcessEnv = {}) => parseOptions(runTable, argv, env).values;
-    expect(run(['--lease', '1m'])['lease']).toBe(60_000);
+    expect(run(['--lease', '1m']).lease).toBe(60_000);
     expect(run(['--max-memory', '1GiB'])['max-memory']).toBe(1024);
     expect(() => run(['--max-memory', '63'])).toThrow(/--max-memory must be at least 64 MiB/);
     expect(() => run([], { GS_LEASE_MS: '1.5' })).toThrow(/\$GS_LEASE_MS must come to a whole number/);
