@@ -6,6 +6,7 @@ import { registerCommand } from './main.js';
 import { publishCommand } from './publish.js';
 import { replayCommand } from './replay.js';
 import { reportCommand } from './report.js';
+import { retentionCommand } from './retention.js';
 import { runCommand } from './run.js';
 import { simulateCommand } from './simulate.js';
 import { sqlCommand } from './sql.js';
@@ -14,6 +15,7 @@ for (const command of [
   runCommand,
   checkCommand,
   reportCommand,
+  retentionCommand,
   replayCommand,
   importCommand,
   simulateCommand,

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from '../../codecs/sql.js';
 import { openHotStore } from '../../connectors/clickhouse.js';
 import { type HotTableName, hotTableNames, hotTables } from '../../schemas/clickhouse.js';
