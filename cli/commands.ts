@@ -1,3 +1,4 @@
+import { checkCommand } from './check.js';
 import { consoleCommand } from './console.js';
 import { demoCommand } from './demo.js';
 import { dlqCommand } from './dlq.js';
@@ -8,6 +9,8 @@ import { registerCommand } from './main.js';
 import { pollCommand } from './poll.js';
 import { publishCommand } from './publish.js';
 import { replayCommand } from './replay.js';
+import { reportCommand } from './report.js';
+import { retentionCommand } from './retention.js';
 import { reviewCommand } from './review.js';
 import { runCommand } from './run.js';
 import { simulateCommand } from './simulate.js';
@@ -15,6 +18,9 @@ import { sqlCommand } from './sql.js';
 
 for (const command of [
   runCommand,
+  checkCommand,
+  reportCommand,
+  retentionCommand,
   replayCommand,
   importCommand,
   simulateCommand,

@@ -1,6 +1,5 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { sql } from '../codecs/sql.js';
 import { resolveRuleProfile } from '../operators/rule-profile.js';
 import {
@@ -11,35 +10,46 @@ import {
 import { runMeterQualityJob } from '../pipelines/job.js';
 import { simulate } from '../simulator/index.js';
 import type { Command } from './main.js';
+import { optionsHelp, optionTable, parseOptions } from './option-table.js';
 import { render } from './sql.js';
+
+export const demoTable = optionTable({
+  command: 'demo',
+  synopsis: [
+    'Usage: greenstream demo [options]',
+    '  Starts from an empty --dir each time: simulated landing folder, chDB store, Parquet lake, checkpoint.',
+  ],
+  options: [
+    {
+      name: 'dir',
+      type: 'string',
+      arg: 'dir',
+      env: 'GS_DEMO_DIR',
+      default: './data/demo',
+      help: 'working folder (emptied first)',
+    },
+    { name: 'meters', type: 'integer', env: 'GS_DEMO_METERS', default: 1000, help: 'simulated meters' },
+    { name: 'days', type: 'integer', env: 'GS_DEMO_DAYS', default: 1, help: 'simulated days' },
+    { name: 'seed', type: 'integer', min: 0, env: 'GS_DEMO_SEED', default: 1, help: 'simulation seed' },
+  ],
+});
 
 export const demoCommand: Command = {
   name: 'demo',
   summary: 'simulate a day of 1,000 meters, run the whole pipeline embedded, print a summary (npm start)',
-  usage: [
-    'Usage: greenstream demo [--dir ./data/demo] [--meters 1000] [--days 1] [--seed 1]',
-    '  Starts from an empty --dir each time: simulated landing folder, chDB store, Parquet lake, checkpoint.',
-  ].join('\n'),
+  usage: optionsHelp(demoTable),
   run: async (argv) => {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        dir: { type: 'string', default: './data/demo' },
-        meters: { type: 'string', default: '1000' },
-        days: { type: 'string', default: '1' },
-        seed: { type: 'string', default: '1' },
-      },
-    });
-    const dir = resolve(values.dir!);
+    const { values } = parseOptions(demoTable, argv);
+    const dir = resolve(values.dir as string);
     await rm(dir, { recursive: true, force: true });
     const landing = join(dir, 'landing');
     const started = Date.now();
     const sim = await simulate({
       out: landing,
-      meters: Number(values.meters),
-      days: Number(values.days),
+      meters: values.meters as number,
+      days: values.days as number,
       start: '2024-03-11',
-      seed: Number(values.seed),
+      seed: values.seed as number,
     });
     const simulatedMs = Date.now() - started;
     process.stdout.write(

@@ -1,18 +1,33 @@
-import { parseArgs } from 'node:util';
 import { BehaviorSubject } from 'rxjs';
 import { SideInput, StateStore } from '../core/index.js';
 import type { MeterRegistry } from '../operators/outputs.js';
 import { resolveRuleProfile } from '../operators/rule-profile.js';
 import { PIPELINE_VERSION } from '../pipelines/job.js';
 import { meterQualityGraph } from '../pipelines/meter-quality.js';
-import { type Command, UsageError } from './main.js';
+import type { Command } from './main.js';
+import { optionsHelp, optionTable, parseOptions } from './option-table.js';
+
+export const graphTable = optionTable({
+  command: 'graph',
+  synopsis: ['Usage: greenstream graph [--format mermaid|dot]', '  Prints the operator graph.'],
+  options: [
+    {
+      name: 'format',
+      type: 'string',
+      choices: ['mermaid', 'dot'],
+      env: 'GS_GRAPH_FORMAT',
+      default: 'mermaid',
+      help: 'Mermaid flowchart or Graphviz dot',
+    },
+  ],
+});
 
 export const graphCommand: Command = {
   name: 'graph',
   summary: 'print the operator graph (Mermaid or Graphviz dot)',
-  usage: 'Usage: greenstream graph [--format mermaid|dot]',
+  usage: optionsHelp(graphTable),
   run: async (argv) => {
-    const { values } = parseArgs({ args: argv, options: { format: { type: 'string', default: 'mermaid' } } });
+    const { values } = parseOptions(graphTable, argv);
     const { graph } = meterQualityGraph({
       profile: resolveRuleProfile(),
       registry: new SideInput<MeterRegistry>('registry', new BehaviorSubject(new Map())),
@@ -21,8 +36,7 @@ export const graphCommand: Command = {
       replay: false,
     });
     if (values.format === 'mermaid') process.stdout.write(graph.toMermaid());
-    else if (values.format === 'dot') process.stdout.write(graph.toDot());
-    else throw new UsageError(`--format must be mermaid or dot, got "${values.format}"`);
+    else process.stdout.write(graph.toDot());
     return 0;
   },
 };

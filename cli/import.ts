@@ -5,7 +5,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { BehaviorSubject } from 'rxjs';
 import type { FileMeter } from '../codecs/types.js';
 import type { HotStoreTarget } from '../connectors/clickhouse.js';
@@ -24,6 +23,7 @@ import type { RunTotals } from '../pipelines/runner.js';
 import type { MeterInfo, MeterType } from '../schemas/reading.js';
 import { tuneHeapForStreaming } from './heap.js';
 import { type Command, UsageError } from './main.js';
+import { optionsHelp, optionTable, parseOptions } from './option-table.js';
 import { parseHotTarget } from './options.js';
 import { startProgress } from './progress.js';
 
@@ -34,24 +34,85 @@ import { startProgress } from './progress.js';
  */
 export const IMPORT_EARLIEST_VALID = '2000-01-01T00:00:00Z';
 
-export const importUsage = [
-  'Usage: greenstream import <files or folders…> [options]',
-  '  Reads readings CSV/JSON, NEM12 (.csv) and Green Button (.xml) files, folders searched recursively,',
-  '  through the same graph into the same stores as `run`, as a backfill (backdated readings not',
-  '  flagged); meters missing from the registry are registered from the files (type unknown unless',
-  '  --meter-type, no physical limit) and written to the meters table. Prints a summary.',
-  '  --registry <file>    meter registry CSV (default: none); it wins over the files for meters it knows',
-  '  --meter-type <type>  type of meters registered from files: unknown (default), residential, commercial',
-  '  --hot <spec>         chdb:<dir> (default chdb:./data/chdb) or http(s)://host:8123 ($CLICKHOUSE_URL)',
-  '  --database <name>    ClickHouse database (default greenstream; $CLICKHOUSE_DATABASE)',
-  '  --cold <dir>         Parquet lake root (default ./data/lake); --no-cold to skip the lake',
-  '  --checkpoint <file>  checkpoint file (default ./data/import-checkpoint.json): a rerun skips the',
-  '                       files it already imported; delete it to import them again',
-  '  --dead-letter <dir>  where undecodable files are copied with a .reason.json (default ./data/dead-letter)',
-  `  --profile <json>     rule profile overrides; validation.earliestValid defaults to ${IMPORT_EARLIEST_VALID} here`,
-  '  --worker <id>        names the lake files (default import)',
-  '  --json               print the summary as JSON',
-].join('\n');
+export const importTable = optionTable({
+  command: 'import',
+  synopsis: [
+    'Usage: greenstream import <files or folders…> [options]',
+    '  Reads readings CSV/JSON, NEM12 (.csv) and Green Button (.xml) files, folders searched recursively,',
+    '  through the same graph into the same stores as `run`, as a backfill (backdated readings not',
+    '  flagged); meters missing from the registry are registered from the files (type unknown unless',
+    '  --meter-type, no physical limit) and written to the meters table. Prints a summary.',
+  ],
+  positionals: true,
+  options: [
+    {
+      name: 'registry',
+      type: 'string',
+      arg: 'file',
+      env: 'GS_IMPORT_REGISTRY',
+      defaultText: 'none',
+      help: 'meter registry CSV; it wins over the files for meters it knows',
+    },
+    {
+      name: 'meter-type',
+      type: 'string',
+      arg: 'type',
+      choices: ['unknown', 'residential', 'commercial'],
+      default: 'unknown',
+      help: 'type of meters registered from files',
+    },
+    {
+      name: 'hot',
+      type: 'string',
+      arg: 'spec',
+      env: 'CLICKHOUSE_URL',
+      defaultText: 'chdb:./data/chdb',
+      help: 'chdb:<dir> or http(s)://host:8123',
+    },
+    {
+      name: 'database',
+      type: 'string',
+      arg: 'name',
+      env: 'CLICKHOUSE_DATABASE',
+      defaultText: 'greenstream',
+      help: 'ClickHouse database',
+    },
+    { name: 'cold', type: 'string', arg: 'dir', default: './data/lake', help: 'Parquet lake root' },
+    { name: 'no-cold', type: 'boolean', help: 'do not write the Parquet lake' },
+    {
+      name: 'checkpoint',
+      type: 'string',
+      arg: 'file',
+      env: 'GS_IMPORT_CHECKPOINT',
+      default: './data/import-checkpoint.json',
+      help: 'checkpoint file: a rerun skips the files it already imported; delete it to import them again',
+    },
+    {
+      name: 'dead-letter',
+      type: 'string',
+      arg: 'dir',
+      default: './data/dead-letter',
+      help: 'where undecodable files are copied with a .reason.json',
+    },
+    {
+      name: 'profile',
+      type: 'string',
+      arg: 'json',
+      help: `rule profile overrides; validation.earliestValid defaults to ${IMPORT_EARLIEST_VALID} here`,
+    },
+    {
+      name: 'worker',
+      type: 'string',
+      arg: 'id',
+      env: 'GS_IMPORT_WORKER',
+      default: 'import',
+      help: 'names the lake files',
+    },
+    { name: 'json', type: 'boolean', help: 'print the summary as JSON' },
+  ],
+});
+
+export const importUsage = optionsHelp(importTable);
 
 export interface ImportConfig {
   readonly inputs: readonly string[];
@@ -243,37 +304,18 @@ export function importProfile(path: string | undefined): RuleProfile {
   return resolveRuleProfile(parsed);
 }
 
-const METER_TYPES: readonly MeterType[] = ['unknown', 'residential', 'commercial'];
-
 export const importCommand: Command = {
   name: 'import',
   summary: 'backfill NEM12, Green Button, CSV and JSON files through the graph, registering their meters',
   usage: importUsage,
   run: async (argv) => {
     tuneHeapForStreaming();
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        registry: { type: 'string' },
-        'meter-type': { type: 'string', default: 'unknown' },
-        hot: { type: 'string' },
-        database: { type: 'string' },
-        cold: { type: 'string', default: './data/lake' },
-        'no-cold': { type: 'boolean', default: false },
-        checkpoint: { type: 'string', default: './data/import-checkpoint.json' },
-        'dead-letter': { type: 'string', default: './data/dead-letter' },
-        profile: { type: 'string' },
-        worker: { type: 'string', default: 'import' },
-        json: { type: 'boolean', default: false },
-      },
-    });
+    const { values, positionals } = parseOptions(importTable, argv);
+    const text = (name: string) => values[name] as string | undefined;
     if (positionals.length === 0) throw new UsageError('name at least one file or folder to import');
     const meterType = values['meter-type'] as MeterType;
-    if (!METER_TYPES.includes(meterType))
-      throw new UsageError(`--meter-type must be one of ${METER_TYPES.join(', ')}, got "${meterType}"`);
-    if (!/^[A-Za-z0-9_]+$/.test(values.worker!))
-      throw new UsageError('--worker may hold letters, digits and _ only');
+    const worker = values.worker as string;
+    if (!/^[A-Za-z0-9_]+$/.test(worker)) throw new UsageError('--worker may hold letters, digits and _ only');
     const abort = new AbortController();
     const stop = () => abort.abort();
     process.once('SIGINT', stop);
@@ -282,14 +324,14 @@ export const importCommand: Command = {
     try {
       summary = await importFiles({
         inputs: positionals,
-        ...(values.registry === undefined ? {} : { registryPath: resolve(values.registry) }),
+        ...(text('registry') === undefined ? {} : { registryPath: resolve(text('registry')!) }),
         meterType,
-        hot: parseHotTarget(values.hot, process.env, values.database ?? process.env.CLICKHOUSE_DATABASE),
-        ...(values['no-cold'] ? {} : { coldDir: resolve(values.cold!) }),
-        checkpointPath: resolve(values.checkpoint!),
-        deadLetterDir: resolve(values['dead-letter']!),
-        profile: importProfile(values.profile),
-        workerId: values.worker!,
+        hot: parseHotTarget(text('hot'), process.env, text('database')),
+        ...(values['no-cold'] === true ? {} : { coldDir: resolve(text('cold')!) }),
+        checkpointPath: resolve(text('checkpoint')!),
+        deadLetterDir: resolve(text('dead-letter')!),
+        profile: importProfile(text('profile')),
+        workerId: worker,
         progress: !values.json,
         signal: abort.signal,
       });

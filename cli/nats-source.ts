@@ -69,6 +69,7 @@ export async function openNatsSource(settings: NatsSourceSettings): Promise<{
   checkpointKey: string;
 }> {
   const nc = await connectNats(natsConfigFrom(settings.url, settings.env));
+  void logConnectionStatus(nc);
   const js = jetstream(nc);
   await ensureReadingsStream(js);
   await ensureDeadLetterStream(js);
@@ -124,6 +125,22 @@ export async function openNatsSource(settings: NatsSourceSettings): Promise<{
     kv,
     checkpointKey,
   };
+}
+
+/** A line for every disconnect, reconnect attempt and reconnect of the worker's NATS connection. */
+async function logConnectionStatus(nc: NatsConnection): Promise<void> {
+  try {
+    for await (const status of nc.status()) {
+      const fields = { server: 'server' in status ? String(status.server) : undefined };
+      if (status.type === 'disconnect') logger.warn('nats disconnected', fields);
+      else if (status.type === 'reconnecting') logger.info('nats reconnecting', fields);
+      else if (status.type === 'reconnect') logger.warn('nats reconnected', fields);
+      else if (status.type === 'error')
+        logger.error('nats connection error', { error: String(status.error) });
+    }
+  } catch {
+    // The iterator ends with the connection; nothing is left to report.
+  }
 }
 
 function partitionSubject(partition: number): string {

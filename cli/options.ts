@@ -25,11 +25,16 @@ export function parseHotTarget(
       kind: 'server',
       ...db,
       url: spec,
-      ...(env.CLICKHOUSE_USER === undefined ? {} : { username: env.CLICKHOUSE_USER }),
-      ...(env.CLICKHOUSE_PASSWORD === undefined ? {} : { password: env.CLICKHOUSE_PASSWORD }),
+      // Blank counts as unset, as for every variable the option tables read.
+      ...(blank(env.CLICKHOUSE_USER) ? {} : { username: env.CLICKHOUSE_USER }),
+      ...(blank(env.CLICKHOUSE_PASSWORD) ? {} : { password: env.CLICKHOUSE_PASSWORD }),
     };
   }
   throw new UsageError(`--hot must be chdb:<dir> or http(s)://host:port, got "${redactCredentials(spec)}"`);
+}
+
+function blank(value: string | undefined): value is undefined {
+  return value === undefined || value === '';
 }
 
 /**

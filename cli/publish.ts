@@ -1,38 +1,55 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { parseArgs } from 'node:util';
 import { jetstream } from '@nats-io/jetstream';
 import { detectUtilityContentType } from '../codecs/dispatch.js';
 import { connectNats, ensureReadingsStream, ReadingsPublisher } from '../connectors/jetstream.js';
+import { DEFAULT_READINGS_RETENTION } from '../connectors/jetstream-streams.js';
 import { isLandingFileName } from '../connectors/landing.js';
 import { type Command, UsageError } from './main.js';
 import { natsConfigFrom } from './nats-source.js';
+import { optionsHelp, optionTable, parseOptions } from './option-table.js';
+
+const days = (ms: number) => `${ms / 86_400_000} days`;
+const limits = (r: typeof DEFAULT_READINGS_RETENTION) =>
+  `${days(r.maxAgeMs)}, ${r.maxBytes < 0 ? 'no size limit' : `${r.maxBytes} bytes`}`;
+const window = (ms: number) => (ms % 3_600_000 === 0 ? `${ms / 3_600_000} h` : `${ms / 60_000} min`);
+
+// The stream limits are quoted from the constants that create the stream, so the help cannot drift.
+export const publishTable = optionTable({
+  command: 'publish',
+  synopsis: [
+    'Usage: greenstream publish <files or folders>... [--nats nats://host:port] [--partitions 16]',
+    '  Uploads readings CSV/JSON landing files, NEM12 files and Green Button feeds (in a folder: the files',
+    '  of the landing layout raw/YYYY/MM/DD/HH/, and NEM12 / Green Button files anywhere, told by content).',
+    `  Creates the READINGS stream (subjects readings.>, ${limits(DEFAULT_READINGS_RETENTION)}) when missing. One message per file,`,
+    '  or per chunk of at most 1 MiB with the CSV header repeated (NEM12 cut between data streams, Green',
+    '  Button between interval blocks, each chunk a file of its own format); the message id is the SHA-256 of the',
+    `  content, so publishing the same file again within the stream duplicate window (${window(DEFAULT_READINGS_RETENTION.duplicateWindowMs)}) stores nothing new.`,
+    '  Credentials: $NATS_USER/$NATS_PASSWORD, $NATS_TOKEN, $NATS_CREDS, $NATS_TLS=1.',
+  ],
+  positionals: true,
+  options: [
+    { name: 'nats', type: 'string', arg: 'url', env: 'NATS_URL', help: 'the NATS server(s), required' },
+    {
+      name: 'partitions',
+      type: 'integer',
+      env: 'GS_PUBLISH_PARTITIONS',
+      default: 16,
+      help: 'partition subjects readings.<p>: every publisher of a stream must give the same count',
+    },
+  ],
+});
 
 export const publishCommand: Command = {
   name: 'publish',
   summary: 'upload landing files into the JetStream readings stream (a file sent twice is stored once)',
-  usage: [
-    'Usage: greenstream publish <files or folders>... [--nats nats://host:port] [--partitions 16]',
-    '  Uploads readings CSV/JSON landing files, NEM12 files and Green Button feeds (in a folder: the files',
-    '  of the landing layout raw/YYYY/MM/DD/HH/, and NEM12 / Green Button files anywhere, told by content).',
-    '  Creates the READINGS stream (subjects readings.>, 7 days, 10 GiB) when missing. One message per file,',
-    '  or per chunk of at most 1 MiB with the CSV header repeated (NEM12 cut between data streams, Green',
-    '  Button between interval blocks, each chunk a file of its own format); the message id is the SHA-256 of the',
-    '  content, so publishing the same file again within the stream duplicate window (2 min) stores nothing new.',
-    '  Credentials: $NATS_USER/$NATS_PASSWORD, $NATS_TOKEN, $NATS_CREDS, $NATS_TLS=1.',
-  ].join('\n'),
+  usage: optionsHelp(publishTable),
   run: async (argv) => {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { nats: { type: 'string' }, partitions: { type: 'string', default: '16' } },
-    });
+    const { values, positionals } = parseOptions(publishTable, argv);
     if (positionals.length === 0) throw new UsageError('give at least one file or folder');
-    const url = values.nats ?? process.env.NATS_URL;
+    const url = values.nats as string | undefined;
     if (url === undefined) throw new UsageError('give --nats nats://host:port or set $NATS_URL');
-    const partitions = Number(values.partitions);
-    if (!(Number.isInteger(partitions) && partitions > 0))
-      throw new UsageError('--partitions must be a positive integer');
+    const partitions = values.partitions as number;
     const nc = await connectNats(natsConfigFrom(url, process.env));
     try {
       const js = jetstream(nc);
@@ -67,7 +84,7 @@ const LANDING_PATH = /(?:^|\/)raw\/\d{4}\/\d{2}\/\d{2}\/\d{2}\/[^/]+$/;
  * by their content) — not the registry or labels beside them; a file named on the command line is always
  * taken. Names are kept relative to a `raw/` ancestor when there is one.
  */
-async function* landingFiles(paths: string[]): AsyncGenerator<{ path: string; bytes: Uint8Array }> {
+async function* landingFiles(paths: readonly string[]): AsyncGenerator<{ path: string; bytes: Uint8Array }> {
   for (const p of paths) {
     const info = await stat(p);
     const files = info.isDirectory() ? await walk(p) : [p];

@@ -1,150 +1,261 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { HotStoreEvent } from '../connectors/clickhouse.js';
 import { publishAlert } from '../connectors/jetstream.js';
 import { acquireKvLease, leaseKey } from '../connectors/jetstream-lease.js';
 import { describeHolder, FencedError, type Lease } from '../connectors/lease.js';
 import { type MetricsServer, startMetricsServer } from '../connectors/metrics-server.js';
-import { type JobConfig, runMeterQualityJob, type SourceConfig } from '../pipelines/job.js';
+import { processMetrics } from '../connectors/process-metrics.js';
+import { JOB_DEFAULTS, type JobConfig, runMeterQualityJob, type SourceConfig } from '../pipelines/job.js';
 import { JobMetrics } from '../pipelines/job-metrics.js';
-import { batchBytesForMemory, parseMaxMemory } from '../pipelines/memory-budget.js';
+import { batchBytesForMemory, MIN_MAX_MEMORY_MIB } from '../pipelines/memory-budget.js';
 import { parsePartitionSet } from '../pipelines/sources.js';
 import { CheckpointStoreMismatchError } from '../pipelines/store-identity.js';
 import { exitCodeFor } from './exit-codes.js';
 import { tuneHeapForStreaming } from './heap.js';
-import { logger } from './log.js';
+import { bindLogger, logger } from './log.js';
 import { type Command, UsageError } from './main.js';
 import { openNatsSource } from './nats-source.js';
+import {
+  type OptionSpec,
+  type OptionValues,
+  optionsHelp,
+  optionTable,
+  parseOptions,
+} from './option-table.js';
 import { loadProfile, parseHotTarget, redactCredentials } from './options.js';
 import { startProgress } from './progress.js';
-import {
-  type EmbeddedQueries,
-  embeddedQueries,
-  metricsHostOf,
-  serveFlags,
-  serveUsage,
-} from './serve-queries.js';
+import { type EmbeddedQueries, embeddedQueries, metricsHostOf, serveOptionSpecs } from './serve-queries.js';
 import { workerConsole } from './worker-console.js';
-
-export const runUsage = [
-  'Usage: greenstream run [options]',
-  '  --source <spec>      files:<landing dir> (default files:./data/landing) or nats://host:port ($NATS_URL)',
-  '  --registry <file>    meter registry CSV (default ./data/landing/registry.csv)',
-  '  --hot <spec>         chdb:<dir> (default chdb:./data/chdb) or http(s)://host:8123 ($CLICKHOUSE_URL;',
-  '                       $CLICKHOUSE_USER / $CLICKHOUSE_PASSWORD)',
-  '  --database <name>    ClickHouse database (default greenstream; $CLICKHOUSE_DATABASE)',
-  '  --cold <dir>         Parquet lake root (default ./data/lake); --no-cold to skip the lake',
-  '  --cold-rows <n>      write a lake file set once this many rows are buffered, and at each checkpoint',
-  '                       (default 200000): larger files cost memory (~0.5 KB a buffered reading)',
-  '  --checkpoint <file>  checkpoint file for the files source (default <chdb dir>/checkpoint.json, or',
-  '                       ./data/checkpoint.json with a server hot store); the NATS source keeps its',
-  '                       checkpoints in the KV bucket greenstream_checkpoints',
-  '  --reset-checkpoint   discard the checkpoint (e.g. one taken with other stores) and start from the',
-  '                       beginning of the input; the stores replace rows rather than double them',
-  '  --takeover           take this worker id over from a live worker at once (it stops at its next',
-  '                       write, ack or checkpoint) instead of waiting for its lease to lapse',
-  '  --lease <ms>         NATS source: lease period of the worker id, renewed every third of it',
-  '                       (default 15000; $GS_LEASE_MS)',
-  '  --profile <json>     rule profile overrides (see README, "Rule profile")',
-  '  --worker <id>        worker id (default w0; $GS_WORKER): names its checkpoint, consumers and lake',
-  '                       files; workers running side by side need different ids (a second worker with',
-  "                       the same id waits for the first one's lease; see --takeover)",
-  '  --partitions <set>   own these partition subjects readings.<p>, e.g. 0-7 or 0-3,8 ($GS_PARTITIONS):',
-  '                       one durable consumer each; default all (one consumer on readings.>). A worker',
-  '                       keeps its set: to change it, start the new set under a new --worker id',
-  '  --partition <p>      shorthand for --partitions <p> ($GS_PARTITION)',
-  '  --until-idle         stop once the source is drained and the final watermark fired its windows',
-  '  --flush-rows <n>     write outputs to the stores once this many rows are buffered (default 100000)',
-  '  --flush-interval <ms> … or this long after the previous write (default 1000)',
-  '  --checkpoint-interval <ms> save state and source position this often (default 30000): a crash',
-  '                       redoes at most this much work, which the stores absorb without doubling',
-  '  --checkpoint-flushes <n> … or after this many writes of outputs (default: time only)',
-  '  --pull <n>           JetStream messages per pull (default 256; smaller cuts latency when caught up)',
-  '  --max-memory <MiB>   memory budget of the worker ($GS_MAX_MEMORY; at least 64): each batch takes at',
-  '                       most 1/64 of it in input bytes (1-64 MiB; default 1/64 of the heap limit), and',
-  '                       the NATS source takes one message per batch while the RSS is above it',
-  '  --metrics-port <n>   serve /metrics, /healthz, /readyz on this port ($GS_METRICS_PORT); on chdb:<dir>',
-  '                       also read-only queries (default there: an ephemeral loopback port); also',
-  "                       /pipeline.json and the console's pages under /console/ (read-only)",
-  ...serveUsage,
-  '  $GS_HEAP_GROWING_PERCENT  V8 collects the old generation once the heap grew this much past what the',
-  "                       last collection kept (default 50; 0 for V8's own heuristics)",
-].join('\n');
 
 /** Lease period of a NATS worker's id: how long a successor waits for a worker that vanished. */
 export const DEFAULT_LEASE_MS = 15_000;
 
+/** Long enough to ride out a ClickHouse restart or a short network outage without a supervisor. */
+export const DEFAULT_SINK_RETRY_BUDGET_MS = 5 * 60_000;
+
+/** The flags of `run` (and, after `--from`/`--to`, of `replay`). */
+export const runOptionSpecs: readonly OptionSpec[] = [
+  {
+    name: 'source',
+    type: 'string',
+    arg: 'spec',
+    env: ['NATS_URL', 'GS_SOURCE'],
+    default: 'files:./data/landing',
+    help: 'files:<landing dir> or nats://host:port (tls://host:port for TLS)',
+  },
+  {
+    name: 'registry',
+    type: 'string',
+    arg: 'file',
+    default: './data/landing/registry.csv',
+    help: 'meter registry CSV',
+  },
+  {
+    name: 'hot',
+    type: 'string',
+    arg: 'spec',
+    env: 'CLICKHOUSE_URL',
+    defaultText: 'chdb:./data/chdb',
+    help: 'chdb:<dir> (embedded) or http(s)://host:8123 (server; credentials from $CLICKHOUSE_USER / $CLICKHOUSE_PASSWORD)',
+  },
+  {
+    name: 'database',
+    type: 'string',
+    arg: 'name',
+    env: 'CLICKHOUSE_DATABASE',
+    defaultText: 'greenstream',
+    help: 'ClickHouse database',
+  },
+  { name: 'cold', type: 'string', arg: 'dir', default: './data/lake', help: 'Parquet lake root' },
+  { name: 'no-cold', type: 'boolean', help: 'do not write the Parquet lake' },
+  {
+    name: 'cold-rows',
+    type: 'integer',
+    default: JOB_DEFAULTS.coldRows,
+    help: 'write a lake file set once this many rows are buffered, and at each checkpoint: larger files cost memory (~0.5 KB a buffered reading)',
+  },
+  {
+    name: 'checkpoint',
+    type: 'string',
+    arg: 'file',
+    defaultText: '<chdb dir>/checkpoint.json, or ./data/checkpoint.json with a server hot store',
+    help: 'checkpoint file of the files source; the NATS source keeps its checkpoints in the KV bucket greenstream_checkpoints',
+  },
+  {
+    name: 'reset-checkpoint',
+    type: 'boolean',
+    help: 'discard the checkpoint (e.g. one taken with other stores) and start from the beginning of the input; the stores replace rows rather than double them',
+  },
+  {
+    name: 'takeover',
+    type: 'boolean',
+    help: 'take this worker id over from a live worker at once (it stops at its next write, ack or checkpoint) instead of waiting for its lease to lapse',
+  },
+  {
+    name: 'lease',
+    type: 'duration',
+    unit: 'ms',
+    arg: 'ms',
+    env: 'GS_LEASE_MS',
+    default: DEFAULT_LEASE_MS,
+    help: 'NATS source: lease period of the worker id, renewed every third of it',
+  },
+  {
+    name: 'profile',
+    type: 'string',
+    arg: 'json',
+    help: 'rule profile overrides (see README, "Rule profile")',
+  },
+  {
+    name: 'worker',
+    type: 'string',
+    arg: 'id',
+    default: 'w0',
+    help: "worker id: names its checkpoint, consumers and lake files; workers running side by side need different ids (a second worker with the same id waits for the first one's lease; see --takeover)",
+  },
+  {
+    name: 'partitions',
+    type: 'string',
+    arg: 'set',
+    defaultText: 'all',
+    help: 'own these partition subjects readings.<p>, e.g. 0-7 or 0-3,8: one durable consumer each (all: one consumer on readings.>). A worker keeps its set: to change it, start the new set under a new --worker id',
+  },
+  { name: 'partition', type: 'string', arg: 'p', help: 'shorthand for --partitions <p>' },
+  {
+    name: 'until-idle',
+    type: 'boolean',
+    help: 'stop once the source is drained and the final watermark fired its windows',
+  },
+  {
+    name: 'flush-rows',
+    type: 'integer',
+    default: JOB_DEFAULTS.flushRows,
+    help: 'write outputs to the stores once this many rows are buffered',
+  },
+  {
+    name: 'flush-interval',
+    type: 'duration',
+    unit: 'ms',
+    min: 1,
+    default: JOB_DEFAULTS.flushIntervalMs,
+    help: '… or this long after the previous write',
+  },
+  {
+    name: 'checkpoint-interval',
+    type: 'duration',
+    unit: 'ms',
+    min: 1,
+    default: JOB_DEFAULTS.checkpointIntervalMs,
+    help: 'save state and source position this often: a crash redoes at most this much work, which the stores absorb without doubling',
+  },
+  {
+    name: 'checkpoint-flushes',
+    type: 'integer',
+    defaultText: 'time only',
+    help: '… or after this many writes of outputs',
+  },
+  {
+    name: 'pull',
+    type: 'integer',
+    default: 256,
+    help: 'JetStream messages per pull (smaller cuts latency when caught up)',
+  },
+  {
+    name: 'max-memory',
+    type: 'size',
+    unit: 'MiB',
+    arg: 'MiB',
+    min: MIN_MAX_MEMORY_MIB,
+    defaultText: '64 × the batch budget that follows the heap limit',
+    help: 'memory budget of the worker (a bare number is MiB; 2GiB also reads): each batch takes at most 1/64 of it in input bytes (1-64 MiB), and the NATS source takes one message per batch while the RSS is above it',
+  },
+  {
+    name: 'sink-retry-budget',
+    type: 'duration',
+    unit: 'ms',
+    min: 0,
+    default: DEFAULT_SINK_RETRY_BUDGET_MS,
+    help: 'how long a hot store request is retried (jittered exponential backoff, 0.5 s doubling up to 15 s) before the worker stops with status 75; meanwhile /readyz answers 503 and the worker resumes by itself when the store is back',
+  },
+  {
+    name: 'metrics-port',
+    type: 'integer',
+    arg: 'n',
+    min: 0,
+    max: 65535,
+    defaultText: 'none; on chdb:<dir> an ephemeral loopback port',
+    help: 'serve /metrics, /healthz, /readyz on this port; on chdb:<dir> also read-only queries',
+  },
+  ...serveOptionSpecs,
+];
+
+const runNotes = [
+  'Environment only:',
+  '  $GS_HEAP_GROWING_PERCENT  V8 collects the old generation once the heap grew this much past what the',
+  "                       last collection kept (default 50; 0 for V8's own heuristics)",
+];
+
+export const runTable = optionTable({
+  command: 'run',
+  synopsis: [
+    'Usage: greenstream run [options]',
+    '  Runs the meter-quality pipeline until stopped (or drained, --until-idle).',
+  ],
+  options: runOptionSpecs,
+  notes: runNotes,
+});
+
 export const runCommand: Command = {
   name: 'run',
   summary: 'run the meter-quality pipeline (embedded by default, or on NATS + ClickHouse)',
-  usage: runUsage,
-  run: (argv) => runJobCommand(argv, undefined),
+  usage: optionsHelp(runTable),
+  run: (argv) => runJobCommand(parseOptions(runTable, argv).values, undefined),
 };
 
 /** `run` and `replay` share everything but the source's start and the replay flag. */
 export async function runJobCommand(
-  argv: string[],
+  values: OptionValues,
   replay: { readonly from: Date; readonly to?: Date } | undefined,
 ): Promise<number> {
   {
     tuneHeapForStreaming();
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        source: { type: 'string' },
-        registry: { type: 'string', default: './data/landing/registry.csv' },
-        hot: { type: 'string' },
-        database: { type: 'string' },
-        cold: { type: 'string', default: './data/lake' },
-        'no-cold': { type: 'boolean', default: false },
-        checkpoint: { type: 'string' },
-        'reset-checkpoint': { type: 'boolean', default: false },
-        takeover: { type: 'boolean', default: false },
-        lease: { type: 'string' },
-        profile: { type: 'string' },
-        worker: { type: 'string', default: process.env.GS_WORKER ?? 'w0' },
-        'until-idle': { type: 'boolean', default: false },
-        'flush-rows': { type: 'string' },
-        'flush-interval': { type: 'string' },
-        'checkpoint-interval': { type: 'string' },
-        'checkpoint-flushes': { type: 'string' },
-        'cold-rows': { type: 'string' },
-        pull: { type: 'string' },
-        'max-memory': { type: 'string' },
-        'metrics-port': { type: 'string' },
-        partitions: { type: 'string' },
-        partition: { type: 'string' },
-        ...serveFlags,
-      },
-    });
     const replayRange = replay;
-    const spec = values.source ?? process.env.NATS_URL ?? 'files:./data/landing';
+    const spec = values.source as string;
+    const text = (name: string) => values[name] as string | undefined;
+    const worker = values.worker as string;
     const abort = new AbortController();
     const stop = () => abort.abort();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
-    if (!/^[A-Za-z0-9_]+$/.test(values.worker!))
-      throw new UsageError('--worker may hold letters, digits and _ only');
+    if (!/^[A-Za-z0-9_]+$/.test(worker)) throw new UsageError('--worker may hold letters, digits and _ only');
+    const number = (name: string) => values[name] as number | undefined;
     const cadence = {
-      flushRows: positiveIntegerFlag(values, 'flush-rows'),
-      flushIntervalMs: positiveIntegerFlag(values, 'flush-interval'),
-      checkpointIntervalMs: positiveIntegerFlag(values, 'checkpoint-interval'),
-      checkpointEveryFlushes: positiveIntegerFlag(values, 'checkpoint-flushes'),
-      coldRows: positiveIntegerFlag(values, 'cold-rows'),
+      flushRows: number('flush-rows'),
+      flushIntervalMs: number('flush-interval'),
+      checkpointIntervalMs: number('checkpoint-interval'),
+      checkpointEveryFlushes: number('checkpoint-flushes'),
+      coldRows: number('cold-rows'),
     };
-    const leaseMs =
-      positiveIntegerFlag({ lease: values.lease ?? process.env.GS_LEASE_MS }, 'lease') ?? DEFAULT_LEASE_MS;
+    const leaseMs = number('lease') ?? DEFAULT_LEASE_MS;
     const command = replay === undefined ? 'run' : 'replay';
-    const maxMemoryBytes = maxMemoryFlag(values['max-memory'], process.env);
-    const hot = parseHotTarget(values.hot, process.env, values.database ?? process.env.CLICKHOUSE_DATABASE);
-    const metricsPortText = values['metrics-port'] ?? process.env.GS_METRICS_PORT;
-    const metricsPort = metricsPortText === undefined ? undefined : Number(metricsPortText);
-    if (
-      metricsPort !== undefined &&
-      !(Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort < 65536)
-    )
-      throw new UsageError(`--metrics-port must be a port number, got "${metricsPortText}"`);
+    bindLogger({
+      worker,
+      ...((text('partitions') ?? text('partition') ?? process.env.GS_PARTITIONS ?? process.env.GS_PARTITION)
+        ? {
+            partitions:
+              text('partitions') ??
+              text('partition') ??
+              process.env.GS_PARTITIONS ??
+              process.env.GS_PARTITION,
+          }
+        : {}),
+    });
+    const maxMemoryMiB = number('max-memory');
+    const maxMemoryBytes = maxMemoryMiB === undefined ? undefined : maxMemoryMiB * 1024 * 1024;
+    const hot = parseHotTarget(text('hot'), process.env, text('database'));
+    const metricsPort = number('metrics-port');
     const metricsHost = metricsHostOf(values, process.env);
     // An embedded store answers queries on the endpoint, so it is served even without --metrics-port.
     const jobMetrics = new JobMetrics();
@@ -165,7 +276,7 @@ export async function runJobCommand(
         throw new UsageError(
           'replay reads the JetStream stream: give --source nats://host:port or $NATS_URL',
         );
-      if (values.partitions !== undefined || values.partition !== undefined)
+      if (text('partitions') !== undefined || text('partition') !== undefined)
         throw new UsageError('--partitions applies to the NATS source: give --source nats://host:port');
       source = {
         kind: 'files',
@@ -173,11 +284,14 @@ export async function runJobCommand(
         ...(maxMemoryBytes === undefined ? {} : { maxBytesPerBatch: batchBytesForMemory(maxMemoryBytes) }),
       };
     } else if (spec.startsWith('nats://') || spec.startsWith('tls://')) {
-      const partitions = ownedPartitions(values, process.env);
-      const pullMessages = positiveIntegerFlag(values, 'pull');
+      const partitions = ownedPartitions(
+        { partitions: text('partitions'), partition: text('partition') },
+        {},
+      );
+      const pullMessages = number('pull');
       const opened = await openNatsSource({
         url: spec,
-        workerId: values.worker!,
+        workerId: worker,
         ...(pullMessages === undefined ? {} : { pullMessages }),
         ...(maxMemoryBytes === undefined ? {} : { maxMemoryBytes }),
         env: process.env,
@@ -189,7 +303,7 @@ export async function runJobCommand(
       // Claimed before anything touches the consumer: a second worker with this id waits here.
       lease = await acquireKvLease(opened.kv, leaseKey(opened.checkpointKey), {
         ttlMs: leaseMs,
-        takeover: values.takeover!,
+        takeover: values.takeover === true,
         signal: abort.signal,
         onWait: (holder, epoch, ttlMs) =>
           logger.warn('waiting for worker lease', {
@@ -221,10 +335,10 @@ export async function runJobCommand(
       );
     }
     const checkpointPath = resolve(
-      values.checkpoint ??
+      text('checkpoint') ??
         (hot.kind === 'chdb' ? join(hot.path, 'checkpoint.json') : './data/checkpoint.json'),
     );
-    if (source.kind === 'files' && values.checkpoint === undefined && hot.kind === 'chdb') {
+    if (source.kind === 'files' && text('checkpoint') === undefined && hot.kind === 'chdb') {
       const formerDefault = resolve('./data/checkpoint.json');
       if (formerDefault !== checkpointPath && existsSync(formerDefault))
         logger.warn('checkpoint moved', {
@@ -235,13 +349,13 @@ export async function runJobCommand(
     }
     const config: JobConfig = {
       source,
-      registryPath: resolve(values.registry!),
+      registryPath: resolve(values.registry as string),
       hot,
-      ...(values['no-cold'] ? {} : { coldDir: resolve(values.cold!) }),
+      ...(values['no-cold'] === true ? {} : { coldDir: resolve(values.cold as string) }),
       checkpointPath,
       ...(lease === undefined ? {} : { lease }),
-      takeover: values.takeover!,
-      resetCheckpoint: values['reset-checkpoint']!,
+      takeover: values.takeover === true,
+      resetCheckpoint: values['reset-checkpoint'] === true,
       onCheckpointReset: (cp) => logger.warn('checkpoint reset', { discardedSeq: cp.seq }),
       onLease: (event, holder, epoch) =>
         logger.warn(event === 'wait' ? 'waiting for checkpoint lock' : 'taking checkpoint lock over', {
@@ -250,11 +364,11 @@ export async function runJobCommand(
           epoch,
         }),
       // A replay ends where the stream ended when it started.
-      untilIdle: values['until-idle']! || replay !== undefined,
+      untilIdle: values['until-idle'] === true || replay !== undefined,
       replay: replay !== undefined,
-      profile: loadProfile(values.profile),
+      profile: loadProfile(text('profile')),
       // Replays write their own lake files, so they never overwrite the live worker's.
-      workerId: replay === undefined ? values.worker! : `${values.worker!}_replay${replay.from.getTime()}`,
+      workerId: replay === undefined ? worker : `${worker}_replay${replay.from.getTime()}`,
       signal: abort.signal,
       ...(cadence.flushRows === undefined ? {} : { flushRows: cadence.flushRows }),
       ...(cadence.flushIntervalMs === undefined ? {} : { flushIntervalMs: cadence.flushIntervalMs }),
@@ -285,6 +399,23 @@ export async function runJobCommand(
             },
           }),
       onDeadLetter: (source, reason) => logger.warn('dead-lettered', { source, reason }),
+      hotOptions: {
+        retry: {
+          budgetMs: values['sink-retry-budget'] as number,
+          jitter: true,
+          baseDelayMs: 500,
+          maxDelayMs: 15_000,
+        },
+        onEvent: (event) => {
+          logHotStoreEvent(event);
+          jobMetrics.hotStoreEvent(event);
+        },
+      },
+      onCheckpointFailure: (error) =>
+        logger.error('checkpoint failed', {
+          error: error instanceof Error ? error.message : String(error),
+          retryable: (error as { retryable?: unknown }).retryable === true,
+        }),
       onCheckpoint: (cp) =>
         logger.info('checkpoint', {
           seq: cp.seq,
@@ -299,10 +430,11 @@ export async function runJobCommand(
     let metricsServer: MetricsServer | undefined;
     try {
       if (metrics !== undefined) {
+        const nodeMetrics = processMetrics({ worker });
         metricsServer = await startMetricsServer({
           port: metricsPort ?? 0,
           host: metricsHost,
-          render: () => metrics.render(),
+          render: async () => `${metrics.render()}${await nodeMetrics.render()}`,
           ready: () => metrics.isReady(),
           ...(queries === undefined ? {} : { queries: queries.endpoint.handle }),
           pages: pages.pages,
@@ -337,6 +469,28 @@ export async function runJobCommand(
   }
 }
 
+/** One line for each thing the hot store does on its own: a retry, a migration, a client warning. */
+export function logHotStoreEvent(event: HotStoreEvent): void {
+  if (event.type === 'retry')
+    logger.warn('clickhouse retry', {
+      operation: event.operation,
+      ...(event.table === undefined ? {} : { table: event.table }),
+      attempt: event.attempt,
+      delayMs: event.delayMs,
+      reason: event.reason,
+    });
+  else if (event.type === 'recovered')
+    logger.warn('clickhouse recovered', {
+      operation: event.operation,
+      ...(event.table === undefined ? {} : { table: event.table }),
+      attempts: event.attempts,
+      downMs: event.downMs,
+    });
+  else if (event.type === 'migration_applied')
+    logger.info('migration applied', { version: event.version, name: event.name });
+  else logger.warn('clickhouse client warning', { message: event.message });
+}
+
 /**
  * The partitions a worker owns: `--partitions`, its shorthand `--partition`, then `$GS_PARTITIONS` and
  * `$GS_PARTITION`; undefined (every partition) when none is given.
@@ -366,25 +520,10 @@ export function ownedPartitions(
   }
 }
 
-/** `--max-memory <MiB>`, else `$GS_MAX_MEMORY`, in bytes; undefined when neither is given. */
+/** `--max-memory <size>`, else `$GS_MAX_MEMORY`, in bytes, as the option table reads it; undefined when neither is given. */
 export function maxMemoryFlag(flag: string | undefined, env: NodeJS.ProcessEnv): number | undefined {
-  const [name, text] = flag !== undefined ? ['--max-memory', flag] : ['$GS_MAX_MEMORY', env.GS_MAX_MEMORY];
-  try {
-    return parseMaxMemory(text);
-  } catch (error) {
-    throw new UsageError(`${name} ${(error as Error).message}`);
-  }
-}
-
-/** A flag holding a positive integer, or undefined when not given; anything else is a usage error. */
-function positiveIntegerFlag(
-  values: Readonly<Record<string, string | boolean | undefined>>,
-  name: string,
-): number | undefined {
-  const text = values[name];
-  if (text === undefined || typeof text !== 'string') return undefined;
-  const n = Number(text);
-  if (!(Number.isInteger(n) && n > 0))
-    throw new UsageError(`--${name} must be a positive integer, got "${text}"`);
-  return n;
+  const mib = parseOptions(runTable, flag === undefined ? [] : [`--max-memory=${flag}`], {
+    GS_MAX_MEMORY: env.GS_MAX_MEMORY,
+  }).values['max-memory'] as number | undefined;
+  return mib === undefined ? undefined : mib * 1024 * 1024;
 }

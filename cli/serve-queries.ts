@@ -22,23 +22,35 @@ import type { MetricsRegistry } from '../pipelines/metrics.js';
 import { queryMetrics } from '../pipelines/query-metrics.js';
 import { logger } from './log.js';
 import { UsageError } from './main.js';
+import type { OptionSpec } from './option-table.js';
 
-/** Flags `run` and `replay` take for the endpoint, in `parseArgs` form. */
-export const serveFlags = {
-  'metrics-host': { type: 'string' },
-  'query-max-rows': { type: 'string' },
-  'query-timeout': { type: 'string' },
-} as const;
-
-export const serveUsage = [
-  '  --metrics-host <ip>  interface of the HTTP endpoint (default 127.0.0.1; $GS_METRICS_HOST); 0.0.0.0',
-  '                       for a scraper outside the host: queries from other hosts then need',
-  '                       $GS_QUERY_PASSWORD',
-  `  --query-max-rows <n> rows a query on the endpoint may return (default ${DEFAULT_QUERY_LIMITS.maxResultRows})`,
-  `  --query-timeout <s>  seconds a query on the endpoint may run (default ${DEFAULT_QUERY_LIMITS.maxExecutionSeconds})`,
+/** Flags `run` and `replay` take for the endpoint. */
+export const serveOptionSpecs: readonly OptionSpec[] = [
+  {
+    name: 'metrics-host',
+    type: 'string',
+    arg: 'ip',
+    default: DEFAULT_METRICS_HOST,
+    help: 'interface of the HTTP endpoint; 0.0.0.0 for a scraper outside the host: queries from other hosts then need $GS_QUERY_PASSWORD',
+  },
+  {
+    name: 'query-max-rows',
+    type: 'integer',
+    default: DEFAULT_QUERY_LIMITS.maxResultRows,
+    help: 'rows a query on the endpoint may return',
+  },
+  {
+    name: 'query-timeout',
+    type: 'duration',
+    unit: 's',
+    arg: 's',
+    min: 1,
+    default: DEFAULT_QUERY_LIMITS.maxExecutionSeconds,
+    help: 'how long a query on the endpoint may run',
+  },
 ];
 
-type Flags = Readonly<Record<string, string | boolean | undefined>>;
+type Flags = Readonly<Record<string, string | number | boolean | undefined>>;
 
 /** `--metrics-host`, then `$GS_METRICS_HOST`, then loopback. */
 export function metricsHostOf(values: Flags, env: NodeJS.ProcessEnv): string {
@@ -105,10 +117,10 @@ export function embeddedQueries(
 }
 
 function positive(values: Flags, name: string): number | undefined {
-  const text = values[name];
-  if (typeof text !== 'string') return undefined;
-  const n = Number(text);
+  const value = values[name];
+  if (value === undefined) return undefined;
+  const n = Number(value);
   if (!(Number.isInteger(n) && n > 0))
-    throw new UsageError(`--${name} must be a positive integer, got "${text}"`);
+    throw new UsageError(`--${name} must be a positive integer, got "${value}"`);
   return n;
 }

@@ -5,42 +5,60 @@
  * its owner file names a live worker, the query goes to that worker's query endpoint (read-only); when
  * the file is stale (the worker was killed) or absent, the folder is opened here as usual.
  */
-import { parseArgs } from 'node:util';
 import { createClient, type Logger } from '@clickhouse/client';
 import { sql } from '../codecs/sql.js';
 import { findFolderOwner } from '../connectors/chdb-lock.js';
 import { openHotStore } from '../connectors/clickhouse.js';
 import { type Command, UsageError } from './main.js';
+import { optionsHelp, optionTable, parseOptions } from './option-table.js';
 import { parseHotTarget } from './options.js';
+
+export const sqlTable = optionTable({
+  command: 'sql',
+  synopsis: [
+    'Usage: greenstream sql "<query>" [options]',
+    '  Qualify tables with the database (greenstream.readings): neither engine has it as its default, so an',
+    '  unqualified name is looked up in `default`. While a worker runs on chdb:<dir>, the query goes to that',
+    '  worker (read-only statements only), where --database is the default database.',
+  ],
+  positionals: true,
+  options: [
+    {
+      name: 'hot',
+      type: 'string',
+      arg: 'spec',
+      env: 'CLICKHOUSE_URL',
+      default: 'chdb:./data/chdb',
+      help: 'chdb:<dir> or http(s)://host:8123',
+    },
+    {
+      name: 'database',
+      type: 'string',
+      arg: 'name',
+      env: 'CLICKHOUSE_DATABASE',
+      defaultText: 'greenstream',
+      help: 'the GreenStream database (checked; the default for unqualified names on a running worker)',
+    },
+    {
+      name: 'format',
+      type: 'string',
+      choices: ['table', 'json', 'csv'],
+      env: 'GS_SQL_FORMAT',
+      default: 'table',
+      help: 'output format',
+    },
+  ],
+});
 
 export const sqlCommand: Command = {
   name: 'sql',
   summary: 'query the hot store (embedded chDB or a ClickHouse server)',
-  usage: [
-    'Usage: greenstream sql "<query>" [--hot chdb:<dir>|http(s)://host:8123] [--database <db>] [--format table|json|csv]',
-    '  The query runs in the `greenstream` database; --hot defaults to $CLICKHOUSE_URL, else chdb:./data/chdb.',
-    '  While a worker runs on chdb:<dir>, the query goes to that worker (read-only statements only).',
-  ].join('\n'),
+  usage: optionsHelp(sqlTable),
   run: async (argv) => {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        hot: { type: 'string' },
-        database: { type: 'string' },
-        format: { type: 'string', default: 'table' },
-      },
-    });
+    const { values, positionals } = parseOptions(sqlTable, argv);
     if (positionals.length !== 1) throw new UsageError('give exactly one query, quoted');
-    const format = values.format;
-    if (format !== 'table' && format !== 'json' && format !== 'csv') {
-      throw new UsageError(`--format must be table, json or csv, got "${format}"`);
-    }
-    const target = parseHotTarget(
-      values.hot,
-      process.env,
-      values.database ?? process.env.CLICKHOUSE_DATABASE,
-    );
+    const format = values.format as 'table' | 'json' | 'csv';
+    const target = parseHotTarget(values.hot as string, process.env, values.database as string | undefined);
     const query = positionals[0]!;
     if (target.kind === 'chdb') {
       const owner = await findFolderOwner(target.path);

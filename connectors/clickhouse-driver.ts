@@ -35,6 +35,16 @@ export type HotStoreEvent =
       readonly delayMs: number;
       readonly reason: string;
     }
+  | {
+      /** An operation succeeded after failing: the store is back. */
+      readonly type: 'recovered';
+      readonly operation: HotStoreOperation;
+      readonly table?: string;
+      /** Attempts it took, the successful one included. */
+      readonly attempts: number;
+      /** From the first attempt to the success. */
+      readonly downMs: number;
+    }
   | { readonly type: 'migration_applied'; readonly version: number; readonly name: string }
   | { readonly type: 'client_warning'; readonly message: string };
 

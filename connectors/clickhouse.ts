@@ -56,11 +56,24 @@ export type { HotStoreEvent, HotStoreTarget } from './clickhouse-driver.js';
 export { SinkRejectedError, SinkUnavailableError } from './clickhouse-errors.js';
 
 export interface RetryPolicy {
-  /** Retries after the first attempt; 3 means at most 4 attempts. */
+  /** Retries after the first attempt; 3 means at most 4 attempts. Ignored when `budgetMs` is set. */
   readonly retries: number;
   /** Delay before retry n (1-based) is `baseDelayMs * 2^(n-1)`, capped at `maxDelayMs`. */
   readonly baseDelayMs: number;
   readonly maxDelayMs: number;
+  /**
+   * Retry for as long as this since the first attempt, however many attempts that takes: a worker rides
+   * out a server restart of minutes rather than counting a few quick failures. The last delay is cut so
+   * that the last attempt falls within the budget.
+   */
+  readonly budgetMs?: number;
+  /**
+   * Draw each delay uniformly from [delay/2, delay], so that workers that lost the server together do
+   * not come back at the same instant.
+   */
+  readonly jitter?: boolean;
+  /** The random source of the jitter, in [0, 1); `Math.random` by default. */
+  readonly random?: () => number;
 }
 
 export const DEFAULT_RETRY_POLICY: RetryPolicy = { retries: 3, baseDelayMs: 1000, maxDelayMs: 30_000 };
@@ -205,9 +218,19 @@ export function openHotStore(target: HotStoreTarget, options: HotStoreOptions = 
     if (closed) {
       throw new SinkRejectedError('The hot store is closed', context(operation, 0, table), undefined);
     }
+    const started = Date.now();
     for (let attemptNo = 1; ; attemptNo++) {
       try {
-        return await run();
+        const result = await run();
+        if (attemptNo > 1)
+          options.onEvent?.({
+            type: 'recovered',
+            operation,
+            ...(table === undefined ? {} : { table }),
+            attempts: attemptNo,
+            downMs: Date.now() - started,
+          });
+        return result;
       } catch (error) {
         const failure = classifyFailure(error);
         const where = `${operation}${table ? ` into ${table}` : ''} on ${engine} ${location}`;
@@ -218,14 +241,19 @@ export function openHotStore(target: HotStoreTarget, options: HotStoreOptions = 
             error,
           );
         }
-        if (attemptNo > retry.retries || closed) {
+        let delayMs = Math.min(retry.baseDelayMs * 2 ** Math.min(attemptNo - 1, 30), retry.maxDelayMs);
+        if (retry.jitter === true)
+          delayMs = Math.round(delayMs / 2 + (delayMs / 2) * (retry.random ?? Math.random)());
+        const elapsedMs = Date.now() - started;
+        if (retry.budgetMs !== undefined) delayMs = Math.min(delayMs, retry.budgetMs - elapsedMs);
+        const exhausted = retry.budgetMs === undefined ? attemptNo > retry.retries : delayMs <= 0;
+        if (exhausted || closed) {
           throw new SinkUnavailableError(
-            `ClickHouse unavailable for ${where} after ${attemptNo} attempts: ${firstLine(error)}`,
+            `ClickHouse unavailable for ${where} after ${attemptNo} attempts in ${Math.round(elapsedMs / 1000)} s: ${firstLine(error)}`,
             context(operation, attemptNo, table, failure.clickhouseCode),
             error,
           );
         }
-        const delayMs = Math.min(retry.baseDelayMs * 2 ** (attemptNo - 1), retry.maxDelayMs);
         options.onEvent?.({
           type: 'retry',
           operation,

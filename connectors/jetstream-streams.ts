@@ -1,5 +1,6 @@
 /**
- * The streams GreenStream owns, created idempotently by whoever starts first (publisher or worker).
+ * The streams GreenStream owns, created idempotently by whoever starts first (publisher or worker); an
+ * existing stream keeps its limits unless a caller asks for others (`greenstream retention` sets `max_age`).
  *
  * Retention (documented contract):
  * - `READINGS` (subjects `readings.>`): limits-based, file storage, messages kept 7 days
@@ -80,6 +81,7 @@ export function ensureReadingsStream(
     options.subjects ?? [`${READINGS_SUBJECT_PREFIX}.>`],
     'GreenStream smart-meter readings: one landing file (or chunk) per message',
     { ...DEFAULT_READINGS_RETENTION, ...definedOnly(options) },
+    definedOnly(options),
   );
 }
 
@@ -94,6 +96,7 @@ export function ensureDeadLetterStream(
     options.subjects ?? [`${DEAD_LETTER_SUBJECT_PREFIX}.${READINGS_SUBJECT_PREFIX}.>`],
     'GreenStream dead letters: whole messages that could not be decoded, with Gs-Reason headers',
     { ...DEFAULT_DEAD_LETTER_RETENTION, ...definedOnly(options) },
+    definedOnly(options),
   );
 }
 
@@ -107,6 +110,11 @@ async function ensureStream(
   subjects: readonly string[],
   description: string,
   retention: Required<StreamRetention>,
+  /**
+   * The limits the caller asked for: only these are changed on an existing stream, so a worker that
+   * starts with the defaults leaves the `max_age` that `greenstream retention` set.
+   */
+  explicit: Partial<Required<StreamRetention>>,
 ): Promise<StreamInfo> {
   const jsm = await managerOf(js);
   const wanted = {
@@ -134,8 +142,17 @@ async function ensureStream(
         };
         return await jsm.streams.add(config);
       }
-      if (sameLimits(existing.config, wanted)) return existing;
-      return await jsm.streams.update(name, { ...existing.config, ...wanted });
+      const asked = {
+        subjects: wanted.subjects,
+        ...(explicit.maxAgeMs === undefined ? {} : { max_age: wanted.max_age }),
+        ...(explicit.maxBytes === undefined ? {} : { max_bytes: wanted.max_bytes }),
+        ...(explicit.duplicateWindowMs === undefined && explicit.maxAgeMs === undefined
+          ? {}
+          : { duplicate_window: wanted.duplicate_window }),
+        ...(explicit.maxMessageBytes === undefined ? {} : { max_msg_size: wanted.max_msg_size }),
+      };
+      if (sameLimits(existing.config, asked)) return existing;
+      return await jsm.streams.update(name, { ...existing.config, ...asked });
     } catch (error) {
       // Another process may have created the stream between our look and our add: look again once.
       if (attempt === 0 && existing === null && isApiError(error, 10058)) continue;
@@ -163,19 +180,21 @@ function sameLimits(
   config: StreamConfig,
   wanted: {
     subjects: string[];
-    max_age: number;
-    max_bytes: number;
-    duplicate_window: number;
-    max_msg_size: number;
+    max_age?: number;
+    max_bytes?: number;
+    duplicate_window?: number;
+    max_msg_size?: number;
   },
 ): boolean {
   const subjects = [...config.subjects].sort().join('\n');
+  const same = (key: 'max_age' | 'max_bytes' | 'duplicate_window' | 'max_msg_size') =>
+    wanted[key] === undefined || config[key] === wanted[key];
   return (
     subjects === [...wanted.subjects].sort().join('\n') &&
-    config.max_age === wanted.max_age &&
-    config.max_bytes === wanted.max_bytes &&
-    config.duplicate_window === wanted.duplicate_window &&
-    config.max_msg_size === wanted.max_msg_size
+    same('max_age') &&
+    same('max_bytes') &&
+    same('duplicate_window') &&
+    same('max_msg_size')
   );
 }
 

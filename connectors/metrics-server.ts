@@ -23,7 +23,8 @@ export interface MetricsServerOptions {
   readonly port: number;
   /** Interface to bind; default `127.0.0.1` (`DEFAULT_METRICS_HOST`). */
   readonly host?: string;
-  readonly render: () => string;
+  /** The exposition; may be asynchronous (prom-client's process metrics are). */
+  readonly render: () => string | Promise<string>;
   readonly ready: () => boolean;
   /** Answers `/` and `/ping` (the query endpoint); without it they are 404. */
   readonly queries?: (req: IncomingMessage, res: ServerResponse) => void;
@@ -57,7 +58,7 @@ export class MetricsServerError extends ConfigurationError<{ readonly host: stri
 /** Starts listening; resolves once the port is bound, rejects (e.g. port in use) with a MetricsServerError. */
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
   const host = options.host ?? DEFAULT_METRICS_HOST;
-  const server = createServer((req, res) => handle(req, res, options));
+  const server = createServer((req, res) => void handle(req, res, options));
   // A scrape that hangs must not keep the worker from exiting.
   server.requestTimeout = 10_000;
   await new Promise<void>((resolve, reject) => {
@@ -90,7 +91,11 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
   };
 }
 
-function handle(req: IncomingMessage, res: ServerResponse, options: MetricsServerOptions): void {
+async function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: MetricsServerOptions,
+): Promise<void> {
   const path = (req.url ?? '/').split('?')[0];
   if (options.queries !== undefined && (path === '/' || path === '/ping')) {
     options.queries(req, res);
@@ -105,7 +110,7 @@ function handle(req: IncomingMessage, res: ServerResponse, options: MetricsServe
     case '/metrics': {
       let body: string;
       try {
-        body = options.render();
+        body = await options.render();
       } catch (err) {
         reply(req, res, 500, `cannot render metrics: ${(err as Error).message}\n`);
         return;

@@ -1,4 +1,5 @@
 /** The job's Prometheus metrics, fed by the runner's observer hooks. */
+import type { HotStoreEvent } from '../connectors/clickhouse.js';
 import type { GraphTopology, PipelineGraph, StageCounters } from '../core/index.js';
 import type { JobObserver } from './job.js';
 import { MetricsRegistry } from './metrics.js';
@@ -102,7 +103,19 @@ export class JobMetrics {
     labelNames: ['severity', 'kind'],
   });
 
+  private readonly sinkRetries = this.registry.counter<'operation'>({
+    name: 'greenstream_sink_retries_total',
+    help: 'Hot store requests that failed transiently and were retried, by operation (insert, query, command, migrate, connect).',
+    labelNames: ['operation'],
+  });
+  private readonly sinkUp = this.registry.gauge({
+    name: 'greenstream_sink_up',
+    help: '1 while the hot store answers, 0 from its first failed attempt until a request succeeds again (the worker then waits, not ready).',
+  });
+  private sinkDown = false;
+
   constructor(private readonly now: () => number = Date.now) {
+    this.sinkUp.set(undefined, 1);
     this.registry.addCollector(() => this.collectGraph());
     this.observer = {
       graph: (graph) => {
@@ -147,9 +160,27 @@ export class JobMetrics {
     };
   }
 
-  /** Ready once the stores are migrated and the source is open; not after a fatal sink error or the end. */
+  /**
+   * Follows the hot store's own events: a retry means the store is down (not ready: the worker waits
+   * for it and takes no work), a request that succeeds after retries means it is back.
+   */
+  hotStoreEvent(event: HotStoreEvent): void {
+    if (event.type === 'retry') {
+      this.sinkRetries.inc({ operation: event.operation });
+      this.sinkDown = true;
+      this.sinkUp.set(undefined, 0);
+    } else if (event.type === 'recovered') {
+      this.sinkDown = false;
+      this.sinkUp.set(undefined, 1);
+    }
+  }
+
+  /**
+   * Ready once the stores are migrated and the source is open, while the hot store answers; not after
+   * a fatal sink error or the end.
+   */
   isReady(): boolean {
-    return this.ready;
+    return this.ready && !this.sinkDown;
   }
 
   /**

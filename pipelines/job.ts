@@ -109,6 +109,8 @@ export interface JobConfig {
   readonly coldRows?: number;
   readonly signal?: AbortSignal;
   readonly onCheckpoint?: (checkpoint: Checkpoint) => void;
+  /** A checkpoint could not be saved (the run then fails with the error): for the log. */
+  readonly onCheckpointFailure?: (error: unknown) => void;
   readonly onFlush?: (batch: OutputBatch) => void;
   /** A landing file dead-lettered (or refused: a link, a name that is not UTF-8, too large), with why. */
   readonly onDeadLetter?: (source: string, reason: string) => void;
@@ -248,7 +250,10 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
         batchTime = Date.now();
       },
       sinks: lease === undefined ? unfencedSinks : fencedSinks(unfencedSinks, lease),
-      checkpoints: lease === undefined ? checkpoints : fencedCheckpoints(checkpoints, lease),
+      checkpoints: reportingFailures(
+        lease === undefined ? checkpoints : fencedCheckpoints(checkpoints, lease),
+        config.onCheckpointFailure,
+      ),
       store,
       connect,
       stateFormat: METER_QUALITY_STATE_FORMAT,
@@ -282,4 +287,23 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
   } finally {
     await ownLease?.release();
   }
+}
+
+/** The store with every failed save reported before it is rethrown. */
+function reportingFailures(
+  store: CheckpointStore,
+  onFailure: ((error: unknown) => void) | undefined,
+): CheckpointStore {
+  if (onFailure === undefined) return store;
+  return {
+    load: () => store.load(),
+    save: async (checkpoint) => {
+      try {
+        await store.save(checkpoint);
+      } catch (error) {
+        onFailure(error);
+        throw error;
+      }
+    },
+  };
 }

@@ -718,6 +718,7 @@ function clickHouseConfigXml(places: ClickHouseConfigPlaces): string {
 `;
 }
 
+/** `greenstream_reader` (readonly=2: reads and session settings only) mirrors deploy/grafana's dashboard user. */
 const CLICKHOUSE_USERS_XML = `<?xml version="1.0"?>
 <yandex>
   <profiles>
@@ -726,6 +727,9 @@ const CLICKHOUSE_USERS_XML = `<?xml version="1.0"?>
       <load_balancing>random</load_balancing>
       <log_queries>0</log_queries>
     </default>
+    <readonly>
+      <readonly>2</readonly>
+    </readonly>
   </profiles>
   <users>
     <default>
@@ -737,6 +741,15 @@ const CLICKHOUSE_USERS_XML = `<?xml version="1.0"?>
       <profile>default</profile>
       <quota>default</quota>
     </default>
+    <greenstream_reader>
+      <password>reader-secret</password>
+      <networks>
+        <ip>127.0.0.1</ip>
+        <ip>::1</ip>
+      </networks>
+      <profile>readonly</profile>
+      <quota>default</quota>
+    </greenstream_reader>
   </users>
   <quotas>
     <default>
