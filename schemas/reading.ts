@@ -81,6 +81,12 @@ export interface Reading {
   source: string;
   processedAt: number;
   pipelineVersion: string;
+  /**
+   * Not a column: the meter's number in the run's dense key index of meters, given by parsing, so that
+   * per-meter stages find their state without hashing the id (`operators/meter-key.ts`). Absent on rows
+   * made elsewhere; a stage then numbers the meter itself.
+   */
+  meterIx?: number | undefined;
 }
 
 /** A record not admitted to `readings`, with every reason it was held back. */
