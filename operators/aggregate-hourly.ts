@@ -11,7 +11,7 @@ import {
   watermarkEvent,
   windowAggregate,
 } from '../core/index.js';
-import type { FaultEvent, HourlyConsumption, Reading } from '../schemas/reading.js';
+import type { FaultEvent, HourlyConsumption, METER_IX, Reading } from '../schemas/reading.js';
 import { byMeter } from './meter-key.js';
 import { FAULTS, type MeterRegistry } from './outputs.js';
 
@@ -33,12 +33,12 @@ const MIN = 4;
 const MAX = 5;
 
 /** What an hour is built from: one measured value of a meter. */
-type Sample = Pick<Reading, 'meterId' | 'ts' | 'kw' | 'meterIx'>;
+type Sample = Pick<Reading, 'meterId' | 'ts' | 'kw' | typeof METER_IX>;
 
 /** The readings a recognised fault takes out of analytics: its meter's readings in [from, to]. */
 interface Exclusion {
   meterId: string;
-  meterIx?: number | undefined;
+  [METER_IX]?: number | undefined;
   from: number;
   to: number;
 }

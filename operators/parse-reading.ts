@@ -1,5 +1,12 @@
 import { type DenseKeyIndex, mapBatch, type Transform } from '../core/index.js';
-import type { QuarantineRecord, RawReading, Reading, ReadingFlag, Season } from '../schemas/reading.js';
+import {
+  METER_IX,
+  type QuarantineRecord,
+  type RawReading,
+  type Reading,
+  type ReadingFlag,
+  type Season,
+} from '../schemas/reading.js';
 import { type Lineage, QUARANTINE } from './outputs.js';
 import { canonicalTimestamp, recordId } from './record-id.js';
 
@@ -31,7 +38,7 @@ export interface ParsedReading extends Reading {
  * - `recordId` is the idempotent id of B6.2 (see `record-id.ts`); the scoring fields get their
  *   best-case defaults for later stages to lower.
  * - With `meters` (the state store's dense key index of meters), each reading gets its meter's number
- *   (`meterIx`) and the index's instance of the id, for the per-meter stages to find their state by.
+ *   (`Reading[METER_IX]`) and the index's instance of the id, for the per-meter stages to find their state by.
  */
 export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transform<RawReading, ParsedReading> {
   const pipelineVersion = lineage.pipelineVersion;
@@ -92,9 +99,10 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
         source: raw.source,
         processedAt,
         pipelineVersion,
-        meterIx,
         receivedAt: raw.receivedAt,
         intervalMinutes: raw.intervalMinutes,
+        // Last: the literal's other fields still come from one boilerplate.
+        [METER_IX]: meterIx,
       });
     }
   });
