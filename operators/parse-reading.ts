@@ -80,7 +80,7 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
         continue;
       }
       const tsIso = isCanonical(raw.timestamp) ? raw.timestamp : canonicalTimestamp(ts);
-      out.emit({
+      const reading: ParsedReading = {
         meterId: meters === undefined ? raw.meterId : meterId,
         ts,
         kw,
@@ -101,9 +101,10 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
         pipelineVersion,
         receivedAt: raw.receivedAt,
         intervalMinutes: raw.intervalMinutes,
-        // Last: the literal's other fields still come from one boilerplate.
-        [METER_IX]: meterIx,
-      });
+      };
+      // Only when numbering: a reading parsed without an index has no such key at all.
+      if (meters !== undefined) reading[METER_IX] = meterIx;
+      out.emit(reading);
     }
   });
 }
