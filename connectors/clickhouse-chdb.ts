@@ -5,7 +5,7 @@ import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type ClickHouseClient, type ClickHouseClientConfigOptions, createClient } from '@clickhouse/client';
 import { type ChdbConnection, createChdbConnection } from 'chdb/connection';
-import type { TextSink } from '../codecs/clickhouse-encode.js';
+import type { RowFormat, TextSink } from '../codecs/clickhouse-encode.js';
 import { sql, sqlIdent } from '../codecs/sql.js';
 import { GreenStreamError } from '../core/errors.js';
 import { clickhouseType } from '../schemas/clickhouse.js';
@@ -33,6 +33,8 @@ const GLOB_CHARACTERS = /[*?{}]/;
  *   and on two cores, shared with the pipeline, handing them to threads cost more than it saved
  *   (~10% of the engine's time for readings).
  */
+const SPOOL_EXTENSIONS = { TabSeparated: 'tsv', JSONEachRow: 'ndjson', ArrowStream: 'arrows' } as const;
+
 const CHDB_INSERT_SETTINGS = sql.raw('SETTINGS optimize_on_insert = 0, input_format_parallel_parsing = 0');
 
 /**
@@ -92,7 +94,7 @@ export function chdbDriver(path: string): Driver {
       // Synchronous like the encoder that drives it; each piece lands in the page cache.
       encode((piece) => {
         try {
-          bytes += writeSync(fd, piece);
+          bytes += typeof piece === 'string' ? writeSync(fd, piece) : writeAll(fd, piece);
         } catch (error) {
           throw new SpoolError(`Cannot write the spool file ${file}: ${firstLine(error)}`, { cause: error });
         }
@@ -108,6 +110,8 @@ export function chdbDriver(path: string): Driver {
       const result = await client.query({ query: text, format: 'JSONEachRow' });
       return result.json<unknown>();
     },
+    // Through a spool file only: the inline fallback below sends text.
+    readsArrow: !GLOB_CHARACTERS.test(spoolRoot),
     async command(text) {
       await client.command({ query: text });
     },
@@ -122,14 +126,15 @@ export function chdbDriver(path: string): Driver {
             await connection.chdb.rawInsert({
               table: `${database}.${table}`,
               columns: columns.map((c) => c.name),
-              format,
+              // Never ArrowStream: this driver reads Arrow only from a spool file (`readsArrow`).
+              format: format as RowFormat,
               values: body,
             });
           },
           release: async () => {},
         };
       }
-      const file = join(spoolFolder(), `${nextFile++}.${format === 'TabSeparated' ? 'tsv' : 'ndjson'}`);
+      const file = join(spoolFolder(), `${nextFile++}.${SPOOL_EXTENSIONS[format]}`);
       let bytes: number;
       try {
         bytes = writeSpoolFile(file, encode);
@@ -140,7 +145,12 @@ export function chdbDriver(path: string): Driver {
       const structure = columns
         .map((c) => `${sqlIdent(c.name)} ${clickhouseType(c.type, { lowCardinality: false })}`)
         .join(', ');
-      const statement = sql`INSERT INTO ${sql.ident(database, table)} (${sql.join(columns.map((c) => sql.ident(c.name)))}) SELECT * FROM file(${file}, ${format}, ${structure}) ${CHDB_INSERT_SETTINGS}`;
+      // An Arrow stream carries its own schema (dictionary columns, timestamps), converted on insert.
+      const source =
+        format === 'ArrowStream'
+          ? sql`file(${file}, ArrowStream)`
+          : sql`file(${file}, ${format}, ${structure})`;
+      const statement = sql`INSERT INTO ${sql.ident(database, table)} (${sql.join(columns.map((c) => sql.ident(c.name)))}) SELECT * FROM ${source} ${CHDB_INSERT_SETTINGS}`;
       return {
         bytes,
         send: async () => {
@@ -156,4 +166,11 @@ export function chdbDriver(path: string): Driver {
       if (spool !== undefined) await rm(spool, { recursive: true, force: true }).catch(() => {});
     },
   };
+}
+
+/** Writes all of `bytes` (a write to a file may take fewer bytes than offered). */
+function writeAll(fd: number, bytes: Uint8Array): number {
+  let done = 0;
+  while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done);
+  return done;
 }

@@ -3,7 +3,7 @@
  * calls on raw SQL text and staged inserts, plus the types and helpers both engines share.
  */
 
-import type { RowFormat, TextSink } from '../codecs/clickhouse-encode.js';
+import type { InsertFormat, TextSink } from '../codecs/clickhouse-encode.js';
 import type { Column } from '../schemas/reading.js';
 import type { HotStoreOperation } from './clickhouse-errors.js';
 
@@ -62,11 +62,13 @@ export interface InsertTarget {
   readonly database: string;
   readonly table: string;
   readonly columns: readonly Pick<Column<unknown>, 'name' | 'type'>[];
-  readonly format: RowFormat;
+  readonly format: InsertFormat;
 }
 
 /** The engine-specific part: a few calls on raw SQL text. */
 export interface Driver {
+  /** Whether inserts may be `ArrowStream` (else only the text formats). */
+  readonly readsArrow: boolean;
   query(text: string): Promise<unknown[]>;
   command(text: string): Promise<void>;
   /**
@@ -80,10 +82,12 @@ export interface Driver {
 /** An insert body in memory: one string, converted once (a Buffer per piece costs more than the copy it saves). */
 export function bodyOf(encode: (sink: TextSink) => void): Buffer {
   let text = '';
+  const bytes: Uint8Array[] = [];
   encode((piece) => {
-    text += piece;
+    if (typeof piece === 'string') text += piece;
+    else bytes.push(piece);
   });
-  return Buffer.from(text, 'utf8');
+  return bytes.length === 0 ? Buffer.from(text, 'utf8') : Buffer.concat(bytes);
 }
 
 /** The first line of an error's message, shortened: what a log or another error may quote. */

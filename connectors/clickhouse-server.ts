@@ -121,6 +121,8 @@ export function serverDriver(
     async query(text) {
       return parseJsonEachRow(await exec(`${withoutTrailingSemicolons(text)}\nFORMAT JSONEachRow`));
     },
+    // 18.16 has no Arrow input format; the text formats work on every version.
+    readsArrow: false,
     async command(text) {
       await exec(withoutTrailingSemicolons(text));
     },

@@ -4,10 +4,10 @@
  * with the retries and the migrations; the engines implement `Driver` (`clickhouse-driver.ts`).
  *
  * The pipeline depends on {@link HotStore} only; no client type leaks out. Inserts are encoded
- * from the schema's column lists into one text body per batch (TabSeparated by default: the
- * fastest of the three formats measured on both engines) and sent as is — over HTTP as a
- * stream; into chDB as a file the engine reads itself (`INSERT … SELECT … FROM file(…)`), see
- * `chdbDriver`.
+ * from the schema's column lists into one body per batch and sent as is — over HTTP as a
+ * TabSeparated stream (the fastest text format on both engines, and 18.16 reads no Arrow); into
+ * chDB as an Arrow IPC stream in a file the engine reads itself (`INSERT … SELECT … FROM file(…)`),
+ * see `chdbDriver`.
  *
  * Every request is retried on transient failures (connection refused or reset, timeouts, 5xx
  * from a proxy, overload codes) with exponential backoff, then fails with
@@ -16,7 +16,12 @@
  * record's identity: a batch that landed before its response was lost collapses with its copy.
  */
 
-import { RowEncodingError, type RowFormat, type RowWriter, rowWriter } from '../codecs/clickhouse-encode.js';
+import {
+  type InsertFormat,
+  RowEncodingError,
+  type RowWriter,
+  rowWriter,
+} from '../codecs/clickhouse-encode.js';
 import { type SqlFragment, sql, sqlIdent } from '../codecs/sql.js';
 import {
   bootstrapDdl,
@@ -51,7 +56,7 @@ import {
 } from './clickhouse-errors.js';
 import { serverDriver, serverLocation } from './clickhouse-server.js';
 
-export type { RowFormat } from '../codecs/clickhouse-encode.js';
+export type { InsertFormat, RowFormat } from '../codecs/clickhouse-encode.js';
 export type { HotStoreEvent, HotStoreTarget } from './clickhouse-driver.js';
 export { SinkRejectedError, SinkUnavailableError } from './clickhouse-errors.js';
 
@@ -84,8 +89,11 @@ export interface HotStoreOptions {
   readonly requestTimeoutMs?: number;
   /** Rows per INSERT statement; larger inputs are split. Default 100,000. */
   readonly maxRowsPerInsert?: number;
-  /** Insert encoding; default `TabSeparated`. */
-  readonly format?: RowFormat;
+  /**
+   * Insert encoding; default `ArrowStream` where the engine reads it (chDB), else `TabSeparated`
+   * (the server: 18.16 reads no Arrow).
+   */
+  readonly format?: InsertFormat;
   /** TTLs created by `migrate()` on engines that support them (not 18.16). Default: none. */
   readonly retentionDays?: RetentionDays;
   readonly onEvent?: (event: HotStoreEvent) => void;
@@ -169,7 +177,6 @@ export function openHotStore(target: HotStoreTarget, options: HotStoreOptions = 
   const maxRows = options.maxRowsPerInsert ?? DEFAULT_MAX_ROWS_PER_INSERT;
   if (!Number.isInteger(maxRows) || maxRows <= 0)
     throw new RangeError('maxRowsPerInsert must be a positive integer');
-  const format: RowFormat = options.format ?? 'TabSeparated';
   const engine: HotStoreEngine = target.kind;
   const location = target.kind === 'server' ? serverLocation(target.url) : target.path;
   let driver: Driver;
@@ -187,6 +194,15 @@ export function openHotStore(target: HotStoreTarget, options: HotStoreOptions = 
       `Cannot open the hot store on ${engine} ${location}: ${firstLine(error)}`,
       { engine, target: location, operation: 'connect', attempts: 0 },
       error,
+    );
+  }
+  const format: InsertFormat = options.format ?? (driver.readsArrow ? 'ArrowStream' : 'TabSeparated');
+  if (format === 'ArrowStream' && !driver.readsArrow) {
+    void driver.close();
+    throw new SinkRejectedError(
+      `The hot store on ${engine} ${location} reads no ArrowStream inserts`,
+      { engine, target: location, operation: 'connect', attempts: 0 },
+      undefined,
     );
   }
   const closing = new AbortController();

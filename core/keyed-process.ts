@@ -1,5 +1,6 @@
 /** Beam's stateful DoFn: per-key state and event-time timers kept in the state store. */
 import { Observable } from 'rxjs';
+import type { DenseKey } from './dense-keys.js';
 import { type FlowEvent, OutputBuffer, type OutputTag, type Transform } from './flow.js';
 import { subscribeGuarded } from './guarded.js';
 import type { StateStore } from './state-store.js';
@@ -26,6 +27,11 @@ export interface KeyedProcessSpec<I, O, S> {
   /** Namespace of the state and timers in the store: the stage name. */
   readonly name: string;
   readonly key: (item: I) => string;
+  /**
+   * Numbers the keys with one of the store's dense key indexes: state and timers are then found by an
+   * array access instead of a hash of the key string in each stage's own map.
+   */
+  readonly dense?: DenseKey<I>;
   readonly onElement: (ctx: KeyedContext<O, S>, item: I) => void;
   readonly onTimer?: (
     ctx: KeyedContext<O, S>,
@@ -41,6 +47,10 @@ export interface KeyedProcessSpec<I, O, S> {
  * output a timer makes precedes the watermark that caused it.
  */
 export function keyedProcess<I, O, S>(store: StateStore, spec: KeyedProcessSpec<I, O, S>): Transform<I, O> {
+  return spec.dense === undefined ? stringKeyed(store, spec) : denseKeyed(store, spec, spec.dense);
+}
+
+function stringKeyed<I, O, S>(store: StateStore, spec: KeyedProcessSpec<I, O, S>): Transform<I, O> {
   const states = store.keyed<S>(spec.name);
   const timers = store.timers(spec.name);
   const inputWatermark = store.value<number>(`${spec.name}/input-watermark`, Number.NEGATIVE_INFINITY);
@@ -105,6 +115,95 @@ export function keyedProcess<I, O, S>(store: StateStore, spec: KeyedProcessSpec<
             spec.onWatermark?.(event.time, out);
             // onWatermark may have touched any key's state directly.
             key = NO_KEY;
+            current = undefined;
+            out.drainTo(next);
+            subscriber.next(event);
+          } else {
+            subscriber.next(event);
+          }
+        },
+      });
+    });
+}
+
+/** `keyedProcess` with state and timers by dense key number: the same semantics, other lookups. */
+function denseKeyed<I, O, S>(
+  store: StateStore,
+  spec: KeyedProcessSpec<I, O, S>,
+  dense: DenseKey<I>,
+): Transform<I, O> {
+  const states = store.denseKeyed<S>(spec.name, dense.index);
+  const index = store.denseKeys(dense.index);
+  const timers = store.timers(spec.name);
+  const inputWatermark = store.value<number>(`${spec.name}/input-watermark`, Number.NEGATIVE_INFINITY);
+
+  return (source) =>
+    new Observable<FlowEvent<O>>((subscriber) => {
+      const out = new OutputBuffer<O>();
+      let key = '';
+      /** The current key's number; -1 before the first element of a batch. */
+      let n = -1;
+      let current: S | undefined;
+      let watermark = inputWatermark.get();
+      const ctx: KeyedContext<O, S> = {
+        get key() {
+          return key;
+        },
+        get state() {
+          return current;
+        },
+        set state(value: S | undefined) {
+          current = value;
+          if (value === undefined) states.deleteAt(n, key);
+          else states.setAt(n, key, value);
+        },
+        get watermark() {
+          return watermark;
+        },
+        emit: (item) => out.emit(item),
+        tag: (tag, item) => out.tag(tag, item),
+        setTimer: (name, time) => timers.setAt(n, key, name, time),
+        clearTimer: (name) => timers.delete(key, name),
+        timerTime: (name) => timers.getAt(n, key, name),
+      };
+      const next = (e: FlowEvent<O>): void => subscriber.next(e);
+
+      return subscribeGuarded(source, subscriber, {
+        next: (event) => {
+          if (event.kind === 'data') {
+            watermark = inputWatermark.get();
+            n = -1;
+            const items = event.items;
+            out.startBatch(items);
+            for (let i = 0; i < items.length; i++) {
+              const item = items[i]!;
+              const k = spec.key(item);
+              let m = dense.of(item);
+              // A carried number counts only if it names this key in this store's index; an element
+              // without one, of the key before it, takes that key's number.
+              if (m === undefined || index.keyOf(m) !== k) m = k === key && n >= 0 ? n : index.intern(k);
+              if (m !== n) {
+                n = m;
+                key = k;
+                current = states.getAt(m, k);
+              }
+              spec.onElement(ctx, item);
+            }
+            out.drainTo(next);
+          } else if (event.kind === 'watermark') {
+            watermark = event.time;
+            inputWatermark.set(event.time);
+            if (spec.onTimer !== undefined) {
+              for (let t = timers.popDue(event.time); t !== undefined; t = timers.popDue(event.time)) {
+                key = t.key;
+                n = index.intern(key);
+                current = states.getAt(n, key);
+                spec.onTimer(ctx, t);
+              }
+            }
+            spec.onWatermark?.(event.time, out);
+            // onWatermark may have touched any key's state directly.
+            n = -1;
             current = undefined;
             out.drainTo(next);
             subscriber.next(event);

@@ -4,6 +4,8 @@
  * a restarted worker back to exactly that point. Values must be plain JSON data (no Map, Date, class).
  */
 
+import { DenseKeyIndex } from './dense-keys.js';
+
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 export interface KeyedState<S> {
@@ -30,6 +32,8 @@ export interface Timer {
 interface HeapEntry extends Timer {
   /** `timerId(key, name)`, computed once: the heap checks it for every entry it pops. */
   readonly id: string;
+  /** Whether `byId` maps `id` to this entry: false once replaced, deleted or fired. */
+  live: boolean;
 }
 
 /**
@@ -39,17 +43,53 @@ interface HeapEntry extends Timer {
 export class TimerQueue {
   private readonly byId = new Map<string, HeapEntry>();
   private heap: HeapEntry[] = [];
+  /**
+   * Per timer name, the entries set through `setAt` by dense key number: setting a timer again at the
+   * time it already has (a window's end, for every element of the window) then costs no key string.
+   * A cached entry is used only while live, which makes it the one `byId` holds.
+   */
+  private readonly byNumber = new Map<string, (HeapEntry | undefined)[]>();
 
   set(key: string, name: string, time: number): void {
+    this.put(key, name, time);
+  }
+
+  /** `set` for a key whose dense number is `n`. */
+  setAt(n: number, key: string, name: string, time: number): void {
+    let entries = this.byNumber.get(name);
+    if (entries === undefined) {
+      entries = [];
+      this.byNumber.set(name, entries);
+    }
+    const cached = entries[n];
+    if (cached?.live && cached.time === time && cached.key === key) return;
+    entries[n] = this.put(key, name, time);
+  }
+
+  private put(key: string, name: string, time: number): HeapEntry {
     const id = timerId(key, name);
-    if (this.byId.get(id)?.time === time) return;
-    const entry: HeapEntry = { key, name, time, id };
+    const old = this.byId.get(id);
+    if (old?.time === time) return old;
+    if (old !== undefined) old.live = false;
+    const entry: HeapEntry = { key, name, time, id, live: true };
     this.byId.set(id, entry);
     this.push(entry);
+    return entry;
   }
 
   delete(key: string, name: string): void {
-    this.byId.delete(timerId(key, name));
+    const id = timerId(key, name);
+    const old = this.byId.get(id);
+    if (old === undefined) return;
+    old.live = false;
+    this.byId.delete(id);
+  }
+
+  /** `get` for a key whose dense number is `n`. */
+  getAt(n: number, key: string, name: string): number | undefined {
+    const cached = this.byNumber.get(name)?.[n];
+    if (cached?.live && cached.key === key) return cached.time;
+    return this.get(key, name);
   }
 
   get(key: string, name: string): number | undefined {
@@ -71,6 +111,7 @@ export class TimerQueue {
       }
       if (top.time > watermark) return undefined;
       this.pop();
+      top.live = false;
       this.byId.delete(top.id);
       return { key: top.key, name: top.name, time: top.time };
     }
@@ -82,7 +123,9 @@ export class TimerQueue {
   }
 
   restore(data: Json): void {
+    for (const entry of this.byId.values()) entry.live = false;
     this.byId.clear();
+    this.byNumber.clear();
     this.heap = [];
     for (const row of data as [string, string, number][]) this.set(row[0], row[1], row[2]);
   }
@@ -142,6 +185,11 @@ export interface StoreSnapshot {
   readonly keyed: Record<string, [string, Json][]>;
   readonly timers: Record<string, Json>;
   readonly values: Record<string, Json>;
+  /**
+   * The dense key indexes, each as its keys in number order; absent when the store has none (and in
+   * checkpoints written before they existed: a restore then numbers the keys afresh).
+   */
+  readonly indexes?: Record<string, string[]>;
 }
 
 /**
@@ -212,8 +260,52 @@ class KeyedCapture {
  * Keyed state of one operator. While a snapshot is in progress, an entry is serialized before its
  * value can change: a lookup (operators mutate the state object they get), a replacement, a deletion.
  */
-class KeyedMap<S> extends Map<string, S> {
+class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
   capture: KeyedCapture | undefined;
+  /**
+   * The values again by dense key number, when a stage numbers its keys (`bind`); the map stays the
+   * record of the entries, their order and the snapshot, and every change goes to both.
+   */
+  private slots: (S | undefined)[] = [];
+  private index: DenseKeyIndex | undefined;
+
+  bind(index: DenseKeyIndex): void {
+    if (this.index === index) return;
+    if (this.index !== undefined) throw new Error('keyed state is numbered by another dense key index');
+    this.index = index;
+    this.reslot();
+  }
+
+  /** Rebuilds the slots from the map, for the numbers of the index as it is now. */
+  reslot(): void {
+    const index = this.index;
+    if (index === undefined) return;
+    this.slots = [];
+    for (const [k, v] of super.entries()) this.slots[index.intern(k)] = v;
+  }
+
+  getAt(n: number, key: string): S | undefined {
+    const value = this.slots[n];
+    if (this.capture !== undefined && value !== undefined) this.capture.copy(key, value);
+    return value;
+  }
+
+  setAt(n: number, key: string, value: S): void {
+    const old = this.slots[n];
+    // The same object again (mutated in place): the map holds it already.
+    if (old === value) return;
+    if (this.capture !== undefined && old !== undefined) this.capture.copy(key, old);
+    super.set(key, value);
+    this.slots[n] = value;
+  }
+
+  deleteAt(n: number, key: string): void {
+    const old = this.slots[n];
+    if (old === undefined) return;
+    if (this.capture !== undefined) this.capture.copy(key, old);
+    super.delete(key);
+    this.slots[n] = undefined;
+  }
 
   /** The value without copying it: for the snapshot itself. */
   peek(key: string): S | undefined {
@@ -231,6 +323,7 @@ class KeyedMap<S> extends Map<string, S> {
       const old = super.get(key);
       if (old !== undefined) this.capture.copy(key, old);
     }
+    if (this.index !== undefined) this.slots[this.index.intern(key)] = value;
     return super.set(key, value);
   }
 
@@ -239,11 +332,16 @@ class KeyedMap<S> extends Map<string, S> {
       const old = super.get(key);
       if (old !== undefined) this.capture.copy(key, old);
     }
+    if (this.index !== undefined) {
+      const n = this.index.numberOf(key);
+      if (n !== undefined) this.slots[n] = undefined;
+    }
     return super.delete(key);
   }
 
   override clear(): void {
     this.capture?.step(Number.POSITIVE_INFINITY);
+    this.slots = [];
     super.clear();
   }
 
@@ -269,8 +367,17 @@ class KeyedMap<S> extends Map<string, S> {
   }
 }
 
+/** Keyed state also addressed by dense key number, for `keyedProcess` with a `DenseKey`. */
+export interface DenseKeyedState<S> extends KeyedState<S> {
+  /** The value of `key`, whose number is `n`. */
+  getAt(n: number, key: string): S | undefined;
+  setAt(n: number, key: string, value: S): void;
+  deleteAt(n: number, key: string): void;
+}
+
 export class StateStore {
   private readonly keyedStates = new Map<string, KeyedMap<unknown>>();
+  private readonly indexes = new Map<string, DenseKeyIndex>();
   private snapshotting: SnapshotInProgress | undefined;
   private readonly timerQueues = new Map<string, TimerQueue>();
   private readonly values = new Map<string, unknown>();
@@ -283,6 +390,26 @@ export class StateStore {
       this.keyedStates.set(namespace, map);
     }
     return map as KeyedMap<S>;
+  }
+
+  /**
+   * The dense key index named `name`, shared by every stage that numbers its keys with it and kept in
+   * snapshots. It only grows: meant for a bounded key set (a fleet's meters), not for keys such as days.
+   */
+  denseKeys(name: string): DenseKeyIndex {
+    let index = this.indexes.get(name);
+    if (index === undefined) {
+      index = new DenseKeyIndex();
+      this.indexes.set(name, index);
+    }
+    return index;
+  }
+
+  /** Per-key state of `namespace`, also addressed by the numbers of the dense key index `index`. */
+  denseKeyed<S>(namespace: string, index: string): DenseKeyedState<S> {
+    const map = this.keyed<S>(namespace) as KeyedMap<S>;
+    map.bind(this.denseKeys(index));
+    return map;
   }
 
   timers(namespace: string): TimerQueue {
@@ -327,7 +454,10 @@ export class StateStore {
     for (const [ns, q] of this.timerQueues) timers[ns] = q.snapshot();
     const values: Record<string, Json> = {};
     for (const [k, v] of this.values) values[k] = structuredClone(v) as Json;
-    return { version: 1, keyed, timers, values };
+    if (this.indexes.size === 0) return { version: 1, keyed, timers, values };
+    const indexes: Record<string, string[]> = {};
+    for (const [name, index] of this.indexes) indexes[name] = index.snapshot();
+    return { version: 1, keyed, timers, values, indexes };
   }
 
   /**
@@ -351,6 +481,12 @@ export class StateStore {
     for (const [ns, q] of this.timerQueues) timers[ns] = jsonOf(q.snapshot()) as string;
     const values: Record<string, string | undefined> = {};
     for (const [k, v] of this.values) values[k] = jsonOf(v);
+    let indexes = '';
+    if (this.indexes.size > 0) {
+      const texts: Record<string, string> = {};
+      for (const [name, index] of this.indexes) texts[name] = JSON.stringify(index.snapshot());
+      indexes = `,"indexes":${jsonObject(texts)}`;
+    }
     const captures = new Map<string, KeyedCapture>();
     for (const [ns, map] of this.keyedStates) {
       const capture = new KeyedCapture(map);
@@ -370,7 +506,7 @@ export class StateStore {
         }
         const keyed: Record<string, string> = {};
         for (const [ns, capture] of captures) keyed[ns] = capture.text();
-        text = `{"version":1,"keyed":${jsonObject(keyed)},"timers":${jsonObject(timers)},"values":${jsonObject(values)}}`;
+        text = `{"version":1,"keyed":${jsonObject(keyed)},"timers":${jsonObject(timers)},"values":${jsonObject(values)}${indexes}}`;
         release();
         return true;
       },
@@ -391,6 +527,10 @@ export class StateStore {
     if (snapshot.version !== 1)
       throw new Error(`unsupported state snapshot version ${String(snapshot.version)}`);
     for (const map of this.keyedStates.values()) map.clear();
+    // Before the entries: their slots take the restored numbers. Without indexes in the snapshot (one
+    // written before they existed) keys are numbered afresh as their entries come back.
+    for (const index of this.indexes.values()) index.restore([]);
+    for (const [name, keys] of Object.entries(snapshot.indexes ?? {})) this.denseKeys(name).restore(keys);
     for (const [ns, entries] of Object.entries(snapshot.keyed)) {
       const map = this.keyed<unknown>(ns) as Map<string, unknown>;
       for (const [k, v] of entries) map.set(k, v);

@@ -1,4 +1,6 @@
 /** Event-time windows (fixed, sliding, session) with allowed lateness and a `late` tagged output. */
+
+import type { DenseKey } from './dense-keys.js';
 import { type OutputTag, outputTag, type Transform } from './flow.js';
 import { type KeyedContext, keyedProcess } from './keyed-process.js';
 import type { StateStore } from './state-store.js';
@@ -48,6 +50,8 @@ export interface WindowOptions<I, A, O> {
   readonly name: string;
   readonly store: StateStore;
   readonly key: (item: I) => string;
+  /** Numbers the keys with a dense key index of the store; see `KeyedProcessSpec.dense`. */
+  readonly dense?: DenseKey<I>;
   readonly eventTime: (item: I) => number;
   readonly windows: WindowFn;
   /** How long after the watermark passes a window's end its state is kept for late data. */
@@ -127,6 +131,7 @@ export function windowAggregate<I, A, O>(options: WindowOptions<I, A, O>): Trans
   return keyedProcess<I, O, WindowState<A>>(options.store, {
     name: options.name,
     key: options.key,
+    ...(options.dense === undefined ? {} : { dense: options.dense }),
     onElement: (ctx, item) => {
       const t = options.eventTime(item);
       let state = ctx.state;

@@ -11,7 +11,8 @@ import {
   watermarkEvent,
   windowAggregate,
 } from '../core/index.js';
-import type { FaultEvent, HourlyConsumption, Reading } from '../schemas/reading.js';
+import type { FaultEvent, HourlyConsumption, METER_IX, Reading } from '../schemas/reading.js';
+import { byMeter } from './meter-key.js';
 import { FAULTS, type MeterRegistry } from './outputs.js';
 
 const HOUR = 3_600_000;
@@ -32,11 +33,12 @@ const MIN = 4;
 const MAX = 5;
 
 /** What an hour is built from: one measured value of a meter. */
-type Sample = Pick<Reading, 'meterId' | 'ts' | 'kw'>;
+type Sample = Pick<Reading, 'meterId' | 'ts' | 'kw' | typeof METER_IX>;
 
 /** The readings a recognised fault takes out of analytics: its meter's readings in [from, to]. */
 interface Exclusion {
   meterId: string;
+  [METER_IX]?: number | undefined;
   from: number;
   to: number;
 }
@@ -128,6 +130,7 @@ export function aggregateHourly(
     name,
     store,
     key: (r) => r.meterId,
+    dense: byMeter,
     eventTime: (r) => r.ts,
     windows: fixedWindows(HOUR),
     allowedLatenessMs: opts.allowedLatenessMs,
@@ -195,6 +198,7 @@ function holdForFaults(
   const process = keyedProcess<Sample | Exclusion, Sample, HoldState>(store, {
     name,
     key: (item) => item.meterId,
+    dense: byMeter,
     onElement: (ctx, item) => {
       let s = ctx.state;
       if ('from' in item) {

@@ -1,5 +1,6 @@
 import { keyedProcess, type StateStore, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
+import { byMeter } from './meter-key.js';
 import { QUARANTINE } from './outputs.js';
 import { reconstructedRaw } from './record-id.js';
 
@@ -42,6 +43,7 @@ export function dedupeReadings<R extends Reading>(
   return keyedProcess<R, R, SeenReadings>(store, {
     name,
     key: (r) => r.meterId,
+    dense: byMeter,
     onElement: (ctx, r) => {
       const ts = r.ts;
       const seen = ctx.state;

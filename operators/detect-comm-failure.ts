@@ -17,6 +17,7 @@ import {
   ringWindowStart,
   round,
 } from './fault-internals.js';
+import { byMeter } from './meter-key.js';
 import type { RuleProfile } from './rule-profile.js';
 
 const FIELDS = 2;
@@ -134,6 +135,7 @@ export function detectCommFailure(
   return keyedProcess<Reading, Reading, CommState>(store, {
     name,
     key: (r) => r.meterId,
+    dense: byMeter,
     onElement: (ctx, r) => {
       let st = ctx.state;
       if (st === undefined) {

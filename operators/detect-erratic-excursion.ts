@@ -15,6 +15,7 @@ import {
   raiseFault,
   round,
 } from './fault-internals.js';
+import { byMeter } from './meter-key.js';
 import type { RuleProfile } from './rule-profile.js';
 
 /** Hours either side of a reading's clock hour that count as "the same time of day". */
@@ -196,6 +197,7 @@ export function detectErraticExcursion(
   return keyedProcess<Reading, Reading, ExcursionState>(store, {
     name,
     key: (r) => r.meterId,
+    dense: byMeter,
     onElement: (ctx, r) => {
       let st = ctx.state;
       if (st !== undefined && st.q !== null) {

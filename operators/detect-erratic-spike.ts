@@ -19,6 +19,7 @@ import {
   scaledVariance,
   type TagSink,
 } from './fault-internals.js';
+import { byMeter } from './meter-key.js';
 import type { RuleProfile } from './rule-profile.js';
 
 /** Per-meter state: up to 84 buckets of [n, Σu, Σu²] — about 1.7 KB of JSON once a 7-day window is full. */
@@ -61,6 +62,7 @@ export function detectErraticSpike(
   return keyedProcess<Reading, Reading, ErraticSpikeState>(store, {
     name,
     key: (r) => r.meterId,
+    dense: byMeter,
     onElement: (ctx, r) => {
       if (isMeasuredValue(r) && !isExcludedValue(r)) {
         let st = ctx.state;

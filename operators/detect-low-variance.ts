@@ -20,6 +20,7 @@ import {
   round,
   scaledVariance,
 } from './fault-internals.js';
+import { byMeter } from './meter-key.js';
 import type { RuleProfile } from './rule-profile.js';
 
 /** Per-meter state: up to 84 buckets of [n, Σu, Σu²] — about 1.7 KB of JSON once a 7-day window is full. */
@@ -56,6 +57,7 @@ export function detectLowVariance(
   return keyedProcess<Reading, Reading, LowVarianceState>(store, {
     name,
     key: (r) => r.meterId,
+    dense: byMeter,
     onElement: (ctx, r) => {
       if (isMeasuredValue(r) && !isExcludedValue(r)) {
         let st = ctx.state;

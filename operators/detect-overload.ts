@@ -10,6 +10,7 @@ import {
   observeCadence,
   raiseFault,
 } from './fault-internals.js';
+import { byMeter } from './meter-key.js';
 import type { MeterRegistry } from './outputs.js';
 import type { RuleProfile } from './rule-profile.js';
 
@@ -57,6 +58,7 @@ export function detectOverload(
   return keyedProcess<Reading, Reading, OverloadRunState>(store, {
     name,
     key: (r) => r.meterId,
+    dense: byMeter,
     onElement: (ctx, r) => {
       let st = ctx.state;
       if (st === undefined) {

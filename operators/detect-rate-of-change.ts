@@ -1,5 +1,6 @@
 import { keyedProcess, type StateStore, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
+import { byMeter } from './meter-key.js';
 import type { RuleProfile } from './rule-profile.js';
 
 /** kW values carry 4 decimals; comparing them as integers of 0.0001 kW keeps "exactly 500 %" exact. */
@@ -25,6 +26,7 @@ export function detectRateOfChange(
   return keyedProcess<Reading, Reading, { base: number }>(store, {
     name,
     key: (r) => r.meterId,
+    dense: byMeter,
     onElement: (ctx, r) => {
       if (r.kw !== null && r.status === 'measured' && !overLimit(r)) {
         const cur = Math.round(r.kw * SCALE);

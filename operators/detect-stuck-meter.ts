@@ -12,6 +12,7 @@ import {
   observeCadence,
   raiseFault,
 } from './fault-internals.js';
+import { byMeter } from './meter-key.js';
 import type { RuleProfile } from './rule-profile.js';
 
 /** Per-meter state: about 70 bytes of JSON (130 while a fault is open). */
@@ -55,6 +56,7 @@ export function detectStuckMeter(
   return keyedProcess<Reading, Reading, StuckRunState>(store, {
     name,
     key: (r) => r.meterId,
+    dense: byMeter,
     onElement: (ctx, r) => {
       let st = ctx.state;
       if (st === undefined) {

@@ -10,6 +10,7 @@ import {
   observeCadence,
   raiseFault,
 } from './fault-internals.js';
+import { byMeter } from './meter-key.js';
 import type { MeterRegistry } from './outputs.js';
 import type { RuleProfile } from './rule-profile.js';
 
@@ -52,6 +53,7 @@ export function detectZeroMeter(
   return keyedProcess<Reading, Reading, ZeroRunState>(store, {
     name,
     key: (r) => r.meterId,
+    dense: byMeter,
     onElement: (ctx, r) => {
       let st = ctx.state;
       if (st === undefined) {

@@ -1,5 +1,6 @@
 import { type KeyedContext, keyedProcess, type StateStore, type Transform } from '../core/index.js';
 import type { Alert, Reading, ReadingFlag } from '../schemas/reading.js';
+import { byMeter } from './meter-key.js';
 import { ALERTS } from './outputs.js';
 import { canonicalTimestamp, recordId } from './record-id.js';
 import type { RuleProfile } from './rule-profile.js';
@@ -156,6 +157,7 @@ export function fillGaps(
   return keyedProcess<Reading, Reading, GapState>(store, {
     name,
     key: (r) => r.meterId,
+    dense: byMeter,
     onElement: (ctx, r) => {
       const s = ctx.state;
       if (s === undefined) {

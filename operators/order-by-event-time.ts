@@ -6,6 +6,7 @@ import {
   type Transform,
 } from '../core/index.js';
 import type { Measurements, Reading } from '../schemas/reading.js';
+import { byMeter } from './meter-key.js';
 import { QUARANTINE } from './outputs.js';
 import { reconstructedRaw } from './record-id.js';
 
@@ -170,6 +171,7 @@ export function orderByEventTime(store: StateStore, name = 'orderByEventTime'): 
   return keyedProcess<Reading, Reading, MeterOrder>(store, {
     name,
     key: (r) => r.meterId,
+    dense: byMeter,
     onElement: (ctx, r) => {
       const order = ctx.state;
       if (order !== undefined && r.ts <= order.last) {

@@ -1,5 +1,12 @@
-import { mapBatch, type Transform } from '../core/index.js';
-import type { QuarantineRecord, RawReading, Reading, ReadingFlag, Season } from '../schemas/reading.js';
+import { type DenseKeyIndex, mapBatch, type Transform } from '../core/index.js';
+import {
+  METER_IX,
+  type QuarantineRecord,
+  type RawReading,
+  type Reading,
+  type ReadingFlag,
+  type Season,
+} from '../schemas/reading.js';
 import { type Lineage, QUARANTINE } from './outputs.js';
 import { canonicalTimestamp, recordId } from './record-id.js';
 
@@ -32,14 +39,25 @@ export interface ParsedReading extends Reading {
  * - Reasons accumulate in one quarantine record; its `ts` is null when the timestamp was unreadable.
  * - `recordId` is the idempotent id of B6.2 (see `record-id.ts`); the scoring fields get their
  *   best-case defaults for later stages to lower.
+ * - With `meters` (the state store's dense key index of meters), each reading gets its meter's number
+ *   (`Reading[METER_IX]`) and the index's instance of the id, for the per-meter stages to find their state by.
  */
-export function parseReading(lineage: Lineage): Transform<RawReading, ParsedReading> {
+export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transform<RawReading, ParsedReading> {
   const pipelineVersion = lineage.pipelineVersion;
   return mapBatch<RawReading, ParsedReading>((batch, out) => {
     // Once per batch: processing time is a property of the batch, and this keeps the loop call-free.
     const processedAt = lineage.processedAt();
+    // Readings of a meter come in runs: the previous reading's number serves the next of the run.
+    let lastId = '';
+    let meterIx: number | undefined;
+    let meterId = '';
     for (let i = 0; i < batch.length; i++) {
       const raw = batch[i]!;
+      if (meters !== undefined && raw.meterId !== lastId) {
+        lastId = raw.meterId;
+        meterIx = meters.intern(lastId);
+        meterId = meters.keyOf(meterIx)!;
+      }
       const ts = parseTimestamp(raw.timestamp);
       const kw = parseValue(raw.value);
       const badTs = Number.isNaN(ts);
@@ -64,8 +82,8 @@ export function parseReading(lineage: Lineage): Transform<RawReading, ParsedRead
         continue;
       }
       const tsIso = isCanonical(raw.timestamp) ? raw.timestamp : canonicalTimestamp(ts);
-      out.emit({
-        meterId: raw.meterId,
+      const reading: ParsedReading = {
+        meterId: meters === undefined ? raw.meterId : meterId,
         ts,
         kw,
         rawValue: raw.value,
@@ -86,7 +104,10 @@ export function parseReading(lineage: Lineage): Transform<RawReading, ParsedRead
         receivedAt: raw.receivedAt,
         intervalMinutes: raw.intervalMinutes,
         sentMeasurements: raw.measurements,
-      });
+      };
+      // Only when numbering: a reading parsed without an index has no such key at all.
+      if (meters !== undefined) reading[METER_IX] = meterIx;
+      out.emit(reading);
     }
   });
 }

@@ -27,6 +27,7 @@ import { detectRateOfChange } from '../operators/detect-rate-of-change.js';
 import { detectStuckMeter } from '../operators/detect-stuck-meter.js';
 import { detectZeroMeter } from '../operators/detect-zero-meter.js';
 import { fillGaps } from '../operators/fill-gaps.js';
+import { METER_KEYS } from '../operators/meter-key.js';
 import { orderByEventTime } from '../operators/order-by-event-time.js';
 import { ALERTS, FAULTS, type Lineage, type MeterRegistry, QUARANTINE } from '../operators/outputs.js';
 import { parseReading } from '../operators/parse-reading.js';
@@ -120,7 +121,7 @@ export function meterQualityGraph(options: MeterQualityOptions): {
   g.source('readings-in');
   const stages = [
     stage('awaitRegistry', awaitSideInputs<RawReading>(registry)),
-    stage('parseReading', parseReading(lineage), quarantines),
+    stage('parseReading', parseReading(lineage, store.denseKeys(METER_KEYS)), quarantines),
     stage('validateMeasurements', validateMeasurements(profile.measurements, lineage), quarantines),
     stage('standardizeUnits', standardizeUnits(profile.units, registry), quarantines),
     // Readings over the physical limit stay in the stream, flagged `over_limit`, until the overload rule

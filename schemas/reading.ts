@@ -84,6 +84,9 @@ export type ReadingFlag =
   /** Transient: above the physical limit; seen by the overload detector, then quarantined, never stored. */
   | 'over_limit';
 
+/** The key of a reading's dense meter number; see `Reading[METER_IX]`. */
+export const METER_IX: unique symbol = Symbol('meterIx');
+
 /** A reading admitted to the `readings` table. Times are epoch milliseconds, UTC. */
 export interface Reading {
   meterId: string;
@@ -107,6 +110,13 @@ export interface Reading {
   pipelineVersion: string;
   /** Optional measurements sent with the reading (absent for most sources). */
   measurements?: Measurements;
+  /**
+   * Not a column: the meter's number in the run's dense key index of meters, given by parsing, so that
+   * per-meter stages find their state without hashing the id (`operators/meter-key.ts`). Absent on rows
+   * made elsewhere (a stage then numbers the meter itself). Keyed by a symbol so that it is no field of
+   * the row: JSON and `Object.keys` do not see it, and a restored run's rows equal an uninterrupted one's.
+   */
+  [METER_IX]?: number | undefined;
 }
 
 /** A record not admitted to `readings`, with every reason it was held back. */

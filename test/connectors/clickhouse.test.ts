@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { RowEncodingError, rowEncoder } from '../../codecs/clickhouse-encode.js';
+import { RowEncodingError, rowEncoder, rowWriter } from '../../codecs/clickhouse-encode.js';
 import { sql } from '../../codecs/sql.js';
 import {
   type HotStore,
@@ -316,6 +316,38 @@ describe.each(ENGINES)('hot store on %s', (_name, engine) => {
     }
   });
 
+  it('stores the same rows of every table from each format the engine reads (ArrowStream on chDB)', async () => {
+    const formats =
+      engine === 'chdb' ? (['TabSeparated', 'ArrowStream'] as const) : (['TabSeparated'] as const);
+    const [reading] = makeReadings(1);
+    // Separators, a lone surrogate, NULLs and an array with quotes: what each format encodes its own way.
+    const tricky = {
+      ...reading!,
+      meterId: 'a\tb\\N\nc\ud800',
+      kw: null,
+      flags: ["it's", 'x\ty'] as unknown as ReadingFlag[],
+      processedAt: Date.UTC(2026, 0, 1, 0, 0, 1, 999),
+    };
+    const contents: string[][] = [];
+    for (const format of formats) {
+      const one = open(`fmt${contents.length}`, { format });
+      await one.migrate();
+      const rows = sampleRows();
+      for (const table of hotTableNames)
+        await one.insert(table, (table === 'readings' ? [...rows.readings, tricky] : rows[table]) as never);
+      const content: string[] = [];
+      for (const table of hotTableNames) {
+        const back = await one.query<Record<string, unknown>>(
+          sql`SELECT * FROM ${one.relation(table)} FINAL`,
+        );
+        expect(back.length).toBeGreaterThan(0);
+        for (const r of back) content.push(`${table} ${JSON.stringify(r)}`);
+      }
+      contents.push(content.sort());
+    }
+    for (const content of contents.slice(1)) expect(content).toEqual(contents[0]);
+  });
+
   it('refuses a row it cannot encode, naming row and column, and sends nothing', async () => {
     // Row 7 sits in the second batch: the first must not be sent either.
     const strict = open('strict', { maxRowsPerInsert: 5 });
@@ -415,5 +447,25 @@ describe.each(ENGINES)('hot store on %s', (_name, engine) => {
     );
     expect(Number(row?.c)).toBe(100_000);
     expect(Number(row?.meters)).toBe(500);
+  });
+});
+
+describe('ArrowStream inserts', () => {
+  it('are refused by the server engine (18.16 reads no Arrow) when the store opens', () => {
+    const target: HotStoreTarget = { kind: 'server', url: inject('clickhouseUrl'), database: 'gs_arrow' };
+    expect(() => openHotStore(target, { format: 'ArrowStream' })).toThrow(SinkRejectedError);
+  });
+
+  it('name the row and column they cannot encode, as the text formats do', () => {
+    const rows = makeReadings(4);
+    rows[2] = { ...rows[2]!, ts: Number.NaN };
+    const write = rowWriter(readingColumns, 'ArrowStream');
+    expect(() => write(rows, 1, 4, () => {})).toThrow(
+      expect.objectContaining({ name: 'RowEncodingError', rowIndex: 2, column: 'ts' }),
+    );
+    const pieces: unknown[] = [];
+    write(rows, 0, 2, (piece) => pieces.push(piece));
+    expect(pieces).toHaveLength(1);
+    expect(pieces[0]).toBeInstanceOf(Uint8Array);
   });
 });
