@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -190,6 +190,22 @@ describe('the option tables', () => {
     expect(
       go(['graph', '--config', config], { GS_GRAPH_FORMAT: 'mermaid' }).stdout.startsWith('flowchart'),
     ).toBe(true);
+    // a ported subcommand: its folder from the variable, its format from the config file, then the variable
+    const deadLetters = join(dir, 'dead-letters');
+    await mkdir(deadLetters);
+    const dlqConfig = join(dir, 'dlq.yaml');
+    await writeFile(dlqConfig, 'dlq:\n  format: json\n');
+    const listed = go(['dlq', 'list', '--config', dlqConfig], { GS_LANDING_DEAD_LETTER: deadLetters });
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(listed.stdout).toBe('[]\n');
+    const csv = go(['dlq', 'list', '--config', dlqConfig], {
+      GS_LANDING_DEAD_LETTER: deadLetters,
+      GS_DLQ_FORMAT: 'csv',
+    });
+    expect(csv.stdout).toBe('\n');
+    const port = go(['console'], { GS_CONSOLE_PORT: '70000' });
+    expect(port.status).toBe(2);
+    expect(port.stderr).toContain('$GS_CONSOLE_PORT must be at most 65535');
     const bad = go(['graph', '--format', 'svg']);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('--format must be one of mermaid, dot, got "svg"');
