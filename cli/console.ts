@@ -3,68 +3,108 @@
  * served until SIGINT/SIGTERM. Read-only unless `--allow-review`.
  */
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { raiseReviewBacklogAlerts } from '../console/review.js';
 import { CONSOLE_BASE, startConsoleServer, workerPipeline } from '../console/server.js';
 import { openConsoleStore } from '../console/store.js';
 import { errorMessage } from '../core/errors.js';
 import { logger } from './log.js';
 import { type Command, UsageError } from './main.js';
+import { optionsHelp, optionTable, parseOptions } from './option-table.js';
 import { parseHotTarget, redactCredentials } from './options.js';
 
 const BACKLOG_CHECK_MS = 10 * 60_000;
 
+export const consoleTable = optionTable({
+  command: 'console',
+  synopsis: [
+    'Usage: greenstream console [options]',
+    '  Serves the web console until SIGINT/SIGTERM: live pipeline, data quality, meter drill-down, quarantine',
+    '  review. Read-only unless --allow-review.',
+  ],
+  options: [
+    {
+      name: 'hot',
+      type: 'string',
+      arg: 'spec',
+      env: 'CLICKHOUSE_URL',
+      default: 'chdb:./data/chdb',
+      help: 'chdb:<dir> or http(s)://host:8123; a chDB folder a worker holds is read through that worker, read-only',
+    },
+    {
+      name: 'database',
+      type: 'string',
+      arg: 'name',
+      env: 'CLICKHOUSE_DATABASE',
+      defaultText: 'greenstream',
+      help: 'ClickHouse database',
+    },
+    {
+      name: 'metrics-url',
+      type: 'string',
+      arg: 'url',
+      env: 'GS_CONSOLE_METRICS_URL',
+      defaultText: 'the worker holding the chDB folder, if any',
+      help: "a worker's metrics endpoint (http(s)://host:port), for the live Pipeline page",
+    },
+    {
+      name: 'port',
+      type: 'integer',
+      min: 0,
+      max: 65535,
+      env: 'GS_CONSOLE_PORT',
+      default: 8080,
+      help: 'port to listen on (0: any free port)',
+    },
+    {
+      name: 'host',
+      type: 'string',
+      arg: 'address',
+      env: 'GS_CONSOLE_HOST',
+      default: '127.0.0.1',
+      help: 'address to listen on',
+    },
+    {
+      name: 'allow-review',
+      type: 'boolean',
+      env: 'GS_CONSOLE_ALLOW_REVIEW',
+      help: 'enable approve / reject / override / redrive (needs the store itself, not a worker)',
+    },
+    {
+      name: 'dead-letter',
+      type: 'string',
+      arg: 'dir',
+      env: 'GS_LANDING_DEAD_LETTER',
+      help: "the landing folder's dead-letter folder, listed on the Review page",
+    },
+  ],
+});
+
 export const consoleCommand: Command = {
   name: 'console',
   summary: 'serve the web console: live pipeline, data quality, meter drill-down, quarantine review',
-  usage: [
-    'Usage: greenstream console [--hot chdb:<dir>|http(s)://host:8123] [--database <db>] [--metrics-url http://worker:port]',
-    '                           [--port 8080] [--host 127.0.0.1] [--allow-review] [--dead-letter <dir>]',
-    '  --hot            the hot store (default $CLICKHOUSE_URL, else chdb:./data/chdb); a chDB folder a worker',
-    '                   holds is read through that worker, read-only',
-    "  --metrics-url    a worker's metrics endpoint, for the live Pipeline page (default: the worker holding",
-    '                   the chDB folder, if any)',
-    '  --allow-review   enable approve / reject / override / redrive (needs the store itself, not a worker)',
-    "  --dead-letter    the landing folder's dead-letter folder, listed on the Review page",
-  ].join('\n'),
+  usage: optionsHelp(consoleTable),
   run: async (argv) => {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        hot: { type: 'string' },
-        database: { type: 'string' },
-        'metrics-url': { type: 'string' },
-        port: { type: 'string', default: '8080' },
-        host: { type: 'string', default: '127.0.0.1' },
-        'allow-review': { type: 'boolean', default: false },
-        'dead-letter': { type: 'string' },
-      },
-    });
-    const port = Number(values.port);
-    if (!(Number.isInteger(port) && port >= 0 && port < 65536))
-      throw new UsageError(`--port must be a port number, got "${values.port}"`);
-    const metricsUrl = values['metrics-url'];
+    const { values } = parseOptions(consoleTable, argv);
+    const port = values.port as number;
+    const metricsUrl = values['metrics-url'] as string | undefined;
     if (metricsUrl !== undefined && !/^https?:\/\/[^\s]+$/.test(metricsUrl))
       throw new UsageError(
         `--metrics-url must be http(s)://host:port, got "${redactCredentials(metricsUrl)}"`,
       );
-    const target = parseHotTarget(
-      values.hot,
-      process.env,
-      values.database ?? process.env.CLICKHOUSE_DATABASE,
-    );
+    const target = parseHotTarget(values.hot as string, process.env, values.database as string | undefined);
     const store = await openConsoleStore(target);
     const worker = metricsUrl ?? store.workerEndpoint;
     const readOnlyWhy =
       store.hot === undefined
         ? 'a worker holds this chDB folder; the console reads it through the worker'
-        : values['allow-review']
+        : values['allow-review'] === true
           ? undefined
           : 'start the console with --allow-review to act on records';
-    const deadLetterDir = values['dead-letter'] === undefined ? undefined : resolve(values['dead-letter']);
+    const deadLetter = values['dead-letter'] as string | undefined;
+    const deadLetterDir = deadLetter === undefined ? undefined : resolve(deadLetter);
     const server = await startConsoleServer({
       port,
-      host: values.host!,
+      host: values.host as string,
       store: () => store,
       ...(worker === undefined ? {} : { pipeline: workerPipeline(worker) }),
       pipelineSource:

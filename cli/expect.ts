@@ -4,7 +4,6 @@
  * alerts of failures, and writes a Markdown or HTML report when asked.
  */
 import { writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { findFolderOwner } from '../connectors/chdb-lock.js';
 import { openHotStore } from '../connectors/clickhouse.js';
 import {
@@ -16,42 +15,72 @@ import {
   SUITES,
 } from '../pipelines/expectations.js';
 import { type Command, UsageError } from './main.js';
+import { optionsHelp, optionTable, parseOptions } from './option-table.js';
 import { loadProfile, parseHotTarget } from './options.js';
 import { render } from './sql.js';
+
+export const expectTable = optionTable({
+  command: 'expect',
+  synopsis: [
+    'Usage: greenstream expect [--suite daily|live]… [options]',
+    '  Results go to greenstream.expectation_results, failures raise quality_degradation alerts. On',
+    '  chdb:<dir> the folder must not be held by a running worker.',
+  ],
+  options: [
+    {
+      name: 'suite',
+      type: 'string',
+      choices: SUITES,
+      multiple: true,
+      env: 'GS_EXPECT_SUITE',
+      defaultText: 'every suite',
+      help: 'the suites to run (repeat the flag, or a comma-separated list)',
+    },
+    {
+      name: 'hot',
+      type: 'string',
+      arg: 'spec',
+      env: 'CLICKHOUSE_URL',
+      default: 'chdb:./data/chdb',
+      help: 'chdb:<dir> or http(s)://host:8123',
+    },
+    {
+      name: 'database',
+      type: 'string',
+      arg: 'name',
+      env: 'CLICKHOUSE_DATABASE',
+      defaultText: 'greenstream',
+      help: 'ClickHouse database',
+    },
+    {
+      name: 'report',
+      type: 'string',
+      arg: 'file.md|file.html',
+      env: 'GS_EXPECT_REPORT',
+      help: 'also write the results as Markdown or a self-contained HTML page',
+    },
+    {
+      name: 'profile',
+      type: 'string',
+      arg: 'json',
+      help: 'rule profile overrides (the expectation thresholds follow it)',
+    },
+  ],
+});
 
 export const expectCommand: Command = {
   name: 'expect',
   summary: 'run the expectation suites over the hot store and its models, report and alert on failures',
-  usage: [
-    'Usage: greenstream expect [--suite daily|live]… [--hot chdb:<dir>|http(s)://host:8123] [--database <db>]',
-    '                          [--report <file.md|file.html>] [--profile <rule profile json>]',
-    '  Without --suite every suite runs. Results go to greenstream.expectation_results, failures raise',
-    '  quality_degradation alerts. On chdb:<dir> the folder must not be held by a running worker.',
-  ].join('\n'),
+  usage: optionsHelp(expectTable),
   run: async (argv) => {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        suite: { type: 'string', multiple: true },
-        hot: { type: 'string' },
-        database: { type: 'string' },
-        report: { type: 'string' },
-        profile: { type: 'string' },
-      },
-    });
-    const suites = values.suite ?? [];
-    for (const s of suites)
-      if (!(SUITES as readonly string[]).includes(s))
-        throw new UsageError(`--suite must be one of ${SUITES.join(', ')}, got "${s}"`);
-    const report = values.report;
+    const { values } = parseOptions(expectTable, argv);
+    const suiteList = values.suite as string | undefined;
+    const suites = suiteList === undefined || suiteList === '' ? [] : suiteList.split(',');
+    const report = values.report as string | undefined;
     if (report !== undefined && !/\.(md|html?)$/i.test(report))
       throw new UsageError(`--report must name a .md or .html file, got "${report}"`);
-    const profile = loadProfile(values.profile);
-    const target = parseHotTarget(
-      values.hot,
-      process.env,
-      values.database ?? process.env.CLICKHOUSE_DATABASE,
-    );
+    const profile = loadProfile(values.profile as string | undefined);
+    const target = parseHotTarget(values.hot as string, process.env, values.database as string | undefined);
     if (target.kind === 'chdb' && (await findFolderOwner(target.path)).state === 'live')
       throw new UsageError(
         `a running worker holds chdb:${target.path}; expectations write results, so run them once it stops (or on a server store)`,

@@ -19,6 +19,11 @@ export function registerCommand(command: Command): void {
   commands.push(command);
 }
 
+/** Every registered command (the option-table test checks each has a table behind its help). */
+export function registeredCommands(): readonly Command[] {
+  return commands;
+}
+
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
     version: string;

@@ -42,6 +42,11 @@ export interface OptionSpec {
   /** Accepted values of a `string` flag. */
   readonly choices?: readonly string[];
   readonly short?: string;
+  /**
+   * A `string` flag that may be given more than once: its value is the comma-joined list (the variable
+   * holds a comma-separated list, the config file that or a list); each item is checked against `choices`.
+   */
+  readonly multiple?: boolean;
 }
 
 export interface OptionTable {
@@ -55,6 +60,11 @@ export interface OptionTable {
   readonly configSection?: string;
   /** Help lines after the options (environment variables that are no flag, notes). */
   readonly notes?: readonly string[];
+  /**
+   * `false`: the command reads no config file and its own `--config` (if any) means something else —
+   * `poll --config feeds.json` — so neither the flag nor `$GS_CONFIG` is taken as a config file.
+   */
+  readonly configFile?: boolean;
 }
 
 export type OptionValue = string | number | boolean;
@@ -82,9 +92,10 @@ export const CONFIG_OPTION: OptionSpec = {
 
 const tables: OptionTable[] = [];
 
-/** Declares a command's table (with `--config` added) and registers it for config-key checks. */
+/** Declares a command's table (with `--config` added unless it reads no config file) and registers it. */
 export function optionTable(table: OptionTable): OptionTable {
-  const withConfig: OptionTable = { ...table, options: [...table.options, CONFIG_OPTION] };
+  const withConfig: OptionTable =
+    table.configFile === false ? table : { ...table, options: [...table.options, CONFIG_OPTION] };
   const names = new Set<string>();
   for (const o of withConfig.options) {
     if (names.has(o.name)) throw new Error(`option --${o.name} declared twice for ${table.command}`);
@@ -157,6 +168,18 @@ export function convertValue(spec: OptionSpec, raw: unknown): OptionValue {
     throw new RangeError(`must be true or false, got "${String(raw)}"`);
   }
   if (spec.type === 'string') {
+    if (spec.multiple === true) {
+      const items = (Array.isArray(raw) ? raw : [raw]).flatMap((item) => {
+        if (typeof item !== 'string' && typeof item !== 'number') throw new RangeError('must be a string');
+        return String(item)
+          .split(',')
+          .map((t) => t.trim())
+          .filter((t) => t !== '');
+      });
+      const bad = items.find((t) => spec.choices !== undefined && !spec.choices.includes(t));
+      if (bad !== undefined) throw new RangeError(`must be one of ${spec.choices!.join(', ')}, got "${bad}"`);
+      return items.join(',');
+    }
     if (typeof raw !== 'string' && typeof raw !== 'number') throw new RangeError('must be a string');
     const text = String(raw);
     if (spec.choices !== undefined && !spec.choices.includes(text))
@@ -254,6 +277,7 @@ export function parseOptions(
         o.name,
         {
           type: o.type === 'boolean' ? ('boolean' as const) : ('string' as const),
+          ...(o.multiple === true ? { multiple: true } : {}),
           ...(o.short === undefined ? {} : { short: o.short }),
         },
       ]),
@@ -266,8 +290,10 @@ export function parseOptions(
     }
     return undefined;
   };
-  const configSpec = table.options.find((o) => o.name === 'config')!;
-  const configPath = (flags.config as string | undefined) ?? fromEnv(configSpec)?.[1];
+  const configPath =
+    table.configFile === false
+      ? undefined
+      : ((flags.config as string | undefined) ?? fromEnv(CONFIG_OPTION)?.[1]);
   const config =
     configPath === undefined
       ? new Map<string, unknown>()
@@ -336,7 +362,7 @@ function placeholder(spec: OptionSpec): string {
           : spec.choices !== undefined
             ? spec.choices.join('|')
             : 'value');
-  return ` <${arg}>`;
+  return spec.multiple === true ? ` <${arg}>…` : ` <${arg}>`;
 }
 
 function shownDefault(spec: OptionSpec): string | undefined {
@@ -404,8 +430,10 @@ export function optionsMarkdown(table: OptionTable): string {
         : spec.type === 'size'
           ? `size (bare: ${spec.unit ?? 'B'})`
           : spec.choices !== undefined
-            ? `one of ${spec.choices.join(', ')}`
-            : spec.type;
+            ? `${spec.multiple === true ? 'one or more' : 'one'} of ${spec.choices.join(', ')}`
+            : spec.multiple === true
+              ? 'strings'
+              : spec.type;
     return `| \`--${spec.name}${placeholder(spec).replace(/\|/g, '\\|')}\` | ${cellText(type)} | ${cellText(shownDefault(spec) ?? '')} | ${envNames(
       spec,
     )

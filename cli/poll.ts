@@ -4,7 +4,6 @@
  * a grid maintenance file into `maintenance_windows` first.
  */
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import type { GridArea } from '../codecs/entsoe-load.js';
 import { parseMaintenanceCsv } from '../codecs/maintenance-windows.js';
 import type { OpenMeteoPlace } from '../codecs/open-meteo.js';
@@ -21,6 +20,7 @@ import {
 import { type PollTotals, runPollingJob } from '../pipelines/polling-job.js';
 import { type PolledFeed, pollingSource } from '../pipelines/polling-source.js';
 import { type Command, UsageError } from './main.js';
+import { optionsHelp, optionTable, parseOptions } from './option-table.js';
 import { parseHotTarget } from './options.js';
 
 interface PollConfig {
@@ -29,27 +29,77 @@ interface PollConfig {
   readonly grid?: { readonly url?: string; readonly areas: readonly GridArea[] };
 }
 
+export const pollTable = optionTable({
+  command: 'poll',
+  synopsis: [
+    'Usage: greenstream poll --config feeds.json [options]',
+    '  feeds.json: {"start":"2024-07-01","weather":{"places":[{"city","region","latitude","longitude"}]},',
+    '               "grid":{"areas":[{"eic","operator","region","capacityMw"}]}}; ENTSO-E token from $ENTSOE_TOKEN.',
+  ],
+  // `--config` names the feeds file here, so poll reads no shared config file (nor $GS_CONFIG).
+  configFile: false,
+  options: [
+    {
+      name: 'config',
+      type: 'string',
+      arg: 'feeds.json',
+      env: 'GS_POLL_CONFIG',
+      help: 'the feeds to poll and the first day (required; not a flag-values config file)',
+    },
+    {
+      name: 'hot',
+      type: 'string',
+      arg: 'spec',
+      env: 'CLICKHOUSE_URL',
+      default: 'chdb:./data/chdb',
+      help: 'chdb:<dir> or http(s)://host:8123',
+    },
+    {
+      name: 'database',
+      type: 'string',
+      arg: 'name',
+      env: 'CLICKHOUSE_DATABASE',
+      defaultText: 'greenstream',
+      help: 'ClickHouse database',
+    },
+    {
+      name: 'checkpoint',
+      type: 'string',
+      arg: 'file',
+      env: 'GS_POLL_CHECKPOINT',
+      default: './data/poll-checkpoint.json',
+      help: 'where each feed’s last polled period is kept',
+    },
+    {
+      name: 'maintenance',
+      type: 'string',
+      arg: 'windows.csv',
+      env: 'GS_POLL_MAINTENANCE',
+      help: 'load these grid maintenance windows into maintenance_windows first',
+    },
+    {
+      name: 'until-idle',
+      type: 'boolean',
+      env: 'GS_POLL_UNTIL_IDLE',
+      help: 'stop once every feed has caught up, instead of polling on',
+    },
+  ],
+});
+
 export const pollCommand: Command = {
   name: 'poll',
   summary: 'poll the weather and grid-status sources into the hot store (resumes from its checkpoint)',
-  usage: [
-    'Usage: greenstream poll --config feeds.json [--hot …] [--database <db>] [--checkpoint ./data/poll-checkpoint.json]',
-    '                        [--maintenance windows.csv] [--until-idle]',
-    '  feeds.json: {"start":"2024-07-01","weather":{"places":[{"city","region","latitude","longitude"}]},',
-    '               "grid":{"areas":[{"eic","operator","region","capacityMw"}]}}; ENTSO-E token from $ENTSOE_TOKEN.',
-  ].join('\n'),
+  usage: optionsHelp(pollTable),
   run: async (argv) => {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string' },
-        hot: { type: 'string' },
-        database: { type: 'string' },
-        checkpoint: { type: 'string', default: './data/poll-checkpoint.json' },
-        maintenance: { type: 'string' },
-        'until-idle': { type: 'boolean', default: false },
-      },
-    });
+    const { values: v } = parseOptions(pollTable, argv);
+    const values = {
+      config: v.config as string | undefined,
+      hot: v.hot as string,
+      database: v.database as string | undefined,
+      checkpoint: v.checkpoint as string,
+      maintenance: v.maintenance as string | undefined,
+      'until-idle': v['until-idle'] === true,
+    };
     if (values.config === undefined) throw new UsageError('--config <feeds.json> is required');
     let config: PollConfig;
     try {
@@ -69,9 +119,7 @@ export const pollCommand: Command = {
       ),
     ];
     if (feeds.length === 0) throw new UsageError('the config names no weather place and no grid area');
-    const store = openHotStore(
-      parseHotTarget(values.hot, process.env, values.database ?? process.env.CLICKHOUSE_DATABASE),
-    );
+    const store = openHotStore(parseHotTarget(values.hot, process.env, values.database));
     const abort = new AbortController();
     const stop = () => abort.abort();
     process.once('SIGINT', stop);
@@ -88,8 +136,8 @@ export const pollCommand: Command = {
         source: pollingSource({ feeds, http: { signal: abort.signal } }),
         store,
         // The file store writes whatever totals it is given; these are the polling job's.
-        checkpoints: fileCheckpointStore(values.checkpoint!) as unknown as CheckpointStore<PollTotals>,
-        untilIdle: values['until-idle']!,
+        checkpoints: fileCheckpointStore(values.checkpoint) as unknown as CheckpointStore<PollTotals>,
+        untilIdle: values['until-idle'],
         signal: abort.signal,
       });
       process.stdout.write(

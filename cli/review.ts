@@ -3,7 +3,6 @@
  * line, against the hot store itself (a chDB folder no worker holds, or a ClickHouse server).
  */
 import { userInfo } from 'node:os';
-import { parseArgs } from 'node:util';
 import {
   approveQuarantined,
   listQuarantine,
@@ -13,23 +12,122 @@ import {
 } from '../console/review.js';
 import { type ConsoleStore, openConsoleStore } from '../console/store.js';
 import { type Command, UsageError } from './main.js';
+import { type OptionSpec, optionsHelp, optionTable, parseOptions } from './option-table.js';
 import { loadProfile, parseHotTarget, parseTime } from './options.js';
 import { render } from './sql.js';
 
-const USAGE = [
-  'Usage: greenstream review list [--meter <id>] [--reason <reason>] [--decision undecided|decided|all] [--limit 50] [--format table|json|csv]',
-  '       greenstream review approve <id> --reason "<why>" [--value <kW>] [--reviewer <name>]',
-  '       greenstream review reject <id> --reason "<why>" [--reviewer <name>]',
-  '       greenstream review override <meter> <time> --score <0-100> --reason "<why>" [--reviewer <name>]',
-  '       greenstream review backlog [--dead-letter <dir>]   raise the alert for records waiting more than 24 h',
-  '  Every command takes [--hot chdb:<dir>|http(s)://host:8123] [--database <db>]; ids are those `list` prints.',
-  '  The reviewer defaults to $GS_REVIEWER, else the login name. A decision already taken, or a record',
-  '  that is not there, is refused (exit status 5) and changes nothing.',
-].join('\n');
+/** `--hot` and `--database` as `review` and `dlq` declare them. */
+export const STORE_OPTIONS: readonly OptionSpec[] = [
+  {
+    name: 'hot',
+    type: 'string',
+    arg: 'spec',
+    env: 'CLICKHOUSE_URL',
+    default: 'chdb:./data/chdb',
+    help: 'chdb:<dir> (no worker may hold it) or http(s)://host:8123',
+  },
+  {
+    name: 'database',
+    type: 'string',
+    arg: 'name',
+    env: 'CLICKHOUSE_DATABASE',
+    defaultText: 'greenstream',
+    help: 'ClickHouse database',
+  },
+];
 
-/** Who the command acts as: `--reviewer`, `$GS_REVIEWER`, the login name. */
+/** `--reviewer`, which falls back to the login name. */
+export const REVIEWER_OPTION: OptionSpec = {
+  name: 'reviewer',
+  type: 'string',
+  arg: 'name',
+  env: 'GS_REVIEWER',
+  defaultText: 'the login name',
+  help: 'who takes the decision, as review_log records it',
+};
+
+export const reviewTable = optionTable({
+  command: 'review',
+  synopsis: [
+    'Usage: greenstream review list [--meter <id>] [--reason <reason>] [--decision undecided|decided|all] [--limit 50] [--format table|json|csv]',
+    '       greenstream review approve <id> --reason "<why>" [--value <kW>] [--reviewer <name>]',
+    '       greenstream review reject <id> --reason "<why>" [--reviewer <name>]',
+    '       greenstream review override <meter> <time> --score <0-100> --reason "<why>" [--reviewer <name>]',
+    '       greenstream review backlog [--dead-letter <dir>]   raise the alert for records waiting more than 24 h',
+    '  Every action takes [--hot chdb:<dir>|http(s)://host:8123] [--database <db>]; ids are those `list` prints.',
+    '  A decision already taken, or a record that is not there, is refused (exit status 5) and changes nothing.',
+  ],
+  positionals: true,
+  options: [
+    ...STORE_OPTIONS,
+    { name: 'meter', type: 'string', arg: 'id', env: 'GS_REVIEW_METER', help: 'list: only this meter' },
+    {
+      name: 'reason',
+      type: 'string',
+      arg: 'text',
+      env: 'GS_REVIEW_REASON',
+      help: 'list: only records quarantined for this reason; approve, reject, override: why (required)',
+    },
+    {
+      name: 'decision',
+      type: 'string',
+      choices: ['undecided', 'decided', 'all'],
+      env: 'GS_REVIEW_DECISION',
+      default: 'undecided',
+      help: 'list: which records',
+    },
+    {
+      name: 'limit',
+      type: 'integer',
+      env: 'GS_REVIEW_LIMIT',
+      default: 50,
+      help: 'list: at most this many rows',
+    },
+    {
+      name: 'format',
+      type: 'string',
+      choices: ['table', 'json', 'csv'],
+      env: 'GS_REVIEW_FORMAT',
+      default: 'table',
+      help: 'list: output format',
+    },
+    {
+      name: 'value',
+      type: 'string',
+      arg: 'kW',
+      env: 'GS_REVIEW_VALUE',
+      help: 'approve: store this corrected value (kW ≥ 0) instead of the raw one',
+    },
+    {
+      name: 'score',
+      type: 'integer',
+      arg: '0-100',
+      min: 0,
+      max: 100,
+      env: 'GS_REVIEW_SCORE',
+      help: 'override: the new quality score (required)',
+    },
+    REVIEWER_OPTION,
+    {
+      name: 'profile',
+      type: 'string',
+      arg: 'json',
+      help: 'rule profile overrides (approve, override: the rules the record is scored by)',
+    },
+    {
+      name: 'dead-letter',
+      type: 'string',
+      arg: 'dir',
+      env: 'GS_LANDING_DEAD_LETTER',
+      help: "backlog: the landing folder's dead-letter folder, whose old files count too",
+    },
+  ],
+});
+
+/** Who the command acts as: `--reviewer`, `$GS_REVIEWER`, the login name (a blank variable counts as unset). */
 export function reviewerOf(flag: string | undefined, env: NodeJS.ProcessEnv): string {
-  const name = flag ?? env.GS_REVIEWER ?? env.USER ?? userInfo().username;
+  const fromEnv = env.GS_REVIEWER?.trim() === '' ? undefined : env.GS_REVIEWER;
+  const name = flag ?? fromEnv ?? env.USER ?? userInfo().username;
   if (name.trim() === '') throw new UsageError('give --reviewer <name>');
   return name;
 }
@@ -37,26 +135,23 @@ export function reviewerOf(flag: string | undefined, env: NodeJS.ProcessEnv): st
 export const reviewCommand: Command = {
   name: 'review',
   summary: 'list quarantined records; approve, reject or override a score, with a reason (review_log)',
-  usage: USAGE,
+  usage: optionsHelp(reviewTable),
   run: async (argv) => {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        hot: { type: 'string' },
-        database: { type: 'string' },
-        meter: { type: 'string' },
-        reason: { type: 'string' },
-        decision: { type: 'string', default: 'undecided' },
-        limit: { type: 'string', default: '50' },
-        format: { type: 'string', default: 'table' },
-        value: { type: 'string' },
-        score: { type: 'string' },
-        reviewer: { type: 'string' },
-        profile: { type: 'string' },
-        'dead-letter': { type: 'string' },
-      },
-    });
+    const { values: v, positionals } = parseOptions(reviewTable, argv);
+    const values = {
+      hot: v.hot as string,
+      database: v.database as string | undefined,
+      meter: v.meter as string | undefined,
+      reason: v.reason as string | undefined,
+      decision: v.decision as 'undecided' | 'decided' | 'all',
+      limit: v.limit as number,
+      format: v.format as 'table' | 'json' | 'csv',
+      value: v.value as string | undefined,
+      score: v.score as number | undefined,
+      reviewer: v.reviewer as string | undefined,
+      profile: v.profile as string | undefined,
+      'dead-letter': v['dead-letter'] as string | undefined,
+    };
     const [action, ...args] = positionals;
     const need = (n: number, what: string) => {
       if (args.length !== n) throw new UsageError(`review ${action} takes ${what}`);
@@ -70,15 +165,7 @@ export const reviewCommand: Command = {
     switch (action) {
       case 'list': {
         need(0, 'no arguments');
-        const decision = values.decision;
-        if (decision !== 'undecided' && decision !== 'decided' && decision !== 'all')
-          throw new UsageError(`--decision must be undecided, decided or all, got "${decision}"`);
-        const format = values.format;
-        if (format !== 'table' && format !== 'json' && format !== 'csv')
-          throw new UsageError(`--format must be table, json or csv, got "${format}"`);
-        const limit = Number(values.limit);
-        if (!(Number.isInteger(limit) && limit > 0))
-          throw new UsageError('--limit must be a positive integer');
+        const { decision, format, limit } = values;
         run = async (store) => {
           const rows = await listQuarantine(store, {
             ...(values.meter === undefined ? {} : { meter: values.meter }),
@@ -131,9 +218,8 @@ export const reviewCommand: Command = {
         need(2, 'a meter id and a time');
         const why = reason();
         const reviewer = reviewerOf(values.reviewer, process.env);
-        const score = Number(values.score);
-        if (values.score === undefined || !(Number.isInteger(score) && score >= 0 && score <= 100))
-          throw new UsageError(`--score must be a whole number 0–100, got "${values.score ?? ''}"`);
+        const score = values.score;
+        if (score === undefined) throw new UsageError('review override needs --score <0-100>');
         const ts = parseTime(args[1]!, 'the time').getTime();
         run = async (store) =>
           (
@@ -165,9 +251,7 @@ export const reviewCommand: Command = {
           `review needs list, approve, reject, override or backlog, got "${action ?? ''}"`,
         );
     }
-    const store = await openConsoleStore(
-      parseHotTarget(values.hot, process.env, values.database ?? process.env.CLICKHOUSE_DATABASE),
-    );
+    const store = await openConsoleStore(parseHotTarget(values.hot, process.env, values.database));
     try {
       const out = await run(store);
       process.stdout.write(out.endsWith('\n') ? out : `${out}\n`);

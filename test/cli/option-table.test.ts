@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import '../../cli/commands.js';
-import { UsageError } from '../../cli/main.js';
+import { expectTable } from '../../cli/expect.js';
+import { registeredCommands, UsageError } from '../../cli/main.js';
 import {
   envNames,
   optionsHelp,
@@ -15,7 +16,9 @@ import {
   registeredTables,
   withGeneratedTables,
 } from '../../cli/option-table.js';
+import { pollTable } from '../../cli/poll.js';
 import { publishTable } from '../../cli/publish.js';
+import { reviewTable } from '../../cli/review.js';
 import { runTable } from '../../cli/run.js';
 import { sqlTable } from '../../cli/sql.js';
 import { DEFAULT_READINGS_RETENTION } from '../../connectors/jetstream-streams.js';
@@ -29,6 +32,21 @@ describe('the option tables', () => {
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it('gives every registered command a table, and takes its --help from it', () => {
+    const commands = registeredCommands();
+    expect(commands.length).toBeGreaterThanOrEqual(16);
+    for (const command of commands) {
+      const table = registeredTables().find((t) => t.command === command.name);
+      expect(table, `option table of ${command.name}`).toBeDefined();
+      expect(command.usage, `--help of ${command.name}`).toBe(optionsHelp(table!));
+    }
+    expect(
+      registeredTables()
+        .map((t) => t.command)
+        .sort(),
+    ).toEqual(commands.map((c) => c.name).sort());
   });
 
   it('README holds the generated table of every command, unchanged', async () => {
@@ -100,6 +118,36 @@ describe('the option tables', () => {
     );
   });
 
+  it('reads a repeatable flag as a list, from flags, the environment or a config list', async () => {
+    const suites = (argv: string[], env: NodeJS.ProcessEnv = {}) =>
+      parseOptions(expectTable, argv, env).values.suite;
+    expect(suites([])).toBeUndefined();
+    expect(suites(['--suite', 'daily', '--suite', 'live'])).toBe('daily,live');
+    expect(suites([], { GS_EXPECT_SUITE: 'live, daily' })).toBe('live,daily');
+    const config = join(dir, 'suites.yaml');
+    await writeFile(config, 'expect:\n  suite: [live]\n');
+    expect(suites(['--config', config])).toBe('live');
+    expect(() => suites(['--suite', 'daily', '--suite', 'weekly'])).toThrow(
+      /--suite must be one of daily, live, got "weekly"/,
+    );
+    expect(optionsHelp(expectTable)).toContain('--suite <daily|live>…');
+  });
+
+  it('lets a command whose --config means something else read no config file', async () => {
+    const shared = join(dir, 'shared.yaml');
+    await writeFile(shared, 'checkpoint: ./elsewhere.json\nformat: csv\n');
+    // poll: --config is the feeds file, and $GS_CONFIG (meant for the other commands) is not read
+    const poll = parseOptions(pollTable, ['--config', 'feeds.json'], { GS_CONFIG: shared });
+    expect(poll.values.config).toBe('feeds.json');
+    expect(poll.values.checkpoint).toBe('./data/poll-checkpoint.json');
+    expect(poll.configPath).toBeUndefined();
+    expect(parseOptions(pollTable, [], { GS_POLL_CONFIG: 'f.json' }).values.config).toBe('f.json');
+    // review reads the same file as every other command
+    expect(parseOptions(reviewTable, ['list'], { GS_CONFIG: shared }).values.format).toBe('csv');
+    expect(parseOptions(reviewTable, ['approve', '7'], {}).positionals).toEqual(['approve', '7']);
+    expect(() => parseOptions(reviewTable, ['--score', '101'], {})).toThrow(/--score must be at most 100/);
+  });
+
   it('reads durations and sizes with units, a bare number in the flag’s unit', () => {
     expect(parseDuration('48h')).toBe(172_800_000);
     expect(parseDuration('15m')).toBe(900_000);
@@ -142,6 +190,22 @@ describe('the option tables', () => {
     expect(
       go(['graph', '--config', config], { GS_GRAPH_FORMAT: 'mermaid' }).stdout.startsWith('flowchart'),
     ).toBe(true);
+    // a ported subcommand: its folder from the variable, its format from the config file, then the variable
+    const deadLetters = join(dir, 'dead-letters');
+    await mkdir(deadLetters);
+    const dlqConfig = join(dir, 'dlq.yaml');
+    await writeFile(dlqConfig, 'dlq:\n  format: json\n');
+    const listed = go(['dlq', 'list', '--config', dlqConfig], { GS_LANDING_DEAD_LETTER: deadLetters });
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(listed.stdout).toBe('[]\n');
+    const csv = go(['dlq', 'list', '--config', dlqConfig], {
+      GS_LANDING_DEAD_LETTER: deadLetters,
+      GS_DLQ_FORMAT: 'csv',
+    });
+    expect(csv.stdout).toBe('\n');
+    const port = go(['console'], { GS_CONSOLE_PORT: '70000' });
+    expect(port.status).toBe(2);
+    expect(port.stderr).toContain('$GS_CONSOLE_PORT must be at most 65535');
     const bad = go(['graph', '--format', 'svg']);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('--format must be one of mermaid, dot, got "svg"');
