@@ -7,6 +7,7 @@ import {
   ensureReadingsStream,
   isApiError,
   JetStreamSource,
+  type LimitDifference,
   type NatsConnectionConfig,
   READINGS_STREAM,
   READINGS_SUBJECT_PREFIX,
@@ -54,6 +55,23 @@ export interface NatsSourceSettings {
    */
   readonly maxMemoryBytes?: number;
   readonly env: NodeJS.ProcessEnv;
+  /** `--replicas`: copies of the streams and the checkpoint bucket this worker creates (default 1). */
+  readonly replicas?: number;
+  /** `--no-manage-streams`: create nothing, only check that the streams and the bucket exist. */
+  readonly manageStreams?: boolean;
+}
+
+/** How the worker creates its streams: `--replicas`, `--no-manage-streams`, a warning for kept limits. */
+export function streamManagement(settings: Pick<NatsSourceSettings, 'replicas' | 'manageStreams'>) {
+  return {
+    replicas: settings.replicas ?? 1,
+    manage: settings.manageStreams !== false,
+    onLimitsDiffer: (stream: string, differences: readonly LimitDifference[]) =>
+      logger.warn('stream limits differ from the recommended ones; kept as they are', {
+        stream,
+        differences: differences.map((d) => `${d.limit}: ${d.actual} (recommended ${d.recommended})`),
+      }),
+  };
 }
 
 /** The durable consumer of one owned partition: a worker's cursors are never shared with another. */
@@ -70,8 +88,9 @@ export async function openNatsSource(settings: NatsSourceSettings): Promise<{
 }> {
   const nc = await connectNats(natsConfigFrom(settings.url, settings.env));
   const js = jetstream(nc);
-  await ensureReadingsStream(js);
-  await ensureDeadLetterStream(js);
+  const management = streamManagement(settings);
+  await ensureReadingsStream(js, management);
+  await ensureDeadLetterStream(js, management);
   const replay = settings.replay;
   // A replay starts from clean operator state and never moves the live worker's checkpoint.
   const checkpointKey =
@@ -112,7 +131,7 @@ export async function openNatsSource(settings: NatsSourceSettings): Promise<{
       },
     );
   }
-  const kv = await CheckpointKv.open(js);
+  const kv = await CheckpointKv.open(js, management);
   return {
     config: {
       kind: 'custom',

@@ -53,6 +53,10 @@ export const runUsage = [
   '                       one durable consumer each; default all (one consumer on readings.>). A worker',
   '                       keeps its set: to change it, start the new set under a new --worker id',
   '  --partition <p>      shorthand for --partitions <p> ($GS_PARTITION)',
+  '  --replicas <n>       NATS source: copies (1-5) of the streams and checkpoint bucket it creates',
+  '                       (default 1; 3 on a 3-node cluster; $GS_REPLICAS). Existing ones are never changed',
+  '  --no-manage-streams  NATS source: create no stream or bucket, only check they exist (their owner',
+  '                       creates them; see deploy/nats/README.md)',
   '  --until-idle         stop once the source is drained and the final watermark fired its windows',
   '  --flush-rows <n>     write outputs to the stores once this many rows are buffered (default 100000)',
   '  --flush-interval <ms> … or this long after the previous write (default 1000)',
@@ -113,6 +117,8 @@ export async function runJobCommand(
         'metrics-port': { type: 'string' },
         partitions: { type: 'string' },
         partition: { type: 'string' },
+        replicas: { type: 'string' },
+        'no-manage-streams': { type: 'boolean', default: false },
         ...serveFlags,
       },
     });
@@ -180,6 +186,8 @@ export async function runJobCommand(
         env: process.env,
         ...(partitions === undefined ? {} : { partitions }),
         ...(replayRange === undefined ? {} : { replay: replayRange }),
+        replicas: replicasFlag(values.replicas, process.env),
+        manageStreams: !values['no-manage-streams'],
       });
       source = opened.config;
       nc = opened.nc;
@@ -359,6 +367,16 @@ export function ownedPartitions(
   } catch (error) {
     throw new UsageError(`${source.name}: ${(error as Error).message}`);
   }
+}
+
+/** `--replicas <n>`, else `$GS_REPLICAS`, else 1: JetStream accepts 1 to 5 copies. */
+export function replicasFlag(flag: string | undefined, env: NodeJS.ProcessEnv): number {
+  const [name, text] = flag !== undefined ? ['--replicas', flag] : ['$GS_REPLICAS', env.GS_REPLICAS];
+  if (text === undefined || text.trim() === '') return 1;
+  const n = Number(text);
+  if (!(Number.isInteger(n) && n >= 1 && n <= 5))
+    throw new UsageError(`${name} must be a number of replicas from 1 to 5, got "${text}"`);
+  return n;
 }
 
 /** `--max-memory <MiB>`, else `$GS_MAX_MEMORY`, in bytes; undefined when neither is given. */

@@ -11,6 +11,11 @@
  *   file storage, 30 days, so a dead letter outlives the message it copies. Its subjects cannot sit
  *   under `readings.>`: NATS refuses streams with overlapping subjects, and the readings consumers
  *   would read the dead letters back.
+ *
+ * Streams are created with these limits and `replicas` copies (3 on a cluster), but an existing stream is
+ * never changed: its owner may have set other limits on purpose. When they differ from the recommended
+ * ones, `onLimitsDiffer` is told (the worker logs a warning). With `manage: false` nothing is created
+ * either: a missing stream is an error naming it, for platforms where streams belong to their owners.
  */
 import {
   DiscardPolicy,
@@ -46,9 +51,26 @@ export interface StreamRetention {
   readonly maxMessageBytes?: number;
   /** File storage survives a restart; memory is for tests. Only applies when the stream is created. */
   readonly storage?: 'file' | 'memory';
+  /** Copies of each message on a cluster (1, 3 or 5); only applies when the stream is created. */
+  readonly replicas?: number;
 }
 
-export interface StreamOptions extends StreamRetention {
+/** A limit of an existing stream that is not the recommended one: `actual` is kept. */
+export interface LimitDifference {
+  readonly limit: string;
+  readonly actual: string | number;
+  readonly recommended: string | number;
+}
+
+/** How a process treats the streams it uses: create missing ones (default), or only check they exist. */
+export interface StreamManagement {
+  /** false: never create a stream, only look it up (a missing one is a `StreamSetupError`). */
+  readonly manage?: boolean;
+  /** An existing stream's limits differ from the recommended ones; they are kept as they are. */
+  readonly onLimitsDiffer?: (stream: string, differences: readonly LimitDifference[]) => void;
+}
+
+export interface StreamOptions extends StreamRetention, StreamManagement {
   readonly name?: string;
   readonly subjects?: readonly string[];
 }
@@ -59,6 +81,7 @@ export const DEFAULT_READINGS_RETENTION: Required<StreamRetention> = {
   duplicateWindowMs: HOUR_MS,
   maxMessageBytes: -1,
   storage: 'file',
+  replicas: 1,
 };
 
 export const DEFAULT_DEAD_LETTER_RETENTION: Required<StreamRetention> = {
@@ -67,9 +90,10 @@ export const DEFAULT_DEAD_LETTER_RETENTION: Required<StreamRetention> = {
   duplicateWindowMs: HOUR_MS,
   maxMessageBytes: -1,
   storage: 'file',
+  replicas: 1,
 };
 
-/** Creates the readings stream, or brings an existing one's limits to the given ones. Idempotent. */
+/** Creates the readings stream when missing (see the module comment for an existing one). Idempotent. */
 export function ensureReadingsStream(
   js: JetStreamClient | JetStreamManager,
   options: StreamOptions = {},
@@ -80,10 +104,11 @@ export function ensureReadingsStream(
     options.subjects ?? [`${READINGS_SUBJECT_PREFIX}.>`],
     'GreenStream smart-meter readings: one landing file (or chunk) per message',
     { ...DEFAULT_READINGS_RETENTION, ...definedOnly(options) },
+    options,
   );
 }
 
-/** Creates the dead-letter stream, or updates its limits. Idempotent. */
+/** Creates the dead-letter stream when missing. Idempotent. */
 export function ensureDeadLetterStream(
   js: JetStreamClient | JetStreamManager,
   options: StreamOptions = {},
@@ -94,6 +119,7 @@ export function ensureDeadLetterStream(
     options.subjects ?? [`${DEAD_LETTER_SUBJECT_PREFIX}.${READINGS_SUBJECT_PREFIX}.>`],
     'GreenStream dead letters: whole messages that could not be decoded, with Gs-Reason headers',
     { ...DEFAULT_DEAD_LETTER_RETENTION, ...definedOnly(options) },
+    options,
   );
 }
 
@@ -101,12 +127,14 @@ export async function managerOf(js: JetStreamClient | JetStreamManager): Promise
   return 'jetstreamManager' in js ? js.jetstreamManager() : js;
 }
 
-async function ensureStream(
+/** Creates stream `name` with `retention` when missing; an existing one is returned unchanged. */
+export async function ensureStream(
   js: JetStreamClient | JetStreamManager,
   name: string,
   subjects: readonly string[],
   description: string,
   retention: Required<StreamRetention>,
+  management: StreamManagement = {},
 ): Promise<StreamInfo> {
   const jsm = await managerOf(js);
   const wanted = {
@@ -121,24 +149,31 @@ async function ensureStream(
   const context = { stream: name, subjects: subjects.join(',') };
   for (let attempt = 0; ; attempt++) {
     const existing = await streamInfo(jsm, name);
+    if (existing !== null) {
+      const differences = limitDifferences(existing.config, { ...wanted, num_replicas: retention.replicas });
+      if (differences.length > 0) management.onLimitsDiffer?.(name, differences);
+      return existing;
+    }
+    if (management.manage === false)
+      throw new StreamSetupError(
+        `stream ${name} does not exist and streams are not managed here (--no-manage-streams): ` +
+          'its owner must create it (see deploy/nats/README.md)',
+        context,
+      );
     try {
-      if (existing === null) {
-        const config: Partial<StreamConfig> & { name: string } = {
-          name,
-          description,
-          retention: RetentionPolicy.Limits,
-          storage: retention.storage === 'memory' ? StorageType.Memory : StorageType.File,
-          discard: DiscardPolicy.Old,
-          num_replicas: 1,
-          ...wanted,
-        };
-        return await jsm.streams.add(config);
-      }
-      if (sameLimits(existing.config, wanted)) return existing;
-      return await jsm.streams.update(name, { ...existing.config, ...wanted });
+      const config: Partial<StreamConfig> & { name: string } = {
+        name,
+        description,
+        retention: RetentionPolicy.Limits,
+        storage: retention.storage === 'memory' ? StorageType.Memory : StorageType.File,
+        discard: DiscardPolicy.Old,
+        num_replicas: retention.replicas,
+        ...wanted,
+      };
+      return await jsm.streams.add(config);
     } catch (error) {
       // Another process may have created the stream between our look and our add: look again once.
-      if (attempt === 0 && existing === null && isApiError(error, 10058)) continue;
+      if (attempt === 0 && isApiError(error, 10058)) continue;
       throw new StreamSetupError(`cannot set up stream ${name}: ${messageOf(error)}`, context, {
         cause: error,
       });
@@ -159,7 +194,8 @@ async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamIn
   }
 }
 
-function sameLimits(
+/** The limits of `config` that differ from `wanted`, for the warning; replicas included. */
+export function limitDifferences(
   config: StreamConfig,
   wanted: {
     subjects: string[];
@@ -167,16 +203,19 @@ function sameLimits(
     max_bytes: number;
     duplicate_window: number;
     max_msg_size: number;
+    num_replicas: number;
   },
-): boolean {
-  const subjects = [...config.subjects].sort().join('\n');
-  return (
-    subjects === [...wanted.subjects].sort().join('\n') &&
-    config.max_age === wanted.max_age &&
-    config.max_bytes === wanted.max_bytes &&
-    config.duplicate_window === wanted.duplicate_window &&
-    config.max_msg_size === wanted.max_msg_size
-  );
+): LimitDifference[] {
+  const out: LimitDifference[] = [];
+  const subjects = [...config.subjects].sort().join(',');
+  const wantedSubjects = [...wanted.subjects].sort().join(',');
+  if (subjects !== wantedSubjects)
+    out.push({ limit: 'subjects', actual: subjects, recommended: wantedSubjects });
+  for (const limit of ['max_age', 'max_bytes', 'duplicate_window', 'max_msg_size', 'num_replicas'] as const) {
+    if (config[limit] !== wanted[limit])
+      out.push({ limit, actual: config[limit], recommended: wanted[limit] });
+  }
+  return out;
 }
 
 export function isApiError(error: unknown, code: number): boolean {
@@ -190,5 +229,6 @@ function definedOnly(options: StreamOptions): Partial<Required<StreamRetention>>
   if (options.duplicateWindowMs !== undefined) out.duplicateWindowMs = options.duplicateWindowMs;
   if (options.maxMessageBytes !== undefined) out.maxMessageBytes = options.maxMessageBytes;
   if (options.storage !== undefined) out.storage = options.storage;
+  if (options.replicas !== undefined) out.replicas = options.replicas;
   return out as Partial<Required<StreamRetention>>;
 }

@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { UsageError } from '../../cli/main.js';
 import { partitionDurable } from '../../cli/nats-source.js';
-import { ownedPartitions } from '../../cli/run.js';
+import { ownedPartitions, replicasFlag } from '../../cli/run.js';
 import { decodeReadings } from '../../codecs/decode.js';
 import { sql } from '../../codecs/sql.js';
 import {
@@ -108,6 +108,15 @@ describe('partition sets on the command line', () => {
     expect(() => ownedPartitions({ partitions: '0-2', partition: '3' }, {})).toThrow(UsageError);
     expect(() => ownedPartitions({ partition: '0-3' }, {})).toThrow(/--partition must be one partition/);
     expect(() => ownedPartitions({}, { GS_PARTITIONS: '7-1' })).toThrow(/\$GS_PARTITIONS: .*backwards/);
+  });
+
+  it('takes --replicas, then $GS_REPLICAS, default 1; JetStream takes 1 to 5 copies', () => {
+    expect(replicasFlag(undefined, {})).toBe(1);
+    expect(replicasFlag(undefined, { GS_REPLICAS: '3' })).toBe(3);
+    expect(replicasFlag('5', { GS_REPLICAS: '3' })).toBe(5);
+    for (const bad of ['0', '6', '2.5', 'three'])
+      expect(() => replicasFlag(bad, {})).toThrow(/--replicas must be a number of replicas from 1 to 5/);
+    expect(() => replicasFlag(undefined, { GS_REPLICAS: '9' })).toThrow(/\$GS_REPLICAS/);
   });
 });
 
