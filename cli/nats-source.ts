@@ -13,10 +13,18 @@ import {
   READINGS_SUBJECT_PREFIX,
   ReplaySource,
 } from '../connectors/jetstream.js';
+import {
+  decodeRepartitionMessage,
+  ensureRepartitionStream,
+  REPARTITION_STREAM,
+  RepartitionPublisher,
+} from '../connectors/jetstream-repartition.js';
 import { kvCheckpointStore } from '../pipelines/checkpoints.js';
+import type { Source } from '../pipelines/contracts.js';
 import type { SourceConfig } from '../pipelines/job.js';
 import { batchBytesForMemory } from '../pipelines/memory-budget.js';
-import type { ReadingSource } from '../pipelines/runner.js';
+import { type CrossMeterPull, repartitionSource } from '../pipelines/repartition.js';
+import type { CheckpointStore, ReadingSource } from '../pipelines/runner.js';
 import {
   formatPartitionSet,
   messageReadingSource,
@@ -79,9 +87,15 @@ export function partitionDurable(workerId: string, partition: number): string {
   return `greenstream_${workerId}_p${partition}`;
 }
 
-export async function openNatsSource(settings: NatsSourceSettings): Promise<{
+export async function openNatsSource(
+  settings: NatsSourceSettings & {
+    /** `--stage per-meter`: the hourly aggregates go to the repartition stream through this publisher. */
+    readonly repartition?: boolean;
+  },
+): Promise<{
   config: SourceConfig;
   nc: NatsConnection;
+  publisher?: RepartitionPublisher;
   /** The checkpoint bucket and this run's key in it (the worker's lease lives beside it). */
   kv: CheckpointKv;
   checkpointKey: string;
@@ -91,6 +105,7 @@ export async function openNatsSource(settings: NatsSourceSettings): Promise<{
   const management = streamManagement(settings);
   await ensureReadingsStream(js, management);
   await ensureDeadLetterStream(js, management);
+  if (settings.repartition === true) await ensureRepartitionStream(js, management);
   const replay = settings.replay;
   // A replay starts from clean operator state and never moves the live worker's checkpoint.
   const checkpointKey =
@@ -142,6 +157,56 @@ export async function openNatsSource(settings: NatsSourceSettings): Promise<{
     nc,
     kv,
     checkpointKey,
+    ...(settings.repartition === true ? { publisher: new RepartitionPublisher(js) } : {}),
+  };
+}
+
+/**
+ * The cross-meter stage's source: the repartition stream from just after its checkpoint's position,
+ * through the durable consumer `greenstream_<worker>`, and its checkpoint key in the bucket.
+ */
+export async function openRepartitionSource(
+  settings: Pick<NatsSourceSettings, 'url' | 'workerId' | 'env' | 'replicas' | 'manageStreams'> & {
+    readonly partitions: readonly number[];
+    readonly untilIdle: boolean;
+  },
+): Promise<{
+  source: Source<CrossMeterPull>;
+  checkpoints: CheckpointStore;
+  checkpointName: string;
+  nc: NatsConnection;
+  kv: CheckpointKv;
+  checkpointKey: string;
+}> {
+  const nc = await connectNats(natsConfigFrom(settings.url, settings.env));
+  const js = jetstream(nc);
+  const management = streamManagement(settings);
+  await ensureRepartitionStream(js, management);
+  const durable = `greenstream_${settings.workerId}`;
+  const source = repartitionSource(
+    async (resumeAfterSeq) => {
+      await deleteConsumer(js, durable, REPARTITION_STREAM);
+      return JetStreamSource.open(js, {
+        stream: REPARTITION_STREAM,
+        durable,
+        start: resumeAfterSeq === 0 ? { kind: 'all' } : { kind: 'sequence', seq: resumeAfterSeq + 1 },
+      });
+    },
+    {
+      partitions: settings.partitions,
+      untilFinal: settings.untilIdle,
+      decode: (m) => decodeRepartitionMessage(m.subject, m.data),
+    },
+  );
+  const kv = await CheckpointKv.open(js, management);
+  const checkpointKey = settings.workerId;
+  return {
+    source,
+    checkpoints: kvCheckpointStore(kv, checkpointKey),
+    checkpointName: `${checkpointKey} in the KV bucket ${kv.bucket}`,
+    nc,
+    kv,
+    checkpointKey,
   };
 }
 
@@ -178,10 +243,10 @@ function replayFrom(
     });
 }
 
-async function deleteConsumer(js: JetStreamClient, durable: string): Promise<void> {
+async function deleteConsumer(js: JetStreamClient, durable: string, stream = READINGS_STREAM): Promise<void> {
   const jsm = await js.jetstreamManager();
   try {
-    await jsm.consumers.delete(READINGS_STREAM, durable);
+    await jsm.consumers.delete(stream, durable);
   } catch (error) {
     if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
   }

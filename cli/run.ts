@@ -11,6 +11,7 @@ import { JobMetrics } from '../pipelines/job-metrics.js';
 import { batchBytesForMemory, parseMaxMemory } from '../pipelines/memory-budget.js';
 import { parsePartitionSet } from '../pipelines/sources.js';
 import { CheckpointStoreMismatchError } from '../pipelines/store-identity.js';
+import { runCrossMeterStage } from './cross-meter.js';
 import { exitCodeFor } from './exit-codes.js';
 import { tuneHeapForStreaming } from './heap.js';
 import { logger } from './log.js';
@@ -57,6 +58,12 @@ export const runUsage = [
   '                       (default 1; 3 on a 3-node cluster; $GS_REPLICAS). Existing ones are never changed',
   '  --no-manage-streams  NATS source: create no stream or bucket, only check they exist (their owner',
   '                       creates them; see deploy/nats/README.md)',
+  '  --stage <stage>      all (default without --partitions): every stage in this process; per-meter',
+  '                       (default with --partitions): per-meter stages, hourly aggregates and watermark',
+  '                       published to the repartition stream; cross-meter: neighborhood outliers and',
+  '                       daily peaks over the repartition stream, for every upstream partition ($GS_STAGE)',
+  '  --upstream-partitions <set>  cross-meter: the partitions the per-meter workers own between them',
+  '                       (default 0-15; $GS_UPSTREAM_PARTITIONS); an hour fires once all passed it',
   '  --until-idle         stop once the source is drained and the final watermark fired its windows',
   '  --flush-rows <n>     write outputs to the stores once this many rows are buffered (default 100000)',
   '  --flush-interval <ms> … or this long after the previous write (default 1000)',
@@ -105,7 +112,7 @@ export async function runJobCommand(
         takeover: { type: 'boolean', default: false },
         lease: { type: 'string' },
         profile: { type: 'string' },
-        worker: { type: 'string', default: process.env.GS_WORKER ?? 'w0' },
+        worker: { type: 'string' },
         'until-idle': { type: 'boolean', default: false },
         'flush-rows': { type: 'string' },
         'flush-interval': { type: 'string' },
@@ -119,6 +126,8 @@ export async function runJobCommand(
         partition: { type: 'string' },
         replicas: { type: 'string' },
         'no-manage-streams': { type: 'boolean', default: false },
+        stage: { type: 'string' },
+        'upstream-partitions': { type: 'string' },
         ...serveFlags,
       },
     });
@@ -128,6 +137,8 @@ export async function runJobCommand(
     const stop = () => abort.abort();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    const stage = stageOf(values.stage ?? process.env.GS_STAGE, ownedPartitions(values, process.env));
+    values.worker ??= process.env.GS_WORKER ?? (stage === 'cross-meter' ? 'cross_meter' : 'w0');
     if (!/^[A-Za-z0-9_]+$/.test(values.worker!))
       throw new UsageError('--worker may hold letters, digits and _ only');
     const cadence = {
@@ -150,6 +161,21 @@ export async function runJobCommand(
     )
       throw new UsageError(`--metrics-port must be a port number, got "${metricsPortText}"`);
     const metricsHost = metricsHostOf(values, process.env);
+    if (stage === 'cross-meter') {
+      if (replay !== undefined)
+        throw new UsageError('replay runs the per-meter stages: drop --stage cross-meter');
+      return runCrossMeterStage({
+        spec,
+        values,
+        hot,
+        leaseMs,
+        cadence,
+        metricsPort,
+        metricsHost,
+        signal: abort.signal,
+        replicas: replicasFlag(values.replicas, process.env),
+      });
+    }
     // An embedded store answers queries on the endpoint, so it is served even without --metrics-port.
     const jobMetrics = new JobMetrics();
     const queries: EmbeddedQueries | undefined = embeddedQueries(
@@ -163,6 +189,7 @@ export async function runJobCommand(
     let nc: NatsConnection | undefined;
     let lease: Lease | undefined;
     let stopProgress: (() => Promise<void>) | undefined;
+    let repartition: JobConfig['repartition'];
     if (spec.startsWith('files:')) {
       if (replay !== undefined)
         throw new UsageError(
@@ -170,6 +197,8 @@ export async function runJobCommand(
         );
       if (values.partitions !== undefined || values.partition !== undefined)
         throw new UsageError('--partitions applies to the NATS source: give --source nats://host:port');
+      if (stage !== 'all')
+        throw new UsageError(`--stage ${stage} runs on the NATS source: give --source nats://host:port`);
       source = {
         kind: 'files',
         root: resolve(spec.slice('files:'.length)),
@@ -188,8 +217,11 @@ export async function runJobCommand(
         ...(replayRange === undefined ? {} : { replay: replayRange }),
         replicas: replicasFlag(values.replicas, process.env),
         manageStreams: !values['no-manage-streams'],
+        repartition: stage === 'per-meter',
       });
       source = opened.config;
+      if (opened.publisher !== undefined)
+        repartition = { publisher: opened.publisher, partitions: partitions ?? allPartitions(process.env) };
       nc = opened.nc;
       // Claimed before anything touches the consumer: a second worker with this id waits here.
       lease = await acquireKvLease(opened.kv, leaseKey(opened.checkpointKey), {
@@ -270,6 +302,7 @@ export async function runJobCommand(
         ? {}
         : { checkpointEveryFlushes: cadence.checkpointEveryFlushes }),
       ...(cadence.coldRows === undefined ? {} : { coldRows: cadence.coldRows }),
+      ...(repartition === undefined ? {} : { repartition }),
       observer: {
         ...metrics?.observer,
         opened: () => {
@@ -366,6 +399,30 @@ export function ownedPartitions(
     return parsePartitionSet(source.text);
   } catch (error) {
     throw new UsageError(`${source.name}: ${(error as Error).message}`);
+  }
+}
+
+/** The stage a process runs: `--stage`, else `all` for an all-partitions worker and `per-meter` for a set. */
+export function stageOf(
+  text: string | undefined,
+  partitions: readonly number[] | undefined,
+): 'all' | 'per-meter' | 'cross-meter' {
+  if (text === undefined || text.trim() === '') return partitions === undefined ? 'all' : 'per-meter';
+  if (text === 'all' || text === 'per-meter' || text === 'cross-meter') return text;
+  throw new UsageError(`--stage must be all, per-meter or cross-meter, got "${text}"`);
+}
+
+/** `--upstream-partitions`, else `$GS_UPSTREAM_PARTITIONS`, else 0-15 (the publisher's 16 partitions). */
+export function allPartitions(env: NodeJS.ProcessEnv, flag?: string): number[] {
+  const [name, text] =
+    flag !== undefined
+      ? ['--upstream-partitions', flag]
+      : ['$GS_UPSTREAM_PARTITIONS', env.GS_UPSTREAM_PARTITIONS];
+  if (text === undefined || text.trim() === '') return parsePartitionSet('0-15');
+  try {
+    return parsePartitionSet(text);
+  } catch (error) {
+    throw new UsageError(`${name}: ${(error as Error).message}`);
   }
 }
 

@@ -21,6 +21,7 @@ import { fencedCheckpoints, fencedSinks, fencedSource } from './fencing.js';
 import { filesSource } from './files-source.js';
 import { METER_QUALITY_STATE_FORMAT, meterQualityGraph } from './meter-quality.js';
 import { type OpsAlertThresholds, opsAlertsObserver } from './ops-alerts.js';
+import { type HourlyPublisher, repartitionSinks } from './repartition.js';
 import { combineObservers } from './run-observers.js';
 import {
   type Checkpoint,
@@ -118,6 +119,11 @@ export interface JobConfig {
   readonly opsAlerts?: Partial<OpsAlertThresholds>;
   /** Instrumentation (metrics, readiness); see `JobMetrics`. */
   readonly observer?: JobObserver;
+  /**
+   * A worker owning some partitions (`--stage per-meter`): no stages across meters here; its hourly
+   * aggregates and watermark over `partitions` go to the cross-meter stage through `publisher`.
+   */
+  readonly repartition?: { readonly publisher: HourlyPublisher; readonly partitions: readonly number[] };
 }
 
 /** A run observer that also sees the job's graph and the alerts raised outside a stored batch. */
@@ -203,6 +209,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       finalWatermark: (max) => max + interval,
       ...(config.untilIdle ? {} : { idleTimeoutMs: 30_000 }),
       ...withFault(stageFaultFromEnv(process.env)),
+      ...(config.repartition === undefined ? {} : { crossMeter: false }),
     });
     config.observer?.graph?.(graph);
     const runSinks = await sinkIdentity(config.hot, hot, lake);
@@ -233,7 +240,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
         ...(config.onCheckpointReset === undefined ? {} : { onReset: config.onCheckpointReset }),
       },
     );
-    const unfencedSinks = storeSinks({
+    const storeOnly = storeSinks({
       hot,
       ...(lake === undefined ? {} : { lake }),
       sourceName: source.name,
@@ -242,6 +249,11 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       now: () => batchTime,
       ...(config.publishAlerts === undefined ? {} : { publishAlerts: config.publishAlerts }),
     });
+    const repartition = config.repartition;
+    const upstream = { worker: config.workerId, partitions: repartition?.partitions ?? [] };
+    const published =
+      repartition === undefined ? undefined : repartitionSinks(storeOnly, repartition.publisher, upstream);
+    const unfencedSinks = published ?? storeOnly;
     const totals = await runPipeline({
       source,
       beforePull: () => {
@@ -260,6 +272,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
         ? {}
         : { checkpointEveryFlushes: config.checkpointEveryFlushes }),
       idlePollMs: 500,
+      ...(repartition === undefined ? {} : { writesWatermark: true }),
       now: Date.now,
       ...(config.signal === undefined ? {} : { signal: config.signal }),
       ...(config.onCheckpoint === undefined ? {} : { onCheckpoint: config.onCheckpoint }),
@@ -274,6 +287,15 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
         config.observer,
       ),
     });
+    if (repartition !== undefined && config.untilIdle && config.signal?.aborted !== true) {
+      // The bounded run is over: the cross-meter stage's own bounded run may end once every upstream did.
+      await lease?.check('final watermark');
+      await repartition.publisher.publish([], {
+        ...upstream,
+        time: published?.lastWatermark ?? Number.NEGATIVE_INFINITY,
+        final: true,
+      });
+    }
     return { totals, hot, lake };
   } catch (err) {
     await lake?.close();
