@@ -465,8 +465,8 @@ describe('two workers with disjoint partition sets', () => {
 });
 
 /**
- * Rows computed across the meters of a neighborhood or a day (neighborhood outliers, daily peaks): a worker
- * computes them over its own meters only, so two workers cannot match one (see the report of this change).
+ * Rows computed across the meters of a neighborhood or a day (neighborhood outliers, daily peaks): partitioned
+ * workers leave them to the cross-meter stage (`--stage cross-meter`, compared in cluster.test.ts).
  */
 function isCrossMeter(table: string, line: string): boolean {
   return (
