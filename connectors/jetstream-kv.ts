@@ -5,7 +5,7 @@
  */
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
-import { CheckpointStoreError, messageOf } from './jetstream-errors.js';
+import { CheckpointStoreError, isTransientNatsError, messageOf } from './jetstream-errors.js';
 import { isApiError, type LimitDifference, managerOf } from './jetstream-streams.js';
 
 export const CHECKPOINT_BUCKET = 'greenstream_checkpoints';
@@ -14,6 +14,8 @@ export const CHECKPOINT_BUCKET = 'greenstream_checkpoints';
 const WRONG_LAST_SEQUENCE = 10071;
 const WRONG_LAST_SEQUENCE_UNKNOWN = 10164;
 const STREAM_NOT_FOUND = 10059;
+/** How long a read keeps trying through a node restart: a JetStream leader election takes a few seconds. */
+const READ_RETRY_MS = 8_000;
 
 export interface CheckpointEntry {
   readonly value: string;
@@ -99,14 +101,25 @@ export class CheckpointKv {
     return this.#bucket;
   }
 
-  /** The current checkpoint, or null when none was written (or it was deleted). */
+  /**
+   * The current checkpoint, or null when none was written (or it was deleted). A read that times out while
+   * a cluster node restarts (the bucket's leader moving) is tried again for up to `READ_RETRY_MS`: a read
+   * changes nothing, so unlike a compare-and-set it can be repeated blindly.
+   */
   async get(key: string): Promise<CheckpointEntry | null> {
-    try {
-      const entry = await this.#kv.get(key);
-      if (entry === null || entry.operation !== 'PUT') return null;
-      return { value: entry.string(), revision: entry.revision, updatedAt: entry.created };
-    } catch (error) {
-      throw this.#error('read', key, error);
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const entry = await this.#kv.get(key);
+        if (entry === null || entry.operation !== 'PUT') return null;
+        return { value: entry.string(), revision: entry.revision, updatedAt: entry.created };
+      } catch (error) {
+        if (isTransientNatsError(error) && Date.now() - started < READ_RETRY_MS) {
+          await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 2_000)));
+          continue;
+        }
+        throw this.#error('read', key, error);
+      }
     }
   }
 
