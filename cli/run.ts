@@ -217,7 +217,8 @@ export async function runJobCommand(
         ...(replayRange === undefined ? {} : { replay: replayRange }),
         replicas: replicasFlag(values.replicas, process.env),
         manageStreams: !values['no-manage-streams'],
-        repartition: stage === 'per-meter',
+        // A replay rewrites the per-meter tables only: its hours already went to the cross-meter stage.
+        repartition: stage === 'per-meter' && replay === undefined,
       });
       source = opened.config;
       if (opened.publisher !== undefined)
@@ -303,6 +304,7 @@ export async function runJobCommand(
         : { checkpointEveryFlushes: cadence.checkpointEveryFlushes }),
       ...(cadence.coldRows === undefined ? {} : { coldRows: cadence.coldRows }),
       ...(repartition === undefined ? {} : { repartition }),
+      crossMeter: stage === 'all',
       observer: {
         ...metrics?.observer,
         opened: () => {

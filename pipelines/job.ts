@@ -124,6 +124,8 @@ export interface JobConfig {
    * aggregates and watermark over `partitions` go to the cross-meter stage through `publisher`.
    */
   readonly repartition?: { readonly publisher: HourlyPublisher; readonly partitions: readonly number[] };
+  /** Run the stages across meters here (default: unless `repartition` sends them elsewhere). */
+  readonly crossMeter?: boolean;
 }
 
 /** A run observer that also sees the job's graph and the alerts raised outside a stored batch. */
@@ -209,7 +211,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       finalWatermark: (max) => max + interval,
       ...(config.untilIdle ? {} : { idleTimeoutMs: 30_000 }),
       ...withFault(stageFaultFromEnv(process.env)),
-      ...(config.repartition === undefined ? {} : { crossMeter: false }),
+      crossMeter: config.crossMeter ?? config.repartition === undefined,
     });
     config.observer?.graph?.(graph);
     const runSinks = await sinkIdentity(config.hot, hot, lake);

@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { UsageError } from '../../cli/main.js';
 import { partitionDurable } from '../../cli/nats-source.js';
-import { ownedPartitions, replicasFlag } from '../../cli/run.js';
+import { allPartitions, ownedPartitions, replicasFlag, stageOf } from '../../cli/run.js';
 import { decodeReadings } from '../../codecs/decode.js';
 import { sql } from '../../codecs/sql.js';
 import {
@@ -108,6 +108,18 @@ describe('partition sets on the command line', () => {
     expect(() => ownedPartitions({ partitions: '0-2', partition: '3' }, {})).toThrow(UsageError);
     expect(() => ownedPartitions({ partition: '0-3' }, {})).toThrow(/--partition must be one partition/);
     expect(() => ownedPartitions({}, { GS_PARTITIONS: '7-1' })).toThrow(/\$GS_PARTITIONS: .*backwards/);
+  });
+
+  it('runs every stage without --partitions, the per-meter stages with them, unless --stage says otherwise', () => {
+    expect(stageOf(undefined, undefined)).toBe('all');
+    expect(stageOf(undefined, [0, 1])).toBe('per-meter');
+    expect(stageOf('all', [0, 1])).toBe('all');
+    expect(stageOf('cross-meter', undefined)).toBe('cross-meter');
+    expect(() => stageOf('cross', undefined)).toThrow(/--stage must be all, per-meter or cross-meter/);
+    expect(allPartitions({})).toEqual(parsePartitionSet('0-15'));
+    expect(allPartitions({ GS_UPSTREAM_PARTITIONS: '0-31' })).toHaveLength(32);
+    expect(allPartitions({ GS_UPSTREAM_PARTITIONS: '0-31' }, '0-7')).toHaveLength(8);
+    expect(() => allPartitions({}, '9-1')).toThrow(/--upstream-partitions: .*backwards/);
   });
 
   it('takes --replicas, then $GS_REPLICAS, default 1; JetStream takes 1 to 5 copies', () => {
