@@ -6,7 +6,8 @@ import { detectUtilityContentType } from '../codecs/dispatch.js';
 import { connectNats, ensureReadingsStream, ReadingsPublisher } from '../connectors/jetstream.js';
 import { isLandingFileName } from '../connectors/landing.js';
 import { type Command, UsageError } from './main.js';
-import { natsConfigFrom } from './nats-source.js';
+import { natsConfigFrom, streamManagement } from './nats-source.js';
+import { replicasFlag } from './run.js';
 
 export const publishCommand: Command = {
   name: 'publish',
@@ -20,12 +21,18 @@ export const publishCommand: Command = {
     '  Button between interval blocks, each chunk a file of its own format); the message id is the SHA-256 of the',
     '  content, so publishing the same file again within the stream duplicate window (2 min) stores nothing new.',
     '  Credentials: $NATS_USER/$NATS_PASSWORD, $NATS_TOKEN, $NATS_CREDS, $NATS_TLS=1.',
+    '  --replicas <n>: copies (1-5) of the READINGS stream when it creates it (default 1; $GS_REPLICAS);',
+    '  an existing stream is never changed.',
   ].join('\n'),
   run: async (argv) => {
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { nats: { type: 'string' }, partitions: { type: 'string', default: '16' } },
+      options: {
+        nats: { type: 'string' },
+        partitions: { type: 'string', default: '16' },
+        replicas: { type: 'string' },
+      },
     });
     if (positionals.length === 0) throw new UsageError('give at least one file or folder');
     const url = values.nats ?? process.env.NATS_URL;
@@ -36,7 +43,10 @@ export const publishCommand: Command = {
     const nc = await connectNats(natsConfigFrom(url, process.env));
     try {
       const js = jetstream(nc);
-      await ensureReadingsStream(js);
+      await ensureReadingsStream(
+        js,
+        streamManagement({ replicas: replicasFlag(values.replicas, process.env) }),
+      );
       const publisher = new ReadingsPublisher(js, {
         partitions,
         maxPayload: nc.info?.max_payload ?? 1024 * 1024,

@@ -15,8 +15,7 @@ import { sql } from '../../codecs/sql.js';
 import {
   CHECKPOINT_BUCKET,
   connectNats,
-  ensureDeadLetterStream,
-  ensureReadingsStream,
+  DEAD_LETTER_STREAM,
   READINGS_STREAM,
 } from '../../connectors/jetstream.js';
 import { REPARTITION_STREAM } from '../../connectors/jetstream-repartition.js';
@@ -109,12 +108,11 @@ describe('a 3-node NATS cluster', () => {
       };
     })();
     const js = jetstream(nc);
-    // What an operator (or the first worker with --replicas 3) creates: three copies of each stream.
-    await ensureReadingsStream(js, { replicas: 3 });
-    await ensureDeadLetterStream(js, { replicas: 3 });
     const simDir = join(workDir, 'sim');
     const sim = await simulate({ out: simDir, meters, days, start: '2024-03-11', seed: 7, gatewaySize: 3 });
-    const published = startCli(['publish', join(simDir, 'raw'), '--nats', cluster.url], { cwd: workDir });
+    const published = startCli(['publish', join(simDir, 'raw'), '--nats', cluster.url, '--replicas', '3'], {
+      cwd: workDir,
+    });
     expectSuccess(await published.done, 'publish');
     lap(`simulated and published ${sim.lines} lines in ${sim.files} files`);
 
@@ -211,7 +209,7 @@ describe('a 3-node NATS cluster', () => {
 
     // Every stream and the checkpoint bucket hold three copies.
     const jsm = await js.jetstreamManager();
-    for (const stream of [READINGS_STREAM, REPARTITION_STREAM, `KV_${CHECKPOINT_BUCKET}`])
+    for (const stream of [READINGS_STREAM, DEAD_LETTER_STREAM, REPARTITION_STREAM, `KV_${CHECKPOINT_BUCKET}`])
       expect((await jsm.streams.info(stream)).config.num_replicas, stream).toBe(3);
 
     const ch = clickhouseQuery(clickhouseUrl);
