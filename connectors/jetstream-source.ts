@@ -620,9 +620,18 @@ async function pull(
     }
     return null;
   } catch (error) {
-    if (isTransientNatsError(error) || isHeartbeatLoss(error)) return messageOf(error);
+    if (isTransientNatsError(error) || isHeartbeatLoss(error) || isClusterMove(error))
+      return messageOf(error);
     throw new FetchError(`cannot fetch messages: ${messageOf(error)}`, {}, { cause: error });
   }
+}
+
+/**
+ * The server answering the pull shuts down, or the consumer's leader moves to another node (a cluster
+ * node restarting): the pull ends with status 409 and the next one reaches the new leader.
+ */
+function isClusterMove(error: unknown): boolean {
+  return error instanceof Error && /server shutdown|leadership change/i.test(error.message);
 }
 
 function isHeartbeatLoss(error: unknown): boolean {

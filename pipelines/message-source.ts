@@ -91,7 +91,9 @@ export function messageReadingSource(
       const fetched = await source.fetchBatch(options.batchSize ?? 256, options.expiresMs ?? 1000, budget());
       if (fetched.messages.length === 0) {
         if (fetched.done) return 'end';
-        return fetched.stalled ? { records: [], quarantined: [], deadLettered: 0, commitSoon: true } : 'idle';
+        if (fetched.stalled) return { records: [], quarantined: [], deadLettered: 0, commitSoon: true };
+        // A pull cut short (a cluster node restarting) is not idleness: a bounded run would end early.
+        return fetched.interrupted === null ? 'idle' : { records: [], quarantined: [], deadLettered: 0 };
       }
       const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
       const now = options.now();

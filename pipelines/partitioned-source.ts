@@ -44,6 +44,8 @@ interface PartitionLane {
   done: boolean;
   /** `max_ack_pending` left no room at the last fetch. */
   stalled: boolean;
+  /** The last pull was cut short by a transient failure. */
+  interrupted: boolean;
 }
 
 /**
@@ -84,6 +86,7 @@ export function partitionedReadingSource(
     const laneBytes = Math.ceil(budget() / partitions.length);
     const fetched = await lane.messages.fetchBatch(perPartition, expiresMs, laneBytes);
     lane.stalled = fetched.stalled;
+    lane.interrupted = fetched.interrupted !== null;
     lane.pendingHint = fetched.pending;
     if (fetched.done) lane.done = true;
     for (const m of fetched.messages) {
@@ -121,6 +124,7 @@ export function partitionedReadingSource(
           pendingHint: -1,
           done: false,
           stalled: false,
+          interrupted: false,
         };
       });
       resumeAfter = Object.fromEntries(partitions.map((p) => [String(p), resume.get(p) ?? 0]));
@@ -176,7 +180,11 @@ export function partitionedReadingSource(
       const stalled = lanes.some((l) => l.stalled);
       if (picked.length === 0) {
         if (lanes.every((l) => l.done && l.buffer.length === 0)) return 'end';
-        return stalled ? { records: [], quarantined: [], deadLettered: 0, commitSoon: true } : 'idle';
+        // A pull cut short (a cluster node restarting) says nothing about what is left: not idle, which
+        // would end a bounded run early.
+        if (stalled || lanes.some((l) => l.interrupted))
+          return { records: [], quarantined: [], deadLettered: 0, ...(stalled ? { commitSoon: true } : {}) };
+        return 'idle';
       }
       const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
       const now = options.now();

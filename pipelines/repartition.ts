@@ -119,7 +119,9 @@ export function repartitionSource(
       const fetched = await opened().fetchBatch(options.batchSize ?? 512, 1000);
       if (fetched.messages.length === 0) {
         if (options.untilFinal && options.partitions.every((p) => final.has(p))) return 'end';
-        return fetched.stalled || options.untilFinal ? { records: [], commitSoon: fetched.stalled } : 'idle';
+        return fetched.stalled || options.untilFinal || fetched.interrupted !== null
+          ? { records: [], commitSoon: fetched.stalled }
+          : 'idle';
       }
       const records: UpstreamRecord<HourlyConsumption>[] = [];
       for (const m of fetched.messages) {

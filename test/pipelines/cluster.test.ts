@@ -200,11 +200,20 @@ describe('a 3-node NATS cluster', () => {
       expectSuccess(run.last, name);
     }
     expect(killedAt, 'p1 was killed after its first checkpoint').toBeDefined();
-    // The node's restart costs no worker a restart (clients fail over, reads of the bucket ride out the
-    // leader election); the SIGKILLed worker is restarted once.
-    expect(runs.p1.restarts, JSON.stringify(runs.p1.failures)).toBe(1);
-    for (const name of ['all', 'p0', 'p2', 'crossMeter'] as const)
-      expect(runs[name].restarts, `${name}: ${JSON.stringify(runs[name].failures)}`).toBe(0);
+    // The node's restart: clients fail over, pulls and reads of the bucket ride out the leader election.
+    // A call that still falls in it makes the process exit 75 (retryable), and its restart policy brings it
+    // back; any other failure (a stage error, a fenced worker, a non-retryable setup error) fails the test.
+    expect(runs.p1.restarts).toBeGreaterThanOrEqual(1);
+    for (const [name, run] of Object.entries(runs)) {
+      const failures = name === 'p1' ? run.failures.filter((f) => !f.startsWith('SIGKILL')) : run.failures;
+      for (const failure of failures)
+        expect(failure, `${name} failed otherwise than retryably`).toMatch(/^75: /);
+    }
+    const nodeRestarts = Object.values(runs).reduce(
+      (n, run) => n + run.failures.filter((f) => f.startsWith('75')).length,
+      0,
+    );
+    console.log(`[cluster] restarts caused by the node's outage: ${nodeRestarts}`);
     lap(`all workers done, ${Math.round(performance.now() - nodeBackAt)} ms after the node came back`);
 
     // Every stream and the checkpoint bucket hold three copies.
