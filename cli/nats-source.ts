@@ -6,6 +6,7 @@ import {
   ensureDeadLetterStream,
   ensureReadingsStream,
   isApiError,
+  isTransientNatsError,
   JetStreamSource,
   type LimitDifference,
   type NatsConnectionConfig,
@@ -140,7 +141,8 @@ export async function openNatsSource(
       {
         ...sourceOptions,
         partitions,
-        streamLastSeq: async () => (await jsm.streams.info(READINGS_STREAM)).state.last_seq,
+        streamLastSeq: () =>
+          retryTransient(async () => (await jsm.streams.info(READINGS_STREAM)).state.last_seq),
         onOpened: (resumeAfter) =>
           logger.info('partitions opened', { partitions: formatPartitionSet(partitions), resumeAfter }),
       },
@@ -249,5 +251,18 @@ async function deleteConsumer(js: JetStreamClient, durable: string, stream = REA
     await jsm.consumers.delete(stream, durable);
   } catch (error) {
     if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
+  }
+}
+
+/** Tries a read-only JetStream call again while a cluster node restarts (up to 15 s), then gives up. */
+async function retryTransient<T>(call: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      if (!isTransientNatsError(error) || Date.now() - started > 15_000) throw error;
+      await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 2_000)));
+    }
   }
 }

@@ -40,6 +40,18 @@ export function takeMessage(
   return decoded.ok ? '' : decoded.failure.reason;
 }
 
+/**
+ * The consumer reports nothing left to deliver. An empty pull alone does not say so: a pull that reached a
+ * node shutting down expires empty. Unknown (the info request failed) counts as something pending.
+ */
+export async function nothingPending(source: ReadingsMessageSource): Promise<boolean> {
+  try {
+    return (await source.pending()).numPending === 0;
+  } catch {
+    return false;
+  }
+}
+
 /** Moves undecodable messages whole to the dead-letter stream (which acknowledges them), in order. */
 export async function deadLetterAll(
   failed: readonly (readonly [SourceMessage, ReadingsMessageSource, string])[],
@@ -92,8 +104,10 @@ export function messageReadingSource(
       if (fetched.messages.length === 0) {
         if (fetched.done) return 'end';
         if (fetched.stalled) return { records: [], quarantined: [], deadLettered: 0, commitSoon: true };
-        // A pull cut short (a cluster node restarting) is not idleness: a bounded run would end early.
-        return fetched.interrupted === null ? 'idle' : { records: [], quarantined: [], deadLettered: 0 };
+        // A pull cut short, or one that came back empty while the consumer still holds messages (a cluster
+        // node restarting), is not idleness: a bounded run would end early.
+        if (fetched.interrupted === null && (await nothingPending(source))) return 'idle';
+        return { records: [], quarantined: [], deadLettered: 0 };
       }
       const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
       const now = options.now();

@@ -3,7 +3,7 @@ import type { ReadingsMessageSource, SourceMessage } from '../connectors/jetstre
 import type { Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
 import { batchBudget } from './memory-budget.js';
-import { deadLetterAll, type MessageSourceOptions, takeMessage } from './message-source.js';
+import { deadLetterAll, type MessageSourceOptions, nothingPending, takeMessage } from './message-source.js';
 import { formatPartitionSet, normalizePartitionSet } from './partition-set.js';
 import type { ReadingSource, SourceBatch } from './runner.js';
 import { partitionPositions } from './source-positions.js';
@@ -147,10 +147,14 @@ export function partitionedReadingSource(
         const streamLast = await options.streamLastSeq();
         await Promise.all(
           unsure.map(async (lane) => {
-            const { numPending } = await lane.messages.pending();
-            lane.pendingHint = numPending;
-            if (numPending === 0) emptyUpTo.set(lane, streamLast);
-            else await refill(lane);
+            const pending = !(await nothingPending(lane.messages));
+            lane.pendingHint = pending ? 1 : 0;
+            if (!pending) emptyUpTo.set(lane, streamLast);
+            else {
+              await refill(lane);
+              // The consumer holds messages the pull did not bring (a cluster node restarting): not idle.
+              if (lane.buffer.length === 0) lane.interrupted = true;
+            }
           }),
         );
       }
