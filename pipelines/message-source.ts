@@ -40,6 +40,9 @@ export function takeMessage(
   return decoded.ok ? '' : decoded.failure.reason;
 }
 
+/** Empty pulls in a row, each expiring after ~1 s, before a consumer reporting pending messages counts as idle. */
+export const MAX_EMPTY_WHILE_PENDING = 30;
+
 /**
  * The consumer reports nothing left to deliver. An empty pull alone does not say so: a pull that reached a
  * node shutting down expires empty. Unknown (the info request failed) counts as something pending.
@@ -86,6 +89,7 @@ export function messageReadingSource(
   let messages: ReadingsMessageSource | undefined;
   let delivered: SourceMessage[] = [];
   let lastSeq = 0;
+  let emptyWhilePending = 0;
   const budget = batchBudget(options);
   const opened = (): ReadingsMessageSource => {
     if (messages === undefined) throw new Error('message source used before open()');
@@ -107,8 +111,11 @@ export function messageReadingSource(
         // A pull cut short, or one that came back empty while the consumer still holds messages (a cluster
         // node restarting), is not idleness: a bounded run would end early.
         if (fetched.interrupted === null && (await nothingPending(source))) return 'idle';
+        // A consumer that keeps reporting messages it never delivers is idle after all, for a bounded run.
+        if (fetched.interrupted === null && ++emptyWhilePending > MAX_EMPTY_WHILE_PENDING) return 'idle';
         return { records: [], quarantined: [], deadLettered: 0 };
       }
+      emptyWhilePending = 0;
       const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
       const now = options.now();
       const failed: [SourceMessage, ReadingsMessageSource, string][] = [];

@@ -3,7 +3,13 @@ import type { ReadingsMessageSource, SourceMessage } from '../connectors/jetstre
 import type { Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
 import { batchBudget } from './memory-budget.js';
-import { deadLetterAll, type MessageSourceOptions, nothingPending, takeMessage } from './message-source.js';
+import {
+  deadLetterAll,
+  MAX_EMPTY_WHILE_PENDING,
+  type MessageSourceOptions,
+  nothingPending,
+  takeMessage,
+} from './message-source.js';
 import { formatPartitionSet, normalizePartitionSet } from './partition-set.js';
 import type { ReadingSource, SourceBatch } from './runner.js';
 import { partitionPositions } from './source-positions.js';
@@ -46,6 +52,8 @@ interface PartitionLane {
   stalled: boolean;
   /** The last pull was cut short by a transient failure. */
   interrupted: boolean;
+  /** Empty pulls in a row while the consumer reported pending messages. */
+  emptyWhilePending: number;
 }
 
 /**
@@ -125,6 +133,7 @@ export function partitionedReadingSource(
           done: false,
           stalled: false,
           interrupted: false,
+          emptyWhilePending: 0,
         };
       });
       resumeAfter = Object.fromEntries(partitions.map((p) => [String(p), resume.get(p) ?? 0]));
@@ -152,8 +161,11 @@ export function partitionedReadingSource(
             if (!pending) emptyUpTo.set(lane, streamLast);
             else {
               await refill(lane);
-              // The consumer holds messages the pull did not bring (a cluster node restarting): not idle.
-              if (lane.buffer.length === 0) lane.interrupted = true;
+              // The consumer holds messages the pull did not bring (a cluster node restarting): not idle,
+              // unless it keeps saying so without delivering.
+              if (lane.buffer.length === 0 && ++lane.emptyWhilePending <= MAX_EMPTY_WHILE_PENDING)
+                lane.interrupted = true;
+              if (lane.buffer.length > 0) lane.emptyWhilePending = 0;
             }
           }),
         );

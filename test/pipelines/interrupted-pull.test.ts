@@ -11,6 +11,7 @@ import type {
   ReadingsMessageSource,
   SourceMessage,
 } from '../../connectors/jetstream-source.js';
+import { MAX_EMPTY_WHILE_PENDING } from '../../pipelines/message-source.js';
 import { messageReadingSource, partitionedReadingSource } from '../../pipelines/sources.js';
 
 const csv = new TextEncoder().encode('meter_id,timestamp,value,unit\nM1,2024-03-11T00:00:00.000Z,1.5,kW\n');
@@ -87,5 +88,18 @@ describe('a pull cut short by a cluster node restarting', () => {
     expect(seen.at(-1)).toBe(1);
     expect(seen).not.toContain('idle');
     expect(await source.next()).toBe('idle');
+  });
+
+  it('counts a consumer that keeps reporting messages it never delivers as idle after a bounded wait', async () => {
+    const stuck: ReadingsMessageSource = {
+      ...flakyMessages(),
+      fetchBatch: async () => ({ messages: [], pending: 1, done: false, stalled: false, interrupted: null }),
+      pending: async () => ({ numPending: 1, numAckPending: 0, lag: 1, numRedelivered: 0 }),
+    };
+    const source = messageReadingSource(async () => stuck, { now: () => 0 });
+    await source.open(undefined);
+    let polls = 0;
+    while ((await source.next()) !== 'idle') polls++;
+    expect(polls).toBe(MAX_EMPTY_WHILE_PENDING);
   });
 });
