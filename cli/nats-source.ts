@@ -6,16 +6,26 @@ import {
   ensureDeadLetterStream,
   ensureReadingsStream,
   isApiError,
+  isTransientNatsError,
   JetStreamSource,
+  type LimitDifference,
   type NatsConnectionConfig,
   READINGS_STREAM,
   READINGS_SUBJECT_PREFIX,
   ReplaySource,
 } from '../connectors/jetstream.js';
+import {
+  decodeRepartitionMessage,
+  ensureRepartitionStream,
+  REPARTITION_STREAM,
+  RepartitionPublisher,
+} from '../connectors/jetstream-repartition.js';
 import { kvCheckpointStore } from '../pipelines/checkpoints.js';
+import type { Source } from '../pipelines/contracts.js';
 import type { SourceConfig } from '../pipelines/job.js';
 import { batchBytesForMemory } from '../pipelines/memory-budget.js';
-import type { ReadingSource } from '../pipelines/runner.js';
+import { type CrossMeterPull, repartitionSource } from '../pipelines/repartition.js';
+import type { CheckpointStore, ReadingSource } from '../pipelines/runner.js';
 import {
   formatPartitionSet,
   messageReadingSource,
@@ -54,6 +64,23 @@ export interface NatsSourceSettings {
    */
   readonly maxMemoryBytes?: number;
   readonly env: NodeJS.ProcessEnv;
+  /** `--replicas`: copies of the streams and the checkpoint bucket this worker creates (default 1). */
+  readonly replicas?: number;
+  /** `--no-manage-streams`: create nothing, only check that the streams and the bucket exist. */
+  readonly manageStreams?: boolean;
+}
+
+/** How the worker creates its streams: `--replicas`, `--no-manage-streams`, a warning for kept limits. */
+export function streamManagement(settings: Pick<NatsSourceSettings, 'replicas' | 'manageStreams'>) {
+  return {
+    replicas: settings.replicas ?? 1,
+    manage: settings.manageStreams !== false,
+    onLimitsDiffer: (stream: string, differences: readonly LimitDifference[]) =>
+      logger.warn('stream limits differ from the recommended ones; kept as they are', {
+        stream,
+        differences: differences.map((d) => `${d.limit}: ${d.actual} (recommended ${d.recommended})`),
+      }),
+  };
 }
 
 /** The durable consumer of one owned partition: a worker's cursors are never shared with another. */
@@ -61,9 +88,15 @@ export function partitionDurable(workerId: string, partition: number): string {
   return `greenstream_${workerId}_p${partition}`;
 }
 
-export async function openNatsSource(settings: NatsSourceSettings): Promise<{
+export async function openNatsSource(
+  settings: NatsSourceSettings & {
+    /** `--stage per-meter`: the hourly aggregates go to the repartition stream through this publisher. */
+    readonly repartition?: boolean;
+  },
+): Promise<{
   config: SourceConfig;
   nc: NatsConnection;
+  publisher?: RepartitionPublisher;
   /** The checkpoint bucket and this run's key in it (the worker's lease lives beside it). */
   kv: CheckpointKv;
   checkpointKey: string;
@@ -71,8 +104,10 @@ export async function openNatsSource(settings: NatsSourceSettings): Promise<{
   const nc = await connectNats(natsConfigFrom(settings.url, settings.env));
   void logConnectionStatus(nc);
   const js = jetstream(nc);
-  await ensureReadingsStream(js);
-  await ensureDeadLetterStream(js);
+  const management = streamManagement(settings);
+  await ensureReadingsStream(js, management);
+  await ensureDeadLetterStream(js, management);
+  if (settings.repartition === true) await ensureRepartitionStream(js, management);
   const replay = settings.replay;
   // A replay starts from clean operator state and never moves the live worker's checkpoint.
   const checkpointKey =
@@ -107,13 +142,14 @@ export async function openNatsSource(settings: NatsSourceSettings): Promise<{
       {
         ...sourceOptions,
         partitions,
-        streamLastSeq: async () => (await jsm.streams.info(READINGS_STREAM)).state.last_seq,
+        streamLastSeq: () =>
+          retryTransient(async () => (await jsm.streams.info(READINGS_STREAM)).state.last_seq),
         onOpened: (resumeAfter) =>
           logger.info('partitions opened', { partitions: formatPartitionSet(partitions), resumeAfter }),
       },
     );
   }
-  const kv = await CheckpointKv.open(js);
+  const kv = await CheckpointKv.open(js, management);
   return {
     config: {
       kind: 'custom',
@@ -121,6 +157,56 @@ export async function openNatsSource(settings: NatsSourceSettings): Promise<{
       checkpoints: kvCheckpointStore(kv, checkpointKey),
       checkpointName: `${checkpointKey} in the KV bucket ${kv.bucket}`,
     },
+    nc,
+    kv,
+    checkpointKey,
+    ...(settings.repartition === true ? { publisher: new RepartitionPublisher(js) } : {}),
+  };
+}
+
+/**
+ * The cross-meter stage's source: the repartition stream from just after its checkpoint's position,
+ * through the durable consumer `greenstream_<worker>`, and its checkpoint key in the bucket.
+ */
+export async function openRepartitionSource(
+  settings: Pick<NatsSourceSettings, 'url' | 'workerId' | 'env' | 'replicas' | 'manageStreams'> & {
+    readonly partitions: readonly number[];
+    readonly untilIdle: boolean;
+  },
+): Promise<{
+  source: Source<CrossMeterPull>;
+  checkpoints: CheckpointStore;
+  checkpointName: string;
+  nc: NatsConnection;
+  kv: CheckpointKv;
+  checkpointKey: string;
+}> {
+  const nc = await connectNats(natsConfigFrom(settings.url, settings.env));
+  const js = jetstream(nc);
+  const management = streamManagement(settings);
+  await ensureRepartitionStream(js, management);
+  const durable = `greenstream_${settings.workerId}`;
+  const source = repartitionSource(
+    async (resumeAfterSeq) => {
+      await deleteConsumer(js, durable, REPARTITION_STREAM);
+      return JetStreamSource.open(js, {
+        stream: REPARTITION_STREAM,
+        durable,
+        start: resumeAfterSeq === 0 ? { kind: 'all' } : { kind: 'sequence', seq: resumeAfterSeq + 1 },
+      });
+    },
+    {
+      partitions: settings.partitions,
+      untilFinal: settings.untilIdle,
+      decode: (m) => decodeRepartitionMessage(m.subject, m.data),
+    },
+  );
+  const kv = await CheckpointKv.open(js, management);
+  const checkpointKey = settings.workerId;
+  return {
+    source,
+    checkpoints: kvCheckpointStore(kv, checkpointKey),
+    checkpointName: `${checkpointKey} in the KV bucket ${kv.bucket}`,
     nc,
     kv,
     checkpointKey,
@@ -176,11 +262,24 @@ function replayFrom(
     });
 }
 
-async function deleteConsumer(js: JetStreamClient, durable: string): Promise<void> {
+async function deleteConsumer(js: JetStreamClient, durable: string, stream = READINGS_STREAM): Promise<void> {
   const jsm = await js.jetstreamManager();
   try {
-    await jsm.consumers.delete(READINGS_STREAM, durable);
+    await jsm.consumers.delete(stream, durable);
   } catch (error) {
     if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
+  }
+}
+
+/** Tries a read-only JetStream call again while a cluster node restarts (up to 15 s), then gives up. */
+async function retryTransient<T>(call: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      if (!isTransientNatsError(error) || Date.now() - started > 15_000) throw error;
+      await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 2_000)));
+    }
   }
 }

@@ -6,7 +6,7 @@ import { connectNats, ensureReadingsStream, ReadingsPublisher } from '../connect
 import { DEFAULT_READINGS_RETENTION } from '../connectors/jetstream-streams.js';
 import { isLandingFileName } from '../connectors/landing.js';
 import { type Command, UsageError } from './main.js';
-import { natsConfigFrom } from './nats-source.js';
+import { natsConfigFrom, streamManagement } from './nats-source.js';
 import { optionsHelp, optionTable, parseOptions } from './option-table.js';
 
 const days = (ms: number) => `${ms / 86_400_000} days`;
@@ -37,6 +37,15 @@ export const publishTable = optionTable({
       default: 16,
       help: 'partition subjects readings.<p>: every publisher of a stream must give the same count',
     },
+    {
+      name: 'replicas',
+      type: 'integer',
+      arg: 'n',
+      min: 1,
+      max: 5,
+      default: 1,
+      help: 'copies of the READINGS stream when it creates it (3 on a 3-node cluster); an existing stream is never changed',
+    },
   ],
 });
 
@@ -53,7 +62,7 @@ export const publishCommand: Command = {
     const nc = await connectNats(natsConfigFrom(url, process.env));
     try {
       const js = jetstream(nc);
-      await ensureReadingsStream(js);
+      await ensureReadingsStream(js, streamManagement({ replicas: values.replicas as number }));
       const publisher = new ReadingsPublisher(js, {
         partitions,
         maxPayload: nc.info?.max_payload ?? 1024 * 1024,

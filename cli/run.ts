@@ -12,6 +12,7 @@ import { JobMetrics } from '../pipelines/job-metrics.js';
 import { batchBytesForMemory, MIN_MAX_MEMORY_MIB } from '../pipelines/memory-budget.js';
 import { parsePartitionSet } from '../pipelines/sources.js';
 import { CheckpointStoreMismatchError } from '../pipelines/store-identity.js';
+import { runCrossMeterStage } from './cross-meter.js';
 import { exitCodeFor } from './exit-codes.js';
 import { tuneHeapForStreaming } from './heap.js';
 import { bindLogger, logger } from './log.js';
@@ -112,7 +113,7 @@ export const runOptionSpecs: readonly OptionSpec[] = [
     name: 'worker',
     type: 'string',
     arg: 'id',
-    default: 'w0',
+    defaultText: 'w0; cross_meter for --stage cross-meter',
     help: "worker id: names its checkpoint, consumers and lake files; workers running side by side need different ids (a second worker with the same id waits for the first one's lease; see --takeover)",
   },
   {
@@ -123,6 +124,35 @@ export const runOptionSpecs: readonly OptionSpec[] = [
     help: 'own these partition subjects readings.<p>, e.g. 0-7 or 0-3,8: one durable consumer each (all: one consumer on readings.>). A worker keeps its set: to change it, start the new set under a new --worker id',
   },
   { name: 'partition', type: 'string', arg: 'p', help: 'shorthand for --partitions <p>' },
+  {
+    name: 'replicas',
+    type: 'integer',
+    arg: 'n',
+    min: 1,
+    max: 5,
+    default: 1,
+    help: 'NATS source: copies of the streams and checkpoint bucket it creates (3 on a 3-node cluster); existing ones are never changed',
+  },
+  {
+    name: 'no-manage-streams',
+    type: 'boolean',
+    help: 'NATS source: create no stream or bucket, only check they exist (their owner creates them; see deploy/nats/README.md)',
+  },
+  {
+    name: 'stage',
+    type: 'string',
+    arg: 'stage',
+    choices: ['all', 'per-meter', 'cross-meter'],
+    defaultText: 'all without --partitions, per-meter with them',
+    help: 'all: every stage in this process; per-meter: per-meter stages, hourly aggregates and watermark published to the repartition stream; cross-meter: neighborhood outliers and daily peaks over the repartition stream, for every upstream partition',
+  },
+  {
+    name: 'upstream-partitions',
+    type: 'string',
+    arg: 'set',
+    defaultText: '0-15',
+    help: 'cross-meter: the partitions the per-meter workers own between them; an hour fires once all passed it',
+  },
   {
     name: 'until-idle',
     type: 'boolean',
@@ -224,11 +254,16 @@ export async function runJobCommand(
     const replayRange = replay;
     const spec = values.source as string;
     const text = (name: string) => values[name] as string | undefined;
-    const worker = values.worker as string;
     const abort = new AbortController();
     const stop = () => abort.abort();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    const stage = stageOf(
+      text('stage'),
+      ownedPartitions({ partitions: text('partitions'), partition: text('partition') }, process.env),
+    );
+    // No table default: the cross-meter stage's own id differs from a per-meter worker's.
+    const worker = text('worker') ?? (stage === 'cross-meter' ? 'cross_meter' : 'w0');
     if (!/^[A-Za-z0-9_]+$/.test(worker)) throw new UsageError('--worker may hold letters, digits and _ only');
     const number = (name: string) => values[name] as number | undefined;
     const cadence = {
@@ -257,6 +292,34 @@ export async function runJobCommand(
     const hot = parseHotTarget(text('hot'), process.env, text('database'));
     const metricsPort = number('metrics-port');
     const metricsHost = metricsHostOf(values, process.env);
+    if (stage === 'cross-meter') {
+      if (replay !== undefined)
+        throw new UsageError('replay runs the per-meter stages: drop --stage cross-meter');
+      return runCrossMeterStage({
+        spec,
+        values: {
+          registry: text('registry'),
+          cold: text('cold'),
+          'no-cold': values['no-cold'] === true,
+          profile: text('profile'),
+          worker,
+          'until-idle': values['until-idle'] === true,
+          takeover: values.takeover === true,
+          'reset-checkpoint': values['reset-checkpoint'] === true,
+          'no-manage-streams': values['no-manage-streams'] === true,
+          'upstream-partitions': text('upstream-partitions'),
+          partitions: text('partitions'),
+          partition: text('partition'),
+        },
+        hot,
+        leaseMs,
+        cadence,
+        metricsPort,
+        metricsHost,
+        signal: abort.signal,
+        replicas: values.replicas as number,
+      });
+    }
     // An embedded store answers queries on the endpoint, so it is served even without --metrics-port.
     const jobMetrics = new JobMetrics();
     const queries: EmbeddedQueries | undefined = embeddedQueries(
@@ -271,6 +334,7 @@ export async function runJobCommand(
     let nc: NatsConnection | undefined;
     let lease: Lease | undefined;
     let stopProgress: (() => Promise<void>) | undefined;
+    let repartition: JobConfig['repartition'];
     if (spec.startsWith('files:')) {
       if (replay !== undefined)
         throw new UsageError(
@@ -278,6 +342,8 @@ export async function runJobCommand(
         );
       if (text('partitions') !== undefined || text('partition') !== undefined)
         throw new UsageError('--partitions applies to the NATS source: give --source nats://host:port');
+      if (stage !== 'all')
+        throw new UsageError(`--stage ${stage} runs on the NATS source: give --source nats://host:port`);
       source = {
         kind: 'files',
         root: resolve(spec.slice('files:'.length)),
@@ -297,8 +363,17 @@ export async function runJobCommand(
         env: process.env,
         ...(partitions === undefined ? {} : { partitions }),
         ...(replayRange === undefined ? {} : { replay: replayRange }),
+        replicas: values.replicas as number,
+        manageStreams: !values['no-manage-streams'],
+        // A replay rewrites the per-meter tables only: its hours already went to the cross-meter stage.
+        repartition: stage === 'per-meter' && replay === undefined,
       });
       source = opened.config;
+      if (opened.publisher !== undefined)
+        repartition = {
+          publisher: opened.publisher,
+          partitions: partitions ?? allPartitions(process.env, text('upstream-partitions')),
+        };
       nc = opened.nc;
       // Claimed before anything touches the consumer: a second worker with this id waits here.
       lease = await acquireKvLease(opened.kv, leaseKey(opened.checkpointKey), {
@@ -379,6 +454,8 @@ export async function runJobCommand(
         ? {}
         : { checkpointEveryFlushes: cadence.checkpointEveryFlushes }),
       ...(cadence.coldRows === undefined ? {} : { coldRows: cadence.coldRows }),
+      ...(repartition === undefined ? {} : { repartition }),
+      crossMeter: stage === 'all',
       observer: {
         ...metrics?.observer,
         opened: () => {
@@ -517,6 +594,30 @@ export function ownedPartitions(
     return parsePartitionSet(source.text);
   } catch (error) {
     throw new UsageError(`${source.name}: ${(error as Error).message}`);
+  }
+}
+
+/** The stage a process runs: `--stage`, else `all` for an all-partitions worker and `per-meter` for a set. */
+export function stageOf(
+  text: string | undefined,
+  partitions: readonly number[] | undefined,
+): 'all' | 'per-meter' | 'cross-meter' {
+  if (text === undefined || text.trim() === '') return partitions === undefined ? 'all' : 'per-meter';
+  if (text === 'all' || text === 'per-meter' || text === 'cross-meter') return text;
+  throw new UsageError(`--stage must be all, per-meter or cross-meter, got "${text}"`);
+}
+
+/** `--upstream-partitions`, else `$GS_UPSTREAM_PARTITIONS`, else 0-15 (the publisher's 16 partitions). */
+export function allPartitions(env: NodeJS.ProcessEnv, flag?: string): number[] {
+  const [name, text] =
+    flag !== undefined
+      ? ['--upstream-partitions', flag]
+      : ['$GS_UPSTREAM_PARTITIONS', env.GS_UPSTREAM_PARTITIONS];
+  if (text === undefined || text.trim() === '') return parsePartitionSet('0-15');
+  try {
+    return parsePartitionSet(text);
+  } catch (error) {
+    throw new UsageError(`${name}: ${(error as Error).message}`);
   }
 }
 

@@ -2,6 +2,7 @@
  * Errors raised by the JetStream connector. Each carries `cause` (the client's error) and a context
  * of plain values that is safe to log: never a password, token or credential.
  */
+import { JetStreamApiError } from '@nats-io/jetstream';
 import { errors as natsErrors } from '@nats-io/transport-node';
 import { GreenStreamError } from '../core/errors.js';
 
@@ -64,6 +65,8 @@ export function isTransientNatsError(error: unknown): boolean {
   if (error instanceof natsErrors.NoRespondersError) return true;
   if (error instanceof natsErrors.RequestError) return true;
   if (error instanceof natsErrors.ConnectionError) return true;
+  // 10008 "JetStream system temporarily unavailable": no meta leader yet (a cluster node restarting).
+  if (error instanceof JetStreamApiError && error.code === 10008) return true;
   if (error instanceof Error && error.cause !== undefined && error.cause !== error) {
     return isTransientNatsError(error.cause);
   }

@@ -159,6 +159,8 @@ const DEFAULT_EXPIRES_MS = 1000;
 /** The client refuses shorter pull expirations. */
 const MIN_EXPIRES_MS = 1000;
 const ACK_CONCURRENCY = 1024;
+/** How long setting up a consumer keeps trying through a cluster's leader election. */
+const SETUP_RETRY_MS = 15_000;
 
 export class JetStreamSource implements ReadingsMessageSource {
   readonly #js: JetStreamClient;
@@ -205,32 +207,42 @@ export class JetStreamSource implements ReadingsMessageSource {
       ...filterConfig(options.filterSubjects),
     };
     let info: ConsumerInfo;
-    try {
-      let existing: ConsumerInfo | null = null;
+    const started = Date.now();
+    // A cluster electing a leader answers "temporarily unavailable" or not at all for a few seconds; the
+    // steps below are idempotent (they look the consumer up again), so they are simply tried again.
+    for (let attempt = 0; ; attempt++) {
       try {
-        existing = await jsm.consumers.info(stream, options.durable);
+        let existing: ConsumerInfo | null = null;
+        try {
+          existing = await jsm.consumers.info(stream, options.durable);
+        } catch (error) {
+          if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
+        }
+        if (existing === null) {
+          info = await jsm.consumers.add(stream, {
+            durable_name: options.durable,
+            ack_policy: AckPolicy.Explicit,
+            replay_policy: ReplayPolicy.Instant,
+            ...startConfig(options.start ?? { kind: 'all' }),
+            ...limits,
+          });
+        } else if (sameLimits(existing.config, limits)) {
+          info = existing;
+        } else {
+          info = await jsm.consumers.update(stream, options.durable, limits);
+        }
+        break;
       } catch (error) {
-        if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
+        if (isTransientNatsError(error) && Date.now() - started < SETUP_RETRY_MS) {
+          await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 2_000)));
+          continue;
+        }
+        throw new StreamSetupError(
+          `cannot set up durable consumer ${options.durable} on ${stream}: ${messageOf(error)}`,
+          context,
+          { cause: error },
+        );
       }
-      if (existing === null) {
-        info = await jsm.consumers.add(stream, {
-          durable_name: options.durable,
-          ack_policy: AckPolicy.Explicit,
-          replay_policy: ReplayPolicy.Instant,
-          ...startConfig(options.start ?? { kind: 'all' }),
-          ...limits,
-        });
-      } else if (sameLimits(existing.config, limits)) {
-        info = existing;
-      } else {
-        info = await jsm.consumers.update(stream, options.durable, limits);
-      }
-    } catch (error) {
-      throw new StreamSetupError(
-        `cannot set up durable consumer ${options.durable} on ${stream}: ${messageOf(error)}`,
-        context,
-        { cause: error },
-      );
     }
     const consumer = js.consumers.getConsumerFromInfo(info);
     return new JetStreamSource(js, consumer, stream, options, info);
@@ -620,9 +632,18 @@ async function pull(
     }
     return null;
   } catch (error) {
-    if (isTransientNatsError(error) || isHeartbeatLoss(error)) return messageOf(error);
+    if (isTransientNatsError(error) || isHeartbeatLoss(error) || isClusterMove(error))
+      return messageOf(error);
     throw new FetchError(`cannot fetch messages: ${messageOf(error)}`, {}, { cause: error });
   }
+}
+
+/**
+ * The server answering the pull shuts down, or the consumer's leader moves to another node (a cluster
+ * node restarting): the pull ends with status 409 and the next one reaches the new leader.
+ */
+function isClusterMove(error: unknown): boolean {
+  return error instanceof Error && /server shutdown|leadership change/i.test(error.message);
 }
 
 function isHeartbeatLoss(error: unknown): boolean {

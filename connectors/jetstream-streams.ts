@@ -1,6 +1,6 @@
 /**
  * The streams GreenStream owns, created idempotently by whoever starts first (publisher or worker); an
- * existing stream keeps its limits unless a caller asks for others (`greenstream retention` sets `max_age`).
+ * existing stream keeps its limits: only `greenstream retention` changes one (`setStreamMaxAge`).
  *
  * Retention (documented contract):
  * - `READINGS` (subjects `readings.>`): limits-based, file storage, messages kept 7 days
@@ -12,6 +12,11 @@
  *   file storage, 30 days, so a dead letter outlives the message it copies. Its subjects cannot sit
  *   under `readings.>`: NATS refuses streams with overlapping subjects, and the readings consumers
  *   would read the dead letters back.
+ *
+ * Streams are created with these limits and `replicas` copies (3 on a cluster), but an existing stream is
+ * never changed: its owner may have set other limits on purpose. When they differ from the recommended
+ * ones, `onLimitsDiffer` is told (the worker logs a warning). With `manage: false` nothing is created
+ * either: a missing stream is an error naming it, for platforms where streams belong to their owners.
  */
 import {
   DiscardPolicy,
@@ -47,9 +52,26 @@ export interface StreamRetention {
   readonly maxMessageBytes?: number;
   /** File storage survives a restart; memory is for tests. Only applies when the stream is created. */
   readonly storage?: 'file' | 'memory';
+  /** Copies of each message on a cluster (1, 3 or 5); only applies when the stream is created. */
+  readonly replicas?: number;
 }
 
-export interface StreamOptions extends StreamRetention {
+/** A limit of an existing stream that is not the recommended one: `actual` is kept. */
+export interface LimitDifference {
+  readonly limit: string;
+  readonly actual: string | number;
+  readonly recommended: string | number;
+}
+
+/** How a process treats the streams it uses: create missing ones (default), or only check they exist. */
+export interface StreamManagement {
+  /** false: never create a stream, only look it up (a missing one is a `StreamSetupError`). */
+  readonly manage?: boolean;
+  /** An existing stream's limits differ from the recommended ones; they are kept as they are. */
+  readonly onLimitsDiffer?: (stream: string, differences: readonly LimitDifference[]) => void;
+}
+
+export interface StreamOptions extends StreamRetention, StreamManagement {
   readonly name?: string;
   readonly subjects?: readonly string[];
 }
@@ -60,6 +82,7 @@ export const DEFAULT_READINGS_RETENTION: Required<StreamRetention> = {
   duplicateWindowMs: HOUR_MS,
   maxMessageBytes: -1,
   storage: 'file',
+  replicas: 1,
 };
 
 export const DEFAULT_DEAD_LETTER_RETENTION: Required<StreamRetention> = {
@@ -68,9 +91,10 @@ export const DEFAULT_DEAD_LETTER_RETENTION: Required<StreamRetention> = {
   duplicateWindowMs: HOUR_MS,
   maxMessageBytes: -1,
   storage: 'file',
+  replicas: 1,
 };
 
-/** Creates the readings stream, or brings an existing one's limits to the given ones. Idempotent. */
+/** Creates the readings stream when missing (see the module comment for an existing one). Idempotent. */
 export function ensureReadingsStream(
   js: JetStreamClient | JetStreamManager,
   options: StreamOptions = {},
@@ -81,11 +105,11 @@ export function ensureReadingsStream(
     options.subjects ?? [`${READINGS_SUBJECT_PREFIX}.>`],
     'GreenStream smart-meter readings: one landing file (or chunk) per message',
     { ...DEFAULT_READINGS_RETENTION, ...definedOnly(options) },
-    definedOnly(options),
+    options,
   );
 }
 
-/** Creates the dead-letter stream, or updates its limits. Idempotent. */
+/** Creates the dead-letter stream when missing. Idempotent. */
 export function ensureDeadLetterStream(
   js: JetStreamClient | JetStreamManager,
   options: StreamOptions = {},
@@ -96,7 +120,7 @@ export function ensureDeadLetterStream(
     options.subjects ?? [`${DEAD_LETTER_SUBJECT_PREFIX}.${READINGS_SUBJECT_PREFIX}.>`],
     'GreenStream dead letters: whole messages that could not be decoded, with Gs-Reason headers',
     { ...DEFAULT_DEAD_LETTER_RETENTION, ...definedOnly(options) },
-    definedOnly(options),
+    options,
   );
 }
 
@@ -104,17 +128,14 @@ export async function managerOf(js: JetStreamClient | JetStreamManager): Promise
   return 'jetstreamManager' in js ? js.jetstreamManager() : js;
 }
 
-async function ensureStream(
+/** Creates stream `name` with `retention` when missing; an existing one is returned unchanged. */
+export async function ensureStream(
   js: JetStreamClient | JetStreamManager,
   name: string,
   subjects: readonly string[],
   description: string,
   retention: Required<StreamRetention>,
-  /**
-   * The limits the caller asked for: only these are changed on an existing stream, so a worker that
-   * starts with the defaults leaves the `max_age` that `greenstream retention` set.
-   */
-  explicit: Partial<Required<StreamRetention>>,
+  management: StreamManagement = {},
 ): Promise<StreamInfo> {
   const jsm = await managerOf(js);
   const wanted = {
@@ -129,33 +150,31 @@ async function ensureStream(
   const context = { stream: name, subjects: subjects.join(',') };
   for (let attempt = 0; ; attempt++) {
     const existing = await streamInfo(jsm, name);
+    if (existing !== null) {
+      const differences = limitDifferences(existing.config, { ...wanted, num_replicas: retention.replicas });
+      if (differences.length > 0) management.onLimitsDiffer?.(name, differences);
+      return existing;
+    }
+    if (management.manage === false)
+      throw new StreamSetupError(
+        `stream ${name} does not exist and streams are not managed here (--no-manage-streams): ` +
+          'its owner must create it (see deploy/nats/README.md)',
+        context,
+      );
     try {
-      if (existing === null) {
-        const config: Partial<StreamConfig> & { name: string } = {
-          name,
-          description,
-          retention: RetentionPolicy.Limits,
-          storage: retention.storage === 'memory' ? StorageType.Memory : StorageType.File,
-          discard: DiscardPolicy.Old,
-          num_replicas: 1,
-          ...wanted,
-        };
-        return await jsm.streams.add(config);
-      }
-      const asked = {
-        subjects: wanted.subjects,
-        ...(explicit.maxAgeMs === undefined ? {} : { max_age: wanted.max_age }),
-        ...(explicit.maxBytes === undefined ? {} : { max_bytes: wanted.max_bytes }),
-        ...(explicit.duplicateWindowMs === undefined && explicit.maxAgeMs === undefined
-          ? {}
-          : { duplicate_window: wanted.duplicate_window }),
-        ...(explicit.maxMessageBytes === undefined ? {} : { max_msg_size: wanted.max_msg_size }),
+      const config: Partial<StreamConfig> & { name: string } = {
+        name,
+        description,
+        retention: RetentionPolicy.Limits,
+        storage: retention.storage === 'memory' ? StorageType.Memory : StorageType.File,
+        discard: DiscardPolicy.Old,
+        num_replicas: retention.replicas,
+        ...wanted,
       };
-      if (sameLimits(existing.config, asked)) return existing;
-      return await jsm.streams.update(name, { ...existing.config, ...asked });
+      return await jsm.streams.add(config);
     } catch (error) {
       // Another process may have created the stream between our look and our add: look again once.
-      if (attempt === 0 && existing === null && isApiError(error, 10058)) continue;
+      if (attempt === 0 && isApiError(error, 10058)) continue;
       throw new StreamSetupError(`cannot set up stream ${name}: ${messageOf(error)}`, context, {
         cause: error,
       });
@@ -176,26 +195,57 @@ async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamIn
   }
 }
 
-function sameLimits(
+/** The limits of `config` that differ from `wanted`, for the warning; replicas included. */
+export function limitDifferences(
   config: StreamConfig,
   wanted: {
     subjects: string[];
-    max_age?: number;
-    max_bytes?: number;
-    duplicate_window?: number;
-    max_msg_size?: number;
+    max_age: number;
+    max_bytes: number;
+    duplicate_window: number;
+    max_msg_size: number;
+    num_replicas: number;
   },
-): boolean {
-  const subjects = [...config.subjects].sort().join('\n');
-  const same = (key: 'max_age' | 'max_bytes' | 'duplicate_window' | 'max_msg_size') =>
-    wanted[key] === undefined || config[key] === wanted[key];
-  return (
-    subjects === [...wanted.subjects].sort().join('\n') &&
-    same('max_age') &&
-    same('max_bytes') &&
-    same('duplicate_window') &&
-    same('max_msg_size')
-  );
+): LimitDifference[] {
+  const out: LimitDifference[] = [];
+  const subjects = [...config.subjects].sort().join(',');
+  const wantedSubjects = [...wanted.subjects].sort().join(',');
+  if (subjects !== wantedSubjects)
+    out.push({ limit: 'subjects', actual: subjects, recommended: wantedSubjects });
+  for (const limit of ['max_age', 'max_bytes', 'duplicate_window', 'max_msg_size', 'num_replicas'] as const) {
+    if (config[limit] !== wanted[limit])
+      out.push({ limit, actual: config[limit], recommended: wanted[limit] });
+  }
+  return out;
+}
+
+/**
+ * Sets an existing stream's `max_age` (and caps its duplicate window to it), leaving every other limit as
+ * its owner set it: the retention job's one change to a stream. Returns the stream as it now is.
+ */
+export async function setStreamMaxAge(
+  js: JetStreamClient | JetStreamManager,
+  name: string,
+  maxAgeMs: number,
+): Promise<StreamInfo> {
+  const jsm = await managerOf(js);
+  const existing = await streamInfo(jsm, name);
+  if (existing === null) throw new StreamSetupError(`stream ${name} does not exist`, { stream: name });
+  const maxAge = nanos(maxAgeMs);
+  const window =
+    maxAgeMs > 0 ? Math.min(existing.config.duplicate_window, maxAge) : existing.config.duplicate_window;
+  if (existing.config.max_age === maxAge && existing.config.duplicate_window === window) return existing;
+  try {
+    return await jsm.streams.update(name, { ...existing.config, max_age: maxAge, duplicate_window: window });
+  } catch (error) {
+    throw new StreamSetupError(
+      `cannot set max_age of stream ${name}: ${messageOf(error)}`,
+      { stream: name },
+      {
+        cause: error,
+      },
+    );
+  }
 }
 
 export function isApiError(error: unknown, code: number): boolean {
@@ -209,5 +259,6 @@ function definedOnly(options: StreamOptions): Partial<Required<StreamRetention>>
   if (options.duplicateWindowMs !== undefined) out.duplicateWindowMs = options.duplicateWindowMs;
   if (options.maxMessageBytes !== undefined) out.maxMessageBytes = options.maxMessageBytes;
   if (options.storage !== undefined) out.storage = options.storage;
+  if (options.replicas !== undefined) out.replicas = options.replicas;
   return out as Partial<Required<StreamRetention>>;
 }

@@ -14,7 +14,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import { sql } from '../codecs/sql.js';
 import { type HotTableName, hotTables } from '../schemas/clickhouse.js';
 import type { HotStore } from './clickhouse.js';
-import { ensureReadingsStream } from './jetstream-streams.js';
+import { ensureReadingsStream, setStreamMaxAge } from './jetstream-streams.js';
 
 export interface RetentionPolicy {
   /** readings, hourly_consumption, daily_peaks, faults, alerts. */
@@ -124,7 +124,9 @@ export async function applyStreamRetention(
   js: JetStreamClient,
   policy: RetentionPolicy,
 ): Promise<RetentionAction[]> {
-  const info = await ensureReadingsStream(js, { maxAgeMs: policy.raw * DAY_MS });
+  const maxAgeMs = policy.raw * DAY_MS;
+  const created = await ensureReadingsStream(js, { maxAgeMs });
+  const info = await setStreamMaxAge(js, created.config.name, maxAgeMs);
   return [{ kind: 'stream_max_age', stream: info.config.name, days: policy.raw }];
 }
 

@@ -9,5 +9,6 @@ export * from './par-do.js';
 export * from './side-input.js';
 export * from './state-store.js';
 export * from './tags.js';
+export * from './upstream-watermarks.js';
 export * from './watermarks.js';
 export * from './windows.js';

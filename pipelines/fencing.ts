@@ -4,10 +4,11 @@
  * checkpoint save, before it performs it (with `FencedError`).
  */
 import type { Lease } from '../connectors/lease.js';
-import type { CheckpointStore, PipelineSinks, ReadingSource } from './runner.js';
+import type { Pull, Source } from './contracts.js';
+import type { CheckpointStore, PipelineSinks } from './runner.js';
 
-export function fencedSource(source: ReadingSource, lease: Lease): ReadingSource {
-  const guarded: ReadingSource = {
+export function fencedSource<P extends Pull>(source: Source<P>, lease: Lease): Source<P> {
+  const guarded: Source<P> = {
     name: source.name,
     async open(position) {
       // Opening recreates the durable consumer: the one thing a stale worker must never do.

@@ -21,6 +21,7 @@ import { fencedCheckpoints, fencedSinks, fencedSource } from './fencing.js';
 import { filesSource } from './files-source.js';
 import { METER_QUALITY_STATE_FORMAT, meterQualityGraph } from './meter-quality.js';
 import { type OpsAlertThresholds, opsAlertsObserver } from './ops-alerts.js';
+import { type HourlyPublisher, repartitionSinks } from './repartition.js';
 import { combineObservers } from './run-observers.js';
 import {
   type Checkpoint,
@@ -120,6 +121,13 @@ export interface JobConfig {
   readonly opsAlerts?: Partial<OpsAlertThresholds>;
   /** Instrumentation (metrics, readiness); see `JobMetrics`. */
   readonly observer?: JobObserver;
+  /**
+   * A worker owning some partitions (`--stage per-meter`): no stages across meters here; its hourly
+   * aggregates and watermark over `partitions` go to the cross-meter stage through `publisher`.
+   */
+  readonly repartition?: { readonly publisher: HourlyPublisher; readonly partitions: readonly number[] };
+  /** Run the stages across meters here (default: unless `repartition` sends them elsewhere). */
+  readonly crossMeter?: boolean;
 }
 
 /** A run observer that also sees the job's graph and the alerts raised outside a stored batch. */
@@ -205,6 +213,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       finalWatermark: (max) => max + interval,
       ...(config.untilIdle ? {} : { idleTimeoutMs: 30_000 }),
       ...withFault(stageFaultFromEnv(process.env)),
+      crossMeter: config.crossMeter ?? config.repartition === undefined,
     });
     config.observer?.graph?.(graph);
     const runSinks = await sinkIdentity(config.hot, hot, lake);
@@ -235,7 +244,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
         ...(config.onCheckpointReset === undefined ? {} : { onReset: config.onCheckpointReset }),
       },
     );
-    const unfencedSinks = storeSinks({
+    const storeOnly = storeSinks({
       hot,
       ...(lake === undefined ? {} : { lake }),
       sourceName: source.name,
@@ -244,6 +253,11 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       now: () => batchTime,
       ...(config.publishAlerts === undefined ? {} : { publishAlerts: config.publishAlerts }),
     });
+    const repartition = config.repartition;
+    const upstream = { worker: config.workerId, partitions: repartition?.partitions ?? [] };
+    const published =
+      repartition === undefined ? undefined : repartitionSinks(storeOnly, repartition.publisher, upstream);
+    const unfencedSinks = published ?? storeOnly;
     const totals = await runPipeline({
       source,
       beforePull: () => {
@@ -265,6 +279,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
         ? {}
         : { checkpointEveryFlushes: config.checkpointEveryFlushes }),
       idlePollMs: 500,
+      ...(repartition === undefined ? {} : { writesWatermark: true }),
       now: Date.now,
       ...(config.signal === undefined ? {} : { signal: config.signal }),
       ...(config.onCheckpoint === undefined ? {} : { onCheckpoint: config.onCheckpoint }),
@@ -279,6 +294,15 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
         config.observer,
       ),
     });
+    if (repartition !== undefined && config.untilIdle && config.signal?.aborted !== true) {
+      // The bounded run is over: the cross-meter stage's own bounded run may end once every upstream did.
+      await lease?.check('final watermark');
+      await repartition.publisher.publish([], {
+        ...upstream,
+        time: published?.lastWatermark ?? Number.NEGATIVE_INFINITY,
+        final: true,
+      });
+    }
     return { totals, hot, lake };
   } catch (err) {
     await lake?.close();

@@ -40,6 +40,21 @@ export function takeMessage(
   return decoded.ok ? '' : decoded.failure.reason;
 }
 
+/** Empty pulls in a row, each expiring after ~1 s, before a consumer reporting pending messages counts as idle. */
+export const MAX_EMPTY_WHILE_PENDING = 30;
+
+/**
+ * The consumer reports nothing left to deliver. An empty pull alone does not say so: a pull that reached a
+ * node shutting down expires empty. Unknown (the info request failed) counts as something pending.
+ */
+export async function nothingPending(source: ReadingsMessageSource): Promise<boolean> {
+  try {
+    return (await source.pending()).numPending === 0;
+  } catch {
+    return false;
+  }
+}
+
 /** Moves undecodable messages whole to the dead-letter stream (which acknowledges them), in order. */
 export async function deadLetterAll(
   failed: readonly (readonly [SourceMessage, ReadingsMessageSource, string])[],
@@ -74,6 +89,7 @@ export function messageReadingSource(
   let messages: ReadingsMessageSource | undefined;
   let delivered: SourceMessage[] = [];
   let lastSeq = 0;
+  let emptyWhilePending = 0;
   const budget = batchBudget(options);
   const opened = (): ReadingsMessageSource => {
     if (messages === undefined) throw new Error('message source used before open()');
@@ -91,8 +107,15 @@ export function messageReadingSource(
       const fetched = await source.fetchBatch(options.batchSize ?? 256, options.expiresMs ?? 1000, budget());
       if (fetched.messages.length === 0) {
         if (fetched.done) return 'end';
-        return fetched.stalled ? { records: [], quarantined: [], deadLettered: 0, commitSoon: true } : 'idle';
+        if (fetched.stalled) return { records: [], quarantined: [], deadLettered: 0, commitSoon: true };
+        // A pull cut short, or one that came back empty while the consumer still holds messages (a cluster
+        // node restarting), is not idleness: a bounded run would end early.
+        if (fetched.interrupted === null && (await nothingPending(source))) return 'idle';
+        // A consumer that keeps reporting messages it never delivers is idle after all, for a bounded run.
+        if (fetched.interrupted === null && ++emptyWhilePending > MAX_EMPTY_WHILE_PENDING) return 'idle';
+        return { records: [], quarantined: [], deadLettered: 0 };
       }
+      emptyWhilePending = 0;
       const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
       const now = options.now();
       const failed: [SourceMessage, ReadingsMessageSource, string][] = [];

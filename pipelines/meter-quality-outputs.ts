@@ -34,6 +34,8 @@ export interface OutputBatch extends EpochBatch {
   readonly alerts: Alert[];
   readonly hourly: HourlyConsumption[];
   readonly dailyPeaks: DailyPeak[];
+  /** The hourly stage's watermark as of this batch (undefined: it did not move since the last one). */
+  readonly hourlyWatermark?: number;
   /** Counts for the quality log. */
   readonly recordsIn: number;
   readonly deadLettered: number;
@@ -81,6 +83,9 @@ export class OutputBuffers implements MeterQualitySink {
   private alertsBuf: Alert[] = [];
   private hourlyBuf: HourlyConsumption[] = [];
   private peaksBuf: DailyPeak[] = [];
+  private watermark: number | undefined;
+  /** A moved watermark alone is worth a write (it is published to the cross-meter stage). */
+  constructor(private readonly writesWatermark = false) {}
   recordsIn = 0;
   deadLettered = 0;
 
@@ -102,6 +107,9 @@ export class OutputBuffers implements MeterQualitySink {
   dailyPeaks(b: readonly DailyPeak[]): void {
     for (const r of b) this.peaksBuf.push(r);
   }
+  hourlyWatermark(time: number): void {
+    this.watermark = time;
+  }
 
   get rows(): number {
     return this.readingsBuf.length + this.quarantineBuf.length + this.hourlyBuf.length;
@@ -114,7 +122,8 @@ export class OutputBuffers implements MeterQualitySink {
       this.deadLettered === 0 &&
       this.faultsBuf.length === 0 &&
       this.alertsBuf.length === 0 &&
-      this.peaksBuf.length === 0
+      this.peaksBuf.length === 0 &&
+      (!this.writesWatermark || this.watermark === undefined)
     );
   }
 
@@ -128,6 +137,7 @@ export class OutputBuffers implements MeterQualitySink {
       alerts: this.alertsBuf,
       hourly: this.hourlyBuf,
       dailyPeaks: this.peaksBuf,
+      ...(this.watermark === undefined ? {} : { hourlyWatermark: this.watermark }),
       recordsIn: this.recordsIn,
       deadLettered: this.deadLettered,
     };
@@ -137,6 +147,7 @@ export class OutputBuffers implements MeterQualitySink {
     this.alertsBuf = [];
     this.hourlyBuf = [];
     this.peaksBuf = [];
+    this.watermark = undefined;
     this.recordsIn = 0;
     this.deadLettered = 0;
     return batch;
@@ -146,8 +157,9 @@ export class OutputBuffers implements MeterQualitySink {
 /** Wires a graph fed with raw readings and emitting into a `MeterQualitySink` into the epoch contracts. */
 export function meterQualityEpochGraph(
   connect: (input: Observable<FlowEvent<RawReading>>, sink: MeterQualitySink) => Observable<unknown>,
+  writesWatermark = false,
 ): EpochGraph<SourceBatch, OutputBatch, RunTotals> {
-  const buffers = new OutputBuffers();
+  const buffers = new OutputBuffers(writesWatermark);
   return {
     connect: (input) => connect(input as Observable<FlowEvent<RawReading>>, buffers),
     accept(pull: SourceBatch, input: Observer<FlowEvent<unknown>>): number {

@@ -73,6 +73,11 @@ export interface MeterQualityOptions {
   readonly fault?: StageFault;
   /** Weather and maintenance side inputs: the daily peaks leave out holidays, extreme weather, maintenance. */
   readonly exclusions?: Omit<ExclusionInputs, 'registry'>;
+  /**
+   * false: leave out the stages across meters (neighborhood outliers, daily peaks), for a worker that owns
+   * some partitions and repartitions its hourly aggregates to the cross-meter stage. Default true.
+   */
+  readonly crossMeter?: boolean;
 }
 
 /** Receives every output of the graph synchronously, batch by batch; the runner buffers them for the sinks. */
@@ -85,6 +90,8 @@ export interface MeterQualitySink {
   dailyPeaks(batch: readonly DailyPeak[]): void;
   /** What the daily peaks left out (only with `exclusions`). */
   peakExclusions?(batch: readonly PeakExclusion[]): void;
+  /** The watermark after the hourly stage: every hour ending at or before it has been emitted. */
+  hourlyWatermark?(time: number): void;
 }
 
 const HOUR = 3_600_000;
@@ -195,36 +202,8 @@ export function meterQualityGraph(options: MeterQualityOptions): {
       emits: [LATE],
     },
   );
-  const neighborhoodStage = stage(
-    'detectNeighborhoodOutlier',
-    detectNeighborhoodOutlier(store, registry, profile.faults),
-    { after: 'aggregateHourly', emits: [ALERTS] },
-  );
-  const exclusions = options.exclusions;
-  const exclusionStage =
-    exclusions === undefined
-      ? undefined
-      : stage(
-          'excludePeakHours',
-          (source: Observable<FlowEvent<HourlyConsumption>>) =>
-            source.pipe(
-              awaitSideInputs<HourlyConsumption>(exclusions.weather, exclusions.maintenance),
-              excludePeakHours(
-                store,
-                { registry, ...exclusions },
-                profile.exclusions,
-                peakDayOf(profile.peaks.timeZoneOffsetMinutes),
-              ),
-            ),
-          { after: 'aggregateHourly', emits: [LATE, PEAK_EXCLUSIONS] },
-        );
-  const peaksStage = stage('rankDailyPeaks', rankDailyPeaks(store, profile.peaks), {
-    after: exclusionStage === undefined ? 'aggregateHourly' : 'excludePeakHours',
-    emits: [LATE],
-  });
   g.sink('hourly_consumption', 'aggregateHourly');
-  g.sink('daily_peaks', 'rankDailyPeaks');
-  g.edge('detectNeighborhoodOutlier', 'faults');
+  const crossMeter = options.crossMeter === false ? undefined : crossMeterStages(g, stage, options);
   if (fault !== undefined && g.stageCounters()[fault.stage] === undefined)
     throw new ConfigurationError(`GS_TEST_FAULT names no stage of the graph: "${fault.stage}"`);
 
@@ -242,13 +221,15 @@ export function meterQualityGraph(options: MeterQualityOptions): {
       const shared = trunk.pipe(share());
       // The hourly stage reads the FAULTS side output (a zero or stuck fault takes its readings out of the
       // hours it covers) and drops every tagged event, which the trunk's route collects.
-      const hourly = shared.pipe(faultsBesideReadings<Reading>(), hourlyStage, share());
-      const neighborhood = hourly.pipe(untagged(), neighborhoodStage);
-      const peaks =
-        exclusionStage === undefined
-          ? hourly.pipe(untagged(), peaksStage)
-          : hourly.pipe(untagged(), exclusionStage, peaksStage);
-      const route = <T>(flow: Observable<FlowEvent<T>>, main?: (b: readonly T[]) => void) =>
+      const hourly = shared.pipe(
+        faultsBesideReadings<Reading>(),
+        hourlyStage,
+        tap((e) => {
+          if (e.kind === 'watermark') sink.hourlyWatermark?.(e.time);
+        }),
+        share(),
+      );
+      const route: Route = <T>(flow: Observable<FlowEvent<T>>, main?: (b: readonly T[]) => void) =>
         flow.pipe(
           tap((e) => {
             if (e.kind === 'data') main?.(e.items);
@@ -265,8 +246,7 @@ export function meterQualityGraph(options: MeterQualityOptions): {
           }),
         );
       return merge(
-        route(neighborhood, (b) => sink.faults(b)),
-        route(peaks, (b) => sink.dailyPeaks(b)),
+        ...(crossMeter === undefined ? [] : crossMeter.connect(hourly, sink, route)),
         route(hourly, (b) => sink.hourly(b)),
         route(shared, (b) => sink.readings(b)),
       )
@@ -275,4 +255,71 @@ export function meterQualityGraph(options: MeterQualityOptions): {
     });
 
   return { graph: g, connect };
+}
+
+/** Routes a flow's main output to `main` and its tagged outputs to the sink's side tables. */
+export type Route = <T>(
+  flow: Observable<FlowEvent<T>>,
+  main?: (b: readonly T[]) => void,
+) => Observable<unknown>;
+
+type StageOf = <I, O>(name: string, transform: Transform<I, O>, options?: StageOptions) => Transform<I, O>;
+
+/**
+ * The stages across meters, fed by hourly aggregates: neighborhood outliers (keyed by neighborhood) and
+ * daily peaks (keyed by day), in this graph or in the cross-meter stage's after a repartition.
+ */
+export function crossMeterStages(
+  g: PipelineGraph,
+  stage: StageOf,
+  options: Pick<MeterQualityOptions, 'store' | 'registry' | 'profile' | 'exclusions'>,
+  after = 'aggregateHourly',
+): {
+  connect: (
+    hourly: Observable<FlowEvent<HourlyConsumption>>,
+    sink: MeterQualitySink,
+    route: Route,
+  ) => Observable<unknown>[];
+} {
+  const { store, registry, profile } = options;
+  const neighborhoodStage = stage(
+    'detectNeighborhoodOutlier',
+    detectNeighborhoodOutlier(store, registry, profile.faults),
+    { after, emits: [ALERTS] },
+  );
+  const exclusions = options.exclusions;
+  const exclusionStage =
+    exclusions === undefined
+      ? undefined
+      : stage(
+          'excludePeakHours',
+          (source: Observable<FlowEvent<HourlyConsumption>>) =>
+            source.pipe(
+              awaitSideInputs<HourlyConsumption>(exclusions.weather, exclusions.maintenance),
+              excludePeakHours(
+                store,
+                { registry, ...exclusions },
+                profile.exclusions,
+                peakDayOf(profile.peaks.timeZoneOffsetMinutes),
+              ),
+            ),
+          { after, emits: [LATE, PEAK_EXCLUSIONS] },
+        );
+  const peaksStage = stage('rankDailyPeaks', rankDailyPeaks(store, profile.peaks), {
+    after: exclusionStage === undefined ? after : 'excludePeakHours',
+    emits: [LATE],
+  });
+  g.sink('daily_peaks', 'rankDailyPeaks');
+  g.edge('detectNeighborhoodOutlier', 'faults');
+  return {
+    connect: (hourly, sink, route) => [
+      route(hourly.pipe(untagged(), neighborhoodStage), (b) => sink.faults(b)),
+      route(
+        exclusionStage === undefined
+          ? hourly.pipe(untagged(), peaksStage)
+          : hourly.pipe(untagged(), exclusionStage, peaksStage),
+        (b) => sink.dailyPeaks(b),
+      ),
+    ],
+  };
 }

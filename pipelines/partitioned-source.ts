@@ -3,7 +3,13 @@ import type { ReadingsMessageSource, SourceMessage } from '../connectors/jetstre
 import type { Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
 import { batchBudget } from './memory-budget.js';
-import { deadLetterAll, type MessageSourceOptions, takeMessage } from './message-source.js';
+import {
+  deadLetterAll,
+  MAX_EMPTY_WHILE_PENDING,
+  type MessageSourceOptions,
+  nothingPending,
+  takeMessage,
+} from './message-source.js';
 import { formatPartitionSet, normalizePartitionSet } from './partition-set.js';
 import type { ReadingSource, SourceBatch } from './runner.js';
 import { partitionPositions } from './source-positions.js';
@@ -44,6 +50,10 @@ interface PartitionLane {
   done: boolean;
   /** `max_ack_pending` left no room at the last fetch. */
   stalled: boolean;
+  /** The last pull was cut short by a transient failure. */
+  interrupted: boolean;
+  /** Empty pulls in a row while the consumer reported pending messages. */
+  emptyWhilePending: number;
 }
 
 /**
@@ -84,6 +94,7 @@ export function partitionedReadingSource(
     const laneBytes = Math.ceil(budget() / partitions.length);
     const fetched = await lane.messages.fetchBatch(perPartition, expiresMs, laneBytes);
     lane.stalled = fetched.stalled;
+    lane.interrupted = fetched.interrupted !== null;
     lane.pendingHint = fetched.pending;
     if (fetched.done) lane.done = true;
     for (const m of fetched.messages) {
@@ -121,6 +132,8 @@ export function partitionedReadingSource(
           pendingHint: -1,
           done: false,
           stalled: false,
+          interrupted: false,
+          emptyWhilePending: 0,
         };
       });
       resumeAfter = Object.fromEntries(partitions.map((p) => [String(p), resume.get(p) ?? 0]));
@@ -143,10 +156,17 @@ export function partitionedReadingSource(
         const streamLast = await options.streamLastSeq();
         await Promise.all(
           unsure.map(async (lane) => {
-            const { numPending } = await lane.messages.pending();
-            lane.pendingHint = numPending;
-            if (numPending === 0) emptyUpTo.set(lane, streamLast);
-            else await refill(lane);
+            const pending = !(await nothingPending(lane.messages));
+            lane.pendingHint = pending ? 1 : 0;
+            if (!pending) emptyUpTo.set(lane, streamLast);
+            else {
+              await refill(lane);
+              // The consumer holds messages the pull did not bring (a cluster node restarting): not idle,
+              // unless it keeps saying so without delivering.
+              if (lane.buffer.length === 0 && ++lane.emptyWhilePending <= MAX_EMPTY_WHILE_PENDING)
+                lane.interrupted = true;
+              if (lane.buffer.length > 0) lane.emptyWhilePending = 0;
+            }
           }),
         );
       }
@@ -176,7 +196,11 @@ export function partitionedReadingSource(
       const stalled = lanes.some((l) => l.stalled);
       if (picked.length === 0) {
         if (lanes.every((l) => l.done && l.buffer.length === 0)) return 'end';
-        return stalled ? { records: [], quarantined: [], deadLettered: 0, commitSoon: true } : 'idle';
+        // A pull cut short (a cluster node restarting) says nothing about what is left: not idle, which
+        // would end a bounded run early.
+        if (stalled || lanes.some((l) => l.interrupted))
+          return { records: [], quarantined: [], deadLettered: 0, ...(stalled ? { commitSoon: true } : {}) };
+        return 'idle';
       }
       const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
       const now = options.now();

@@ -51,6 +51,8 @@ export interface RunOptions
   /** Subscribes the graph to `input` and routes its outputs to `sink`. */
   readonly connect: (input: Observable<FlowEvent<RawReading>>, sink: MeterQualitySink) => Observable<unknown>;
   readonly observer?: RunObserver;
+  /** The hourly watermark alone makes a batch worth writing (a repartitioning worker publishes it). */
+  readonly writesWatermark?: boolean;
 }
 
 /**
@@ -58,10 +60,10 @@ export interface RunOptions
  * the cadences of writes and checkpoints, and `EpochCoordinatorOptions` for each option).
  */
 export function runPipeline(options: RunOptions): Promise<RunTotals> {
-  const { connect, observer, ...rest } = options;
+  const { connect, observer, writesWatermark, ...rest } = options;
   return new EpochCoordinator<SourceBatch, OutputBatch, RunTotals>({
     ...rest,
-    graph: meterQualityEpochGraph(connect),
+    graph: meterQualityEpochGraph(connect, writesWatermark === true),
     ...(observer === undefined ? {} : { observer: withAlerts(observer) }),
   }).run();
 }

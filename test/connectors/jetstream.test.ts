@@ -9,6 +9,7 @@ import {
   ensureReadingsStream,
   GsHeaders,
   JetStreamSource,
+  type LimitDifference,
   PayloadTooLargeError,
   partitionOf,
   publishAlert,
@@ -89,29 +90,75 @@ async function drain(
 }
 
 describe('streams', () => {
-  it('creates the readings stream with the documented limits, idempotently, and updates changed limits', async () => {
+  it('creates the readings stream with the documented limits, idempotently, and never changes an existing one', async () => {
     const name = uniqueName('R');
     const subjects = [`${name.toLowerCase()}.>`];
-    const created = await ensureReadingsStream(jsm, { name, subjects, storage: 'memory' });
+    const warnings: { stream: string; differences: readonly LimitDifference[] }[] = [];
+    const onLimitsDiffer = (stream: string, differences: readonly LimitDifference[]) =>
+      warnings.push({ stream, differences });
+    const created = await ensureReadingsStream(jsm, { name, subjects, storage: 'memory', onLimitsDiffer });
     expect(created.config).toMatchObject({
       retention: 'limits',
       discard: 'old',
       max_age: 7 * 24 * 3600 * 1e9,
       duplicate_window: 3600 * 1e9,
+      num_replicas: 1,
       subjects,
     });
-    const again = await ensureReadingsStream(jsm, { name, subjects, storage: 'memory' });
+    const again = await ensureReadingsStream(jsm, { name, subjects, storage: 'memory', onLimitsDiffer });
     expect(again.created).toBe(created.created);
-    const changed = await ensureReadingsStream(jsm, {
-      name,
-      subjects,
-      storage: 'memory',
-      maxAgeMs: 3_600_000,
-      duplicateWindowMs: 60_000,
-    });
-    expect(changed.config.max_age).toBe(3600 * 1e9);
-    expect(changed.config.duplicate_window).toBe(60 * 1e9);
+    expect(warnings).toEqual([]);
+    // The operator shortened the retention on purpose: a worker asking for the defaults keeps it.
+    await jsm.streams.update(name, { ...created.config, max_age: 3600 * 1e9, duplicate_window: 60 * 1e9 });
+    const kept = await ensureReadingsStream(jsm, { name, subjects, storage: 'memory', onLimitsDiffer });
+    expect(kept.config.max_age).toBe(3600 * 1e9);
+    expect(kept.config.duplicate_window).toBe(60 * 1e9);
+    expect((await jsm.streams.info(name)).config.max_age).toBe(3600 * 1e9);
+    expect(warnings).toEqual([
+      {
+        stream: name,
+        differences: [
+          { limit: 'max_age', actual: 3600 * 1e9, recommended: 7 * 24 * 3600 * 1e9 },
+          { limit: 'duplicate_window', actual: 60 * 1e9, recommended: 3600 * 1e9 },
+        ],
+      },
+    ]);
+    // Asking for 3 replicas of a stream that has 1 warns and changes nothing either.
+    warnings.length = 0;
+    await ensureReadingsStream(jsm, { name, subjects, storage: 'memory', replicas: 3, onLimitsDiffer });
+    expect(warnings[0]?.differences).toContainEqual({ limit: 'num_replicas', actual: 1, recommended: 3 });
+    expect((await jsm.streams.info(name)).config.num_replicas).toBe(1);
     await jsm.streams.delete(name);
+  });
+
+  it('with manage: false creates nothing and names the missing stream or bucket', async () => {
+    const name = uniqueName('R');
+    const subjects = [`${name.toLowerCase()}.>`];
+    await expect(
+      ensureDeadLetterStream(jsm, { name, subjects, storage: 'memory', manage: false }),
+    ).rejects.toThrow(new RegExp(`stream ${name} does not exist and streams are not managed here`));
+    await expect(jsm.streams.info(name)).rejects.toThrow(/stream not found/);
+    const bucket = uniqueName('cp');
+    await expect(CheckpointKv.open(js, { bucket, manage: false })).rejects.toThrow(
+      new RegExp(`checkpoint bucket ${bucket} does not exist`),
+    );
+    await expect(jsm.streams.info(`KV_${bucket}`)).rejects.toThrow(/stream not found/);
+    // Once the owner created them, an unmanaged worker uses them as they are.
+    await ensureDeadLetterStream(jsm, { name, subjects, storage: 'memory' });
+    expect((await ensureDeadLetterStream(jsm, { name, subjects, manage: false })).config.name).toBe(name);
+    const created = await CheckpointKv.open(js, { bucket, storage: 'memory' });
+    await created.put('k', 'v');
+    const differences: LimitDifference[] = [];
+    const opened = await CheckpointKv.open(js, {
+      bucket,
+      manage: false,
+      replicas: 3,
+      onLimitsDiffer: (_s, d) => differences.push(...d),
+    });
+    expect((await opened.get('k'))?.value).toBe('v');
+    expect(differences).toEqual([{ limit: 'num_replicas', actual: 1, recommended: 3 }]);
+    await jsm.streams.delete(name);
+    await jsm.streams.delete(`KV_${bucket}`);
   });
 });
 

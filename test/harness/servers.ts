@@ -19,6 +19,7 @@ import {
   readFileSync,
   readSync,
   rmSync,
+  writeFileSync,
 } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
@@ -87,6 +88,10 @@ export interface NatsServerOptions {
   /** Path to the nats-server binary; looked up on PATH and in the sbin folders when omitted. */
   binary?: string;
   startTimeoutMs?: number;
+  /** A member of a cluster: its route port and the other members' route URLs. */
+  cluster?: { readonly name: string; readonly port: number; readonly routes: readonly string[] };
+  /** Configuration file text (accounts, permissions), passed with `-c`; flags still win over it. */
+  config?: string;
 }
 
 export interface ClickHouseServerOptions {
@@ -529,6 +534,17 @@ async function startNatsOnce(
       String(monitorPort),
       '-sd',
       storeDir,
+      ...(options.cluster === undefined
+        ? []
+        : [
+            '--cluster_name',
+            options.cluster.name,
+            '--cluster',
+            `nats://${LOOPBACK}:${options.cluster.port}`,
+            '--routes',
+            options.cluster.routes.join(','),
+          ]),
+      ...(options.config === undefined ? [] : ['-c', configFile(workDir, options.config)]),
     ],
     cwd: workDir,
     consoleLogPath: logPath,
@@ -569,6 +585,77 @@ async function startNatsOnce(
     monitorUrl: { value: monitorUrl, enumerable: true },
     storeDir: { value: storeDir, enumerable: true },
   }) as NatsServer;
+}
+
+function configFile(workDir: string, text: string): string {
+  const path = join(workDir, 'nats-server.conf');
+  writeFileSync(path, text);
+  return path;
+}
+
+/** Three (or `size`) nats-servers routed to each other on loopback, JetStream clustered. */
+export interface NatsCluster {
+  readonly servers: readonly NatsServer[];
+  /** Every member's client URL, comma-separated: what `--source` takes. */
+  readonly url: string;
+  /** Resolves once the cluster has a JetStream meta leader (streams can be created). */
+  waitForMetaLeader(timeoutMs?: number): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * Starts a JetStream cluster on loopback: each member with its own store folder, client, monitor and
+ * route ports, routes to every other member. Members can be stopped and restarted one by one.
+ */
+export async function startNatsCluster(size = 3): Promise<NatsCluster> {
+  const name = uniqueName('gs_cluster');
+  const routePorts: number[] = [];
+  for (let i = 0; i < size; i++) routePorts.push(await findFreePort());
+  const started = await Promise.allSettled(
+    routePorts.map((port, i) =>
+      startNatsServer({
+        cluster: {
+          name,
+          port,
+          routes: routePorts.filter((_, j) => j !== i).map((p) => `nats://${LOOPBACK}:${p}`),
+        },
+      }),
+    ),
+  );
+  const servers = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  if (servers.length !== size) {
+    await Promise.allSettled(servers.map((s) => s.dispose()));
+    const failures = started.flatMap((s) => (s.status === 'rejected' ? [s.reason] : []));
+    throw new AggregateError(failures, 'nats cluster did not start');
+  }
+  const waitForMetaLeader = async (timeoutMs = 30_000): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      for (const server of servers) {
+        if (!server.running) continue;
+        try {
+          const jsz = JSON.parse((await httpText(`${server.monitorUrl}/jsz`)).body) as {
+            meta_cluster?: { leader?: string; cluster_size?: number };
+          };
+          if (jsz.meta_cluster?.leader) return;
+        } catch {
+          // not answering yet
+        }
+      }
+      if (Date.now() > deadline)
+        throw new Error(`nats cluster ${name}: no JetStream meta leader after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  await waitForMetaLeader();
+  return {
+    servers,
+    url: servers.map((s) => s.url).join(','),
+    waitForMetaLeader,
+    dispose: async () => {
+      await Promise.allSettled(servers.map((s) => s.dispose()));
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { UsageError } from '../../cli/main.js';
 import { partitionDurable } from '../../cli/nats-source.js';
-import { ownedPartitions } from '../../cli/run.js';
+import { parseOptions } from '../../cli/option-table.js';
+import { allPartitions, ownedPartitions, runTable, stageOf } from '../../cli/run.js';
 import { decodeReadings } from '../../codecs/decode.js';
 import { sql } from '../../codecs/sql.js';
 import {
@@ -108,6 +109,29 @@ describe('partition sets on the command line', () => {
     expect(() => ownedPartitions({ partitions: '0-2', partition: '3' }, {})).toThrow(UsageError);
     expect(() => ownedPartitions({ partition: '0-3' }, {})).toThrow(/--partition must be one partition/);
     expect(() => ownedPartitions({}, { GS_PARTITIONS: '7-1' })).toThrow(/\$GS_PARTITIONS: .*backwards/);
+  });
+
+  it('runs every stage without --partitions, the per-meter stages with them, unless --stage says otherwise', () => {
+    expect(stageOf(undefined, undefined)).toBe('all');
+    expect(stageOf(undefined, [0, 1])).toBe('per-meter');
+    expect(stageOf('all', [0, 1])).toBe('all');
+    expect(stageOf('cross-meter', undefined)).toBe('cross-meter');
+    expect(() => stageOf('cross', undefined)).toThrow(/--stage must be all, per-meter or cross-meter/);
+    expect(allPartitions({})).toEqual(parsePartitionSet('0-15'));
+    expect(allPartitions({ GS_UPSTREAM_PARTITIONS: '0-31' })).toHaveLength(32);
+    expect(allPartitions({ GS_UPSTREAM_PARTITIONS: '0-31' }, '0-7')).toHaveLength(8);
+    expect(() => allPartitions({}, '9-1')).toThrow(/--upstream-partitions: .*backwards/);
+  });
+
+  it('takes --replicas, then $GS_REPLICAS, default 1; JetStream takes 1 to 5 copies', () => {
+    const replicas = (argv: string[], env: NodeJS.ProcessEnv = {}) =>
+      parseOptions(runTable, argv, env).values.replicas;
+    expect(replicas([])).toBe(1);
+    expect(replicas([], { GS_REPLICAS: '3' })).toBe(3);
+    expect(replicas(['--replicas', '5'], { GS_REPLICAS: '3' })).toBe(5);
+    for (const bad of ['0', '6', '2.5', 'three'])
+      expect(() => replicas(['--replicas', bad])).toThrow(/--replicas/);
+    expect(() => replicas([], { GS_REPLICAS: '9' })).toThrow(/GS_REPLICAS/);
   });
 });
 
@@ -456,8 +480,8 @@ describe('two workers with disjoint partition sets', () => {
 });
 
 /**
- * Rows computed across the meters of a neighborhood or a day (neighborhood outliers, daily peaks): a worker
- * computes them over its own meters only, so two workers cannot match one (see the report of this change).
+ * Rows computed across the meters of a neighborhood or a day (neighborhood outliers, daily peaks): partitioned
+ * workers leave them to the cross-meter stage (`--stage cross-meter`, compared in cluster.test.ts).
  */
 function isCrossMeter(table: string, line: string): boolean {
   return (
