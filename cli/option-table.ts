@@ -62,7 +62,7 @@ export interface OptionTable {
   readonly notes?: readonly string[];
   /**
    * `false`: the command reads no config file and its own `--config` (if any) means something else —
-   * `poll --config feeds.json` — so neither the flag nor `$GS_CONFIG` is taken as a config file.
+   * so neither the flag nor `$GS_CONFIG` is taken as a config file.
    */
   readonly configFile?: boolean;
 }

@@ -32,19 +32,17 @@ interface PollConfig {
 export const pollTable = optionTable({
   command: 'poll',
   synopsis: [
-    'Usage: greenstream poll --config feeds.json [options]',
+    'Usage: greenstream poll --feeds feeds.json [options]',
     '  feeds.json: {"start":"2024-07-01","weather":{"places":[{"city","region","latitude","longitude"}]},',
     '               "grid":{"areas":[{"eic","operator","region","capacityMw"}]}}; ENTSO-E token from $ENTSOE_TOKEN.',
   ],
-  // `--config` names the feeds file here, so poll reads no shared config file (nor $GS_CONFIG).
-  configFile: false,
   options: [
     {
-      name: 'config',
+      name: 'feeds',
       type: 'string',
       arg: 'feeds.json',
-      env: 'GS_POLL_CONFIG',
-      help: 'the feeds to poll and the first day (required; not a flag-values config file)',
+      env: 'GS_POLL_FEEDS',
+      help: 'the feeds to poll and the first day (required)',
     },
     {
       name: 'hot',
@@ -93,23 +91,23 @@ export const pollCommand: Command = {
   run: async (argv) => {
     const { values: v } = parseOptions(pollTable, argv);
     const values = {
-      config: v.config as string | undefined,
+      feeds: v.feeds as string | undefined,
       hot: v.hot as string,
       database: v.database as string | undefined,
       checkpoint: v.checkpoint as string,
       maintenance: v.maintenance as string | undefined,
       'until-idle': v['until-idle'] === true,
     };
-    if (values.config === undefined) throw new UsageError('--config <feeds.json> is required');
+    if (values.feeds === undefined) throw new UsageError('--feeds <feeds.json> is required');
     let config: PollConfig;
     try {
-      config = JSON.parse(await readFile(values.config, 'utf8')) as PollConfig;
+      config = JSON.parse(await readFile(values.feeds, 'utf8')) as PollConfig;
     } catch (err) {
-      throw new UsageError(`cannot read --config ${values.config}: ${(err as Error).message}`);
+      throw new UsageError(`cannot read --feeds ${values.feeds}: ${(err as Error).message}`);
     }
     const start = Date.parse(config.start);
     if (Number.isNaN(start))
-      throw new UsageError(`config "start" is not a date: ${JSON.stringify(config.start)}`);
+      throw new UsageError(`the feeds file's "start" is not a date: ${JSON.stringify(config.start)}`);
     const feeds: PolledFeed[] = [
       ...(config.weather?.places ?? []).map((p) =>
         weatherFeed(p, start, config.weather?.url ?? OPEN_METEO_ARCHIVE_URL),
@@ -118,7 +116,7 @@ export const pollCommand: Command = {
         gridFeed(a, start, process.env.ENTSOE_TOKEN ?? '', config.grid?.url ?? ENTSOE_API_URL),
       ),
     ];
-    if (feeds.length === 0) throw new UsageError('the config names no weather place and no grid area');
+    if (feeds.length === 0) throw new UsageError('the feeds file names no weather place and no grid area');
     const store = openHotStore(parseHotTarget(values.hot, process.env, values.database));
     const abort = new AbortController();
     const stop = () => abort.abort();

@@ -50,13 +50,13 @@ describe('the greenstream command', () => {
     expect(bad.stderr).toContain('--suite must be one of daily, live');
   });
 
-  it('poll needs a config naming at least one feed', async () => {
+  it('poll needs a feeds file naming at least one feed', async () => {
     const none = greenstream(['poll']);
     expect(none.code).toBe(2);
-    expect(none.stderr).toContain('--config <feeds.json> is required');
+    expect(none.stderr).toContain('--feeds <feeds.json> is required');
     const config = join(dir, 'feeds.json');
     await writeFile(config, JSON.stringify({ start: '2024-07-01' }));
-    const empty = greenstream(['poll', '--config', config, '--hot', `chdb:${join(dir, 'poll-chdb')}`]);
+    const empty = greenstream(['poll', '--feeds', config, '--hot', `chdb:${join(dir, 'poll-chdb')}`]);
     expect(empty.code).toBe(2);
     expect(empty.stderr).toContain('names no weather place and no grid area');
   });

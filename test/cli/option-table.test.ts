@@ -133,15 +133,14 @@ describe('the option tables', () => {
     expect(optionsHelp(expectTable)).toContain('--suite <daily|live>…');
   });
 
-  it('lets a command whose --config means something else read no config file', async () => {
+  it('reads the shared config file in poll and review as in every other command', async () => {
     const shared = join(dir, 'shared.yaml');
     await writeFile(shared, 'checkpoint: ./elsewhere.json\nformat: csv\n');
-    // poll: --config is the feeds file, and $GS_CONFIG (meant for the other commands) is not read
-    const poll = parseOptions(pollTable, ['--config', 'feeds.json'], { GS_CONFIG: shared });
-    expect(poll.values.config).toBe('feeds.json');
-    expect(poll.values.checkpoint).toBe('./data/poll-checkpoint.json');
-    expect(poll.configPath).toBeUndefined();
-    expect(parseOptions(pollTable, [], { GS_POLL_CONFIG: 'f.json' }).values.config).toBe('f.json');
+    // poll: its feeds file is --feeds; a config file's keys are its flags, as everywhere
+    const poll = parseOptions(pollTable, ['--feeds', 'feeds.json'], { GS_CONFIG: shared });
+    expect(poll.values.feeds).toBe('feeds.json');
+    expect(poll.values.checkpoint).toBe('./elsewhere.json');
+    expect(parseOptions(pollTable, [], { GS_POLL_FEEDS: 'f.json' }).values.feeds).toBe('f.json');
     // review reads the same file as every other command
     expect(parseOptions(reviewTable, ['list'], { GS_CONFIG: shared }).values.format).toBe('csv');
     expect(parseOptions(reviewTable, ['approve', '7'], {}).positionals).toEqual(['approve', '7']);
