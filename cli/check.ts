@@ -17,7 +17,7 @@ import { type Command, redactUserInfo, UsageError } from './main.js';
 import { natsConfigFrom } from './nats-source.js';
 import { type OptionValues, optionsHelp, optionTable, parseOptions } from './option-table.js';
 import { loadProfile, parseHotTarget, redactCredentials } from './options.js';
-import { runOptionSpecs } from './run.js';
+import { runOptionSpecs, workerIdOf } from './run.js';
 
 export const checkTable = optionTable({
   command: 'check',
@@ -66,7 +66,11 @@ export async function checkConfiguration(values: OptionValues, env: NodeJS.Proce
     problem('registry', messageOf(error));
   }
 
-  if (!/^[A-Za-z0-9_]+$/.test(text('worker') ?? ''))
+  if (
+    !/^[A-Za-z0-9_]+$/.test(
+      workerIdOf(text('worker'), text('stage') === 'cross-meter' ? 'cross-meter' : 'all'),
+    )
+  )
     problem('worker', '--worker may hold letters, digits and _ only');
 
   const source = text('source')!;

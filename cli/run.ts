@@ -262,8 +262,7 @@ export async function runJobCommand(
       text('stage'),
       ownedPartitions({ partitions: text('partitions'), partition: text('partition') }, process.env),
     );
-    // No table default: the cross-meter stage's own id differs from a per-meter worker's.
-    const worker = text('worker') ?? (stage === 'cross-meter' ? 'cross_meter' : 'w0');
+    const worker = workerIdOf(text('worker'), stage);
     if (!/^[A-Za-z0-9_]+$/.test(worker)) throw new UsageError('--worker may hold letters, digits and _ only');
     const number = (name: string) => values[name] as number | undefined;
     const cadence = {
@@ -595,6 +594,14 @@ export function ownedPartitions(
   } catch (error) {
     throw new UsageError(`${source.name}: ${(error as Error).message}`);
   }
+}
+
+/**
+ * `--worker`, else the stage's own default id (no table default: the cross-meter stage's id must differ
+ * from a per-meter worker's, since the id names the checkpoint, consumers and lease).
+ */
+export function workerIdOf(flag: string | undefined, stage: 'all' | 'per-meter' | 'cross-meter'): string {
+  return flag ?? (stage === 'cross-meter' ? 'cross_meter' : 'w0');
 }
 
 /** The stage a process runs: `--stage`, else `all` for an all-partitions worker and `per-meter` for a set. */

@@ -1,8 +1,8 @@
 /**
  * A ClickHouse server outage mid-stream, through the real command line: `greenstream run` on a
  * ClickHouse server of its own, four days of 40 meters; the server process is killed right after the
- * first checkpoint, and started again 15 s later (the issue's figure is 60 s; 15 s spans many retries of the jittered backoff, whose
- * delays cap at 15 s, and keeps the test short). The worker must not exit, must answer /readyz 503 while
+ * first checkpoint, and started again 60 s later (a server restart or short network outage; the jittered
+ * backoff's delays cap at 15 s, so the last retries land after the server is back). The worker must not exit, must answer /readyz 503 while
  * the store is down and 200 after, and must end with exactly what a run without outage stores.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -16,7 +16,7 @@ import { type HotTableName, hotTableNames, hotTables } from '../../schemas/click
 import { type ClickHouseServer, findFreePort, startClickHouseServer } from '../harness/servers.js';
 import { type CliProcess, ensureBuilt, expectSuccess, runCli, startCli } from './helpers.js';
 
-const OUTAGE_MS = 15_000;
+const OUTAGE_MS = 60_000;
 
 let dir: string;
 let simulated: string;
@@ -108,7 +108,7 @@ describe('a ClickHouse outage mid-stream', () => {
     server = await startClickHouseServer();
     const port = await findFreePort();
     const worker = startCli(workerArgs(simulated, server.url, 'gs_outage', port), {
-      timeoutMs: 240_000,
+      timeoutMs: 300_000,
       env: { NATS_URL: '', CLICKHOUSE_URL: '' },
     });
     workers.push(worker);
@@ -149,5 +149,5 @@ describe('a ClickHouse outage mid-stream', () => {
     const { alerts: _a, quality_log: _q, ...gotData } = got;
     const { alerts: _b, quality_log: _r, ...wantData } = want;
     expect(gotData).toEqual(wantData);
-  }, 300_000);
+  }, 420_000);
 });
