@@ -10,7 +10,7 @@ import { errorMessage } from '../core/errors.js';
 import { logger } from './log.js';
 import { type Command, UsageError } from './main.js';
 import { optionsHelp, optionTable, parseOptions } from './option-table.js';
-import { parseHotTarget, redactCredentials } from './options.js';
+import { hotStoreOptions, parseHotTarget, redactCredentials } from './options.js';
 
 const BACKLOG_CHECK_MS = 10 * 60_000;
 
@@ -22,22 +22,9 @@ export const consoleTable = optionTable({
     '  review. Read-only unless --allow-review.',
   ],
   options: [
-    {
-      name: 'hot',
-      type: 'string',
-      arg: 'spec',
-      env: 'CLICKHOUSE_URL',
-      default: 'chdb:./data/chdb',
-      help: 'chdb:<dir> or http(s)://host:8123; a chDB folder a worker holds is read through that worker, read-only',
-    },
-    {
-      name: 'database',
-      type: 'string',
-      arg: 'name',
-      env: 'CLICKHOUSE_DATABASE',
-      defaultText: 'greenstream',
-      help: 'ClickHouse database',
-    },
+    ...hotStoreOptions({
+      hot: 'chdb:<dir> or http(s)://host:8123; a chDB folder a worker holds is read through that worker, read-only',
+    }),
     {
       name: 'metrics-url',
       type: 'string',

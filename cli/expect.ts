@@ -16,7 +16,7 @@ import {
 } from '../pipelines/expectations.js';
 import { type Command, UsageError } from './main.js';
 import { optionsHelp, optionTable, parseOptions } from './option-table.js';
-import { loadProfile, parseHotTarget } from './options.js';
+import { hotStoreOptions, loadProfile, parseHotTarget } from './options.js';
 import { render } from './sql.js';
 
 export const expectTable = optionTable({
@@ -36,22 +36,7 @@ export const expectTable = optionTable({
       defaultText: 'every suite',
       help: 'the suites to run (repeat the flag, or a comma-separated list)',
     },
-    {
-      name: 'hot',
-      type: 'string',
-      arg: 'spec',
-      env: 'CLICKHOUSE_URL',
-      default: 'chdb:./data/chdb',
-      help: 'chdb:<dir> or http(s)://host:8123',
-    },
-    {
-      name: 'database',
-      type: 'string',
-      arg: 'name',
-      env: 'CLICKHOUSE_DATABASE',
-      defaultText: 'greenstream',
-      help: 'ClickHouse database',
-    },
+    ...hotStoreOptions(),
     {
       name: 'report',
       type: 'string',

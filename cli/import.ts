@@ -24,7 +24,7 @@ import type { MeterInfo, MeterType } from '../schemas/reading.js';
 import { tuneHeapForStreaming } from './heap.js';
 import { type Command, UsageError } from './main.js';
 import { optionsHelp, optionTable, parseOptions } from './option-table.js';
-import { parseHotTarget } from './options.js';
+import { hotStoreOptions, parseHotTarget } from './options.js';
 import { startProgress } from './progress.js';
 
 /**
@@ -61,22 +61,7 @@ export const importTable = optionTable({
       default: 'unknown',
       help: 'type of meters registered from files',
     },
-    {
-      name: 'hot',
-      type: 'string',
-      arg: 'spec',
-      env: 'CLICKHOUSE_URL',
-      defaultText: 'chdb:./data/chdb',
-      help: 'chdb:<dir> or http(s)://host:8123',
-    },
-    {
-      name: 'database',
-      type: 'string',
-      arg: 'name',
-      env: 'CLICKHOUSE_DATABASE',
-      defaultText: 'greenstream',
-      help: 'ClickHouse database',
-    },
+    ...hotStoreOptions(),
     { name: 'cold', type: 'string', arg: 'dir', default: './data/lake', help: 'Parquet lake root' },
     { name: 'no-cold', type: 'boolean', help: 'do not write the Parquet lake' },
     {

@@ -3,6 +3,31 @@ import { resolve } from 'node:path';
 import type { HotStoreTarget } from '../connectors/clickhouse.js';
 import { type RuleProfile, resolveRuleProfile } from '../operators/rule-profile.js';
 import { UsageError } from './main.js';
+import type { OptionSpec } from './option-table.js';
+
+/** The hot store flags every command that reads or writes it shares; only their help differs. */
+export function hotStoreOptions(
+  help: { readonly hot?: string; readonly database?: string } = {},
+): OptionSpec[] {
+  return [
+    {
+      name: 'hot',
+      type: 'string',
+      arg: 'spec',
+      env: 'CLICKHOUSE_URL',
+      default: 'chdb:./data/chdb',
+      help: help.hot ?? 'chdb:<dir> or http(s)://host:8123',
+    },
+    {
+      name: 'database',
+      type: 'string',
+      arg: 'name',
+      env: 'CLICKHOUSE_DATABASE',
+      defaultText: 'greenstream',
+      help: help.database ?? 'ClickHouse database',
+    },
+  ];
+}
 
 /** `chdb:<dir>` (embedded) or `http(s)://host:8123` (server; credentials from the environment). */
 export function parseHotTarget(

@@ -21,7 +21,7 @@ import { type PollTotals, runPollingJob } from '../pipelines/polling-job.js';
 import { type PolledFeed, pollingSource } from '../pipelines/polling-source.js';
 import { type Command, UsageError } from './main.js';
 import { optionsHelp, optionTable, parseOptions } from './option-table.js';
-import { parseHotTarget } from './options.js';
+import { hotStoreOptions, parseHotTarget } from './options.js';
 
 interface PollConfig {
   readonly start: string;
@@ -44,22 +44,7 @@ export const pollTable = optionTable({
       env: 'GS_POLL_FEEDS',
       help: 'the feeds to poll and the first day (required)',
     },
-    {
-      name: 'hot',
-      type: 'string',
-      arg: 'spec',
-      env: 'CLICKHOUSE_URL',
-      default: 'chdb:./data/chdb',
-      help: 'chdb:<dir> or http(s)://host:8123',
-    },
-    {
-      name: 'database',
-      type: 'string',
-      arg: 'name',
-      env: 'CLICKHOUSE_DATABASE',
-      defaultText: 'greenstream',
-      help: 'ClickHouse database',
-    },
+    ...hotStoreOptions(),
     {
       name: 'checkpoint',
       type: 'string',

@@ -9,7 +9,7 @@ import type { HotRelationName } from '../connectors/clickhouse.js';
 import { type HotStore, openHotStore } from '../connectors/clickhouse.js';
 import { type Command, UsageError } from './main.js';
 import { optionsHelp, optionTable, parseOptions } from './option-table.js';
-import { parseHotTarget, parseTime } from './options.js';
+import { hotStoreOptions, parseHotTarget, parseTime } from './options.js';
 
 export const reportTable = optionTable({
   command: 'report',
@@ -20,22 +20,7 @@ export const reportTable = optionTable({
     '  tiers, the daily peak hours and the quarantine reasons.',
   ],
   options: [
-    {
-      name: 'hot',
-      type: 'string',
-      arg: 'spec',
-      env: 'CLICKHOUSE_URL',
-      default: 'chdb:./data/chdb',
-      help: 'chdb:<dir> or http(s)://host:8123',
-    },
-    {
-      name: 'database',
-      type: 'string',
-      arg: 'name',
-      env: 'CLICKHOUSE_DATABASE',
-      defaultText: 'greenstream',
-      help: 'ClickHouse database',
-    },
+    ...hotStoreOptions(),
     {
       name: 'from',
       type: 'string',

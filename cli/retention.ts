@@ -19,7 +19,7 @@ import {
 import { type Command, UsageError } from './main.js';
 import { natsConfigFrom } from './nats-source.js';
 import { optionsHelp, optionTable, parseOptions } from './option-table.js';
-import { parseHotTarget } from './options.js';
+import { hotStoreOptions, parseHotTarget } from './options.js';
 
 const defaultPolicy = `validated=${DEFAULT_RETENTION.validated},errors=${DEFAULT_RETENTION.errors},raw=${DEFAULT_RETENTION.raw},cold=${DEFAULT_RETENTION.cold}`;
 
@@ -39,22 +39,7 @@ export const retentionTable = optionTable({
       default: defaultPolicy,
       help: 'days kept per table class: validated (readings, hourly_consumption, daily_peaks, faults, alerts; by event time), errors (quarantine, quality_log; by write time), raw (the JetStream stream), cold (the lake, by event month)',
     },
-    {
-      name: 'hot',
-      type: 'string',
-      arg: 'spec',
-      env: 'CLICKHOUSE_URL',
-      default: 'chdb:./data/chdb',
-      help: 'chdb:<dir> or http(s)://host:8123',
-    },
-    {
-      name: 'database',
-      type: 'string',
-      arg: 'name',
-      env: 'CLICKHOUSE_DATABASE',
-      defaultText: 'greenstream',
-      help: 'ClickHouse database',
-    },
+    ...hotStoreOptions(),
     { name: 'no-hot', type: 'boolean', env: 'GS_RETENTION_NO_HOT', help: 'leave the hot store alone' },
     {
       name: 'cold',

@@ -13,27 +13,12 @@ import {
 import { type ConsoleStore, openConsoleStore } from '../console/store.js';
 import { type Command, UsageError } from './main.js';
 import { type OptionSpec, optionsHelp, optionTable, parseOptions } from './option-table.js';
-import { loadProfile, parseHotTarget, parseTime } from './options.js';
+import { hotStoreOptions, loadProfile, parseHotTarget, parseTime } from './options.js';
 import { render } from './sql.js';
 
 /** `--hot` and `--database` as `review` and `dlq` declare them. */
 export const STORE_OPTIONS: readonly OptionSpec[] = [
-  {
-    name: 'hot',
-    type: 'string',
-    arg: 'spec',
-    env: 'CLICKHOUSE_URL',
-    default: 'chdb:./data/chdb',
-    help: 'chdb:<dir> (no worker may hold it) or http(s)://host:8123',
-  },
-  {
-    name: 'database',
-    type: 'string',
-    arg: 'name',
-    env: 'CLICKHOUSE_DATABASE',
-    defaultText: 'greenstream',
-    help: 'ClickHouse database',
-  },
+  ...hotStoreOptions({ hot: 'chdb:<dir> (no worker may hold it) or http(s)://host:8123' }),
 ];
 
 /** `--reviewer`, which falls back to the login name. */

@@ -25,7 +25,7 @@ import {
   optionTable,
   parseOptions,
 } from './option-table.js';
-import { loadProfile, parseHotTarget, redactCredentials } from './options.js';
+import { hotStoreOptions, loadProfile, parseHotTarget, redactCredentials } from './options.js';
 import { startProgress } from './progress.js';
 import { type EmbeddedQueries, embeddedQueries, metricsHostOf, serveOptionSpecs } from './serve-queries.js';
 import { workerConsole } from './worker-console.js';
@@ -53,22 +53,9 @@ export const runOptionSpecs: readonly OptionSpec[] = [
     default: './data/landing/registry.csv',
     help: 'meter registry CSV',
   },
-  {
-    name: 'hot',
-    type: 'string',
-    arg: 'spec',
-    env: 'CLICKHOUSE_URL',
-    defaultText: 'chdb:./data/chdb',
-    help: 'chdb:<dir> (embedded) or http(s)://host:8123 (server; credentials from $CLICKHOUSE_USER / $CLICKHOUSE_PASSWORD)',
-  },
-  {
-    name: 'database',
-    type: 'string',
-    arg: 'name',
-    env: 'CLICKHOUSE_DATABASE',
-    defaultText: 'greenstream',
-    help: 'ClickHouse database',
-  },
+  ...hotStoreOptions({
+    hot: 'chdb:<dir> (embedded) or http(s)://host:8123 (server; credentials from $CLICKHOUSE_USER / $CLICKHOUSE_PASSWORD)',
+  }),
   { name: 'cold', type: 'string', arg: 'dir', default: './data/lake', help: 'Parquet lake root' },
   { name: 'no-cold', type: 'boolean', help: 'do not write the Parquet lake' },
   {

@@ -11,7 +11,7 @@ import { findFolderOwner } from '../connectors/chdb-lock.js';
 import { openHotStore } from '../connectors/clickhouse.js';
 import { type Command, UsageError } from './main.js';
 import { optionsHelp, optionTable, parseOptions } from './option-table.js';
-import { parseHotTarget } from './options.js';
+import { hotStoreOptions, parseHotTarget } from './options.js';
 
 export const sqlTable = optionTable({
   command: 'sql',
@@ -23,22 +23,9 @@ export const sqlTable = optionTable({
   ],
   positionals: true,
   options: [
-    {
-      name: 'hot',
-      type: 'string',
-      arg: 'spec',
-      env: 'CLICKHOUSE_URL',
-      default: 'chdb:./data/chdb',
-      help: 'chdb:<dir> or http(s)://host:8123',
-    },
-    {
-      name: 'database',
-      type: 'string',
-      arg: 'name',
-      env: 'CLICKHOUSE_DATABASE',
-      defaultText: 'greenstream',
-      help: 'the GreenStream database (checked; the default for unqualified names on a running worker)',
-    },
+    ...hotStoreOptions({
+      database: 'the GreenStream database (checked; the default for unqualified names on a running worker)',
+    }),
     {
       name: 'format',
       type: 'string',
