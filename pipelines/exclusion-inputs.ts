@@ -23,13 +23,14 @@ export interface StoredExclusionInputs {
 
 /** Reads the weather lookup from the hot store (64-bit-free columns, so numbers arrive as numbers). */
 export async function loadWeatherLookup(hot: HotStore): Promise<WeatherLookup> {
-  const rows = await hot.query<{ region: string; ts: number | string; t: number }>(
-    sql`SELECT region, toUInt32(ts) AS ts, avg(temperature_celsius) AS t
+  // Aliases differ from the columns: 18.16 calls `toUInt32(ts) AS ts` a cyclic alias.
+  const rows = await hot.query<{ region: string; hour_s: number | string; t: number }>(
+    sql`SELECT region, toUInt32(ts) AS hour_s, avg(temperature_celsius) AS t
 FROM ${sql.ident(hot.database, 'weather_observations')} FINAL
 GROUP BY region, ts`,
   );
   return weatherLookup(
-    rows.map((r) => ({ region: r.region, ts: Number(r.ts) * 1000, temperatureC: Number(r.t) })),
+    rows.map((r) => ({ region: r.region, ts: Number(r.hour_s) * 1000, temperatureC: Number(r.t) })),
   );
 }
 

@@ -9,7 +9,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { sql } from '../../codecs/sql.js';
 import { type HotStore, openHotStore } from '../../connectors/clickhouse.js';
 import { insertModelRows } from '../../connectors/model-tables.js';
@@ -250,6 +250,61 @@ describe('run with peak exclusions from the hot store (chDB)', () => {
     const stored = new Map(noWeather.exclusions.map((e) => [`${e.hour}|${e.region}|${e.reason}`, e.meters]));
     expect(stored).toEqual(expectedReport(noWeather.hourly, false));
     expectPeaks(noWeather.peaks, rank(noWeather.hourly.filter((h) => reasonsOf(h, false).length === 0)));
+  });
+});
+
+describe('stored exclusion inputs and report on clickhouse-server 18.16', () => {
+  it('reads the weather and maintenance tables and stores the report rows', async () => {
+    const store = openHotStore({
+      kind: 'server',
+      url: inject('clickhouseUrl'),
+      database: testDatabase('exclusions'),
+    });
+    const inputs = await (async () => {
+      await store.migrate();
+      await insertModelRows(store, 'weather_observations', weatherRows(['north', 'south']));
+      await insertModelRows(store, 'maintenance_windows', [MAINTENANCE]);
+      await insertModelRows(store, 'peak_exclusions', [
+        {
+          day: START,
+          hour: HEAT.from,
+          region: 'north',
+          reason: 'excluded_weather' as const,
+          meters: 7,
+          totalKw: 12.5,
+          detail: '38 °C',
+        },
+      ]);
+      return openStoredExclusionInputs(store, 3_600_000);
+    })();
+    try {
+      inputs.inputs.weather.connect((e) => {
+        throw e;
+      });
+      inputs.inputs.maintenance.connect((e) => {
+        throw e;
+      });
+      expect(inputs.inputs.weather.value.size).toBe(2 * DAYS * 24);
+      expect(inputs.inputs.weather.value.get(weatherKey('south', HEAT.from))).toBe(38);
+      expect(inputs.inputs.maintenance.value).toEqual([MAINTENANCE]);
+      const rows = await store.query(
+        sql`SELECT toUInt32(hour) AS hour_s, region, reason, meters, total_kw, detail FROM ${sql.ident(store.database, 'peak_exclusions')} FINAL`,
+      );
+      expect(rows.map((r) => ({ ...r, hour_s: Number(r.hour_s), meters: Number(r.meters) }))).toEqual([
+        {
+          hour_s: HEAT.from / 1000,
+          region: 'north',
+          reason: 'excluded_weather',
+          meters: 7,
+          total_kw: 12.5,
+          detail: '38 °C',
+        },
+      ]);
+    } finally {
+      inputs.close();
+      await store.command(sql`DROP DATABASE IF EXISTS ${sql.ident(store.database)}`);
+      await store.close();
+    }
   });
 });
 
