@@ -118,6 +118,11 @@ export async function runCrossMeterStage(settings: CrossMeterSettings): Promise<
       publishAlerts: async (alerts) => {
         for (const alert of alerts) await publishAlert(nc, alert);
       },
+      onExclusionInputError: (table, error) =>
+        logger.warn('peak exclusions: read failed, keeping the last lookup', {
+          table,
+          error: error instanceof Error ? error.message : String(error),
+        }),
       onCheckpoint: (cp) =>
         logger.info('checkpoint', { seq: cp.seq, faults: cp.totals.faults, alerts: cp.totals.alerts }),
     });

@@ -462,6 +462,11 @@ export async function runJobCommand(
             },
           }),
       onDeadLetter: (source, reason) => logger.warn('dead-lettered', { source, reason }),
+      onExclusionInputError: (table, error) =>
+        logger.warn('peak exclusions: read failed, keeping the last lookup', {
+          table,
+          error: error instanceof Error ? error.message : String(error),
+        }),
       hotOptions: {
         retry: {
           budgetMs: values['sink-retry-budget'] as number,

@@ -5,7 +5,7 @@
  */
 import { type SqlValue, sql } from '../codecs/sql.js';
 import type { ModelTable } from '../schemas/models.js';
-import { modelTables } from '../schemas/models.js';
+import { modelTables, reportTables } from '../schemas/models.js';
 import type { Column } from '../schemas/reading.js';
 import type { HotStore } from './clickhouse.js';
 
@@ -22,7 +22,7 @@ export async function insertModelRows<Row>(
   table: string,
   rows: readonly Row[],
 ): Promise<number> {
-  const spec: ModelTable | undefined = modelTables.find((t) => t.name === table);
+  const spec: ModelTable | undefined = [...modelTables, ...reportTables].find((t) => t.name === table);
   if (spec === undefined) throw new RangeError(`no model table ${table}`);
   const columns = spec.columns as unknown as readonly Column<Row>[];
   const names = sql.join(columns.map((c) => sql.ident(c.name)));

@@ -168,6 +168,13 @@ export interface RuleProfile {
   };
   /** Hours the daily peak ranking leaves out (`operators/peak-exclusions.ts`; README "Peak exclusions"). */
   exclusions: {
+    /**
+     * The job (`run`, the cross-meter stage) runs the exclusion stage, with weather and maintenance
+     * windows read from the hot store's `weather_observations` and `maintenance_windows` tables.
+     */
+    enabled: boolean;
+    /** How often (ms) the job re-reads those tables. */
+    refreshMs: number;
     /** IANA time zone whose local dates decide holidays (daylight saving through Intl). */
     timeZone: string;
     /**
@@ -267,7 +274,14 @@ export const defaultRuleProfile: RuleProfile = {
     humidityMinPct: 0,
     humidityMaxPct: 100,
   },
-  exclusions: { timeZone: 'Europe/Berlin', holidayCalendar: 'DE', hotAboveC: 35, coldBelowC: -10 },
+  exclusions: {
+    enabled: true,
+    refreshMs: 60_000,
+    timeZone: 'Europe/Berlin',
+    holidayCalendar: 'DE',
+    hotAboveC: 35,
+    coldBelowC: -10,
+  },
   quality: {
     unitConversion: 5,
     perInterpolatedHour: 10,
@@ -385,6 +399,7 @@ export function resolveRuleProfile(overrides: unknown = {}): RuleProfile {
     problems.push(
       `exclusions.holidayCalendar must be a calendar code such as DE or DE-BY, got ${merged.exclusions.holidayCalendar}`,
     );
+  if (!(merged.exclusions.refreshMs >= 1000)) problems.push('exclusions.refreshMs must be >= 1000');
   if (!(merged.exclusions.coldBelowC < merged.exclusions.hotAboveC))
     problems.push('exclusions.coldBelowC must be < exclusions.hotAboveC');
   if (!(quality.standardFrom <= quality.premiumFrom))

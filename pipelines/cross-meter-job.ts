@@ -13,8 +13,9 @@ import type { RuleProfile } from '../operators/rule-profile.js';
 import type { Alert } from '../schemas/reading.js';
 import type { EpochObserver, Source } from './contracts.js';
 import { EpochCoordinator } from './epoch-coordinator.js';
+import type { StoredExclusionInputs } from './exclusion-inputs.js';
 import { fencedCheckpoints, fencedSinks, fencedSource } from './fencing.js';
-import { JOB_DEFAULTS, type JobResult, loadRegistry } from './job.js';
+import { exclusionInputsFor, JOB_DEFAULTS, type JobResult, loadRegistry } from './job.js';
 import type { OutputBatch, RunTotals } from './meter-quality-outputs.js';
 import {
   CROSS_METER_STATE_FORMAT,
@@ -50,6 +51,8 @@ export interface CrossMeterJobConfig {
   readonly observer?: EpochObserver<CrossMeterPull, OutputBatch, RunTotals> & {
     graph?(graph: PipelineGraph): void;
   };
+  /** A read of the peak exclusions' weather or maintenance table failed (the run goes on). */
+  readonly onExclusionInputError?: (table: string, error: unknown) => void;
 }
 
 export async function runCrossMeterJob(
@@ -58,8 +61,10 @@ export async function runCrossMeterJob(
   const registrySubject = new BehaviorSubject<MeterRegistry>(await loadRegistry(config.registryPath));
   const hot: HotStore = openHotStore(config.hot);
   let lake: ParquetLake | undefined;
+  let exclusions: StoredExclusionInputs | undefined;
   try {
     await hot.migrate();
+    exclusions = await exclusionInputsFor(config.profile, true, hot, config.onExclusionInputError);
     lake = config.coldDir === undefined ? undefined : await openParquetLake({ dir: config.coldDir });
     const store = new StateStore();
     const registry = new SideInput<MeterRegistry>('registry', registrySubject);
@@ -68,6 +73,7 @@ export async function runCrossMeterJob(
       registry,
       store,
       partitions: config.partitions,
+      ...(exclusions === undefined ? {} : { exclusions: exclusions.inputs }),
     });
     config.observer?.graph?.(graph);
     const runSinks = await sinkIdentity(config.hot, hot, lake);
@@ -110,5 +116,7 @@ export async function runCrossMeterJob(
     await lake?.close();
     await hot.close();
     throw err;
+  } finally {
+    exclusions?.close();
   }
 }

@@ -17,6 +17,7 @@ import { parseRegistryCsv } from '../operators/registry.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
 import type { Alert } from '../schemas/reading.js';
 import { fileCheckpointStore } from './checkpoints.js';
+import { openStoredExclusionInputs, type StoredExclusionInputs } from './exclusion-inputs.js';
 import { fencedCheckpoints, fencedSinks, fencedSource } from './fencing.js';
 import { filesSource } from './files-source.js';
 import { METER_QUALITY_STATE_FORMAT, meterQualityGraph } from './meter-quality.js';
@@ -128,6 +129,8 @@ export interface JobConfig {
   readonly repartition?: { readonly publisher: HourlyPublisher; readonly partitions: readonly number[] };
   /** Run the stages across meters here (default: unless `repartition` sends them elsewhere). */
   readonly crossMeter?: boolean;
+  /** A read of the peak exclusions' weather or maintenance table failed (the run goes on): for the log. */
+  readonly onExclusionInputError?: (table: string, error: unknown) => void;
 }
 
 /** A run observer that also sees the job's graph and the alerts raised outside a stored batch. */
@@ -193,9 +196,12 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
   const lease = config.lease ?? ownLease;
   const hot = openHotStore(config.hot, config.hotOptions);
   let lake: ParquetLake | undefined;
+  let exclusions: StoredExclusionInputs | undefined;
   try {
     await hot.migrate();
     await hot.insert('meters', [...registrySubject.value.values()]);
+    const crossMeter = config.crossMeter ?? config.repartition === undefined;
+    exclusions = await exclusionInputsFor(config.profile, crossMeter, hot, config.onExclusionInputError);
     lake = config.coldDir === undefined ? undefined : await openParquetLake({ dir: config.coldDir });
     const store = new StateStore();
     const registry = new SideInput<MeterRegistry>('registry', registrySubject);
@@ -213,7 +219,8 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       finalWatermark: (max) => max + interval,
       ...(config.untilIdle ? {} : { idleTimeoutMs: 30_000 }),
       ...withFault(stageFaultFromEnv(process.env)),
-      crossMeter: config.crossMeter ?? config.repartition === undefined,
+      crossMeter,
+      ...(exclusions === undefined ? {} : { exclusions: exclusions.inputs }),
     });
     config.observer?.graph?.(graph);
     const runSinks = await sinkIdentity(config.hot, hot, lake);
@@ -309,8 +316,23 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
     await hot.close();
     throw err;
   } finally {
+    exclusions?.close();
     await ownLease?.release();
   }
+}
+
+/**
+ * The peak exclusions' side inputs from the hot store, when the profile enables them and this worker
+ * ranks the daily peaks; refreshed every `exclusions.refreshMs`.
+ */
+export async function exclusionInputsFor(
+  profile: RuleProfile,
+  ranksPeaks: boolean,
+  hot: HotStore,
+  onError?: (table: string, error: unknown) => void,
+): Promise<StoredExclusionInputs | undefined> {
+  if (!profile.exclusions.enabled || !ranksPeaks) return undefined;
+  return openStoredExclusionInputs(hot, profile.exclusions.refreshMs, onError);
 }
 
 /** The store with every failed save reported before it is rethrown. */

@@ -5,6 +5,7 @@
  */
 import type { Observable, Observer } from 'rxjs';
 import { dataEvent, type FlowEvent } from '../core/index.js';
+import type { PeakExclusion } from '../operators/peak-exclusions.js';
 import type {
   Alert,
   DailyPeak,
@@ -34,6 +35,8 @@ export interface OutputBatch extends EpochBatch {
   readonly alerts: Alert[];
   readonly hourly: HourlyConsumption[];
   readonly dailyPeaks: DailyPeak[];
+  /** What the daily peaks left out (empty or absent without exclusions). */
+  readonly peakExclusions?: PeakExclusion[];
   /** The hourly stage's watermark as of this batch (undefined: it did not move since the last one). */
   readonly hourlyWatermark?: number;
   /** Counts for the quality log. */
@@ -83,6 +86,7 @@ export class OutputBuffers implements MeterQualitySink {
   private alertsBuf: Alert[] = [];
   private hourlyBuf: HourlyConsumption[] = [];
   private peaksBuf: DailyPeak[] = [];
+  private exclusionsBuf: PeakExclusion[] = [];
   private watermark: number | undefined;
   /** A moved watermark alone is worth a write (it is published to the cross-meter stage). */
   constructor(private readonly writesWatermark = false) {}
@@ -107,6 +111,9 @@ export class OutputBuffers implements MeterQualitySink {
   dailyPeaks(b: readonly DailyPeak[]): void {
     for (const r of b) this.peaksBuf.push(r);
   }
+  peakExclusions(b: readonly PeakExclusion[]): void {
+    for (const r of b) this.exclusionsBuf.push(r);
+  }
   hourlyWatermark(time: number): void {
     this.watermark = time;
   }
@@ -123,6 +130,7 @@ export class OutputBuffers implements MeterQualitySink {
       this.faultsBuf.length === 0 &&
       this.alertsBuf.length === 0 &&
       this.peaksBuf.length === 0 &&
+      this.exclusionsBuf.length === 0 &&
       (!this.writesWatermark || this.watermark === undefined)
     );
   }
@@ -137,6 +145,7 @@ export class OutputBuffers implements MeterQualitySink {
       alerts: this.alertsBuf,
       hourly: this.hourlyBuf,
       dailyPeaks: this.peaksBuf,
+      peakExclusions: this.exclusionsBuf,
       ...(this.watermark === undefined ? {} : { hourlyWatermark: this.watermark }),
       recordsIn: this.recordsIn,
       deadLettered: this.deadLettered,
@@ -147,6 +156,7 @@ export class OutputBuffers implements MeterQualitySink {
     this.alertsBuf = [];
     this.hourlyBuf = [];
     this.peaksBuf = [];
+    this.exclusionsBuf = [];
     this.watermark = undefined;
     this.recordsIn = 0;
     this.deadLettered = 0;

@@ -19,10 +19,16 @@ import {
   type UpstreamRecord,
 } from '../core/index.js';
 import { ALERTS, FAULTS, type MeterRegistry } from '../operators/outputs.js';
+import { PEAK_EXCLUSIONS, type PeakExclusion } from '../operators/peak-exclusions.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
 import type { Alert, FaultEvent, HourlyConsumption } from '../schemas/reading.js';
 import type { EpochGraph, EpochSinks, Pull, Source } from './contracts.js';
-import { crossMeterStages, type MeterQualitySink, type Route } from './meter-quality.js';
+import {
+  crossMeterStages,
+  type MeterQualityOptions,
+  type MeterQualitySink,
+  type Route,
+} from './meter-quality.js';
 import {
   addTotals,
   emptyTotals,
@@ -160,6 +166,8 @@ export interface CrossMeterOptions {
   readonly store: StateStore;
   /** Every upstream partition: an hour fires once all of them passed it. */
   readonly partitions: readonly number[];
+  /** Weather and maintenance side inputs of the peak exclusions; none: no exclusion stage. */
+  readonly exclusions?: MeterQualityOptions['exclusions'];
 }
 
 /**
@@ -205,6 +213,7 @@ export function crossMeterGraph(options: CrossMeterOptions): {
           else if (e.kind === 'tagged') {
             if (e.tag === ALERTS.name) sink.alerts(e.items as Alert[]);
             else if (e.tag === FAULTS.name) sink.faults(e.items as FaultEvent[]);
+            else if (e.tag === PEAK_EXCLUSIONS.name) sink.peakExclusions?.(e.items as PeakExclusion[]);
             // LATE: an hour of a day already ranked; the hold makes this a replayed duplicate.
           }
         }),

@@ -7,6 +7,7 @@
 import { RowEncodingError, rowEncoder } from '../codecs/clickhouse-encode.js';
 import { wellFormed } from '../codecs/unicode.js';
 import type { HotStore, HotStoreBatch } from '../connectors/clickhouse.js';
+import { insertModelRows } from '../connectors/model-tables.js';
 import type { ParquetLake } from '../connectors/parquet-lake.js';
 import { type HotTableName, hotTables } from '../schemas/clickhouse.js';
 import { epochPartId } from '../schemas/parquet.js';
@@ -60,6 +61,8 @@ interface EpochLog {
  * - ClickHouse: ReplacingMergeTree keys (record ids, meter + hour …); the quality log keeps one row per
  *   epoch (`batch_id` = the checkpoint id), rewritten with the epoch's running figures at every write,
  *   so however a replay cuts the epoch into writes, the last row holds the whole epoch;
+ * - the peak exclusion report goes to the hot store only (`peak_exclusions`, keyed by day, hour, region
+ *   and reason); the lake has no copy of it;
  * - the lake: rows are buffered across writes and written as one file per table when `coldRows` are
  *   buffered and when the epoch ends (`seal`), named by epoch and part; a restarted worker first
  *   removes the files of epochs after its checkpoint (`rollback`), since a replay may cut them
@@ -198,6 +201,9 @@ async function writeHot(
       a.quarantine.push(quarantineOfRefused(table, bad, why, quarantinedAt));
     });
   }
+  // The exclusion report is small (per day, hour, region and reason) and computed, never refused.
+  if (batch.peakExclusions !== undefined && batch.peakExclusions.length > 0)
+    await insertModelRows(hot, 'peak_exclusions', batch.peakExclusions);
   const quarantine: QuarantineRecord[] = [
     ...batch.quarantine,
     ...((setAside as SetAside | null)?.quarantine ?? []),

@@ -103,6 +103,7 @@ describe('the greenstream command', () => {
       'parseReading',
       'detectStuckMeter',
       'aggregateHourly',
+      'excludePeakHours',
       'rankDailyPeaks',
       'detectNeighborhoodOutlier',
     ]) {

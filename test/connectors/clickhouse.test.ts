@@ -23,7 +23,7 @@ import {
   SEED_RETENTION_DAYS,
   storedRow,
 } from '../../schemas/clickhouse.js';
-import { modelTables, modelViews } from '../../schemas/models.js';
+import { modelTables, modelViews, reportTables } from '../../schemas/models.js';
 import { type ReadingFlag, readingColumns } from '../../schemas/reading.js';
 import { chdbDataDir, makeReadings, sampleRows, testDatabase } from './clickhouse-fixtures.js';
 
@@ -210,7 +210,7 @@ describe.each(ENGINES)('hot store on %s', (_name, engine) => {
         ...hotTableNames.map((t) => `${t}:ReplacingMergeTree`),
         ...hotTableNames.map((t) => `${latestViewName(t)}:View`),
         'schema_migrations:ReplacingMergeTree',
-        ...modelTables.map((t) => `${t.name}:ReplacingMergeTree`),
+        ...[...modelTables, ...reportTables].map((t) => `${t.name}:ReplacingMergeTree`),
         ...modelViews.map((v) => `${v.name}:View`),
       ].sort(),
     );
