@@ -64,7 +64,7 @@ async function supervised(
   const failures: string[] = [];
   let peakRssMb = 0;
   for (let attempt = 0; ; attempt++) {
-    const p = startCli(args, { cwd, timeoutMs: 150_000 });
+    const p = startCli(args, { cwd, timeoutMs: 280_000 });
     onStart(p, attempt);
     // The peak resident set (VmHWM) of the worker, read while it runs: what the manifests' requests follow.
     const poll = setInterval(() => {
@@ -261,7 +261,7 @@ describe('a 3-node NATS cluster', () => {
     }
     lap('compared');
     console.log(`[cluster] total ${Math.round(performance.now() - t0)} ms`);
-  }, 240_000);
+  }, 420_000);
 });
 
 /** `meter_id<TAB>hour` of every hour holding an interpolated reading. */
