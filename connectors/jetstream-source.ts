@@ -270,9 +270,11 @@ export class JetStreamSource implements ReadingsMessageSource {
     const room = this.#maxAckPending - this.#handles.size;
     if (room <= 0) return batch([], this.#knownPending, { stalled: true });
     let want = Math.max(1, Math.min(max, room));
-    // A pull waits its full expiry unless it is filled; asking only for what is pending returns
-    // as soon as it has arrived.
-    if (this.#knownPending > 0) want = Math.min(want, this.#knownPending);
+    // A pull waits its full expiry (at least 1 s) unless it is filled, so it asks only for what is known
+    // to be pending and returns as soon as that has arrived. Caught up (nothing pending), it asks for one
+    // message: it returns the moment the next one is published, which then tells how many came after it,
+    // so a live stream's pulls grow with its rate instead of a reading waiting for a batch to fill.
+    if (this.#knownPending >= 0) want = Math.min(want, Math.max(1, this.#knownPending));
     want = this.#budget.pullSize(want, maxBytes);
     const pulled: SourceMessage[] = [];
     const interrupted = await pull(this.#consumer, want, expiresMs, (m) => {

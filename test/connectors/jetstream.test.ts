@@ -385,6 +385,27 @@ describe('acknowledgement after commit', () => {
     await source.close();
   });
 
+  it('a caught-up consumer hands over a message as soon as it is published, not when the pull expires', async () => {
+    const { stream, prefix } = await freshStreams();
+    const publisher = new ReadingsPublisher(js, { subjectPrefix: prefix });
+    const source = await JetStreamSource.open(js, { stream, durable: 'live' });
+    // Nothing pending: a pull asking for a full batch of 64 would wait its whole 20 s expiry for the other 63.
+    const started = Date.now();
+    const fetching = source.fetchBatch(64, 20_000);
+    await new Promise((r) => setTimeout(r, 300));
+    await publisher.publishFile({ path: 'raw/2024/03/15/14/M0.csv', bytes: csvFile(['M0'], 1) });
+    const first = await fetching;
+    expect(first.messages.map((m) => m.seq)).toEqual([1]);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    // Messages that piled up meanwhile come in one pull: the pull grows with what the last message said is pending.
+    await publisher.publishFiles(
+      [1, 2, 3].map((i) => ({ path: `raw/2024/03/15/14/M${i}.csv`, bytes: csvFile([`M${i}`], 1) })),
+    );
+    const next = await drain(source, 64, { count: 3, rounds: 5 });
+    expect(next.map((m) => m.seq)).toEqual([2, 3, 4]);
+    await source.close();
+  });
+
   it('a graceful close hands unacknowledged messages back at once (nak)', async () => {
     const { stream, prefix } = await freshStreams();
     await new ReadingsPublisher(js, { subjectPrefix: prefix }).publishFile({
