@@ -15,7 +15,7 @@
 import type { RawReading } from '../schemas/reading.js';
 import { CR, type CsvRecordErrorCode, csvField, parseQuotedRecord } from './csv-record.js';
 import { decodeUtilityFormat, withIntervalColumn } from './dispatch.js';
-import { withMeasurementColumns } from './measurement-columns.js';
+import { measurementsOfJson, withMeasurementColumns } from './measurement-columns.js';
 import {
   type CodecMessageFailureCode,
   type CodecRecordFailureCode,
@@ -173,7 +173,7 @@ export function decodeReadings(payload: Uint8Array, options: DecodeOptions): Dec
   } catch {
     return fail('invalid_utf8', 'payload is not valid UTF-8');
   }
-  if (text.trim() === '') return fail('empty', 'payload is empty');
+  if (isBlank(text)) return fail('empty', 'payload is empty');
   const limits: RecordLimits = {
     lineRefs: options.lineRefs ?? false,
     maxRecords: options.maxRecords ?? DEFAULT_MAX_RECORDS,
@@ -188,8 +188,8 @@ export function decodeReadings(payload: Uint8Array, options: DecodeOptions): Dec
     });
     if (utility !== null) return utility;
     if (contentType === JSON_CONTENT_TYPE) {
-      const json = decodeJsonText(text, source, options.receivedAt, limits, fail);
-      return json.ok ? withMeasurementColumns(json, text, true) : json;
+      // Measurement fields are read off each element as it is decoded.
+      return decodeJsonText(text, source, options.receivedAt, limits, fail);
     }
     const csv = decodeCsvText(text, source, options.receivedAt, limits, fail);
     return csv.ok ? withMeasurementColumns(withIntervalColumn(csv, text), text, false) : csv;
@@ -197,6 +197,16 @@ export function decodeReadings(payload: Uint8Array, options: DecodeOptions): Dec
     // Defensive: the decoders are written not to throw, but a worker must survive any input.
     return fail('decoder_error', `decoder failed: ${error instanceof Error ? error.message : String(error)}`);
   }
+}
+
+/**
+ * `text.trim() === ''` without trimming a copy of every payload: a first character that is printable
+ * ASCII (`{`, a CSV header) settles it.
+ */
+function isBlank(text: string): boolean {
+  if (text.length === 0) return true;
+  const first = text.charCodeAt(0);
+  return (first <= 0x20 || first >= 0x7f) && text.trim() === '';
 }
 
 /**
@@ -602,7 +612,7 @@ function decodeJsonText(
       });
       continue;
     }
-    readings.push({
+    const reading: RawReading = {
       meterId: internKey(meterId),
       timestamp,
       value,
@@ -610,7 +620,9 @@ function decodeJsonText(
       raw,
       source: numbered ? `${source}#${index + 1}` : source,
       receivedAt,
-    });
+    };
+    const measurements = measurementsOfJson(element);
+    readings.push(measurements === undefined ? reading : { ...reading, measurements });
   }
   return {
     ok: true,

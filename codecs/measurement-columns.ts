@@ -40,8 +40,16 @@ function fromCsv(decoded: DecodedPayload, text: string): DecodedPayload {
   return { ...decoded, readings };
 }
 
+/** The quoted names a JSON payload carrying measurements contains, built once. */
+const QUOTED_NAMES = MEASUREMENT_NAMES.map((n) => `"${n}"`);
+
+/**
+ * Re-reads each reading's `raw` for its measurement fields. `decodeReadings` no longer needs this for JSON
+ * (it reads them off each element as it decodes, see {@link measurementsOfJson}); kept for a caller with
+ * decoded readings only.
+ */
 function fromJson(decoded: DecodedPayload, text: string): DecodedPayload {
-  if (!MEASUREMENT_NAMES.some((n) => text.includes(`"${n}"`))) return decoded;
+  if (!QUOTED_NAMES.some((quoted) => text.includes(quoted))) return decoded;
   const readings = decoded.readings.map((r): RawReading => {
     let object: unknown;
     try {
@@ -50,16 +58,37 @@ function fromJson(decoded: DecodedPayload, text: string): DecodedPayload {
       return r;
     }
     if (typeof object !== 'object' || object === null) return r;
-    const sent: Sent = {};
-    let any = false;
-    for (const name of MEASUREMENT_NAMES) {
-      const v = (object as Record<string, unknown>)[name];
-      if (v === undefined || v === null || v === '') continue;
-      // A non-scalar is kept as its JSON text, which the validator refuses with the reason.
-      sent[name] = typeof v === 'string' ? v.trim() : typeof v === 'number' ? String(v) : JSON.stringify(v);
-      any = true;
-    }
-    return any ? { ...r, measurements: sent } : r;
+    const sent = measurementsOfJson(object as Record<string, unknown>);
+    return sent === undefined ? r : { ...r, measurements: sent };
   });
   return { ...decoded, readings };
+}
+
+/**
+ * The measurement fields of a decoded JSON reading object (top level only) as the strings sent, undefined
+ * when it has none: a string trimmed, a number in its JSON form (a non-finite one, which JSON text can
+ * only spell as a huge literal, as `Infinity`), anything else as its JSON text, which the validator
+ * refuses with the reason. Null, absent and `""` count as not sent. Read off the element `JSON.parse`
+ * made, so one-reading messages are not parsed twice; the same as reading them from `raw` (the element
+ * re-serialized with non-finite numbers as strings).
+ */
+export function measurementsOfJson(object: Readonly<Record<string, unknown>>): Sent | undefined {
+  let sent: Sent | undefined;
+  for (const name of MEASUREMENT_NAMES) {
+    const v = object[name];
+    if (v === undefined || v === null || v === '') continue;
+    sent ??= {};
+    sent[name] =
+      typeof v === 'string'
+        ? v.trim()
+        : typeof v === 'number'
+          ? String(v)
+          : JSON.stringify(v, nonFiniteAsString);
+  }
+  return sent;
+}
+
+/** As the element's `raw` carries them: `JSON.stringify` would turn them into null. */
+function nonFiniteAsString(_key: string, v: unknown): unknown {
+  return typeof v === 'number' && !Number.isFinite(v) ? String(v) : v;
 }

@@ -7,13 +7,21 @@
 const LONE_SURROGATE = /\p{Cs}/u;
 const LONE_SURROGATES = /\p{Cs}/gu;
 
+/** ES2024's native checks (Node 20+): a plain scan, several times faster than the regular expression. */
+interface WellFormedString {
+  isWellFormed?(): boolean;
+  toWellFormed?(): string;
+}
+const NATIVE = typeof (String.prototype as WellFormedString).isWellFormed === 'function';
+
 /** Whether `s` holds a lone surrogate. */
 export function hasLoneSurrogate(s: string): boolean {
-  return LONE_SURROGATE.test(s);
+  return NATIVE ? !(s as WellFormedString).isWellFormed!() : LONE_SURROGATE.test(s);
 }
 
 /** `s` with every lone surrogate replaced by U+FFFD, as a UTF-8 encoder would write it. */
 export function wellFormed(s: string): string {
+  if (NATIVE) return (s as WellFormedString).isWellFormed!() ? s : (s as WellFormedString).toWellFormed!();
   return LONE_SURROGATE.test(s) ? s.replace(LONE_SURROGATES, '\uFFFD') : s;
 }
 
