@@ -196,6 +196,45 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
     expect(at('save 1')).toBeGreaterThan(Math.max(...log.map((l, i) => (l.endsWith(' end') ? i : -1))));
   });
 
+  it('pulls on while a write due by time is still landing, and writes what gathered once it has', async () => {
+    const log: string[] = [];
+    let clock = 0;
+    // The first write lands only after the loop has pulled batch 4 (or after 2 s, so waiting fails rather than hangs).
+    const { source: inner, held } = releasedAfterPull('next 4', countingSource(6, log, true), log);
+    const timedOut = new Promise<void>((r) => setTimeout(r, 2_000));
+    const written: OutputBatch[] = [];
+    const { run } = options(log, {
+      source: {
+        ...inner,
+        next: async () => {
+          clock += 100;
+          return inner.next();
+        },
+      },
+      sinks: {
+        rollback: async () => {},
+        write: async (b: OutputBatch) => {
+          log.push(`write ${b.checkpoint}.${b.flush} start`);
+          if (b.flush === 0) await Promise.race([held, timedOut]);
+          written.push(b);
+          log.push(`write ${b.checkpoint}.${b.flush} end`);
+        },
+      },
+      // A write due after every pull; the row limit out of reach.
+      flushRows: 1_000,
+      flushIntervalMs: 100,
+      now: () => clock,
+    });
+    await runPipeline(run);
+    const at = (line: string) => log.indexOf(line);
+    expect(at('next 4')).toBeGreaterThan(at('write 1.0 start'));
+    expect(at('next 4')).toBeLessThan(at('write 1.0 end'));
+    // The next write carries every batch pulled while the first was landing; nothing is lost or doubled.
+    expect(written[0]!.readings).toHaveLength(2);
+    expect(written[1]!.readings.length).toBeGreaterThanOrEqual(6);
+    expect(written.reduce((n, b) => n + b.readings.length, 0)).toBe(12);
+  });
+
   it('saves a checkpoint alongside the next batches when the source resumes from its position', async () => {
     const log: string[] = [];
     const { source, held: firstSaveHeld } = releasedAfterPull('next 2', countingSource(3, log, true), log);
