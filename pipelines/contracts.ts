@@ -128,6 +128,11 @@ export interface EpochGraph<P extends Pull, B extends EpochBatch, T> {
   readonly bufferedRows: number;
   /** Nothing buffered, not even counts: no write is needed. */
   readonly empty: boolean;
+  /**
+   * Only counts are buffered (records pulled, still held by the graph), no row to store: a write could
+   * only restate the epoch's running figures, so one due by time waits for rows (or the epoch's end).
+   */
+  readonly countsOnly?: boolean;
   /** Takes every buffered output as the batch `flush` of epoch `checkpoint`. */
   take(checkpoint: number, flush: number): B;
   /** Totals before anything was written. */

@@ -123,10 +123,13 @@ export class OutputBuffers implements MeterQualitySink {
   }
 
   get empty(): boolean {
+    return this.recordsIn === 0 && this.deadLettered === 0 && this.countsOnlyOrEmpty;
+  }
+
+  /** No output row of any kind buffered (counts aside). */
+  get countsOnlyOrEmpty(): boolean {
     return (
       this.rows === 0 &&
-      this.recordsIn === 0 &&
-      this.deadLettered === 0 &&
       this.faultsBuf.length === 0 &&
       this.alertsBuf.length === 0 &&
       this.peaksBuf.length === 0 &&
@@ -185,6 +188,9 @@ export function meterQualityEpochGraph(
     },
     get empty() {
       return buffers.empty;
+    },
+    get countsOnly() {
+      return !buffers.empty && buffers.countsOnlyOrEmpty;
     },
     take: (checkpoint, flush) => buffers.take(checkpoint, flush),
     initialTotals: emptyTotals,

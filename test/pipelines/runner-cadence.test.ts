@@ -235,6 +235,40 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
     expect(written.reduce((n, b) => n + b.readings.length, 0)).toBe(12);
   });
 
+  it('starts no write by time for counts alone (the graph holds every record), and still checkpoints on time', async () => {
+    const log: string[] = [];
+    const written: OutputBatch[] = [];
+    let clock = 0;
+    const source = countingSource(10, log, true);
+    const next = source.next.bind(source);
+    const { run, saved } = options(log, {
+      source: {
+        ...source,
+        next: async () => {
+          clock += 400;
+          return next();
+        },
+      },
+      sinks: recordingSinks(log, written),
+      // A sort buffer waiting for the watermark: records in, nothing out yet.
+      connect: (input) => input.pipe(map(() => undefined)),
+      flushRows: 1_000,
+      flushIntervalMs: 1_000,
+      checkpointIntervalMs: 2_500,
+      now: () => clock,
+    });
+    await runPipeline(run);
+    // Pulls at 400 … 4000 ms: the checkpoint due at 2,800 ms writes the 7 pulls' counts, the end the other 3.
+    expect(written.map((b) => [`${b.checkpoint}.${b.flush}`, b.recordsIn])).toEqual([
+      ['1.0', 14],
+      ['2.0', 6],
+    ]);
+    expect(saved.map((cp) => [cp.position, cp.totals.recordsIn])).toEqual([
+      [7, 14],
+      [10, 20],
+    ]);
+  });
+
   it('saves a checkpoint alongside the next batches when the source resumes from its position', async () => {
     const log: string[] = [];
     const { source, held: firstSaveHeld } = releasedAfterPull('next 2', countingSource(3, log, true), log);
