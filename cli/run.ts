@@ -177,7 +177,7 @@ export const runOptionSpecs: readonly OptionSpec[] = [
     name: 'pull',
     type: 'integer',
     default: 256,
-    help: 'JetStream messages per pull (smaller cuts latency when caught up)',
+    help: 'JetStream messages per pull, at most (a caught-up worker asks for one and gets it as it is published)',
   },
   {
     name: 'max-memory',
