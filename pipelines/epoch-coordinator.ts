@@ -196,13 +196,14 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
       } else if (
         next.commitSoon === true ||
         graph.bufferedRows >= opts.flushRows ||
-        // Due by time while the previous write is still landing: pull on instead of waiting for it, and
-        // write everything gathered meanwhile once it has landed. Waiting left a live loop one small pull
-        // per write, behind any stream faster than that (only the row limit waits, to bound the buffer).
+        // Due by time while the previous write is still landing and the buffer is small: pull on instead
+        // of waiting for it, and write everything gathered meanwhile once it has landed. Waiting left a
+        // live loop one small pull per write, behind any stream faster than that; a bulk drain fills a
+        // tenth of `flushRows` at once and waits as before, so its buffer (and heap) does not grow.
         // Nor is a write of counts alone started by time: the graph holding every reading (its sort
         // buffer waits for the watermark) made nine in ten live writes a quality-log row, ~60 ms of chDB each.
         (opts.now() - this.lastFlush >= opts.flushIntervalMs &&
-          !this.writeInFlight &&
+          (!this.writeInFlight || graph.bufferedRows >= opts.flushRows / 10) &&
           graph.countsOnly !== true)
       ) {
         await this.flush();
