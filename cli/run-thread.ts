@@ -17,7 +17,7 @@ import { parseRegistryCsv } from '../operators/registry.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
 import { METER_QUALITY_STATE_FORMAT, meterQualityGraph } from '../pipelines/meter-quality.js';
 import { opsAlertsObserver } from '../pipelines/ops-alerts.js';
-import { runPipeline } from '../pipelines/runner.js';
+import { type ReadingSource, runPipeline } from '../pipelines/runner.js';
 import { stageFaultFromEnv } from '../pipelines/stage-fault.js';
 import {
   checkpointProxy,
@@ -89,7 +89,9 @@ async function runThread(settings: ThreadSettings): Promise<void> {
     nc = opened.nc;
     const connection = nc;
     if (opened.config.kind !== 'custom') throw new Error('the NATS source is a custom source');
-    const source = opened.config.source;
+    const source = reportingEmpty(opened.config.source, settings.untilIdle, () =>
+      port.postMessage({ type: 'empty' }),
+    );
     const registrySubject = new BehaviorSubject<MeterRegistry>(await registryOf(settings.registryPath));
     const store = new StateStore();
     let batchTime = Date.now();
@@ -146,6 +148,31 @@ async function runThread(settings: ThreadSettings): Promise<void> {
   }
   // The last message: the main thread ends the thread once it has it.
   port.postMessage(ended);
+}
+
+/** The source, telling once when a live run caught up before reading any record. */
+function reportingEmpty(source: ReadingSource, untilIdle: boolean, report: () => void): ReadingSource {
+  if (untilIdle) return source;
+  let records = 0;
+  let reported = false;
+  return {
+    ...source,
+    name: source.name,
+    open: (position) => source.open(position),
+    position: () => source.position(),
+    commit: () => source.commit(),
+    close: () => source.close(),
+    ...(source.pending === undefined ? {} : { pending: () => source.pending!() }),
+    async next() {
+      const next = await source.next();
+      if (typeof next === 'object') records += next.records.length + next.deadLettered;
+      else if (next === 'idle' && records === 0 && !reported) {
+        reported = true;
+        report();
+      }
+      return next;
+    },
+  };
 }
 
 await runThread(workerData as ThreadSettings);

@@ -21,6 +21,8 @@ export type ThreadRequest =
 export type ThreadMessage =
   | ThreadRequest
   | { readonly type: 'done'; readonly totals: RunTotals; readonly drained: boolean }
+  /** A live thread caught up without having read one record (its partitions carry none yet). */
+  | { readonly type: 'empty' }
   | { readonly type: 'failed'; readonly error: SerializedError };
 
 /** What the main thread sends a graph thread: answers, and the stop. */

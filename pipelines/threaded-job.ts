@@ -229,19 +229,20 @@ export async function runThreadedJob(config: ThreadedJobConfig): Promise<JobResu
           }
           observer?.sinkWrite?.((performance.now() - started) / 1000, true);
           observer?.flushed?.(batch);
-          cross.push(t.plan.partitions, batch.hourly, batch.hourlyWatermark);
+          cross.push(t.plan, batch.hourly, batch.hourlyWatermark);
         },
         seal: (checkpoint) => t.sinksOrThrow().seal?.(checkpoint) ?? Promise.resolve(),
         save: async (checkpoint) => {
           await cross.barrier();
           await t.checkpoints.save(checkpoint);
         },
+        empty: () => cross.empty(t.plan),
       });
     }
     const ended = threads.map((t) =>
       t.ended.then(
         ({ totals, drained }) => {
-          if (drained) cross.ended(t.plan.index, threads.length);
+          if (drained) cross.ended(t.plan, config.threads);
           return totals;
         },
         (error: unknown) => {
@@ -278,6 +279,8 @@ interface ThreadServices {
   write(batch: OutputBatch): Promise<void>;
   seal(checkpoint: number): Promise<void>;
   save(checkpoint: Checkpoint): Promise<void>;
+  /** The thread caught up without a record: see `ThreadedCrossSource.empty`. */
+  empty(): void;
 }
 
 /** A thread's end: its totals, and whether its source was drained (a bounded run) or it was stopped. */
@@ -323,6 +326,7 @@ class GraphThread {
       if (message.type === 'done')
         this.finish({ totals: message.totals, drained: message.drained }, undefined);
       else if (message.type === 'failed') this.finish(undefined, deserializeError(message.error, this.where));
+      else if (message.type === 'empty') services.empty();
       else this.answer(message, services);
     });
   }
@@ -383,6 +387,8 @@ export class ThreadedCrossSource implements Source<CrossMeterPull> {
   /** Barriers in a pull taken: resolved at the next commit, which follows the next checkpoint's save. */
   private covered: Deferred[] = [];
   private threadsEnded = new Set<number>();
+  /** Each thread's latest hourly watermark (by index): kept in the checkpoint for the final one. */
+  private lastMarks: Record<string, number> = {};
   private allEnded = false;
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
@@ -390,14 +396,24 @@ export class ThreadedCrossSource implements Source<CrossMeterPull> {
   /** `waitMs`: the longest a pull waits for records (an empty pull lets the coordinator write on time). */
   constructor(private readonly waitMs: number) {}
 
-  push(
-    partitions: readonly number[],
-    rows: readonly HourlyConsumption[],
-    watermark: number | undefined,
-  ): void {
+  push(plan: ThreadPlan, rows: readonly HourlyConsumption[], watermark: number | undefined): void {
     for (const item of rows) this.records.push({ kind: 'element', item });
-    if (watermark !== undefined) this.records.push({ kind: 'watermark', partitions, time: watermark });
+    if (watermark !== undefined) {
+      this.records.push({ kind: 'watermark', partitions: plan.partitions, time: watermark });
+      const key = String(plan.index);
+      this.lastMarks[key] = Math.max(this.lastMarks[key] ?? Number.NEGATIVE_INFINITY, watermark);
+    }
     this.notify();
+  }
+
+  /**
+   * A live thread caught up without having read a single record: its partitions carry no readings (yet),
+   * and hold the stages across meters back no more than a partition without readings holds back the
+   * watermark of one graph.
+   */
+  empty(plan: ThreadPlan): void {
+    if (this.lastMarks[String(plan.index)] !== undefined) return;
+    this.push(plan, [], Number.MAX_SAFE_INTEGER);
   }
 
   barrier(): Promise<void> {
@@ -408,10 +424,20 @@ export class ThreadedCrossSource implements Source<CrossMeterPull> {
     return d.promise;
   }
 
-  /** A thread's bounded run ended (its last rows and watermark pushed): the source ends after the last one. */
-  ended(index: number, threads: number): void {
-    this.threadsEnded.add(index);
-    if (this.threadsEnded.size >= threads) this.allEnded = true;
+  /**
+   * A thread's bounded run ended (its last rows and watermark pushed). Once every thread's has, each
+   * thread's partitions get the latest of the threads' final watermarks, as one graph's final watermark
+   * follows the latest reading of all, and the source ends.
+   */
+  ended(plan: ThreadPlan, plans: readonly ThreadPlan[]): void {
+    this.threadsEnded.add(plan.index);
+    if (this.threadsEnded.size < plans.length) return;
+    const marks = Object.values(this.lastMarks).filter((t) => t < Number.MAX_SAFE_INTEGER);
+    if (marks.length > 0) {
+      const final = Math.max(...marks);
+      for (const p of plans) this.push(p, [], final);
+    }
+    this.allEnded = true;
     this.notify();
   }
 
@@ -423,7 +449,15 @@ export class ThreadedCrossSource implements Source<CrossMeterPull> {
     this.notify();
   }
 
-  async open(): Promise<void> {}
+  async open(position: Json | undefined): Promise<void> {
+    const marks =
+      position !== null && typeof position === 'object' && !Array.isArray(position)
+        ? position.lastMarks
+        : undefined;
+    if (marks !== null && typeof marks === 'object' && !Array.isArray(marks))
+      for (const [k, v] of Object.entries(marks))
+        if (typeof v === 'number') this.lastMarks[k] = Math.max(this.lastMarks[k] ?? v, v);
+  }
 
   async next(): Promise<CrossMeterPull | 'end'> {
     for (;;) {
@@ -448,8 +482,9 @@ export class ThreadedCrossSource implements Source<CrossMeterPull> {
     }
   }
 
+  /** The threads' latest watermarks; no read position: the threads send again what followed their own. */
   position(): Json {
-    return null;
+    return { lastMarks: { ...this.lastMarks } };
   }
 
   async commit(): Promise<void> {
