@@ -155,8 +155,8 @@ export const runOptionSpecs: readonly OptionSpec[] = [
     arg: 'n',
     min: 1,
     max: 64,
-    defaultText: 'NATS, every partition: min(cores, partitions); otherwise 1',
-    help: 'graph threads of this process, each over its own share of the partitions; the stores, the lake and the stages across meters stay on the main thread. Changing it needs a new --worker id',
+    default: 1,
+    help: 'NATS source, every partition: graph threads of this process, each over its own share of the partitions; the stores, the lake and the stages across meters stay on the main thread. Changing it needs a new --worker id',
   },
   {
     name: 'until-idle',

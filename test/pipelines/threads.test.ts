@@ -11,7 +11,7 @@ import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { UsageError } from '../../cli/main.js';
-import { threadsOf } from '../../cli/run-threads.js';
+import { threadsForCores, threadsOf } from '../../cli/run-threads.js';
 import { sql } from '../../codecs/sql.js';
 import { CHECKPOINT_BUCKET, CheckpointKv, connectNats } from '../../connectors/jetstream.js';
 import { ThreadedCrossSource, threadPlans } from '../../pipelines/threaded-job.js';
@@ -43,17 +43,19 @@ describe('thread plans and the --threads default', () => {
     expect(() => threadPlans('w0', [0, 1], 3)).toThrow(/3 threads cannot split 2 partitions/);
   });
 
-  it('takes the flag where it applies, else one thread per core up to the partitions for NATS, else 1', () => {
-    const nats = { source: 'nats', stage: 'all', replay: false, partitions: 16, cores: 8 } as const;
+  it('takes the flag where it applies (an all-partitions NATS worker), 1 by default', () => {
+    const nats = { source: 'nats', stage: 'all', replay: false, partitions: 16 } as const;
     expect(threadsOf(3, nats)).toBe(3);
+    expect(threadsOf(undefined, nats)).toBe(1);
     expect(threadsOf(undefined, { ...nats, source: 'files' })).toBe(1);
-    expect(threadsOf(undefined, { ...nats, stage: 'per-meter' })).toBe(1);
-    expect(threadsOf(undefined, { ...nats, replay: true })).toBe(1);
     expect(threadsOf(1, { ...nats, source: 'files' })).toBe(1);
+    expect(threadsOf(1, { ...nats, stage: 'per-meter' })).toBe(1);
     expect(() => threadsOf(2, { ...nats, source: 'files' })).toThrow(/landing folder is read by one thread/);
     expect(() => threadsOf(2, { ...nats, stage: 'cross-meter' })).toThrow(UsageError);
     expect(() => threadsOf(2, { ...nats, replay: true })).toThrow(/replay runs on one thread/);
     expect(() => threadsOf(17, nats)).toThrow(/more than the 16 partitions/);
+    expect(threadsForCores(16, 8)).toBe(8);
+    expect(threadsForCores(4, 8)).toBe(4);
   });
 });
 
