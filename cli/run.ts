@@ -607,11 +607,8 @@ async function runThreads(
         flushIntervalMs: config.flushIntervalMs ?? JOB_DEFAULTS.flushIntervalMs,
         checkpointIntervalMs: config.checkpointIntervalMs ?? JOB_DEFAULTS.checkpointIntervalMs,
         ...optional('pullMessages', number('pull')),
-        // Each thread holds its share of the meters: the budget is split with them.
-        ...optional(
-          'maxMemoryBytes',
-          maxMemoryMiB === undefined ? undefined : (maxMemoryMiB * 1024 * 1024) / plans.length,
-        ),
+        // The budget is the process's: its RSS check sees every thread's memory (batches: 1/64 each).
+        ...optional('maxMemoryBytes', maxMemoryMiB === undefined ? undefined : maxMemoryMiB * 1024 * 1024),
         ...optional('checkpointEveryFlushes', config.checkpointEveryFlushes),
       }),
     checkpointsOf: (key) => kvCheckpointStore(kv, key),

@@ -211,6 +211,29 @@ describe('a worker on two graph threads', () => {
     // Each thread and the cross-meter state keep their own checkpoint.
     for (const key of ['kill', 'kill-t0', 'kill-t1']) expect(await kv.get(key), key).not.toBeNull();
 
+    // A second worker with the id takes it over: the first one's threads stop at their next write or
+    // checkpoint (status 6, fenced), and the newer one ends with the same tables.
+    const holder = startCli([...common, '--database', dbKill, '--worker', 'fence', '--threads', '2'], {
+      cwd,
+      timeoutMs: 120_000,
+    });
+    expect(
+      await holder.waitForLog('checkpoint', 1),
+      holder.logs
+        .slice(-5)
+        .map((l) => l.msg)
+        .join(),
+    ).toBe(true);
+    const taker = await runCli(
+      [...common, '--database', dbKill, '--worker', 'fence', '--threads', '2', '--until-idle', '--takeover'],
+      { cwd },
+    );
+    expectSuccess(taker, 'worker taking the id over');
+    const fenced = await holder.done;
+    expect(fenced.code, fenced.stderr.slice(-2000)).toBe(6);
+    expect(fenced.stderr).toMatch(/fenced: worker lease fence\.lease is now held by/);
+    lap(`takeover: the old worker stopped fenced after ${fenced.ms} ms`);
+
     // An operator that throws in a thread: the worker stops with the stage failure's status, naming it.
     const failed = await runCli(
       [...common, '--database', dbFail, '--worker', 'fail', '--threads', '2', '--until-idle'],
