@@ -148,7 +148,7 @@ describe('a worker on two graph threads', () => {
     expectSuccess(await runCli(['publish', join(simDir, 'raw'), '--nats', server.url]), 'publish');
     lap(`simulated and published ${sim.lines} lines in ${sim.files} files`);
 
-    const [dbOne, dbTwo, dbKill, dbFail] = ['one', 'two', 'kill', 'fail'].map((n) =>
+    const [dbOne, dbTwo, dbKill, dbFence, dbFail] = ['one', 'two', 'kill', 'fence', 'fail'].map((n) =>
       uniqueName(`gs_threads_${n}`),
     );
     const cwd = workDir;
@@ -213,7 +213,7 @@ describe('a worker on two graph threads', () => {
 
     // A second worker with the id takes it over: the first one's threads stop at their next write or
     // checkpoint (status 6, fenced), and the newer one ends with the same tables.
-    const holder = startCli([...common, '--database', dbKill, '--worker', 'fence', '--threads', '2'], {
+    const holder = startCli([...common, '--database', dbFence, '--worker', 'fence', '--threads', '2'], {
       cwd,
       timeoutMs: 120_000,
     });
@@ -225,7 +225,7 @@ describe('a worker on two graph threads', () => {
         .join(),
     ).toBe(true);
     const taker = await runCli(
-      [...common, '--database', dbKill, '--worker', 'fence', '--threads', '2', '--until-idle', '--takeover'],
+      [...common, '--database', dbFence, '--worker', 'fence', '--threads', '2', '--until-idle', '--takeover'],
       { cwd },
     );
     expectSuccess(taker, 'worker taking the id over');
@@ -250,6 +250,7 @@ describe('a worker on two graph threads', () => {
       for (const [name, db] of [
         ['two threads', dbTwo],
         ['killed and restarted', dbKill],
+        ['taken over', dbFence],
       ] as const) {
         for (const table of comparedTables) {
           const [checkOne, check] = await Promise.all([
