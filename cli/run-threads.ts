@@ -13,8 +13,8 @@ export interface ThreadsContext {
   readonly source: 'files' | 'nats';
   readonly stage: 'all' | 'per-meter' | 'cross-meter';
   readonly replay: boolean;
-  /** The partitions the threads would split (`--upstream-partitions`, default 0-15). */
-  readonly partitions: number;
+  /** How many partitions the threads would split (`--upstream-partitions`, default 0-15); read only for N > 1. */
+  readonly partitions: () => number;
 }
 
 /**
@@ -37,9 +37,10 @@ export function threadsOf(flag: number | undefined, context: ThreadsContext): nu
       `--threads runs every stage over every partition: it does not combine with --stage ${context.stage} or --partitions (run one process per partition set)`,
     );
   }
-  if (flag > context.partitions)
+  const partitions = context.partitions();
+  if (flag > partitions)
     throw new UsageError(
-      `--threads ${flag} is more than the ${context.partitions} partitions the threads would split`,
+      `--threads ${flag} is more than the ${partitions} partitions the threads would split`,
     );
   return flag;
 }

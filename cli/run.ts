@@ -344,7 +344,7 @@ export async function runJobCommand(
       source: spec.startsWith('files:') ? 'files' : 'nats',
       stage,
       replay: replay !== undefined,
-      partitions: allPartitions(process.env, text('upstream-partitions')).length,
+      partitions: () => allPartitions(process.env, text('upstream-partitions')).length,
     });
     if (spec.startsWith('files:')) {
       if (replay !== undefined)

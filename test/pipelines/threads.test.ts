@@ -44,7 +44,7 @@ describe('thread plans and the --threads default', () => {
   });
 
   it('takes the flag where it applies (an all-partitions NATS worker), 1 by default', () => {
-    const nats = { source: 'nats', stage: 'all', replay: false, partitions: 16 } as const;
+    const nats = { source: 'nats', stage: 'all', replay: false, partitions: () => 16 } as const;
     expect(threadsOf(3, nats)).toBe(3);
     expect(threadsOf(undefined, nats)).toBe(1);
     expect(threadsOf(undefined, { ...nats, source: 'files' })).toBe(1);
