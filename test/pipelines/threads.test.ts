@@ -4,9 +4,10 @@
  * (every table, daily peaks and neighborhood outliers included), a two-thread worker SIGKILLed after its
  * checkpoints and restarted ends identical too, and a thread whose stage throws stops the worker loudly.
  */
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -26,6 +27,7 @@ import {
   expectSuccess,
   lastJson,
   type RunTotalsOutput,
+  repoRoot,
   runCli,
   startCli,
   tableCheck,
@@ -56,6 +58,30 @@ describe('thread plans and the --threads default', () => {
     expect(() => threadsOf(17, nats)).toThrow(/more than the 16 partitions/);
     expect(threadsForCores(16, 8)).toBe(8);
     expect(threadsForCores(4, 8)).toBe(4);
+  });
+});
+
+describe('a graph thread', () => {
+  it('imports no store: chDB and DuckDB are loaded once per process, on the main thread', () => {
+    const root = join(repoRoot, 'cli', 'run-thread.ts');
+    const seen = new Set<string>();
+    const packages = new Set<string>();
+    const stack = [root];
+    while (stack.length > 0) {
+      const file = stack.pop()!;
+      if (seen.has(file)) continue;
+      seen.add(file);
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/^(import|export)\s([^'";]*?)from\s+'([^']+)'/gm)) {
+        if (/^type\s/.test(m[2]!)) continue;
+        const spec = m[3]!;
+        if (spec.startsWith('.')) stack.push(resolve(dirname(file), spec.replace(/\.js$/, '.ts')));
+        else packages.add(spec);
+      }
+    }
+    expect(seen.size).toBeGreaterThan(20);
+    expect([...packages].filter((p) => /chdb|duckdb|clickhouse/.test(p))).toEqual([]);
+    expect([...seen].filter((f) => /clickhouse|parquet-lake|chdb/.test(f))).toEqual([]);
   });
 });
 
