@@ -7,11 +7,19 @@ import { acquireKvLease, leaseKey } from '../connectors/jetstream-lease.js';
 import { describeHolder, FencedError, type Lease } from '../connectors/lease.js';
 import { type MetricsServer, startMetricsServer } from '../connectors/metrics-server.js';
 import { processMetrics } from '../connectors/process-metrics.js';
-import { JOB_DEFAULTS, type JobConfig, runMeterQualityJob, type SourceConfig } from '../pipelines/job.js';
+import { kvCheckpointStore } from '../pipelines/checkpoints.js';
+import {
+  JOB_DEFAULTS,
+  type JobConfig,
+  PIPELINE_VERSION,
+  runMeterQualityJob,
+  type SourceConfig,
+} from '../pipelines/job.js';
 import { JobMetrics } from '../pipelines/job-metrics.js';
 import { batchBytesForMemory, MIN_MAX_MEMORY_MIB } from '../pipelines/memory-budget.js';
-import { parsePartitionSet } from '../pipelines/sources.js';
+import { formatPartitionSet, parsePartitionSet } from '../pipelines/sources.js';
 import { CheckpointStoreMismatchError } from '../pipelines/store-identity.js';
+import { runThreadedJob, threadPlans } from '../pipelines/threaded-job.js';
 import { runCrossMeterStage } from './cross-meter.js';
 import { exitCodeFor } from './exit-codes.js';
 import { tuneHeapForStreaming } from './heap.js';
@@ -27,6 +35,7 @@ import {
 } from './option-table.js';
 import { hotStoreOptions, loadProfile, parseHotTarget, redactCredentials } from './options.js';
 import { startProgress } from './progress.js';
+import { spawnGraphThread, threadsOf } from './run-threads.js';
 import { type EmbeddedQueries, embeddedQueries, metricsHostOf, serveOptionSpecs } from './serve-queries.js';
 import { workerConsole } from './worker-console.js';
 
@@ -139,6 +148,15 @@ export const runOptionSpecs: readonly OptionSpec[] = [
     arg: 'set',
     defaultText: '0-15',
     help: 'cross-meter: the partitions the per-meter workers own between them; an hour fires once all passed it',
+  },
+  {
+    name: 'threads',
+    type: 'integer',
+    arg: 'n',
+    min: 1,
+    max: 64,
+    default: 1,
+    help: 'NATS source, every partition: graph threads of this process, each over its own share of the partitions; the stores, the lake and the stages across meters stay on the main thread. Changing it needs a new --worker id',
   },
   {
     name: 'until-idle',
@@ -321,6 +339,13 @@ export async function runJobCommand(
     let lease: Lease | undefined;
     let stopProgress: (() => Promise<void>) | undefined;
     let repartition: JobConfig['repartition'];
+    let kv: Awaited<ReturnType<typeof openNatsSource>>['kv'] | undefined;
+    const threads = threadsOf(number('threads'), {
+      source: spec.startsWith('files:') ? 'files' : 'nats',
+      stage,
+      replay: replay !== undefined,
+      partitions: () => allPartitions(process.env, text('upstream-partitions')).length,
+    });
     if (spec.startsWith('files:')) {
       if (replay !== undefined)
         throw new UsageError(
@@ -361,6 +386,7 @@ export async function runJobCommand(
           partitions: partitions ?? allPartitions(process.env, text('upstream-partitions')),
         };
       nc = opened.nc;
+      kv = opened.kv;
       // Claimed before anything touches the consumer: a second worker with this id waits here.
       lease = await acquireKvLease(opened.kv, leaseKey(opened.checkpointKey), {
         ttlMs: leaseMs,
@@ -512,7 +538,10 @@ export async function runJobCommand(
           url: `${metricsServer.url}/metrics`,
         });
       }
-      const result = await runMeterQualityJob(config);
+      const result =
+        threads > 1 && kv !== undefined && lease !== undefined
+          ? await runThreads(config, { threads, kv, lease, url: spec, values })
+          : await runMeterQualityJob(config);
       await result.lake?.close();
       await result.hot.close();
       logger.info('stopped', { ...result.totals });
@@ -535,6 +564,91 @@ export async function runJobCommand(
     }
     return 0;
   }
+}
+
+/**
+ * The job on `threads` graph threads (`pipelines/threaded-job.ts`): the same stores, lease and cadences
+ * as the single-thread job in `config`, each thread's checkpoint under `<worker>-t<i>` in the bucket.
+ */
+async function runThreads(
+  config: JobConfig,
+  settings: {
+    readonly threads: number;
+    readonly kv: Awaited<ReturnType<typeof openNatsSource>>['kv'];
+    readonly lease: Lease;
+    readonly url: string;
+    readonly values: OptionValues;
+  },
+) {
+  const { kv, values } = settings;
+  const number = (name: string) => values[name] as number | undefined;
+  const plans = threadPlans(
+    config.workerId,
+    allPartitions(process.env, values['upstream-partitions'] as string | undefined),
+    settings.threads,
+  );
+  const maxMemoryMiB = number('max-memory');
+  logger.info('graph threads', {
+    threads: plans.map((p) => ({ id: p.id, partitions: formatPartitionSet(p.partitions) })),
+  });
+  const optional = <K extends string, V>(key: K, value: V | undefined) =>
+    (value === undefined ? {} : { [key]: value }) as Partial<Record<K, V>>;
+  return runThreadedJob({
+    threads: plans,
+    spawn: (plan) =>
+      spawnGraphThread({
+        plan,
+        url: settings.url,
+        registryPath: config.registryPath,
+        profile: config.profile,
+        untilIdle: config.untilIdle,
+        pipelineVersion: PIPELINE_VERSION,
+        flushRows: config.flushRows ?? JOB_DEFAULTS.flushRows,
+        flushIntervalMs: config.flushIntervalMs ?? JOB_DEFAULTS.flushIntervalMs,
+        checkpointIntervalMs: config.checkpointIntervalMs ?? JOB_DEFAULTS.checkpointIntervalMs,
+        ...optional('pullMessages', number('pull')),
+        // The budget is the process's: its RSS check sees every thread's memory (batches: 1/64 each).
+        ...optional('maxMemoryBytes', maxMemoryMiB === undefined ? undefined : maxMemoryMiB * 1024 * 1024),
+        ...optional('checkpointEveryFlushes', config.checkpointEveryFlushes),
+      }),
+    checkpointsOf: (key) => kvCheckpointStore(kv, key),
+    checkpointName: (key) => `${key} in the KV bucket ${kv.bucket}`,
+    registryPath: config.registryPath,
+    hot: config.hot,
+    ...optional('hotOptions', config.hotOptions),
+    ...optional('coldDir', config.coldDir),
+    ...optional('coldRows', config.coldRows),
+    lease: settings.lease,
+    profile: config.profile,
+    workerId: config.workerId,
+    untilIdle: config.untilIdle,
+    ...optional('resetCheckpoint', config.resetCheckpoint),
+    onCheckpointReset: (cp, key) => logger.warn('checkpoint reset', { key, discardedSeq: cp.seq }),
+    ...optional('flushIntervalMs', config.flushIntervalMs),
+    ...optional('checkpointIntervalMs', config.checkpointIntervalMs),
+    ...optional('checkpointEveryFlushes', config.checkpointEveryFlushes),
+    ...optional('signal', config.signal),
+    onCheckpoint: (cp, key) =>
+      key === config.workerId
+        ? logger.info('cross-meter checkpoint', {
+            seq: cp.seq,
+            faults: cp.totals.faults,
+            alerts: cp.totals.alerts,
+          })
+        : logger.info('checkpoint', {
+            thread: key,
+            seq: cp.seq,
+            recordsIn: cp.totals.recordsIn,
+            readings: cp.totals.readings,
+            quarantined: cp.totals.quarantined,
+            deadLettered: cp.totals.deadLettered,
+            faults: cp.totals.faults,
+            alerts: cp.totals.alerts,
+          }),
+    ...optional('publishAlerts', config.publishAlerts),
+    ...optional('observer', config.observer),
+    ...optional('onExclusionInputError', config.onExclusionInputError),
+  });
 }
 
 /** One line for each thing the hot store does on its own: a retry, a migration, a client warning. */
