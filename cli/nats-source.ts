@@ -122,6 +122,11 @@ export async function openNatsSource(
         }),
     now: Date.now,
     onDeadLetter: (source: string, reason: string) => logger.warn('dead-lettered', { source, reason }),
+    onDeliveriesLost: (count: number, resumeAfterSeq: number) =>
+      logger.warn('deliveries lost in transit; consumer recreated to read them again in order', {
+        count,
+        resumeAfterSeq,
+      }),
   };
   let source: ReadingSource;
   if (settings.partitions === undefined) {
@@ -199,6 +204,11 @@ export async function openRepartitionSource(
       partitions: settings.partitions,
       untilFinal: settings.untilIdle,
       decode: (m) => decodeRepartitionMessage(m.subject, m.data),
+      onDeliveriesLost: (count, resumeAfterSeq) =>
+        logger.warn('deliveries lost in transit; consumer recreated to read them again in order', {
+          count,
+          resumeAfterSeq,
+        }),
     },
   );
   const kv = await CheckpointKv.open(js, management);

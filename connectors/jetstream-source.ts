@@ -76,6 +76,13 @@ export interface FetchedBatch {
   readonly stalled: boolean;
   /** A transient failure (server restarting, connection lost) cut the fetch short; fetch again. */
   readonly interrupted: string | null;
+  /**
+   * Deliveries the server made to this consumer that never reached this client (a gap in the consumer's
+   * delivery sequence): a pull the client gave up on (missed heartbeats while the process was starved of
+   * CPU) after the server had sent its messages. They come back only after `ack_wait`, behind later
+   * messages; the caller must reopen from its position rather than read on. Absent: none.
+   */
+  readonly lostDeliveries?: number;
 }
 
 export interface AckResult {
@@ -94,6 +101,11 @@ export interface ConsumerLag {
   /** `numPending + numAckPending`: what the consumer is behind by. */
   readonly lag: number;
   readonly numRedelivered: number;
+  /**
+   * Deliveries the server counts as made that this client never received (see `FetchedBatch`); only
+   * known between pulls. Absent: none.
+   */
+  readonly lostDeliveries?: number;
 }
 
 export interface DeadLetterReceipt {
@@ -175,6 +187,11 @@ export class JetStreamSource implements ReadingsMessageSource {
   readonly #budget = new ByteBudget();
   #knownPending = -1;
   #closed = false;
+  /** The consumer's delivery sequence of the last message received; the server's count is compared to it. */
+  #lastConsumerSeq: number;
+  /** Gaps in the delivery sequence seen since the last `fetchBatch` reported them. */
+  #lost = 0;
+  #pulling = false;
 
   private constructor(
     js: JetStreamClient,
@@ -193,6 +210,7 @@ export class JetStreamSource implements ReadingsMessageSource {
     this.#ackMode = options.ackMode ?? 'batch';
     this.#deadLetter = options.deadLetter ?? {};
     this.#knownPending = info.num_pending;
+    this.#lastConsumerSeq = info.delivered.consumer_seq;
   }
 
   /** Creates the durable consumer if missing (or updates its limits), and binds to it. */
@@ -277,16 +295,27 @@ export class JetStreamSource implements ReadingsMessageSource {
     if (this.#knownPending >= 0) want = Math.min(want, Math.max(1, this.#knownPending));
     want = this.#budget.pullSize(want, maxBytes);
     const pulled: SourceMessage[] = [];
-    const interrupted = await pull(this.#consumer, want, expiresMs, (m) => {
-      const delivery = deliveryOf(m);
-      this.#handles.set(delivery.seq, m);
-      this.#knownPending = delivery.pending;
-      pulled.push(toSourceMessage(this.#stream, m, delivery));
-      return true;
-    });
+    this.#pulling = true;
+    let interrupted: string | null;
+    try {
+      interrupted = await pull(this.#consumer, want, expiresMs, (m) => {
+        const delivery = deliveryOf(m);
+        const gap = delivery.consumerSeq - this.#lastConsumerSeq - 1;
+        if (gap > 0) this.#lost += gap;
+        if (delivery.consumerSeq > this.#lastConsumerSeq) this.#lastConsumerSeq = delivery.consumerSeq;
+        this.#handles.set(delivery.seq, m);
+        this.#knownPending = delivery.pending;
+        pulled.push(toSourceMessage(this.#stream, m, delivery));
+        return true;
+      });
+    } finally {
+      this.#pulling = false;
+    }
     if (pulled.length === 0 && interrupted === null) this.#knownPending = 0;
     const messages = this.#budget.take(pulled, max, maxBytes);
-    return batch(messages, this.#pendingAfter(), { interrupted });
+    const lostDeliveries = this.#lost;
+    this.#lost = 0;
+    return batch(messages, this.#pendingAfter(), { interrupted, lostDeliveries });
   }
 
   /** Messages the pipeline has yet to see: pending on the server plus those held over from a pull. */
@@ -355,9 +384,14 @@ export class JetStreamSource implements ReadingsMessageSource {
   }
 
   async pending(): Promise<ConsumerLag> {
+    const pulling = this.#pulling;
     const info = await this.#consumer.info(false);
     this.#knownPending = info.num_pending;
-    return lagOf(info, this.#budget.carried);
+    const lag = lagOf(info, this.#budget.carried);
+    // While a pull is under way its messages may still be on the wire.
+    if (pulling || this.#pulling) return lag;
+    const lost = info.delivered.consumer_seq - this.#lastConsumerSeq;
+    return lost > 0 ? { ...lag, lostDeliveries: lost } : lag;
   }
 
   /**
@@ -657,13 +691,15 @@ function isHeartbeatLoss(error: unknown): boolean {
 /** What the pipeline reads of a delivery's ack subject (`JsMsg.info` has these and more). */
 export interface Delivery {
   seq: number;
+  /** The consumer's delivery sequence: one more for every delivery it makes, redeliveries included. */
+  consumerSeq: number;
   deliveryCount: number;
   timestampNanos: number;
   pending: number;
 }
 
 /** Overwritten by each `deliveryOf` call: read at once, never kept. */
-const delivery: Delivery = { seq: 0, deliveryCount: 0, timestampNanos: 0, pending: 0 };
+const delivery: Delivery = { seq: 0, consumerSeq: 0, deliveryCount: 0, timestampNanos: 0, pending: 0 };
 
 /**
  * The delivery's numbers, read straight off its ack subject
@@ -683,11 +719,13 @@ export function deliveryOf(m: JsMsg): Delivery {
     const end = (token: number): number => (token < dots ? DOTS[token]! : reply.length);
     const deliveryCount = digits(reply, DOTS[first - 1]! + 1, end(first));
     const seq = digits(reply, DOTS[first]! + 1, end(first + 1));
+    const consumerSeq = digits(reply, DOTS[first + 1]! + 1, end(first + 2));
     const nanosFrom = DOTS[first + 2]! + 1;
     const nanosTo = end(first + 3);
     const pending = digits(reply, DOTS[first + 3]! + 1, end(first + 4));
-    if (deliveryCount >= 0 && seq >= 0 && pending >= 0 && nanosTo > nanosFrom) {
+    if (deliveryCount >= 0 && seq >= 0 && consumerSeq >= 0 && pending >= 0 && nanosTo > nanosFrom) {
       delivery.seq = seq;
+      delivery.consumerSeq = consumerSeq;
       delivery.deliveryCount = deliveryCount;
       // As `info` reads it (19 digits round the same way only through the same parse).
       delivery.timestampNanos = Number.parseInt(reply.slice(nanosFrom, nanosTo), 10);
@@ -697,6 +735,7 @@ export function deliveryOf(m: JsMsg): Delivery {
   }
   const info = m.info;
   delivery.seq = info.streamSequence;
+  delivery.consumerSeq = info.deliverySequence;
   delivery.deliveryCount = info.deliveryCount;
   delivery.timestampNanos = info.timestampNanos;
   delivery.pending = info.pending;
@@ -752,7 +791,7 @@ function toSourceMessage(stream: string, m: JsMsg, d: Delivery): SourceMessage {
 function batch(
   messages: SourceMessage[],
   pending: number,
-  flags: { done?: boolean; stalled?: boolean; interrupted?: string | null },
+  flags: { done?: boolean; stalled?: boolean; interrupted?: string | null; lostDeliveries?: number },
 ): FetchedBatch {
   return {
     messages,
@@ -760,6 +799,7 @@ function batch(
     done: flags.done ?? false,
     stalled: flags.stalled ?? false,
     interrupted: flags.interrupted ?? null,
+    ...(flags.lostDeliveries ? { lostDeliveries: flags.lostDeliveries } : {}),
   };
 }
 

@@ -15,6 +15,11 @@ export interface MessageSourceOptions extends BatchBudgetOptions {
   readonly now: () => number;
   /** For the log line of a dead-lettered message. */
   readonly onDeadLetter?: (source: string, reason: string) => void;
+  /**
+   * For the log line of deliveries lost in transit (see `consumerState`): `count` of them, the source
+   * reopened after stream sequence `resumeAfterSeq`.
+   */
+  readonly onDeliveriesLost?: (count: number, resumeAfterSeq: number) => void;
 }
 
 /** Where a message source starts: after the last stream sequence a checkpoint covers (0: from the start). */
@@ -44,14 +49,20 @@ export function takeMessage(
 export const MAX_EMPTY_WHILE_PENDING = 30;
 
 /**
- * The consumer reports nothing left to deliver. An empty pull alone does not say so: a pull that reached a
- * node shutting down expires empty. Unknown (the info request failed) counts as something pending.
+ * What a consumer holds after an empty pull. An empty pull alone does not say it is drained: a pull that
+ * reached a node shutting down expires empty. Unknown (the info request failed) counts as `pending`.
+ * `lost`: the server delivered messages this client never received (a pull given up on, see
+ * `FetchedBatch.lostDeliveries`); they would come back only after `ack_wait`, so the source reopens.
  */
-export async function nothingPending(source: ReadingsMessageSource): Promise<boolean> {
+export async function consumerState(
+  source: ReadingsMessageSource,
+): Promise<{ readonly state: 'drained' | 'pending' } | { readonly state: 'lost'; readonly count: number }> {
   try {
-    return (await source.pending()).numPending === 0;
+    const lag = await source.pending();
+    if ((lag.lostDeliveries ?? 0) > 0) return { state: 'lost', count: lag.lostDeliveries ?? 0 };
+    return { state: lag.numPending === 0 ? 'drained' : 'pending' };
   } catch {
-    return false;
+    return { state: 'pending' };
   }
 }
 
@@ -95,6 +106,18 @@ export function messageReadingSource(
     if (messages === undefined) throw new Error('message source used before open()');
     return messages;
   };
+  const empty = (): SourceBatch => ({ records: [], quarantined: [], deadLettered: 0 });
+  // Messages the server delivered that never arrived would come back after `ack_wait`, behind later
+  // ones that move `lastSeq` past them, and be taken for redeliveries of what was handed out: lost. So
+  // the consumer starts again right after the last message handed out. Those handed out but not yet
+  // acknowledged belonged to the old consumer: their acknowledgements find no handle, which is harmless.
+  const reopen = async (count: number): Promise<SourceBatch> => {
+    options.onDeliveriesLost?.(count, lastSeq);
+    await messages?.close();
+    messages = undefined;
+    messages = await openMessages(lastSeq);
+    return empty();
+  };
   return {
     name: 'jetstream',
     resumesFromPosition: true,
@@ -105,15 +128,20 @@ export function messageReadingSource(
     async next(): Promise<SourceBatch | 'idle' | 'end'> {
       const source = opened();
       const fetched = await source.fetchBatch(options.batchSize ?? 256, options.expiresMs ?? 1000, budget());
+      if ((fetched.lostDeliveries ?? 0) > 0) return reopen(fetched.lostDeliveries ?? 0);
       if (fetched.messages.length === 0) {
         if (fetched.done) return 'end';
         if (fetched.stalled) return { records: [], quarantined: [], deadLettered: 0, commitSoon: true };
         // A pull cut short, or one that came back empty while the consumer still holds messages (a cluster
         // node restarting), is not idleness: a bounded run would end early.
-        if (fetched.interrupted === null && (await nothingPending(source))) return 'idle';
+        if (fetched.interrupted === null) {
+          const held = await consumerState(source);
+          if (held.state === 'lost') return reopen(held.count);
+          if (held.state === 'drained') return 'idle';
+        }
         // A consumer that keeps reporting messages it never delivers is idle after all, for a bounded run.
         if (fetched.interrupted === null && ++emptyWhilePending > MAX_EMPTY_WHILE_PENDING) return 'idle';
-        return { records: [], quarantined: [], deadLettered: 0 };
+        return empty();
       }
       emptyWhilePending = 0;
       const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };

@@ -7,7 +7,7 @@ import {
   deadLetterAll,
   MAX_EMPTY_WHILE_PENDING,
   type MessageSourceOptions,
-  nothingPending,
+  consumerState,
   takeMessage,
 } from './message-source.js';
 import { formatPartitionSet, normalizePartitionSet } from './partition-set.js';
@@ -35,7 +35,8 @@ export interface PartitionedSourceOptions extends MessageSourceOptions {
 /** One owned partition: its consumer and what has been fetched from it but not yet handed out. */
 interface PartitionLane {
   readonly partition: number;
-  readonly messages: ReadingsMessageSource;
+  /** Replaced when deliveries were lost in transit (the consumer starts again after `lastSeq`). */
+  messages: ReadingsMessageSource;
   /** Fetched, not yet handed to the pipeline, in stream order. */
   buffer: SourceMessage[];
   /** The last sequence handed to the pipeline: this partition's position. */
@@ -89,10 +90,23 @@ export function partitionedReadingSource(
   let lanes: PartitionLane[] = [];
   let resumeAfter: Record<string, number> = {};
 
+  // See `messageReadingSource`: deliveries lost in transit restart the lane's consumer right after the
+  // last message handed out; what it had buffered beyond comes again, in order.
+  const reopen = async (lane: PartitionLane, count: number): Promise<void> => {
+    options.onDeliveriesLost?.(count, lane.lastSeq);
+    await lane.messages.close();
+    lane.messages = await openPartition(lane.partition, lane.lastSeq);
+    lane.buffer = [];
+    lane.lastFetched = lane.lastSeq;
+    lane.pendingHint = -1;
+    lane.interrupted = true;
+  };
+
   const refill = async (lane: PartitionLane): Promise<void> => {
     // Each lane's pull holds its share of the byte budget, so together they hold about one batch.
     const laneBytes = Math.ceil(budget() / partitions.length);
     const fetched = await lane.messages.fetchBatch(perPartition, expiresMs, laneBytes);
+    if ((fetched.lostDeliveries ?? 0) > 0) return reopen(lane, fetched.lostDeliveries ?? 0);
     lane.stalled = fetched.stalled;
     lane.interrupted = fetched.interrupted !== null;
     lane.pendingHint = fetched.pending;
@@ -156,7 +170,9 @@ export function partitionedReadingSource(
         const streamLast = await options.streamLastSeq();
         await Promise.all(
           unsure.map(async (lane) => {
-            const pending = !(await nothingPending(lane.messages));
+            const held = await consumerState(lane.messages);
+            if (held.state === 'lost') return reopen(lane, held.count);
+            const pending = held.state === 'pending';
             lane.pendingHint = pending ? 1 : 0;
             if (!pending) emptyUpTo.set(lane, streamLast);
             else {

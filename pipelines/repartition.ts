@@ -89,6 +89,8 @@ export interface RepartitionSourceOptions {
   readonly untilFinal: boolean;
   readonly decode: (m: SourceMessage) => RepartitionMessage;
   readonly batchSize?: number;
+  /** For the log line of deliveries lost in transit (the consumer is then recreated). */
+  readonly onDeliveriesLost?: (count: number, resumeAfterSeq: number) => void;
 }
 
 /**
@@ -123,6 +125,15 @@ export function repartitionSource(
     },
     async next() {
       const fetched = await opened().fetchBatch(options.batchSize ?? 512, 1000);
+      // As in `messageReadingSource`: deliveries lost in transit would come back behind later messages and
+      // be skipped as already seen, so the consumer starts again right after the last one taken.
+      if ((fetched.lostDeliveries ?? 0) > 0) {
+        options.onDeliveriesLost?.(fetched.lostDeliveries ?? 0, lastSeq);
+        await messages?.close();
+        messages = undefined;
+        messages = await openMessages(lastSeq);
+        return { records: [] };
+      }
       if (fetched.messages.length === 0) {
         if (options.untilFinal && options.partitions.every((p) => final.has(p))) return 'end';
         return fetched.stalled || options.untilFinal || fetched.interrupted !== null

@@ -6,6 +6,7 @@ import { deliveryOf } from '../../connectors/jetstream-source.js';
 
 interface Info {
   streamSequence: number;
+  deliverySequence: number;
   deliveryCount: number;
   timestampNanos: number;
   pending: number;
@@ -22,6 +23,7 @@ function expectedInfo(tokens: string[]): Info {
   return {
     deliveryCount: Number.parseInt(t[6]!, 10),
     streamSequence: Number.parseInt(t[7]!, 10),
+    deliverySequence: Number.parseInt(t[8]!, 10),
     timestampNanos: Number.parseInt(t[9]!, 10),
     pending: Number.parseInt(t[10]!, 10),
   };
@@ -56,10 +58,11 @@ describe('deliveryOf', () => {
                 ];
           const info = expectedInfo(tokens);
           // `info` answers only for a subject the fast path refuses; make it wrong to catch its use.
-          const wrong = { streamSequence: -7, deliveryCount: -7, timestampNanos: -7, pending: -7 };
+          const wrong = { streamSequence: -7, deliverySequence: -7, deliveryCount: -7, timestampNanos: -7, pending: -7 };
           const d = deliveryOf(message(tokens.join('.'), wrong));
           expect({ ...d }).toEqual({
             seq: info.streamSequence,
+            consumerSeq: info.deliverySequence,
             deliveryCount: info.deliveryCount,
             timestampNanos: info.timestampNanos,
             pending: info.pending,
@@ -70,7 +73,7 @@ describe('deliveryOf', () => {
   });
 
   it('falls back to the client for a subject of another shape', () => {
-    const info = { streamSequence: 5, deliveryCount: 2, timestampNanos: 1.7e18, pending: 3 };
+    const info = { streamSequence: 5, deliverySequence: 9, deliveryCount: 2, timestampNanos: 1.7e18, pending: 3 };
     for (const reply of [
       '',
       '$JS.ACK.R.w.1.2',
@@ -80,6 +83,7 @@ describe('deliveryOf', () => {
     ]) {
       expect({ ...deliveryOf(message(reply, info)) }).toEqual({
         seq: 5,
+        consumerSeq: 9,
         deliveryCount: 2,
         timestampNanos: 1.7e18,
         pending: 3,
