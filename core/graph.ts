@@ -1,6 +1,5 @@
 /** The named pipeline graph: stage names, per-stage counters and timing, failures named by stage, printing. */
 import { Observable, Subject } from 'rxjs';
-import { ChainClock, type ChainedStage, fuseLinks, linkOf } from './chain.js';
 import { StageError } from './errors.js';
 import type { FlowEvent, OutputTag, Transform } from './flow.js';
 import { subscribeGuarded } from './guarded.js';
@@ -43,13 +42,6 @@ export interface StageOptions {
   readonly emits?: readonly OutputTag<unknown>[];
 }
 
-/** One stage of `PipelineGraph.chain`. */
-export interface ChainStageSpec {
-  readonly name: string;
-  readonly transform: Transform<never, unknown>;
-  readonly options?: StageOptions;
-}
-
 /**
  * The named pipeline graph: each stage is registered under a stable name used in metrics, logs, state
  * namespaces and the printed graph, and is wrapped so its in / out / tagged counts are kept.
@@ -61,7 +53,6 @@ export class PipelineGraph {
   private readonly emits = new Map<string, readonly string[]>();
   private readonly taggedSinks = new Map<string, string>();
   private timing: StageClock | undefined;
-  private readonly chains: { key: string; clock: ChainClock }[] = [];
   private last: string | undefined;
 
   constructor(readonly name: string) {}
@@ -82,41 +73,6 @@ export class PipelineGraph {
     transform: Transform<I, O>,
     options: string | StageOptions = {},
   ): Transform<I, O> {
-    return this.wrap(name, this.register(name, options), transform);
-  }
-
-  /**
-   * Registers consecutive stages, each as `stage` would, and chains every run of two or more that can be
-   * chained (made by `keyedProcess` or `parDo`) into one driver loop (`fuseLinks`): an element goes through
-   * the whole run by direct calls. Each stage keeps its name, counters, edges, state and failures named
-   * after it; with timing on, the run's time is shared out among its stages by sampled elements.
-   */
-  chain(stages: readonly ChainStageSpec[]): Transform<unknown, unknown> {
-    const registered = stages.map((s) => ({
-      ...s,
-      counters: this.register(s.name, s.options ?? {}),
-      open: linkOf(s.transform as unknown as Transform<unknown, unknown>),
-    }));
-    const parts: Transform<unknown, unknown>[] = [];
-    for (let i = 0; i < registered.length; ) {
-      let j = i;
-      while (j < registered.length && registered[j]!.open !== undefined) j++;
-      if (j - i >= 2) {
-        const run = registered
-          .slice(i, j)
-          .map((s) => ({ name: s.name, open: s.open!, counters: s.counters }));
-        parts.push(this.fused(run));
-        i = j;
-      } else {
-        const s = registered[i]!;
-        parts.push(this.wrap(s.name, s.counters, s.transform as unknown as Transform<unknown, unknown>));
-        i++;
-      }
-    }
-    return (source) => parts.reduce((flow, part) => part(flow), source);
-  }
-
-  private register(name: string, options: string | StageOptions): StageCounters {
     const { after = this.last, emits = [] } = typeof options === 'string' ? { after: options } : options;
     this.addNode(name, 'stage');
     this.emits.set(
@@ -127,27 +83,6 @@ export class PipelineGraph {
     this.last = name;
     const counters: StageCounters = { in: 0, out: 0, tagged: {}, watermark: Number.NEGATIVE_INFINITY };
     this.counters.set(name, counters);
-    return counters;
-  }
-
-  /** A chained run, timed as one stage whose time `stageTimes` shares out. */
-  private fused(run: readonly ChainedStage[]): Transform<unknown, unknown> {
-    const names = run.map((s) => s.name);
-    const key = `(chain ${names.join(',')})`;
-    const chainClock = new ChainClock(names);
-    this.chains.push({ key, clock: chainClock });
-    return (source) => {
-      const clock = this.timing;
-      if (clock === undefined) return fuseLinks<unknown, unknown>(this.name, run)(source);
-      return fuseLinks<unknown, unknown>(
-        this.name,
-        run,
-        chainClock,
-      )(source.pipe(clock.around(key))).pipe(clock.around(OUTSIDE_STAGES));
-    };
-  }
-
-  private wrap<I, O>(name: string, counters: StageCounters, transform: Transform<I, O>): Transform<I, O> {
     const timed = (source: Observable<FlowEvent<I>>): Observable<FlowEvent<O>> => {
       const clock = this.timing;
       if (clock === undefined) return untimed(source);
@@ -199,18 +134,7 @@ export class PipelineGraph {
 
   /** Milliseconds each stage spent on its own work since timing was enabled; `(between stages)` is the rest. */
   stageTimes(): Record<string, number> {
-    if (this.timing === undefined) return {};
-    const totals = this.timing.totals();
-    for (const { key, clock } of this.chains) {
-      const total = totals[key];
-      if (total === undefined) continue;
-      delete totals[key];
-      const shares = clock.shares();
-      clock.names.forEach((name, k) => {
-        totals[name] = Math.round(total * shares[k]! * 10) / 10;
-      });
-    }
-    return totals;
+    return this.timing === undefined ? {} : this.timing.totals();
   }
 
   /** A sink fed by `from`, optionally through a tagged output. */

@@ -1,5 +1,4 @@
 /** The dataflow core's public surface, one export line per module. */
-export * from './chain.js';
 export * from './dense-keys.js';
 export * from './errors.js';
 export * from './flow.js';

@@ -1,6 +1,5 @@
 /** Stateless per-element and per-batch transforms (Beam's ParDo), with tagged side outputs. */
 import { Observable } from 'rxjs';
-import { linkTransform } from './chain.js';
 import { type FlowEvent, OutputBuffer, type OutputTag, type Transform } from './flow.js';
 import { subscribeGuarded } from './guarded.js';
 
@@ -11,20 +10,24 @@ export interface Emitter<O> {
 
 /**
  * Beam's stateless ParDo: a function per element that may emit any number of outputs and route records to
- * tagged outputs instead of throwing. Watermarks and tagged events pass through unchanged. `startBatch`
- * runs before each input event's elements (e.g. to read the processing time once per batch). The
- * transform can be chained with the stages around it (`PipelineGraph.chain`).
+ * tagged outputs instead of throwing. Watermarks and tagged events pass through unchanged.
  */
-export function parDo<I, O>(
-  fn: (item: I, out: Emitter<O>) => void,
-  options: { readonly startBatch?: () => void } = {},
-): Transform<I, O> {
-  const startBatch = options.startBatch;
-  return linkTransform<I, O>((out) =>
-    startBatch === undefined
-      ? { element: (item) => fn(item, out) }
-      : { start: startBatch, element: (item) => fn(item, out) },
-  );
+export function parDo<I, O>(fn: (item: I, out: Emitter<O>) => void): Transform<I, O> {
+  return (source) =>
+    new Observable<FlowEvent<O>>((subscriber) => {
+      const out = new OutputBuffer<O>();
+      const next = (e: FlowEvent<O>): void => subscriber.next(e);
+      return subscribeGuarded(source, subscriber, {
+        next: (event) => {
+          if (event.kind === 'data') {
+            const items = event.items;
+            out.startBatch(items);
+            for (let i = 0; i < items.length; i++) fn(items[i]!, out);
+            out.drainTo(next);
+          } else subscriber.next(event);
+        },
+      });
+    });
 }
 
 /** Whole-batch transform, for columnar work where a batch is processed at once. */

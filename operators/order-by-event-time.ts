@@ -1,7 +1,7 @@
 import {
   type Emitter,
   keyedProcess,
-  type LinkOutput,
+  type OutputBuffer,
   type StateStore,
   type Transform,
 } from '../core/index.js';
@@ -136,7 +136,7 @@ export function orderByEventTime(store: StateStore, name = 'orderByEventTime'): 
     });
   };
 
-  const release = (watermark: number, out: LinkOutput<Reading>): void => {
+  const release = (watermark: number, out: OutputBuffer<Reading>): void => {
     const buckets = pending();
     if (buckets.length === 0 || buckets[0]!.s >= watermark) return;
     const due: Reading[] = [];

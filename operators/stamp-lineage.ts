@@ -1,4 +1,4 @@
-import { parDo, type Transform } from '../core/index.js';
+import { mapBatch, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import type { Lineage } from './outputs.js';
 
@@ -9,17 +9,13 @@ import type { Lineage } from './outputs.js';
  */
 export function stampLineage(lineage: Lineage): Transform<Reading, Reading> {
   const version = lineage.pipelineVersion;
-  let processedAt = 0;
-  return parDo<Reading, Reading>(
-    (r, out) => {
+  return mapBatch<Reading, Reading>((items, out) => {
+    const processedAt = lineage.processedAt();
+    for (let i = 0; i < items.length; i++) {
+      const r = items[i]!;
       r.processedAt = processedAt;
       r.pipelineVersion = version;
       out.emit(r);
-    },
-    {
-      startBatch: () => {
-        processedAt = lineage.processedAt();
-      },
-    },
-  );
+    }
+  });
 }

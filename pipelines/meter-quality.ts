@@ -123,18 +123,6 @@ export function meterQualityGraph(options: MeterQualityOptions): {
     fault?.stage === name
       ? g.stage(name, (source) => transform(source.pipe(failOnBatch<I>(fault))), options)
       : g.stage(name, transform, options);
-  const chain = (
-    stages: readonly (readonly [string, Transform<Reading, Reading>, StageOptions?])[],
-  ): Transform<Reading, Reading> =>
-    g.chain(
-      stages.map(([name, transform, options = {}]) => ({
-        name,
-        // The injected fault wraps its stage, which then runs on its own between two chains.
-        transform:
-          fault?.stage === name ? (source) => transform(source.pipe(failOnBatch<Reading>(fault))) : transform,
-        options,
-      })),
-    ) as Transform<Reading, Reading>;
   const quarantines = { emits: [QUARANTINE] };
   const detects = { emits: [FAULTS, ALERTS] };
   g.source('readings-in');
@@ -176,9 +164,6 @@ export function meterQualityGraph(options: MeterQualityOptions): {
       quarantines,
     ),
     stage('orderByEventTime', orderByEventTime(store), quarantines),
-    // The per-meter rules after ordering run chained: each reading goes through all of them by direct
-    // calls (one driver loop, no batch pass, output buffer or event per rule), each keeping its own state,
-    // name and counters (`PipelineGraph.chain`).
     stage('fillGaps', fillGaps(store, profile.gaps), { emits: [ALERTS] }),
     stage('detectRateOfChange', detectRateOfChange(store, profile.rateOfChange)),
     stage('detectZeroMeter', detectZeroMeter(store, registry, profile.faults), detects),
@@ -193,12 +178,10 @@ export function meterQualityGraph(options: MeterQualityOptions): {
       detects,
     ),
     stage('detectCommFailure', detectCommFailure(store, profile.faults), detects),
-    chain([
-      ['quarantineOverLimit', quarantineOverLimit(lineage), quarantines],
-      ['scoreQuality', scoreQuality(profile.quality)],
-      ['classifyPeak', classifyPeak(profile.peaks)],
-      ['stampLineage', stampLineage(lineage)],
-    ]),
+    stage('quarantineOverLimit', quarantineOverLimit(lineage), quarantines),
+    stage('scoreQuality', scoreQuality(profile.quality)),
+    stage('classifyPeak', classifyPeak(profile.peaks)),
+    stage('stampLineage', stampLineage(lineage)),
   ] as const;
   g.sink('readings', 'stampLineage');
   // Fed by every stage that declares the tag (`emits`); test/pipelines/graph-edges.test.ts checks the
