@@ -1,6 +1,7 @@
 import { concat, defer, EMPTY, filter, map, of, tap } from 'rxjs';
 import {
   type Aggregator,
+  type DenseKey,
   type FlowEvent,
   fixedWindows,
   keyedProcess,
@@ -11,8 +12,8 @@ import {
   watermarkEvent,
   windowAggregate,
 } from '../core/index.js';
-import type { FaultEvent, HourlyConsumption, METER_IX, Reading } from '../schemas/reading.js';
-import { byMeter } from './meter-key.js';
+import { type FaultEvent, type HourlyConsumption, METER_IX, type Reading } from '../schemas/reading.js';
+import { METER_KEYS } from './meter-key.js';
 import { FAULTS, type MeterRegistry } from './outputs.js';
 
 const HOUR = 3_600_000;
@@ -53,6 +54,14 @@ interface HoldState {
 }
 
 const RELEASE = 'release';
+
+/**
+ * The meter's dense key, read by a function of this stage's own rather than the shared `byMeter`: samples
+ * and exclusions are objects of other shapes than readings, and one reader seeing them all makes its
+ * property load megamorphic in every per-meter stage (~30 ns a call, measured).
+ */
+const sampleMeter: DenseKey<Sample> = { index: METER_KEYS, of: (s) => s[METER_IX] };
+const heldMeter: DenseKey<Sample | Exclusion> = { index: METER_KEYS, of: (s) => s[METER_IX] };
 
 /** Faults whose readings before recognition carry no flag: the ones the hold exists for. */
 const EXCLUDING_FAULTS: ReadonlySet<string> = new Set(['zero', 'stuck']);
@@ -130,7 +139,7 @@ export function aggregateHourly(
     name,
     store,
     key: (r) => r.meterId,
-    dense: byMeter,
+    dense: sampleMeter,
     eventTime: (r) => r.ts,
     windows: fixedWindows(HOUR),
     allowedLatenessMs: opts.allowedLatenessMs,
@@ -198,7 +207,7 @@ function holdForFaults(
   const process = keyedProcess<Sample | Exclusion, Sample, HoldState>(store, {
     name,
     key: (item) => item.meterId,
-    dense: byMeter,
+    dense: heldMeter,
     onElement: (ctx, item) => {
       let s = ctx.state;
       if ('from' in item) {

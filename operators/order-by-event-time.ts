@@ -5,8 +5,8 @@ import {
   type StateStore,
   type Transform,
 } from '../core/index.js';
-import type { Measurements, Reading } from '../schemas/reading.js';
-import { byMeter } from './meter-key.js';
+import { METER_IX, type Measurements, type Reading } from '../schemas/reading.js';
+import { byMeter, METER_KEYS } from './meter-key.js';
 import { QUARANTINE } from './outputs.js';
 import { reconstructedRaw } from './record-id.js';
 
@@ -112,7 +112,8 @@ const SEGMENT = 1024;
  * other field a reading carries does not survive a restore).
  */
 export function orderByEventTime(store: StateStore, name = 'orderByEventTime'): Transform<Reading, Reading> {
-  const lastReleased = store.keyed<MeterOrder>(name);
+  const lastReleased = store.denseKeyed<MeterOrder>(name, METER_KEYS);
+  const meters = store.denseKeys(METER_KEYS);
   const initial: PendingBucket[] = [];
   const pendingValue = store.value<PendingBucket[]>(`${name}/pending`, initial);
   // A restore from a snapshot taken before this stage existed hands back the shared initial array.
@@ -158,9 +159,14 @@ export function orderByEventTime(store: StateStore, name = 'orderByEventTime'): 
     due.sort(byTs);
     for (let i = 0; i < due.length; i++) {
       const r = due[i]!;
-      const order = lastReleased.get(r.meterId);
-      if (order === undefined) lastReleased.set(r.meterId, { last: r.ts });
-      else if (r.ts <= order.last) {
+      // By the meter's number when the reading carries this index's: a hash of the id string otherwise.
+      const m = r[METER_IX];
+      const numbered = m !== undefined && meters.keyOf(m) === r.meterId;
+      const order = numbered ? lastReleased.getAt(m, r.meterId) : lastReleased.get(r.meterId);
+      if (order === undefined) {
+        if (numbered) lastReleased.setAt(m, r.meterId, { last: r.ts });
+        else lastReleased.set(r.meterId, { last: r.ts });
+      } else if (r.ts <= order.last) {
         quarantine(out, r, ['late', 'duplicate_timestamp']);
         continue;
       } else order.last = r.ts;
