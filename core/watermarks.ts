@@ -16,8 +16,8 @@ export interface WatermarkOptions<T> {
   readonly partition?: (item: T) => string;
   /**
    * A partition with no data for this long (processing time) stops holding the watermark back. When every
-   * partition is idle the watermark moves up to the newest event time seen: the source has gone quiet, so
-   * windows and silence timers must not wait for data that is not coming. Off when undefined. Idleness is
+   * partition is idle the watermark moves just past the newest event time seen: the source has gone quiet,
+   * so windows and silence timers must not wait for data that is not coming. Off when undefined. Idleness is
    * checked at each data batch and at each tick the driver injects (`TickEvent`): this stage keeps no
    * timer, so nothing changes state between the driver's steps.
    */
@@ -71,8 +71,10 @@ export function assignWatermarks<T>(options: WatermarkOptions<T>): Transform<T, 
     }
     if (maxSeen === Number.NEGATIVE_INFINITY) return s.emitted;
     if (final) return (options.finalWatermark ?? (() => Number.POSITIVE_INFINITY))(maxSeen);
-    // All partitions idle: nothing is in flight, so nothing older than the newest element can still come.
-    return min === Number.POSITIVE_INFINITY ? maxSeen : min;
+    // All partitions idle: nothing is in flight, so nothing at or before the newest element can still come.
+    // One past it, not at it: readings stamped on an interval boundary (every meter's 12:15:00) all share
+    // the newest time, and a watermark at it would hold them until the next interval's readings arrive.
+    return min === Number.POSITIVE_INFINITY ? maxSeen + 1 : min;
   };
 
   return (source: Observable<FlowEvent<T>>) =>

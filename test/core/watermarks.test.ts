@@ -64,7 +64,7 @@ describe('assignWatermarks', () => {
     });
   });
 
-  it('stops waiting for an idle partition, and advances to the newest event time when all are idle', () => {
+  it('stops waiting for an idle partition, and advances just past the newest event time when all are idle', () => {
     testScheduler().run(({ cold, expectObservable }) => {
       // p1 goes silent after frame 0; p2 sends until frame 30; then only the driver's ticks come.
       const input = cold<FlowEvent<Ev>>('a 9ms b 9ms c 9ms d 9ms s 9ms t', {
@@ -80,8 +80,8 @@ describe('assignWatermarks', () => {
       );
       // Idleness is checked on each batch and each tick. At c (20 ms) p1 has been silent for 20 ms >= 15:
       // only p2 counts. At the 40 ms tick p2 has been silent for 10 ms: nothing moves. At the 50 ms tick
-      // every partition is idle, and the watermark moves up to the newest event time, 500. Ticks are
-      // consumed here.
+      // every partition is idle, and the watermark moves just past the newest event time, to 501: the
+      // elements at 500 are complete too. Ticks are consumed here.
       expectObservable(input.pipe(op), '^ 60ms !').toBe('(aw) 6ms b 9ms (cy) 6ms (dz) 16ms r', {
         a: data(ev('m1', 100, 1, 'p1')),
         w: wm(90),
@@ -90,7 +90,7 @@ describe('assignWatermarks', () => {
         y: wm(390),
         d: data(ev('m2', 500, 1, 'p2')),
         z: wm(490),
-        r: wm(500),
+        r: wm(501),
       });
     });
   });
@@ -102,7 +102,7 @@ describe('assignWatermarks', () => {
       expectObservable(input.pipe(op), '^ 200ms !').toBe('(aw) 96ms r', {
         a: data(ev('m1', 100)),
         w: wm(90),
-        r: wm(100),
+        r: wm(101),
       });
     });
   });
