@@ -88,8 +88,11 @@ const NUMBERS = 3;
 const SEGMENT = 1024;
 
 /**
- * Holds readings back until the watermark passes their event time (`ts < watermark`) and releases them
- * sorted by `ts`, so every per-meter rule downstream sees each meter in event-time order. Keyed by meter:
+ * Holds readings back until the watermark reaches their event time (`ts <= watermark`) and releases them
+ * sorted by `ts`, so every per-meter rule downstream sees each meter in event-time order. At the watermark,
+ * not only behind it: the watermark promises every earlier time has arrived, and another reading of the same
+ * meter at the same time is a duplicate, so a reading at the watermark is already in order for its meter
+ * (readings stamped on a shared second or interval boundary then go out without waiting for the next one). Keyed by meter:
  * the per-meter state is one number, the `ts` of the meter's last released reading.
  *
  * - A reading at or before its meter's last released `ts` can no longer be put in order: it goes to
@@ -97,8 +100,8 @@ const SEGMENT = 1024;
  *   `dedupeReadings` lets through beyond its horizon). Two pending readings of one meter with the same `ts`
  *   are resolved the same way: the first to arrive is kept, since every rule downstream needs strictly
  *   increasing times per meter.
- * - A reading behind the watermark but after its meter's last released one is still in order for its
- *   meter (nothing pending can be older than the watermark), so it passes straight through. Only the
+ * - A reading at or behind the watermark but after its meter's last released one is still in order for
+ *   its meter (nothing pending is at or before the watermark), so it passes straight through. Only the
  *   event-time windows downstream may count it as late.
  *
  * Pending readings are kept in minute buckets ordered by time and released in the watermark step, rather
@@ -184,7 +187,7 @@ export function orderByEventTime(store: StateStore, name = 'orderByEventTime'): 
         quarantine(ctx, r, r.ts === order.last ? ['late', 'duplicate_timestamp'] : ['late']);
         return;
       }
-      if (r.ts < ctx.watermark) {
+      if (r.ts <= ctx.watermark) {
         if (order === undefined) ctx.state = { last: r.ts };
         else order.last = r.ts;
         ctx.emit(r);
@@ -202,7 +205,8 @@ export function orderByEventTime(store: StateStore, name = 'orderByEventTime'): 
       }
       pack(bucket, r);
     },
-    onWatermark: release,
+    // Released once the watermark reaches their time: `ts <= watermark` is `ts < watermark + 1` in whole ms.
+    onWatermark: (watermark, out) => release(watermark + 1, out),
   });
 }
 
