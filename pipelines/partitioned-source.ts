@@ -4,10 +4,10 @@ import type { Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
 import { batchBudget } from './memory-budget.js';
 import {
+  consumerState,
   deadLetterAll,
   MAX_EMPTY_WHILE_PENDING,
   type MessageSourceOptions,
-  consumerState,
   takeMessage,
 } from './message-source.js';
 import { formatPartitionSet, normalizePartitionSet } from './partition-set.js';

@@ -58,7 +58,13 @@ describe('deliveryOf', () => {
                 ];
           const info = expectedInfo(tokens);
           // `info` answers only for a subject the fast path refuses; make it wrong to catch its use.
-          const wrong = { streamSequence: -7, deliverySequence: -7, deliveryCount: -7, timestampNanos: -7, pending: -7 };
+          const wrong = {
+            streamSequence: -7,
+            deliverySequence: -7,
+            deliveryCount: -7,
+            timestampNanos: -7,
+            pending: -7,
+          };
           const d = deliveryOf(message(tokens.join('.'), wrong));
           expect({ ...d }).toEqual({
             seq: info.streamSequence,
@@ -73,7 +79,13 @@ describe('deliveryOf', () => {
   });
 
   it('falls back to the client for a subject of another shape', () => {
-    const info = { streamSequence: 5, deliverySequence: 9, deliveryCount: 2, timestampNanos: 1.7e18, pending: 3 };
+    const info = {
+      streamSequence: 5,
+      deliverySequence: 9,
+      deliveryCount: 2,
+      timestampNanos: 1.7e18,
+      pending: 3,
+    };
     for (const reply of [
       '',
       '$JS.ACK.R.w.1.2',
