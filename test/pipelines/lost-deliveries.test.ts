@@ -80,46 +80,43 @@ async function drain(source: ReadingSource, firstBatches: number[] = []): Promis
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
+/**
+ * An all-partitions source over `count` messages that has handed out its first batch of 10 and committed
+ * it, after which a thief takes `stolen` deliveries of its consumer: the sequences read to idleness.
+ */
+async function readAfterTheft(count: number, stolen: number) {
+  const { stream } = await streamOf(count);
+  const durable = `lost_${count}_${stolen}`;
+  const lost: number[] = [];
+  const source = messageReadingSource(durableOpener(stream, durable), {
+    batchSize: 10,
+    now: Date.now,
+    onDeliveriesLost: (n) => lost.push(n),
+  });
+  await source.open(undefined);
+  const first = await source.next();
+  if (first === 'idle' || first === 'end') throw new Error('expected a batch');
+  expect(first.records).toHaveLength(10);
+  await source.commit();
+  const taken = await steal(stream, durable, stolen);
+  const seqs = await drain(source, range(10));
+  await source.close();
+  return { taken, lost, seqs: seqs.sort((a, b) => a - b) };
+}
+
 describe('deliveries lost in transit', () => {
   it('in the middle of a stream: the gap is seen at the next pull and every message is read once', async () => {
-    const { stream } = await streamOf(40);
-    const durable = 'lost_middle';
-    const lost: number[] = [];
-    const source = messageReadingSource(durableOpener(stream, durable), {
-      batchSize: 10,
-      now: Date.now,
-      onDeliveriesLost: (count) => lost.push(count),
-    });
-    await source.open(undefined);
-    const first = await source.next();
-    if (first === 'idle' || first === 'end') throw new Error('expected a batch');
-    expect(first.records).toHaveLength(10);
-    await source.commit();
-    expect(await steal(stream, durable, 5)).toEqual([11, 12, 13, 14, 15]);
-    const seqs = await drain(source, range(10));
-    await source.close();
+    const { taken, lost, seqs } = await readAfterTheft(40, 5);
+    expect(taken).toEqual([11, 12, 13, 14, 15]);
     expect(lost).toEqual([5]);
-    expect(seqs.sort((a, b) => a - b)).toEqual(range(40));
+    expect(seqs).toEqual(range(40));
   });
 
   it('at the end of a stream: an empty pull with deliveries unaccounted for is not idle', async () => {
-    const { stream } = await streamOf(20);
-    const durable = 'lost_end';
-    const lost: number[] = [];
-    const source = messageReadingSource(durableOpener(stream, durable), {
-      batchSize: 10,
-      now: Date.now,
-      onDeliveriesLost: (count) => lost.push(count),
-    });
-    await source.open(undefined);
-    const first = await source.next();
-    if (first === 'idle' || first === 'end') throw new Error('expected a batch');
-    await source.commit();
-    expect(await steal(stream, durable, 10)).toEqual(range(20).slice(10));
-    const seqs = await drain(source, range(10));
-    await source.close();
+    const { taken, lost, seqs } = await readAfterTheft(20, 10);
+    expect(taken).toEqual(range(20).slice(10));
     expect(lost).toEqual([10]);
-    expect(seqs.sort((a, b) => a - b)).toEqual(range(20));
+    expect(seqs).toEqual(range(20));
   });
 
   it('on one partition of a partition set: that lane starts again, the others read on', async () => {
