@@ -83,6 +83,13 @@ export function streamManagement(settings: Pick<NatsSourceSettings, 'replicas' |
   };
 }
 
+function logDeliveriesLost(count: number, resumeAfterSeq: number): void {
+  logger.warn('deliveries lost in transit; consumer recreated to read them again in order', {
+    count,
+    resumeAfterSeq,
+  });
+}
+
 /** The durable consumer of one owned partition: a worker's cursors are never shared with another. */
 export function partitionDurable(workerId: string, partition: number): string {
   return `greenstream_${workerId}_p${partition}`;
@@ -122,11 +129,7 @@ export async function openNatsSource(
         }),
     now: Date.now,
     onDeadLetter: (source: string, reason: string) => logger.warn('dead-lettered', { source, reason }),
-    onDeliveriesLost: (count: number, resumeAfterSeq: number) =>
-      logger.warn('deliveries lost in transit; consumer recreated to read them again in order', {
-        count,
-        resumeAfterSeq,
-      }),
+    onDeliveriesLost: logDeliveriesLost,
   };
   let source: ReadingSource;
   if (settings.partitions === undefined) {
@@ -204,11 +207,7 @@ export async function openRepartitionSource(
       partitions: settings.partitions,
       untilFinal: settings.untilIdle,
       decode: (m) => decodeRepartitionMessage(m.subject, m.data),
-      onDeliveriesLost: (count, resumeAfterSeq) =>
-        logger.warn('deliveries lost in transit; consumer recreated to read them again in order', {
-          count,
-          resumeAfterSeq,
-        }),
+      onDeliveriesLost: logDeliveriesLost,
     },
   );
   const kv = await CheckpointKv.open(js, management);

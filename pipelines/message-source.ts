@@ -45,6 +45,21 @@ export function takeMessage(
   return decoded.ok ? '' : decoded.failure.reason;
 }
 
+/**
+ * The consumer recreated right after `lastSeq`, the last message handed out, once deliveries were lost in
+ * transit: they would come back after `ack_wait`, behind later messages that move the position past them,
+ * and be taken for redeliveries of what was handed out. Messages handed out but not yet acknowledged
+ * belonged to the old consumer: their acknowledgements find no handle, which is harmless.
+ */
+export async function reopenAfterLoss(
+  old: ReadingsMessageSource,
+  openMessages: OpenMessages,
+  lastSeq: number,
+): Promise<ReadingsMessageSource> {
+  await old.close();
+  return openMessages(lastSeq);
+}
+
 /** Empty pulls in a row, each expiring after ~1 s, before a consumer reporting pending messages counts as idle. */
 export const MAX_EMPTY_WHILE_PENDING = 30;
 
@@ -107,15 +122,11 @@ export function messageReadingSource(
     return messages;
   };
   const empty = (): SourceBatch => ({ records: [], quarantined: [], deadLettered: 0 });
-  // Messages the server delivered that never arrived would come back after `ack_wait`, behind later
-  // ones that move `lastSeq` past them, and be taken for redeliveries of what was handed out: lost. So
-  // the consumer starts again right after the last message handed out. Those handed out but not yet
-  // acknowledged belonged to the old consumer: their acknowledgements find no handle, which is harmless.
   const reopen = async (count: number): Promise<SourceBatch> => {
     options.onDeliveriesLost?.(count, lastSeq);
-    await messages?.close();
+    const old = opened();
     messages = undefined;
-    messages = await openMessages(lastSeq);
+    messages = await reopenAfterLoss(old, openMessages, lastSeq);
     return empty();
   };
   return {

@@ -8,6 +8,7 @@ import {
   deadLetterAll,
   MAX_EMPTY_WHILE_PENDING,
   type MessageSourceOptions,
+  reopenAfterLoss,
   takeMessage,
 } from './message-source.js';
 import { formatPartitionSet, normalizePartitionSet } from './partition-set.js';
@@ -94,8 +95,11 @@ export function partitionedReadingSource(
   // last message handed out; what it had buffered beyond comes again, in order.
   const reopen = async (lane: PartitionLane, count: number): Promise<void> => {
     options.onDeliveriesLost?.(count, lane.lastSeq);
-    await lane.messages.close();
-    lane.messages = await openPartition(lane.partition, lane.lastSeq);
+    lane.messages = await reopenAfterLoss(
+      lane.messages,
+      (after) => openPartition(lane.partition, after),
+      lane.lastSeq,
+    );
     lane.buffer = [];
     lane.lastFetched = lane.lastSeq;
     lane.pendingHint = -1;

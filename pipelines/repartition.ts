@@ -23,6 +23,7 @@ import { PEAK_EXCLUSIONS, type PeakExclusion } from '../operators/peak-exclusion
 import type { RuleProfile } from '../operators/rule-profile.js';
 import type { Alert, FaultEvent, HourlyConsumption } from '../schemas/reading.js';
 import type { EpochGraph, EpochSinks, Pull, Source } from './contracts.js';
+import { reopenAfterLoss } from './message-source.js';
 import {
   crossMeterStages,
   type MeterQualityOptions,
@@ -125,13 +126,11 @@ export function repartitionSource(
     },
     async next() {
       const fetched = await opened().fetchBatch(options.batchSize ?? 512, 1000);
-      // As in `messageReadingSource`: deliveries lost in transit would come back behind later messages and
-      // be skipped as already seen, so the consumer starts again right after the last one taken.
       if ((fetched.lostDeliveries ?? 0) > 0) {
         options.onDeliveriesLost?.(fetched.lostDeliveries ?? 0, lastSeq);
-        await messages?.close();
+        const old = opened();
         messages = undefined;
-        messages = await openMessages(lastSeq);
+        messages = await reopenAfterLoss(old, openMessages, lastSeq);
         return { records: [] };
       }
       if (fetched.messages.length === 0) {
