@@ -145,8 +145,9 @@ export function repartitionSource(
         if (m.seq <= lastSeq) continue;
         lastSeq = m.seq;
         const decoded = options.decode(m);
-        if (decoded.kind === 'hourly') records.push({ kind: 'element', item: decoded.row });
-        else {
+        if (decoded.kind === 'hourly') {
+          for (const row of decoded.rows) records.push({ kind: 'element', item: row });
+        } else {
           records.push({ kind: 'watermark', partitions: decoded.mark.partitions, time: decoded.mark.time });
           if (decoded.mark.final === true) for (const p of decoded.mark.partitions) final.add(p);
         }
