@@ -58,7 +58,10 @@ export interface PipelineArgs extends StreamSpec {
  * between the loop's steps and shows up inside them, mostly in `fetchMs`.
  */
 export interface StageBreakdown {
-  /** Waiting for and receiving messages (`fetchBatch`). */
+  /**
+   * `source.next()` waiting for and receiving messages: for a pull the source started ahead (while the
+   * graph worked on the previous batch), only what was left of it when `next()` began.
+   */
   readonly fetchMs: number;
   /** Payload decoding and source bookkeeping: `source.next()` minus the fetch. */
   readonly decodeMs: number;
@@ -72,6 +75,10 @@ export interface StageBreakdown {
   readonly otherMs: number;
   /** Saving checkpoints (chunked into the KV bucket; concurrent). */
   readonly checkpointSaveMs: number;
+  /** Every pull from start to end, those started ahead included (concurrent). */
+  readonly pullMs: number;
+  /** Deliveries lost in transit, read again after the source reopened (a starved client). */
+  readonly lostDeliveries: number;
   /** `sinks.write`: ClickHouse insert and Parquet files, concurrently with each other and the graph. */
   readonly sinkWriteMs: number;
   /** Acknowledging messages after each write (concurrent). */
@@ -135,6 +142,9 @@ export async function runInstrumentedPipeline(
   // The heap settings `greenstream run` starts with.
   tuneHeapForStreaming();
   const { nc, js } = await connect(args.natsUrl);
+  // A pull's start and end: `next()` is charged only the part of it that it waited for.
+  const pulls: { start: number; end: number | undefined; empty: boolean }[] = [];
+  let pullMs = 0;
   let fetchMs = 0;
   let lastEmptyFetchMs = 0;
   let nextMs = 0;
@@ -154,19 +164,29 @@ export async function runInstrumentedPipeline(
   let retainedHeap = -1;
 
   await ensureBenchStream(js, args);
-  const messages = await JetStreamSource.open(js, {
-    stream: args.stream,
-    durable: 'bench_pipeline',
-    maxAckPending: args.maxAckPending,
-    ackWaitMs: 600_000,
-  });
+  // As production opens it: the durable recreated right after the position, also when the source
+  // reopens after deliveries lost in transit (a loaded machine starves the client of its heartbeats).
+  const openDurable = async (resumeAfterSeq: number): Promise<JetStreamSource> => {
+    if (resumeAfterSeq > 0)
+      await (await js.jetstreamManager()).consumers.delete(args.stream, 'bench_pipeline');
+    return JetStreamSource.open(js, {
+      stream: args.stream,
+      durable: 'bench_pipeline',
+      maxAckPending: args.maxAckPending,
+      ackWaitMs: 600_000,
+      start: resumeAfterSeq === 0 ? { kind: 'all' } : { kind: 'sequence', seq: resumeAfterSeq + 1 },
+    });
+  };
+  let messages = await openDurable(0);
+  let lostDeliveries = 0;
   const timedMessages: ReadingsMessageSource = {
     fetchBatch: async (max, expiresMs): Promise<FetchedBatch> => {
-      const t = performance.now();
+      const timing = { start: performance.now(), end: undefined as number | undefined, empty: false };
+      pulls.push(timing);
       const fetched = await messages.fetchBatch(max, expiresMs);
-      const spent = performance.now() - t;
-      fetchMs += spent;
-      lastEmptyFetchMs = fetched.messages.length === 0 ? spent : 0;
+      timing.end = performance.now();
+      timing.empty = fetched.messages.length === 0;
+      pullMs += timing.end - timing.start;
       messagesFetched += fetched.messages.length;
       return fetched;
     },
@@ -185,11 +205,22 @@ export async function runInstrumentedPipeline(
     },
     close: () => messages.close(),
   };
-  const inner = messageReadingSource(async () => timedMessages, {
-    batchSize: args.batchSize,
-    expiresMs: 1000,
-    now: Date.now,
-  });
+  let opened = false;
+  const inner = messageReadingSource(
+    async (resumeAfterSeq) => {
+      if (opened) messages = await openDurable(resumeAfterSeq);
+      opened = true;
+      return timedMessages;
+    },
+    {
+      batchSize: args.batchSize,
+      expiresMs: 1000,
+      now: Date.now,
+      onDeliveriesLost: (count) => {
+        lostDeliveries += count;
+      },
+    },
+  );
   const source: ReadingSource = {
     name: inner.name,
     open: (p) => inner.open(p),
@@ -197,6 +228,18 @@ export async function runInstrumentedPipeline(
       const t = performance.now();
       const batch = await inner.next();
       nextMs += performance.now() - t;
+      // The pulls that ended by now were waited for from `t` (or from their start, if later).
+      for (let i = 0; i < pulls.length; ) {
+        const pull = pulls[i]!;
+        if (pull.end === undefined) {
+          i++;
+          continue;
+        }
+        const waited = Math.max(0, pull.end - Math.max(pull.start, t));
+        fetchMs += waited;
+        lastEmptyFetchMs = pull.empty ? waited : 0;
+        pulls.splice(i, 1);
+      }
       return batch;
     },
     position: () => inner.position(),
@@ -326,6 +369,8 @@ export async function runInstrumentedPipeline(
       snapshotMs: Math.round(snapshotMs),
       otherMs: Math.round(processingMs - accounted),
       checkpointSaveMs: Math.round(saveMs),
+      pullMs: Math.round(pullMs),
+      lostDeliveries,
       sinkWriteMs: Math.round(sinkWriteMs),
       ackMs: Math.round(ackMs),
       lagProbeMs: Math.round(lagMs),
