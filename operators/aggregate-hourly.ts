@@ -314,7 +314,7 @@ function heldHours(
         const held = s.held;
         let i = 0;
         for (; i < held.length && held[i]! + holdMs <= wm; i += 2) count(ctx, s, held[i]!, held[i + 1]!);
-        if (i > 0) held.splice(0, i);
+        if (i > 0) dropFirst(held, i);
         let k = 0;
         const excl = s.excl;
         for (let j = 0; j < excl.length; j += 2)
@@ -335,7 +335,9 @@ function heldHours(
           }
         if (at < 0) return;
         ctx.emit(hourRow(registry, ctx.key, h, at));
-        h.splice(at, HOUR_FIELDS);
+        // In place: splice would allocate the removed numbers as an array, once an hour of every meter.
+        for (let j = at + HOUR_FIELDS; j < h.length; j++) h[j - HOUR_FIELDS] = h[j]!;
+        h.length -= HOUR_FIELDS;
       }
       if (s.held.length === 0 && s.excl.length === 0 && s.hours.length === 0) ctx.state = undefined;
     },
@@ -356,6 +358,13 @@ function heldHours(
 }
 
 type HeldCtx = KeyedContext<HourlyConsumption, HeldHoursState>;
+
+/** `a.splice(0, n)` without the array of removed numbers it would allocate. */
+function dropFirst(a: number[], n: number): void {
+  const length = a.length - n;
+  for (let i = 0; i < length; i++) a[i] = a[i + n]!;
+  a.length = length;
+}
 
 /** The row of the hour at `at` in a flat hours array (`windowAggregate`'s result for `moments`). */
 function hourRow(
