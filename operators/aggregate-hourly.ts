@@ -1,3 +1,7 @@
+/**
+ * The hourly consumption of each meter (avg, min, max, stddev, count), and the hold that lets a zero or
+ * stuck fault take its readings out of the hours before they fire.
+ */
 import { concat, defer, EMPTY, filter, map, of, tap } from 'rxjs';
 import {
   type Aggregator,
