@@ -1,10 +1,16 @@
+/**
+ * The hourly consumption of each meter (avg, min, max, stddev, count), and the hold that lets a zero or
+ * stuck fault take its readings out of the hours before they fire.
+ */
 import { concat, defer, EMPTY, filter, map, of, tap } from 'rxjs';
 import {
   type Aggregator,
   type DenseKey,
   type FlowEvent,
   fixedWindows,
+  type KeyedContext,
   keyedProcess,
+  LATE,
   parDo,
   type SideInput,
   type StateStore,
@@ -36,32 +42,31 @@ const MAX = 5;
 /** What an hour is built from: one measured value of a meter. */
 type Sample = Pick<Reading, 'meterId' | 'ts' | 'kw' | typeof METER_IX>;
 
-/** The readings a recognised fault takes out of analytics: its meter's readings in [from, to]. */
-interface Exclusion {
-  meterId: string;
-  [METER_IX]?: number | undefined;
-  from: number;
-  to: number;
-}
-
 /**
- * One meter's held readings as flat `[ts, kw, ts, kw, …]` in event-time order, and the exclusion windows
- * `[from, to, …]` of its recognised faults still needed for readings that have not yet arrived.
+ * One meter's state under a fault hold: its held readings as flat `[ts, kw, ts, kw, …]` in event-time
+ * order, the exclusion windows `[from, to, …]` of its recognised faults still needed for readings that
+ * have not yet arrived, and its open hours (released readings already counted) as flat
+ * `[start, n, shift, sum, sumSq, min, max, …]`, `HOUR_FIELDS` numbers each, in the order they opened.
  */
-interface HoldState {
+interface HeldHoursState {
   held: number[];
   excl: number[];
+  hours: number[];
 }
 
+const HOUR_FIELDS = 7;
 const RELEASE = 'release';
 
 /**
  * The meter's dense key, read by a function of this stage's own rather than the shared `byMeter`: samples
- * and exclusions are objects of other shapes than readings, and one reader seeing them all makes its
- * property load megamorphic in every per-meter stage (~30 ns a call, measured).
+ * and faults are objects of other shapes than readings, and one reader seeing them all makes its property
+ * load megamorphic in every per-meter stage (~30 ns a call, measured).
  */
 const sampleMeter: DenseKey<Sample> = { index: METER_KEYS, of: (s) => s[METER_IX] };
-const heldMeter: DenseKey<Sample | Exclusion> = { index: METER_KEYS, of: (s) => s[METER_IX] };
+const heldMeter: DenseKey<Reading | FaultEvent> = {
+  index: METER_KEYS,
+  of: (s) => (s as { [METER_IX]?: number | undefined })[METER_IX],
+};
 
 /** Faults whose readings before recognition carry no flag: the ones the hold exists for. */
 const EXCLUDING_FAULTS: ReadonlySet<string> = new Set(['zero', 'stuck']);
@@ -127,13 +132,7 @@ export function aggregateHourly(
   const minScore = opts.minQualityScore ?? Number.NEGATIVE_INFINITY;
   const holdMs = opts.faultHoldMs ?? 0;
   const analyticsFilter = (r: Reading, out: { emit: (s: Sample) => void }): void => {
-    if (r.kw === null || r.status !== 'measured' || r.qualityScore < minScore) return;
-    const flags = r.flags;
-    for (let i = 0; i < flags.length; i++) {
-      const f = flags[i];
-      if (f === 'fault_excluded' || f === 'MISSING_READING' || f === 'over_limit') return;
-    }
-    out.emit(r);
+    if (countable(r, minScore)) out.emit(r);
   };
   const hours = windowAggregate<Sample, HourMoments, HourlyConsumption>({
     name,
@@ -166,13 +165,11 @@ export function aggregateHourly(
           if (!('faultType' in item)) analyticsFilter(item, out);
         })(source),
       );
-  const hold = holdForFaults(store, holdMs, `${name}/hold`);
-  const samplesAndExclusions = parDo<Reading | FaultEvent, Sample | Exclusion>((item, out) => {
-    if (!('faultType' in item)) analyticsFilter(item, out);
-    else if (EXCLUDING_FAULTS.has(item.faultType))
-      out.emit({ meterId: item.meterId, from: item.windowStart, to: item.detectedAt });
-  });
-  return (source) => hours(hold(samplesAndExclusions(source)));
+  if (opts.allowedLatenessMs !== 0)
+    throw new RangeError(
+      `aggregateHourly: a fault hold (faultHoldMs ${holdMs}) fires each hour once: allowedLatenessMs must be 0, got ${opts.allowedLatenessMs}`,
+    );
+  return heldHours(store, registry, { holdMs, minScore }, name);
 }
 
 /**
@@ -191,85 +188,167 @@ export function faultsBesideReadings<T>(): Transform<T, T | FaultEvent> {
     );
 }
 
-/**
- * Holds each meter's readings for `holdMs` of event time and delays the watermark by as much, so that a
- * zero or stuck fault recognised up to `holdMs` after its start removes the meter's readings from its start
- * to its recognition before any hour containing them is aggregated. Which readings leave depends only on
- * event time (readings reach this stage in event-time order per meter, and a fault before the watermark
- * passes its recognising reading), not on how the input was batched. A fault is kept until the watermark
- * passes its end, since the readings it names may arrive in a later batch than the fault itself.
- */
-function holdForFaults(
-  store: StateStore,
-  holdMs: number,
-  name: string,
-): Transform<Sample | Exclusion, Sample> {
-  const process = keyedProcess<Sample | Exclusion, Sample, HoldState>(store, {
-    name,
-    key: (item) => item.meterId,
-    dense: heldMeter,
-    onElement: (ctx, item) => {
-      let s = ctx.state;
-      if ('from' in item) {
-        if (s === undefined) s = { held: [], excl: [] };
-        s.excl.push(item.from, item.to);
-        const kept: number[] = [];
-        for (let i = 0; i < s.held.length; i += 2)
-          if (s.held[i]! < item.from || s.held[i]! > item.to) kept.push(s.held[i]!, s.held[i + 1]!);
-        s.held = kept;
-        ctx.state = s;
-        schedule(ctx, s);
-        return;
-      }
-      if (s !== undefined)
-        for (let i = 0; i < s.excl.length; i += 2)
-          if (item.ts >= s.excl[i]! && item.ts <= s.excl[i + 1]!) return;
-      if (item.ts + holdMs <= ctx.watermark) {
-        // Behind the held watermark already: downstream counts it late, as it would without the hold.
-        ctx.emit(item);
-        return;
-      }
-      if (s === undefined) s = { held: [], excl: [] };
-      s.held.push(item.ts, item.kw!);
-      ctx.state = s;
-      schedule(ctx, s);
-    },
-    onTimer: (ctx) => {
-      const s = ctx.state;
-      if (s === undefined) return;
-      const wm = ctx.watermark;
-      let i = 0;
-      for (; i < s.held.length && s.held[i]! + holdMs <= wm; i += 2)
-        ctx.emit({ meterId: ctx.key, ts: s.held[i]!, kw: s.held[i + 1]! });
-      const held = s.held.slice(i);
-      const excl: number[] = [];
-      for (let j = 0; j < s.excl.length; j += 2)
-        if (s.excl[j + 1]! >= wm) excl.push(s.excl[j]!, s.excl[j + 1]!);
-      if (held.length === 0 && excl.length === 0) {
-        ctx.state = undefined;
-        return;
-      }
-      const next = { held, excl };
-      ctx.state = next;
-      schedule(ctx, next);
-    },
-  });
+/** Whether a reading counts in its hour (see `aggregateHourly`). */
+function countable(r: Reading, minScore: number): boolean {
+  if (r.kw === null || r.status !== 'measured' || r.qualityScore < minScore) return false;
+  const flags = r.flags;
+  for (let i = 0; i < flags.length; i++) {
+    const f = flags[i];
+    if (f === 'fault_excluded' || f === 'MISSING_READING' || f === 'over_limit') return false;
+  }
+  return true;
+}
 
-  function schedule(
-    ctx: { setTimer: (name: string, time: number) => void; clearTimer: (name: string) => void },
-    s: HoldState,
-  ): void {
+/**
+ * The hours under a fault hold, in one keyed stage: each meter's countable readings are held for `holdMs`
+ * of event time, so that a zero or stuck fault recognised up to `holdMs` after its start removes the
+ * meter's readings from its start to its recognition before any hour containing them is aggregated; a
+ * released reading is counted into its open hour at once, and an hour fires once the watermark passes its
+ * end plus the hold. Outputs carry the watermark minus the hold.
+ *
+ * The same rows, batches and order as a hold stage feeding `windowAggregate` with fixed 1 h windows and no
+ * lateness (the form before): an hour's timer is `end:<start>` at its end plus the hold, so the hours due
+ * at a watermark fire in (end, meter) order; a released reading is never late (its hour ends after the
+ * previous watermark minus the hold); a reading that arrives already behind the held watermark is counted
+ * at once, or goes to `late` when its hour has fired. In one stage there is no object per released
+ * reading, no second lookup of the meter's state, and an hour costs one timer.
+ *
+ * Which readings leave depends only on event time (readings reach this stage in event-time order per
+ * meter, and a fault before the watermark passes its recognising reading), not on how the input was
+ * batched. A fault is kept until the watermark passes its end, since the readings it names may arrive in
+ * a later batch than the fault itself. At the end of a finite input no later reading can arrive, and so no
+ * later fault: the last watermark, moved on by the hold, releases every held reading and the hours close
+ * as they would without a hold.
+ */
+function heldHours(
+  store: StateStore,
+  registry: SideInput<MeterRegistry>,
+  opts: { readonly holdMs: number; readonly minScore: number },
+  name: string,
+): Transform<Reading | FaultEvent, HourlyConsumption> {
+  const { holdMs, minScore } = opts;
+
+  /** Counts `kw` at `ts` into its open hour, opening it (and setting its timer) when it is the first. */
+  const count = (ctx: HeldCtx, s: HeldHoursState, ts: number, kw: number): void => {
+    const start = Math.floor(ts / HOUR) * HOUR;
+    const h = s.hours;
+    let at = -1;
+    for (let j = h.length - HOUR_FIELDS; j >= 0; j -= HOUR_FIELDS)
+      if (h[j] === start) {
+        at = j;
+        break;
+      }
+    if (at < 0) {
+      at = h.length;
+      h.push(start, 1, kw, 0, 0, kw, kw);
+      ctx.setTimer(endTimer(start), start + HOUR + holdMs);
+      return;
+    }
+    // `moments.add`, on the flat fields.
+    if (kw < h[at + 5]!) h[at + 5] = kw;
+    else if (kw > h[at + 6]!) h[at + 6] = kw;
+    const d = kw - h[at + 2]!;
+    h[at + 1]!++;
+    h[at + 3]! += d;
+    h[at + 4]! += d * d;
+  };
+
+  const schedule = (ctx: HeldCtx, s: HeldHoursState): void => {
     let at = Number.POSITIVE_INFINITY;
     if (s.held.length > 0) at = s.held[0]! + holdMs;
     for (let j = 1; j < s.excl.length; j += 2) at = Math.min(at, s.excl[j]! + 1);
     if (at === Number.POSITIVE_INFINITY) ctx.clearTimer(RELEASE);
     else ctx.setTimer(RELEASE, at);
-  }
+  };
+
+  const stateOf = (ctx: HeldCtx): HeldHoursState => {
+    let s = ctx.state;
+    if (s === undefined) {
+      s = { held: [], excl: [], hours: [] };
+      ctx.state = s;
+    }
+    return s;
+  };
+
+  const process = keyedProcess<Reading | FaultEvent, HourlyConsumption, HeldHoursState>(store, {
+    name,
+    key: (item) => item.meterId,
+    dense: heldMeter,
+    onElement: (ctx, item) => {
+      if ('faultType' in item) {
+        if (!EXCLUDING_FAULTS.has(item.faultType)) return;
+        const s = stateOf(ctx);
+        const from = item.windowStart;
+        const to = item.detectedAt;
+        s.excl.push(from, to);
+        const held = s.held;
+        let k = 0;
+        for (let i = 0; i < held.length; i += 2)
+          if (held[i]! < from || held[i]! > to) {
+            held[k++] = held[i]!;
+            held[k++] = held[i + 1]!;
+          }
+        held.length = k;
+        schedule(ctx, s);
+        return;
+      }
+      if (!countable(item, minScore)) return;
+      let s = ctx.state;
+      const ts = item.ts;
+      if (s !== undefined)
+        for (let i = 0; i < s.excl.length; i += 2) if (ts >= s.excl[i]! && ts <= s.excl[i + 1]!) return;
+      const wm = ctx.watermark;
+      if (ts + holdMs <= wm) {
+        // Behind the held watermark already: counted at once, or late when its hour has fired.
+        const end = Math.floor(ts / HOUR) * HOUR + HOUR;
+        if (end + holdMs <= wm) ctx.tag(LATE, item);
+        else count(ctx, stateOf(ctx), ts, item.kw!);
+        return;
+      }
+      if (s === undefined) s = stateOf(ctx);
+      const first = s.held.length === 0;
+      s.held.push(ts, item.kw!);
+      if (first) schedule(ctx, s);
+    },
+    onTimer: (ctx, timer) => {
+      const s = ctx.state;
+      if (s === undefined) return;
+      if (timer.name === RELEASE) {
+        const wm = ctx.watermark;
+        const held = s.held;
+        let i = 0;
+        for (; i < held.length && held[i]! + holdMs <= wm; i += 2) count(ctx, s, held[i]!, held[i + 1]!);
+        if (i > 0) dropFirst(held, i);
+        let k = 0;
+        const excl = s.excl;
+        for (let j = 0; j < excl.length; j += 2)
+          if (excl[j + 1]! >= wm) {
+            excl[k++] = excl[j]!;
+            excl[k++] = excl[j + 1]!;
+          }
+        excl.length = k;
+        schedule(ctx, s);
+      } else {
+        const start = timer.time - holdMs - HOUR;
+        const h = s.hours;
+        let at = -1;
+        for (let j = 0; j < h.length; j += HOUR_FIELDS)
+          if (h[j] === start) {
+            at = j;
+            break;
+          }
+        if (at < 0) return;
+        ctx.emit(hourRow(registry, ctx.key, h, at));
+        // In place: splice would allocate the removed numbers as an array, once an hour of every meter.
+        for (let j = at + HOUR_FIELDS; j < h.length; j++) h[j - HOUR_FIELDS] = h[j]!;
+        h.length -= HOUR_FIELDS;
+      }
+      if (s.held.length === 0 && s.excl.length === 0 && s.hours.length === 0) ctx.state = undefined;
+    },
+  });
 
   return (source) => {
     let last = Number.NEGATIVE_INFINITY;
-    // At the end of a finite input no later reading can arrive, and so no later fault: the last watermark,
-    // moved on by the hold, releases every held reading and the hours close as they would without a hold.
     const input = concat(
       source.pipe(
         tap((e) => {
@@ -280,4 +359,52 @@ function holdForFaults(
     );
     return process(input).pipe(map((e) => (e.kind === 'watermark' ? watermarkEvent(e.time - holdMs) : e)));
   };
+}
+
+type HeldCtx = KeyedContext<HourlyConsumption, HeldHoursState>;
+
+/** `a.splice(0, n)` without the array of removed numbers it would allocate. */
+function dropFirst(a: number[], n: number): void {
+  const length = a.length - n;
+  for (let i = 0; i < length; i++) a[i] = a[i + n]!;
+  a.length = length;
+}
+
+/** The row of the hour at `at` in a flat hours array (`windowAggregate`'s result for `moments`). */
+function hourRow(
+  registry: SideInput<MeterRegistry>,
+  meterId: string,
+  h: readonly number[],
+  at: number,
+): HourlyConsumption {
+  const n = h[at + 1]!;
+  const mean = h[at + 3]! / n;
+  const variance = h[at + 4]! / n - mean * mean;
+  return {
+    meterId,
+    neighborhood: registry.value.get(meterId)?.neighborhood ?? '',
+    hour: h[at]!,
+    avgKw: h[at + 2]! + mean,
+    minKw: h[at + 5]!,
+    maxKw: h[at + 6]!,
+    stddevKw: variance > 0 ? Math.sqrt(variance) : 0,
+    count: n,
+  };
+}
+
+/**
+ * The timer names of recent hour starts, one string each: the timers of every meter's hour then share one
+ * name object, which the timer queue compares by pointer when it orders equal times.
+ */
+const endTimerNames = new Map<number, string>();
+const MAX_CACHED_NAMES = 4096;
+
+function endTimer(start: number): string {
+  let timerName = endTimerNames.get(start);
+  if (timerName === undefined) {
+    if (endTimerNames.size >= MAX_CACHED_NAMES) endTimerNames.clear();
+    timerName = `end:${start}`;
+    endTimerNames.set(start, timerName);
+  }
+  return timerName;
 }

@@ -251,30 +251,46 @@ function daysFromCivil(year: number, month: number, day: number): number {
 /**
  * kW value of a decimal string: null for an empty (NULL) value, NaN when it is not a finite decimal
  * number. The grammar is checked by a scan because `Number()` alone accepts `0x10`, `Infinity` and `''`.
+ *
+ * A value of at most 15 significant digits and no exponent (every meter's) is computed during the scan
+ * as `digits / 10^fraction`: both are exact doubles (< 2^53, and 10^k is exact up to k = 22), so the one
+ * division rounds the exact decimal value correctly, which is what `Number()` returns; anything else is
+ * left to `Number()`. Exported for its property test.
  */
-function parseValue(s: string): number | null {
+export function parseValue(s: string): number | null {
   let i = 0;
   let n = s.length;
-  while (i < n && s.charCodeAt(i) <= 32) i++;
-  while (n > i && s.charCodeAt(n - 1) <= 32) n--;
+  // Blanks that Number() does not trim (control characters) make it return NaN: such a value skips the
+  // exact path, so the result stays Number()'s.
+  let plainBlanks = true;
+  for (; i < n && s.charCodeAt(i) <= 32; i++) if (!jsWhitespace(s.charCodeAt(i))) plainBlanks = false;
+  for (; n > i && s.charCodeAt(n - 1) <= 32; n--) if (!jsWhitespace(s.charCodeAt(n - 1))) plainBlanks = false;
   if (i === n) return null;
   let c = s.charCodeAt(i);
-  if (c === 43 /* + */ || c === 45 /* - */) i++;
+  const negative = c === 45; /* - */
+  if (c === 43 /* + */ || negative) i++;
   let digits = 0;
+  let mantissa = 0;
+  let fraction = 0;
   for (; i < n; i++) {
     c = s.charCodeAt(i) - 48;
     if (!(c >= 0 && c <= 9)) break;
+    mantissa = mantissa * 10 + c;
     digits++;
   }
   if (i < n && s.charCodeAt(i) === 46 /* . */) {
     for (i++; i < n; i++) {
       c = s.charCodeAt(i) - 48;
       if (!(c >= 0 && c <= 9)) break;
+      mantissa = mantissa * 10 + c;
       digits++;
+      fraction++;
     }
   }
   if (digits === 0) return Number.NaN;
+  let exact = plainBlanks && digits <= MAX_EXACT_DIGITS;
   if (i < n && (s.charCodeAt(i) | 32) === 101 /* e, E */) {
+    exact = false;
     i++;
     c = s.charCodeAt(i);
     if (c === 43 || c === 45) i++;
@@ -286,9 +302,24 @@ function parseValue(s: string): number | null {
     if (i === start) return Number.NaN;
   }
   if (i !== n) return Number.NaN;
+  if (exact) {
+    // -0 would print as "-0" in some sinks and is no reading anyone sent on purpose.
+    if (mantissa === 0) return 0;
+    const v = mantissa / POWERS_OF_TEN[fraction]!;
+    return negative ? -v : v;
+  }
   // Number() trims blanks itself, so the original string is parsed without a slice.
   const v = Number(s);
   if (!Number.isFinite(v)) return Number.NaN;
-  // -0 would print as "-0" in some sinks and is no reading anyone sent on purpose.
   return v === 0 ? 0 : v;
 }
+
+/** Tab, line feed, vertical tab, form feed, carriage return, space: what Number() trims below 33. */
+function jsWhitespace(c: number): boolean {
+  return (c >= 9 && c <= 13) || c === 32;
+}
+
+/** Below 10^15 every digit string is an exact double; 16 digits may pass 2^53. */
+const MAX_EXACT_DIGITS = 15;
+/** 10^0 … 10^15, each exact. */
+const POWERS_OF_TEN: readonly number[] = Array.from({ length: MAX_EXACT_DIGITS + 1 }, (_, k) => 10 ** k);

@@ -101,8 +101,9 @@ const HOUR = 3_600_000;
  * keeps in the state store (a field, an encoding): a worker refuses a checkpoint of another layout.
  * 2: compact per-meter state (sort buffer as column segments, growing rings, dedupe offsets).
  * 3: the erratic-spike stage keeps hourly maxima and held readings; the outlier stage counts low judgements.
+ * 6: the hourly stage keeps held readings, exclusions and open hours of a meter in one entry.
  */
-export const METER_QUALITY_STATE_FORMAT = 'meter-quality/5';
+export const METER_QUALITY_STATE_FORMAT = 'meter-quality/6';
 
 /**
  * The meter-quality graph: per-meter rules keyed by meter, then the cross-meter stages keyed by

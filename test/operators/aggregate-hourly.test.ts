@@ -5,7 +5,7 @@ import { type FlowEvent, LATE, SideInput, StateStore } from '../../core/index.js
 import { aggregateHourly, faultsBesideReadings } from '../../operators/aggregate-hourly.js';
 import { detectStuckMeter } from '../../operators/detect-stuck-meter.js';
 import type { MeterRegistry } from '../../operators/outputs.js';
-import type { HourlyConsumption, Reading } from '../../schemas/reading.js';
+import type { FaultEvent, HourlyConsumption, Reading } from '../../schemas/reading.js';
 import { data, testScheduler, wm } from '../core/helpers.js';
 import { HOUR, INTERVAL, MINUTE, reading, registryOf, T0 } from './fixtures.js';
 
@@ -253,6 +253,45 @@ describe('aggregateHourly: a zero or stuck fault takes its whole window out (fau
       [T0 + 2 * HOUR, 3],
       [T0 + 4 * HOUR, 4],
     ]);
+  });
+
+  it('counts a reading behind the held watermark in its open hour, and sends it to late once the hour fired', () => {
+    const store = new StateStore();
+    const events: FlowEvent<Reading | FaultEvent>[] = [
+      data(r('M1', T0 + 10 * MINUTE, 1)),
+      // Releases 00:10; the hour 00:00 fires only at its end plus the hold.
+      wm(T0 + HOUR + HOLD - 1),
+      // Behind the held watermark (00:20 + hold <= watermark), its hour still open: counted at once.
+      data(r('M1', T0 + 20 * MINUTE, 3)),
+      wm(T0 + HOUR + HOLD),
+      // Its hour has fired: late.
+      data(r('M1', T0 + 30 * MINUTE, 5)),
+      wm(T0 + 2 * HOUR + HOLD),
+    ];
+    const out: FlowEvent<HourlyConsumption>[] = [];
+    from(events)
+      .pipe(aggregateHourly(store, registry(), { allowedLatenessMs: 0, faultHoldMs: HOLD }))
+      .subscribe((e) => out.push(e));
+    expect(rows(out)).toEqual([
+      hourly({ meterId: 'M1', hour: T0, avgKw: 2, minKw: 1, maxKw: 3, stddevKw: 1, count: 2 }),
+    ]);
+    const late = out.flatMap((e) => (e.kind === 'tagged' && e.tag === LATE.name ? e.items : []));
+    expect(late).toEqual([expect.objectContaining({ meterId: 'M1', ts: T0 + 30 * MINUTE, kw: 5 })]);
+    // Watermarks leave minus the hold; nothing is kept once every hour fired and nothing is held.
+    expect(out.filter((e) => e.kind === 'watermark')).toEqual([
+      wm(T0 + HOUR - 1),
+      wm(T0 + HOUR),
+      wm(T0 + 2 * HOUR),
+      // The end of input: the last watermark moved on by the hold, less the hold.
+      wm(T0 + 2 * HOUR + HOLD),
+    ]);
+    expect(store.keyed('aggregateHourly').size).toBe(0);
+  });
+
+  it('refuses a fault hold with allowed lateness: an hour under the hold fires once', () => {
+    expect(() =>
+      aggregateHourly(new StateStore(), registry(), { allowedLatenessMs: HOUR, faultHoldMs: HOLD }),
+    ).toThrow(/allowedLatenessMs must be 0/);
   });
 
   it('reads FAULTS beside the readings and passes no tagged event on (the trunk routes them to the sinks)', () => {

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { dataEvent, type FlowEvent, taggedEvent, watermarkEvent } from '../../core/index.js';
 import { QUARANTINE } from '../../operators/outputs.js';
-import { type ParsedReading, parseReading } from '../../operators/parse-reading.js';
+import { type ParsedReading, parseReading, parseValue } from '../../operators/parse-reading.js';
 import { recordId } from '../../operators/record-id.js';
 import type { QuarantineRecord, RawReading } from '../../schemas/reading.js';
 import { testScheduler } from '../core/helpers.js';
@@ -291,5 +291,77 @@ describe('parseReading draft fields', () => {
         },
       ),
     );
+  });
+});
+
+/** The value grammar checked by a regex, then `Number()`: what `parseValue` must return for every string. */
+function referenceValue(s: string): number | null {
+  let i = 0;
+  let n = s.length;
+  while (i < n && s.charCodeAt(i) <= 32) i++;
+  while (n > i && s.charCodeAt(n - 1) <= 32) n--;
+  if (i === n) return null;
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s.slice(i, n))) return Number.NaN;
+  const v = Number(s);
+  if (!Number.isFinite(v)) return Number.NaN;
+  return v === 0 ? 0 : v;
+}
+
+describe('parseValue', () => {
+  const digits = (max: number) => fc.stringMatching(new RegExp(`^[0-9]{0,${max}}$`));
+  // Blanks Number() trims, and two control characters it does not.
+  const blanks = fc
+    .array(fc.constantFrom(' ', '\t', '\r', '\n', '\u000b', '\u000c', '\u0001', '\u001f'), { maxLength: 2 })
+    .map((b) => b.join(''));
+  const decimal = fc
+    .record({
+      before: blanks,
+      sign: fc.constantFrom('', '+', '-'),
+      whole: digits(18),
+      point: fc.boolean(),
+      fraction: digits(18),
+      exponent: fc.option(fc.tuple(fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), digits(3))),
+      after: blanks,
+    })
+    .map(
+      (p) =>
+        `${p.before}${p.sign}${p.whole}${p.point ? '.' : ''}${p.fraction}${p.exponent === null ? '' : p.exponent.join('')}${p.after}`,
+    );
+  const printed = fc.oneof(
+    fc.double({ noNaN: true }).map(String),
+    fc
+      .tuple(fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.integer({ min: 0, max: 15 }))
+      .map(([x, k]) => x.toFixed(k)),
+  );
+
+  it('returns what Number() returns for every decimal it accepts (the exact path and the fallback alike)', () => {
+    fc.assert(
+      fc.property(fc.oneof(decimal, printed, fc.string({ maxLength: 24 })), (s) => {
+        expect(Object.is(parseValue(s), referenceValue(s))).toBe(true);
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('rounds at the limits of the exact path as Number() does', () => {
+    for (const s of [
+      '0.1',
+      '-0.0',
+      '-0',
+      '.5',
+      '5.',
+      '999999999999999',
+      '9999999999999999',
+      '0.000000000000001',
+      '1.00000000000000',
+      '123456789012.345',
+      '9007199254740993',
+      '\u00011.5',
+      ' 1.5\t',
+      '1e3',
+    ])
+      expect(Object.is(parseValue(s), referenceValue(s)), s).toBe(true);
+    expect(parseValue('-0.0')).toBe(0);
+    expect(Object.is(parseValue('\u00011.5'), Number.NaN)).toBe(true);
   });
 });
