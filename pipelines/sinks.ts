@@ -8,16 +8,10 @@ import { RowEncodingError, rowEncoder } from '../codecs/clickhouse-encode.js';
 import { wellFormed } from '../codecs/unicode.js';
 import type { HotStore, HotStoreBatch } from '../connectors/clickhouse.js';
 import { insertModelRows } from '../connectors/model-tables.js';
-import type { ParquetLake } from '../connectors/parquet-lake.js';
+import type { LakeSpool, ParquetLake } from '../connectors/parquet-lake.js';
 import { type HotTableName, hotTables } from '../schemas/clickhouse.js';
 import { epochPartId } from '../schemas/parquet.js';
-import type {
-  Alert,
-  HourlyConsumption,
-  QualityLogEntry,
-  QuarantineRecord,
-  Reading,
-} from '../schemas/reading.js';
+import type { Alert, QualityLogEntry, QuarantineRecord, Reading } from '../schemas/reading.js';
 import type { OutputBatch, PipelineSinks } from './runner.js';
 
 export interface StoreSinksOptions {
@@ -75,52 +69,67 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
   const { hot, lake } = options;
   let log: EpochLog | undefined;
   const coldRows = options.coldRows ?? DEFAULT_COLD_ROWS;
-  let cold = emptyCold(0);
-  /** Writes the buffered lake rows as one part of their epoch; the buffers are taken at once. */
+  let cold: ColdSpools | undefined;
+  /** The spools of `epoch`'s part `part`, opened on first use. */
+  const spools = (epoch: number, part: number): ColdSpools => {
+    const owner = options.workerId;
+    return {
+      epoch,
+      part,
+      readings: (lake as ParquetLake).spool('readings', owner),
+      hourly: (lake as ParquetLake).spool('hourly', owner),
+      quarantine: (lake as ParquetLake).spool('quarantine', owner),
+    };
+  };
+  /** Writes the spooled lake rows as one part of their epoch; the spools are taken at once. */
   const writeCold = async (): Promise<void> => {
     const taken = cold;
-    cold = emptyCold(taken.epoch, taken.part + 1);
-    if (lake === undefined || rowsOf(taken) === 0) return;
+    if (taken === undefined) return;
+    cold = spools(taken.epoch, taken.part + 1);
+    if (rowsOf(taken) === 0) {
+      await discardCold(taken);
+      return;
+    }
     const id = epochPartId(options.workerId, taken.epoch, taken.part);
-    await lake.writeBatch('readings', taken.readings, id);
-    await lake.writeBatch('hourly', taken.hourly, id);
-    await lake.writeBatch('quarantine', taken.quarantine, id);
+    try {
+      await taken.readings.write(id);
+      await taken.hourly.write(id);
+      await taken.quarantine.write(id);
+    } finally {
+      await discardCold(taken);
+    }
   };
   return {
     async rollback(committed: number) {
       // Files of checkpoints after the last committed one come from a worker killed mid-checkpoint; the
       // replay may cut its checkpoints differently, so they are removed rather than trusted to be rewritten.
       await lake?.removeEpochsAfter(options.workerId, committed);
+      // The rows it had spooled for an epoch it never wrote come again with the replay.
+      await lake?.removeSpools(options.workerId);
     },
     async write(batch: OutputBatch) {
-      const hotWrite = writeHot(hot, batch, options.now(), (readings, quarantined) =>
+      const setAside = await writeHot(hot, batch, options.now(), (readings, quarantined) =>
         entryOf(batch, readings, quarantined),
       );
-      let lakeWrite = Promise.resolve();
       if (lake !== undefined) {
-        if (cold.epoch !== batch.checkpoint) cold = emptyCold(batch.checkpoint);
-        for (const r of batch.readings) cold.readings.push(r);
-        for (const r of batch.hourly) cold.hourly.push(r);
-        for (const r of batch.quarantine) cold.quarantine.push(r);
-        if (rowsOf(cold) >= coldRows) lakeWrite = writeCold();
-      }
-      const [hotResult, lakeResult] = await Promise.allSettled([hotWrite, lakeWrite]);
-      if (hotResult.status === 'rejected') throw hotResult.reason;
-      if (lakeResult.status === 'rejected') throw lakeResult.reason;
-      const setAside = hotResult.value;
-      if (setAside !== null && lake !== undefined && cold.epoch === batch.checkpoint) {
+        if (cold === undefined || cold.epoch !== batch.checkpoint) {
+          // An epoch never sealed (a write of it failed before the checkpoint): its rows come again.
+          if (cold !== undefined) await discardCold(cold);
+          cold = spools(batch.checkpoint, 0);
+        }
         // Rows the hot store refused went there as quarantine rows; the lake follows, so both stores
         // hold the same rows.
-        const refused = new Set<unknown>(setAside.refused);
-        removeFrom(cold.readings, refused);
-        removeFrom(cold.hourly, refused);
-        removeFrom(cold.quarantine, refused);
-        for (const q of setAside.quarantine) if (!refused.has(q)) cold.quarantine.push(q);
+        const refused = setAside === null ? null : new Set<unknown>(setAside.refused);
+        cold.readings.append(without(batch.readings, refused));
+        cold.hourly.append(without(batch.hourly, refused));
+        cold.quarantine.append(without(batch.quarantine, refused));
+        if (setAside !== null) cold.quarantine.append(without(setAside.quarantine, refused));
+        if (rowsOf(cold) >= coldRows) await writeCold();
       }
       if (batch.alerts.length > 0) await options.publishAlerts?.(batch.alerts);
     },
     seal(checkpoint: number) {
-      if (cold.epoch !== checkpoint) return Promise.resolve();
+      if (cold === undefined || cold.epoch !== checkpoint) return Promise.resolve();
       return writeCold();
     },
   };
@@ -317,25 +326,24 @@ function safeJson(row: unknown): string {
   }
 }
 
-function removeFrom<T>(rows: T[], refused: ReadonlySet<unknown>): void {
-  let w = 0;
-  for (const r of rows) if (!refused.has(r)) rows[w++] = r;
-  rows.length = w;
+/** `rows` without the refused ones; `rows` itself when nothing was refused. */
+function without<T>(rows: readonly T[], refused: ReadonlySet<unknown> | null): readonly T[] {
+  return refused === null ? rows : rows.filter((r) => !refused.has(r));
 }
 
-/** Lake rows of one epoch waiting to be written as its part `part`. */
-interface ColdBuffer {
+/** The lake spools of one epoch's part `part`. */
+interface ColdSpools {
   readonly epoch: number;
   readonly part: number;
-  readonly readings: Reading[];
-  readonly hourly: HourlyConsumption[];
-  readonly quarantine: QuarantineRecord[];
+  readonly readings: LakeSpool<'readings'>;
+  readonly hourly: LakeSpool<'hourly'>;
+  readonly quarantine: LakeSpool<'quarantine'>;
 }
 
-function emptyCold(epoch: number, part = 0): ColdBuffer {
-  return { epoch, part, readings: [], hourly: [], quarantine: [] };
+async function discardCold(cold: ColdSpools): Promise<void> {
+  await Promise.all([cold.readings.discard(), cold.hourly.discard(), cold.quarantine.discard()]);
 }
 
-function rowsOf(cold: ColdBuffer): number {
-  return cold.readings.length + cold.hourly.length + cold.quarantine.length;
+function rowsOf(cold: ColdSpools): number {
+  return cold.readings.rows + cold.hourly.rows + cold.quarantine.rows;
 }
