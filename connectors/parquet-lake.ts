@@ -9,6 +9,9 @@
  * Readers glob `*.parquet` under the table folders, so they see a whole file or none, and a replay
  * of a checkpoint replaces its files instead of adding copies. `writeBatch` resolves only once the
  * files are durable, with the list of what it wrote, so the caller can acknowledge upstream after it.
+ * A spool (`spool`) takes rows as they arrive instead, encoded at once to per-partition CSV files
+ * (`lake-spool.ts`), and its `write` has DuckDB read them with `read_csv` into the same `COPY`, in
+ * DuckDB's threads: the rows are encoded once and never held in the heap.
  */
 import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';

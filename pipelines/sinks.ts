@@ -22,10 +22,9 @@ export interface StoreSinksOptions {
   /** Worker id in Parquet file names, so workers sharing a lake never overwrite each other. */
   readonly workerId: string;
   /**
-   * The lake writes its files once this many rows are buffered, and at each checkpoint (default
-   * 200,000): files far larger than the hot store's inserts, whatever their cadence. Buffered rows are
-   * held as objects (~0.5 KB a reading), so this bounds the lake's share of the heap: at 1,000,000 a
-   * worker on 5,000 meters peaked at 2.4 GB RSS against 1.4 GB at 200,000.
+   * The lake writes its files once this many rows are spooled, and at each checkpoint (default
+   * 200,000): files far larger than the hot store's inserts, whatever their cadence. Spooled rows wait
+   * in files (see `ParquetLake.spool`), not in the heap.
    */
   readonly coldRows?: number;
   /** Called with the alerts of each committed batch (e.g. to publish them on NATS). */
@@ -57,12 +56,12 @@ interface EpochLog {
  *   so however a replay cuts the epoch into writes, the last row holds the whole epoch;
  * - the peak exclusion report goes to the hot store only (`peak_exclusions`, keyed by day, hour, region
  *   and reason); the lake has no copy of it;
- * - the lake: rows are buffered across writes and written as one file per table when `coldRows` are
- *   buffered and when the epoch ends (`seal`), named by epoch and part; a restarted worker first
- *   removes the files of epochs after its checkpoint (`rollback`), since a replay may cut them
- *   differently.
+ * - the lake: rows are spooled across writes (after the hot store's, so that rows it refused are left
+ *   out) and written as one file per table when `coldRows` are spooled and when the epoch ends
+ *   (`seal`), named by epoch and part; a restarted worker first removes the files of epochs after its
+ *   checkpoint and its spool files (`rollback`), since a replay may cut them differently.
  */
-/** Lake rows buffered before a file set is written, when `StoreSinksOptions.coldRows` is not given. */
+/** Lake rows spooled before a file set is written, when `StoreSinksOptions.coldRows` is not given. */
 export const DEFAULT_COLD_ROWS = 200_000;
 
 export function storeSinks(options: StoreSinksOptions): PipelineSinks {
@@ -99,8 +98,19 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
       await discardCold(taken);
     }
   };
+  /**
+   * A part cut at `coldRows` is written while the job goes on (DuckDB converts it in its own threads);
+   * the next write or the seal waits for it, and fails if it failed.
+   */
+  let partWrite: Promise<void> | undefined;
+  const partWritten = async (): Promise<void> => {
+    const pending = partWrite;
+    partWrite = undefined;
+    await pending;
+  };
   return {
     async rollback(committed: number) {
+      await partWritten().catch(() => undefined);
       // Files of checkpoints after the last committed one come from a worker killed mid-checkpoint; the
       // replay may cut its checkpoints differently, so they are removed rather than trusted to be rewritten.
       await lake?.removeEpochsAfter(options.workerId, committed);
@@ -124,13 +134,19 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
         cold.hourly.append(without(batch.hourly, refused));
         cold.quarantine.append(without(batch.quarantine, refused));
         if (setAside !== null) cold.quarantine.append(without(setAside.quarantine, refused));
-        if (rowsOf(cold) >= coldRows) await writeCold();
+        await partWritten();
+        if (rowsOf(cold) >= coldRows) {
+          partWrite = writeCold();
+          // Awaited by the next write or the seal; until then a failure must not go unhandled.
+          partWrite.catch(() => undefined);
+        }
       }
       if (batch.alerts.length > 0) await options.publishAlerts?.(batch.alerts);
     },
-    seal(checkpoint: number) {
-      if (cold === undefined || cold.epoch !== checkpoint) return Promise.resolve();
-      return writeCold();
+    async seal(checkpoint: number) {
+      await partWritten();
+      if (cold === undefined || cold.epoch !== checkpoint) return;
+      await writeCold();
     },
   };
 
