@@ -176,6 +176,12 @@ export interface ParquetLake {
   close(): Promise<void>;
 }
 
+/** A position in a spool: its row count and the length of each of its files. */
+export interface LakeSpoolMark {
+  readonly rows: number;
+  readonly parts: readonly { readonly length: number; readonly rows: number }[];
+}
+
 /** One part of a table's rows, spooled to files until it is written; see {@link ParquetLake.spool}. */
 export interface LakeSpool<K extends LakeKind> {
   readonly kind: K;
@@ -186,6 +192,10 @@ export interface LakeSpool<K extends LakeKind> {
    * {@link LakeInputError}, spooling none of its rows.
    */
   append(rows: readonly LakeRowByKind[K][]): void;
+  /** Where the spool stands now, for {@link rewind}. */
+  mark(): LakeSpoolMark;
+  /** Takes back every row appended since `mark` was taken. */
+  rewind(mark: LakeSpoolMark): void;
   /**
    * Writes the spooled rows as `checkpointId`'s files, as {@link ParquetLake.writeBatch} writes a
    * batch, then removes the spool files whatever the outcome. The spool takes no rows after this.
@@ -279,8 +289,8 @@ class DuckDBParquetLake implements ParquetLake {
   private readonly viewHasFiles = new Map<LakeKind, boolean>();
   private sequence = 0;
   private closed = false;
-  /** Spool files of this lake's spools not yet written or discarded, which `removeSpools` leaves alone. */
-  private readonly openSpoolFiles = new Set<string>();
+  /** This lake's spools not yet written or discarded, and their files, which `removeSpools` leaves alone. */
+  private readonly openSpools: SpoolRegistry = { spools: new Set(), files: new Set() };
 
   constructor(
     dir: string,
@@ -348,7 +358,7 @@ class DuckDBParquetLake implements ParquetLake {
     }
     if (this.closed) throw new ParquetLakeError('The lake is closed', { dir: this.dir });
     const prefix = join(this.dir, TEMPORARY_FOLDER, `${kind}.${owner}.${process.pid}.${++this.sequence}.`);
-    return new CsvSpool<K>(kind as K, table, prefix, this.openSpoolFiles, (spool, checkpointId) =>
+    return new CsvSpool<K>(kind as K, table, prefix, this.openSpools, (spool, checkpointId) =>
       this.enqueue(() => this.writeSpool(table, spool, checkpointId)),
     );
   }
@@ -364,7 +374,7 @@ class DuckDBParquetLake implements ParquetLake {
       const removed: string[] = [];
       for (const entry of await readdir(folder)) {
         const path = join(folder, entry);
-        if (!isSpoolOf(entry, owner) || this.openSpoolFiles.has(path)) continue;
+        if (!isSpoolOf(entry, owner) || this.openSpools.files.has(path)) continue;
         await rm(path, { force: true });
         removed.push(path);
       }
@@ -375,6 +385,8 @@ class DuckDBParquetLake implements ParquetLake {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Rows spooled for a part never written come again with the replay of their epoch.
+    for (const spool of [...this.openSpools.spools]) await spool.discard().catch(() => undefined);
     await this.queue.catch(() => undefined);
     this.connection.closeSync();
     this.instance.closeSync();
@@ -546,7 +558,7 @@ class DuckDBParquetLake implements ParquetLake {
       await Promise.all(
         spool.parts.map(async (part) => {
           await rm(part.file, { force: true });
-          this.openSpoolFiles.delete(part.file);
+          this.openSpools.files.delete(part.file);
         }),
       );
     }
@@ -981,6 +993,12 @@ interface OpenSpoolPart extends SpoolPart {
   written: number;
 }
 
+/** The spools of a lake still taking rows, and their files. */
+interface SpoolRegistry {
+  readonly spools: Set<{ discard(): Promise<void> }>;
+  readonly files: Set<string>;
+}
+
 /** What a closed spool hands to the lake to write. */
 interface SpoolContents {
   readonly parts: readonly SpoolPart[];
@@ -995,7 +1013,7 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
   private readonly table: LakeTable<unknown>;
   private readonly encode: (row: unknown) => string;
   private readonly prefix: string;
-  private readonly openFiles: Set<string>;
+  private readonly registry: SpoolRegistry;
   private readonly writeContents: (spool: SpoolContents, checkpointId: string) => Promise<LakeWriteResult>;
   private readonly parts: OpenSpoolPart[] = [];
   private count = 0;
@@ -1005,14 +1023,15 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
     kind: K,
     table: LakeTable<unknown>,
     prefix: string,
-    openFiles: Set<string>,
+    registry: SpoolRegistry,
     writeContents: (spool: SpoolContents, checkpointId: string) => Promise<LakeWriteResult>,
   ) {
     this.kind = kind;
     this.table = table;
     this.encode = spoolColumnsOf(table.columns).encode;
     this.prefix = prefix;
-    this.openFiles = openFiles;
+    this.registry = registry;
+    registry.spools.add(this);
     this.writeContents = writeContents;
   }
 
@@ -1026,14 +1045,24 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
     if (!Array.isArray(rows)) throw new LakeInputError('Spooled rows must be an array', context);
     if (rows.length === 0) return;
     // Where each part stood, so that a refused row takes the whole call back out.
-    const marks = this.parts.map((p) => ({ length: p.written + p.used, rows: p.rows }));
+    const mark = this.mark();
     try {
       this.encodeRows(rows, context);
     } catch (error) {
-      this.rollBack(marks);
+      this.rewind(mark);
       throw error;
     }
     this.count += rows.length;
+  }
+
+  mark(): LakeSpoolMark {
+    return { rows: this.count, parts: this.parts.map((p) => ({ length: p.written + p.used, rows: p.rows })) };
+  }
+
+  rewind(mark: LakeSpoolMark): void {
+    if (this.closed) throw new ParquetLakeError('The spool was written or discarded', { kind: this.kind });
+    this.rollBack(mark.parts);
+    this.count = mark.rows;
   }
 
   write(checkpointId: string): Promise<LakeWriteResult> {
@@ -1053,7 +1082,7 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
     } finally {
       for (const part of this.parts) {
         await rm(part.file, { force: true });
-        this.openFiles.delete(part.file);
+        this.registry.files.delete(part.file);
       }
     }
   }
@@ -1132,6 +1161,7 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
   private close(): SpoolContents {
     if (this.closed) throw new ParquetLakeError('The spool was written or discarded', { kind: this.kind });
     this.closed = true;
+    this.registry.spools.delete(this);
     let failure: unknown;
     for (const part of this.parts) {
       try {
@@ -1158,7 +1188,7 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
     } catch (cause) {
       throw new LakeWriteError('Cannot create a lake spool file', { kind: this.kind, file }, { cause });
     }
-    this.openFiles.add(file);
+    this.registry.files.add(file);
     const part: OpenSpoolPart = {
       partition,
       file,

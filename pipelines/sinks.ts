@@ -8,10 +8,16 @@ import { RowEncodingError, rowEncoder } from '../codecs/clickhouse-encode.js';
 import { wellFormed } from '../codecs/unicode.js';
 import type { HotStore, HotStoreBatch } from '../connectors/clickhouse.js';
 import { insertModelRows } from '../connectors/model-tables.js';
-import type { LakeSpool, ParquetLake } from '../connectors/parquet-lake.js';
+import type { LakeSpool, LakeSpoolMark, ParquetLake } from '../connectors/parquet-lake.js';
 import { type HotTableName, hotTables } from '../schemas/clickhouse.js';
 import { epochPartId } from '../schemas/parquet.js';
-import type { Alert, QualityLogEntry, QuarantineRecord, Reading } from '../schemas/reading.js';
+import type {
+  Alert,
+  HourlyConsumption,
+  QualityLogEntry,
+  QuarantineRecord,
+  Reading,
+} from '../schemas/reading.js';
 import type { OutputBatch, PipelineSinks } from './runner.js';
 
 export interface StoreSinksOptions {
@@ -118,22 +124,51 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
       await lake?.removeSpools(options.workerId);
     },
     async write(batch: OutputBatch) {
-      const setAside = await writeHot(hot, batch, options.now(), (readings, quarantined) =>
+      // The hot store's first insert is encoded and handed to its engine at once; the lake rows are
+      // spooled while the engine parses it.
+      const hotWrite = writeHot(hot, batch, options.now(), (readings, quarantined) =>
         entryOf(batch, readings, quarantined),
       );
+      let stale: ColdSpools | undefined;
+      let marks: ColdMarks | undefined;
+      let lakeFailure: unknown;
       if (lake !== undefined) {
         if (cold === undefined || cold.epoch !== batch.checkpoint) {
           // An epoch never sealed (a write of it failed before the checkpoint): its rows come again.
-          if (cold !== undefined) await discardCold(cold);
+          stale = cold;
           cold = spools(batch.checkpoint, 0);
         }
-        // Rows the hot store refused went there as quarantine rows; the lake follows, so both stores
-        // hold the same rows.
-        const refused = setAside === null ? null : new Set<unknown>(setAside.refused);
-        cold.readings.append(without(batch.readings, refused));
-        cold.hourly.append(without(batch.hourly, refused));
-        cold.quarantine.append(without(batch.quarantine, refused));
-        if (setAside !== null) cold.quarantine.append(without(setAside.quarantine, refused));
+        marks = markCold(cold);
+        try {
+          appendCold(cold, batch.readings, batch.hourly, batch.quarantine);
+        } catch (error) {
+          lakeFailure = error;
+        }
+      }
+      let setAside: SetAside | null;
+      try {
+        setAside = await hotWrite;
+      } catch (error) {
+        // The batch is not written: none of it stays spooled.
+        if (cold !== undefined && marks !== undefined && lakeFailure === undefined) rewindCold(cold, marks);
+        throw error;
+      } finally {
+        if (stale !== undefined) await discardCold(stale);
+      }
+      if (lakeFailure !== undefined) throw lakeFailure;
+      if (lake !== undefined && cold !== undefined && marks !== undefined) {
+        if (setAside !== null) {
+          // Rows the hot store refused went there as quarantine rows; the lake follows, so both
+          // stores hold the same rows.
+          const refused = new Set<unknown>(setAside.refused);
+          rewindCold(cold, marks);
+          appendCold(
+            cold,
+            without(batch.readings, refused),
+            without(batch.hourly, refused),
+            without([...batch.quarantine, ...setAside.quarantine], refused),
+          );
+        }
         await partWritten();
         if (rowsOf(cold) >= coldRows) {
           partWrite = writeCold();
@@ -354,6 +389,36 @@ interface ColdSpools {
   readonly readings: LakeSpool<'readings'>;
   readonly hourly: LakeSpool<'hourly'>;
   readonly quarantine: LakeSpool<'quarantine'>;
+}
+
+type ColdMarks = readonly [LakeSpoolMark, LakeSpoolMark, LakeSpoolMark];
+
+function markCold(cold: ColdSpools): ColdMarks {
+  return [cold.readings.mark(), cold.hourly.mark(), cold.quarantine.mark()];
+}
+
+function rewindCold(cold: ColdSpools, marks: ColdMarks): void {
+  cold.readings.rewind(marks[0]);
+  cold.hourly.rewind(marks[1]);
+  cold.quarantine.rewind(marks[2]);
+}
+
+/** Spools one write's rows; a row the lake refuses takes that write's rows back out of every table. */
+function appendCold(
+  cold: ColdSpools,
+  readings: readonly Reading[],
+  hourly: readonly HourlyConsumption[],
+  quarantine: readonly QuarantineRecord[],
+): void {
+  const marks = markCold(cold);
+  try {
+    cold.readings.append(readings);
+    cold.hourly.append(hourly);
+    cold.quarantine.append(quarantine);
+  } catch (error) {
+    rewindCold(cold, marks);
+    throw error;
+  }
 }
 
 async function discardCold(cold: ColdSpools): Promise<void> {

@@ -240,4 +240,15 @@ describe('Parquet lake spool', () => {
     expect(await spoolFiles()).toEqual([]);
     expect(await lake.listFiles('quarantine')).toEqual([]);
   });
+
+  it('removes the files of spools never written when the lake closes', async () => {
+    const spool = lake.spool('readings', 'w1');
+    spool.append(makeReadings({ start: JAN_31_2300, meters: 3, intervals: 8 }));
+    expect(await spoolFiles()).toHaveLength(2);
+    await lake.close();
+    expect(await spoolFiles()).toEqual([]);
+    expect(() => spool.append(makeReadings({ start: JAN_31_2300, meters: 1, intervals: 1 }))).toThrow(
+      /written or discarded/,
+    );
+  });
 });

@@ -101,15 +101,52 @@ describe('storeSinks: the hot store and the lake as the runner sinks', () => {
     const spooled = async () =>
       (await readdir(join(lake.dir, '.tmp'))).filter((f) => f.startsWith('readings.w5.'));
     expect(await spooled()).toHaveLength(1);
-    await killedLake.close();
 
+    // `killedLake` stays open: closing it would remove its spool, which a killed process cannot do.
     const second = sinksOn(lake);
     await second.rollback(0);
     expect(await spooled()).toEqual([]);
+    await killedLake.close();
     await second.write(batch(1, 0, readings('m3', 0, 20)));
     await second.seal!(1);
     expect(await spooled()).toEqual([]);
     const rows = await lake.query("SELECT count(*) AS n FROM readings WHERE meter_id = 'm3'");
+    expect(rows[0]).toEqual({ n: 20n });
+  }, 60_000);
+
+  it('leaves nothing of a batch in the lake when the hot store fails to take it', async () => {
+    // The real store, with a failure injected in the write's last insert (readings are stored by then).
+    const failing: HotStore = {
+      ...hot,
+      insert: ((table, rows) =>
+        table === 'quality_log'
+          ? Promise.reject(new Error('injected: the quality log insert failed'))
+          : hot.insert(table, rows)) as HotStore['insert'],
+    };
+    const sinks = storeSinks({
+      hot: failing,
+      lake,
+      sourceName: 'fails',
+      workerId: 'w6',
+      coldRows: 1_000,
+      now: () => T0,
+    });
+    await sinks.rollback(0);
+    await expect(sinks.write(batch(1, 0, readings('m6', 0, 20)))).rejects.toThrow(/injected/);
+    await sinks.seal!(1);
+    expect(await lake.listFiles('readings')).not.toContainEqual(expect.stringContaining('part-w6-'));
+    // A batch that is written still reaches the lake through the same sinks.
+    const working = storeSinks({
+      hot,
+      lake,
+      sourceName: 'fails',
+      workerId: 'w6',
+      coldRows: 1_000,
+      now: () => T0,
+    });
+    await working.write(batch(2, 0, readings('m6', 0, 20)));
+    await working.seal!(2);
+    const rows = await lake.query("SELECT count(*) AS n FROM readings WHERE meter_id = 'm6'");
     expect(rows[0]).toEqual({ n: 20n });
   }, 60_000);
 
