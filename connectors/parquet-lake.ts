@@ -1065,12 +1065,15 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
     this.count = mark.rows;
   }
 
-  write(checkpointId: string): Promise<LakeWriteResult> {
+  async write(checkpointId: string): Promise<LakeWriteResult> {
+    if (this.closed) throw new ParquetLakeError('The spool was written or discarded', { kind: this.kind });
     let contents: SpoolContents;
     try {
+      // A file that cannot be flushed fails the write, and the spool's files go.
       contents = this.close();
     } catch (cause) {
-      return Promise.reject(cause);
+      await this.removeFiles();
+      throw cause;
     }
     return this.writeContents(contents, checkpointId);
   }
@@ -1080,10 +1083,14 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
     try {
       this.close();
     } finally {
-      for (const part of this.parts) {
-        await rm(part.file, { force: true });
-        this.registry.files.delete(part.file);
-      }
+      await this.removeFiles();
+    }
+  }
+
+  private async removeFiles(): Promise<void> {
+    for (const part of this.parts) {
+      await rm(part.file, { force: true });
+      this.registry.files.delete(part.file);
     }
   }
 
