@@ -71,7 +71,7 @@ export const runOptionSpecs: readonly OptionSpec[] = [
     name: 'cold-rows',
     type: 'integer',
     default: JOB_DEFAULTS.coldRows,
-    help: 'write a lake file set once this many rows are buffered, and at each checkpoint: larger files cost memory (~0.5 KB a buffered reading)',
+    help: 'write a lake file set once this many rows are spooled, and at each checkpoint (spooled rows wait on disk, not in memory)',
   },
   {
     name: 'checkpoint',

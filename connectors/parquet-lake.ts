@@ -9,7 +9,11 @@
  * Readers glob `*.parquet` under the table folders, so they see a whole file or none, and a replay
  * of a checkpoint replaces its files instead of adding copies. `writeBatch` resolves only once the
  * files are durable, with the list of what it wrote, so the caller can acknowledge upstream after it.
+ * A spool (`spool`) takes rows as they arrive instead, encoded at once to per-partition CSV files
+ * (`lake-spool.ts`), and its `write` has DuckDB read them with `read_csv` into the same `COPY`, in
+ * DuckDB's threads: the rows are encoded once and never held in the heap.
  */
+import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import {
@@ -49,10 +53,12 @@ import {
   partitionOf,
   partitionRange,
   partitionSegments,
+  SPOOL_SUFFIX,
   TEMPORARY_FOLDER,
   TEMPORARY_SUFFIX,
 } from '../schemas/parquet.js';
 import type { Column, ColumnType } from '../schemas/reading.js';
+import { SpoolValueError, spoolColumnsOf, spoolOutputExpression } from './lake-spool.js';
 
 /** Context attached to a lake error: what was being done, never row contents. */
 export type LakeErrorContext = Readonly<Record<string, string | number>>;
@@ -158,7 +164,45 @@ export interface ParquetLake {
    * table: what a worker killed before its checkpoint left behind. Returns the files removed.
    */
   removeEpochsAfter(writer: string, committed: number): Promise<string[]>;
+  /**
+   * A spool for one part of `owner`'s rows of a table: rows are encoded to files in the lake's
+   * temporary folder as they arrive, so the heap does not hold them, and DuckDB converts the files to
+   * Parquet in its own threads when the part is written. `owner` (a worker id) names the files, so
+   * that {@link removeSpools} can clear what a killed worker left.
+   */
+  spool<K extends LakeKind>(kind: K, owner: string): LakeSpool<K>;
+  /** Removes spool files of `owner` that no open spool of this lake is using: a killed worker's. */
+  removeSpools(owner: string): Promise<string[]>;
   close(): Promise<void>;
+}
+
+/** A position in a spool: its row count and the length of each of its files. */
+export interface LakeSpoolMark {
+  readonly rows: number;
+  readonly parts: readonly { readonly length: number; readonly rows: number }[];
+}
+
+/** One part of a table's rows, spooled to files until it is written; see {@link ParquetLake.spool}. */
+export interface LakeSpool<K extends LakeKind> {
+  readonly kind: K;
+  /** Rows spooled so far. */
+  readonly rows: number;
+  /**
+   * Encodes `rows` onto the spool. A row the table cannot hold rejects the whole call with
+   * {@link LakeInputError}, spooling none of its rows.
+   */
+  append(rows: readonly LakeRowByKind[K][]): void;
+  /** Where the spool stands now, for {@link rewind}. */
+  mark(): LakeSpoolMark;
+  /** Takes back every row appended since `mark` was taken. */
+  rewind(mark: LakeSpoolMark): void;
+  /**
+   * Writes the spooled rows as `checkpointId`'s files, as {@link ParquetLake.writeBatch} writes a
+   * batch, then removes the spool files whatever the outcome. The spool takes no rows after this.
+   */
+  write(checkpointId: string): Promise<LakeWriteResult>;
+  /** Removes the spool files without writing them. */
+  discard(): Promise<void>;
 }
 
 const DEFAULT_TEMPORARY_MAX_AGE_MS = 60 * 60 * 1000;
@@ -245,6 +289,8 @@ class DuckDBParquetLake implements ParquetLake {
   private readonly viewHasFiles = new Map<LakeKind, boolean>();
   private sequence = 0;
   private closed = false;
+  /** This lake's spools not yet written or discarded, and their files, which `removeSpools` leaves alone. */
+  private readonly openSpools: SpoolRegistry = { spools: new Set(), files: new Set() };
 
   constructor(
     dir: string,
@@ -304,9 +350,43 @@ class DuckDBParquetLake implements ParquetLake {
     });
   }
 
+  spool<K extends LakeKind>(kind: K, owner: string): LakeSpool<K> {
+    const table = lakeTables[kind] as LakeTable<unknown> | undefined;
+    if (table === undefined) throw new LakeInputError('Unknown lake table', { kind: String(kind) });
+    if (typeof owner !== 'string' || !isValidCheckpointId(owner)) {
+      throw new LakeInputError('A spool owner must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}', { kind });
+    }
+    if (this.closed) throw new ParquetLakeError('The lake is closed', { dir: this.dir });
+    const prefix = join(this.dir, TEMPORARY_FOLDER, `${kind}.${owner}.${process.pid}.${++this.sequence}.`);
+    return new CsvSpool<K>(kind as K, table, prefix, this.openSpools, (spool, checkpointId) =>
+      this.enqueue(() => this.writeSpool(table, spool, checkpointId)),
+    );
+  }
+
+  removeSpools(owner: string): Promise<string[]> {
+    if (typeof owner !== 'string' || !isValidCheckpointId(owner)) {
+      return Promise.reject(
+        new LakeInputError('A spool owner must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}', {}),
+      );
+    }
+    return this.enqueue(async () => {
+      const folder = join(this.dir, TEMPORARY_FOLDER);
+      const removed: string[] = [];
+      for (const entry of await readdir(folder)) {
+        const path = join(folder, entry);
+        if (!isSpoolOf(entry, owner) || this.openSpools.files.has(path)) continue;
+        await rm(path, { force: true });
+        removed.push(path);
+      }
+      return removed;
+    });
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Rows spooled for a part never written come again with the replay of their epoch.
+    for (const spool of [...this.openSpools.spools]) await spool.discard().catch(() => undefined);
     await this.queue.catch(() => undefined);
     this.connection.closeSync();
     this.instance.closeSync();
@@ -354,7 +434,32 @@ class DuckDBParquetLake implements ParquetLake {
     const columnar = toColumnar(table, batch as readonly unknown[] | RecordBatch | Table, context);
     if (columnar.length === 0) return { kind, checkpointId, files: [], rows: 0, partitions: [] };
     const parts = splitByPartition(table, columnar, context);
+    return this.publish(
+      table,
+      checkpointId,
+      parts.map((part) => ({
+        partition: part.partition,
+        rowCount: part.rowCount,
+        produce: (path: string) => this.copyPartToFile(table, columnar, part, path, context),
+      })),
+    );
+  }
 
+  /**
+   * Makes each part's file as a synced temporary file, then renames them all into place: the step
+   * every write shares, whatever produced the rows.
+   */
+  private async publish(
+    table: LakeTable<unknown>,
+    checkpointId: string,
+    parts: readonly {
+      readonly partition: LakePartition;
+      readonly rowCount: number;
+      readonly produce: (path: string) => Promise<void>;
+    }[],
+  ): Promise<LakeWriteResult> {
+    const kind = table.kind;
+    const context = { kind, checkpointId };
     const temporaryFiles: string[] = [];
     const written: LakePartitionWrite[] = [];
     try {
@@ -367,7 +472,7 @@ class DuckDBParquetLake implements ParquetLake {
           `${kind}.${checkpointId}.${year}-${month}.${process.pid}.${++this.sequence}${TEMPORARY_SUFFIX}`,
         );
         temporaryFiles.push(temporary);
-        await this.copyPartToFile(table, columnar, part, temporary, context);
+        await part.produce(temporary);
         await syncPath(temporary);
         const file = join(this.dir, table.folder, yearFolder, monthFolder, partFileName(checkpointId));
         written.push({ ...part.partition, rows: part.rowCount, file });
@@ -398,9 +503,65 @@ class DuckDBParquetLake implements ParquetLake {
       kind,
       checkpointId,
       files: written.map((w) => w.file),
-      rows: columnar.length,
+      rows: written.reduce((sum, w) => sum + w.rows, 0),
       partitions: written,
     };
+  }
+
+  /** Writes a closed spool's parts as `checkpointId`'s files; removes the spool files in any case. */
+  private async writeSpool(
+    table: LakeTable<unknown>,
+    spool: SpoolContents,
+    checkpointId: string,
+  ): Promise<LakeWriteResult> {
+    const kind = table.kind;
+    try {
+      if (!isValidCheckpointId(checkpointId)) {
+        throw new LakeInputError('A checkpoint id must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}', { kind });
+      }
+      if (spool.parts.length === 0) return { kind, checkpointId, files: [], rows: 0, partitions: [] };
+      const columns = spoolColumnsOf(table.columns);
+      const readColumns = `{${columns.readTypes
+        .map(([name, type]) => `${duckdbLiteral(name)}: ${duckdbLiteral(type)}`)
+        .join(', ')}}`;
+      const select = table.columns.map((c) => {
+        const ident = duckdbIdent(c.name);
+        return `${spoolOutputExpression(c, ident, duckdbTypeOf(c.type))} AS ${ident}`;
+      });
+      const order = table.sortColumns.map((name) =>
+        String(table.columns.findIndex((c) => c.name === name) + 1),
+      );
+      const parts = [...spool.parts].sort(
+        (a, b) => a.partition.year - b.partition.year || a.partition.month - b.partition.month,
+      );
+      return await this.publish(
+        table,
+        checkpointId,
+        parts.map((part) => ({
+          partition: part.partition,
+          rowCount: part.rows,
+          produce: async (path: string) => {
+            // read_csv's lines may not exceed max_line_size (2 MB by default): a huge raw line raises it.
+            const maxLineBytes = Math.max(2 * 1024 * 1024, part.maxLineChars * 3 + 16);
+            await this.connection.run(
+              `COPY (SELECT ${select.join(', ')} FROM read_csv($source, columns = ${readColumns},
+                 header = false, auto_detect = false, delim = ',', quote = '"', escape = '"',
+                 nullstr = '\\N', allow_quoted_nulls = false, max_line_size = ${maxLineBytes})
+                 ${order.length > 0 ? ` ORDER BY ${order.join(', ')}` : ''})
+               TO $path (FORMAT PARQUET, COMPRESSION ${PARQUET_COMPRESSION})`,
+              { source: part.file, path },
+            );
+          },
+        })),
+      );
+    } finally {
+      await Promise.all(
+        spool.parts.map(async (part) => {
+          await rm(part.file, { force: true });
+          this.openSpools.files.delete(part.file);
+        }),
+      );
+    }
   }
 
   /** Appends one partition's rows to a temp table in data chunks and copies it to `path`. */
@@ -773,7 +934,8 @@ async function hasParquetFile(folder: string): Promise<boolean> {
 async function removeStaleTemporaryFiles(folder: string, maxAgeMs: number): Promise<void> {
   const cutoff = Date.now() - maxAgeMs;
   for (const entry of await readdir(folder)) {
-    if (!entry.endsWith(TEMPORARY_SUFFIX)) continue;
+    // A spool file is written to while its part lasts, so its age is the time since its last row.
+    if (!entry.endsWith(TEMPORARY_SUFFIX) && !entry.endsWith(SPOOL_SUFFIX)) continue;
     const path = join(folder, entry);
     try {
       if ((await stat(path)).mtimeMs <= cutoff) await rm(path, { force: true });
@@ -810,4 +972,276 @@ async function mkdirInside(root: string, folder: string): Promise<void> {
       );
     }
   }
+}
+
+/** One partition's spool file. */
+interface SpoolPart {
+  readonly partition: LakePartition;
+  readonly file: string;
+  rows: number;
+  /** The longest line in UTF-16 code units (at most 3 bytes each in UTF-8). */
+  maxLineChars: number;
+}
+
+/** A spool file being filled: lines go to `buffer` and from there to the file when it is full. */
+interface OpenSpoolPart extends SpoolPart {
+  readonly fd: number;
+  readonly buffer: Buffer;
+  /** Bytes of `buffer` in use. */
+  used: number;
+  /** Bytes already in the file. */
+  written: number;
+}
+
+/** The spools of a lake still taking rows, and their files. */
+interface SpoolRegistry {
+  readonly spools: Set<{ discard(): Promise<void> }>;
+  readonly files: Set<string>;
+}
+
+/** What a closed spool hands to the lake to write. */
+interface SpoolContents {
+  readonly parts: readonly SpoolPart[];
+}
+
+/** Bytes buffered per partition before a write to its file. */
+const SPOOL_BUFFER_BYTES = 1 << 20;
+
+/** A part's rows spooled per partition to CSV files; encodes and writes synchronously, as rows arrive. */
+class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
+  readonly kind: K;
+  private readonly table: LakeTable<unknown>;
+  private readonly encode: (row: unknown) => string;
+  private readonly prefix: string;
+  private readonly registry: SpoolRegistry;
+  private readonly writeContents: (spool: SpoolContents, checkpointId: string) => Promise<LakeWriteResult>;
+  private readonly parts: OpenSpoolPart[] = [];
+  private count = 0;
+  private closed = false;
+
+  constructor(
+    kind: K,
+    table: LakeTable<unknown>,
+    prefix: string,
+    registry: SpoolRegistry,
+    writeContents: (spool: SpoolContents, checkpointId: string) => Promise<LakeWriteResult>,
+  ) {
+    this.kind = kind;
+    this.table = table;
+    this.encode = spoolColumnsOf(table.columns).encode;
+    this.prefix = prefix;
+    this.registry = registry;
+    registry.spools.add(this);
+    this.writeContents = writeContents;
+  }
+
+  get rows(): number {
+    return this.count;
+  }
+
+  append(rows: readonly LakeRowByKind[K][]): void {
+    const context = { kind: this.kind };
+    if (this.closed) throw new ParquetLakeError('The spool was written or discarded', context);
+    if (!Array.isArray(rows)) throw new LakeInputError('Spooled rows must be an array', context);
+    if (rows.length === 0) return;
+    // Where each part stood, so that a refused row takes the whole call back out.
+    const mark = this.mark();
+    try {
+      this.encodeRows(rows, context);
+    } catch (error) {
+      this.rewind(mark);
+      throw error;
+    }
+    this.count += rows.length;
+  }
+
+  mark(): LakeSpoolMark {
+    return { rows: this.count, parts: this.parts.map((p) => ({ length: p.written + p.used, rows: p.rows })) };
+  }
+
+  rewind(mark: LakeSpoolMark): void {
+    if (this.closed) throw new ParquetLakeError('The spool was written or discarded', { kind: this.kind });
+    this.rollBack(mark.parts);
+    this.count = mark.rows;
+  }
+
+  async write(checkpointId: string): Promise<LakeWriteResult> {
+    if (this.closed) throw new ParquetLakeError('The spool was written or discarded', { kind: this.kind });
+    let contents: SpoolContents;
+    try {
+      // A file that cannot be flushed fails the write, and the spool's files go.
+      contents = this.close();
+    } catch (cause) {
+      await this.removeFiles();
+      throw cause;
+    }
+    return this.writeContents(contents, checkpointId);
+  }
+
+  async discard(): Promise<void> {
+    if (this.closed) return;
+    try {
+      this.close();
+    } finally {
+      await this.removeFiles();
+    }
+  }
+
+  private async removeFiles(): Promise<void> {
+    for (const part of this.parts) {
+      await rm(part.file, { force: true });
+      this.registry.files.delete(part.file);
+    }
+  }
+
+  private encodeRows(rows: readonly unknown[], context: LakeErrorContext): void {
+    const table = this.table;
+    const timeOf = (table.columns.find((c) => c.name === table.partitionTimeColumn) as Column<unknown>).get;
+    const fallbackOf = table.columns.find((c) => c.name === table.partitionFallbackColumn)?.get;
+    const encode = this.encode;
+    let start = 0;
+    let end = -1;
+    let part: OpenSpoolPart | undefined;
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i];
+      if (typeof row !== 'object' || row === null) {
+        throw new LakeInputError('A row is not an object', { ...context, row: i });
+      }
+      let time = timeOf(row);
+      if (time === null && fallbackOf !== undefined) time = fallbackOf(row);
+      if (typeof time !== 'number' || !Number.isFinite(time)) {
+        throw new LakeInputError('A row has no usable partition time', {
+          ...context,
+          column: table.partitionTimeColumn,
+          row: i,
+        });
+      }
+      // Rows of a call nearly always share a month: test against the last month's range first.
+      if (part === undefined || time < start || time >= end) {
+        let partition: LakePartition;
+        try {
+          partition = partitionOf(time);
+        } catch (cause) {
+          throw new LakeInputError('A row time is out of range', { ...context, row: i }, { cause });
+        }
+        [start, end] = partitionRange(partition);
+        part = this.partOf(partition);
+      }
+      let line: string;
+      try {
+        line = encode(row);
+      } catch (cause) {
+        if (!(cause instanceof SpoolValueError)) throw cause;
+        throw new LakeInputError(cause.message, { ...context, column: cause.column, row: i });
+      }
+      const chars = line.length;
+      // A UTF-16 code unit takes at most 3 bytes of UTF-8.
+      if (part.used + chars * 3 > part.buffer.length) {
+        this.flushPart(part);
+        if (chars * 3 > part.buffer.length) this.writeBytes(part, Buffer.from(line, 'utf8'));
+        else part.used += part.buffer.write(line, part.used);
+      } else {
+        part.used += part.buffer.write(line, part.used);
+      }
+      part.rows++;
+      if (chars > part.maxLineChars) part.maxLineChars = chars;
+    }
+  }
+
+  /** Cuts every part back to where `marks` found it (parts opened since stay, empty). */
+  private rollBack(marks: readonly { readonly length: number; readonly rows: number }[]): void {
+    for (let i = 0; i < this.parts.length; i++) {
+      const part = this.parts[i] as OpenSpoolPart;
+      const mark = marks[i] ?? { length: 0, rows: 0 };
+      if (mark.length >= part.written) {
+        part.used = mark.length - part.written;
+      } else {
+        ftruncateSync(part.fd, mark.length);
+        part.written = mark.length;
+        part.used = 0;
+      }
+      part.rows = mark.rows;
+    }
+  }
+
+  /** Flushes and closes every file; the spool takes no more rows. */
+  private close(): SpoolContents {
+    if (this.closed) throw new ParquetLakeError('The spool was written or discarded', { kind: this.kind });
+    this.closed = true;
+    this.registry.spools.delete(this);
+    let failure: unknown;
+    for (const part of this.parts) {
+      try {
+        if (failure === undefined) this.flushPart(part);
+      } catch (error) {
+        failure = error;
+      }
+      closeSync(part.fd);
+    }
+    if (failure !== undefined) throw failure;
+    // A part whose every row was taken back out holds nothing to write.
+    return { parts: this.parts.filter((p) => p.rows > 0) };
+  }
+
+  /** The part of `partition`, its file created when first needed. */
+  private partOf(partition: LakePartition): OpenSpoolPart {
+    const { year, month } = partition;
+    const found = this.parts.find((p) => p.partition.year === year && p.partition.month === month);
+    if (found !== undefined) return found;
+    const file = `${this.prefix}${String(year).padStart(4, '0')}-${String(month).padStart(2, '0')}${SPOOL_SUFFIX}`;
+    let fd: number;
+    try {
+      fd = openSync(file, 'w');
+    } catch (cause) {
+      throw new LakeWriteError('Cannot create a lake spool file', { kind: this.kind, file }, { cause });
+    }
+    this.registry.files.add(file);
+    const part: OpenSpoolPart = {
+      partition,
+      file,
+      fd,
+      buffer: Buffer.allocUnsafe(SPOOL_BUFFER_BYTES),
+      used: 0,
+      written: 0,
+      rows: 0,
+      maxLineChars: 0,
+    };
+    this.parts.push(part);
+    return part;
+  }
+
+  private flushPart(part: OpenSpoolPart): void {
+    if (part.used === 0) return;
+    this.writeBytes(part, part.buffer.subarray(0, part.used));
+    part.used = 0;
+  }
+
+  private writeBytes(part: OpenSpoolPart, bytes: Uint8Array): void {
+    try {
+      writeAll(part.fd, bytes, part.written);
+    } catch (cause) {
+      throw new LakeWriteError(
+        'Cannot write a lake spool file',
+        { kind: this.kind, file: part.file },
+        { cause },
+      );
+    }
+    part.written += bytes.length;
+  }
+}
+
+/** Writes all of `bytes` (a write to a file may take fewer bytes than offered). */
+function writeAll(fd: number, bytes: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, position + done);
+}
+
+/** Whether a temporary-folder entry is a spool file of `owner` (see `DuckDBParquetLake.spool`). */
+function isSpoolOf(entry: string, owner: string): boolean {
+  if (!entry.endsWith(SPOOL_SUFFIX)) return false;
+  const stem = entry.slice(0, -SPOOL_SUFFIX.length);
+  const match = /^([a-z]+)\.(.+)\.\d+\.\d+\.\d{4}-\d{2}$/.exec(stem);
+  return (
+    match !== null && match[2] === owner && (lakeKinds as readonly string[]).includes(match[1] as string)
+  );
 }

@@ -8,7 +8,7 @@ import { RowEncodingError, rowEncoder } from '../codecs/clickhouse-encode.js';
 import { wellFormed } from '../codecs/unicode.js';
 import type { HotStore, HotStoreBatch } from '../connectors/clickhouse.js';
 import { insertModelRows } from '../connectors/model-tables.js';
-import type { ParquetLake } from '../connectors/parquet-lake.js';
+import type { LakeSpool, LakeSpoolMark, ParquetLake } from '../connectors/parquet-lake.js';
 import { type HotTableName, hotTables } from '../schemas/clickhouse.js';
 import { epochPartId } from '../schemas/parquet.js';
 import type {
@@ -28,10 +28,9 @@ export interface StoreSinksOptions {
   /** Worker id in Parquet file names, so workers sharing a lake never overwrite each other. */
   readonly workerId: string;
   /**
-   * The lake writes its files once this many rows are buffered, and at each checkpoint (default
-   * 200,000): files far larger than the hot store's inserts, whatever their cadence. Buffered rows are
-   * held as objects (~0.5 KB a reading), so this bounds the lake's share of the heap: at 1,000,000 a
-   * worker on 5,000 meters peaked at 2.4 GB RSS against 1.4 GB at 200,000.
+   * The lake writes its files once this many rows are spooled, and at each checkpoint (default
+   * 200,000): files far larger than the hot store's inserts, whatever their cadence. Spooled rows wait
+   * in files (see `ParquetLake.spool`), not in the heap.
    */
   readonly coldRows?: number;
   /** Called with the alerts of each committed batch (e.g. to publish them on NATS). */
@@ -63,65 +62,126 @@ interface EpochLog {
  *   so however a replay cuts the epoch into writes, the last row holds the whole epoch;
  * - the peak exclusion report goes to the hot store only (`peak_exclusions`, keyed by day, hour, region
  *   and reason); the lake has no copy of it;
- * - the lake: rows are buffered across writes and written as one file per table when `coldRows` are
- *   buffered and when the epoch ends (`seal`), named by epoch and part; a restarted worker first
- *   removes the files of epochs after its checkpoint (`rollback`), since a replay may cut them
- *   differently.
+ * - the lake: rows are spooled across writes (after the hot store's, so that rows it refused are left
+ *   out) and written as one file per table when `coldRows` are spooled and when the epoch ends
+ *   (`seal`), named by epoch and part; a restarted worker first removes the files of epochs after its
+ *   checkpoint and its spool files (`rollback`), since a replay may cut them differently.
  */
-/** Lake rows buffered before a file set is written, when `StoreSinksOptions.coldRows` is not given. */
+/** Lake rows spooled before a file set is written, when `StoreSinksOptions.coldRows` is not given. */
 export const DEFAULT_COLD_ROWS = 200_000;
 
 export function storeSinks(options: StoreSinksOptions): PipelineSinks {
   const { hot, lake } = options;
   let log: EpochLog | undefined;
   const coldRows = options.coldRows ?? DEFAULT_COLD_ROWS;
-  let cold = emptyCold(0);
-  /** Writes the buffered lake rows as one part of their epoch; the buffers are taken at once. */
+  let cold: ColdSpools | undefined;
+  /** The spools of `epoch`'s part `part`, opened on first use. */
+  const spools = (epoch: number, part: number): ColdSpools => {
+    const owner = options.workerId;
+    return {
+      epoch,
+      part,
+      readings: (lake as ParquetLake).spool('readings', owner),
+      hourly: (lake as ParquetLake).spool('hourly', owner),
+      quarantine: (lake as ParquetLake).spool('quarantine', owner),
+    };
+  };
+  /** Writes the spooled lake rows as one part of their epoch; the spools are taken at once. */
   const writeCold = async (): Promise<void> => {
     const taken = cold;
-    cold = emptyCold(taken.epoch, taken.part + 1);
-    if (lake === undefined || rowsOf(taken) === 0) return;
+    if (taken === undefined) return;
+    cold = spools(taken.epoch, taken.part + 1);
+    if (rowsOf(taken) === 0) {
+      await discardCold(taken);
+      return;
+    }
     const id = epochPartId(options.workerId, taken.epoch, taken.part);
-    await lake.writeBatch('readings', taken.readings, id);
-    await lake.writeBatch('hourly', taken.hourly, id);
-    await lake.writeBatch('quarantine', taken.quarantine, id);
+    try {
+      await taken.readings.write(id);
+      await taken.hourly.write(id);
+      await taken.quarantine.write(id);
+    } finally {
+      await discardCold(taken);
+    }
+  };
+  /**
+   * A part cut at `coldRows` is written while the job goes on (DuckDB converts it in its own threads);
+   * the next write or the seal waits for it, and fails if it failed.
+   */
+  let partWrite: Promise<void> | undefined;
+  const partWritten = async (): Promise<void> => {
+    const pending = partWrite;
+    partWrite = undefined;
+    await pending;
   };
   return {
     async rollback(committed: number) {
+      await partWritten().catch(() => undefined);
       // Files of checkpoints after the last committed one come from a worker killed mid-checkpoint; the
       // replay may cut its checkpoints differently, so they are removed rather than trusted to be rewritten.
       await lake?.removeEpochsAfter(options.workerId, committed);
+      // The rows it had spooled for an epoch it never wrote come again with the replay.
+      await lake?.removeSpools(options.workerId);
     },
     async write(batch: OutputBatch) {
+      // The hot store's first insert is encoded and handed to its engine at once; the lake rows are
+      // spooled while the engine parses it.
       const hotWrite = writeHot(hot, batch, options.now(), (readings, quarantined) =>
         entryOf(batch, readings, quarantined),
       );
-      let lakeWrite = Promise.resolve();
+      let stale: ColdSpools | undefined;
+      let marks: ColdMarks | undefined;
+      let lakeFailure: unknown;
       if (lake !== undefined) {
-        if (cold.epoch !== batch.checkpoint) cold = emptyCold(batch.checkpoint);
-        for (const r of batch.readings) cold.readings.push(r);
-        for (const r of batch.hourly) cold.hourly.push(r);
-        for (const r of batch.quarantine) cold.quarantine.push(r);
-        if (rowsOf(cold) >= coldRows) lakeWrite = writeCold();
+        if (cold === undefined || cold.epoch !== batch.checkpoint) {
+          // An epoch never sealed (a write of it failed before the checkpoint): its rows come again.
+          stale = cold;
+          cold = spools(batch.checkpoint, 0);
+        }
+        marks = markCold(cold);
+        try {
+          appendCold(cold, batch.readings, batch.hourly, batch.quarantine);
+        } catch (error) {
+          lakeFailure = error;
+        }
       }
-      const [hotResult, lakeResult] = await Promise.allSettled([hotWrite, lakeWrite]);
-      if (hotResult.status === 'rejected') throw hotResult.reason;
-      if (lakeResult.status === 'rejected') throw lakeResult.reason;
-      const setAside = hotResult.value;
-      if (setAside !== null && lake !== undefined && cold.epoch === batch.checkpoint) {
-        // Rows the hot store refused went there as quarantine rows; the lake follows, so both stores
-        // hold the same rows.
-        const refused = new Set<unknown>(setAside.refused);
-        removeFrom(cold.readings, refused);
-        removeFrom(cold.hourly, refused);
-        removeFrom(cold.quarantine, refused);
-        for (const q of setAside.quarantine) if (!refused.has(q)) cold.quarantine.push(q);
+      let setAside: SetAside | null;
+      try {
+        setAside = await hotWrite;
+      } catch (error) {
+        // The batch is not written: none of it stays spooled.
+        if (cold !== undefined && marks !== undefined && lakeFailure === undefined) rewindCold(cold, marks);
+        throw error;
+      } finally {
+        if (stale !== undefined) await discardCold(stale);
+      }
+      if (lakeFailure !== undefined) throw lakeFailure;
+      if (lake !== undefined && cold !== undefined && marks !== undefined) {
+        if (setAside !== null) {
+          // Rows the hot store refused went there as quarantine rows; the lake follows, so both
+          // stores hold the same rows.
+          const refused = new Set<unknown>(setAside.refused);
+          rewindCold(cold, marks);
+          appendCold(
+            cold,
+            without(batch.readings, refused),
+            without(batch.hourly, refused),
+            without([...batch.quarantine, ...setAside.quarantine], refused),
+          );
+        }
+        await partWritten();
+        if (rowsOf(cold) >= coldRows) {
+          partWrite = writeCold();
+          // Awaited by the next write or the seal; until then a failure must not go unhandled.
+          partWrite.catch(() => undefined);
+        }
       }
       if (batch.alerts.length > 0) await options.publishAlerts?.(batch.alerts);
     },
-    seal(checkpoint: number) {
-      if (cold.epoch !== checkpoint) return Promise.resolve();
-      return writeCold();
+    async seal(checkpoint: number) {
+      await partWritten();
+      if (cold === undefined || cold.epoch !== checkpoint) return;
+      await writeCold();
     },
   };
 
@@ -317,25 +377,54 @@ function safeJson(row: unknown): string {
   }
 }
 
-function removeFrom<T>(rows: T[], refused: ReadonlySet<unknown>): void {
-  let w = 0;
-  for (const r of rows) if (!refused.has(r)) rows[w++] = r;
-  rows.length = w;
+/** `rows` without the refused ones; `rows` itself when nothing was refused. */
+function without<T>(rows: readonly T[], refused: ReadonlySet<unknown> | null): readonly T[] {
+  return refused === null ? rows : rows.filter((r) => !refused.has(r));
 }
 
-/** Lake rows of one epoch waiting to be written as its part `part`. */
-interface ColdBuffer {
+/** The lake spools of one epoch's part `part`. */
+interface ColdSpools {
   readonly epoch: number;
   readonly part: number;
-  readonly readings: Reading[];
-  readonly hourly: HourlyConsumption[];
-  readonly quarantine: QuarantineRecord[];
+  readonly readings: LakeSpool<'readings'>;
+  readonly hourly: LakeSpool<'hourly'>;
+  readonly quarantine: LakeSpool<'quarantine'>;
 }
 
-function emptyCold(epoch: number, part = 0): ColdBuffer {
-  return { epoch, part, readings: [], hourly: [], quarantine: [] };
+type ColdMarks = readonly [LakeSpoolMark, LakeSpoolMark, LakeSpoolMark];
+
+function markCold(cold: ColdSpools): ColdMarks {
+  return [cold.readings.mark(), cold.hourly.mark(), cold.quarantine.mark()];
 }
 
-function rowsOf(cold: ColdBuffer): number {
-  return cold.readings.length + cold.hourly.length + cold.quarantine.length;
+function rewindCold(cold: ColdSpools, marks: ColdMarks): void {
+  cold.readings.rewind(marks[0]);
+  cold.hourly.rewind(marks[1]);
+  cold.quarantine.rewind(marks[2]);
+}
+
+/** Spools one write's rows; a row the lake refuses takes that write's rows back out of every table. */
+function appendCold(
+  cold: ColdSpools,
+  readings: readonly Reading[],
+  hourly: readonly HourlyConsumption[],
+  quarantine: readonly QuarantineRecord[],
+): void {
+  const marks = markCold(cold);
+  try {
+    cold.readings.append(readings);
+    cold.hourly.append(hourly);
+    cold.quarantine.append(quarantine);
+  } catch (error) {
+    rewindCold(cold, marks);
+    throw error;
+  }
+}
+
+async function discardCold(cold: ColdSpools): Promise<void> {
+  await Promise.all([cold.readings.discard(), cold.hourly.discard(), cold.quarantine.discard()]);
+}
+
+function rowsOf(cold: ColdSpools): number {
+  return cold.readings.rows + cold.hourly.rows + cold.quarantine.rows;
 }

@@ -181,3 +181,5 @@ export function tableGlob(kind: LakeKind): string {
  */
 export const TEMPORARY_FOLDER = '.tmp';
 export const TEMPORARY_SUFFIX = '.partial';
+/** Suffix of the CSV spool files a writer fills in the temporary folder until a part is written. */
+export const SPOOL_SUFFIX = '.spool.csv';

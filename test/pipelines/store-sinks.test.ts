@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -86,6 +86,68 @@ describe('storeSinks: the hot store and the lake as the runner sinks', () => {
       ['w1-0000000001', 40],
       ['w1-0000000002', 70],
     ]);
+  }, 60_000);
+
+  it('spools the lake rows of an epoch to files, and a restart removes what a killed worker spooled', async () => {
+    // The killed worker had a lake of its own (another process); its successor uses `lake`.
+    const killedLake = await openParquetLake({ dir: lake.dir });
+    const sinksOn = (on: ParquetLake) =>
+      storeSinks({ hot, lake: on, sourceName: 'test', workerId: 'w5', coldRows: 50, now: () => T0 });
+    const first = sinksOn(killedLake);
+    await first.rollback(0);
+    await first.write(batch(1, 0, readings('m3', 0, 20)));
+    // Below coldRows: no Parquet file yet, the rows wait in a spool file rather than in the heap.
+    expect(await lake.listFiles('readings')).not.toContainEqual(expect.stringContaining('part-w5-'));
+    const spooled = async () =>
+      (await readdir(join(lake.dir, '.tmp'))).filter((f) => f.startsWith('readings.w5.'));
+    expect(await spooled()).toHaveLength(1);
+
+    // `killedLake` stays open: closing it would remove its spool, which a killed process cannot do.
+    const second = sinksOn(lake);
+    await second.rollback(0);
+    expect(await spooled()).toEqual([]);
+    await killedLake.close();
+    await second.write(batch(1, 0, readings('m3', 0, 20)));
+    await second.seal!(1);
+    expect(await spooled()).toEqual([]);
+    const rows = await lake.query("SELECT count(*) AS n FROM readings WHERE meter_id = 'm3'");
+    expect(rows[0]).toEqual({ n: 20n });
+  }, 60_000);
+
+  it('leaves nothing of a batch in the lake when the hot store fails to take it', async () => {
+    // The real store, with a failure injected in the write's last insert (readings are stored by then).
+    const failing: HotStore = {
+      ...hot,
+      insert: ((table, rows) =>
+        table === 'quality_log'
+          ? Promise.reject(new Error('injected: the quality log insert failed'))
+          : hot.insert(table, rows)) as HotStore['insert'],
+    };
+    const sinks = storeSinks({
+      hot: failing,
+      lake,
+      sourceName: 'fails',
+      workerId: 'w6',
+      coldRows: 1_000,
+      now: () => T0,
+    });
+    await sinks.rollback(0);
+    await expect(sinks.write(batch(1, 0, readings('m6', 0, 20)))).rejects.toThrow(/injected/);
+    await sinks.seal!(1);
+    expect(await lake.listFiles('readings')).not.toContainEqual(expect.stringContaining('part-w6-'));
+    // A batch that is written still reaches the lake through the same sinks.
+    const working = storeSinks({
+      hot,
+      lake,
+      sourceName: 'fails',
+      workerId: 'w6',
+      coldRows: 1_000,
+      now: () => T0,
+    });
+    await working.write(batch(2, 0, readings('m6', 0, 20)));
+    await working.seal!(2);
+    const rows = await lake.query("SELECT count(*) AS n FROM readings WHERE meter_id = 'm6'");
+    expect(rows[0]).toEqual({ n: 20n });
   }, 60_000);
 
   it('sets a row the encoder refuses aside as a quarantine row and writes the rest of the batch', async () => {
