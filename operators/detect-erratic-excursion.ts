@@ -23,22 +23,37 @@ const SLOT_REACH_HOURS = 1;
 const RELEASE_TIMER = 'release';
 
 /**
- * Per meter: the highest reading of each clock hour over the window, as a ring of epoch hours (hour `h`
- * at `h mod W`; W = window + 2 h so that "7 days ago, one hour later" is still held), and the readings
- * held back while a candidate excursion is judged. One-letter names: this is checkpoint JSON.
+ * Per meter, a row of numbers in the store's rows (`DenseRows`, by meter number): the highest reading of
+ * each clock hour over the window, as a ring of epoch hours (hour `h` at `h mod W`; W = window + 2 h so
+ * that "7 days ago, one hour later" is still held), after six fields. Kept as numbers in one typed
+ * array rather than a JSON object per meter: the ring is the largest per-meter state of the graph.
  */
-interface ExcursionState {
-  /** Newest epoch hour the ring holds. */
+/** Newest epoch hour the ring holds. */
+const HB = 0;
+/** Event time of the first reading taken: judging starts `spikeMinHistoryMs` later. */
+const FS = 1;
+/** The previous measured value (kW × 10⁴), -1 before the first. */
+const PK = 2;
+/** The candidate's threshold and baselines (kW × 10⁴). */
+const T = 3;
+const B = 4;
+const G = 5;
+/** Hourly maxima in kW × 10⁴ from here on; 0 for an hour without a judged reading. */
+const RING = 6;
+
+/**
+ * The keyed state, only while a candidate excursion is judged: the readings held back, the candidate
+ * first.
+ */
+type HeldReadings = Reading[];
+
+/** The whole per-meter state as checkpoints of layout meter-quality/5 hold it (JSON). */
+interface LegacyExcursionState {
   hb: number;
-  /** Event time of the first reading taken: judging starts `spikeMinHistoryMs` later. */
   fs: number;
-  /** Hourly maxima in kW × 10⁴; 0 for an hour without a judged reading. */
   r: number[];
-  /** The previous measured value (kW × 10⁴), -1 before the first. */
   pk: number;
-  /** Readings held back, the candidate first; null when none is. */
   q: Reading[] | null;
-  /** The candidate's threshold and baselines (kW × 10⁴). */
   t: number;
   b: number;
   g: number;
@@ -92,33 +107,51 @@ export function detectErraticExcursion(
   const maxReadings = thresholds.spikeMaxReadings;
   const returnShare = thresholds.spikeReturnShare;
   const { spikeMinHistoryMs: minHistory, spikeMinSlotDays: minSlotDays } = thresholds;
+  const rows = store.rows(`${name}/rows`, byMeter.index, RING + w, {
+    namespace: name,
+    upgrade: (value, d, o) => {
+      const st = value as LegacyExcursionState;
+      d[o + HB] = st.hb;
+      d[o + FS] = st.fs;
+      d[o + PK] = st.pk;
+      d[o + T] = st.t;
+      d[o + B] = st.b;
+      d[o + G] = st.g;
+      for (let i = 0; i < Math.min(w, st.r.length); i++) d[o + RING + i] = st.r[i]!;
+      return st.q ?? undefined;
+    },
+  });
 
-  const advance = (st: ExcursionState, hour: number): void => {
-    if (hour <= st.hb) return;
-    const steps = Math.min(hour - st.hb, w);
-    for (let j = 1; j <= steps; j++) st.r[(st.hb + j) % w] = 0;
-    st.hb = hour;
+  // `d` is `rows.data` and `o` the meter's row offset in it, taken again after any row is created.
+  const advance = (d: Float64Array, o: number, hour: number): void => {
+    const hb = d[o + HB]!;
+    if (hour <= hb) return;
+    const steps = Math.min(hour - hb, w);
+    for (let j = 1; j <= steps; j++) d[o + RING + ((hb + j) % w)] = 0;
+    d[o + HB] = hour;
   };
-  const held = (st: ExcursionState, hour: number): number =>
-    hour > st.hb - w && hour <= st.hb ? st.r[hour % w]! : 0;
-  const add = (st: ExcursionState, r: Reading): void => {
+  const held = (d: Float64Array, o: number, hour: number): number => {
+    const hb = d[o + HB]!;
+    return hour > hb - w && hour <= hb ? d[o + RING + (hour % w)]! : 0;
+  };
+  const add = (d: Float64Array, o: number, r: Reading): void => {
     const u = Math.round((r.kw as number) * KW_SCALE);
-    st.pk = u;
+    d[o + PK] = u;
     if (u === 0) return;
     const hour = Math.floor(r.ts / HOUR_MS);
-    advance(st, hour);
-    if (hour <= st.hb - w) return;
-    const slot = hour % w;
-    if (u > st.r[slot]!) st.r[slot] = u;
+    advance(d, o, hour);
+    if (hour <= d[o + HB]! - w) return;
+    const slot = o + RING + (hour % w);
+    if (u > d[slot]!) d[slot] = u;
   };
-  /** The threshold for a reading at `hour`, into st.t/b/g; 0 when the meter cannot be judged there yet. */
-  const threshold = (st: ExcursionState, hour: number, u: number): number => {
+  /** The threshold for a reading at `hour`, baselines into B/G; 0 when the meter cannot be judged there yet. */
+  const threshold = (d: Float64Array, o: number, hour: number, u: number): number => {
     let base = 0;
     let slotDays = 0;
-    for (let d = 1; d <= days; d++) {
+    for (let day = 1; day <= days; day++) {
       let dayMax = 0;
       for (let dh = -SLOT_REACH_HOURS; dh <= SLOT_REACH_HOURS; dh++) {
-        const v = held(st, hour - 24 * d + dh);
+        const v = held(d, o, hour - 24 * day + dh);
         if (v > dayMax) dayMax = v;
       }
       if (dayMax > 0) slotDays += 1;
@@ -129,22 +162,28 @@ export function detectErraticExcursion(
     if (u <= local) return local; // the common case: no need for the window's maximum
     let top = 0;
     for (let h = hour - windowHours; h < hour; h++) {
-      const v = held(st, h);
+      const v = held(d, o, h);
       if (v > top) top = v;
     }
-    st.b = base;
-    st.g = top;
+    d[o + B] = base;
+    d[o + G] = top;
     return Math.max(local, weekFactor * top);
   };
 
-  const release = (ctx: KeyedContext<Reading, ExcursionState>, st: ExcursionState, spike: number): void => {
-    const q = st.q!;
-    st.q = null;
+  const release = (
+    ctx: KeyedContext<Reading, HeldReadings>,
+    d: Float64Array,
+    o: number,
+    q: HeldReadings,
+    spike: number,
+  ): void => {
+    ctx.state = undefined;
     ctx.clearTimer(RELEASE_TIMER);
     if (spike > 0) {
       const first = q[0]!;
       const last = q[spike - 1]!;
       const kw = first.kw as number;
+      const b = d[o + B]!;
       raiseFault(
         ctx,
         first.meterId,
@@ -154,12 +193,12 @@ export function detectErraticExcursion(
         {
           kw,
           readings: spike,
-          baselineKw: round(st.b / KW_SCALE),
-          windowMaxKw: round(st.g / KW_SCALE),
-          thresholdKw: round(st.t / KW_SCALE),
+          baselineKw: round(b / KW_SCALE),
+          windowMaxKw: round(d[o + G]! / KW_SCALE),
+          thresholdKw: round(d[o + T]! / KW_SCALE),
           rule: 'own_profile',
         },
-        `${kw} kW is ${round(kw / Math.max(st.b / KW_SCALE, 1e-4), 2)}× the meter's highest reading at that time of day over the last ${days} days (${round(st.b / KW_SCALE, 3)} kW), back down after ${spike} reading(s)`,
+        `${kw} kW is ${round(kw / Math.max(b / KW_SCALE, 1e-4), 2)}× the meter's highest reading at that time of day over the last ${days} days (${round(b / KW_SCALE, 3)} kW), back down after ${spike} reading(s)`,
       );
     }
     let judged = 0;
@@ -167,78 +206,77 @@ export function detectErraticExcursion(
       if (isMeasuredValue(r) && !isExcludedValue(r)) {
         judged += 1;
         if (judged <= spike) excludeFromAnalytics(r);
-        else add(st, r);
+        else add(d, o, r);
       }
       ctx.emit(r);
     }
   };
 
   /** Judges the held excursion; `final`: no more readings will come for it before its hour closes. */
-  const decide = (ctx: KeyedContext<Reading, ExcursionState>, st: ExcursionState, final: boolean): void => {
-    const q = st.q!;
+  const decide = (ctx: KeyedContext<Reading, HeldReadings>, q: HeldReadings, final: boolean): void => {
+    const o = rows.open(ctx.keyNumber);
+    const d = rows.data;
+    const t = d[o + T]!;
     let high = 1;
     for (let i = 1; i < q.length; i++) {
       const r = q[i]!;
       if (!isMeasuredValue(r) || isExcludedValue(r)) continue;
       const u = Math.round((r.kw as number) * KW_SCALE);
-      if (u <= st.t && u < returnShare * (q[0]!.kw as number) * KW_SCALE) {
-        release(ctx, st, high);
+      if (u <= t && u < returnShare * (q[0]!.kw as number) * KW_SCALE) {
+        release(ctx, d, o, q, high);
         return;
       }
       high += 1;
       if (high > maxReadings) {
-        release(ctx, st, 0);
+        release(ctx, d, o, q, 0);
         return;
       }
     }
-    if (final) release(ctx, st, 0);
+    if (final) release(ctx, d, o, q, 0);
   };
 
-  return keyedProcess<Reading, Reading, ExcursionState>(store, {
+  return keyedProcess<Reading, Reading, HeldReadings>(store, {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
     onElement: (ctx, r) => {
-      let st = ctx.state;
-      if (st !== undefined && st.q !== null) {
-        st.q.push(r);
-        decide(ctx, st, false);
+      const q = ctx.state;
+      if (q !== undefined) {
+        q.push(r);
+        decide(ctx, q, false);
         return;
       }
       if (!isMeasuredValue(r) || isExcludedValue(r)) {
         ctx.emit(r);
         return;
       }
-      if (st === undefined) {
-        st = {
-          hb: Math.floor(r.ts / HOUR_MS),
-          fs: r.ts,
-          r: new Array<number>(w).fill(0),
-          pk: -1,
-          q: null,
-          t: 0,
-          b: 0,
-          g: 0,
-        };
-        ctx.state = st;
+      const n = ctx.keyNumber;
+      let o = rows.open(n);
+      if (o < 0) {
+        o = rows.create(n);
+        const fresh = rows.data;
+        fresh[o + HB] = Math.floor(r.ts / HOUR_MS);
+        fresh[o + FS] = r.ts;
+        fresh[o + PK] = -1;
       }
+      const d = rows.data;
       const u = Math.round((r.kw as number) * KW_SCALE);
-      if (u > 0 && r.ts - st.fs >= minHistory) {
+      if (u > 0 && r.ts - d[o + FS]! >= minHistory) {
         const hour = Math.floor(r.ts / HOUR_MS);
-        const t = threshold(st, hour, u);
-        if (t > 0 && u > t && st.pk <= t) {
-          st.t = t;
-          st.q = [r];
+        const t = threshold(d, o, hour, u);
+        if (t > 0 && u > t && d[o + PK]! <= t) {
+          d[o + T] = t;
+          ctx.state = [r];
           ctx.setTimer(RELEASE_TIMER, (hour + 1) * HOUR_MS);
           return;
         }
       }
-      add(st, r);
+      add(d, o, r);
       ctx.emit(r);
     },
     onTimer: (ctx) => {
-      const st = ctx.state;
-      if (st !== undefined && st.q !== null) decide(ctx, st, true);
+      const q = ctx.state;
+      if (q !== undefined) decide(ctx, q, true);
     },
   });
 }

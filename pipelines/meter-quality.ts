@@ -102,7 +102,13 @@ const HOUR = 3_600_000;
  * 2: compact per-meter state (sort buffer as column segments, growing rings, dedupe offsets).
  * 3: the erratic-spike stage keeps hourly maxima and held readings; the outlier stage counts low judgements.
  */
-export const METER_QUALITY_STATE_FORMAT = 'meter-quality/5';
+export const METER_QUALITY_STATE_FORMAT = 'meter-quality/6';
+
+/**
+ * Layouts this build restores, upgrading them as it reads. 6: numeric per-meter state in rows of typed
+ * arrays, checkpointed in the binary snapshot encoding; the rules moved there upgrade 5's JSON entries.
+ */
+export const METER_QUALITY_RESTORES_STATE_FORMATS: readonly string[] = ['meter-quality/5'];
 
 /**
  * The meter-quality graph: per-meter rules keyed by meter, then the cross-meter stages keyed by

@@ -137,7 +137,9 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
       [2, 6, 12],
       [3, 6, 12],
     ]);
-    const seenAt = saved.map((cp) => (JSON.parse(cp.state) as { values: { seen: number } }).values.seen);
+    const seenAt = saved.map(
+      (cp) => (JSON.parse(cp.state as string) as { values: { seen: number } }).values.seen,
+    );
     expect(seenAt).toEqual([6, 12, 12]);
     expect(totals.readings).toBe(12);
     // A source that resumes from its acknowledgements is acknowledged after the checkpoint only.
@@ -330,7 +332,7 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
     });
     await runPipeline(run);
     const batchesOf = (cp: Checkpoint) => {
-      const state = JSON.parse(cp.state) as { keyed: { meters: [string, { batches: number }][] } };
+      const state = JSON.parse(cp.state as string) as { keyed: { meters: [string, { batches: number }][] } };
       return new Set(state.keyed.meters.map(([, s]) => s.batches));
     };
     // Barriers after pulls 5, 10, 15, 20, and the end's.
@@ -567,7 +569,7 @@ describe('runPipeline: the runner is the only driver of the graph', () => {
     expect(ticks).toEqual([2_000, 3_000, 4_000, 5_000]);
     // Every tick's reading is written in the epoch whose checkpoint counts it in the state.
     for (const cp of saved) {
-      const fired = (JSON.parse(cp.state) as { values: { fired?: number } }).values.fired ?? 0;
+      const fired = (JSON.parse(cp.state as string) as { values: { fired?: number } }).values.fired ?? 0;
       const upTo = written.filter((b) => b.checkpoint <= cp.seq).flatMap((b) => b.readings);
       expect(upTo.filter((r) => r.status === 'missing').map((r) => r.qualityScore)).toEqual(
         Array.from({ length: fired }, (_, i) => i + 1),
