@@ -10,7 +10,7 @@ import {
   decodeBinarySnapshot,
   encodeBinarySnapshot,
   isBinarySnapshot,
-  type RowsHeader,
+  rowsHeaders,
   SnapshotFormatError,
 } from './snapshot-codec.js';
 
@@ -241,10 +241,11 @@ export interface LegacyRowsUpgrade {
   /** The keyed namespace that held the whole state. */
   readonly namespace: string;
   /**
-   * Writes the numbers of the old entry `value` into the new row at `data[offset …]` and returns what the
-   * keyed entry holds from now on (undefined: nothing).
+   * Writes the numbers of the old entry `value` of the key numbered `n` into its new row at
+   * `data[offset …]` (and into other rows, should the state be split) and returns what the keyed entry
+   * holds from now on (undefined: nothing).
    */
-  readonly upgrade: (value: unknown, data: Float64Array, offset: number) => unknown;
+  readonly upgrade: (value: unknown, n: number, data: Float64Array, offset: number) => unknown;
 }
 
 /**
@@ -619,14 +620,14 @@ export class StateStore {
         if (rowCaptures.size === 0) {
           result = `{"version":1,${body}}`;
         } else {
-          const rows: RowsSnapshot[] = [];
-          const headers: RowsHeader[] = [];
-          for (const [ns, capture] of rowCaptures) {
-            const r = capture.result();
-            rows.push(r);
-            headers.push({ ns, index: r.index, width: r.width, count: r.count });
-          }
-          result = encodeBinarySnapshot(`{"version":2,${body},"rows":${JSON.stringify(headers)}}`, rows);
+          const rows = new Map<string, RowsSnapshot>();
+          for (const [ns, capture] of rowCaptures) rows.set(ns, capture.result());
+          const headers = rowsHeaders(rows);
+          result = encodeBinarySnapshot(
+            `{"version":2,${body},"rows":${JSON.stringify(headers)}}`,
+            [...rows.values()],
+            headers,
+          );
         }
         release();
         return true;
@@ -671,10 +672,11 @@ export class StateStore {
     // A snapshot without any rows was written before they existed (or by a store without them): its
     // keyed entries hold what the rows hold now.
     this.restoredLegacy = snapshot.rows === undefined;
+    for (const [ns, set] of this.rowSets) if (!(ns in restored)) set.rows.clear();
+    // After every clear: an upgrade may fill other rows than its own.
     for (const [ns, set] of this.rowSets) {
-      if (ns in restored) continue;
-      set.rows.clear();
-      if (this.restoredLegacy && set.legacy !== undefined) this.upgradeLegacy(set.rows, set.legacy);
+      if (!(ns in restored) && this.restoredLegacy && set.legacy !== undefined)
+        this.upgradeLegacy(set.rows, set.legacy);
     }
   }
 
@@ -684,8 +686,9 @@ export class StateStore {
     if (map === undefined || map.size === 0) return;
     const index = this.denseKeys(rows.index);
     for (const [key, value] of [...map.entries()]) {
-      const offset = rows.create(index.intern(key));
-      const next = legacy.upgrade(value, rows.data, offset);
+      const n = index.intern(key);
+      const offset = rows.create(n);
+      const next = legacy.upgrade(value, n, rows.data, offset);
       if (next === undefined) map.delete(key);
       else map.set(key, next);
     }

@@ -23,10 +23,11 @@ const SLOT_REACH_HOURS = 1;
 const RELEASE_TIMER = 'release';
 
 /**
- * Per meter, a row of numbers in the store's rows (`DenseRows`, by meter number): the highest reading of
- * each clock hour over the window, as a ring of epoch hours (hour `h` at `h mod W`; W = window + 2 h so
- * that "7 days ago, one hour later" is still held), after six fields. Kept as numbers in one typed
- * array rather than a JSON object per meter: the ring is the largest per-meter state of the graph.
+ * Per meter, two rows of numbers in the store's rows (`DenseRows`, by meter number): six fields, and the
+ * highest reading of each clock hour over the window, as a ring of epoch hours (hour `h` at `h mod W`;
+ * W = window + 2 h so that "7 days ago, one hour later" is still held). Numbers in typed arrays rather
+ * than a JSON object per meter: the ring is the largest per-meter state of the graph, and held apart
+ * from the fields (a time in ms, fractional thresholds) its whole-number maxima checkpoint as int32.
  */
 /** Newest epoch hour the ring holds. */
 const HB = 0;
@@ -38,8 +39,7 @@ const PK = 2;
 const T = 3;
 const B = 4;
 const G = 5;
-/** Hourly maxima in kW × 10⁴ from here on; 0 for an hour without a judged reading. */
-const RING = 6;
+const FIELDS = 6;
 
 /**
  * The keyed state, only while a candidate excursion is judged: the readings held back, the candidate
@@ -107,9 +107,11 @@ export function detectErraticExcursion(
   const maxReadings = thresholds.spikeMaxReadings;
   const returnShare = thresholds.spikeReturnShare;
   const { spikeMinHistoryMs: minHistory, spikeMinSlotDays: minSlotDays } = thresholds;
-  const rows = store.rows(`${name}/rows`, byMeter.index, RING + w, {
+  /** Hourly maxima in kW × 10⁴; 0 for an hour without a judged reading. */
+  const maxima = store.rows(`${name}/maxima`, byMeter.index, w);
+  const fields = store.rows(`${name}/fields`, byMeter.index, FIELDS, {
     namespace: name,
-    upgrade: (value, d, o) => {
+    upgrade: (value, n, d, o) => {
       const st = value as LegacyExcursionState;
       d[o + HB] = st.hb;
       d[o + FS] = st.fs;
@@ -117,41 +119,66 @@ export function detectErraticExcursion(
       d[o + T] = st.t;
       d[o + B] = st.b;
       d[o + G] = st.g;
-      for (let i = 0; i < Math.min(w, st.r.length); i++) d[o + RING + i] = st.r[i]!;
+      const m = maxima.create(n);
+      const ring = maxima.data;
+      for (let i = 0; i < Math.min(w, st.r.length); i++) ring[m + i] = st.r[i]!;
       return st.q ?? undefined;
     },
   });
 
-  // `d` is `rows.data` and `o` the meter's row offset in it, taken again after any row is created.
-  const advance = (d: Float64Array, o: number, hour: number): void => {
-    const hb = d[o + HB]!;
+  // The current meter's rows: `f` / `m` are the live buffers and `fo` / `mo` its offsets in them, set by
+  // `open` or `create` (a created row may move the buffers) before the functions below run.
+  let f = fields.data;
+  let fo = 0;
+  let m = maxima.data;
+  let mo = 0;
+  const open = (n: number): boolean => {
+    fo = fields.open(n);
+    if (fo < 0) return false;
+    mo = maxima.open(n);
+    f = fields.data;
+    m = maxima.data;
+    return true;
+  };
+  const create = (n: number, r: Reading): void => {
+    fo = fields.create(n);
+    mo = maxima.create(n);
+    f = fields.data;
+    m = maxima.data;
+    f[fo + HB] = Math.floor(r.ts / HOUR_MS);
+    f[fo + FS] = r.ts;
+    f[fo + PK] = -1;
+  };
+
+  const advance = (hour: number): void => {
+    const hb = f[fo + HB]!;
     if (hour <= hb) return;
     const steps = Math.min(hour - hb, w);
-    for (let j = 1; j <= steps; j++) d[o + RING + ((hb + j) % w)] = 0;
-    d[o + HB] = hour;
+    for (let j = 1; j <= steps; j++) m[mo + ((hb + j) % w)] = 0;
+    f[fo + HB] = hour;
   };
-  const held = (d: Float64Array, o: number, hour: number): number => {
-    const hb = d[o + HB]!;
-    return hour > hb - w && hour <= hb ? d[o + RING + (hour % w)]! : 0;
+  const held = (hour: number): number => {
+    const hb = f[fo + HB]!;
+    return hour > hb - w && hour <= hb ? m[mo + (hour % w)]! : 0;
   };
-  const add = (d: Float64Array, o: number, r: Reading): void => {
+  const add = (r: Reading): void => {
     const u = Math.round((r.kw as number) * KW_SCALE);
-    d[o + PK] = u;
+    f[fo + PK] = u;
     if (u === 0) return;
     const hour = Math.floor(r.ts / HOUR_MS);
-    advance(d, o, hour);
-    if (hour <= d[o + HB]! - w) return;
-    const slot = o + RING + (hour % w);
-    if (u > d[slot]!) d[slot] = u;
+    advance(hour);
+    if (hour <= f[fo + HB]! - w) return;
+    const slot = mo + (hour % w);
+    if (u > m[slot]!) m[slot] = u;
   };
   /** The threshold for a reading at `hour`, baselines into B/G; 0 when the meter cannot be judged there yet. */
-  const threshold = (d: Float64Array, o: number, hour: number, u: number): number => {
+  const threshold = (hour: number, u: number): number => {
     let base = 0;
     let slotDays = 0;
     for (let day = 1; day <= days; day++) {
       let dayMax = 0;
       for (let dh = -SLOT_REACH_HOURS; dh <= SLOT_REACH_HOURS; dh++) {
-        const v = held(d, o, hour - 24 * day + dh);
+        const v = held(hour - 24 * day + dh);
         if (v > dayMax) dayMax = v;
       }
       if (dayMax > 0) slotDays += 1;
@@ -162,28 +189,22 @@ export function detectErraticExcursion(
     if (u <= local) return local; // the common case: no need for the window's maximum
     let top = 0;
     for (let h = hour - windowHours; h < hour; h++) {
-      const v = held(d, o, h);
+      const v = held(h);
       if (v > top) top = v;
     }
-    d[o + B] = base;
-    d[o + G] = top;
+    f[fo + B] = base;
+    f[fo + G] = top;
     return Math.max(local, weekFactor * top);
   };
 
-  const release = (
-    ctx: KeyedContext<Reading, HeldReadings>,
-    d: Float64Array,
-    o: number,
-    q: HeldReadings,
-    spike: number,
-  ): void => {
+  const release = (ctx: KeyedContext<Reading, HeldReadings>, q: HeldReadings, spike: number): void => {
     ctx.state = undefined;
     ctx.clearTimer(RELEASE_TIMER);
     if (spike > 0) {
       const first = q[0]!;
       const last = q[spike - 1]!;
       const kw = first.kw as number;
-      const b = d[o + B]!;
+      const b = f[fo + B]!;
       raiseFault(
         ctx,
         first.meterId,
@@ -194,8 +215,8 @@ export function detectErraticExcursion(
           kw,
           readings: spike,
           baselineKw: round(b / KW_SCALE),
-          windowMaxKw: round(d[o + G]! / KW_SCALE),
-          thresholdKw: round(d[o + T]! / KW_SCALE),
+          windowMaxKw: round(f[fo + G]! / KW_SCALE),
+          thresholdKw: round(f[fo + T]! / KW_SCALE),
           rule: 'own_profile',
         },
         `${kw} kW is ${round(kw / Math.max(b / KW_SCALE, 1e-4), 2)}× the meter's highest reading at that time of day over the last ${days} days (${round(b / KW_SCALE, 3)} kW), back down after ${spike} reading(s)`,
@@ -206,7 +227,7 @@ export function detectErraticExcursion(
       if (isMeasuredValue(r) && !isExcludedValue(r)) {
         judged += 1;
         if (judged <= spike) excludeFromAnalytics(r);
-        else add(d, o, r);
+        else add(r);
       }
       ctx.emit(r);
     }
@@ -214,25 +235,24 @@ export function detectErraticExcursion(
 
   /** Judges the held excursion; `final`: no more readings will come for it before its hour closes. */
   const decide = (ctx: KeyedContext<Reading, HeldReadings>, q: HeldReadings, final: boolean): void => {
-    const o = rows.open(ctx.keyNumber);
-    const d = rows.data;
-    const t = d[o + T]!;
+    open(ctx.keyNumber);
+    const t = f[fo + T]!;
     let high = 1;
     for (let i = 1; i < q.length; i++) {
       const r = q[i]!;
       if (!isMeasuredValue(r) || isExcludedValue(r)) continue;
       const u = Math.round((r.kw as number) * KW_SCALE);
       if (u <= t && u < returnShare * (q[0]!.kw as number) * KW_SCALE) {
-        release(ctx, d, o, q, high);
+        release(ctx, q, high);
         return;
       }
       high += 1;
       if (high > maxReadings) {
-        release(ctx, d, o, q, 0);
+        release(ctx, q, 0);
         return;
       }
     }
-    if (final) release(ctx, d, o, q, 0);
+    if (final) release(ctx, q, 0);
   };
 
   return keyedProcess<Reading, Reading, HeldReadings>(store, {
@@ -251,27 +271,19 @@ export function detectErraticExcursion(
         return;
       }
       const n = ctx.keyNumber;
-      let o = rows.open(n);
-      if (o < 0) {
-        o = rows.create(n);
-        const fresh = rows.data;
-        fresh[o + HB] = Math.floor(r.ts / HOUR_MS);
-        fresh[o + FS] = r.ts;
-        fresh[o + PK] = -1;
-      }
-      const d = rows.data;
+      if (!open(n)) create(n, r);
       const u = Math.round((r.kw as number) * KW_SCALE);
-      if (u > 0 && r.ts - d[o + FS]! >= minHistory) {
+      if (u > 0 && r.ts - f[fo + FS]! >= minHistory) {
         const hour = Math.floor(r.ts / HOUR_MS);
-        const t = threshold(d, o, hour, u);
-        if (t > 0 && u > t && d[o + PK]! <= t) {
-          d[o + T] = t;
+        const t = threshold(hour, u);
+        if (t > 0 && u > t && f[fo + PK]! <= t) {
+          f[fo + T] = t;
           ctx.state = [r];
           ctx.setTimer(RELEASE_TIMER, (hour + 1) * HOUR_MS);
           return;
         }
       }
-      add(d, o, r);
+      add(r);
       ctx.emit(r);
     },
     onTimer: (ctx) => {
