@@ -169,7 +169,6 @@ export class RowsCapture {
     this.present = new Uint8Array(count);
     this.data = new Float64Array(count * rows.width);
     this.early = new Uint8Array(count);
-    if (count === 0) release();
   }
 
   get complete(): boolean {

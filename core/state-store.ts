@@ -774,10 +774,17 @@ export function deserializeSnapshot(data: SnapshotData): StoreSnapshot {
 }
 
 function parseSnapshotJson(text: string): StoreSnapshot {
-  return JSON.parse(text, (_key, value: unknown) => {
-    if (value !== null && typeof value === 'object' && '$num' in value) {
-      return Number((value as { $num: string }).$num);
-    }
-    return value;
-  }) as StoreSnapshot;
+  try {
+    return JSON.parse(text, (_key, value: unknown) => {
+      if (value !== null && typeof value === 'object' && '$num' in value) {
+        return Number((value as { $num: string }).$num);
+      }
+      return value;
+    }) as StoreSnapshot;
+  } catch (err) {
+    throw new SnapshotFormatError(
+      `state snapshot (${text.length} characters of JSON): it does not parse (${(err as Error).message})`,
+      { context: { bytes: text.length, offset: 0, part: 'json' }, cause: err },
+    );
+  }
 }
