@@ -147,6 +147,11 @@ export class TimerQueue {
     return [...this.byId.values()].map((t) => [t.key, t.name, t.time]);
   }
 
+  /** The live timers, in `snapshot`'s order; the entries are never changed, only replaced. */
+  entries(): readonly Timer[] {
+    return [...this.byId.values()];
+  }
+
   restore(data: Json): void {
     for (const entry of this.byId.values()) entry.live = false;
     this.byId.clear();
@@ -579,8 +584,11 @@ export class StateStore {
    */
   beginSnapshot(): SnapshotInProgress {
     if (this.snapshotting !== undefined) throw new Error('a state snapshot is already in progress');
+    // Timers are taken as their entries, whose key, name and time never change (a timer set again is a
+    // new entry): printed later, in a step, not in this one piece at the barrier.
+    const timerEntries = new Map<string, readonly Timer[]>();
+    for (const [ns, q] of this.timerQueues) timerEntries.set(ns, q.entries());
     const timers: Record<string, string> = {};
-    for (const [ns, q] of this.timerQueues) timers[ns] = jsonOf(q.snapshot()) as string;
     const values: Record<string, string | undefined> = {};
     for (const [k, v] of this.values) values[k] = jsonOf(v);
     let indexes = '';
@@ -613,6 +621,11 @@ export class StateStore {
         }
         for (const capture of captures.values()) {
           if (!capture.step(deadline)) return false;
+        }
+        for (const [ns, entries] of timerEntries) {
+          if (ns in timers) continue;
+          timers[ns] = jsonOf(entries.map((t) => [t.key, t.name, t.time])) as string;
+          if (performance.now() >= deadline && timerEntries.size > Object.keys(timers).length) return false;
         }
         const keyed: Record<string, string> = {};
         for (const [ns, capture] of captures) keyed[ns] = capture.text();
