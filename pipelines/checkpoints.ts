@@ -229,15 +229,18 @@ export function kvCheckpointStore(
       // event loop for the whole state.
       const hash = createHash('sha256');
       const nameless = { writer, slot };
+      let bytes = 0;
       await forEachLimited(range(parts.length), CHUNK_CONCURRENCY, async (i) => {
-        hash.update(parts[i]!);
-        await kv.put(chunkKey(nameless, i), parts[i]!);
+        const part = parts[i]!;
+        hash.update(part);
+        bytes += typeof part === 'string' ? Buffer.byteLength(part) : part.byteLength;
+        await kv.put(chunkKey(nameless, i), part);
       });
       const set: ChunkSet = {
         writer,
         slot,
         count: parts.length,
-        bytes: typeof state === 'string' ? Buffer.byteLength(state) : state.byteLength,
+        bytes,
         ...(typeof state === 'string' ? {} : { encoding: 'binary' as const }),
         sha256: hash.digest('hex'),
         writerMaxChunks: maxChunks,
