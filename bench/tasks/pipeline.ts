@@ -154,12 +154,14 @@ export async function runInstrumentedPipeline(
   let retainedHeap = -1;
 
   await ensureBenchStream(js, args);
-  const messages = await JetStreamSource.open(js, {
+  const consumer = {
     stream: args.stream,
     durable: 'bench_pipeline',
     maxAckPending: args.maxAckPending,
     ackWaitMs: 600_000,
-  });
+  };
+  let messages = await JetStreamSource.open(js, consumer);
+  let opens = 0;
   const timedMessages: ReadingsMessageSource = {
     fetchBatch: async (max, expiresMs): Promise<FetchedBatch> => {
       const t = performance.now();
@@ -185,11 +187,27 @@ export async function runInstrumentedPipeline(
     },
     close: () => messages.close(),
   };
-  const inner = messageReadingSource(async () => timedMessages, {
-    batchSize: args.batchSize,
-    expiresMs: 1000,
-    now: Date.now,
-  });
+  const inner = messageReadingSource(
+    async (resumeAfterSeq) => {
+      // Deliveries lost in transit (a pull given up on, on a loaded machine) reopen the source: the
+      // consumer is recreated after the last message handed out, as the command line's source does.
+      if (opens++ > 0) {
+        await (await js.jetstreamManager()).consumers
+          .delete(args.stream, consumer.durable)
+          .catch(() => undefined);
+        messages = await JetStreamSource.open(js, {
+          ...consumer,
+          start: { kind: 'sequence', seq: resumeAfterSeq + 1 },
+        });
+      }
+      return timedMessages;
+    },
+    {
+      batchSize: args.batchSize,
+      expiresMs: 1000,
+      now: Date.now,
+    },
+  );
   const source: ReadingSource = {
     name: inner.name,
     open: (p) => inner.open(p),
