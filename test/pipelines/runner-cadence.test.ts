@@ -451,6 +451,34 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
     }
   });
 
+  it('resumes from a checkpoint of an earlier format it declares it restores, and stamps its own after', async () => {
+    const { run, saved } = options([], {
+      source: countingSource(2, [], false),
+      sinks: recordingSinks([], []),
+      stateFormat: 'counting/1',
+    });
+    await runPipeline(run);
+    const old = saved.at(-1) as Checkpoint;
+    const resumed = options([], { source: countingSource(1, [], false), sinks: recordingSinks([], []) });
+    const next: Checkpoint[] = [];
+    const totals = await runPipeline({
+      ...resumed.run,
+      stateFormat: 'counting/2',
+      restoresStateFormats: ['counting/1'],
+      checkpoints: { load: async () => old, save: async (cp) => void next.push(cp) },
+    });
+    expect(totals.readings).toBe(6);
+    expect(next.at(-1)?.stateFormat).toBe('counting/2');
+    // Only the formats it names: another one is still refused.
+    const error = await runPipeline({
+      ...options([], { source: countingSource(1, [], false), sinks: recordingSinks([], []) }).run,
+      stateFormat: 'counting/3',
+      restoresStateFormats: ['counting/2'],
+      checkpoints: { load: async () => old, save: async () => {} },
+    }).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(CheckpointFormatError);
+  });
+
   it('calls beforePull just before each pull, so a batch can be stamped with its processing time', async () => {
     const log: string[] = [];
     const { run } = options(log, {
