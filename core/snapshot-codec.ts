@@ -59,15 +59,17 @@ export function allInt32(data: Float64Array): boolean {
 }
 
 /**
- * One buffer: the header, `json`, then the rows. `json` must list the rows in its `rows` member as
- * `headers` (which `rowsHeaders` makes, choosing each namespace's number type).
+ * One buffer: the header, the JSON text (`json`, or its pieces in order), then the rows. The JSON must list
+ * the rows in its `rows` member as `headers` (which `rowsHeaders` makes, choosing each set's number type).
  */
 export function encodeBinarySnapshot(
-  json: string,
+  json: string | readonly string[],
   rows: readonly RowsSnapshot[],
   headers: readonly RowsHeader[],
 ): Uint8Array {
-  const jsonBytes = Buffer.byteLength(json);
+  const parts = typeof json === 'string' ? [json] : json;
+  let jsonBytes = 0;
+  for (const part of parts) jsonBytes += Buffer.byteLength(part);
   let total = pad8(HEADER_BYTES + jsonBytes);
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i]!;
@@ -77,7 +79,8 @@ export function encodeBinarySnapshot(
   const out = Buffer.alloc(total);
   out.set(MAGIC, 0);
   out.writeUInt32LE(jsonBytes, 4);
-  out.write(json, HEADER_BYTES, 'utf8');
+  let written = HEADER_BYTES;
+  for (const part of parts) written += out.write(part, written, 'utf8');
   let at = pad8(HEADER_BYTES + jsonBytes);
   for (let k = 0; k < rows.length; k++) {
     const r = rows[k]!;

@@ -627,20 +627,24 @@ export class StateStore {
           timers[ns] = jsonOf(entries.map((t) => [t.key, t.name, t.time])) as string;
           if (performance.now() >= deadline && timerEntries.size > Object.keys(timers).length) return false;
         }
-        const keyed: Record<string, string> = {};
-        for (const [ns, capture] of captures) keyed[ns] = capture.text();
-        const body = `"keyed":${jsonObject(keyed)},"timers":${jsonObject(timers)},"values":${jsonObject(values)}${indexes}`;
         if (rowCaptures.size === 0) {
-          result = `{"version":1,${body}}`;
+          const keyed: Record<string, string> = {};
+          for (const [ns, capture] of captures) keyed[ns] = capture.text();
+          result = `{"version":1,"keyed":${jsonObject(keyed)},"timers":${jsonObject(timers)},"values":${jsonObject(values)}${indexes}}`;
         } else {
           const rows = new Map<string, RowsSnapshot>();
           for (const [ns, capture] of rowCaptures) rows.set(ns, capture.result());
           const headers = rowsHeaders(rows);
-          result = encodeBinarySnapshot(
-            `{"version":2,${body},"rows":${JSON.stringify(headers)}}`,
-            [...rows.values()],
-            headers,
+          // The JSON text in pieces, written one after the other into the snapshot's buffer: joined into
+          // one string first, the keyed entries (most of it) would be copied twice more.
+          const parts: string[] = ['{"version":2,"keyed":{'];
+          for (const [ns, capture] of captures) {
+            parts.push(`${parts.length > 1 ? ',' : ''}${JSON.stringify(ns)}:`, capture.text());
+          }
+          parts.push(
+            `},"timers":${jsonObject(timers)},"values":${jsonObject(values)}${indexes},"rows":${JSON.stringify(headers)}}`,
           );
+          result = encodeBinarySnapshot(parts, [...rows.values()], headers);
         }
         release();
         return true;
