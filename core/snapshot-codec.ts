@@ -75,21 +75,25 @@ export function encodeBinarySnapshot(
     const r = rows[i]!;
     total += pad8(r.count) + pad8(r.count * r.width * (headers[i]!.type === 'i32' ? 4 : 8));
   }
-  // Zero-filled: the padding must not carry stale memory into a checkpoint.
-  const out = Buffer.alloc(total);
+  // Not zero-filled (a memset of the whole state): every byte is written below, the padding as zeros, so
+  // no stale memory goes into a checkpoint.
+  const out = Buffer.allocUnsafeSlow(total);
   out.set(MAGIC, 0);
   out.writeUInt32LE(jsonBytes, 4);
   let written = HEADER_BYTES;
   for (const part of parts) written += out.write(part, written, 'utf8');
   let at = pad8(HEADER_BYTES + jsonBytes);
+  out.fill(0, written, at);
   for (let k = 0; k < rows.length; k++) {
     const r = rows[k]!;
     out.set(r.present.subarray(0, r.count), at);
+    out.fill(0, at + r.count, at + pad8(r.count));
     at += pad8(r.count);
     const n = r.count * r.width;
     if (headers[k]!.type === 'i32') {
       if (LITTLE_ENDIAN) new Int32Array(out.buffer, out.byteOffset + at, n).set(r.data.subarray(0, n));
       else for (let i = 0; i < n; i++) out.writeInt32LE(r.data[i]!, at + i * 4);
+      out.fill(0, at + n * 4, at + pad8(n * 4));
       at += pad8(n * 4);
     } else {
       if (LITTLE_ENDIAN) out.set(new Uint8Array(r.data.buffer, r.data.byteOffset, n * 8), at);

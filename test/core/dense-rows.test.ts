@@ -251,6 +251,28 @@ describe('numeric rows (DenseRows) in the state store', () => {
     );
   });
 
+  it('writes zeros in every padding (no stale memory goes into a checkpoint)', () => {
+    for (let count = 1; count <= 9; count++) {
+      const { store, rows } = newStore();
+      for (let n = 0; n < count; n++) put(rows, n, 0, n); // whole numbers: int32, 12 bytes a row
+      store.value('v', 'x'.repeat(count)).set('x'.repeat(count)); // moves the end of the JSON part
+      const bytes = Buffer.from(store.beginSnapshot().finish() as Uint8Array);
+      const json = bytes.readUInt32LE(4);
+      const pad8 = (n: number) => (n + 7) & ~7;
+      const jsonEnd = 8 + json;
+      const presenceAt = pad8(jsonEnd);
+      const dataAt = presenceAt + pad8(count);
+      const end = dataAt + pad8(count * WIDTH * 4);
+      expect(bytes.length).toBe(end);
+      const pads = [
+        ...bytes.subarray(jsonEnd, presenceAt),
+        ...bytes.subarray(presenceAt + count, dataAt),
+        ...bytes.subarray(dataAt + count * WIDTH * 4, end),
+      ];
+      expect(pads.every((b) => b === 0)).toBe(true);
+    }
+  });
+
   it('a store without rows keeps writing JSON text (version 1), readable as before', () => {
     const store = new StateStore();
     store.keyed<number>('k').set('a', 1);
