@@ -15,7 +15,11 @@ import { ConfigurationError, SideInput, StateStore } from '../core/index.js';
 import type { Lineage, MeterRegistry } from '../operators/outputs.js';
 import { parseRegistryCsv } from '../operators/registry.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
-import { METER_QUALITY_STATE_FORMAT, meterQualityGraph } from '../pipelines/meter-quality.js';
+import {
+  METER_QUALITY_RESTORES_STATE_FORMATS,
+  METER_QUALITY_STATE_FORMAT,
+  meterQualityGraph,
+} from '../pipelines/meter-quality.js';
 import { opsAlertsObserver } from '../pipelines/ops-alerts.js';
 import { type ReadingSource, runPipeline } from '../pipelines/runner.js';
 import { stageFaultFromEnv } from '../pipelines/stage-fault.js';
@@ -121,6 +125,7 @@ async function runThread(settings: ThreadSettings): Promise<void> {
       store,
       connect,
       stateFormat: METER_QUALITY_STATE_FORMAT,
+      restoresStateFormats: METER_QUALITY_RESTORES_STATE_FORMATS,
       untilIdle: settings.untilIdle,
       flushRows: settings.flushRows,
       flushIntervalMs: settings.flushIntervalMs,

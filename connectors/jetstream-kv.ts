@@ -123,8 +123,32 @@ export class CheckpointKv {
     }
   }
 
-  /** Unconditional write; prefer `compareAndSet` for checkpoints. Returns the new revision. */
-  async put(key: string, value: string): Promise<number> {
+  /**
+   * `get` with the value's bytes as stored, for binary values (a checkpoint's state chunks): a view of the
+   * received message, not a copy.
+   */
+  async getBytes(key: string): Promise<{ readonly value: Uint8Array; readonly revision: number } | null> {
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const entry = await this.#kv.get(key);
+        if (entry === null || entry.operation !== 'PUT') return null;
+        return { value: entry.value, revision: entry.revision };
+      } catch (error) {
+        if (isTransientNatsError(error) && Date.now() - started < READ_RETRY_MS) {
+          await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 2_000)));
+          continue;
+        }
+        throw this.#error('read', key, error);
+      }
+    }
+  }
+
+  /**
+   * Unconditional write; prefer `compareAndSet` for checkpoints. Returns the new revision. Bytes are sent
+   * as they are (no text encoding, no copy).
+   */
+  async put(key: string, value: string | Uint8Array): Promise<number> {
     try {
       return await this.#kv.put(key, value);
     } catch (error) {

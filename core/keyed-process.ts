@@ -11,6 +11,8 @@ const NO_KEY = '\u0000no-key';
 /** What a keyed function sees for the key it is called for. */
 export interface KeyedContext<O, S> {
   readonly key: string;
+  /** The key's number in the stage's dense key index (`KeyedProcessSpec.dense`); -1 without one. */
+  readonly keyNumber: number;
   /** Per-key state, undefined until set. Mutating the object in place is allowed. */
   state: S | undefined;
   /** The input watermark when the element or timer is processed. */
@@ -66,6 +68,7 @@ function stringKeyed<I, O, S>(store: StateStore, spec: KeyedProcessSpec<I, O, S>
         get key() {
           return key;
         },
+        keyNumber: -1,
         get state() {
           return current;
         },
@@ -148,6 +151,9 @@ function denseKeyed<I, O, S>(
       const ctx: KeyedContext<O, S> = {
         get key() {
           return key;
+        },
+        get keyNumber() {
+          return n;
         },
         get state() {
           return current;

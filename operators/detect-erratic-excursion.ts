@@ -23,22 +23,37 @@ const SLOT_REACH_HOURS = 1;
 const RELEASE_TIMER = 'release';
 
 /**
- * Per meter: the highest reading of each clock hour over the window, as a ring of epoch hours (hour `h`
- * at `h mod W`; W = window + 2 h so that "7 days ago, one hour later" is still held), and the readings
- * held back while a candidate excursion is judged. One-letter names: this is checkpoint JSON.
+ * Per meter, two rows of numbers in the store's rows (`DenseRows`, by meter number): six fields, and the
+ * highest reading of each clock hour over the window, as a ring of epoch hours (hour `h` at `h mod W`;
+ * W = window + 2 h so that "7 days ago, one hour later" is still held). Numbers in typed arrays rather
+ * than a JSON object per meter: the ring is the largest per-meter state of the graph, and held apart
+ * from the fields (a time in ms, fractional thresholds) its whole-number maxima checkpoint as int32.
  */
-interface ExcursionState {
-  /** Newest epoch hour the ring holds. */
+/** Newest epoch hour the ring holds. */
+const HB = 0;
+/** Event time of the first reading taken: judging starts `spikeMinHistoryMs` later. */
+const FS = 1;
+/** The previous measured value (kW × 10⁴), -1 before the first. */
+const PK = 2;
+/** The candidate's threshold and baselines (kW × 10⁴). */
+const T = 3;
+const B = 4;
+const G = 5;
+const FIELDS = 6;
+
+/**
+ * The keyed state, only while a candidate excursion is judged: the readings held back, the candidate
+ * first.
+ */
+type HeldReadings = Reading[];
+
+/** The whole per-meter state as checkpoints of layout meter-quality/5 hold it (JSON). */
+interface LegacyExcursionState {
   hb: number;
-  /** Event time of the first reading taken: judging starts `spikeMinHistoryMs` later. */
   fs: number;
-  /** Hourly maxima in kW × 10⁴; 0 for an hour without a judged reading. */
   r: number[];
-  /** The previous measured value (kW × 10⁴), -1 before the first. */
   pk: number;
-  /** Readings held back, the candidate first; null when none is. */
   q: Reading[] | null;
-  /** The candidate's threshold and baselines (kW × 10⁴). */
   t: number;
   b: number;
   g: number;
@@ -92,33 +107,78 @@ export function detectErraticExcursion(
   const maxReadings = thresholds.spikeMaxReadings;
   const returnShare = thresholds.spikeReturnShare;
   const { spikeMinHistoryMs: minHistory, spikeMinSlotDays: minSlotDays } = thresholds;
+  /** Hourly maxima in kW × 10⁴; 0 for an hour without a judged reading. */
+  const maxima = store.rows(`${name}/maxima`, byMeter.index, w);
+  const fields = store.rows(`${name}/fields`, byMeter.index, FIELDS, {
+    namespace: name,
+    upgrade: (value, n, d, o) => {
+      const st = value as LegacyExcursionState;
+      d[o + HB] = st.hb;
+      d[o + FS] = st.fs;
+      d[o + PK] = st.pk;
+      d[o + T] = st.t;
+      d[o + B] = st.b;
+      d[o + G] = st.g;
+      const m = maxima.create(n);
+      const ring = maxima.data;
+      for (let i = 0; i < Math.min(w, st.r.length); i++) ring[m + i] = st.r[i]!;
+      return st.q ?? undefined;
+    },
+  });
 
-  const advance = (st: ExcursionState, hour: number): void => {
-    if (hour <= st.hb) return;
-    const steps = Math.min(hour - st.hb, w);
-    for (let j = 1; j <= steps; j++) st.r[(st.hb + j) % w] = 0;
-    st.hb = hour;
+  // The current meter's rows: `f` / `m` are the live buffers and `fo` / `mo` its offsets in them, set by
+  // `open` or `create` (a created row may move the buffers) before the functions below run.
+  let f = fields.data;
+  let fo = 0;
+  let m = maxima.data;
+  let mo = 0;
+  const open = (n: number): boolean => {
+    fo = fields.open(n);
+    if (fo < 0) return false;
+    mo = maxima.open(n);
+    f = fields.data;
+    m = maxima.data;
+    return true;
   };
-  const held = (st: ExcursionState, hour: number): number =>
-    hour > st.hb - w && hour <= st.hb ? st.r[hour % w]! : 0;
-  const add = (st: ExcursionState, r: Reading): void => {
+  const create = (n: number, r: Reading): void => {
+    fo = fields.create(n);
+    mo = maxima.create(n);
+    f = fields.data;
+    m = maxima.data;
+    f[fo + HB] = Math.floor(r.ts / HOUR_MS);
+    f[fo + FS] = r.ts;
+    f[fo + PK] = -1;
+  };
+
+  const advance = (hour: number): void => {
+    const hb = f[fo + HB]!;
+    if (hour <= hb) return;
+    const steps = Math.min(hour - hb, w);
+    for (let j = 1; j <= steps; j++) m[mo + ((hb + j) % w)] = 0;
+    f[fo + HB] = hour;
+  };
+  const held = (hour: number): number => {
+    const hb = f[fo + HB]!;
+    return hour > hb - w && hour <= hb ? m[mo + (hour % w)]! : 0;
+  };
+  const add = (r: Reading): void => {
     const u = Math.round((r.kw as number) * KW_SCALE);
-    st.pk = u;
+    f[fo + PK] = u;
     if (u === 0) return;
     const hour = Math.floor(r.ts / HOUR_MS);
-    advance(st, hour);
-    if (hour <= st.hb - w) return;
-    const slot = hour % w;
-    if (u > st.r[slot]!) st.r[slot] = u;
+    advance(hour);
+    if (hour <= f[fo + HB]! - w) return;
+    const slot = mo + (hour % w);
+    if (u > m[slot]!) m[slot] = u;
   };
-  /** The threshold for a reading at `hour`, into st.t/b/g; 0 when the meter cannot be judged there yet. */
-  const threshold = (st: ExcursionState, hour: number, u: number): number => {
+  /** The threshold for a reading at `hour`, baselines into B/G; 0 when the meter cannot be judged there yet. */
+  const threshold = (hour: number, u: number): number => {
     let base = 0;
     let slotDays = 0;
-    for (let d = 1; d <= days; d++) {
+    for (let day = 1; day <= days; day++) {
       let dayMax = 0;
       for (let dh = -SLOT_REACH_HOURS; dh <= SLOT_REACH_HOURS; dh++) {
-        const v = held(st, hour - 24 * d + dh);
+        const v = held(hour - 24 * day + dh);
         if (v > dayMax) dayMax = v;
       }
       if (dayMax > 0) slotDays += 1;
@@ -129,22 +189,22 @@ export function detectErraticExcursion(
     if (u <= local) return local; // the common case: no need for the window's maximum
     let top = 0;
     for (let h = hour - windowHours; h < hour; h++) {
-      const v = held(st, h);
+      const v = held(h);
       if (v > top) top = v;
     }
-    st.b = base;
-    st.g = top;
+    f[fo + B] = base;
+    f[fo + G] = top;
     return Math.max(local, weekFactor * top);
   };
 
-  const release = (ctx: KeyedContext<Reading, ExcursionState>, st: ExcursionState, spike: number): void => {
-    const q = st.q!;
-    st.q = null;
+  const release = (ctx: KeyedContext<Reading, HeldReadings>, q: HeldReadings, spike: number): void => {
+    ctx.state = undefined;
     ctx.clearTimer(RELEASE_TIMER);
     if (spike > 0) {
       const first = q[0]!;
       const last = q[spike - 1]!;
       const kw = first.kw as number;
+      const b = f[fo + B]!;
       raiseFault(
         ctx,
         first.meterId,
@@ -154,12 +214,12 @@ export function detectErraticExcursion(
         {
           kw,
           readings: spike,
-          baselineKw: round(st.b / KW_SCALE),
-          windowMaxKw: round(st.g / KW_SCALE),
-          thresholdKw: round(st.t / KW_SCALE),
+          baselineKw: round(b / KW_SCALE),
+          windowMaxKw: round(f[fo + G]! / KW_SCALE),
+          thresholdKw: round(f[fo + T]! / KW_SCALE),
           rule: 'own_profile',
         },
-        `${kw} kW is ${round(kw / Math.max(st.b / KW_SCALE, 1e-4), 2)}× the meter's highest reading at that time of day over the last ${days} days (${round(st.b / KW_SCALE, 3)} kW), back down after ${spike} reading(s)`,
+        `${kw} kW is ${round(kw / Math.max(b / KW_SCALE, 1e-4), 2)}× the meter's highest reading at that time of day over the last ${days} days (${round(b / KW_SCALE, 3)} kW), back down after ${spike} reading(s)`,
       );
     }
     let judged = 0;
@@ -167,78 +227,68 @@ export function detectErraticExcursion(
       if (isMeasuredValue(r) && !isExcludedValue(r)) {
         judged += 1;
         if (judged <= spike) excludeFromAnalytics(r);
-        else add(st, r);
+        else add(r);
       }
       ctx.emit(r);
     }
   };
 
   /** Judges the held excursion; `final`: no more readings will come for it before its hour closes. */
-  const decide = (ctx: KeyedContext<Reading, ExcursionState>, st: ExcursionState, final: boolean): void => {
-    const q = st.q!;
+  const decide = (ctx: KeyedContext<Reading, HeldReadings>, q: HeldReadings, final: boolean): void => {
+    open(ctx.keyNumber);
+    const t = f[fo + T]!;
     let high = 1;
     for (let i = 1; i < q.length; i++) {
       const r = q[i]!;
       if (!isMeasuredValue(r) || isExcludedValue(r)) continue;
       const u = Math.round((r.kw as number) * KW_SCALE);
-      if (u <= st.t && u < returnShare * (q[0]!.kw as number) * KW_SCALE) {
-        release(ctx, st, high);
+      if (u <= t && u < returnShare * (q[0]!.kw as number) * KW_SCALE) {
+        release(ctx, q, high);
         return;
       }
       high += 1;
       if (high > maxReadings) {
-        release(ctx, st, 0);
+        release(ctx, q, 0);
         return;
       }
     }
-    if (final) release(ctx, st, 0);
+    if (final) release(ctx, q, 0);
   };
 
-  return keyedProcess<Reading, Reading, ExcursionState>(store, {
+  return keyedProcess<Reading, Reading, HeldReadings>(store, {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
     onElement: (ctx, r) => {
-      let st = ctx.state;
-      if (st !== undefined && st.q !== null) {
-        st.q.push(r);
-        decide(ctx, st, false);
+      const q = ctx.state;
+      if (q !== undefined) {
+        q.push(r);
+        decide(ctx, q, false);
         return;
       }
       if (!isMeasuredValue(r) || isExcludedValue(r)) {
         ctx.emit(r);
         return;
       }
-      if (st === undefined) {
-        st = {
-          hb: Math.floor(r.ts / HOUR_MS),
-          fs: r.ts,
-          r: new Array<number>(w).fill(0),
-          pk: -1,
-          q: null,
-          t: 0,
-          b: 0,
-          g: 0,
-        };
-        ctx.state = st;
-      }
+      const n = ctx.keyNumber;
+      if (!open(n)) create(n, r);
       const u = Math.round((r.kw as number) * KW_SCALE);
-      if (u > 0 && r.ts - st.fs >= minHistory) {
+      if (u > 0 && r.ts - f[fo + FS]! >= minHistory) {
         const hour = Math.floor(r.ts / HOUR_MS);
-        const t = threshold(st, hour, u);
-        if (t > 0 && u > t && st.pk <= t) {
-          st.t = t;
-          st.q = [r];
+        const t = threshold(hour, u);
+        if (t > 0 && u > t && f[fo + PK]! <= t) {
+          f[fo + T] = t;
+          ctx.state = [r];
           ctx.setTimer(RELEASE_TIMER, (hour + 1) * HOUR_MS);
           return;
         }
       }
-      add(st, r);
+      add(r);
       ctx.emit(r);
     },
     onTimer: (ctx) => {
-      const st = ctx.state;
-      if (st !== undefined && st.q !== null) decide(ctx, st, true);
+      const q = ctx.state;
+      if (q !== undefined) decide(ctx, q, true);
     },
   });
 }

@@ -4,7 +4,7 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CheckpointStoreError } from '../connectors/jetstream-errors.js';
 import type { CheckpointKv } from '../connectors/jetstream-kv.js';
-import type { Json } from '../core/index.js';
+import type { Json, SnapshotData } from '../core/index.js';
 import type { Checkpoint, CheckpointStore, RunTotals } from './runner.js';
 import type { IdentifiedCheckpoint, SinkIdentity } from './store-identity.js';
 
@@ -13,7 +13,12 @@ export function fileCheckpointStore(path: string): CheckpointStore {
   return {
     async load() {
       try {
-        return JSON.parse(await readFile(path, 'utf8')) as Checkpoint;
+        const saved = JSON.parse(await readFile(path, 'utf8')) as Checkpoint & { stateEncoding?: string };
+        if (saved.stateEncoding === undefined) return saved;
+        if (saved.stateEncoding !== 'base64' || typeof saved.state !== 'string')
+          throw new Error(`unknown state encoding ${String(saved.stateEncoding)}`);
+        const { stateEncoding: _, ...rest } = saved;
+        return { ...rest, state: new Uint8Array(Buffer.from(saved.state, 'base64')) };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
         throw new Error(`cannot read checkpoint ${path}: ${(err as Error).message}`, { cause: err });
@@ -23,8 +28,18 @@ export function fileCheckpointStore(path: string): CheckpointStore {
       await mkdir(dirname(path), { recursive: true });
       const tmp = `${path}.partial`;
       const handle = await open(tmp, 'w');
+      // The file stays one JSON document (tools and people read its position); binary state goes in it
+      // as base64.
+      const saved =
+        typeof checkpoint.state === 'string'
+          ? checkpoint
+          : {
+              ...checkpoint,
+              state: Buffer.from(checkpoint.state).toString('base64'),
+              stateEncoding: 'base64',
+            };
       try {
-        await handle.writeFile(JSON.stringify(checkpoint));
+        await handle.writeFile(JSON.stringify(saved));
         await handle.sync();
       } finally {
         await handle.close();
@@ -48,8 +63,12 @@ export function memoryCheckpointStore(): CheckpointStore & { last: Checkpoint | 
   return store;
 }
 
-/** The part of the KV bucket a checkpoint store uses. */
-export type CheckpointKvStore = Pick<CheckpointKv, 'get' | 'put' | 'compareAndSet' | 'delete'>;
+/**
+ * The part of the KV bucket a checkpoint store uses; `getBytes` is needed to load a binary state (a
+ * store without it loads text states only).
+ */
+export type CheckpointKvStore = Pick<CheckpointKv, 'get' | 'put' | 'compareAndSet' | 'delete'> &
+  Partial<Pick<CheckpointKv, 'getBytes'>>;
 
 export interface KvCheckpointOptions {
   /**
@@ -78,6 +97,8 @@ interface ChunkSet {
   readonly count: number;
   /** UTF-8 bytes of the whole state, and its SHA-256: a torn or foreign chunk fails the load. */
   readonly bytes: number;
+  /** `binary`: the state is bytes (a binary snapshot), its chunks raw slices of them; absent: UTF-8 text. */
+  readonly encoding?: 'binary';
   readonly sha256: string;
   /** The most chunks this writer ever put in one slot: what a successor deletes after it. */
   readonly writerMaxChunks: number;
@@ -154,9 +175,14 @@ export function kvCheckpointStore(
       }
       const set = parsed.chunks;
       predecessors.push({ writer: set.writer, maxChunks: set.writerMaxChunks });
-      const parts = new Array<string>(set.count);
+      const binary = set.encoding === 'binary';
+      if (binary && kv.getBytes === undefined)
+        throw fail(`checkpoint ${key} (seq ${parsed.seq}) holds binary state this store cannot read`, {
+          seq: parsed.seq,
+        });
+      const parts = new Array<string | Uint8Array>(set.count);
       await forEachLimited(range(set.count), CHUNK_CONCURRENCY, async (i) => {
-        const chunk = await kv.get(chunkKey(set, i));
+        const chunk = binary ? await kv.getBytes!(chunkKey(set, i)) : await kv.get(chunkKey(set, i));
         if (chunk === null) {
           throw fail(
             `checkpoint ${key} (seq ${parsed.seq}) is missing state chunk ${i + 1} of ${set.count} ` +
@@ -166,12 +192,15 @@ export function kvCheckpointStore(
         }
         parts[i] = chunk.value;
       });
-      const state = parts.join('');
+      const state: SnapshotData = binary
+        ? concatBytes(parts as Uint8Array[], set.bytes)
+        : (parts as string[]).join('');
       const digest = sha256(state);
-      if (digest !== set.sha256 || Buffer.byteLength(state) !== set.bytes) {
+      const size = typeof state === 'string' ? Buffer.byteLength(state) : state.byteLength;
+      if (digest !== set.sha256 || size !== set.bytes) {
         throw fail(
           `checkpoint ${key} (seq ${parsed.seq}): its state chunks do not match the manifest ` +
-            `(${Buffer.byteLength(state)} bytes, sha256 ${digest}; expected ${set.bytes}, ${set.sha256})`,
+            `(${size} bytes, sha256 ${digest}; expected ${set.bytes}, ${set.sha256})`,
           { seq: parsed.seq },
         );
       }
@@ -188,23 +217,34 @@ export function kvCheckpointStore(
 
     async save(checkpoint: IdentifiedCheckpoint) {
       const slot = committed?.writer === writer ? 1 - committed.slot : 0;
-      const parts = splitUtf8(checkpoint.state, chunkBytes);
+      const state = checkpoint.state;
+      // Binary state goes out in raw slices of its buffer: no text encoding, no copy.
+      const parts = typeof state === 'string' ? splitUtf8(state, chunkBytes) : sliceBytes(state, chunkBytes);
       if (parts.length > maxChunks) {
         maxChunks = parts.length;
         // Before the chunks: whoever comes after a crash here learns which keys to clean up.
         await kv.put(writerKey, JSON.stringify({ writer, maxChunks } satisfies WriterRecord));
       }
+      // Hashed chunk by chunk as the lanes take them (in order), so no one piece of the save holds the
+      // event loop for the whole state.
+      const hash = createHash('sha256');
+      const nameless = { writer, slot };
+      let bytes = 0;
+      await forEachLimited(range(parts.length), CHUNK_CONCURRENCY, async (i) => {
+        const part = parts[i]!;
+        hash.update(part);
+        bytes += typeof part === 'string' ? Buffer.byteLength(part) : part.byteLength;
+        await kv.put(chunkKey(nameless, i), part);
+      });
       const set: ChunkSet = {
         writer,
         slot,
         count: parts.length,
-        bytes: Buffer.byteLength(checkpoint.state),
-        sha256: sha256(checkpoint.state),
+        bytes,
+        ...(typeof state === 'string' ? {} : { encoding: 'binary' as const }),
+        sha256: hash.digest('hex'),
         writerMaxChunks: maxChunks,
       };
-      await forEachLimited(range(parts.length), CHUNK_CONCURRENCY, async (i) => {
-        await kv.put(chunkKey(set, i), parts[i]!);
-      });
       const manifest: CheckpointManifest = {
         format: MANIFEST_FORMAT,
         seq: checkpoint.seq,
@@ -252,8 +292,27 @@ function parseWriterRecord(text: string): WriterRecord {
   return { writer: String(record.writer), maxChunks: Number(record.maxChunks) || 0 };
 }
 
-function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+function sha256(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** `bytes` as consecutive views of at most `maxBytes` each (none when empty). */
+export function sliceBytes(bytes: Uint8Array, maxBytes: number): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  for (let at = 0; at < bytes.byteLength; at += maxBytes) parts.push(bytes.subarray(at, at + maxBytes));
+  return parts;
+}
+
+function concatBytes(parts: readonly Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    // A foreign or torn chunk set may not add up to `total`: the size check after reports it.
+    if (at + p.byteLength > total) return Buffer.concat(parts);
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return at === total ? out : out.subarray(0, at);
 }
 
 function range(n: number): number[] {

@@ -4,7 +4,7 @@
  * graph's output buffers, and the observer hooks. The meter-quality job binds them in `runner.ts`.
  */
 import type { Observable, Observer } from 'rxjs';
-import { ConfigurationError, type FlowEvent, type Json } from '../core/index.js';
+import { ConfigurationError, type FlowEvent, type Json, type SnapshotData } from '../core/index.js';
 
 /** One pull from a source; `commitSoon` asks for the deliveries to be acknowledged soon. */
 export interface Pull {
@@ -70,8 +70,8 @@ export interface EpochSinks<B extends EpochBatch> {
 export interface Checkpoint<T> {
   readonly seq: number;
   readonly position: Json;
-  /** Serialized `StoreSnapshot`. */
-  readonly state: string;
+  /** Serialized `StoreSnapshot`: JSON text, or the binary encoding of a store with numeric rows. */
+  readonly state: SnapshotData;
   /** Running totals of what was written up to this checkpoint. */
   readonly totals: T;
   /**

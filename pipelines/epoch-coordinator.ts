@@ -58,6 +58,8 @@ export interface EpochCoordinatorOptions<P extends Pull, B extends EpochBatch, T
    * misread it.
    */
   readonly stateFormat?: string;
+  /** Earlier layouts this build's operators still restore (they upgrade the state as they read it). */
+  readonly restoresStateFormats?: readonly string[];
   /** Pause before polling an idle source again. */
   readonly idlePollMs: number;
   /** Called just before each pull (the job stamps the batch's processing time here). */
@@ -120,7 +122,10 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
     const previous = await checkpoints.load();
     if (previous !== undefined) {
       const expected = this.options.stateFormat;
-      if (expected !== undefined && previous.stateFormat !== expected)
+      const upgradable =
+        previous.stateFormat !== undefined &&
+        (this.options.restoresStateFormats ?? []).includes(previous.stateFormat);
+      if (expected !== undefined && previous.stateFormat !== expected && !upgradable)
         throw new CheckpointFormatError(previous, expected);
       store.restore(deserializeSnapshot(previous.state));
       this.seq = previous.seq;

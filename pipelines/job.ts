@@ -20,7 +20,11 @@ import { fileCheckpointStore } from './checkpoints.js';
 import { openStoredExclusionInputs, type StoredExclusionInputs } from './exclusion-inputs.js';
 import { fencedCheckpoints, fencedSinks, fencedSource } from './fencing.js';
 import { filesSource } from './files-source.js';
-import { METER_QUALITY_STATE_FORMAT, meterQualityGraph } from './meter-quality.js';
+import {
+  METER_QUALITY_RESTORES_STATE_FORMATS,
+  METER_QUALITY_STATE_FORMAT,
+  meterQualityGraph,
+} from './meter-quality.js';
 import { type OpsAlertThresholds, opsAlertsObserver } from './ops-alerts.js';
 import { type HourlyPublisher, repartitionSinks } from './repartition.js';
 import { combineObservers } from './run-observers.js';
@@ -278,6 +282,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       store,
       connect,
       stateFormat: METER_QUALITY_STATE_FORMAT,
+      restoresStateFormats: METER_QUALITY_RESTORES_STATE_FORMATS,
       untilIdle: config.untilIdle,
       flushRows: config.flushRows ?? JOB_DEFAULTS.flushRows,
       flushIntervalMs: config.flushIntervalMs ?? JOB_DEFAULTS.flushIntervalMs,

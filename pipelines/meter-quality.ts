@@ -101,9 +101,18 @@ const HOUR = 3_600_000;
  * keeps in the state store (a field, an encoding): a worker refuses a checkpoint of another layout.
  * 2: compact per-meter state (sort buffer as column segments, growing rings, dedupe offsets).
  * 3: the erratic-spike stage keeps hourly maxima and held readings; the outlier stage counts low judgements.
- * 6: the hourly stage keeps held readings, exclusions and open hours of a meter in one entry.
+ * 6: the hourly stage keeps held readings, exclusions and open hours of a meter in one entry; numeric
+ *    per-meter state in rows of typed arrays (`core/dense-rows.ts`), checkpointed in the binary snapshot
+ *    encoding (the erratic-excursion ring and fields).
  */
 export const METER_QUALITY_STATE_FORMAT = 'meter-quality/6';
+
+/**
+ * Layouts this build restores, upgrading them as it reads. None: 6 also changed the hourly stage's
+ * entries, which 5's cannot be read into (the erratic-excursion rule's own upgrade from 5's JSON entries,
+ * `rows()` with an `upgrade`, stays for the next layout that changes only typed rows).
+ */
+export const METER_QUALITY_RESTORES_STATE_FORMATS: readonly string[] = [];
 
 /**
  * The meter-quality graph: per-meter rules keyed by meter, then the cross-meter stages keyed by

@@ -29,7 +29,7 @@ import { EpochCoordinator } from './epoch-coordinator.js';
 import type { StoredExclusionInputs } from './exclusion-inputs.js';
 import { fencedCheckpoints, fencedSinks } from './fencing.js';
 import { exclusionInputsFor, JOB_DEFAULTS, type JobObserver, type JobResult, loadRegistry } from './job.js';
-import { METER_QUALITY_STATE_FORMAT } from './meter-quality.js';
+import { METER_QUALITY_RESTORES_STATE_FORMATS, METER_QUALITY_STATE_FORMAT } from './meter-quality.js';
 import { emptyTotals, type OutputBatch, type RunTotals } from './meter-quality-outputs.js';
 import { formatPartitionSet } from './partition-set.js';
 import {
@@ -508,7 +508,12 @@ function refusingSingleThread(store: CheckpointStore, name: string): CheckpointS
   return {
     async load() {
       const cp = await store.load();
-      if (cp !== undefined && cp.stateFormat === METER_QUALITY_STATE_FORMAT)
+      const format = cp?.stateFormat;
+      if (
+        cp !== undefined &&
+        format !== undefined &&
+        (format === METER_QUALITY_STATE_FORMAT || METER_QUALITY_RESTORES_STATE_FORMATS.includes(format))
+      )
         throw new ConfigurationError(
           `${name} is the checkpoint of a single-thread run (--threads 1): its state cannot be split among threads. ` +
             'Resume it with --threads 1, or start --threads N under a new --worker id (the stores replace rather than double rows)',

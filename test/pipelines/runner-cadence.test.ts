@@ -137,7 +137,9 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
       [2, 6, 12],
       [3, 6, 12],
     ]);
-    const seenAt = saved.map((cp) => (JSON.parse(cp.state) as { values: { seen: number } }).values.seen);
+    const seenAt = saved.map(
+      (cp) => (JSON.parse(cp.state as string) as { values: { seen: number } }).values.seen,
+    );
     expect(seenAt).toEqual([6, 12, 12]);
     expect(totals.readings).toBe(12);
     // A source that resumes from its acknowledgements is acknowledged after the checkpoint only.
@@ -330,7 +332,7 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
     });
     await runPipeline(run);
     const batchesOf = (cp: Checkpoint) => {
-      const state = JSON.parse(cp.state) as { keyed: { meters: [string, { batches: number }][] } };
+      const state = JSON.parse(cp.state as string) as { keyed: { meters: [string, { batches: number }][] } };
       return new Set(state.keyed.meters.map(([, s]) => s.batches));
     };
     // Barriers after pulls 5, 10, 15, 20, and the end's.
@@ -447,6 +449,34 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
       expect((error as Error).message).toMatch(/this build reads counting\/2.*new --worker id/);
       expect(refusedLog).toEqual([]);
     }
+  });
+
+  it('resumes from a checkpoint of an earlier format it declares it restores, and stamps its own after', async () => {
+    const { run, saved } = options([], {
+      source: countingSource(2, [], false),
+      sinks: recordingSinks([], []),
+      stateFormat: 'counting/1',
+    });
+    await runPipeline(run);
+    const old = saved.at(-1) as Checkpoint;
+    const resumed = options([], { source: countingSource(1, [], false), sinks: recordingSinks([], []) });
+    const next: Checkpoint[] = [];
+    const totals = await runPipeline({
+      ...resumed.run,
+      stateFormat: 'counting/2',
+      restoresStateFormats: ['counting/1'],
+      checkpoints: { load: async () => old, save: async (cp) => void next.push(cp) },
+    });
+    expect(totals.readings).toBe(6);
+    expect(next.at(-1)?.stateFormat).toBe('counting/2');
+    // Only the formats it names: another one is still refused.
+    const error = await runPipeline({
+      ...options([], { source: countingSource(1, [], false), sinks: recordingSinks([], []) }).run,
+      stateFormat: 'counting/3',
+      restoresStateFormats: ['counting/2'],
+      checkpoints: { load: async () => old, save: async () => {} },
+    }).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(CheckpointFormatError);
   });
 
   it('calls beforePull just before each pull, so a batch can be stamped with its processing time', async () => {
@@ -567,7 +597,7 @@ describe('runPipeline: the runner is the only driver of the graph', () => {
     expect(ticks).toEqual([2_000, 3_000, 4_000, 5_000]);
     // Every tick's reading is written in the epoch whose checkpoint counts it in the state.
     for (const cp of saved) {
-      const fired = (JSON.parse(cp.state) as { values: { fired?: number } }).values.fired ?? 0;
+      const fired = (JSON.parse(cp.state as string) as { values: { fired?: number } }).values.fired ?? 0;
       const upTo = written.filter((b) => b.checkpoint <= cp.seq).flatMap((b) => b.readings);
       expect(upTo.filter((r) => r.status === 'missing').map((r) => r.qualityScore)).toEqual(
         Array.from({ length: fired }, (_, i) => i + 1),

@@ -1,0 +1,217 @@
+/**
+ * Per-key numeric state as fixed-width rows of one `Float64Array`, row `n` for the key numbered `n` by a
+ * dense key index: no object, no boxed number, nothing for the garbage collector to trace, and a
+ * snapshot that is a copy of the used part of the buffer instead of one JSON text per key.
+ */
+
+/** One namespace's rows as a snapshot holds them: `count` rows of `width` numbers, and which exist. */
+export interface RowsSnapshot {
+  /** The dense key index that numbers the rows. */
+  readonly index: string;
+  readonly width: number;
+  /** Rows `0 … count - 1`; beyond, none exists. */
+  readonly count: number;
+  /** 1 where row `n` exists, 0 where it does not (`count` entries). */
+  readonly present: Uint8Array;
+  /** `count × width` numbers, row after row; a missing row's numbers are 0. */
+  readonly data: Float64Array;
+}
+
+/**
+ * Fixed-width numeric rows by dense key number, grown by doubling. `data` is the live buffer: read and
+ * write row `n` at `data[offset … offset + width)` from `open` or `create`, and take `data` again after
+ * either (growing replaces it). While a snapshot is in progress a row is copied out before `open`,
+ * `create` or `delete` hands it over for change, so the snapshot keeps the row as it was at its start.
+ */
+export class DenseRows {
+  private buf: Float64Array;
+  private present: Uint8Array;
+  /** One past the highest row number that ever existed. */
+  private used = 0;
+  private rowCount = 0;
+  capture: RowsCapture | undefined;
+
+  constructor(
+    readonly index: string,
+    readonly width: number,
+  ) {
+    if (!(Number.isInteger(width) && width >= 1)) throw new RangeError(`row width must be ≥ 1, got ${width}`);
+    this.buf = new Float64Array(16 * width);
+    this.present = new Uint8Array(16);
+  }
+
+  /** The live buffer: valid until the next `create` of a row beyond the capacity. */
+  get data(): Float64Array {
+    return this.buf;
+  }
+
+  /** How many rows exist. */
+  get size(): number {
+    return this.rowCount;
+  }
+
+  has(n: number): boolean {
+    return n < this.used && this.present[n] === 1;
+  }
+
+  /** The offset of row `n` in `data`, or -1 when it does not exist. */
+  open(n: number): number {
+    if (n >= this.used || this.present[n] !== 1) return -1;
+    if (this.capture !== undefined) this.capture.keep(n);
+    return n * this.width;
+  }
+
+  /** Creates row `n` (all zeros; an existing one is zeroed) and returns its offset. */
+  create(n: number): number {
+    if (n >= this.present.length) this.grow(n + 1);
+    if (this.capture !== undefined) this.capture.keep(n);
+    if (n >= this.used) this.used = n + 1;
+    if (this.present[n] !== 1) {
+      this.present[n] = 1;
+      this.rowCount += 1;
+    }
+    const offset = n * this.width;
+    this.buf.fill(0, offset, offset + this.width);
+    return offset;
+  }
+
+  delete(n: number): void {
+    if (!this.has(n)) return;
+    if (this.capture !== undefined) this.capture.keep(n);
+    this.present[n] = 0;
+    this.rowCount -= 1;
+    this.buf.fill(0, n * this.width, (n + 1) * this.width);
+  }
+
+  clear(): void {
+    this.capture?.finish();
+    this.buf.fill(0, 0, this.used * this.width);
+    this.present.fill(0, 0, this.used);
+    this.used = 0;
+    this.rowCount = 0;
+  }
+
+  /** The rows as they are now, copied. */
+  snapshot(): RowsSnapshot {
+    return {
+      index: this.index,
+      width: this.width,
+      count: this.used,
+      present: this.present.slice(0, this.used),
+      data: this.buf.slice(0, this.used * this.width),
+    };
+  }
+
+  /** Replaces every row with the snapshot's (taken with the same width). */
+  restore(s: RowsSnapshot): void {
+    if (s.width !== this.width)
+      throw new RangeError(`rows of width ${s.width} cannot be restored into rows of width ${this.width}`);
+    this.clear();
+    if (s.count > this.present.length) this.grow(s.count);
+    this.present.set(s.present.subarray(0, s.count));
+    this.buf.set(s.data.subarray(0, s.count * this.width));
+    this.used = s.count;
+    let rows = 0;
+    for (let n = 0; n < s.count; n++) rows += this.present[n] === 1 ? 1 : 0;
+    this.rowCount = rows;
+  }
+
+  /**
+   * Starts a snapshot of the rows as they are now: rows are copied a slice at a time by `step`, or one by
+   * one just before they change, into a buffer of the used size.
+   */
+  beginCapture(): RowsCapture {
+    this.capture?.finish();
+    const capture = new RowsCapture(this, this.used, () => {
+      if (this.capture === capture) this.capture = undefined;
+    });
+    this.capture = capture;
+    return capture;
+  }
+
+  /** For the capture: copies rows `from … to - 1` as they are now into `present` and `data`. */
+  copyRows(from: number, to: number, present: Uint8Array, data: Float64Array): void {
+    present.set(this.present.subarray(from, to), from);
+    data.set(this.buf.subarray(from * this.width, to * this.width), from * this.width);
+  }
+
+  private grow(rows: number): void {
+    let capacity = this.present.length;
+    while (capacity < rows) capacity *= 2;
+    const buf = new Float64Array(capacity * this.width);
+    buf.set(this.buf.subarray(0, this.used * this.width));
+    const present = new Uint8Array(capacity);
+    present.set(this.present.subarray(0, this.used));
+    this.buf = buf;
+    this.present = present;
+  }
+}
+
+/** Rows copied per step before the deadline is checked again: ~1 MB of a 170-wide row. */
+const ROWS_PER_STEP = 1024;
+
+/**
+ * The rows of one `DenseRows` at an instant, copied in order by `step`; a row about to change is copied
+ * first, so the rows left for later still hold their value of that instant when `step` reaches them.
+ */
+export class RowsCapture {
+  private readonly present: Uint8Array;
+  private readonly data: Float64Array;
+  /** Rows at or past `cursor` copied ahead of it because they were about to change. */
+  private readonly early: Uint8Array;
+  private cursor = 0;
+
+  constructor(
+    private readonly rows: DenseRows,
+    private readonly count: number,
+    private readonly release: () => void,
+  ) {
+    this.present = new Uint8Array(count);
+    this.data = new Float64Array(count * rows.width);
+    this.early = new Uint8Array(count);
+  }
+
+  get complete(): boolean {
+    return this.cursor >= this.count;
+  }
+
+  /** Before row `n` changes: keeps its value of the capture's instant. */
+  keep(n: number): void {
+    if (n < this.cursor || n >= this.count || this.early[n] === 1) return;
+    this.early[n] = 1;
+    this.rows.copyRows(n, n + 1, this.present, this.data);
+  }
+
+  /** Copies rows until `deadline` (a `performance.now()` time); true once all are. */
+  step(deadline: number): boolean {
+    while (this.cursor < this.count) {
+      const end = Math.min(this.cursor + ROWS_PER_STEP, this.count);
+      // Runs of rows not copied early, each in one piece.
+      let from = this.cursor;
+      for (let n = this.cursor; n < end; n++) {
+        if (this.early[n] === 1) {
+          if (from < n) this.rows.copyRows(from, n, this.present, this.data);
+          from = n + 1;
+        }
+      }
+      if (from < end) this.rows.copyRows(from, end, this.present, this.data);
+      this.cursor = end;
+      if (this.cursor >= this.count) break;
+      if (performance.now() >= deadline) return false;
+    }
+    this.release();
+    return true;
+  }
+
+  /** Copies what is left at once. */
+  finish(): void {
+    this.step(Number.POSITIVE_INFINITY);
+  }
+
+  /** The rows of the instant; only once `complete`. */
+  result(): RowsSnapshot {
+    if (!this.complete) throw new Error('rows capture read before it completed');
+    const { index, width } = this.rows;
+    return { index, width, count: this.count, present: this.present, data: this.data };
+  }
+}
