@@ -1,6 +1,6 @@
 /** JetStream (a durable consumer or a replay) as the source of a worker that owns every partition. */
 import { decodeReadings } from '../codecs/decode.js';
-import type { FetchedBatch, ReadingsMessageSource, SourceMessage } from '../connectors/jetstream-source.js';
+import type { ReadingsMessageSource, SourceMessage } from '../connectors/jetstream-source.js';
 import type { Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
 import { batchFromDecoded } from './decoded-batch.js';
@@ -20,45 +20,6 @@ export interface MessageSourceOptions extends BatchBudgetOptions {
    * reopened after stream sequence `resumeAfterSeq`.
    */
   readonly onDeliveriesLost?: (count: number, resumeAfterSeq: number) => void;
-  /**
-   * Start the next pull as soon as a batch with messages is handed out (default true), so the server's
-   * reply is on its way while the graph works on the batch instead of after it; the next batch is then
-   * usually waiting in the socket. Nothing is handed out before `next()`: the position and
-   * acknowledgements cover only what was.
-   */
-  readonly prefetch?: boolean;
-}
-
-/**
- * A pull started ahead of `next()`. Its outcome is kept as a value so a failure is thrown by the `next()`
- * that takes it (not lost as an unhandled rejection), and `close()` can wait for it.
- */
-export class PullAhead {
-  #pending: Promise<{ ok: FetchedBatch } | { error: unknown }> | undefined;
-
-  start(pull: () => Promise<FetchedBatch>): void {
-    this.#pending = pull().then(
-      (ok) => ({ ok }),
-      (error: unknown) => ({ error }),
-    );
-  }
-
-  /** The pull started ahead, or undefined when none is. Throws what that pull threw. */
-  async take(): Promise<FetchedBatch | undefined> {
-    const pending = this.#pending;
-    if (pending === undefined) return undefined;
-    this.#pending = undefined;
-    const outcome = await pending;
-    if ('error' in outcome) throw outcome.error;
-    return outcome.ok;
-  }
-
-  /** Waits for a pull started ahead and drops it: its messages come again from the position. */
-  async discard(): Promise<void> {
-    const pending = this.#pending;
-    this.#pending = undefined;
-    await pending;
-  }
 }
 
 /** Where a message source starts: after the last stream sequence a checkpoint covers (0: from the start). */
@@ -156,17 +117,13 @@ export function messageReadingSource(
   let lastSeq = 0;
   let emptyWhilePending = 0;
   const budget = batchBudget(options);
-  const ahead = new PullAhead();
   const opened = (): ReadingsMessageSource => {
     if (messages === undefined) throw new Error('message source used before open()');
     return messages;
   };
-  const pull = (source: ReadingsMessageSource) =>
-    source.fetchBatch(options.batchSize ?? 256, options.expiresMs ?? 1000, budget());
   const empty = (): SourceBatch => ({ records: [], quarantined: [], deadLettered: 0 });
   const reopen = async (count: number): Promise<SourceBatch> => {
     options.onDeliveriesLost?.(count, lastSeq);
-    await ahead.discard();
     const old = opened();
     messages = undefined;
     messages = await reopenAfterLoss(old, openMessages, lastSeq);
@@ -181,7 +138,7 @@ export function messageReadingSource(
     },
     async next(): Promise<SourceBatch | 'idle' | 'end'> {
       const source = opened();
-      const fetched = (await ahead.take()) ?? (await pull(source));
+      const fetched = await source.fetchBatch(options.batchSize ?? 256, options.expiresMs ?? 1000, budget());
       if ((fetched.lostDeliveries ?? 0) > 0) return reopen(fetched.lostDeliveries ?? 0);
       if (fetched.messages.length === 0) {
         if (fetched.done) return 'end';
@@ -198,8 +155,6 @@ export function messageReadingSource(
         return empty();
       }
       emptyWhilePending = 0;
-      // Not when stalled: no room until a commit acknowledges; nor at a replay's end.
-      if (options.prefetch !== false && !fetched.stalled && !fetched.done) ahead.start(() => pull(source));
       const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
       const now = options.now();
       const failed: [SourceMessage, ReadingsMessageSource, string][] = [];
@@ -228,7 +183,6 @@ export function messageReadingSource(
       return (await opened().pending()).lag;
     },
     async close() {
-      await ahead.discard().catch(() => undefined);
       await messages?.close();
     },
   };
