@@ -12,6 +12,7 @@
  */
 import { hasLoneSurrogate, wellFormed } from '../codecs/unicode.js';
 import { type CellValue, isNullableColumnType } from '../schemas/arrow.js';
+import { duckdbTypeOf } from '../schemas/parquet.js';
 import type { Column } from '../schemas/reading.js';
 
 /** A value the column cannot hold; the caller adds its context (table, row). */
@@ -58,24 +59,15 @@ export function spoolColumnsOf(columns: readonly Column<unknown>[]): SpoolColumn
 
 /** The type `read_csv` parses a column's text as; {@link spoolOutputExpression} makes the stored type. */
 function readTypeOf(column: Column<unknown>): string {
+  // Times travel as epoch ms and lists as JSON text; the COPY's SELECT converts them to the lake's types.
   switch (column.type) {
-    case 'String':
-    case 'LowCardinalityString':
-    case 'ArrayString':
-      return 'VARCHAR';
     case 'DateTime':
     case 'NullableDateTime':
-    case 'Float64':
-    case 'NullableFloat64':
       return 'DOUBLE';
-    case 'UInt8':
-      return 'UTINYINT';
-    case 'UInt32':
-      return 'UINTEGER';
-    case 'UInt64':
-      return 'UBIGINT';
-    case 'Int64':
-      return 'BIGINT';
+    case 'ArrayString':
+      return 'VARCHAR';
+    default:
+      return duckdbTypeOf(column.type);
   }
 }
 

@@ -666,15 +666,10 @@ function splitByPartition(
   let end = -1;
   let current = -1;
   for (let i = 0; i < columnar.length; i++) {
-    let time = timeAt(i);
-    if (time === null && fallbackAt !== undefined) time = fallbackAt(i);
-    if (typeof time !== 'number' || !Number.isFinite(time)) {
-      throw new LakeInputError('A row has no usable partition time', {
-        ...context,
-        column: table.partitionTimeColumn,
-        row: i,
-      });
-    }
+    const time = partitionTime(timeAt(i), fallbackAt === undefined ? undefined : () => fallbackAt(i), table, {
+      ...context,
+      row: i,
+    });
     if (time < start || time >= end) {
       let partition: LakePartition;
       try {
@@ -907,6 +902,23 @@ function outputExpression(column: StagingColumn): string {
  * fsync of a file, or of a folder to make a rename in it durable: the directory entry, not only the
  * file's bytes, must reach the disk before the caller acknowledges upstream.
  */
+/** A row's partition time (its fallback column's when the time is null), or a `LakeInputError`. */
+function partitionTime(
+  time: unknown,
+  fallback: (() => unknown) | undefined,
+  table: { readonly partitionTimeColumn: string },
+  context: LakeErrorContext,
+): number {
+  const chosen = time === null && fallback !== undefined ? fallback() : time;
+  if (typeof chosen !== 'number' || !Number.isFinite(chosen)) {
+    throw new LakeInputError('A row has no usable partition time', {
+      ...context,
+      column: table.partitionTimeColumn,
+    });
+  }
+  return chosen;
+}
+
 async function syncPath(path: string): Promise<void> {
   const handle = await open(path, 'r');
   try {
@@ -1107,15 +1119,15 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
       if (typeof row !== 'object' || row === null) {
         throw new LakeInputError('A row is not an object', { ...context, row: i });
       }
-      let time = timeOf(row);
-      if (time === null && fallbackOf !== undefined) time = fallbackOf(row);
-      if (typeof time !== 'number' || !Number.isFinite(time)) {
-        throw new LakeInputError('A row has no usable partition time', {
+      const time = partitionTime(
+        timeOf(row),
+        fallbackOf === undefined ? undefined : () => fallbackOf(row),
+        table,
+        {
           ...context,
-          column: table.partitionTimeColumn,
           row: i,
-        });
-      }
+        },
+      );
       // Rows of a call nearly always share a month: test against the last month's range first.
       if (part === undefined || time < start || time >= end) {
         let partition: LakePartition;
