@@ -671,12 +671,7 @@ function splitByPartition(
       row: i,
     });
     if (time < start || time >= end) {
-      let partition: LakePartition;
-      try {
-        partition = partitionOf(time);
-      } catch (cause) {
-        throw new LakeInputError('A row time is out of range', { ...context, row: i }, { cause });
-      }
+      const partition = rowPartition(time, { ...context, row: i });
       [start, end] = partitionRange(partition);
       current = partitions.findIndex((p) => p.year === partition.year && p.month === partition.month);
       if (current < 0) {
@@ -919,6 +914,15 @@ function partitionTime(
   return chosen;
 }
 
+/** The year and month a row's time falls in, or a `LakeInputError` for a time out of range. */
+function rowPartition(time: number, context: LakeErrorContext): LakePartition {
+  try {
+    return partitionOf(time);
+  } catch (cause) {
+    throw new LakeInputError('A row time is out of range', context, { cause });
+  }
+}
+
 async function syncPath(path: string): Promise<void> {
   const handle = await open(path, 'r');
   try {
@@ -1130,12 +1134,7 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
       );
       // Rows of a call nearly always share a month: test against the last month's range first.
       if (part === undefined || time < start || time >= end) {
-        let partition: LakePartition;
-        try {
-          partition = partitionOf(time);
-        } catch (cause) {
-          throw new LakeInputError('A row time is out of range', { ...context, row: i }, { cause });
-        }
+        const partition = rowPartition(time, { ...context, row: i });
         [start, end] = partitionRange(partition);
         part = this.partOf(partition);
       }

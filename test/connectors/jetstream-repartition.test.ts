@@ -2,15 +2,8 @@
  * The repartition publisher batches hourly rows per neighborhood, and every row comes back out of the
  * stream exactly once and in order, on a real nats-server.
  */
-import {
-  type JetStreamClient,
-  type JetStreamManager,
-  type JsMsg,
-  jetstream,
-  jetstreamManager,
-} from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { JsMsg } from '@nats-io/jetstream';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   decodeRepartitionMessage,
   ensureRepartitionStream,
@@ -20,22 +13,14 @@ import {
   watermarkSubject,
 } from '../../connectors/jetstream-repartition.js';
 import type { HourlyConsumption } from '../../schemas/reading.js';
+import { natsClients } from '../harness/nats-clients.js';
 import { uniqueName } from '../harness/servers.js';
 
 const HOUR = 3_600_000;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
+const nats = natsClients();
 
 beforeAll(async () => {
-  nc = await connect({ servers: inject('natsUrl') });
-  js = jetstream(nc);
-  jsm = await jetstreamManager(nc);
-  await ensureRepartitionStream(js);
-});
-
-afterAll(async () => {
-  await nc?.drain();
+  await ensureRepartitionStream(nats.js);
 });
 
 function rowsOf(neighborhood: string, meters: number, hours: number): HourlyConsumption[] {
@@ -57,9 +42,9 @@ function rowsOf(neighborhood: string, meters: number, hours: number): HourlyCons
 
 /** Every message on the subject, in stream order (one filter: nats-server 2.9 takes no more). */
 async function messagesOn(subject: string): Promise<JsMsg[]> {
-  const consumer = await js.consumers.get(REPARTITION_STREAM, { filter_subjects: subject });
+  const consumer = await nats.js.consumers.get(REPARTITION_STREAM, { filter_subjects: subject });
   // The stream's own count for the subject, so the read ends without waiting for an empty pull.
-  const info = await jsm.streams.info(REPARTITION_STREAM, { subjects_filter: subject });
+  const info = await nats.jsm.streams.info(REPARTITION_STREAM, { subjects_filter: subject });
   const stored = info.state.subjects?.[subject] ?? 0;
   const out: JsMsg[] = [];
   while (out.length < stored) {
@@ -75,7 +60,7 @@ describe('RepartitionPublisher', () => {
     const names = [uniqueName('nb.a b'), uniqueName('nb_b'), uniqueName('nb_c')];
     const byName = new Map(names.map((n, i) => [n, rowsOf(n, [37, 5, 1][i]!, 24)]));
     const interleaved = [...byName.values()].flat().sort((a, b) => a.hour - b.hour);
-    const publisher = new RepartitionPublisher(js, { maxRowsPerMessage: 100 });
+    const publisher = new RepartitionPublisher(nats.js, { maxRowsPerMessage: 100 });
     await publisher.publish(interleaved, undefined);
 
     for (const [name, rows] of byName) {
@@ -94,7 +79,7 @@ describe('RepartitionPublisher', () => {
   it('stores nothing twice when an epoch is published again with the same rows', async () => {
     const name = uniqueName('nb_replay');
     const rows = rowsOf(name, 30, 3);
-    const publisher = new RepartitionPublisher(js, { maxRowsPerMessage: 40 });
+    const publisher = new RepartitionPublisher(nats.js, { maxRowsPerMessage: 40 });
     await publisher.publish(rows, undefined);
     await publisher.publish(rows, undefined);
     const messages = await messagesOn(hourlySubject(name));
@@ -105,7 +90,7 @@ describe('RepartitionPublisher', () => {
     const name = uniqueName('nb_mark');
     const worker = uniqueName('w');
     const rows = rowsOf(name, 250, 2);
-    await new RepartitionPublisher(js, { maxRowsPerMessage: 50 }).publish(rows, {
+    await new RepartitionPublisher(nats.js, { maxRowsPerMessage: 50 }).publish(rows, {
       worker,
       partitions: [0, 1],
       time: Date.UTC(2026, 0, 1) + 2 * HOUR,
@@ -123,8 +108,8 @@ describe('RepartitionPublisher', () => {
   });
 
   it('rejects a batch size that is not a positive integer', () => {
-    expect(() => new RepartitionPublisher(js, { maxRowsPerMessage: 0 })).toThrow(RangeError);
-    expect(() => new RepartitionPublisher(js, { maxRowsPerMessage: 2.5 })).toThrow(RangeError);
+    expect(() => new RepartitionPublisher(nats.js, { maxRowsPerMessage: 0 })).toThrow(RangeError);
+    expect(() => new RepartitionPublisher(nats.js, { maxRowsPerMessage: 2.5 })).toThrow(RangeError);
   });
 });
 

@@ -6,36 +6,26 @@
  * them. Injected here against a real nats-server by a second client pulling from the same durable
  * consumer and never acknowledging: the sources must notice the gap and read every message exactly once.
  */
-import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ensureReadingsStream, JetStreamSource } from '../../connectors/jetstream.js';
 import type { ReadingSource } from '../../pipelines/runner.js';
 import { messageReadingSource, partitionedReadingSource } from '../../pipelines/sources.js';
+import { natsClients } from '../harness/nats-clients.js';
 import { uniqueName } from '../harness/servers.js';
 
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-
-beforeAll(async () => {
-  nc = await connect({ servers: inject('natsUrl') });
-  js = jetstream(nc);
-  jsm = await jetstreamManager(nc);
-});
-
-afterAll(async () => {
-  await nc?.drain();
-});
+const nats = natsClients();
 
 /** A stream of `count` one-reading CSV messages, spread over `partitions` subjects `<prefix>.<p>`. */
 async function streamOf(count: number, partitions = 1) {
   const stream = uniqueName('LOST');
   const prefix = stream.toLowerCase();
-  await ensureReadingsStream(jsm, { name: stream, subjects: [`${prefix}.>`], storage: 'memory' });
+  await ensureReadingsStream(nats.jsm, { name: stream, subjects: [`${prefix}.>`], storage: 'memory' });
   for (let i = 1; i <= count; i++) {
     const ts = new Date(Date.UTC(2024, 2, 11) + i * 900_000).toISOString();
-    await js.publish(`${prefix}.${i % partitions}`, `meter_id,timestamp,value,unit\nM${i},${ts},1.5,kW\n`);
+    await nats.js.publish(
+      `${prefix}.${i % partitions}`,
+      `meter_id,timestamp,value,unit\nM${i},${ts},1.5,kW\n`,
+    );
   }
   return { stream, prefix };
 }
@@ -44,11 +34,11 @@ async function streamOf(count: number, partitions = 1) {
 function durableOpener(stream: string, durable: string, subject?: string) {
   return async (resumeAfterSeq: number) => {
     try {
-      await jsm.consumers.delete(stream, durable);
+      await nats.jsm.consumers.delete(stream, durable);
     } catch {
       // not there yet
     }
-    return JetStreamSource.open(js, {
+    return JetStreamSource.open(nats.js, {
       stream,
       durable,
       start: resumeAfterSeq === 0 ? { kind: 'all' } : { kind: 'sequence', seq: resumeAfterSeq + 1 },
@@ -59,7 +49,7 @@ function durableOpener(stream: string, durable: string, subject?: string) {
 
 /** Pulls `count` messages from the durable through another client and never acknowledges them. */
 async function steal(stream: string, durable: string, count: number): Promise<number[]> {
-  const consumer = await js.consumers.get(stream, durable);
+  const consumer = await nats.js.consumers.get(stream, durable);
   const stolen: number[] = [];
   const messages = await consumer.fetch({ max_messages: count, expires: 2000 });
   for await (const m of messages) stolen.push(m.seq);
@@ -129,7 +119,7 @@ describe('deliveries lost in transit', () => {
         partitions: [0, 1],
         batchSize: 8,
         now: Date.now,
-        streamLastSeq: async () => (await jsm.streams.info(stream)).state.last_seq,
+        streamLastSeq: async () => (await nats.jsm.streams.info(stream)).state.last_seq,
         onDeliveriesLost: (count) => lost.push(count),
       },
     );

@@ -38,6 +38,18 @@ function countingSource(pulls: number, log: string[], resumesFromPosition: boole
 }
 
 /** Each record becomes a reading, and the store counts the records seen: state a checkpoint must carry. */
+/** The source, with `step` (moving a test's clock) run before each of its pulls. */
+function beforeEachPull(source: ReadingSource, step: () => void): ReadingSource {
+  const next = source.next.bind(source);
+  return {
+    ...source,
+    next: async () => {
+      step();
+      return next();
+    },
+  };
+}
+
 const countingGraph =
   (store: StateStore, log: string[]) =>
   (input: Observable<FlowEvent<RawReading>>, sink: { readings(b: Reading[]): void }) =>
@@ -241,16 +253,10 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
     const log: string[] = [];
     const written: OutputBatch[] = [];
     let clock = 0;
-    const source = countingSource(10, log, true);
-    const next = source.next.bind(source);
     const { run, saved } = options(log, {
-      source: {
-        ...source,
-        next: async () => {
-          clock += 400;
-          return next();
-        },
-      },
+      source: beforeEachPull(countingSource(10, log, true), () => {
+        clock += 400;
+      }),
       sinks: recordingSinks(log, written),
       // A sort buffer waiting for the watermark: records in, nothing out yet.
       connect: (input) => input.pipe(map(() => undefined)),
@@ -384,16 +390,10 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
     const log: string[] = [];
     const written: OutputBatch[] = [];
     let clock = 0;
-    const source = countingSource(10, log, true);
-    const next = source.next.bind(source);
     const { run, saved } = options(log, {
-      source: {
-        ...source,
-        next: async () => {
-          clock += 400;
-          return next();
-        },
-      },
+      source: beforeEachPull(countingSource(10, log, true), () => {
+        clock += 400;
+      }),
       sinks: recordingSinks(log, written),
       flushRows: 1_000,
       flushIntervalMs: 1_000,
