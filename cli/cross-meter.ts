@@ -42,6 +42,8 @@ export interface CrossMeterSettings {
   readonly metricsHost: string;
   readonly signal: AbortSignal;
   readonly replicas: number;
+  /** `--source-outage`, ms (see `NatsSourceSettings.sourceOutageMs`). */
+  readonly sourceOutageMs?: number | undefined;
 }
 
 /** Runs the stage until the signal aborts (or, with `--until-idle`, every upstream's bounded run ended). */
@@ -62,6 +64,7 @@ export async function runCrossMeterStage(settings: CrossMeterSettings): Promise<
     manageStreams: values['no-manage-streams'] !== true,
     partitions,
     untilIdle,
+    ...(settings.sourceOutageMs === undefined ? {} : { sourceOutageMs: settings.sourceOutageMs }),
   });
   const nc = opened.nc;
   let lease: Lease | undefined;

@@ -1,18 +1,21 @@
-import { JetStreamApiCodes, type JetStreamClient, jetstream } from '@nats-io/jetstream';
+/**
+ * The NATS side of a worker: the connection, the readings source (all partitions, a partition set or a
+ * replay) with its checkpoint key in the KV bucket, and the cross-meter stage's repartition source.
+ */
+import { type JetStreamClient, jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   CheckpointKv,
   connectNats,
   ensureDeadLetterStream,
   ensureReadingsStream,
-  isApiError,
-  isTransientNatsError,
   JetStreamSource,
   type LimitDifference,
   type NatsConnectionConfig,
   READINGS_STREAM,
   READINGS_SUBJECT_PREFIX,
   ReplaySource,
+  streamLastSeq,
 } from '../connectors/jetstream.js';
 import {
   decodeRepartitionMessage,
@@ -24,6 +27,11 @@ import { kvCheckpointStore } from '../pipelines/checkpoints.js';
 import type { Source } from '../pipelines/contracts.js';
 import type { SourceConfig } from '../pipelines/job.js';
 import { batchBytesForMemory } from '../pipelines/memory-budget.js';
+import {
+  DEFAULT_REOPEN_AFTER_MS,
+  DEFAULT_UNAVAILABLE_AFTER_MS,
+  type PullOutageOptions,
+} from '../pipelines/pull-outage.js';
 import { type CrossMeterPull, repartitionSource } from '../pipelines/repartition.js';
 import type { CheckpointStore, ReadingSource } from '../pipelines/runner.js';
 import {
@@ -63,6 +71,11 @@ export interface NatsSourceSettings {
    * set is above it, shrinks batches to one message. Default: the budget follows the heap limit.
    */
   readonly maxMemoryBytes?: number;
+  /**
+   * `--source-outage`, ms: pulls failing this long end the run with a retryable error (exit 75); the
+   * consumer is recreated once, at half of it (at most 20 s). Default 90 s.
+   */
+  readonly sourceOutageMs?: number;
   readonly env: NodeJS.ProcessEnv;
   /** `--replicas`: copies of the streams and the checkpoint bucket this worker creates (default 1). */
   readonly replicas?: number;
@@ -80,6 +93,19 @@ export function streamManagement(settings: Pick<NatsSourceSettings, 'replicas' |
         stream,
         differences: differences.map((d) => `${d.limit}: ${d.actual} (recommended ${d.recommended})`),
       }),
+  };
+}
+
+/** The bounds of a pull outage (see `pullOutage`) and its log lines. */
+export function pullOutageSettings(sourceOutageMs: number | undefined): PullOutageOptions {
+  const unavailableAfterMs = sourceOutageMs ?? DEFAULT_UNAVAILABLE_AFTER_MS;
+  return {
+    unavailableAfterMs,
+    reopenAfterMs: Math.min(DEFAULT_REOPEN_AFTER_MS, Math.floor(unavailableAfterMs / 2)),
+    onPullsFailing: ({ source, action, reason, failingForMs }) =>
+      action === 'failing'
+        ? logger.warn('pulls failing; retrying', { source, reason })
+        : logger.warn('pulls still failing; consumer recreated', { source, reason, failingForMs }),
   };
 }
 
@@ -130,6 +156,7 @@ export async function openNatsSource(
     now: Date.now,
     onDeadLetter: (source: string, reason: string) => logger.warn('dead-lettered', { source, reason }),
     onDeliveriesLost: logDeliveriesLost,
+    ...pullOutageSettings(settings.sourceOutageMs),
   };
   let source: ReadingSource;
   if (settings.partitions === undefined) {
@@ -150,8 +177,7 @@ export async function openNatsSource(
       {
         ...sourceOptions,
         partitions,
-        streamLastSeq: () =>
-          retryTransient(async () => (await jsm.streams.info(READINGS_STREAM)).state.last_seq),
+        streamLastSeq: () => streamLastSeq(jsm, READINGS_STREAM),
         onOpened: (resumeAfter) =>
           logger.info('partitions opened', { partitions: formatPartitionSet(partitions), resumeAfter }),
       },
@@ -177,7 +203,10 @@ export async function openNatsSource(
  * through the durable consumer `greenstream_<worker>`, and its checkpoint key in the bucket.
  */
 export async function openRepartitionSource(
-  settings: Pick<NatsSourceSettings, 'url' | 'workerId' | 'env' | 'replicas' | 'manageStreams'> & {
+  settings: Pick<
+    NatsSourceSettings,
+    'url' | 'workerId' | 'env' | 'replicas' | 'manageStreams' | 'sourceOutageMs'
+  > & {
     readonly partitions: readonly number[];
     readonly untilIdle: boolean;
   },
@@ -195,19 +224,13 @@ export async function openRepartitionSource(
   await ensureRepartitionStream(js, management);
   const durable = `greenstream_${settings.workerId}`;
   const source = repartitionSource(
-    async (resumeAfterSeq) => {
-      await deleteConsumer(js, durable, REPARTITION_STREAM);
-      return JetStreamSource.open(js, {
-        stream: REPARTITION_STREAM,
-        durable,
-        start: resumeAfterSeq === 0 ? { kind: 'all' } : { kind: 'sequence', seq: resumeAfterSeq + 1 },
-      });
-    },
+    (resumeAfterSeq) => JetStreamSource.recreate(js, { stream: REPARTITION_STREAM, durable }, resumeAfterSeq),
     {
       partitions: settings.partitions,
       untilFinal: settings.untilIdle,
       decode: (m) => decodeRepartitionMessage(m.subject, m.data),
       onDeliveriesLost: logDeliveriesLost,
+      ...pullOutageSettings(settings.sourceOutageMs),
     },
   );
   const kv = await CheckpointKv.open(js, management);
@@ -242,20 +265,14 @@ function partitionSubject(partition: number): string {
   return `${READINGS_SUBJECT_PREFIX}.${partition}`;
 }
 
-/**
- * The checkpoint holds the position: the durable is recreated to deliver, in stream order, from just
- * after it. Reusing it would hand out new messages before the killed worker's unacknowledged ones
- * (redelivered only after ack_wait), and the operators would see another order than before.
- */
+/** See `JetStreamSource.recreate`: the checkpoint, not the consumer, holds the position. */
 function recreatedDurable(js: JetStreamClient, durable: string, subject: string | undefined): OpenMessages {
-  return async (resumeAfterSeq) => {
-    await deleteConsumer(js, durable);
-    return JetStreamSource.open(js, {
-      durable,
-      start: resumeAfterSeq === 0 ? { kind: 'all' } : { kind: 'sequence', seq: resumeAfterSeq + 1 },
-      ...(subject === undefined ? {} : { filterSubjects: [subject] }),
-    });
-  };
+  return (resumeAfterSeq) =>
+    JetStreamSource.recreate(
+      js,
+      { durable, ...(subject === undefined ? {} : { filterSubjects: [subject] }) },
+      resumeAfterSeq,
+    );
 }
 
 function replayFrom(
@@ -269,26 +286,4 @@ function replayFrom(
       ...(replay.to === undefined ? {} : { to: { time: replay.to } }),
       ...(subject === undefined ? {} : { filterSubjects: [subject] }),
     });
-}
-
-async function deleteConsumer(js: JetStreamClient, durable: string, stream = READINGS_STREAM): Promise<void> {
-  const jsm = await js.jetstreamManager();
-  try {
-    await jsm.consumers.delete(stream, durable);
-  } catch (error) {
-    if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
-  }
-}
-
-/** Tries a read-only JetStream call again while a cluster node restarts (up to 15 s), then gives up. */
-async function retryTransient<T>(call: () => Promise<T>): Promise<T> {
-  const started = Date.now();
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await call();
-    } catch (error) {
-      if (!isTransientNatsError(error) || Date.now() - started > 15_000) throw error;
-      await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 2_000)));
-    }
-  }
 }

@@ -46,6 +46,7 @@ export interface ThreadSettings {
   /** The job's `PIPELINE_VERSION` (lineage of every row). */
   readonly pipelineVersion: string;
   readonly pullMessages?: number;
+  readonly sourceOutageMs?: number;
   readonly maxMemoryBytes?: number;
   readonly flushRows: number;
   readonly flushIntervalMs: number;
@@ -85,6 +86,7 @@ async function runThread(settings: ThreadSettings): Promise<void> {
       workerId: plan.id,
       partitions: plan.partitions,
       ...(settings.pullMessages === undefined ? {} : { pullMessages: settings.pullMessages }),
+      ...(settings.sourceOutageMs === undefined ? {} : { sourceOutageMs: settings.sourceOutageMs }),
       ...(settings.maxMemoryBytes === undefined ? {} : { maxMemoryBytes: settings.maxMemoryBytes }),
       env: process.env,
       // The main thread created (or checked) the streams before starting the threads.

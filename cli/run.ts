@@ -17,6 +17,7 @@ import {
 } from '../pipelines/job.js';
 import { JobMetrics } from '../pipelines/job-metrics.js';
 import { batchBytesForMemory, MIN_MAX_MEMORY_MIB } from '../pipelines/memory-budget.js';
+import { DEFAULT_UNAVAILABLE_AFTER_MS } from '../pipelines/pull-outage.js';
 import { formatPartitionSet, parsePartitionSet } from '../pipelines/sources.js';
 import { CheckpointStoreMismatchError } from '../pipelines/store-identity.js';
 import { runThreadedJob, threadPlans } from '../pipelines/threaded-job.js';
@@ -198,6 +199,15 @@ export const runOptionSpecs: readonly OptionSpec[] = [
     help: 'JetStream messages per pull, at most (a caught-up worker asks for one and gets it as it is published)',
   },
   {
+    name: 'source-outage',
+    type: 'duration',
+    unit: 'ms',
+    arg: 'ms',
+    min: 1000,
+    default: DEFAULT_UNAVAILABLE_AFTER_MS,
+    help: 'NATS source: pulls failing this long end the run with exit 75 (retryable), for a supervisor to restart it; the consumer is recreated once at half of it (at most 20 s)',
+  },
+  {
     name: 'max-memory',
     type: 'size',
     unit: 'MiB',
@@ -320,6 +330,7 @@ export async function runJobCommand(
         cadence,
         metricsPort,
         metricsHost,
+        sourceOutageMs: number('source-outage'),
         signal: abort.signal,
         replicas: values.replicas as number,
       });
@@ -366,11 +377,13 @@ export async function runJobCommand(
         {},
       );
       const pullMessages = number('pull');
+      const sourceOutageMs = number('source-outage');
       const opened = await openNatsSource({
         url: spec,
         workerId: worker,
         ...(pullMessages === undefined ? {} : { pullMessages }),
         ...(maxMemoryBytes === undefined ? {} : { maxMemoryBytes }),
+        ...(sourceOutageMs === undefined ? {} : { sourceOutageMs }),
         env: process.env,
         ...(partitions === undefined ? {} : { partitions }),
         ...(replayRange === undefined ? {} : { replay: replayRange }),
@@ -607,6 +620,7 @@ async function runThreads(
         flushIntervalMs: config.flushIntervalMs ?? JOB_DEFAULTS.flushIntervalMs,
         checkpointIntervalMs: config.checkpointIntervalMs ?? JOB_DEFAULTS.checkpointIntervalMs,
         ...optional('pullMessages', number('pull')),
+        ...optional('sourceOutageMs', number('source-outage')),
         // The budget is the process's: its RSS check sees every thread's memory (batches: 1/64 each).
         ...optional('maxMemoryBytes', maxMemoryMiB === undefined ? undefined : maxMemoryMiB * 1024 * 1024),
         ...optional('checkpointEveryFlushes', config.checkpointEveryFlushes),

@@ -213,11 +213,41 @@ export class JetStreamSource implements ReadingsMessageSource {
     this.#lastConsumerSeq = info.delivered.consumer_seq;
   }
 
+  /**
+   * The durable deleted and created again to deliver, in stream order, from just after `resumeAfterSeq`
+   * (0: from the start), whatever it had delivered: a worker's checkpoint, not its consumer, holds the
+   * position. Reusing the consumer would hand out new messages before a killed worker's unacknowledged
+   * ones (redelivered only after `ack_wait`), and the operators would see another order than before.
+   */
+  static async recreate(
+    js: JetStreamClient,
+    options: Omit<JetStreamSourceOptions, 'start'>,
+    resumeAfterSeq: number,
+  ): Promise<JetStreamSource> {
+    const stream = options.stream ?? READINGS_STREAM;
+    try {
+      // No API check: it is one more request that fails raw while a server is out of reach.
+      await (await js.jetstreamManager(false)).consumers.delete(stream, options.durable);
+    } catch (error) {
+      if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound))
+        // Retryable when the server was out of reach (the class reads that off the cause).
+        throw new StreamSetupError(
+          `cannot delete consumer ${options.durable} on ${stream}`,
+          { stream, durable: options.durable },
+          { cause: error },
+        );
+    }
+    return JetStreamSource.open(js, {
+      ...options,
+      start: resumeAfterSeq === 0 ? { kind: 'all' } : { kind: 'sequence', seq: resumeAfterSeq + 1 },
+    });
+  }
+
   /** Creates the durable consumer if missing (or updates its limits), and binds to it. */
   static async open(js: JetStreamClient, options: JetStreamSourceOptions): Promise<JetStreamSource> {
     const stream = options.stream ?? READINGS_STREAM;
     const context = { stream, durable: options.durable };
-    const jsm = await js.jetstreamManager();
+    const jsm = await js.jetstreamManager(false);
     const limits: Partial<ConsumerConfig> = {
       ack_wait: nanos(options.ackWaitMs ?? 60_000),
       max_ack_pending: options.maxAckPending ?? 10_000,
@@ -456,7 +486,7 @@ export class ReplaySource implements ReadingsMessageSource {
   static async open(js: JetStreamClient, options: ReplayOptions): Promise<ReplaySource> {
     const stream = options.stream ?? READINGS_STREAM;
     try {
-      const jsm = await js.jetstreamManager();
+      const jsm = await js.jetstreamManager(false);
       const info = await jsm.streams.info(stream);
       const stopSeq = Math.min(
         info.state.last_seq,

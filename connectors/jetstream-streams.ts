@@ -30,7 +30,7 @@ import {
   type StreamInfo,
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
-import { messageOf, StreamSetupError } from './jetstream-errors.js';
+import { FetchError, isTransientNatsError, messageOf, StreamSetupError } from './jetstream-errors.js';
 
 export const READINGS_STREAM = 'READINGS';
 export const READINGS_SUBJECT_PREFIX = 'readings';
@@ -261,4 +261,25 @@ function definedOnly(options: StreamOptions): Partial<Required<StreamRetention>>
   if (options.storage !== undefined) out.storage = options.storage;
   if (options.replicas !== undefined) out.replicas = options.replicas;
   return out as Partial<Required<StreamRetention>>;
+}
+
+/**
+ * The stream's last sequence, asked again while a cluster node restarts (up to `retryMs`); then a
+ * `FetchError`, retryable when the server was out of reach.
+ */
+export async function streamLastSeq(
+  jsm: JetStreamManager,
+  stream: string,
+  retryMs = 15_000,
+): Promise<number> {
+  const started = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return (await jsm.streams.info(stream)).state.last_seq;
+    } catch (error) {
+      if (!isTransientNatsError(error) || Date.now() - started > retryMs)
+        throw new FetchError(`cannot read the state of stream ${stream}`, { stream }, { cause: error });
+      await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 2_000)));
+    }
+  }
 }

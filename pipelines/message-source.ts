@@ -5,10 +5,11 @@ import type { Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
 import { batchFromDecoded } from './decoded-batch.js';
 import { type BatchBudgetOptions, batchBudget } from './memory-budget.js';
+import { type PullOutageOptions, pause, pullOutage } from './pull-outage.js';
 import type { ReadingSource, SourceBatch } from './runner.js';
 import { lastSeqOf } from './source-positions.js';
 
-export interface MessageSourceOptions extends BatchBudgetOptions {
+export interface MessageSourceOptions extends BatchBudgetOptions, PullOutageOptions {
   /** Messages per pull, at most (the byte budget may take fewer). */
   readonly batchSize?: number;
   readonly expiresMs?: number;
@@ -122,12 +123,16 @@ export function messageReadingSource(
     return messages;
   };
   const empty = (): SourceBatch => ({ records: [], quarantined: [], deadLettered: 0 });
-  const reopen = async (count: number): Promise<SourceBatch> => {
-    options.onDeliveriesLost?.(count, lastSeq);
+  const outage = pullOutage('jetstream', options.now, options);
+  const recreate = async (): Promise<SourceBatch> => {
     const old = opened();
     messages = undefined;
     messages = await reopenAfterLoss(old, openMessages, lastSeq);
     return empty();
+  };
+  const reopen = (count: number): Promise<SourceBatch> => {
+    options.onDeliveriesLost?.(count, lastSeq);
+    return recreate();
   };
   return {
     name: 'jetstream',
@@ -137,9 +142,13 @@ export function messageReadingSource(
       messages = await openMessages(lastSeq);
     },
     async next(): Promise<SourceBatch | 'idle' | 'end'> {
+      await pause(outage.backoffMs());
       const source = opened();
       const fetched = await source.fetchBatch(options.batchSize ?? 256, options.expiresMs ?? 1000, budget());
       if ((fetched.lostDeliveries ?? 0) > 0) return reopen(fetched.lostDeliveries ?? 0);
+      // A pull that brought messages worked, whatever cut it short.
+      if (outage.note(fetched.messages.length > 0 ? null : fetched.interrupted) === 'reopen')
+        return recreate();
       if (fetched.messages.length === 0) {
         if (fetched.done) return 'end';
         if (fetched.stalled) return { records: [], quarantined: [], deadLettered: 0, commitSoon: true };

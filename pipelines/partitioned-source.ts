@@ -12,6 +12,7 @@ import {
   takeMessage,
 } from './message-source.js';
 import { formatPartitionSet, normalizePartitionSet } from './partition-set.js';
+import { type PullOutage, pause, pullOutage } from './pull-outage.js';
 import type { ReadingSource, SourceBatch } from './runner.js';
 import { partitionPositions } from './source-positions.js';
 
@@ -56,6 +57,8 @@ interface PartitionLane {
   interrupted: boolean;
   /** Empty pulls in a row while the consumer reported pending messages. */
   emptyWhilePending: number;
+  /** Pulls failing in a row: the consumer is recreated, then the run given up on (see `pullOutage`). */
+  readonly outage: PullOutage;
 }
 
 /**
@@ -93,8 +96,11 @@ export function partitionedReadingSource(
 
   // See `messageReadingSource`: deliveries lost in transit restart the lane's consumer right after the
   // last message handed out; what it had buffered beyond comes again, in order.
-  const reopen = async (lane: PartitionLane, count: number): Promise<void> => {
+  const reopen = (lane: PartitionLane, count: number): Promise<void> => {
     options.onDeliveriesLost?.(count, lane.lastSeq);
+    return recreate(lane);
+  };
+  const recreate = async (lane: PartitionLane): Promise<void> => {
     lane.messages = await reopenAfterLoss(
       lane.messages,
       (after) => openPartition(lane.partition, after),
@@ -109,8 +115,12 @@ export function partitionedReadingSource(
   const refill = async (lane: PartitionLane): Promise<void> => {
     // Each lane's pull holds its share of the byte budget, so together they hold about one batch.
     const laneBytes = Math.ceil(budget() / partitions.length);
+    await pause(lane.outage.backoffMs());
     const fetched = await lane.messages.fetchBatch(perPartition, expiresMs, laneBytes);
     if ((fetched.lostDeliveries ?? 0) > 0) return reopen(lane, fetched.lostDeliveries ?? 0);
+    // A pull that brought messages worked, whatever cut it short.
+    if (lane.outage.note(fetched.messages.length > 0 ? null : fetched.interrupted) === 'reopen')
+      return recreate(lane);
     lane.stalled = fetched.stalled;
     lane.interrupted = fetched.interrupted !== null;
     lane.pendingHint = fetched.pending;
@@ -152,6 +162,7 @@ export function partitionedReadingSource(
           stalled: false,
           interrupted: false,
           emptyWhilePending: 0,
+          outage: pullOutage(`partition ${partition}`, options.now, options),
         };
       });
       resumeAfter = Object.fromEntries(partitions.map((p) => [String(p), resume.get(p) ?? 0]));

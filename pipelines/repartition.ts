@@ -37,6 +37,7 @@ import {
   OutputBuffers,
   type RunTotals,
 } from './meter-quality-outputs.js';
+import { type PullOutageOptions, pause, pullOutage } from './pull-outage.js';
 import { lastSeqOf } from './source-positions.js';
 
 const HOUR = 3_600_000;
@@ -80,7 +81,7 @@ export interface CrossMeterPull extends Pull {
   readonly records: readonly UpstreamRecord<HourlyConsumption>[];
 }
 
-export interface RepartitionSourceOptions {
+export interface RepartitionSourceOptions extends PullOutageOptions {
   /** Every upstream partition (`--upstream-partitions`). */
   readonly partitions: readonly number[];
   /**
@@ -92,6 +93,8 @@ export interface RepartitionSourceOptions {
   readonly batchSize?: number;
   /** For the log line of deliveries lost in transit (the consumer is then recreated). */
   readonly onDeliveriesLost?: (count: number, resumeAfterSeq: number) => void;
+  /** Processing time, for how long pulls have been failing (default `Date.now`). */
+  readonly now?: () => number;
 }
 
 /**
@@ -111,6 +114,13 @@ export function repartitionSource(
     if (messages === undefined) throw new Error('repartition source used before open()');
     return messages;
   };
+  const outage = pullOutage('repartition', options.now ?? Date.now, options);
+  const recreate = async (): Promise<{ records: [] }> => {
+    const old = opened();
+    messages = undefined;
+    messages = await reopenAfterLoss(old, openMessages, lastSeq);
+    return { records: [] };
+  };
   return {
     name: 'repartition',
     resumesFromPosition: true,
@@ -125,14 +135,15 @@ export function repartitionSource(
       messages = await openMessages(lastSeq);
     },
     async next() {
+      await pause(outage.backoffMs());
       const fetched = await opened().fetchBatch(options.batchSize ?? 512, 1000);
       if ((fetched.lostDeliveries ?? 0) > 0) {
         options.onDeliveriesLost?.(fetched.lostDeliveries ?? 0, lastSeq);
-        const old = opened();
-        messages = undefined;
-        messages = await reopenAfterLoss(old, openMessages, lastSeq);
-        return { records: [] };
+        return recreate();
       }
+      // A pull that brought messages worked, whatever cut it short.
+      if (outage.note(fetched.messages.length > 0 ? null : fetched.interrupted) === 'reopen')
+        return recreate();
       if (fetched.messages.length === 0) {
         if (options.untilFinal && options.partitions.every((p) => final.has(p))) return 'end';
         return fetched.stalled || options.untilFinal || fetched.interrupted !== null

@@ -135,8 +135,14 @@ describe('a 3-node NATS cluster', () => {
       '2',
       '--checkpoint-interval',
       '2000',
+      // Long enough for a renewal to ride out the node's restart on a loaded machine: a 3 s lease fenced a
+      // worker (exit 6) whose renewals waited on the election. A SIGKILLed worker's restart waits it out.
       '--lease',
-      '3000',
+      '10000',
+      // A consumer whose pulls keep failing after the restart ends its worker retryably (exit 75) within
+      // this, and the restart policy brings it back, instead of it waiting out the test's timeout.
+      '--source-outage',
+      '30000',
       '--until-idle',
     ];
     const cwd = workDir;
