@@ -7,6 +7,7 @@ import { graphTask } from './tasks/graph.js';
 import { livePipelineTask, livePublishTask } from './tasks/live.js';
 import { pipelineTask } from './tasks/pipeline.js';
 import { publishFilesTask, publishJsonTask } from './tasks/publish.js';
+import { threadsTask } from './tasks/threads.js';
 
 export interface TaskContext {
   progress(text: string): void;
@@ -27,6 +28,7 @@ const tasks: Record<string, Task> = {
   graph: graphTask,
   livePipeline: livePipelineTask,
   livePublish: livePublishTask,
+  threads: threadsTask,
 };
 
 const send = (message: ChildMessage): void => {

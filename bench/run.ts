@@ -28,8 +28,19 @@ import type { GraphArgs, GraphFigures } from './tasks/graph.js';
 import type { LivePipelineResult, LivePublishArgs, LivePublishResult, LiveStep } from './tasks/live.js';
 import type { PipelineArgs, PipelineFigures } from './tasks/pipeline.js';
 import type { PublishFigures, PublishFilesArgs, PublishJsonArgs } from './tasks/publish.js';
+import type { ThreadsArgs, ThreadsFigures } from './tasks/threads.js';
 
-const PARTS = ['pipeline', 'drain', 'duckdb', 'stores', 'graph', 'messages', 'live', 'memory'] as const;
+const PARTS = [
+  'pipeline',
+  'drain',
+  'duckdb',
+  'stores',
+  'graph',
+  'messages',
+  'live',
+  'memory',
+  'threads',
+] as const;
 type Part = (typeof PARTS)[number];
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -42,6 +53,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --json-readings <n>   readings in the one-reading-per-message run (default 1000000)
   --memory-meters <n>   meters of the memory runs (default 5000)
   --memory-days <list>  days of the memory runs (default 1,3,7)
+  --threads <list>      thread counts of the threads part: \`greenstream run --threads N --until-idle\`
+                        on the same day through the production stream, from outside (default 1,2)
   --live-steps <list>   rate:seconds steps of the live mode (default 560:20,2000:15,5000:15,10000:15)
   --flush-rows <n>      write outputs every this many rows (default 100000, the job's default)
   --checkpoint-interval <ms> checkpoint this often (default 30000, the job's default)
@@ -58,6 +71,7 @@ interface Options {
   readonly jsonReadings: number;
   readonly memoryMeters: number;
   readonly memoryDays: readonly number[];
+  readonly threads: readonly number[];
   readonly liveSteps: readonly LiveStep[];
   readonly cpuProf: boolean;
   readonly flushRows: number;
@@ -80,6 +94,7 @@ function parseOptions(argv: string[]): Options {
       'json-readings': { type: 'string', default: '1000000' },
       'memory-meters': { type: 'string', default: '5000' },
       'memory-days': { type: 'string', default: '1,3,7' },
+      threads: { type: 'string', default: '1,2' },
       'live-steps': { type: 'string', default: '560:20,2000:15,5000:15,10000:15' },
       'cpu-prof': { type: 'boolean', default: false },
       'flush-rows': { type: 'string', default: String(JOB_DEFAULTS.flushRows) },
@@ -118,6 +133,7 @@ function parseOptions(argv: string[]): Options {
     jsonReadings: positive('json-readings', values['json-readings']!),
     memoryMeters: positive('memory-meters', values['memory-meters']!),
     memoryDays: values['memory-days']!.split(',').map((d) => positive('memory-days', d)),
+    threads: values.threads!.split(',').map((n) => positive('threads', n)),
     liveSteps: values['live-steps']!.split(',').map((s) => {
       const [rate = '', seconds = ''] = s.split(':');
       return { rate: positive('live-steps', rate), seconds: positive('live-steps', seconds) };
@@ -313,7 +329,7 @@ async function main(): Promise<void> {
       stageTiming: true,
     });
 
-    if (has('pipeline') || has('drain') || has('duckdb')) {
+    if (has('pipeline') || has('drain') || has('duckdb') || has('threads')) {
       results.publish = await child<PublishFigures>('publishFiles', {
         ...files,
         sim: options.sim,
@@ -350,6 +366,15 @@ async function main(): Promise<void> {
         outDir: join(work, 'duckdb-lake'),
         threads: 2,
       } satisfies DuckdbArgs);
+    }
+    if (has('threads')) {
+      results.threads = await child<ThreadsFigures>('threads', {
+        natsUrl: nats.url,
+        landingDir,
+        registryPath,
+        workDir: join(work, 'threads'),
+        threads: options.threads,
+      } satisfies ThreadsArgs);
     }
     if (has('stores')) {
       results.stores = await child<StoresOnlyFigures>('clickhouseOnly', {
@@ -510,6 +535,7 @@ function summarize(results: Record<string, unknown>): Record<string, unknown> {
   const k = results.duckdb as DuckdbFigures | undefined;
   const s = results.stores as StoresOnlyFigures | undefined;
   const g = results.graph as GraphFigures | undefined;
+  const t = results.threads as ThreadsFigures | undefined;
   const m = results.messages as { pipeline: PipelineFigures; drain: DrainFigures } | undefined;
   const live = results.live as { steps: LatencyStep[] } | undefined;
   const memory = results.memory as
@@ -541,6 +567,20 @@ function summarize(results: Record<string, unknown>): Record<string, unknown> {
             // The target is about the seeds' day (50,000 meters, ~4 M records); a smaller run says nothing.
             met: p.recordsIn < 4_000_000 ? null : p.processingMs <= 30_000 && p.peakRssMb < 1536,
           },
+    // The command line's run, from the process start to its exit (stores opened, the final idle pull):
+    // what an operator waits for, on every core with --threads.
+    threads:
+      t === undefined
+        ? null
+        : t.runs.map((r) => ({
+            threads: r.threads,
+            seconds: round(r.wallMs / 1000, 1),
+            cpuSeconds: round(r.cpuMs / 1000, 1),
+            readingsPerSecond: r.readingsPerSecond,
+            peakRssMb: r.peakRssMb,
+            overDuckdb: ratio(r.wallMs, k?.wallMs),
+            exitCode: r.exitCode,
+          })),
     pipelineOverDrain: ratio(p?.processingMs, d?.wallMs),
     pipelineOverDuckdb: ratio(p?.processingMs, k?.wallMs),
     graphOnlyOverDuckdb: ratio(g?.wallMs, k?.wallMs),
