@@ -53,7 +53,7 @@ interface PartitionLane {
   done: boolean;
   /** `max_ack_pending` left no room at the last fetch. */
   stalled: boolean;
-  /** The last pull was cut short by a transient failure. */
+  /** This call's pull was cut short by a transient failure, or the consumer was just recreated. */
   interrupted: boolean;
   /** Empty pulls in a row while the consumer reported pending messages. */
   emptyWhilePending: number;
@@ -171,7 +171,13 @@ export function partitionedReadingSource(
 
     async next(): Promise<SourceBatch | 'idle' | 'end'> {
       if (lanes.length === 0) throw new Error('partitioned source used before open()');
-      for (const lane of lanes) lane.stalled = false;
+      // Both say what this call's pulls and checks found. An interruption kept from an earlier call made a
+      // drained lane (whose consumer is asked, not pulled) look cut short forever: an `--until-idle`
+      // worker of the cluster test read its whole partition set and never ended.
+      for (const lane of lanes) {
+        lane.stalled = false;
+        lane.interrupted = false;
+      }
       const unfilled = () => lanes.filter((l) => l.buffer.length === 0 && !l.done);
       await Promise.all(
         unfilled()

@@ -326,21 +326,22 @@ describe('acknowledgement after commit', () => {
     await publisher.publishFiles(
       [0, 1, 2, 3].map((i) => ({ path: `raw/2024/03/15/14/M${i}.csv`, bytes: csvFile([`M${i}`], 1) })),
     );
-    const crashed = await JetStreamSource.open(js, { stream, durable: 'worker', ackWaitMs: 1000 });
+    // ack_wait of 2.5 s: a loaded machine holding a redelivered message past it sees a third delivery.
+    const crashed = await JetStreamSource.open(js, { stream, durable: 'worker', ackWaitMs: 2500 });
     const first = await crashed.fetchBatch(10, 1000);
     expect(first.messages.map((m) => m.seq)).toEqual([1, 2, 3, 4]);
     // Seqs 1 and 2 were committed and acknowledged; 3 and 4 were in the batch that never committed.
     expect((await crashed.ack([1, 2])).acked).toEqual([1, 2]);
     await crashed.close({ nak: false }); // a crash sends no nak
 
-    const next = await JetStreamSource.open(js, { stream, durable: 'worker', ackWaitMs: 1000 });
+    const next = await JetStreamSource.open(js, { stream, durable: 'worker', ackWaitMs: 2500 });
     const started = Date.now();
-    // Asking for exactly what is due returns as soon as it arrives, well inside the 1 s ack_wait
+    // Asking for exactly what is due returns as soon as it arrives, well inside the ack_wait
     // (a message held past ack_wait is queued for redelivery again and shows up as pending).
-    const redelivered = await drain(next, 2, { count: 2, rounds: 5 });
+    const redelivered = await drain(next, 2, { count: 2, rounds: 8 });
     expect(redelivered.map((m) => m.seq)).toEqual([3, 4]);
     expect(redelivered.every((m) => m.redelivered && m.deliveryCount === 2)).toBe(true);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
     expect((await next.ack(redelivered)).acked).toEqual([3, 4]);
     expect(await next.pending()).toMatchObject({ lag: 0 });
     await next.close();

@@ -78,6 +78,14 @@ async function supervised(
     }, 250);
     const result = await p.done;
     clearInterval(poll);
+    if (result.code !== 0) {
+      // For a failure's post-mortem in CI's log: every warning and error of the run, and how it ended.
+      const lines = result.stderr.split('\n');
+      const notable = lines.filter((l) => /"level":"(warn|error)"/.test(l));
+      console.log(
+        `[cluster] ${args.includes('--worker') ? args[args.indexOf('--worker') + 1] : 'cross-meter'} attempt ${attempt} ended ${result.code ?? result.signal}:\n${[...notable.slice(-20), ...lines.slice(-6)].join('\n')}`,
+      );
+    }
     if (result.code === 0 || attempt + 1 >= attempts)
       return { last: result, restarts: attempt, failures, peakRssMb };
     failures.push(

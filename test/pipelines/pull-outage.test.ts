@@ -196,4 +196,46 @@ describe('a source whose server stops answering (SIGSTOP)', () => {
     expect(gaveUpMs).toBeLessThan(45_000);
     expect(seqs).toEqual(range(40));
   }, 120_000);
+
+  it('a partition set ends idle once the consumer of a lane whose pull was cut short says nothing is pending', async () => {
+    // A lane cut short while caught up is asked (not pulled) afterwards: its interruption must not outlive
+    // the call that saw it, or an --until-idle worker never ends (the cluster test's stalled worker).
+    const { stream, prefix } = await streamOf(12, 2);
+    const source = partitionedReadingSource(
+      (p, after) => opener(stream, `stale_p${p}`, `${prefix}.${p}`)(after),
+      {
+        partitions: [0, 1],
+        batchSize: 8,
+        now: Date.now,
+        // Known to the test (nothing is published after), so the frozen server is asked nothing here.
+        streamLastSeq: async () => 12,
+        reopenAfterMs: 60_000,
+        unavailableAfterMs: 120_000,
+      },
+    );
+    await source.open(undefined);
+    const seqs: number[] = [];
+    const untilIdle = async (calls: number): Promise<number> => {
+      for (let i = 1; i <= calls; i++) {
+        const next = await source.next();
+        if (next === 'idle') return i;
+        if (next === 'end') throw new Error('a durable source never ends');
+        for (const r of next.records) seqs.push(seqOf(r.source));
+        await source.commit();
+      }
+      return -1;
+    };
+    expect(await untilIdle(20), 'idle after reading everything').toBeGreaterThan(0);
+    expect(seqs.sort((a, b) => a - b)).toEqual(range(12));
+
+    // Frozen: the lanes' consumers cannot be asked (unknown counts as pending), their pulls are cut short.
+    await server.pause();
+    const frozen = await source.next();
+    server.resume();
+    expect(frozen, 'not idle while the server does not answer').not.toBe('idle');
+    // Thawed: both consumers report nothing pending, so the source is idle again within a few calls.
+    expect(await untilIdle(5), 'idle again once the server answers').toBeGreaterThan(0);
+    expect(seqs).toHaveLength(12);
+    await source.close();
+  }, 120_000);
 });
