@@ -235,11 +235,11 @@ describe('two CLI workers with one --worker id on one stream', () => {
 
     // Round 1: the newer worker takes the id over from a live one (--takeover).
     const dbB = uniqueName('gs_fence_b');
-    const b1 = startCli([...common, '--database', dbB, '--worker', 'b'], { cwd, timeoutMs: 60_000 });
+    const b1 = startCli([...common, '--database', dbB, '--worker', 'b'], { cwd, timeoutMs: 150_000 });
     const point1 = await afterCheckpoints(b1, 1 + Math.floor(random() * 3), Math.round(random() * 600));
     const b2 = startCli([...common, '--database', dbB, '--worker', 'b', '--until-idle', '--takeover'], {
       cwd,
-      timeoutMs: 60_000,
+      timeoutMs: 150_000,
     });
     const [r1, r2] = await Promise.all([b1.done, b2.done]);
     log.push(`takeover ${point1}: old exited ${r1.code} after ${r1.ms} ms, new ${r2.code} after ${r2.ms} ms`);
@@ -250,12 +250,12 @@ describe('two CLI workers with one --worker id on one stream', () => {
 
     // Round 2: the older worker is paused (a frozen pod); the newer one waits out its lease, then it resumes.
     const dbC = uniqueName('gs_fence_c');
-    const c1 = startCli([...common, '--database', dbC, '--worker', 'c'], { cwd, timeoutMs: 60_000 });
+    const c1 = startCli([...common, '--database', dbC, '--worker', 'c'], { cwd, timeoutMs: 150_000 });
     const point2 = await afterCheckpoints(c1, 1 + Math.floor(random() * 3), Math.round(random() * 600));
     c1.child.kill('SIGSTOP');
     const c2 = startCli([...common, '--database', dbC, '--worker', 'c', '--until-idle'], {
       cwd,
-      timeoutMs: 60_000,
+      timeoutMs: 150_000,
     });
     const acquired = await c2.waitForLog('worker lease acquired', 1);
     c1.child.kill('SIGCONT');
@@ -299,7 +299,7 @@ describe('two CLI workers with one --worker id on one stream', () => {
     console.log(
       `[fencing] seed ${seed}:\n  ${log.join('\n  ')}\n  total ${Math.round(performance.now() - t0)} ms`,
     );
-  }, 120_000);
+  }, 240_000);
 });
 
 describe('two CLI workers on one files-source checkpoint (embedded chDB)', () => {
@@ -350,9 +350,9 @@ describe('two CLI workers on one files-source checkpoint (embedded chDB)', () =>
 
     // Takeover at a seeded point of the first worker's run (start-up, mid-run or idle after draining).
     const delayMs = Math.round(random() * 3_000);
-    const first = startCli(run('shared'), { cwd, timeoutMs: 60_000 });
+    const first = startCli(run('shared'), { cwd, timeoutMs: 150_000 });
     await sleep(delayMs);
-    const second = startCli(run('shared', '--until-idle', '--takeover'), { cwd, timeoutMs: 60_000 });
+    const second = startCli(run('shared', '--until-idle', '--takeover'), { cwd, timeoutMs: 150_000 });
     const [r1, r2] = await Promise.all([first.done, second.done]);
     expectSuccess(r2, 'the worker that took over');
     expect(r1.code, r1.stderr.slice(-3000)).toBe(6);
@@ -362,9 +362,9 @@ describe('two CLI workers on one files-source checkpoint (embedded chDB)', () =>
     expect(await fingerprint('shared')).toBe(expected);
 
     // Without --takeover the newer one waits for the lock; a clean stop of the holder hands it over.
-    const third = startCli(run('waited'), { cwd, timeoutMs: 60_000 });
+    const third = startCli(run('waited'), { cwd, timeoutMs: 150_000 });
     await third.waitForLog('checkpoint', 1);
-    const fourth = startCli(run('waited', '--until-idle'), { cwd, timeoutMs: 60_000 });
+    const fourth = startCli(run('waited', '--until-idle'), { cwd, timeoutMs: 150_000 });
     expect(await fourth.waitForLog('waiting for checkpoint lock', 1)).toBe(true);
     third.child.kill('SIGTERM');
     const [r3, r4] = await Promise.all([third.done, fourth.done]);
@@ -372,7 +372,7 @@ describe('two CLI workers on one files-source checkpoint (embedded chDB)', () =>
     expectSuccess(r4, 'the worker that waited');
     expect(await fingerprint('waited')).toBe(expected);
     console.log(`[fencing] files source, seed ${seed}: takeover ${delayMs} ms after start`);
-  }, 120_000);
+  }, 240_000);
 });
 
 function comparedColumnsOf(table: (typeof comparedTables)[number]): string {
