@@ -13,6 +13,7 @@
 import { Table, tableToIPC } from 'apache-arrow';
 import { arrowSchemaOf, recordBatchFromRows } from '../schemas/arrow.js';
 import type { Column, ColumnType } from '../schemas/reading.js';
+import { floatText } from './float-text.js';
 import { quoteString } from './sql.js';
 import { hasLoneSurrogate, wellFormed } from './unicode.js';
 
@@ -85,27 +86,6 @@ function finiteFloat(value: CellValue): number {
     throw new CellError(`expected a finite number, got ${describe(value)}`);
   }
   return value;
-}
-
-/** `.0001` … `.9999` without trailing zeros, and '' for a whole number. */
-const TEN_THOUSANDTHS: readonly string[] = Array.from({ length: 10_000 }, (_, f) =>
-  f === 0 ? '' : `.${String(f).padStart(4, '0').replace(/0+$/, '')}`,
-);
-
-/**
- * `String(value)`, character for character, with a fast path for the usual kW value: at most
- * four decimals. General shortest-round-trip formatting costs ~6× as much. When `k / 10000`
- * is exactly `value` (k an integer under 1e13), the decimal `k / 10^4` parses back to `value`
- * and, having at most 13 significant digits, is its shortest form, which is what `String`
- * writes (plain notation: 1e-4 ≤ |value| < 1e9). Anything else takes `String`.
- */
-function floatText(value: number): string {
-  const k = Math.round(value * 10_000);
-  if (k / 10_000 !== value || !(k < 1e13 && k > -1e13)) return String(value);
-  const magnitude = k < 0 ? -k : k;
-  const whole = Math.floor(magnitude / 10_000);
-  const text = `${whole}${TEN_THOUSANDTHS[magnitude - whole * 10_000]}`;
-  return k < 0 ? `-${text}` : text;
 }
 
 const INTEGER_RANGES: Readonly<Record<'UInt8' | 'UInt32' | 'UInt64' | 'Int64', readonly [number, number]>> = {
