@@ -5,9 +5,12 @@ import { numberField, SpoolValueError, spoolColumnsOf } from '../../connectors/l
 import type { Column } from '../../schemas/reading.js';
 
 /** The spool's field rules written the plain way, one value at a time: what the encoder must produce. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what must be quoted
+const NEEDS_QUOTES = /[",\\\u0000-\u001f\u007f]/;
+
 function referenceField(column: Column<unknown>, value: unknown): string {
   const string = (s: string) =>
-    s === '\\N' ? '"\\N"' : /[",\\\u0000-\u001f\u007f]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+    s === '\\N' ? '"\\N"' : NEEDS_QUOTES.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
   const number = (n: number) => (Object.is(n, -0) ? '-0' : String(n));
   if (value === null) return '\\N';
   switch (column.type) {
@@ -41,15 +44,45 @@ const columns: Column<Row>[] = [
   { name: 'l', type: 'ArrayString', get: (r) => r.l, doc: '' },
 ];
 
-const HOSTILE = ['', '\\N', '"', 'a,b', 'tab\t', 'nl\n', 'nul\u0000', 'lone \ud800', '\udc00', 'back\\', 'ü 𝄞', '\u007f'];
-const EDGE_NUMBERS = [0, -0, Number.NaN, Infinity, -Infinity, 5e-324, Number.MAX_VALUE, 0.1 + 0.2, 1e21, -1.5e-7];
+const HOSTILE = [
+  '',
+  '\\N',
+  '"',
+  'a,b',
+  'tab\t',
+  'nl\n',
+  'nul\u0000',
+  'lone \ud800',
+  '\udc00',
+  'back\\',
+  'ü 𝄞',
+  '\u007f',
+];
+const EDGE_NUMBERS = [
+  0,
+  -0,
+  Number.NaN,
+  Infinity,
+  -Infinity,
+  5e-324,
+  Number.MAX_VALUE,
+  0.1 + 0.2,
+  1e21,
+  -1.5e-7,
+];
 
 describe('lake spool encoding', () => {
   it('writes every double as its shortest round-trip text, -0 kept', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.double(), fc.integer({ min: -1e13 + 1, max: 1e13 - 1 }).map((k) => k / 1e4)), (d) => {
-        expect(numberField(d)).toBe(Object.is(d, -0) ? '-0' : String(d));
-      }),
+      fc.property(
+        fc.oneof(
+          fc.double(),
+          fc.integer({ min: -1e13 + 1, max: 1e13 - 1 }).map((k) => k / 1e4),
+        ),
+        (d) => {
+          expect(numberField(d)).toBe(Object.is(d, -0) ? '-0' : String(d));
+        },
+      ),
       { numRuns: 20_000 },
     );
     for (const d of EDGE_NUMBERS) expect(numberField(d)).toBe(Object.is(d, -0) ? '-0' : String(d));
@@ -65,9 +98,11 @@ describe('lake spool encoding', () => {
       l: fc.oneof(fc.constant([]), fc.array(text, { maxLength: 3 })),
     });
     // Rows drawn from a small pool repeat, which is what the encoder's memory of the last value meets.
-    const rows = fc.array(row, { minLength: 1, maxLength: 8 }).chain((pool) =>
-      fc.array(fc.nat(pool.length - 1), { maxLength: 40 }).map((picks) => picks.map((i) => pool[i] as Row)),
-    );
+    const rows = fc
+      .array(row, { minLength: 1, maxLength: 8 })
+      .chain((pool) =>
+        fc.array(fc.nat(pool.length - 1), { maxLength: 40 }).map((picks) => picks.map((i) => pool[i] as Row)),
+      );
     fc.assert(
       fc.property(rows, (sequence) => {
         const spool = spoolColumnsOf(columns as Column<unknown>[]);
