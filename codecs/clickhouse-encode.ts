@@ -352,13 +352,37 @@ function arrowRowWriter<Row>(columns: readonly Column<Row>[]): RowWriter<Row> {
   const cells = columns.map(jsonCell);
   const checked: Column<Row>[] = columns.map((column, c) => {
     const cell = cells[c] as JsonCell<Row>;
-    const get: Column<Row>['get'] =
-      column.type === 'DateTime' || column.type === 'NullableDateTime'
-        ? (row) => {
-            const seconds = cell(row);
-            return seconds === null ? null : (seconds as number) * 1000;
+    let get: Column<Row>['get'];
+    switch (column.type) {
+      case 'DateTime':
+      case 'NullableDateTime':
+        get = (row) => {
+          const seconds = cell(row);
+          return seconds === null ? null : (seconds as number) * 1000;
+        };
+        break;
+      case 'String':
+        // The Arrow builder checks the type and writes a lone surrogate as U+FFFD, as `text` does.
+        get = column.get;
+        break;
+      case 'LowCardinalityString': {
+        // Values come in runs: check and clean each run's value once.
+        const source = column.get;
+        let last: unknown;
+        let lastText: string | undefined;
+        get = (row) => {
+          const value = source(row);
+          if (value !== last || lastText === undefined) {
+            lastText = text(value);
+            last = value;
           }
-        : cell;
+          return lastText;
+        };
+        break;
+      }
+      default:
+        get = cell;
+    }
     return { ...column, get };
   });
   const schema = arrowSchemaOf(columns);
