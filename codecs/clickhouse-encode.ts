@@ -10,7 +10,7 @@
  * wrap integers or clamp times without a word.
  */
 
-import { Table, tableToIPC } from 'apache-arrow';
+import { AsyncByteQueue, RecordBatchStreamWriter, Table } from 'apache-arrow';
 import { arrowSchemaOf, recordBatchFromRows } from '../schemas/arrow.js';
 import type { Column, ColumnType } from '../schemas/reading.js';
 import { floatText } from './float-text.js';
@@ -406,8 +406,61 @@ function arrowRowWriter<Row>(columns: readonly Column<Row>[]): RowWriter<Row> {
       }
       throw error;
     }
-    sink(tableToIPC(table, 'stream'));
+    writeIpcStream(table, sink);
   };
+}
+
+/** Bytes of the IPC stream's small pieces (message headers, prefixes, padding) gathered per sink call. */
+const IPC_PIECE_BYTES = 64 * 1024;
+
+/**
+ * The writer's output, handed to a sink as it is made: column bodies as they are (views of the
+ * batch's buffers, not copied), the small pieces between them gathered into one buffer. `tableToIPC`
+ * would first join it all into one copy, the size of the body.
+ */
+class IpcPieces extends AsyncByteQueue {
+  private readonly sink: TextSink;
+  // A sink may keep what it is handed (see bodyOf): a flushed buffer is never written again.
+  private gathered = new Uint8Array(IPC_PIECE_BYTES);
+  private used = 0;
+
+  constructor(sink: TextSink) {
+    super();
+    this.sink = sink;
+  }
+
+  override write(value: Uint8Array): void {
+    if (value.byteLength === 0) return;
+    if (this.used + value.byteLength <= IPC_PIECE_BYTES) {
+      this.gathered.set(value, this.used);
+      this.used += value.byteLength;
+      return;
+    }
+    this.flush();
+    if (value.byteLength < IPC_PIECE_BYTES) {
+      this.gathered.set(value, 0);
+      this.used = value.byteLength;
+    } else {
+      // A column body: a view of the batch's own buffer, which nothing writes to again.
+      this.sink(value);
+    }
+  }
+
+  flush(): void {
+    if (this.used === 0) return;
+    this.sink(this.gathered.subarray(0, this.used));
+    this.gathered = new Uint8Array(IPC_PIECE_BYTES);
+    this.used = 0;
+  }
+}
+
+/** Writes `table` as one Arrow IPC stream into `sink`: the bytes of `tableToIPC(table, 'stream')`. */
+export function writeIpcStream(table: Table, sink: TextSink): void {
+  const pieces = new IpcPieces(sink);
+  const writer = new RecordBatchStreamWriter();
+  writer.reset(pieces);
+  writer.writeAll(table);
+  pieces.flush();
 }
 
 /** Builds a row writer for one column list and format; build once per table, reuse per batch. */

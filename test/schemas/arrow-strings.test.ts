@@ -1,6 +1,7 @@
 import { Table, tableFromIPC, tableToIPC } from 'apache-arrow';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { writeIpcStream } from '../../codecs/clickhouse-encode.js';
 import { wellFormed } from '../../codecs/unicode.js';
 import { ArrowConversionError, arrowColumnValues, recordBatchFromRows } from '../../schemas/arrow.js';
 import type { Column } from '../../schemas/reading.js';
@@ -65,5 +66,23 @@ describe('Arrow string columns', () => {
     ];
     expect(() => recordBatchFromRows(columns, rows)).toThrow(ArrowConversionError);
     expect(() => recordBatchFromRows(columns, rows)).toThrow(/row 1/);
+  });
+});
+
+describe('Arrow IPC stream written in pieces', () => {
+  it('is byte for byte the stream tableToIPC makes, whatever the sizes of its columns', () => {
+    const text = fc.oneof(fc.string({ unit: 'binary' }), fc.constantFrom('', 'x'.repeat(70_000)));
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ s: text, l: fc.array(text, { maxLength: 3 }) }), { maxLength: 20 }),
+        (rows) => {
+          const table = new Table(recordBatchFromRows(columns, rows));
+          const pieces: Uint8Array[] = [];
+          writeIpcStream(table, (piece) => pieces.push(piece as Uint8Array));
+          expect(Buffer.concat(pieces).equals(Buffer.from(tableToIPC(table, 'stream')))).toBe(true);
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });
