@@ -10,9 +10,10 @@
  * wrap integers or clamp times without a word.
  */
 
-import { Table, tableToIPC } from 'apache-arrow';
+import { AsyncByteQueue, RecordBatchStreamWriter, Table } from 'apache-arrow';
 import { arrowSchemaOf, recordBatchFromRows } from '../schemas/arrow.js';
 import type { Column, ColumnType } from '../schemas/reading.js';
+import { floatText } from './float-text.js';
 import { quoteString } from './sql.js';
 import { hasLoneSurrogate, wellFormed } from './unicode.js';
 
@@ -85,27 +86,6 @@ function finiteFloat(value: CellValue): number {
     throw new CellError(`expected a finite number, got ${describe(value)}`);
   }
   return value;
-}
-
-/** `.0001` … `.9999` without trailing zeros, and '' for a whole number. */
-const TEN_THOUSANDTHS: readonly string[] = Array.from({ length: 10_000 }, (_, f) =>
-  f === 0 ? '' : `.${String(f).padStart(4, '0').replace(/0+$/, '')}`,
-);
-
-/**
- * `String(value)`, character for character, with a fast path for the usual kW value: at most
- * four decimals. General shortest-round-trip formatting costs ~6× as much. When `k / 10000`
- * is exactly `value` (k an integer under 1e13), the decimal `k / 10^4` parses back to `value`
- * and, having at most 13 significant digits, is its shortest form, which is what `String`
- * writes (plain notation: 1e-4 ≤ |value| < 1e9). Anything else takes `String`.
- */
-function floatText(value: number): string {
-  const k = Math.round(value * 10_000);
-  if (k / 10_000 !== value || !(k < 1e13 && k > -1e13)) return String(value);
-  const magnitude = k < 0 ? -k : k;
-  const whole = Math.floor(magnitude / 10_000);
-  const text = `${whole}${TEN_THOUSANDTHS[magnitude - whole * 10_000]}`;
-  return k < 0 ? `-${text}` : text;
 }
 
 const INTEGER_RANGES: Readonly<Record<'UInt8' | 'UInt32' | 'UInt64' | 'Int64', readonly [number, number]>> = {
@@ -372,13 +352,37 @@ function arrowRowWriter<Row>(columns: readonly Column<Row>[]): RowWriter<Row> {
   const cells = columns.map(jsonCell);
   const checked: Column<Row>[] = columns.map((column, c) => {
     const cell = cells[c] as JsonCell<Row>;
-    const get: Column<Row>['get'] =
-      column.type === 'DateTime' || column.type === 'NullableDateTime'
-        ? (row) => {
-            const seconds = cell(row);
-            return seconds === null ? null : (seconds as number) * 1000;
+    let get: Column<Row>['get'];
+    switch (column.type) {
+      case 'DateTime':
+      case 'NullableDateTime':
+        get = (row) => {
+          const seconds = cell(row);
+          return seconds === null ? null : (seconds as number) * 1000;
+        };
+        break;
+      case 'String':
+        // The Arrow builder checks the type and writes a lone surrogate as U+FFFD, as `text` does.
+        get = column.get;
+        break;
+      case 'LowCardinalityString': {
+        // Values come in runs: check and clean each run's value once.
+        const source = column.get;
+        let last: unknown;
+        let lastText: string | undefined;
+        get = (row) => {
+          const value = source(row);
+          if (value !== last || lastText === undefined) {
+            lastText = text(value);
+            last = value;
           }
-        : cell;
+          return lastText;
+        };
+        break;
+      }
+      default:
+        get = cell;
+    }
     return { ...column, get };
   });
   const schema = arrowSchemaOf(columns);
@@ -402,8 +406,61 @@ function arrowRowWriter<Row>(columns: readonly Column<Row>[]): RowWriter<Row> {
       }
       throw error;
     }
-    sink(tableToIPC(table, 'stream'));
+    writeIpcStream(table, sink);
   };
+}
+
+/** Bytes of the IPC stream's small pieces (message headers, prefixes, padding) gathered per sink call. */
+const IPC_PIECE_BYTES = 64 * 1024;
+
+/**
+ * The writer's output, handed to a sink as it is made: column bodies as they are (views of the
+ * batch's buffers, not copied), the small pieces between them gathered into one buffer. `tableToIPC`
+ * would first join it all into one copy, the size of the body.
+ */
+class IpcPieces extends AsyncByteQueue {
+  private readonly sink: TextSink;
+  // A sink may keep what it is handed (see bodyOf): a flushed buffer is never written again.
+  private gathered = new Uint8Array(IPC_PIECE_BYTES);
+  private used = 0;
+
+  constructor(sink: TextSink) {
+    super();
+    this.sink = sink;
+  }
+
+  override write(value: Uint8Array): void {
+    if (value.byteLength === 0) return;
+    if (this.used + value.byteLength <= IPC_PIECE_BYTES) {
+      this.gathered.set(value, this.used);
+      this.used += value.byteLength;
+      return;
+    }
+    this.flush();
+    if (value.byteLength < IPC_PIECE_BYTES) {
+      this.gathered.set(value, 0);
+      this.used = value.byteLength;
+    } else {
+      // A column body: a view of the batch's own buffer, which nothing writes to again.
+      this.sink(value);
+    }
+  }
+
+  flush(): void {
+    if (this.used === 0) return;
+    this.sink(this.gathered.subarray(0, this.used));
+    this.gathered = new Uint8Array(IPC_PIECE_BYTES);
+    this.used = 0;
+  }
+}
+
+/** Writes `table` as one Arrow IPC stream into `sink`: the bytes of `tableToIPC(table, 'stream')`. */
+export function writeIpcStream(table: Table, sink: TextSink): void {
+  const pieces = new IpcPieces(sink);
+  const writer = new RecordBatchStreamWriter();
+  writer.reset(pieces);
+  writer.writeAll(table);
+  pieces.flush();
 }
 
 /** Builds a row writer for one column list and format; build once per table, reuse per batch. */

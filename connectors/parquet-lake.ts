@@ -1022,12 +1022,16 @@ interface SpoolContents {
 
 /** Bytes buffered per partition before a write to its file. */
 const SPOOL_BUFFER_BYTES = 1 << 20;
+/** Characters of lines gathered before they are encoded into a part's buffer. */
+const SPOOL_PIECE_CHARS = 64 * 1024;
 
 /** A part's rows spooled per partition to CSV files; encodes and writes synchronously, as rows arrive. */
 class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
   readonly kind: K;
   private readonly table: LakeTable<unknown>;
-  private readonly encode: (row: unknown) => string;
+  private readonly appendLine: (text: string, row: unknown) => string;
+  private readonly timeOf: (row: unknown) => unknown;
+  private readonly fallbackOf: ((row: unknown) => unknown) | undefined;
   private readonly prefix: string;
   private readonly registry: SpoolRegistry;
   private readonly writeContents: (spool: SpoolContents, checkpointId: string) => Promise<LakeWriteResult>;
@@ -1044,7 +1048,9 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
   ) {
     this.kind = kind;
     this.table = table;
-    this.encode = spoolColumnsOf(table.columns).encode;
+    this.appendLine = spoolColumnsOf(table.columns).appendLine;
+    this.timeOf = (table.columns.find((c) => c.name === table.partitionTimeColumn) as Column<unknown>).get;
+    this.fallbackOf = table.columns.find((c) => c.name === table.partitionFallbackColumn)?.get;
     this.prefix = prefix;
     this.registry = registry;
     registry.spools.add(this);
@@ -1110,53 +1116,80 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
     }
   }
 
+  /**
+   * Encodes rows into their parts' buffers. Lines are gathered into a piece of text of up to
+   * {@link SPOOL_PIECE_CHARS} for one part, which goes to that part's buffer in one UTF-8 write: a
+   * native call per row cost more than the encoding of its numbers.
+   */
   private encodeRows(rows: readonly unknown[], context: LakeErrorContext): void {
     const table = this.table;
-    const timeOf = (table.columns.find((c) => c.name === table.partitionTimeColumn) as Column<unknown>).get;
-    const fallbackOf = table.columns.find((c) => c.name === table.partitionFallbackColumn)?.get;
-    const encode = this.encode;
+    const timeOf = this.timeOf;
+    const fallbackOf = this.fallbackOf;
+    const appendLine = this.appendLine;
     let start = 0;
     let end = -1;
     let part: OpenSpoolPart | undefined;
+    let piece = '';
+    let pieceLongest = 0;
     for (let i = 0; i < rows.length; i++) {
       const row = rows[i];
       if (typeof row !== 'object' || row === null) {
         throw new LakeInputError('A row is not an object', { ...context, row: i });
       }
-      const time = partitionTime(
-        timeOf(row),
-        fallbackOf === undefined ? undefined : () => fallbackOf(row),
-        table,
-        {
-          ...context,
-          row: i,
-        },
-      );
+      const time = timeOf(row);
       // Rows of a call nearly always share a month: test against the last month's range first.
-      if (part === undefined || time < start || time >= end) {
-        const partition = rowPartition(time, { ...context, row: i });
-        [start, end] = partitionRange(partition);
-        part = this.partOf(partition);
+      if (part === undefined || !(typeof time === 'number' && time >= start && time < end)) {
+        const chosen = partitionTime(
+          time,
+          fallbackOf === undefined ? undefined : () => fallbackOf(row),
+          table,
+          { ...context, row: i },
+        );
+        if (part === undefined || !(chosen >= start && chosen < end)) {
+          const partition = rowPartition(chosen, { ...context, row: i });
+          const next = this.partOf(partition);
+          if (part !== undefined && next !== part) {
+            this.putPiece(part, piece, pieceLongest);
+            piece = '';
+            pieceLongest = 0;
+          }
+          [start, end] = partitionRange(partition);
+          part = next;
+        }
       }
-      let line: string;
+      const before = piece.length;
       try {
-        line = encode(row);
+        piece = appendLine(piece, row);
       } catch (cause) {
         if (!(cause instanceof SpoolValueError)) throw cause;
         throw new LakeInputError(cause.message, { ...context, column: cause.column, row: i });
       }
-      const chars = line.length;
-      // A UTF-16 code unit takes at most 3 bytes of UTF-8.
-      if (part.used + chars * 3 > part.buffer.length) {
-        this.flushPart(part);
-        if (chars * 3 > part.buffer.length) this.writeBytes(part, Buffer.from(line, 'utf8'));
-        else part.used += part.buffer.write(line, part.used);
-      } else {
-        part.used += part.buffer.write(line, part.used);
-      }
+      const chars = piece.length - before;
+      if (chars > pieceLongest) pieceLongest = chars;
       part.rows++;
-      if (chars > part.maxLineChars) part.maxLineChars = chars;
+      if (piece.length >= SPOOL_PIECE_CHARS) {
+        this.putPiece(part, piece, pieceLongest);
+        piece = '';
+        pieceLongest = 0;
+      }
     }
+    if (part !== undefined) this.putPiece(part, piece, pieceLongest);
+  }
+
+  /** Puts a piece of whole lines into `part`'s buffer, or straight into its file when it is larger. */
+  private putPiece(part: OpenSpoolPart, piece: string, longestLine: number): void {
+    if (piece.length === 0) return;
+    if (longestLine > part.maxLineChars) part.maxLineChars = longestLine;
+    const chars = piece.length;
+    // A UTF-16 code unit takes at most 3 bytes of UTF-8.
+    if (part.used + chars * 3 > part.buffer.length) {
+      this.flushPart(part);
+      if (chars * 3 > part.buffer.length) {
+        this.writeBytes(part, Buffer.from(piece, 'utf8'));
+        return;
+      }
+    }
+    part.used += part.buffer.write(piece, part.used);
   }
 
   /** Cuts every part back to where `marks` found it (parts opened since stay, empty). */

@@ -27,6 +27,7 @@ import {
   Utf8,
   type Vector,
 } from 'apache-arrow';
+import { wellFormed } from '../codecs/unicode.js';
 import {
   alertColumns,
   type Column,
@@ -147,7 +148,7 @@ function columnData<Row>(column: Column<Row>, type: DataType, length: number, at
   const nullable = isNullableColumnType(column.type);
   switch (column.type) {
     case 'String':
-      return utf8Data(stringsOf(column.name, length, at), null, 0);
+      return utf8Column(column.name, length, at);
     case 'LowCardinalityString':
       return dictionaryData(column.name, type as Dictionary<Utf8, Int32>, length, at);
     case 'DateTime':
@@ -185,16 +186,6 @@ class NullTracker {
   }
 }
 
-function stringsOf(name: string, length: number, at: ValueAt): string[] {
-  const out = new Array<string>(length);
-  for (let i = 0; i < length; i++) {
-    const value = at(i);
-    if (typeof value !== 'string') throw new ArrowConversionError('expected a string', name, i);
-    out[i] = value;
-  }
-  return out;
-}
-
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -214,14 +205,45 @@ function utf8Length(text: string): number {
 }
 
 /**
+ * A string column. The values are concatenated as they are read and the text converted to bytes at
+ * once: when it is ASCII (its UTF-8 length is its length, the usual case) the offsets are the
+ * running character counts and the bytes a Latin-1 copy, with no per-string native call and no array
+ * of the strings; otherwise the column is made again by {@link utf8Data}.
+ */
+function utf8Column(name: string, length: number, at: ValueAt): Data<Utf8> {
+  const offsets = new Int32Array(length + 1);
+  let joined = '';
+  for (let i = 0; i < length; i++) {
+    const value = at(i);
+    if (typeof value !== 'string') throw new ArrowConversionError('expected a string', name, i);
+    joined += value;
+    offsets[i + 1] = joined.length;
+  }
+  if (Buffer.byteLength(joined, 'utf8') !== joined.length) {
+    const strings = new Array<string>(length);
+    for (let i = 0; i < length; i++) strings[i] = at(i) as string;
+    return utf8Data(strings, null, 0);
+  }
+  const bytes = Buffer.from(joined, 'latin1');
+  return makeData({ type: new Utf8(), length, nullCount: 0, valueOffsets: offsets, data: bytes });
+}
+
+/**
  * Encodes all strings with one `join` and one `encode`: per-string encoding costs a native call
  * each. When the text is ASCII (byte count equals character count) the offsets are the string
- * lengths; otherwise each string's UTF-8 length is counted.
+ * lengths; otherwise each string is made well-formed (a lone surrogate becomes U+FFFD, as UTF-8
+ * encoding writes it, and two halves from neighbouring strings must not join into one character
+ * of the text) and its UTF-8 length counted.
  */
 function utf8Data(strings: readonly string[], nullBitmap: Uint8Array | null, nullCount: number): Data<Utf8> {
-  const joined = strings.join('');
-  const bytes = encoder.encode(joined);
+  let joined = strings.join('');
+  let bytes = encoder.encode(joined);
   const ascii = bytes.length === joined.length;
+  if (!ascii) {
+    strings = strings.map(wellFormed);
+    joined = strings.join('');
+    bytes = encoder.encode(joined);
+  }
   const offsets = new Int32Array(strings.length + 1);
   let offset = 0;
   for (let i = 0; i < strings.length; i++) {
