@@ -202,7 +202,14 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
   let lake: ParquetLake | undefined;
   let exclusions: StoredExclusionInputs | undefined;
   try {
-    await hot.migrate();
+    try {
+      await hot.migrate();
+    } catch (error) {
+      // A newer holder that took the lease over while this one started may have opened the store first
+      // (an embedded chDB folder opens in one process at a time): being fenced is the reason to report.
+      await lease?.check('open the hot store');
+      throw error;
+    }
     await hot.insert('meters', [...registrySubject.value.values()]);
     const crossMeter = config.crossMeter ?? config.repartition === undefined;
     exclusions = await exclusionInputsFor(config.profile, crossMeter, hot, config.onExclusionInputError);
