@@ -319,6 +319,8 @@ function decodeCsvText(
   let nextQuote = text.indexOf('"', pos);
   if (nextQuote === -1) nextQuote = n;
 
+  // One `<source>#` for every line's reference: a template per line would build that prefix anew each time.
+  const linePrefix = `${source}#`;
   // A gateway file holds each meter's readings on consecutive lines: a line repeating the previous
   // line's meter id or unit reuses that string instead of slicing a new one.
   let lastMeterId = '';
@@ -343,7 +345,7 @@ function decodeCsvText(
       nextQuote = text.indexOf('"', pos);
       if (nextQuote === -1) nextQuote = n;
     }
-    const readingSource = lineRefs ? `${source}#${lineNo}` : source;
+    const readingSource = lineRefs ? linePrefix + lineNo : source;
 
     if (nextQuote >= end) {
       // Fast path: no quotes on this line, fields are the text between commas.
