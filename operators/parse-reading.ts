@@ -8,7 +8,7 @@ import {
   type Season,
 } from '../schemas/reading.js';
 import { type Lineage, QUARANTINE } from './outputs.js';
-import { canonicalTimestamp, recordId } from './record-id.js';
+import { canonicalTimestamp, RecordIds } from './record-id.js';
 
 /**
  * A reading fresh from parsing. It still carries when it was received, because timestamp sanity
@@ -44,9 +44,11 @@ export interface ParsedReading extends Reading {
  */
 export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transform<RawReading, ParsedReading> {
   const pipelineVersion = lineage.pipelineVersion;
+  const recordIds = new RecordIds();
   return mapBatch<RawReading, ParsedReading>((batch, out) => {
     // Once per batch: processing time is a property of the batch, and this keeps the loop call-free.
     const processedAt = lineage.processedAt();
+    const ids = recordIds;
     // Readings of a meter come in runs: the previous reading's number serves the next of the run.
     let lastId = '';
     let meterIx: number | undefined;
@@ -97,7 +99,7 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
         peakClass: 'standard',
         // Years outside 0000–9999 (reachable only through an offset) have no month there; clock_reset rejects them.
         season: SEASON_OF_MONTH[(tsIso.charCodeAt(5) - 48) * 10 + tsIso.charCodeAt(6) - 48] ?? 'winter',
-        recordId: recordId(raw.meterId, tsIso, raw.value),
+        recordId: ids.id(raw.meterId, tsIso, raw.value),
         source: raw.source,
         processedAt,
         pipelineVersion,
