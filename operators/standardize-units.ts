@@ -91,9 +91,12 @@ export function standardizeUnits<R extends Reading & { readonly intervalMinutes?
     let kind = UNIT_KIND.get(r.rawUnit);
     if (kind === undefined) kind = UNIT_KIND.get(r.rawUnit.trim().toLowerCase());
     switch (kind) {
-      case KILOWATT:
-        r.kw = round(kw);
+      case KILOWATT: {
+        // Most values have no more decimals than kept: storing the same number again would box a new copy.
+        const v = round(kw);
+        if (v !== kw || v === 0) r.kw = v;
         break;
+      }
       case KILOWATT_HOUR:
       case WATT_HOUR:
       case MEGAWATT_HOUR: {
