@@ -16,6 +16,7 @@ import type { RawReading } from '../schemas/reading.js';
 import { CR, type CsvRecordErrorCode, csvField, parseQuotedRecord } from './csv-record.js';
 import { decodeUtilityFormat, withIntervalColumn } from './dispatch.js';
 import { measurementsOfJson, withMeasurementColumns } from './measurement-columns.js';
+import { RecentTexts } from './recent-texts.js';
 import {
   type CodecMessageFailureCode,
   type CodecRecordFailureCode,
@@ -325,6 +326,7 @@ function decodeCsvText(
   // line's meter id or unit reuses that string instead of slicing a new one.
   let lastMeterId = '';
   let lastUnit = '';
+  const stamps = new RecentTexts();
 
   while (pos < n) {
     let eol = text.indexOf('\n', pos);
@@ -369,7 +371,7 @@ function decodeCsvText(
               }
               break;
             case 1:
-              timestamp = text.slice(fieldStart, comma);
+              timestamp = stamps.take(text, fieldStart, comma);
               break;
             case 2:
               value = text.slice(fieldStart, comma);

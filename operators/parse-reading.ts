@@ -49,6 +49,8 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
     // Once per batch: processing time is a property of the batch, and this keeps the loop call-free.
     const processedAt = lineage.processedAt();
     const ids = recordIds;
+    // Per batch, so that no payload's text outlives its batch through a key sliced from it.
+    const times = new Map<string, number>();
     // Readings of a meter come in runs: the previous reading's number serves the next of the run.
     let lastId = '';
     let meterIx: number | undefined;
@@ -60,7 +62,12 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
         meterIx = meters.intern(lastId);
         meterId = meters.keyOf(meterIx)!;
       }
-      const ts = parseTimestamp(raw.timestamp);
+      // A payload repeats a few timestamps meter after meter (the decoder hands out one string for them).
+      let ts = times.get(raw.timestamp);
+      if (ts === undefined) {
+        ts = parseTimestamp(raw.timestamp);
+        if (times.size < MAX_TIMES_PER_BATCH) times.set(raw.timestamp, ts);
+      }
       const kw = parseValue(raw.value);
       const badTs = Number.isNaN(ts);
       // ClickHouse keeps whole seconds (DateTime): 10:00:00.000 and 10:00:00.500 would be two readings in
@@ -143,6 +150,9 @@ const SEASON_OF_MONTH: readonly Season[] = [
   'fall',
   'winter',
 ];
+
+/** Distinct timestamp texts a batch remembers the parse of: a backfill's batch has more than it repeats. */
+const MAX_TIMES_PER_BATCH = 4096;
 
 const DAY_MS = 86_400_000;
 const DAYS_IN_MONTH = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
