@@ -16,6 +16,7 @@ import type { RawReading } from '../schemas/reading.js';
 import { CR, type CsvRecordErrorCode, csvField, parseQuotedRecord } from './csv-record.js';
 import { decodeUtilityFormat, withIntervalColumn } from './dispatch.js';
 import { measurementsOfJson, withMeasurementColumns } from './measurement-columns.js';
+import { RecentTexts } from './recent-texts.js';
 import {
   type CodecMessageFailureCode,
   type CodecRecordFailureCode,
@@ -319,10 +320,13 @@ function decodeCsvText(
   let nextQuote = text.indexOf('"', pos);
   if (nextQuote === -1) nextQuote = n;
 
+  // One `<source>#` for every line's reference: a template per line would build that prefix anew each time.
+  const linePrefix = `${source}#`;
   // A gateway file holds each meter's readings on consecutive lines: a line repeating the previous
   // line's meter id or unit reuses that string instead of slicing a new one.
   let lastMeterId = '';
   let lastUnit = '';
+  const stamps = new RecentTexts();
 
   while (pos < n) {
     let eol = text.indexOf('\n', pos);
@@ -343,7 +347,7 @@ function decodeCsvText(
       nextQuote = text.indexOf('"', pos);
       if (nextQuote === -1) nextQuote = n;
     }
-    const readingSource = lineRefs ? `${source}#${lineNo}` : source;
+    const readingSource = lineRefs ? linePrefix + lineNo : source;
 
     if (nextQuote >= end) {
       // Fast path: no quotes on this line, fields are the text between commas.
@@ -367,7 +371,7 @@ function decodeCsvText(
               }
               break;
             case 1:
-              timestamp = text.slice(fieldStart, comma);
+              timestamp = stamps.take(text, fieldStart, comma);
               break;
             case 2:
               value = text.slice(fieldStart, comma);

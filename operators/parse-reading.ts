@@ -8,7 +8,7 @@ import {
   type Season,
 } from '../schemas/reading.js';
 import { type Lineage, QUARANTINE } from './outputs.js';
-import { canonicalTimestamp, recordId } from './record-id.js';
+import { canonicalTimestamp, RecordIds } from './record-id.js';
 
 /**
  * A reading fresh from parsing. It still carries when it was received, because timestamp sanity
@@ -44,9 +44,13 @@ export interface ParsedReading extends Reading {
  */
 export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transform<RawReading, ParsedReading> {
   const pipelineVersion = lineage.pipelineVersion;
+  const recordIds = new RecordIds();
   return mapBatch<RawReading, ParsedReading>((batch, out) => {
     // Once per batch: processing time is a property of the batch, and this keeps the loop call-free.
     const processedAt = lineage.processedAt();
+    const ids = recordIds;
+    // Per batch, so that no payload's text outlives its batch through a key sliced from it.
+    const times = new Map<string, number>();
     // Readings of a meter come in runs: the previous reading's number serves the next of the run.
     let lastId = '';
     let meterIx: number | undefined;
@@ -58,7 +62,12 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
         meterIx = meters.intern(lastId);
         meterId = meters.keyOf(meterIx)!;
       }
-      const ts = parseTimestamp(raw.timestamp);
+      // A payload repeats a few timestamps meter after meter (the decoder hands out one string for them).
+      let ts = times.get(raw.timestamp);
+      if (ts === undefined) {
+        ts = parseTimestamp(raw.timestamp);
+        if (times.size < MAX_TIMES_PER_BATCH) times.set(raw.timestamp, ts);
+      }
       const kw = parseValue(raw.value);
       const badTs = Number.isNaN(ts);
       // ClickHouse keeps whole seconds (DateTime): 10:00:00.000 and 10:00:00.500 would be two readings in
@@ -97,7 +106,7 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
         peakClass: 'standard',
         // Years outside 0000–9999 (reachable only through an offset) have no month there; clock_reset rejects them.
         season: SEASON_OF_MONTH[(tsIso.charCodeAt(5) - 48) * 10 + tsIso.charCodeAt(6) - 48] ?? 'winter',
-        recordId: recordId(raw.meterId, tsIso, raw.value),
+        recordId: ids.id(raw.meterId, tsIso, raw.value),
         source: raw.source,
         processedAt,
         pipelineVersion,
@@ -141,6 +150,9 @@ const SEASON_OF_MONTH: readonly Season[] = [
   'fall',
   'winter',
 ];
+
+/** Distinct timestamp texts a batch remembers the parse of: a backfill's batch has more than it repeats. */
+const MAX_TIMES_PER_BATCH = 4096;
 
 const DAY_MS = 86_400_000;
 const DAYS_IN_MONTH = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];

@@ -27,6 +27,71 @@ export function recordId(meterId: string, tsIso: string, value: string): string 
   return hash('sha256', `${meterId}|${tsIso}|${value.trim()}`, 'hex');
 }
 
+/** Bytes a {@link RecordIds} hashes in place; a longer text takes {@link recordId}. */
+const MAX_HASHED_BYTES = 1024;
+
+/**
+ * `recordId` for a parse loop, without building the text to hash: the bytes of `meterId|tsIso|value`
+ * are written into one reused buffer and hashed from there, and the meter id's bytes stay in place while
+ * the meter repeats (a payload holds each meter's readings in a run). The strings `recordId` concatenates
+ * (four a reading, then a flat copy for hashing, ~200 bytes) were most of what parsing allocated besides
+ * the reading itself. Only ASCII text is written this way, where a character is its UTF-8 byte; anything
+ * else, or a text too long, goes to {@link recordId}, so the id is always the same.
+ */
+export class RecordIds {
+  private readonly bytes = new Uint8Array(MAX_HASHED_BYTES);
+  /** `views[n]`: the first n bytes, one view per length so hashing allocates no view. */
+  private readonly views: Uint8Array[] = [];
+  private meterId: string | undefined;
+  /** Bytes of `meterId|` at the buffer's start; -1 when the meter id is not plain ASCII. */
+  private prefix = -1;
+
+  id(meterId: string, tsIso: string, value: string): string {
+    if (meterId !== this.meterId) {
+      this.meterId = meterId;
+      this.prefix = this.put(meterId, 0, meterId.length, 0);
+      if (this.prefix >= 0) this.bytes[this.prefix++] = PIPE;
+    }
+    let p = this.prefix;
+    if (p >= 0) p = this.put(tsIso, 0, tsIso.length, p);
+    if (p >= 0) {
+      this.bytes[p++] = PIPE;
+      // `trim()` of an ASCII value: what it removes below U+0080 is tab to carriage return and space; a
+      // value with other characters is not written here, so Unicode blanks are left to `trim()`.
+      let from = 0;
+      let to = value.length;
+      while (from < to && asciiBlank(value.charCodeAt(from))) from++;
+      while (to > from && asciiBlank(value.charCodeAt(to - 1))) to--;
+      p = this.put(value, from, to, p);
+    }
+    if (p < 0) return recordId(meterId, tsIso, value);
+    let view = this.views[p];
+    if (view === undefined) {
+      view = this.bytes.subarray(0, p);
+      this.views[p] = view;
+    }
+    return hash('sha256', view, 'hex');
+  }
+
+  /** Writes `s[from, to)` at `at` when it is ASCII and fits; the end position, or -1. */
+  private put(s: string, from: number, to: number, at: number): number {
+    if (at + to - from > MAX_HASHED_BYTES - 1) return -1;
+    const bytes = this.bytes;
+    for (let i = from; i < to; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) return -1;
+      bytes[at++] = c;
+    }
+    return at;
+  }
+}
+
+const PIPE = 0x7c;
+
+function asciiBlank(c: number): boolean {
+  return c === 32 || (c >= 9 && c <= 13);
+}
+
 const TWO_DIGITS: readonly string[] = Array.from({ length: 100 }, (_, i) => (i < 10 ? `0${i}` : `${i}`));
 const DAY_MS = 86_400_000;
 

@@ -1,6 +1,7 @@
 import { safeSlice, wellFormed } from '../codecs/unicode.js';
 import { type Emitter, parDo, type SideInput, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
+import { addFlag } from './add-flag.js';
 import { type MeterRegistry, QUARANTINE } from './outputs.js';
 import { reconstructedRaw } from './record-id.js';
 import type { RuleProfile } from './rule-profile.js';
@@ -90,9 +91,12 @@ export function standardizeUnits<R extends Reading & { readonly intervalMinutes?
     let kind = UNIT_KIND.get(r.rawUnit);
     if (kind === undefined) kind = UNIT_KIND.get(r.rawUnit.trim().toLowerCase());
     switch (kind) {
-      case KILOWATT:
-        r.kw = round(kw);
+      case KILOWATT: {
+        // Most values have no more decimals than kept: storing the same number again would box a new copy.
+        const v = round(kw);
+        if (v !== kw || v === 0) r.kw = v;
         break;
+      }
       case KILOWATT_HOUR:
       case WATT_HOUR:
       case MEGAWATT_HOUR: {
@@ -100,24 +104,25 @@ export function standardizeUnits<R extends Reading & { readonly intervalMinutes?
         const minutes = r.intervalMinutes ?? registry?.value.get(r.meterId)?.intervalMinutes;
         if (minutes != null && minutes > 0) {
           r.kw = round((kwh * 60) / minutes);
-          r.flags.push('energy_converted');
+          addFlag(r, 'energy_converted');
         } else {
           r.kw = round(kwh);
-          if (kind !== KILOWATT_HOUR) r.flags.push('unit_converted');
+          if (kind !== KILOWATT_HOUR) addFlag(r, 'unit_converted');
         }
         break;
       }
       case WATT:
         r.kw = round(kw / 1000);
-        r.flags.push('unit_converted');
+        addFlag(r, 'unit_converted');
         break;
       case MISSING:
         if (kw < inferKwBelow) {
           r.kw = round(kw);
-          r.flags.push('unit_inferred');
+          addFlag(r, 'unit_inferred');
         } else if (kw > inferWattsAbove) {
           r.kw = round(kw / 1000);
-          r.flags.push('unit_inferred', 'unit_converted');
+          addFlag(r, 'unit_inferred');
+          addFlag(r, 'unit_converted');
         } else {
           quarantine(r, 'ambiguous_unit', out);
           return;

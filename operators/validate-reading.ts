@@ -1,4 +1,5 @@
 import { mapBatch, type SideInput, type Transform } from '../core/index.js';
+import { addFlag } from './add-flag.js';
 import { type MeterRegistry, QUARANTINE } from './outputs.js';
 import type { ParsedReading } from './parse-reading.js';
 import { reconstructedRaw } from './record-id.js';
@@ -77,10 +78,10 @@ export function validateReading(
         continue;
       }
       if (flagBackdated && ts < r.receivedAt - backdatedAfterMs) {
-        r.flags.push('backdated');
+        addFlag(r, 'backdated');
         r.warnings += 1;
       }
-      if (overLimit) r.flags.push('over_limit');
+      if (overLimit) addFlag(r, 'over_limit');
       out.emit(r);
     }
   });

@@ -43,6 +43,32 @@ describe('parseReading routing', () => {
 });
 
 describe('parseReading timestamps', () => {
+  it('parses a batch repeating timestamps, as equal or as the same strings, as it parses each alone', () => {
+    const pool = [
+      '2024-03-04T00:00:00Z',
+      '2024-03-04 00:15:00+01:00',
+      '2024-03-04T00:00:00.500Z',
+      '2024-02-30T00:00:00Z',
+      'yesterday',
+      '',
+      '2024-03-04T00:30:00Z',
+    ];
+    // Equal texts as one string object (as the CSV decoder hands them out) and as distinct ones.
+    const text = fc.oneof(
+      fc.constantFrom(...pool),
+      fc.constantFrom(...pool).map((t) => [...t].join('')),
+    );
+    fc.assert(
+      fc.property(fc.array(text, { minLength: 1, maxLength: 40 }), (timestamps) => {
+        const batch = parse(timestamps.map((timestamp, i) => raw({ timestamp, value: `${i}` })));
+        const alone = timestamps.map((timestamp, i) => parse([raw({ timestamp, value: `${i}` })]));
+        expect(batch.main).toEqual(alone.flatMap((r) => r.main));
+        expect(batch.tagged(QUARANTINE)).toEqual(alone.flatMap((r) => r.tagged(QUARANTINE)));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it.each([
     ['2024-03-04T00:00:00Z', T0],
     ['2024-03-04T00:00:00', T0], // no zone: UTC

@@ -1,8 +1,9 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { dataEvent, StateStore } from '../../core/index.js';
 import { QUARANTINE } from '../../operators/outputs.js';
 import type { ParsedReading } from '../../operators/parse-reading.js';
-import { quarantineImplausibleTime } from '../../operators/quarantine-implausible-time.js';
+import { median, quarantineImplausibleTime } from '../../operators/quarantine-implausible-time.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
 import type { QuarantineRecord } from '../../schemas/reading.js';
 import { INTERVAL, reading, run, T0 } from './fixtures.js';
@@ -52,5 +53,67 @@ describe('quarantineImplausibleTime', () => {
     const restored = new StateStore();
     restored.restore(JSON.parse(JSON.stringify(store.snapshot())));
     expect(judge([[at(T0 + 30 * DAY)]], restored).quarantined).toEqual([[T0 + 30 * DAY, 'far_future']]);
+  });
+
+  it('selects the lower median of any times, as sorting would', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.integer({ min: -5, max: 5 }), fc.double({ noNaN: true })), {
+          minLength: 1,
+          maxLength: 300,
+        }),
+        (values) => {
+          const sorted = Float64Array.from(values).sort();
+          expect(median(Float64Array.from(values))).toBe(sorted[(sorted.length - 1) >> 1]);
+        },
+      ),
+      { numRuns: 500 },
+    );
+    // Sorted, reversed and constant runs: the orders a naive pivot degrades on.
+    const n = 200_001;
+    const up = Float64Array.from({ length: n }, (_, i) => i);
+    expect(median(up.slice())).toBe(100_000);
+    expect(median(up.slice().reverse())).toBe(100_000);
+    expect(median(new Float64Array(n).fill(7))).toBe(7);
+  });
+
+  it('judges every batch as the sorted walk from the reference does (the skip of the sort changes nothing)', () => {
+    const limits = { farFutureMs: 30 * DAY, farPastMs: 60 * DAY };
+    // The stage as specified: the lower median of the sorted times, then the walks from the reference.
+    const specified = (batches: number[][]) => {
+      let known: number | null = null;
+      return batches.map((batch) => {
+        const times = Float64Array.from(batch).sort();
+        const mid = times[(times.length - 1) >> 1]!;
+        const reference = known === null ? mid : batch.length >= 16 ? Math.max(known, mid) : known;
+        let upper = reference;
+        let k = 0;
+        while (k < times.length && times[k]! < reference) k++;
+        for (let j = k; j < times.length && times[j]! - upper <= limits.farFutureMs; j++) upper = times[j]!;
+        let lower = reference;
+        for (let j = k - 1; j >= 0 && lower - times[j]! <= limits.farPastMs; j--) lower = times[j]!;
+        const kept = batch.filter((t) => t <= upper && t >= lower);
+        if (kept.length > 0) known = Math.max(known ?? Number.NEGATIVE_INFINITY, ...kept);
+        return kept;
+      });
+    };
+    // Times in whole days around T0, so that gaps near both tolerances occur often.
+    const time = fc.integer({ min: -200, max: 200 }).map((d) => T0 + d * DAY);
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(time, { minLength: 1, maxLength: 40 }), { minLength: 1, maxLength: 5 }),
+        (batches) => {
+          const out = run(
+            quarantineImplausibleTime(new StateStore(), limits),
+            batches.map((b) => dataEvent(b.map((t) => at(t)))),
+          );
+          const kept = out
+            .filter((e) => e.kind === 'data')
+            .map((e) => (e.items as ParsedReading[]).map((r) => r.ts));
+          expect(kept).toEqual(specified(batches).filter((b) => b.length > 0));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

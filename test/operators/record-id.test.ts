@@ -1,10 +1,46 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalTimestamp, reconstructedRaw, recordId } from '../../operators/record-id.js';
+import { canonicalTimestamp, RecordIds, reconstructedRaw, recordId } from '../../operators/record-id.js';
 import { reading, T0 } from './fixtures.js';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+describe('RecordIds', () => {
+  it('gives recordId for any texts and any order of meters, ASCII or not, short or long', () => {
+    const blank = fc.constantFrom(' ', '\t', '\n', '\r', '\v', '\f', '\u00a0', '\ufeff', '\u2028');
+    const text = fc.oneof(
+      fc.string({ maxLength: 12 }),
+      fc.string({ unit: 'grapheme', maxLength: 6 }),
+      fc.string({ unit: fc.constantFrom('\ud800', '\udc00', 'a', '|'), maxLength: 4 }),
+      fc.string({ minLength: 1000, maxLength: 1100 }),
+      fc.tuple(blank, fc.string({ maxLength: 6 }), blank).map(([a, b, c]) => a + b + c),
+    );
+    const ids = new RecordIds();
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom('MTR-000001', 'MTR-000002', ''), text, text), { maxLength: 20 }),
+        (parts) => {
+          for (const [meter, ts, value] of parts) {
+            expect(ids.id(meter, ts, value)).toBe(recordId(meter, ts, value));
+            expect(ids.id(value, ts, meter)).toBe(recordId(value, ts, meter));
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('hashes a text just under and just over its buffer (1,024 bytes) alike', () => {
+    const ids = new RecordIds();
+    const ts = '2024-03-04T00:00:00Z';
+    for (let n = 1018; n <= 1026; n++) {
+      expect(ids.id('M'.repeat(n), ts, '1.5')).toBe(recordId('M'.repeat(n), ts, '1.5'));
+      expect(ids.id('m', ts, 'v'.repeat(n - 22))).toBe(recordId('m', ts, 'v'.repeat(n - 22)));
+      expect(ids.id('m', 'T'.repeat(n), '')).toBe(recordId('m', 'T'.repeat(n), ''));
+    }
+  });
+});
 
 describe('recordId', () => {
   it('is the SHA-256 hex of meter id, canonical timestamp and trimmed value joined with |', () => {
