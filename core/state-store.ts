@@ -44,6 +44,14 @@ interface HeapEntry extends Timer {
   readonly id: string;
   /** Whether `byId` maps `id` to this entry: false once replaced, deleted or fired. */
   live: boolean;
+  /** The key's dense number when the entry is cached in `byNumber`, else -1. */
+  n: number;
+}
+
+/** The entries of one timer name cached by dense key number, and how many slots hold one. */
+interface NumberedEntries {
+  readonly entries: (HeapEntry | undefined)[];
+  cached: number;
 }
 
 /**
@@ -62,9 +70,12 @@ export class TimerQueue {
   /**
    * Per timer name, the entries set through `setAt` by dense key number: setting a timer again at the
    * time it already has (a window's end, for every element of the window) then costs no key string.
-   * A cached entry is used only while live, which makes it the one `byId` holds.
+   * A cached entry is used only while live, which makes it the one `byId` holds; it leaves the cache when
+   * it fires, is deleted or replaced, and a name leaves with its last entry: windowed stages use a timer
+   * name per window (`end:<start>`), and a cache kept per name held every timer ever set (an entry and a
+   * slot per meter-hour, ~35 MB for 5,000 meters × 4 days, growing by the day).
    */
-  private readonly byNumber = new Map<string, (HeapEntry | undefined)[]>();
+  private readonly byNumber = new Map<string, NumberedEntries>();
 
   set(key: string, name: string, time: number): void {
     this.put(key, name, time);
@@ -72,22 +83,31 @@ export class TimerQueue {
 
   /** `set` for a key whose dense number is `n`. */
   setAt(n: number, key: string, name: string, time: number): void {
-    let entries = this.byNumber.get(name);
-    if (entries === undefined) {
-      entries = [];
-      this.byNumber.set(name, entries);
+    let numbered = this.byNumber.get(name);
+    if (numbered === undefined) {
+      numbered = { entries: [], cached: 0 };
+      this.byNumber.set(name, numbered);
     }
-    const cached = entries[n];
+    const cached = numbered.entries[n];
     if (cached?.live && cached.time === time && cached.key === key) return;
-    entries[n] = this.put(key, name, time);
+    const entry = this.put(key, name, time);
+    if (entry === cached) return;
+    // A live entry is cached under one number at most: the one its key has now.
+    if (entry.n >= 0) this.uncache(entry);
+    if (cached !== undefined) this.uncache(cached);
+    const slot = this.byNumber.get(name) ?? { entries: [], cached: 0 };
+    if (slot.cached === 0) this.byNumber.set(name, slot);
+    slot.entries[n] = entry;
+    slot.cached++;
+    entry.n = n;
   }
 
   private put(key: string, name: string, time: number): HeapEntry {
     const id = timerId(key, name);
     const old = this.byId.get(id);
     if (old?.time === time) return old;
-    if (old !== undefined) old.live = false;
-    const entry: HeapEntry = { key, name, time, id, live: true };
+    if (old !== undefined) this.retire(old);
+    const entry: HeapEntry = { key, name, time, id, live: true, n: -1 };
     this.byId.set(id, entry);
     this.push(entry);
     return entry;
@@ -97,13 +117,28 @@ export class TimerQueue {
     const id = timerId(key, name);
     const old = this.byId.get(id);
     if (old === undefined) return;
-    old.live = false;
+    this.retire(old);
     this.byId.delete(id);
+  }
+
+  /** Marks an entry replaced, deleted or fired, and takes it out of the number cache. */
+  private retire(entry: HeapEntry): void {
+    entry.live = false;
+    if (entry.n >= 0) this.uncache(entry);
+  }
+
+  private uncache(entry: HeapEntry): void {
+    const numbered = this.byNumber.get(entry.name);
+    if (numbered !== undefined && numbered.entries[entry.n] === entry) {
+      numbered.entries[entry.n] = undefined;
+      if (--numbered.cached === 0) this.byNumber.delete(entry.name);
+    }
+    entry.n = -1;
   }
 
   /** `get` for a key whose dense number is `n`. */
   getAt(n: number, key: string, name: string): number | undefined {
-    const cached = this.byNumber.get(name)?.[n];
+    const cached = this.byNumber.get(name)?.entries[n];
     if (cached?.live && cached.key === key) return cached.time;
     return this.get(key, name);
   }
@@ -135,7 +170,7 @@ export class TimerQueue {
         const top = entries[bucket.cursor++]!;
         // `live` says whether `byId` still maps the id to this entry, without the lookup.
         if (!top.live) continue;
-        top.live = false;
+        this.retire(top);
         this.byId.delete(top.id);
         return { key: top.key, name: top.name, time: top.time };
       }
