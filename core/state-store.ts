@@ -490,6 +490,8 @@ export class StateStore {
   private readonly vectorSets = new Map<string, DenseVectors>();
   /** Lists of the last restored snapshot whose namespace was not registered yet. */
   private readonly pendingVectors = new Map<string, VectorsSnapshot>();
+  /** The values whose snapshot is a frozen copy printed in steps (see `value`). */
+  private readonly freezers = new Map<string, (value: unknown) => readonly unknown[]>();
   /** The last restored snapshot was JSON from before numeric rows: rows registered later upgrade entries. */
   private restoredLegacy = false;
 
@@ -579,9 +581,15 @@ export class StateStore {
     return queue;
   }
 
-  /** A single operator-wide value (an input watermark, a source position). */
-  value<S>(name: string, initial: S): ValueState<S> {
+  /**
+   * A single operator-wide value (an input watermark, a source position). `freeze`, for a large list that
+   * changes in place (a sort buffer), copies its items as they are at a snapshot's barrier (a shallow copy
+   * of their arrays is enough when the rest never changes): the copy is printed an item at a time in the
+   * snapshot's steps, not in one piece at the barrier. The text is the same either way.
+   */
+  value<S>(name: string, initial: S, freeze?: (value: S) => readonly unknown[]): ValueState<S> {
     const values = this.values;
+    if (freeze !== undefined) this.freezers.set(name, freeze as (value: unknown) => readonly unknown[]);
     return {
       // Falls back to `initial` so a value survives a restore from a snapshot taken before it existed.
       get: () => {
@@ -661,7 +669,15 @@ export class StateStore {
     for (const [ns, q] of this.timerQueues) timerEntries.set(ns, q.entries());
     const timers: Record<string, string> = {};
     const values: Record<string, string | undefined> = {};
-    for (const [k, v] of this.values) values[k] = jsonOf(v);
+    // A frozen list is printed an item at a time in the steps below: its text is `[item,item,…]`.
+    const frozen = new Map<string, { items: readonly unknown[]; texts: string[] }>();
+    for (const [k, v] of this.values) {
+      const freeze = this.freezers.get(k);
+      if (freeze !== undefined && Array.isArray(v)) {
+        frozen.set(k, { items: freeze(v), texts: [] });
+        values[k] = '';
+      } else values[k] = jsonOf(v);
+    }
     let indexes = '';
     if (this.indexes.size > 0) {
       const texts: Record<string, string> = {};
@@ -699,6 +715,15 @@ export class StateStore {
         }
         for (const capture of captures.values()) {
           if (!capture.step(deadline)) return false;
+        }
+        for (const [k, list] of frozen) {
+          const { items, texts } = list;
+          while (texts.length < items.length) {
+            texts.push(jsonOf(items[texts.length]) ?? 'null');
+            if (performance.now() >= deadline && texts.length < items.length) return false;
+          }
+          values[k] = `[${texts.join(',')}]`;
+          frozen.delete(k);
         }
         for (const [ns, entries] of timerEntries) {
           if (ns in timers) continue;
