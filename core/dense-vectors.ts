@@ -204,14 +204,20 @@ export class VectorsCapture {
     lengths: readonly number[],
     private readonly release: () => void,
   ) {
-    this.count = lengths.length;
-    this.lengths = Int32Array.from(lengths);
-    this.offsets = new Float64Array(this.count);
+    const count = lengths.length;
+    this.count = count;
+    // One loop, not `Int32Array.from` (the iterator protocol over a plain array: ~10× slower here).
+    const copied = new Int32Array(count);
+    const offsets = new Float64Array(count);
     let total = 0;
-    for (let n = 0; n < this.count; n++) {
-      this.offsets[n] = total;
-      total += this.lengths[n]!;
+    for (let n = 0; n < count; n++) {
+      const length = lengths[n]!;
+      copied[n] = length;
+      offsets[n] = total;
+      total += length;
     }
+    this.lengths = copied;
+    this.offsets = offsets;
     this.data = new Float64Array(total);
     this.early = new Uint8Array(this.count);
   }
@@ -252,6 +258,12 @@ export class VectorsCapture {
   private copy(n: number): void {
     const length = this.lengths[n]!;
     if (length === 0) return;
-    this.data.set(this.vectors.array(n).subarray(0, length), this.offsets[n]!);
+    const list = this.vectors.array(n);
+    const at = this.offsets[n]!;
+    // Most lists are a few dozen numbers: a loop costs less than the view `subarray` allocates.
+    if (length <= 64) {
+      const data = this.data;
+      for (let i = 0; i < length; i++) data[at + i] = list[i]!;
+    } else this.data.set(list.subarray(0, length), at);
   }
 }
