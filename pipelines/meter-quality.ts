@@ -104,8 +104,9 @@ const HOUR = 3_600_000;
  * 6: the hourly stage keeps held readings, exclusions and open hours of a meter in one entry; numeric
  *    per-meter state in rows of typed arrays (`core/dense-rows.ts`), checkpointed in the binary snapshot
  *    encoding (the erratic-excursion ring and fields).
- * 7: the hourly stage's held readings and open hours in typed lists by meter (`core/dense-vectors.ts`),
- *    its keyed entries only the exclusions.
+ * 7: typed lists by meter (`core/dense-vectors.ts`) for the hourly stage's held readings and open hours
+ *    (its keyed entries only the exclusions), dedupe's seen pairs, the low-variance and comm-failure rings
+ *    (their keyed entries only an open fault; comm-failure's numbers in a typed row).
  */
 export const METER_QUALITY_STATE_FORMAT = 'meter-quality/7';
 
