@@ -1,6 +1,7 @@
 /** The dataflow core's public surface, one export line per module. */
 export * from './dense-keys.js';
 export * from './dense-rows.js';
+export * from './dense-vectors.js';
 export * from './errors.js';
 export * from './flow.js';
 export * from './graph.js';

@@ -43,15 +43,12 @@ const MAX = 5;
 type Sample = Pick<Reading, 'meterId' | 'ts' | 'kw' | typeof METER_IX>;
 
 /**
- * One meter's state under a fault hold: its held readings as flat `[ts, kw, ts, kw, …]` in event-time
- * order, the exclusion windows `[from, to, …]` of its recognised faults still needed for readings that
- * have not yet arrived, and its open hours (released readings already counted) as flat
- * `[start, n, shift, sum, sumSq, min, max, …]`, `HOUR_FIELDS` numbers each, in the order they opened.
+ * One meter's recognised faults under a fault hold: the exclusion windows `[from, to, …]` still needed for
+ * readings that have not yet arrived. Rare, so a keyed entry; the bulk of the stage's state (every held
+ * reading of every meter, 48 h of them) is in typed lists by meter number (see `heldHours`).
  */
 interface HeldHoursState {
-  held: number[];
   excl: number[];
-  hours: number[];
 }
 
 const HOUR_FIELDS = 7;
@@ -227,23 +224,36 @@ function heldHours(
   name: string,
 ): Transform<Reading | FaultEvent, HourlyConsumption> {
   const { holdMs, minScore } = opts;
+  // By meter number: the held readings as `[ts, kw, …]` in event-time order, and the open hours (released
+  // readings already counted) as `[start, n, shift, sum, sumSq, min, max, …]`, `HOUR_FIELDS` numbers each,
+  // in the order they opened. Unboxed doubles, ~16 bytes a held reading in memory and in a checkpoint.
+  const heldLists = store.vectors(`${name}/held`, METER_KEYS);
+  const hourLists = store.vectors(`${name}/hours`, METER_KEYS);
 
-  /** Counts `kw` at `ts` into its open hour, opening it (and setting its timer) when it is the first. */
-  const count = (ctx: HeldCtx, s: HeldHoursState, ts: number, kw: number): void => {
+  /** Counts `kw` at `ts` into meter `n`'s open hour, opening it (and setting its timer) when it is the first. */
+  const count = (ctx: HeldCtx, n: number, ts: number, kw: number): void => {
     const start = Math.floor(ts / HOUR) * HOUR;
-    const h = s.hours;
+    let h = hourLists.array(n);
     let at = -1;
-    for (let j = h.length - HOUR_FIELDS; j >= 0; j -= HOUR_FIELDS)
+    for (let j = hourLists.length(n) - HOUR_FIELDS; j >= 0; j -= HOUR_FIELDS)
       if (h[j] === start) {
         at = j;
         break;
       }
     if (at < 0) {
-      at = h.length;
-      h.push(start, 1, kw, 0, 0, kw, kw);
+      at = hourLists.extend(n, HOUR_FIELDS);
+      h = hourLists.array(n);
+      h[at] = start;
+      h[at + 1] = 1;
+      h[at + 2] = kw;
+      h[at + 3] = 0;
+      h[at + 4] = 0;
+      h[at + 5] = kw;
+      h[at + 6] = kw;
       ctx.setTimer(endTimer(start), start + HOUR + holdMs);
       return;
     }
+    h = hourLists.open(n);
     // `moments.add`, on the flat fields.
     if (kw < h[at + 5]!) h[at + 5] = kw;
     else if (kw > h[at + 6]!) h[at + 6] = kw;
@@ -253,21 +263,12 @@ function heldHours(
     h[at + 4]! += d * d;
   };
 
-  const schedule = (ctx: HeldCtx, s: HeldHoursState): void => {
+  const schedule = (ctx: HeldCtx, s: HeldHoursState | undefined, n: number): void => {
     let at = Number.POSITIVE_INFINITY;
-    if (s.held.length > 0) at = s.held[0]! + holdMs;
-    for (let j = 1; j < s.excl.length; j += 2) at = Math.min(at, s.excl[j]! + 1);
+    if (heldLists.length(n) > 0) at = heldLists.array(n)[0]! + holdMs;
+    if (s !== undefined) for (let j = 1; j < s.excl.length; j += 2) at = Math.min(at, s.excl[j]! + 1);
     if (at === Number.POSITIVE_INFINITY) ctx.clearTimer(RELEASE);
     else ctx.setTimer(RELEASE, at);
-  };
-
-  const stateOf = (ctx: HeldCtx): HeldHoursState => {
-    let s = ctx.state;
-    if (s === undefined) {
-      s = { held: [], excl: [], hours: [] };
-      ctx.state = s;
-    }
-    return s;
   };
 
   const process = keyedProcess<Reading | FaultEvent, HourlyConsumption, HeldHoursState>(store, {
@@ -275,25 +276,33 @@ function heldHours(
     key: (item) => item.meterId,
     dense: heldMeter,
     onElement: (ctx, item) => {
+      const n = ctx.keyNumber;
       if ('faultType' in item) {
         if (!EXCLUDING_FAULTS.has(item.faultType)) return;
-        const s = stateOf(ctx);
+        let s = ctx.state;
+        if (s === undefined) {
+          s = { excl: [] };
+          ctx.state = s;
+        }
         const from = item.windowStart;
         const to = item.detectedAt;
         s.excl.push(from, to);
-        const held = s.held;
-        let k = 0;
-        for (let i = 0; i < held.length; i += 2)
-          if (held[i]! < from || held[i]! > to) {
-            held[k++] = held[i]!;
-            held[k++] = held[i + 1]!;
-          }
-        held.length = k;
-        schedule(ctx, s);
+        const length = heldLists.length(n);
+        if (length > 0) {
+          const held = heldLists.open(n);
+          let k = 0;
+          for (let i = 0; i < length; i += 2)
+            if (held[i]! < from || held[i]! > to) {
+              held[k++] = held[i]!;
+              held[k++] = held[i + 1]!;
+            }
+          heldLists.truncate(n, k);
+        }
+        schedule(ctx, s, n);
         return;
       }
       if (!countable(item, minScore)) return;
-      let s = ctx.state;
+      const s = ctx.state;
       const ts = item.ts;
       if (s !== undefined)
         for (let i = 0; i < s.excl.length; i += 2) if (ts >= s.excl[i]! && ts <= s.excl[i + 1]!) return;
@@ -302,48 +311,47 @@ function heldHours(
         // Behind the held watermark already: counted at once, or late when its hour has fired.
         const end = Math.floor(ts / HOUR) * HOUR + HOUR;
         if (end + holdMs <= wm) ctx.tag(LATE, item);
-        else count(ctx, stateOf(ctx), ts, item.kw!);
+        else count(ctx, n, ts, item.kw!);
         return;
       }
-      if (s === undefined) s = stateOf(ctx);
-      const first = s.held.length === 0;
-      s.held.push(ts, item.kw!);
-      if (first) schedule(ctx, s);
+      const first = heldLists.length(n) === 0;
+      heldLists.push2(n, ts, item.kw!);
+      if (first) schedule(ctx, s, n);
     },
     onTimer: (ctx, timer) => {
+      const n = ctx.keyNumber;
       const s = ctx.state;
-      if (s === undefined) return;
       if (timer.name === RELEASE) {
         const wm = ctx.watermark;
-        const held = s.held;
+        const length = heldLists.length(n);
         let i = 0;
-        for (; i < held.length && held[i]! + holdMs <= wm; i += 2) count(ctx, s, held[i]!, held[i + 1]!);
-        if (i > 0) dropFirst(held, i);
-        let k = 0;
-        const excl = s.excl;
-        for (let j = 0; j < excl.length; j += 2)
-          if (excl[j + 1]! >= wm) {
-            excl[k++] = excl[j]!;
-            excl[k++] = excl[j + 1]!;
-          }
-        excl.length = k;
-        schedule(ctx, s);
-      } else {
-        const start = timer.time - holdMs - HOUR;
-        const h = s.hours;
-        let at = -1;
-        for (let j = 0; j < h.length; j += HOUR_FIELDS)
-          if (h[j] === start) {
-            at = j;
-            break;
-          }
-        if (at < 0) return;
-        ctx.emit(hourRow(registry, ctx.key, h, at));
-        // In place: splice would allocate the removed numbers as an array, once an hour of every meter.
-        for (let j = at + HOUR_FIELDS; j < h.length; j++) h[j - HOUR_FIELDS] = h[j]!;
-        h.length -= HOUR_FIELDS;
+        // `count` never changes the held list, so it stays valid through the loop.
+        const held = heldLists.array(n);
+        for (; i < length && held[i]! + holdMs <= wm; i += 2) count(ctx, n, held[i]!, held[i + 1]!);
+        if (i > 0) heldLists.dropFirst(n, i);
+        if (s !== undefined) {
+          let k = 0;
+          const excl = s.excl;
+          for (let j = 0; j < excl.length; j += 2)
+            if (excl[j + 1]! >= wm) {
+              excl[k++] = excl[j]!;
+              excl[k++] = excl[j + 1]!;
+            }
+          excl.length = k;
+          if (k === 0) ctx.state = undefined;
+        }
+        schedule(ctx, ctx.state, n);
+        return;
       }
-      if (s.held.length === 0 && s.excl.length === 0 && s.hours.length === 0) ctx.state = undefined;
+      const start = timer.time - holdMs - HOUR;
+      const h = hourLists.array(n);
+      const length = hourLists.length(n);
+      for (let j = 0; j < length; j += HOUR_FIELDS)
+        if (h[j] === start) {
+          ctx.emit(hourRow(registry, ctx.key, h, j));
+          hourLists.remove(n, j, HOUR_FIELDS);
+          return;
+        }
     },
   });
 
@@ -363,18 +371,11 @@ function heldHours(
 
 type HeldCtx = KeyedContext<HourlyConsumption, HeldHoursState>;
 
-/** `a.splice(0, n)` without the array of removed numbers it would allocate. */
-function dropFirst(a: number[], n: number): void {
-  const length = a.length - n;
-  for (let i = 0; i < length; i++) a[i] = a[i + n]!;
-  a.length = length;
-}
-
-/** The row of the hour at `at` in a flat hours array (`windowAggregate`'s result for `moments`). */
+/** The row of the hour at `at` in a flat hours list (`windowAggregate`'s result for `moments`). */
 function hourRow(
   registry: SideInput<MeterRegistry>,
   meterId: string,
-  h: readonly number[],
+  h: Float64Array,
   at: number,
 ): HourlyConsumption {
   const n = h[at + 1]!;

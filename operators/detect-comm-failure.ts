@@ -1,36 +1,30 @@
 import { type KeyedContext, keyedProcess, type StateStore, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import {
-  type BucketRing,
   bucketCount,
-  bucketOf,
-  type Cadence,
   clearFault,
   DAY_MS,
   excludeFromAnalytics,
   hours,
   type OpenFault,
-  RING_TOTALS,
   raiseFault,
-  ringArray,
-  ringSlot,
-  ringWindowStart,
   round,
 } from './fault-internals.js';
-import { byMeter } from './meter-key.js';
+import { listRingSlot, listRingWindowStart, RING_TOT, startListRing } from './list-ring.js';
+import { byMeter, METER_KEYS } from './meter-key.js';
 import type { RuleProfile } from './rule-profile.js';
 
 const FIELDS = 2;
 
 /**
- * Per-meter state: up to 84 buckets of [rows, missing] — about 400–500 bytes of JSON for a 7-day window.
- * The ring's `fs` is the meter's first row.
+ * Per meter, a row of three numbers beside its ring: the latest row's time (`lt`), the cadence (`iv`, the
+ * smallest step seen; 0 until a second row), and the latest row before the silence timer counted
+ * intervals as missing (`sv`, NaN when it has not).
  */
-interface CommState extends BucketRing, Cadence {
-  f: OpenFault | null;
-  /** The latest row before the silence timer counted intervals as missing (null when it has not). */
-  sv: number | null;
-}
+const LT = 0;
+const IV = 1;
+const SV = 2;
+const WIDTH = 3;
 
 const SILENCE_TIMER = 'silence';
 
@@ -71,36 +65,41 @@ export function detectCommFailure(
   name = 'detectCommFailure',
 ): Transform<Reading, Reading> {
   const k = bucketCount(thresholds.rollingWindowMs);
-  const tot = RING_TOTALS;
+  const tot = RING_TOT;
   const maxShare = thresholds.commMissingShare;
   const minObserved = thresholds.commMinObservedMs ?? DAY_MS;
+  // Per meter: its ring of up to 84 buckets of [rows, missing] in a typed list (`list-ring.ts`, whose
+  // first row is the ring's origin), its three numbers in a typed row; the keyed state is the open fault
+  // only, for the few meters that have one.
+  const rings = store.vectors(`${name}/ring`, METER_KEYS);
+  const meters = store.rows(`${name}/meter`, METER_KEYS, WIDTH);
 
-  /** Counts one expected reading at `ts` (after the latest one) and raises or clears the fault. */
+  /** Counts one expected reading of meter `m` at `ts` (after the latest one) and raises or clears the fault. */
   const count = (
-    ctx: KeyedContext<Reading, CommState>,
-    st: CommState,
+    ctx: KeyedContext<Reading, OpenFault>,
+    m: number,
     meterId: string,
     ts: number,
     missing: number,
   ): void => {
-    const off = ringSlot(st, k, FIELDS, ts);
+    const off = listRingSlot(rings, m, k, FIELDS, ts);
     if (off < 0) return;
-    const ring = st.r;
-    ring[off] += 1;
-    ring[off + 1] += missing;
-    ring[tot] += 1;
-    ring[tot + 1] += missing;
-    const expected = ring[tot];
-    const missed = ring[tot + 1];
-    const windowStart = ringWindowStart(st, k);
-    const observed = ts + st.iv - windowStart;
+    const ring = rings.array(m);
+    ring[off]! += 1;
+    ring[off + 1]! += missing;
+    ring[tot]! += 1;
+    ring[tot + 1]! += missing;
+    const expected = ring[tot]!;
+    const missed = ring[tot + 1]!;
+    const windowStart = listRingWindowStart(ring, k);
+    const observed = ts + meters.data[m * WIDTH + IV]! - windowStart;
     if (observed < minObserved) return;
     const share = missed / expected;
-    const f = st.f;
+    const f = ctx.state;
     if (share > maxShare) {
-      if (f !== null) f.e = ts;
+      if (f !== undefined) f.e = ts;
       else {
-        st.f = raiseFault(
+        ctx.state = raiseFault(
           ctx,
           meterId,
           'comm_failure',
@@ -116,63 +115,77 @@ export function detectCommFailure(
           `${round(share * 100, 1)} % of ${expected} expected readings missing over ${hours(observed)} h`,
         );
       }
-    } else if (f !== null) {
+    } else if (f !== undefined) {
       clearFault(ctx, meterId, 'comm_failure', f, ts, {
         missingShare: round(share),
         missing: missed,
         expected: expected,
       });
-      st.f = null;
+      ctx.state = undefined;
     }
   };
 
-  /** The earliest time at which silence from the latest row on could alone push the share over the threshold. */
-  const silenceDeadline = (st: CommState): number => {
-    const intervals = Math.max(0, Math.floor((maxShare * st.r[tot]! - st.r[tot + 1]!) / (1 - maxShare))) + 1;
-    return Math.max(st.lt + intervals * st.iv, ringWindowStart(st, k) + minObserved - st.iv);
+  /** The earliest time at which silence from meter `m`'s latest row on could alone push the share over the threshold. */
+  const silenceDeadline = (m: number): number => {
+    const ring = rings.array(m);
+    const d = meters.data;
+    const o = m * WIDTH;
+    const intervals = Math.max(0, Math.floor((maxShare * ring[tot]! - ring[tot + 1]!) / (1 - maxShare))) + 1;
+    return Math.max(
+      d[o + LT]! + intervals * d[o + IV]!,
+      listRingWindowStart(ring, k) + minObserved - d[o + IV]!,
+    );
   };
 
-  return keyedProcess<Reading, Reading, CommState>(store, {
+  return keyedProcess<Reading, Reading, OpenFault>(store, {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
     onElement: (ctx, r) => {
-      let st = ctx.state;
-      if (st === undefined) {
-        st = { hb: bucketOf(r.ts), r: ringArray(FIELDS), fs: r.ts, lt: r.ts, iv: 0, f: null, sv: null };
-        ctx.state = st;
+      const m = ctx.keyNumber;
+      let o = meters.open(m);
+      if (o < 0) {
+        o = meters.create(m);
+        const fresh = meters.data;
+        fresh[o + LT] = r.ts;
+        fresh[o + SV] = Number.NaN;
+        startListRing(rings, m, FIELDS, r.ts);
       }
-      const step = r.ts - st.lt;
+      const d = meters.data;
+      const step = r.ts - d[o + LT]!;
       if (step > 0) {
-        if (st.iv === 0 || step < st.iv) st.iv = step;
-        st.lt = r.ts;
-      } else if (step < 0 || st.r[tot] > 0 || st.iv > 0) {
+        if (d[o + IV] === 0 || step < d[o + IV]!) d[o + IV] = step;
+        d[o + LT] = r.ts;
+      } else if (step < 0 || rings.array(m)[tot]! > 0 || d[o + IV]! > 0) {
         // A row at or before the latest one: an over-limit reading rejoined beside its interval's row, a
         // duplicate, or a row the silence timer already counted as missing. A reading that arrived late
         // behind the watermark is taken back out of the missing count; it is not another expected reading.
-        if (st.sv !== null && r.ts > st.sv && r.kw !== null && r.status === 'measured') {
-          const off = ringSlot(st, k, FIELDS, r.ts);
-          if (off >= 0 && st.r[off + 1]! > 0) {
-            st.r[off + 1] -= 1;
-            st.r[tot + 1] -= 1;
+        if (!Number.isNaN(d[o + SV]!) && r.ts > d[o + SV]! && r.kw !== null && r.status === 'measured') {
+          const off = listRingSlot(rings, m, k, FIELDS, r.ts);
+          const ring = rings.array(m);
+          if (off >= 0 && ring[off + 1]! > 0) {
+            ring[off + 1]! -= 1;
+            ring[tot + 1]! -= 1;
           }
         }
-        if (st.f !== null && r.ts >= st.f.d) excludeFromAnalytics(r);
+        const f = ctx.state;
+        if (f !== undefined && r.ts >= f.d) excludeFromAnalytics(r);
         ctx.emit(r);
         return;
       }
-      st.sv = null;
-      count(ctx, st, r.meterId, r.ts, r.kw === null || r.status !== 'measured' ? 1 : 0);
-      if (st.f !== null) excludeFromAnalytics(r);
-      else if (st.iv > 0 && ctx.timerTime(SILENCE_TIMER) === undefined) {
-        ctx.setTimer(SILENCE_TIMER, silenceDeadline(st) + 1);
+      d[o + SV] = Number.NaN;
+      count(ctx, m, r.meterId, r.ts, r.kw === null || r.status !== 'measured' ? 1 : 0);
+      if (ctx.state !== undefined) excludeFromAnalytics(r);
+      else if (meters.data[o + IV]! > 0 && ctx.timerTime(SILENCE_TIMER) === undefined) {
+        ctx.setTimer(SILENCE_TIMER, silenceDeadline(m) + 1);
       }
       ctx.emit(r);
     },
     onTimer: (ctx, timer) => {
-      const st = ctx.state;
-      if (st === undefined || st.f !== null || st.iv === 0) return;
-      const deadline = silenceDeadline(st);
+      const m = ctx.keyNumber;
+      const o = meters.open(m);
+      if (o < 0 || ctx.state !== undefined || meters.data[o + IV] === 0) return;
+      const deadline = silenceDeadline(m);
       if (timer.time <= deadline) {
         ctx.setTimer(SILENCE_TIMER, deadline + 1);
         return;
@@ -183,13 +196,15 @@ export function detectCommFailure(
       // fillGaps will emit for the silence (one per interval, none with a value) are counted now, one by
       // one, exactly as the rows would be, so the fault and its window do not depend on whether the timer
       // or the meter's next reading comes first. Counting stops at the fault; later rows count as usual.
-      if (st.sv === null) st.sv = st.lt;
-      for (let ts = st.lt + st.iv; ts < timer.time; ts += st.iv) {
-        st.lt = ts;
-        count(ctx, st, ctx.key, ts, 1);
-        if (st.f !== null) return;
+      const d = meters.data;
+      if (Number.isNaN(d[o + SV]!)) d[o + SV] = d[o + LT]!;
+      const iv = d[o + IV]!;
+      for (let ts = d[o + LT]! + iv; ts < timer.time; ts += iv) {
+        d[o + LT] = ts;
+        count(ctx, m, ctx.key, ts, 1);
+        if (ctx.state !== undefined) return;
       }
-      ctx.setTimer(SILENCE_TIMER, silenceDeadline(st) + 1);
+      ctx.setTimer(SILENCE_TIMER, silenceDeadline(m) + 1);
     },
   });
 }

@@ -1,32 +1,27 @@
 import { keyedProcess, type StateStore, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import {
-  addMoment,
   bucketCount,
-  bucketOf,
   clearFault,
   excludeFromAnalytics,
   MOMENT_FIELDS as FIELDS,
   isExcludedValue,
   isMeasuredValue,
   KW_SCALE,
-  type MomentRing,
   type OpenFault,
-  RING_TOTALS,
   raiseFault,
-  ringArray,
-  ringSlot,
-  ringWindowStart,
   round,
-  scaledVariance,
 } from './fault-internals.js';
-import { byMeter } from './meter-key.js';
+import {
+  addMomentAt,
+  listRingSlot,
+  listRingWindowStart,
+  RING_TOT,
+  scaledVarianceAt,
+  startListRing,
+} from './list-ring.js';
+import { byMeter, METER_KEYS } from './meter-key.js';
 import type { RuleProfile } from './rule-profile.js';
-
-/** Per-meter state: up to 84 buckets of [n, Σu, Σu²] — about 1.7 KB of JSON once a 7-day window is full. */
-interface LowVarianceState extends MomentRing {
-  f: OpenFault | null;
-}
 
 /**
  * Low-variance fault (architecture doc "Low Variance Fault": 7-day coefficient of variation < 0.01, a
@@ -52,40 +47,40 @@ export function detectLowVariance(
   name = 'detectLowVariance',
 ): Transform<Reading, Reading> {
   const k = bucketCount(thresholds.rollingWindowMs);
-  const tot = RING_TOTALS;
+  const tot = RING_TOT;
   const { lowVarianceCv: maxCv, minWindowReadings } = thresholds;
-  return keyedProcess<Reading, Reading, LowVarianceState>(store, {
+  // Per meter, its ring of up to 84 buckets of [n, Σu, Σu²] in a typed list (`list-ring.ts`); the keyed
+  // state is the open fault only, for the few meters that have one.
+  const rings = store.vectors(`${name}/ring`, METER_KEYS);
+  return keyedProcess<Reading, Reading, OpenFault>(store, {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
     onElement: (ctx, r) => {
       if (isMeasuredValue(r) && !isExcludedValue(r)) {
-        let st = ctx.state;
-        if (st === undefined) {
-          st = { hb: bucketOf(r.ts), r: ringArray(FIELDS), fs: r.ts, f: null };
-          ctx.state = st;
-        }
-        const off = ringSlot(st, k, FIELDS, r.ts);
+        const m = ctx.keyNumber;
+        if (rings.length(m) === 0) startListRing(rings, m, FIELDS, r.ts);
+        const off = listRingSlot(rings, m, k, FIELDS, r.ts);
         if (off >= 0) {
-          const ring = st.r;
-          addMoment(ring, off, tot, Math.round((r.kw as number) * KW_SCALE));
-          const n = ring[tot];
-          const sum = ring[tot + 1];
+          const ring = rings.array(m);
+          addMomentAt(ring, off, Math.round((r.kw as number) * KW_SCALE));
+          const n = ring[tot]!;
+          const sum = ring[tot + 1]!;
           if (n >= minWindowReadings && sum > 0) {
-            const nnVar = scaledVariance(ring, tot);
+            const nnVar = scaledVarianceAt(ring);
             // σ/μ = √(n·Σu² − (Σu)²) / Σu; a constant window (exactly 0) belongs to the stuck rule.
             const cv = nnVar > 0 ? Math.sqrt(nnVar) / sum : 0;
             const low = nnVar > 0 && cv < maxCv;
-            const f = st.f;
+            const f = ctx.state;
             if (low) {
-              if (f !== null) f.e = r.ts;
+              if (f !== undefined) f.e = r.ts;
               else {
                 const mean = sum / n / KW_SCALE;
-                st.f = raiseFault(
+                ctx.state = raiseFault(
                   ctx,
                   r.meterId,
                   'low_variance',
-                  ringWindowStart(st, k),
+                  listRingWindowStart(ring, k),
                   r.ts,
                   {
                     cv: round(cv, 6),
@@ -97,14 +92,14 @@ export function detectLowVariance(
                   `7-day coefficient of variation ${round(cv, 6)} over ${n} readings`,
                 );
               }
-            } else if (f !== null) {
+            } else if (f !== undefined) {
               clearFault(ctx, r.meterId, 'low_variance', f, r.ts, { cv: round(cv, 6), readings: n });
-              st.f = null;
+              ctx.state = undefined;
             }
           }
         }
-        if (st.f !== null) excludeFromAnalytics(r);
-      } else if (ctx.state?.f != null) excludeFromAnalytics(r);
+        if (ctx.state !== undefined) excludeFromAnalytics(r);
+      } else if (ctx.state !== undefined) excludeFromAnalytics(r);
       ctx.emit(r);
     },
   });

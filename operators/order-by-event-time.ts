@@ -118,7 +118,7 @@ export function orderByEventTime(store: StateStore, name = 'orderByEventTime'): 
   const lastReleased = store.denseKeyed<MeterOrder>(name, METER_KEYS);
   const meters = store.denseKeys(METER_KEYS);
   const initial: PendingBucket[] = [];
-  const pendingValue = store.value<PendingBucket[]>(`${name}/pending`, initial);
+  const pendingValue = store.value<PendingBucket[]>(`${name}/pending`, initial, freezePending);
   // A restore from a snapshot taken before this stage existed hands back the shared initial array.
   const pending = (): PendingBucket[] => {
     let buckets = pendingValue.get();
@@ -208,6 +208,24 @@ export function orderByEventTime(store: StateStore, name = 'orderByEventTime'): 
     // Released once the watermark reaches their time: `ts <= watermark` is `ts < watermark + 1` in whole ms.
     onWatermark: (watermark, out) => release(watermark + 1, out),
   });
+}
+
+/**
+ * The buckets as they are now, for a checkpoint printed after its barrier, a bucket at a time: the arrays
+ * that change in place are copied (strings and numbers, no text printed), the shared fields never change.
+ */
+function freezePending(buckets: PendingBucket[]): PendingBucket[] {
+  return buckets.map((b) => ({ s: b.s, g: b.g.map(freezeSegment), p: b.p.slice() }));
+}
+
+function freezeSegment(g: Segment): Segment {
+  const copy: Segment = { r: g.r.slice(), n: g.n.slice() };
+  if (g.m !== undefined) {
+    const m: Record<number, Measurements> = {};
+    for (const j of Object.keys(g.m)) m[Number(j)] = { ...g.m[Number(j)] };
+    copy.m = m;
+  }
+  return copy;
 }
 
 function pack(b: PendingBucket, r: BufferedReading): void {

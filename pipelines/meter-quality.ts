@@ -104,12 +104,15 @@ const HOUR = 3_600_000;
  * 6: the hourly stage keeps held readings, exclusions and open hours of a meter in one entry; numeric
  *    per-meter state in rows of typed arrays (`core/dense-rows.ts`), checkpointed in the binary snapshot
  *    encoding (the erratic-excursion ring and fields).
+ * 7: typed lists by meter (`core/dense-vectors.ts`) for the hourly stage's held readings and open hours
+ *    (its keyed entries only the exclusions), dedupe's seen pairs, the low-variance and comm-failure rings
+ *    (their keyed entries only an open fault; comm-failure's numbers in a typed row).
  */
-export const METER_QUALITY_STATE_FORMAT = 'meter-quality/6';
+export const METER_QUALITY_STATE_FORMAT = 'meter-quality/7';
 
 /**
- * Layouts this build restores, upgrading them as it reads. None: 6 also changed the hourly stage's
- * entries, which 5's cannot be read into (the erratic-excursion rule's own upgrade from 5's JSON entries,
+ * Layouts this build restores, upgrading them as it reads. None: 7 moved the hourly stage's state out of
+ * 6's keyed entries, and 6 had changed them from 5's, which cannot be read into (the erratic-excursion rule's own upgrade from 5's JSON entries,
  * `rows()` with an `upgrade`, stays for the next layout that changes only typed rows).
  */
 export const METER_QUALITY_RESTORES_STATE_FORMATS: readonly string[] = [];

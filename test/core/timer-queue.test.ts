@@ -8,14 +8,18 @@ import { TimerQueue } from '../../core/state-store.js';
 
 type Op =
   | { op: 'set'; key: string; name: string; time: number }
+  | { op: 'setAt'; key: string; name: string; time: number }
   | { op: 'delete'; key: string; name: string }
   | { op: 'fire'; watermark: number; setWhileFiring: { key: string; name: string; dt: number } | null };
 
-const key = fc.constantFrom('m1', 'm2', 'm10', 'a', 'B', '');
+const KEYS = ['m1', 'm2', 'm10', 'a', 'B', ''];
+const key = fc.constantFrom(...KEYS);
 const name = fc.constantFrom('end:0', 'end:3600', 'silence', 'release');
 const time = fc.integer({ min: -3, max: 12 });
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant('set' as const), key, name, time }),
+  // By dense key number (the key's place in KEYS), as keyed stages with a dense key set them.
+  fc.record({ op: fc.constant('setAt' as const), key, name, time }),
   fc.record({ op: fc.constant('delete' as const), key, name }),
   fc.record({
     op: fc.constant('fire' as const),
@@ -59,6 +63,9 @@ describe('TimerQueue', () => {
           if (o.op === 'set') {
             queue.set(o.key, o.name, o.time);
             model.set(o.key, o.name, o.time);
+          } else if (o.op === 'setAt') {
+            queue.setAt(KEYS.indexOf(o.key), o.key, o.name, o.time);
+            model.set(o.key, o.name, o.time);
           } else if (o.op === 'delete') {
             queue.delete(o.key, o.name);
             model.delete(o.key, o.name);
@@ -78,6 +85,9 @@ describe('TimerQueue', () => {
             }
           }
           expect(queue.size).toBe(model.timers.size);
+          for (const k of KEYS)
+            for (const n of ['end:0', 'silence'])
+              expect(queue.getAt(KEYS.indexOf(k), k, n)).toBe(model.timers.get(`${n}\u0000${k}`)?.time);
         }
         // A restore from the snapshot fires the same way.
         const restored = new TimerQueue();
@@ -91,5 +101,27 @@ describe('TimerQueue', () => {
       }),
       { numRuns: 500 },
     );
+  });
+
+  it('keeps no fired, deleted or replaced timer in its cache by key number (one timer name per hour)', () => {
+    const queue = new TimerQueue();
+    const cache = (): Map<string, unknown> =>
+      (queue as unknown as { byNumber: Map<string, unknown> }).byNumber;
+    const HOUR = 3_600_000;
+    for (let hour = 0; hour < 48; hour++) {
+      for (let m = 0; m < 50; m++) {
+        queue.setAt(m, `m${m}`, `end:${hour * HOUR}`, (hour + 1) * HOUR);
+        queue.setAt(m, `m${m}`, 'release', hour * HOUR + m);
+      }
+      if (hour % 2 === 0) queue.delete('m7', `end:${hour * HOUR}`);
+      let fired = 0;
+      while (queue.popDue(hour * HOUR + 1) !== undefined) fired++;
+      expect(fired).toBeGreaterThan(0);
+      // The hours still open, and the release timers: nothing of the hours that fired.
+      expect(cache().size).toBeLessThanOrEqual(3);
+    }
+    while (queue.popDue(Number.POSITIVE_INFINITY) !== undefined);
+    expect(queue.size).toBe(0);
+    expect(cache().size).toBe(0);
   });
 });

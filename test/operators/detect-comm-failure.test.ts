@@ -183,11 +183,18 @@ describe('detectCommFailure properties', () => {
     const input = Array.from({ length: 30 }, (_, d) => data(...rows(kinds, T0 + d * DAY)));
     from(input)
       .pipe(comm(store))
-      .subscribe(() => sizes.push(JSON.stringify(store.keyed('detectCommFailure').get('MTR-000001')).length));
-    expect(sizes[29]).toBeLessThan(800);
+      .subscribe(() => {
+        const n = store.denseKeys('meters').numberOf('MTR-000001')!;
+        sizes.push(store.vectors('detectCommFailure/ring', 'meters').length(n));
+      });
+    // The head (newest bucket, first row), the totals and 84 buckets of [rows, missing]: ~1.4 KB.
+    expect(sizes[29]).toBe(2 + 2 + 84 * 2);
     // The ring grows bucket by bucket with the data: a day is 12 of the week's 84 buckets.
     expect(sizes[0]).toBeLessThan(sizes[29]! / 3);
-    expect(Math.abs(sizes[29]! - sizes[8]!)).toBeLessThanOrEqual(5);
+    expect(sizes[8]).toBe(sizes[29]);
+    // No keyed entry for a meter without an open fault; its three numbers are one typed row.
+    expect(store.keyed('detectCommFailure').size).toBe(0);
+    expect(store.rows('detectCommFailure/meter', 'meters', 3).size).toBe(1);
   });
 });
 

@@ -210,10 +210,16 @@ describe('detectLowVariance properties', () => {
     );
     from(input)
       .pipe(op)
-      .subscribe(() => sizes.push(JSON.stringify(store.keyed('detectLowVariance').get('MTR-000001')).length));
-    expect(sizes[29]).toBeLessThan(2_500);
+      .subscribe(() => {
+        const n = store.denseKeys('meters').numberOf('MTR-000001')!;
+        sizes.push(store.vectors('detectLowVariance/ring', 'meters').length(n));
+      });
+    // The head (newest bucket, first reading), the totals and 84 buckets of [n, Σu, Σu²]: ~2 KB.
+    expect(sizes[29]).toBe(2 + 3 + 84 * 3);
     // The ring grows bucket by bucket with the data: a day is 12 of the week's 84 buckets.
     expect(sizes[0]).toBeLessThan(sizes[29]! / 3);
-    expect(Math.abs(sizes[29]! - sizes[8]!)).toBeLessThan(100);
+    expect(sizes[8]).toBe(sizes[29]);
+    // No keyed entry for a meter without an open fault.
+    expect(store.keyed('detectLowVariance').size).toBe(0);
   });
 });

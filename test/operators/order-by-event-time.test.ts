@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { from } from 'rxjs';
+import { from, Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import {
   deserializeSnapshot,
@@ -287,6 +287,42 @@ describe('orderByEventTime state', () => {
       resumed.restore(deserializeSnapshot(first.serialize()));
       expect([...before, ...run(resumed, events.slice(cut))]).toEqual(uninterrupted);
     }
+  });
+
+  it('a snapshot prints the pending readings of its barrier a minute at a time, while readings come and go', () => {
+    const minute = (k: number, from: number, to: number) =>
+      Array.from({ length: to - from }, (_, i) =>
+        reading({
+          meterId: `M${from + i}`,
+          ts: T0 + k * MINUTE + ((from + i) % 60) * 1000,
+          kw: (from + i) / 7,
+          ...(i % 500 === 0 ? { measurements: { voltage: 230 + i } } : {}),
+        }),
+      );
+    const store = new StateStore();
+    const input = new Subject<FlowEvent<Reading>>();
+    const released: Reading[] = [];
+    input.pipe(orderByEventTime(store)).subscribe((e) => {
+      if (e.kind === 'data') released.push(...e.items);
+    });
+    for (let k = 0; k < 4; k++) input.next(data(...minute(k, 0, 1500)));
+    input.next(wm(T0 - 1));
+    const atBarrier = store.serialize();
+    const snapshot = store.beginSnapshot();
+    // A zero deadline prints one minute at most: the changes below interleave with the steps.
+    expect(snapshot.step(0)).toBe(false);
+    input.next(data(...minute(4, 0, 1500)));
+    input.next(wm(T0 + MINUTE + 30_000)); // the first minute and half of the second leave
+    expect(released.length).toBeGreaterThan(2000);
+    snapshot.step(0);
+    input.next(data(...minute(3, 1500, 2600))); // into a minute already pending
+    expect(snapshot.finish()).toBe(atBarrier);
+    // The barrier's pending readings come back from the text.
+    const resumed = new StateStore();
+    resumed.restore(deserializeSnapshot(atBarrier));
+    expect(
+      run(resumed, [wm(Number.POSITIVE_INFINITY)]).flatMap((e) => (e.kind === 'data' ? e.items : [])),
+    ).toHaveLength(6000);
   });
 
   it('a run resumed from a serialized snapshot at any cut emits what an uninterrupted run does', () => {

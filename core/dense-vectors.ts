@@ -1,0 +1,269 @@
+/**
+ * Per-key numeric state of varying length (a held list, a ring that fills over days) as one `Float64Array`
+ * per key numbered by a dense key index: unboxed numbers that cost their eight bytes and no more from the
+ * first day on, nothing for the garbage collector to trace inside them, and a snapshot that is a copy of
+ * the used part of each list instead of one JSON text per key.
+ */
+
+/** One namespace's lists as a snapshot holds them: `count` lengths, then every list's numbers in key order. */
+export interface VectorsSnapshot {
+  /** The dense key index that numbers the lists. */
+  readonly index: string;
+  /** Lists `0 … count - 1`; beyond, all are empty. */
+  readonly count: number;
+  /** The length of list `n` (0: empty, the same as none). */
+  readonly lengths: Int32Array;
+  /** The lists' numbers one after the other, `Σ lengths` of them. */
+  readonly data: Float64Array;
+}
+
+const EMPTY = new Float64Array(0);
+/** The smallest capacity a list is given, and below which it is never shrunk. */
+const MIN_CAPACITY = 8;
+
+/**
+ * Lists of numbers by dense key number. Read list `n` as `array(n)[0 … length(n))`; change it only through
+ * `open` (in place, up to its length), `push`, `push2`, `extend`, `remove`, `truncate` and `dropFirst`, which keep it for a
+ * snapshot in progress first. `array(n)` is valid until the next change of list `n` (growing replaces it).
+ */
+export class DenseVectors {
+  private lists: Float64Array[] = [];
+  private lengths: number[] = [];
+  capture: VectorsCapture | undefined;
+
+  constructor(readonly index: string) {}
+
+  /** One past the highest key number that ever had a list. */
+  get used(): number {
+    return this.lists.length;
+  }
+
+  length(n: number): number {
+    return n < this.lengths.length ? this.lengths[n]! : 0;
+  }
+
+  /** The list's buffer, for reading its first `length(n)` numbers; empty for a key without one. */
+  array(n: number): Float64Array {
+    return n < this.lists.length ? this.lists[n]! : EMPTY;
+  }
+
+  /** The list's buffer for changes in place of its first `length(n)` numbers. */
+  open(n: number): Float64Array {
+    if (this.capture !== undefined) this.capture.keep(n);
+    return this.array(n);
+  }
+
+  push(n: number, a: number): void {
+    const at = this.reserve(n, 1);
+    this.lists[n]![at] = a;
+  }
+
+  /** Appends two numbers (a pair such as time and value). */
+  push2(n: number, a: number, b: number): void {
+    const at = this.reserve(n, 2);
+    const list = this.lists[n]!;
+    list[at] = a;
+    list[at + 1] = b;
+  }
+
+  /**
+   * Adds `more` numbers (zeros or stale, to be written) at the end of list `n` and returns where they start
+   * in `array(n)`, which is to be taken again after this call.
+   */
+  extend(n: number, more: number): number {
+    return this.reserve(n, more);
+  }
+
+  /** Removes the `count` numbers at `at` of list `n`, moving the rest down. */
+  remove(n: number, at: number, count: number): void {
+    const old = this.length(n);
+    if (count <= 0 || at >= old) return;
+    if (this.capture !== undefined) this.capture.keep(n);
+    const end = Math.min(old, at + count);
+    this.lists[n]!.copyWithin(at, end, old);
+    this.lengths[n] = old - (end - at);
+    this.shrink(n);
+  }
+
+  /** Keeps only the first `length` numbers of list `n`. */
+  truncate(n: number, length: number): void {
+    const old = this.length(n);
+    if (length >= old) return;
+    if (this.capture !== undefined) this.capture.keep(n);
+    this.lengths[n] = length;
+    this.shrink(n);
+  }
+
+  /** Drops the first `k` numbers of list `n`. */
+  dropFirst(n: number, k: number): void {
+    this.remove(n, 0, k);
+  }
+
+  clear(): void {
+    this.capture?.finish();
+    this.lists = [];
+    this.lengths = [];
+  }
+
+  /** The lists as they are now, copied. */
+  snapshot(): VectorsSnapshot {
+    const count = this.lists.length;
+    const lengths = Int32Array.from(this.lengths);
+    let total = 0;
+    for (let n = 0; n < count; n++) total += lengths[n]!;
+    const data = new Float64Array(total);
+    let at = 0;
+    for (let n = 0; n < count; n++) {
+      data.set(this.lists[n]!.subarray(0, lengths[n]!), at);
+      at += lengths[n]!;
+    }
+    return { index: this.index, count, lengths, data };
+  }
+
+  /** Replaces every list with the snapshot's. */
+  restore(s: VectorsSnapshot): void {
+    this.clear();
+    let at = 0;
+    for (let n = 0; n < s.count; n++) {
+      const length = s.lengths[n]!;
+      if (length === 0) continue;
+      this.reserve(n, length);
+      this.lists[n]!.set(s.data.subarray(at, at + length));
+      at += length;
+    }
+    // The same count as the snapshot's (trailing empty lists too): a snapshot of the restored lists is then
+    // byte for byte the one restored.
+    while (this.lists.length < s.count) {
+      this.lists.push(EMPTY);
+      this.lengths.push(0);
+    }
+  }
+
+  /** Starts a snapshot of the lists as they are now, copied a slice at a time by `step` or before a change. */
+  beginCapture(): VectorsCapture {
+    this.capture?.finish();
+    const capture = new VectorsCapture(this, this.lengths, () => {
+      if (this.capture === capture) this.capture = undefined;
+    });
+    this.capture = capture;
+    return capture;
+  }
+
+  /** Room for `more` numbers at the end of list `n` (kept for a capture first); returns where they go. */
+  private reserve(n: number, more: number): number {
+    while (this.lists.length <= n) {
+      this.lists.push(EMPTY);
+      this.lengths.push(0);
+    }
+    if (this.capture !== undefined) this.capture.keep(n);
+    const length = this.lengths[n]!;
+    const list = this.lists[n]!;
+    if (length + more > list.length) {
+      let capacity = Math.max(MIN_CAPACITY, list.length);
+      while (capacity < length + more) capacity *= 2;
+      const grown = new Float64Array(capacity);
+      grown.set(list.subarray(0, length));
+      this.lists[n] = grown;
+    }
+    this.lengths[n] = length + more;
+    return length;
+  }
+
+  /** A list under a quarter of its capacity gives the rest back: a hold empties after a busy stretch. */
+  private shrink(n: number): void {
+    const length = this.lengths[n]!;
+    const list = this.lists[n]!;
+    if (length === 0) {
+      this.lists[n] = EMPTY;
+      return;
+    }
+    if (list.length <= MIN_CAPACITY || length * 4 > list.length) return;
+    this.lists[n] = list.slice(0, Math.max(MIN_CAPACITY, length * 2));
+  }
+}
+
+/** Lists copied per step before the deadline is checked again. */
+const LISTS_PER_STEP = 1024;
+
+/**
+ * The lists of one `DenseVectors` at an instant, copied in key order by `step` into one buffer laid out at
+ * the instant's lengths; a list about to change is copied first, so the lists left for later still hold
+ * their value of that instant when `step` reaches them.
+ */
+export class VectorsCapture {
+  private readonly count: number;
+  private readonly lengths: Int32Array;
+  /** Where list `n` starts in `data`. */
+  private readonly offsets: Float64Array;
+  private readonly data: Float64Array;
+  private readonly early: Uint8Array;
+  private cursor = 0;
+
+  constructor(
+    private readonly vectors: DenseVectors,
+    lengths: readonly number[],
+    private readonly release: () => void,
+  ) {
+    const count = lengths.length;
+    this.count = count;
+    // One loop, not `Int32Array.from` (the iterator protocol over a plain array: ~10× slower here).
+    const copied = new Int32Array(count);
+    const offsets = new Float64Array(count);
+    let total = 0;
+    for (let n = 0; n < count; n++) {
+      const length = lengths[n]!;
+      copied[n] = length;
+      offsets[n] = total;
+      total += length;
+    }
+    this.lengths = copied;
+    this.offsets = offsets;
+    this.data = new Float64Array(total);
+    this.early = new Uint8Array(this.count);
+  }
+
+  get complete(): boolean {
+    return this.cursor >= this.count;
+  }
+
+  /** Before list `n` changes: keeps its value of the capture's instant. */
+  keep(n: number): void {
+    if (n < this.cursor || n >= this.count || this.early[n] === 1) return;
+    this.early[n] = 1;
+    this.copy(n);
+  }
+
+  step(deadline: number): boolean {
+    while (this.cursor < this.count) {
+      const end = Math.min(this.cursor + LISTS_PER_STEP, this.count);
+      for (let n = this.cursor; n < end; n++) if (this.early[n] !== 1) this.copy(n);
+      this.cursor = end;
+      if (this.cursor >= this.count) break;
+      if (performance.now() >= deadline) return false;
+    }
+    this.release();
+    return true;
+  }
+
+  finish(): void {
+    this.step(Number.POSITIVE_INFINITY);
+  }
+
+  /** The lists of the instant; only once `complete`. */
+  result(): VectorsSnapshot {
+    if (!this.complete) throw new Error('vectors capture read before it completed');
+    return { index: this.vectors.index, count: this.count, lengths: this.lengths, data: this.data };
+  }
+
+  private copy(n: number): void {
+    const length = this.lengths[n]!;
+    if (length === 0) return;
+    const list = this.vectors.array(n);
+    const at = this.offsets[n]!;
+    // Most lists are a few dozen numbers: a loop costs less than the view `subarray` allocates.
+    if (length <= 64) {
+      const data = this.data;
+      for (let i = 0; i < length; i++) data[at + i] = list[i]!;
+    } else this.data.set(list.subarray(0, length), at);
+  }
+}

@@ -1,0 +1,248 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  type DenseVectors,
+  deserializeSnapshot,
+  isBinarySnapshot,
+  SnapshotFormatError,
+  StateStore,
+  serializeSnapshot,
+} from '../../core/index.js';
+
+/** What the lists should hold: key number → its numbers. */
+type Model = Map<number, number[]>;
+
+type Op =
+  | { kind: 'push'; n: number; values: number[] }
+  | { kind: 'set'; n: number; at: number; value: number }
+  | { kind: 'remove'; n: number; at: number; count: number }
+  | { kind: 'truncate'; n: number; length: number }
+  | { kind: 'dropFirst'; n: number; k: number }
+  | { kind: 'step' }
+  | { kind: 'keyed'; key: string; value: number };
+
+function apply(store: StateStore, lists: DenseVectors, model: Model, op: Op): void {
+  const list = model.get('n' in op ? op.n : -1) ?? [];
+  switch (op.kind) {
+    case 'push':
+      if (op.values.length === 2) lists.push2(op.n, op.values[0]!, op.values[1]!);
+      else if (op.values.length === 1) lists.push(op.n, op.values[0]!);
+      else {
+        const at = lists.extend(op.n, op.values.length);
+        lists.array(op.n).set(op.values, at);
+      }
+      list.push(...op.values);
+      break;
+    case 'set':
+      if (op.at < list.length) {
+        lists.open(op.n)[op.at] = op.value;
+        list[op.at] = op.value;
+      }
+      break;
+    case 'remove':
+      lists.remove(op.n, op.at, op.count);
+      if (op.count > 0) list.splice(op.at, op.count);
+      break;
+    case 'truncate':
+      lists.truncate(op.n, op.length);
+      if (op.length < list.length) list.length = op.length;
+      break;
+    case 'dropFirst':
+      lists.dropFirst(op.n, op.k);
+      if (op.k > 0) list.splice(0, op.k);
+      break;
+    case 'keyed':
+      store.keyed<number>('other').set(op.key, op.value);
+      return;
+    case 'step':
+      return;
+  }
+  model.set(op.n, list);
+}
+
+function expectLists(lists: DenseVectors, model: Model): void {
+  for (const [n, values] of model) {
+    expect(lists.length(n), `list ${n}`).toBe(values.length);
+    const a = lists.array(n);
+    for (let i = 0; i < values.length; i++) expect(Object.is(a[i], values[i]), `list ${n}[${i}]`).toBe(true);
+  }
+}
+
+/** Every number a float64 can be, edge values included: -0, NaN, ±Infinity, huge, tiny, int32 bounds. */
+const number = fc.oneof(
+  fc.double(),
+  fc.integer(),
+  fc.constantFrom(
+    -0,
+    0,
+    Number.NaN,
+    Infinity,
+    -Infinity,
+    Number.MAX_VALUE,
+    Number.MIN_VALUE,
+    2 ** 31,
+    -(2 ** 31),
+  ),
+);
+// Key numbers far apart enough that a capture copies several slices of lists (1,024 a step).
+const keyNumber = fc.oneof(fc.integer({ min: 0, max: 6 }), fc.integer({ min: 0, max: 3000 }));
+const small = fc.integer({ min: 0, max: 40 });
+const op: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      kind: fc.constant('push' as const),
+      n: keyNumber,
+      values: fc.array(number, { minLength: 1, maxLength: 20 }),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constant('set' as const), n: keyNumber, at: small, value: number }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant('remove' as const), n: keyNumber, at: small, count: small }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant('truncate' as const), n: keyNumber, length: small }),
+  },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('dropFirst' as const), n: keyNumber, k: small }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('step' as const) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('keyed' as const),
+      key: fc.constantFrom('a', 'b'),
+      value: fc.integer(),
+    }),
+  },
+);
+
+function newStore(): { store: StateStore; lists: DenseVectors } {
+  const store = new StateStore();
+  store.keyed('other');
+  return { store, lists: store.vectors('test/lists', 'meters') };
+}
+
+describe('numeric lists (DenseVectors) in the state store', () => {
+  it('hold what a plain array would, through pushes, changes in place, removals and shrinking', () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 120 }), (ops) => {
+        const { store, lists } = newStore();
+        const model: Model = new Map();
+        for (const o of ops) apply(store, lists, model, o);
+        expectLists(lists, model);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('round-trip exactly through the binary snapshot, registered before or after the restore', () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 80 }), fc.boolean(), (ops, registerFirst) => {
+        const { store, lists } = newStore();
+        const model: Model = new Map();
+        for (const o of ops) apply(store, lists, model, o);
+        const bytes = store.beginSnapshot().finish();
+        expect(isBinarySnapshot(bytes as Uint8Array)).toBe(true);
+        const restored = new StateStore();
+        restored.keyed('other');
+        let again = registerFirst ? restored.vectors('test/lists', 'meters') : undefined;
+        restored.restore(deserializeSnapshot(bytes));
+        again ??= restored.vectors('test/lists', 'meters');
+        expectLists(again, model);
+        expect(Buffer.compare(restored.beginSnapshot().finish() as Uint8Array, bytes as Uint8Array)).toBe(0);
+        // The JSON form (tests, tools) restores the same lists, -0 aside (JSON has none).
+        const viaJson = new StateStore();
+        viaJson.restore(deserializeSnapshot(serializeSnapshot(store.snapshot())));
+        const jsonLists = viaJson.vectors('test/lists', 'meters');
+        for (const [n, values] of model) {
+          expect(jsonLists.length(n)).toBe(values.length);
+          const a = jsonLists.array(n);
+          for (let i = 0; i < values.length; i++)
+            expect(Object.is(a[i], values[i]) || (a[i] === 0 && values[i] === 0)).toBe(true);
+        }
+      }),
+      { numRuns: 80 },
+    );
+  });
+
+  it('a snapshot is the cut at beginSnapshot, whatever changes while it is copied', () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), fc.array(op, { maxLength: 60 }), (before, during) => {
+        const { store, lists } = newStore();
+        const model: Model = new Map();
+        for (const o of before) apply(store, lists, model, o);
+        const expected = store.beginSnapshot().finish() as Uint8Array;
+        const atBarrier = new Map([...model].map(([n, v]) => [n, [...v]]));
+        const snapshot = store.beginSnapshot();
+        for (const o of during) {
+          // A zero deadline copies one slice at most: the changes interleave with the slices.
+          if (o.kind === 'step') snapshot.step(0);
+          apply(store, lists, model, o);
+        }
+        const bytes = snapshot.finish() as Uint8Array;
+        expect(Buffer.compare(bytes, expected)).toBe(0);
+        const restored = newStore();
+        restored.store.restore(deserializeSnapshot(bytes));
+        expectLists(restored.lists, atBarrier);
+        expectLists(lists, model);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('narrows whole numbers to int32 in the encoding, and a restore clears lists the snapshot lacks', () => {
+    const ints = newStore();
+    const floats = newStore();
+    for (let n = 0; n < 500; n++) {
+      ints.lists.push2(n, n * 1000 - 2 ** 31 + 1, n);
+      floats.lists.push2(n, n + 0.5, n);
+    }
+    const smaller = ints.store.beginSnapshot().finish() as Uint8Array;
+    const larger = floats.store.beginSnapshot().finish() as Uint8Array;
+    expect(larger.length - smaller.length).toBeGreaterThanOrEqual(1000 * 4 - 64);
+    const back = newStore();
+    back.lists.push(9999, 1);
+    back.store.restore(deserializeSnapshot(smaller));
+    expect(back.lists.array(499)[0]).toBe(499 * 1000 - 2 ** 31 + 1);
+    expect(back.lists.length(9999)).toBe(0);
+    const none = newStore();
+    back.store.restore(deserializeSnapshot(none.store.beginSnapshot().finish()));
+    expect(back.lists.length(499)).toBe(0);
+  });
+
+  it('refuses a truncated or corrupted binary snapshot with a SnapshotFormatError naming where', () => {
+    const { store, lists } = newStore();
+    for (let n = 0; n < 30; n++) for (let i = 0; i < n % 5; i++) lists.push2(n, n / 3, i);
+    const bytes = store.beginSnapshot().finish() as Uint8Array;
+    for (let cut = 4; cut < bytes.length; cut += 5)
+      expect(() => deserializeSnapshot(bytes.subarray(0, cut)), `cut at ${cut}`).toThrow(SnapshotFormatError);
+    expect(() => deserializeSnapshot(Buffer.concat([bytes, Buffer.alloc(8)]))).toThrow(SnapshotFormatError);
+    const text = Buffer.from(bytes).toString('latin1');
+    const total = /"total":(\d+)/.exec(text)![1]!;
+    const miscounted = Buffer.from(
+      text.replace(`"total":${total}`, `"total":${Number(total) - 2}`),
+      'latin1',
+    );
+    expect(() => deserializeSnapshot(miscounted)).toThrow(SnapshotFormatError);
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: bytes.length - 1 }),
+        fc.integer({ min: 0, max: 255 }),
+        (at, value) => {
+          const hostile = Buffer.from(bytes);
+          hostile[at] = value;
+          try {
+            deserializeSnapshot(hostile);
+          } catch (e) {
+            expect(e).toBeInstanceOf(SnapshotFormatError);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
