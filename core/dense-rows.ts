@@ -3,6 +3,7 @@
  * dense key index: no object, no boxed number, nothing for the garbage collector to trace, and a
  * snapshot that is a copy of the used part of the buffer instead of one JSON text per key.
  */
+import { SteppedCapture } from './stepped-capture.js';
 
 /** One namespace's rows as a snapshot holds them: `count` rows of `width` numbers, and which exist. */
 export interface RowsSnapshot {
@@ -150,62 +151,23 @@ export class DenseRows {
 /** Rows copied per step before the deadline is checked again: ~1 MB of a 170-wide row. */
 const ROWS_PER_STEP = 1024;
 
-/**
- * The rows of one `DenseRows` at an instant, copied in order by `step`; a row about to change is copied
- * first, so the rows left for later still hold their value of that instant when `step` reaches them.
- */
-export class RowsCapture {
+/** The rows of one `DenseRows` at an instant (see `SteppedCapture`). */
+export class RowsCapture extends SteppedCapture {
   private readonly present: Uint8Array;
   private readonly data: Float64Array;
-  /** Rows at or past `cursor` copied ahead of it because they were about to change. */
-  private readonly early: Uint8Array;
-  private cursor = 0;
 
   constructor(
     private readonly rows: DenseRows,
-    private readonly count: number,
-    private readonly release: () => void,
+    count: number,
+    release: () => void,
   ) {
+    super(count, ROWS_PER_STEP, release);
     this.present = new Uint8Array(count);
     this.data = new Float64Array(count * rows.width);
-    this.early = new Uint8Array(count);
   }
 
-  get complete(): boolean {
-    return this.cursor >= this.count;
-  }
-
-  /** Before row `n` changes: keeps its value of the capture's instant. */
-  keep(n: number): void {
-    if (n < this.cursor || n >= this.count || this.early[n] === 1) return;
-    this.early[n] = 1;
-    this.rows.copyRows(n, n + 1, this.present, this.data);
-  }
-
-  /** Copies rows until `deadline` (a `performance.now()` time); true once all are. */
-  step(deadline: number): boolean {
-    while (this.cursor < this.count) {
-      const end = Math.min(this.cursor + ROWS_PER_STEP, this.count);
-      // Runs of rows not copied early, each in one piece.
-      let from = this.cursor;
-      for (let n = this.cursor; n < end; n++) {
-        if (this.early[n] === 1) {
-          if (from < n) this.rows.copyRows(from, n, this.present, this.data);
-          from = n + 1;
-        }
-      }
-      if (from < end) this.rows.copyRows(from, end, this.present, this.data);
-      this.cursor = end;
-      if (this.cursor >= this.count) break;
-      if (performance.now() >= deadline) return false;
-    }
-    this.release();
-    return true;
-  }
-
-  /** Copies what is left at once. */
-  finish(): void {
-    this.step(Number.POSITIVE_INFINITY);
+  protected copyRange(from: number, to: number): void {
+    this.rows.copyRows(from, to, this.present, this.data);
   }
 
   /** The rows of the instant; only once `complete`. */

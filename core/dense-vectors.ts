@@ -4,6 +4,7 @@
  * first day on, nothing for the garbage collector to trace inside them, and a snapshot that is a copy of
  * the used part of each list instead of one JSON text per key.
  */
+import { SteppedCapture } from './stepped-capture.js';
 
 /** One namespace's lists as a snapshot holds them: `count` lengths, then every list's numbers in key order. */
 export interface VectorsSnapshot {
@@ -186,26 +187,22 @@ export class DenseVectors {
 const LISTS_PER_STEP = 1024;
 
 /**
- * The lists of one `DenseVectors` at an instant, copied in key order by `step` into one buffer laid out at
- * the instant's lengths; a list about to change is copied first, so the lists left for later still hold
- * their value of that instant when `step` reaches them.
+ * The lists of one `DenseVectors` at an instant (see `SteppedCapture`), copied in key order into one buffer
+ * laid out at the instant's lengths.
  */
-export class VectorsCapture {
-  private readonly count: number;
+export class VectorsCapture extends SteppedCapture {
   private readonly lengths: Int32Array;
   /** Where list `n` starts in `data`. */
   private readonly offsets: Float64Array;
   private readonly data: Float64Array;
-  private readonly early: Uint8Array;
-  private cursor = 0;
 
   constructor(
     private readonly vectors: DenseVectors,
     lengths: readonly number[],
-    private readonly release: () => void,
+    release: () => void,
   ) {
+    super(lengths.length, LISTS_PER_STEP, release);
     const count = lengths.length;
-    this.count = count;
     // One loop, not `Int32Array.from` (the iterator protocol over a plain array: ~10× slower here).
     const copied = new Int32Array(count);
     const offsets = new Float64Array(count);
@@ -219,34 +216,10 @@ export class VectorsCapture {
     this.lengths = copied;
     this.offsets = offsets;
     this.data = new Float64Array(total);
-    this.early = new Uint8Array(this.count);
   }
 
-  get complete(): boolean {
-    return this.cursor >= this.count;
-  }
-
-  /** Before list `n` changes: keeps its value of the capture's instant. */
-  keep(n: number): void {
-    if (n < this.cursor || n >= this.count || this.early[n] === 1) return;
-    this.early[n] = 1;
-    this.copy(n);
-  }
-
-  step(deadline: number): boolean {
-    while (this.cursor < this.count) {
-      const end = Math.min(this.cursor + LISTS_PER_STEP, this.count);
-      for (let n = this.cursor; n < end; n++) if (this.early[n] !== 1) this.copy(n);
-      this.cursor = end;
-      if (this.cursor >= this.count) break;
-      if (performance.now() >= deadline) return false;
-    }
-    this.release();
-    return true;
-  }
-
-  finish(): void {
-    this.step(Number.POSITIVE_INFINITY);
+  protected copyRange(from: number, to: number): void {
+    for (let n = from; n < to; n++) this.copy(n);
   }
 
   /** The lists of the instant; only once `complete`. */
