@@ -28,7 +28,10 @@ beforeAll(async () => {
   simulated = join(dir, 'simulated');
   await ensureBuilt();
   expectSuccess(
-    await runCli(['simulate', '--meters', '40', '--days', '4', '--seed', '11', '--out', simulated]),
+    // 16 days (384 gateway files, 24 batches of 16): the input must outlast the first checkpoint by more
+    // than the kill takes. With 4 days a faster worker read everything into its first epoch and ended
+    // before the server went down, and no write ever failed.
+    await runCli(['simulate', '--meters', '40', '--days', '16', '--seed', '11', '--out', simulated]),
     'simulate',
   );
 }, 120_000);
@@ -117,6 +120,10 @@ describe('a ClickHouse outage mid-stream', () => {
     expect(await worker.waitForLog('checkpoint', 1)).toBe(true);
     await server.kill();
     const downAt = Date.now();
+    expect(
+      worker.logs.some((l) => l.msg === 'stopped'),
+      'the input outlasts the first checkpoint',
+    ).toBe(false);
     await until('a retry', async () => worker.logs.some((l) => l.msg === 'clickhouse retry'));
     await until('not ready', async () => (await readyz(port)) === 503);
     await sleep(Math.max(0, OUTAGE_MS - (Date.now() - downAt)));
