@@ -5,7 +5,7 @@ import type { Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
 import { batchFromDecoded } from './decoded-batch.js';
 import { type BatchBudgetOptions, batchBudget } from './memory-budget.js';
-import { type PullOutageOptions, pause, pullOutage } from './pull-outage.js';
+import { type PullOutageOptions, pullOutage } from './pull-outage.js';
 import type { ReadingSource, SourceBatch } from './runner.js';
 import { lastSeqOf } from './source-positions.js';
 
@@ -142,7 +142,7 @@ export function messageReadingSource(
       messages = await openMessages(lastSeq);
     },
     async next(): Promise<SourceBatch | 'idle' | 'end'> {
-      await pause(outage.backoffMs());
+      await outage.backoff();
       const source = opened();
       const fetched = await source.fetchBatch(options.batchSize ?? 256, options.expiresMs ?? 1000, budget());
       if ((fetched.lostDeliveries ?? 0) > 0) return reopen(fetched.lostDeliveries ?? 0);

@@ -12,7 +12,7 @@ import {
   takeMessage,
 } from './message-source.js';
 import { formatPartitionSet, normalizePartitionSet } from './partition-set.js';
-import { type PullOutage, pause, pullOutage } from './pull-outage.js';
+import { type PullOutage, pullOutage } from './pull-outage.js';
 import type { ReadingSource, SourceBatch } from './runner.js';
 import { partitionPositions } from './source-positions.js';
 
@@ -115,7 +115,7 @@ export function partitionedReadingSource(
   const refill = async (lane: PartitionLane): Promise<void> => {
     // Each lane's pull holds its share of the byte budget, so together they hold about one batch.
     const laneBytes = Math.ceil(budget() / partitions.length);
-    await pause(lane.outage.backoffMs());
+    await lane.outage.backoff();
     const fetched = await lane.messages.fetchBatch(perPartition, expiresMs, laneBytes);
     if ((fetched.lostDeliveries ?? 0) > 0) return reopen(lane, fetched.lostDeliveries ?? 0);
     // A pull that brought messages worked, whatever cut it short.

@@ -6,6 +6,7 @@
  * whose consumer never answered again waited forever, checkpointing nothing new.
  */
 import { GreenStreamError } from '../core/errors.js';
+import { sleep } from '../core/sleep.js';
 
 export interface PullOutageOptions {
   /** Pulls failing for this long recreate the consumer, once per outage. Default 20 s. */
@@ -51,8 +52,10 @@ export interface PullOutage {
    * `reopen`: recreate the consumer now. Throws `SourceUnavailableError` once the outage outlasts its bound.
    */
   note(interrupted: string | null): 'ok' | 'failing' | 'reopen';
-  /** The pause before the next pull: grows with failures in a row, so a consumer failing at once is not hammered. */
+  /** The pause before the next pull, ms: grows with failures in a row, so a consumer failing at once is not hammered. */
   backoffMs(): number;
+  /** Waits `backoffMs()`; resolves at once (no timer) while pulls work. */
+  backoff(): Promise<void>;
 }
 
 export function pullOutage(source: string, now: () => number, options: PullOutageOptions = {}): PullOutage {
@@ -88,10 +91,8 @@ export function pullOutage(source: string, now: () => number, options: PullOutag
     backoffMs() {
       return failures === 0 ? 0 : Math.min(2_000, 100 * 2 ** Math.min(failures - 1, 5));
     },
+    backoff() {
+      return failures === 0 ? Promise.resolve() : sleep(this.backoffMs());
+    },
   };
-}
-
-/** Waits `ms` (nothing for 0). */
-export function pause(ms: number): Promise<void> {
-  return ms <= 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, ms));
 }

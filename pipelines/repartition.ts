@@ -37,7 +37,7 @@ import {
   OutputBuffers,
   type RunTotals,
 } from './meter-quality-outputs.js';
-import { type PullOutageOptions, pause, pullOutage } from './pull-outage.js';
+import { type PullOutageOptions, pullOutage } from './pull-outage.js';
 import { lastSeqOf } from './source-positions.js';
 
 const HOUR = 3_600_000;
@@ -135,7 +135,7 @@ export function repartitionSource(
       messages = await openMessages(lastSeq);
     },
     async next() {
-      await pause(outage.backoffMs());
+      await outage.backoff();
       const fetched = await opened().fetchBatch(options.batchSize ?? 512, 1000);
       if ((fetched.lostDeliveries ?? 0) > 0) {
         options.onDeliveriesLost?.(fetched.lostDeliveries ?? 0, lastSeq);
