@@ -59,8 +59,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --flush-rows <n>      write outputs every this many rows (default 100000, the job's default)
   --checkpoint-interval <ms> checkpoint this often (default 30000, the job's default)
   --cold-rows <n>       lake rows buffered before a file set is written (default: the job's default)
-  --cpu-prof            write V8 CPU profiles of the end-to-end and the one-reading-per-message pipelines
-                        to bench/results/profiles/ (pipeline-<time>.cpuprofile, messages-<time>.cpuprofile)
+  --cpu-prof            write V8 CPU profiles of the end-to-end, the one-reading-per-message and the live
+                        pipelines to bench/results/profiles/ (pipeline-, messages-, live-<time>.cpuprofile)
   --out <dir>           where the JSON results go (default bench/results)
   --keep                keep the temporary folder (data, stores) for inspection`;
 
@@ -442,6 +442,7 @@ async function main(): Promise<void> {
         ready = r;
       });
       const pipeline = runInChild<LivePipelineResult>('livePipeline', pipelineArgs, {
+        execArgv: profiled(`live-${stamp}`),
         onReady: () => ready(),
         onProgress: (text) => log(`  ${text}`),
       });

@@ -19,6 +19,21 @@ export interface RowsSnapshot {
 }
 
 /**
+ * The rows changed since the previous capture (an incremental checkpoint): row `ids[i]` exists when
+ * `present[i]` is 1 and then holds `data[i × width …]`; rows not listed are as in the previous capture.
+ */
+export interface RowsDelta {
+  readonly index: string;
+  readonly width: number;
+  /** Rows `0 … count - 1` at the capture, as `RowsSnapshot.count`. */
+  readonly count: number;
+  /** The changed rows' numbers, ascending. */
+  readonly ids: Int32Array;
+  readonly present: Uint8Array;
+  readonly data: Float64Array;
+}
+
+/**
  * Fixed-width numeric rows by dense key number, grown by doubling. `data` is the live buffer: read and
  * write row `n` at `data[offset … offset + width)` from `open` or `create`, and take `data` again after
  * either (growing replaces it). While a snapshot is in progress a row is copied out before `open`,
@@ -27,10 +42,12 @@ export interface RowsSnapshot {
 export class DenseRows {
   private buf: Float64Array;
   private present: Uint8Array;
+  /** 1 where a row was handed over for change (or deleted) since the last capture began. */
+  private dirty: Uint8Array;
   /** One past the highest row number that ever existed. */
   private used = 0;
   private rowCount = 0;
-  capture: RowsCapture | undefined;
+  capture: RowsCapture | RowsDeltaCapture | undefined;
 
   constructor(
     readonly index: string,
@@ -39,6 +56,7 @@ export class DenseRows {
     if (!(Number.isInteger(width) && width >= 1)) throw new RangeError(`row width must be ≥ 1, got ${width}`);
     this.buf = new Float64Array(16 * width);
     this.present = new Uint8Array(16);
+    this.dirty = new Uint8Array(16);
   }
 
   /** The live buffer: valid until the next `create` of a row beyond the capacity. */
@@ -59,6 +77,7 @@ export class DenseRows {
   open(n: number): number {
     if (n >= this.used || this.present[n] !== 1) return -1;
     if (this.capture !== undefined) this.capture.keep(n);
+    this.dirty[n] = 1;
     return n * this.width;
   }
 
@@ -66,6 +85,7 @@ export class DenseRows {
   create(n: number): number {
     if (n >= this.present.length) this.grow(n + 1);
     if (this.capture !== undefined) this.capture.keep(n);
+    this.dirty[n] = 1;
     if (n >= this.used) this.used = n + 1;
     if (this.present[n] !== 1) {
       this.present[n] = 1;
@@ -79,6 +99,7 @@ export class DenseRows {
   delete(n: number): void {
     if (!this.has(n)) return;
     if (this.capture !== undefined) this.capture.keep(n);
+    this.dirty[n] = 1;
     this.present[n] = 0;
     this.rowCount -= 1;
     this.buf.fill(0, n * this.width, (n + 1) * this.width);
@@ -88,6 +109,7 @@ export class DenseRows {
     this.capture?.finish();
     this.buf.fill(0, 0, this.used * this.width);
     this.present.fill(0, 0, this.used);
+    this.dirty.fill(0, 0, this.used);
     this.used = 0;
     this.rowCount = 0;
   }
@@ -123,6 +145,7 @@ export class DenseRows {
    */
   beginCapture(): RowsCapture {
     this.capture?.finish();
+    this.dirty.fill(0, 0, this.used);
     const capture = new RowsCapture(this, this.used, () => {
       if (this.capture === capture) this.capture = undefined;
     });
@@ -130,10 +153,59 @@ export class DenseRows {
     return capture;
   }
 
+  /**
+   * Starts a capture of the rows changed since the previous capture began (of either kind), as they are
+   * now; like `beginCapture`, copied in steps or just before a change.
+   */
+  beginDeltaCapture(): RowsDeltaCapture {
+    this.capture?.finish();
+    const dirty = this.dirty;
+    let k = 0;
+    for (let n = 0; n < this.used; n++) k += dirty[n]!;
+    const ids = new Int32Array(k);
+    const positions = new Int32Array(this.used).fill(-1);
+    for (let n = 0, i = 0; n < this.used; n++) {
+      if (dirty[n] === 1) {
+        positions[n] = i;
+        ids[i++] = n;
+      }
+    }
+    dirty.fill(0, 0, this.used);
+    const capture = new RowsDeltaCapture(this, this.used, ids, positions, () => {
+      if (this.capture === capture) this.capture = undefined;
+    });
+    this.capture = capture;
+    return capture;
+  }
+
+  /** Applies the changed rows of a delta taken of rows holding what these hold now. */
+  applyDelta(d: RowsDelta): void {
+    if (d.width !== this.width)
+      throw new RangeError(`rows of width ${d.width} cannot be applied to rows of width ${this.width}`);
+    if (d.count > this.present.length) this.grow(d.count);
+    const w = this.width;
+    for (let i = 0; i < d.ids.length; i++) {
+      const n = d.ids[i]!;
+      const was = n < this.used && this.present[n] === 1;
+      const is = d.present[i] === 1;
+      this.present[n] = is ? 1 : 0;
+      this.rowCount += (is ? 1 : 0) - (was ? 1 : 0);
+      this.buf.set(d.data.subarray(i * w, (i + 1) * w), n * w);
+    }
+    if (d.count > this.used) this.used = d.count;
+  }
+
   /** For the capture: copies rows `from … to - 1` as they are now into `present` and `data`. */
   copyRows(from: number, to: number, present: Uint8Array, data: Float64Array): void {
     present.set(this.present.subarray(from, to), from);
     data.set(this.buf.subarray(from * this.width, to * this.width), from * this.width);
+  }
+
+  /** For a delta capture: copies row `n` as it is now into position `at` of `present` and `data`. */
+  copyRowTo(n: number, at: number, present: Uint8Array, data: Float64Array): void {
+    present[at] = this.present[n]!;
+    const w = this.width;
+    data.set(this.buf.subarray(n * w, (n + 1) * w), at * w);
   }
 
   private grow(rows: number): void {
@@ -143,8 +215,11 @@ export class DenseRows {
     buf.set(this.buf.subarray(0, this.used * this.width));
     const present = new Uint8Array(capacity);
     present.set(this.present.subarray(0, this.used));
+    const dirty = new Uint8Array(capacity);
+    dirty.set(this.dirty.subarray(0, this.used));
     this.buf = buf;
     this.present = present;
+    this.dirty = dirty;
   }
 }
 
@@ -175,5 +250,34 @@ export class RowsCapture extends SteppedCapture {
     if (!this.complete) throw new Error('rows capture read before it completed');
     const { index, width } = this.rows;
     return { index, width, count: this.count, present: this.present, data: this.data };
+  }
+}
+
+/** The changed rows of one `DenseRows` at an instant (see `SteppedCapture`). */
+export class RowsDeltaCapture extends SteppedCapture {
+  private readonly present: Uint8Array;
+  private readonly data: Float64Array;
+
+  constructor(
+    private readonly rows: DenseRows,
+    private readonly used: number,
+    private readonly ids: Int32Array,
+    positions: Int32Array,
+    release: () => void,
+  ) {
+    super(ids.length, ROWS_PER_STEP, release, positions);
+    this.present = new Uint8Array(ids.length);
+    this.data = new Float64Array(ids.length * rows.width);
+  }
+
+  protected copyRange(from: number, to: number): void {
+    for (let i = from; i < to; i++) this.rows.copyRowTo(this.ids[i]!, i, this.present, this.data);
+  }
+
+  /** The changed rows of the instant; only once `complete`. */
+  result(): RowsDelta {
+    if (!this.complete) throw new Error('rows capture read before it completed');
+    const { index, width } = this.rows;
+    return { index, width, count: this.used, ids: this.ids, present: this.present, data: this.data };
   }
 }

@@ -18,6 +18,20 @@ export interface VectorsSnapshot {
   readonly data: Float64Array;
 }
 
+/**
+ * The lists changed since the previous capture (an incremental checkpoint): list `ids[i]` holds
+ * `lengths[i]` numbers, one list after the other in `data`; lists not listed are as in the previous capture.
+ */
+export interface VectorsDelta {
+  readonly index: string;
+  /** Lists `0 … count - 1` at the capture, as `VectorsSnapshot.count`. */
+  readonly count: number;
+  /** The changed lists' numbers, ascending. */
+  readonly ids: Int32Array;
+  readonly lengths: Int32Array;
+  readonly data: Float64Array;
+}
+
 const EMPTY = new Float64Array(0);
 /** The smallest capacity a list is given, and below which it is never shrunk. */
 const MIN_CAPACITY = 8;
@@ -30,7 +44,9 @@ const MIN_CAPACITY = 8;
 export class DenseVectors {
   private lists: Float64Array[] = [];
   private lengths: number[] = [];
-  capture: VectorsCapture | undefined;
+  /** 1 where a list was handed over for change since the last capture began. */
+  private dirty = new Uint8Array(16);
+  capture: VectorsCapture | VectorsDeltaCapture | undefined;
 
   constructor(readonly index: string) {}
 
@@ -51,6 +67,7 @@ export class DenseVectors {
   /** The list's buffer for changes in place of its first `length(n)` numbers. */
   open(n: number): Float64Array {
     if (this.capture !== undefined) this.capture.keep(n);
+    if (n < this.dirty.length) this.dirty[n] = 1;
     return this.array(n);
   }
 
@@ -80,6 +97,7 @@ export class DenseVectors {
     const old = this.length(n);
     if (count <= 0 || at >= old) return;
     if (this.capture !== undefined) this.capture.keep(n);
+    this.dirty[n] = 1;
     const end = Math.min(old, at + count);
     this.lists[n]!.copyWithin(at, end, old);
     this.lengths[n] = old - (end - at);
@@ -91,6 +109,7 @@ export class DenseVectors {
     const old = this.length(n);
     if (length >= old) return;
     if (this.capture !== undefined) this.capture.keep(n);
+    this.dirty[n] = 1;
     this.lengths[n] = length;
     this.shrink(n);
   }
@@ -104,6 +123,7 @@ export class DenseVectors {
     this.capture?.finish();
     this.lists = [];
     this.lengths = [];
+    this.dirty.fill(0);
   }
 
   /** The lists as they are now, copied. */
@@ -143,11 +163,59 @@ export class DenseVectors {
   /** Starts a snapshot of the lists as they are now, copied a slice at a time by `step` or before a change. */
   beginCapture(): VectorsCapture {
     this.capture?.finish();
+    this.dirty.fill(0);
     const capture = new VectorsCapture(this, this.lengths, () => {
       if (this.capture === capture) this.capture = undefined;
     });
     this.capture = capture;
     return capture;
+  }
+
+  /**
+   * Starts a capture of the lists changed since the previous capture began (of either kind), as they are
+   * now; like `beginCapture`, copied in steps or just before a change.
+   */
+  beginDeltaCapture(): VectorsDeltaCapture {
+    this.capture?.finish();
+    const count = this.lists.length;
+    const dirty = this.dirty;
+    let k = 0;
+    for (let n = 0; n < count; n++) k += dirty[n]!;
+    const ids = new Int32Array(k);
+    const positions = new Int32Array(count).fill(-1);
+    for (let n = 0, i = 0; n < count; n++) {
+      if (dirty[n] === 1) {
+        positions[n] = i;
+        ids[i++] = n;
+      }
+    }
+    dirty.fill(0);
+    const capture = new VectorsDeltaCapture(this, this.lengths, ids, positions, () => {
+      if (this.capture === capture) this.capture = undefined;
+    });
+    this.capture = capture;
+    return capture;
+  }
+
+  /** Applies the changed lists of a delta taken of lists holding what these hold now. */
+  applyDelta(d: VectorsDelta): void {
+    while (this.lists.length < d.count) {
+      this.lists.push(EMPTY);
+      this.lengths.push(0);
+    }
+    let at = 0;
+    for (let i = 0; i < d.ids.length; i++) {
+      const n = d.ids[i]!;
+      const length = d.lengths[i]!;
+      this.lengths[n] = 0;
+      this.lists[n] = EMPTY;
+      if (length > 0) {
+        this.reserve(n, length);
+        this.lists[n]!.set(d.data.subarray(at, at + length));
+      }
+      at += length;
+    }
+    this.dirty.fill(0);
   }
 
   /** Room for `more` numbers at the end of list `n` (kept for a capture first); returns where they go. */
@@ -156,6 +224,14 @@ export class DenseVectors {
       this.lists.push(EMPTY);
       this.lengths.push(0);
     }
+    if (n >= this.dirty.length) {
+      let capacity = this.dirty.length;
+      while (capacity <= n) capacity *= 2;
+      const grown = new Uint8Array(capacity);
+      grown.set(this.dirty);
+      this.dirty = grown;
+    }
+    this.dirty[n] = 1;
     if (this.capture !== undefined) this.capture.keep(n);
     const length = this.lengths[n]!;
     const list = this.lists[n]!;
@@ -238,5 +314,58 @@ export class VectorsCapture extends SteppedCapture {
       const data = this.data;
       for (let i = 0; i < length; i++) data[at + i] = list[i]!;
     } else this.data.set(list.subarray(0, length), at);
+  }
+}
+
+/** The changed lists of one `DenseVectors` at an instant (see `SteppedCapture`), laid out in `ids` order. */
+export class VectorsDeltaCapture extends SteppedCapture {
+  private readonly lengths: Int32Array;
+  private readonly offsets: Float64Array;
+  private readonly data: Float64Array;
+  /** Lists `0 … used - 1` at the instant. */
+  private readonly used: number;
+
+  constructor(
+    private readonly vectors: DenseVectors,
+    lengths: readonly number[],
+    private readonly ids: Int32Array,
+    positions: Int32Array,
+    release: () => void,
+  ) {
+    super(ids.length, LISTS_PER_STEP, release, positions);
+    this.used = lengths.length;
+    const k = ids.length;
+    const copied = new Int32Array(k);
+    const offsets = new Float64Array(k);
+    let total = 0;
+    for (let i = 0; i < k; i++) {
+      const length = lengths[ids[i]!]!;
+      copied[i] = length;
+      offsets[i] = total;
+      total += length;
+    }
+    this.lengths = copied;
+    this.offsets = offsets;
+    this.data = new Float64Array(total);
+  }
+
+  protected copyRange(from: number, to: number): void {
+    for (let i = from; i < to; i++) {
+      const length = this.lengths[i]!;
+      if (length === 0) continue;
+      this.data.set(this.vectors.array(this.ids[i]!).subarray(0, length), this.offsets[i]!);
+    }
+  }
+
+  /** The changed lists of the instant; only once `complete`. */
+  result(): VectorsDelta {
+    if (!this.complete) throw new Error('vectors capture read before it completed');
+    return {
+      index: this.vectors.index,
+      count: this.used,
+      ids: this.ids,
+      lengths: this.lengths,
+      data: this.data,
+    };
   }
 }

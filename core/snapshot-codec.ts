@@ -10,10 +10,19 @@
  * counters are, and take half the bytes. Then per vectors namespace (`DenseVectors`, listed in the JSON's
  * `vectors` member with its index, list count, number total and type): `count` int32 LE lengths padded to
  * 8, then the lists' numbers one after the other, float64 LE or int32 LE as for rows.
+ *
+ * A delta (an incremental checkpoint's state, `GSD1`) holds what changed since the previous snapshot of a
+ * chain: magic `GSD1` · u32 LE byte length of the JSON text · u32 LE CRC-32 of every byte after these 12 ·
+ * the JSON text (`format`, the chain's id and the delta's index in it, the changed keyed entries, timers
+ * set and deleted, every value, the keys the indexes gained, and the changed rows and lists described as
+ * above with `changed` instead of all) · zero padding to 8 · per rows namespace: the changed rows' numbers
+ * (int32 LE, padded to 8), their presence bytes (padded), their numbers · per vectors namespace: the
+ * changed lists' numbers and lengths (int32 LE, each padded), their numbers.
  */
 
-import type { RowsSnapshot } from './dense-rows.js';
-import type { VectorsSnapshot } from './dense-vectors.js';
+import { crc32 } from 'node:zlib';
+import type { RowsDelta, RowsSnapshot } from './dense-rows.js';
+import type { VectorsDelta, VectorsSnapshot } from './dense-vectors.js';
 import { GreenStreamError } from './errors.js';
 
 const MAGIC = [0x47, 0x53, 0x53, 0x32]; // "GSS2"
@@ -27,6 +36,19 @@ export class SnapshotFormatError extends GreenStreamError<{
   readonly part: string;
 }> {
   override readonly name = 'SnapshotFormatError';
+}
+
+/**
+ * A delta that does not follow the snapshot it is applied to: of another chain (another full snapshot),
+ * or not the next of its chain (one lost, or out of order). Restoring it would give a wrong state.
+ */
+export class SnapshotChainError extends GreenStreamError<{
+  readonly chain: string | null;
+  readonly found: string;
+  readonly index: number;
+  readonly expected: number;
+}> {
+  override readonly name = 'SnapshotChainError';
 }
 
 /** How each rows namespace is described in the JSON text. */
@@ -274,5 +296,236 @@ export function decodeBinarySnapshot(bytes: Uint8Array): {
   }
   if (at !== bytes.length)
     throw fail(`${bytes.length - at} bytes after the last rows: not one snapshot`, at, 'end');
+  return { json, rows, vectors };
+}
+
+const DELTA_MAGIC = [0x47, 0x53, 0x44, 0x31]; // "GSD1"
+const DELTA_HEADER_BYTES = 12;
+/** The delta encoding this build writes and reads; another is refused. */
+export const DELTA_FORMAT = 'greenstream-delta/1';
+
+/** How a delta's changed rows of one namespace are described in its JSON text. */
+export interface RowsDeltaHeader {
+  readonly ns: string;
+  readonly index: string;
+  readonly width: number;
+  readonly count: number;
+  readonly changed: number;
+  readonly type?: 'i32';
+}
+
+/** How a delta's changed lists of one namespace are described in its JSON text. */
+export interface VectorsDeltaHeader {
+  readonly ns: string;
+  readonly index: string;
+  readonly count: number;
+  readonly changed: number;
+  readonly total: number;
+  readonly type?: 'i32';
+}
+
+/** True when `bytes` starts like a delta (`GSD1`). */
+export function isSnapshotDelta(bytes: Uint8Array | string): bytes is Uint8Array {
+  return (
+    typeof bytes !== 'string' &&
+    bytes.length >= 4 &&
+    bytes[0] === DELTA_MAGIC[0] &&
+    bytes[1] === DELTA_MAGIC[1] &&
+    bytes[2] === DELTA_MAGIC[2] &&
+    bytes[3] === DELTA_MAGIC[3]
+  );
+}
+
+/** The changed rows' descriptions for a delta's JSON text, each with its narrowest number type. */
+export function rowsDeltaHeaders(rows: ReadonlyMap<string, RowsDelta>): RowsDeltaHeader[] {
+  const headers: RowsDeltaHeader[] = [];
+  for (const [ns, r] of rows) {
+    const header = { ns, index: r.index, width: r.width, count: r.count, changed: r.ids.length };
+    headers.push(allInt32(r.data) ? { ...header, type: 'i32' } : header);
+  }
+  return headers;
+}
+
+/** The changed lists' descriptions for a delta's JSON text, each with its narrowest number type. */
+export function vectorsDeltaHeaders(vectors: ReadonlyMap<string, VectorsDelta>): VectorsDeltaHeader[] {
+  const headers: VectorsDeltaHeader[] = [];
+  for (const [ns, v] of vectors) {
+    const header = { ns, index: v.index, count: v.count, changed: v.ids.length, total: v.data.length };
+    headers.push(allInt32(v.data) ? { ...header, type: 'i32' } : header);
+  }
+  return headers;
+}
+
+/** One delta buffer: its JSON text (which lists `rowHeaders` and `vectorHeaders`), then the changed rows and lists. */
+export function encodeSnapshotDelta(
+  json: readonly string[],
+  rows: readonly RowsDelta[],
+  rowHeaders: readonly RowsDeltaHeader[],
+  vectors: readonly VectorsDelta[],
+  vectorHeaders: readonly VectorsDeltaHeader[],
+): Uint8Array {
+  let jsonBytes = 0;
+  for (const part of json) jsonBytes += Buffer.byteLength(part);
+  let total = pad8(DELTA_HEADER_BYTES + jsonBytes);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!;
+    const k = r.ids.length;
+    total += pad8(k * 4) + pad8(k) + pad8(k * r.width * (rowHeaders[i]!.type === 'i32' ? 4 : 8));
+  }
+  for (let i = 0; i < vectors.length; i++) {
+    const v = vectors[i]!;
+    total += 2 * pad8(v.ids.length * 4) + pad8(v.data.length * (vectorHeaders[i]!.type === 'i32' ? 4 : 8));
+  }
+  const out = Buffer.allocUnsafeSlow(total);
+  out.set(DELTA_MAGIC, 0);
+  out.writeUInt32LE(jsonBytes, 4);
+  let written = DELTA_HEADER_BYTES;
+  for (const part of json) written += out.write(part, written, 'utf8');
+  let at = pad8(DELTA_HEADER_BYTES + jsonBytes);
+  out.fill(0, written, at);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!;
+    at = writeNumbers(out, at, r.ids, true);
+    out.set(r.present, at);
+    out.fill(0, at + r.present.length, at + pad8(r.present.length));
+    at += pad8(r.present.length);
+    at = writeNumbers(out, at, r.data, rowHeaders[i]!.type === 'i32');
+  }
+  for (let i = 0; i < vectors.length; i++) {
+    const v = vectors[i]!;
+    at = writeNumbers(out, at, v.ids, true);
+    at = writeNumbers(out, at, v.lengths, true);
+    at = writeNumbers(out, at, v.data, vectorHeaders[i]!.type === 'i32');
+  }
+  out.writeUInt32LE(crc32(out.subarray(DELTA_HEADER_BYTES)), 8);
+  return out;
+}
+
+/**
+ * The JSON text and the changed rows and lists of a delta. The checksum and every length are checked
+ * before anything is used: a truncated, corrupted or foreign delta fails with `SnapshotFormatError`.
+ */
+export function decodeSnapshotDelta(bytes: Uint8Array): {
+  json: string;
+  rows: Map<string, RowsDelta>;
+  vectors: Map<string, VectorsDelta>;
+} {
+  const fail = (message: string, offset: number, part: string): SnapshotFormatError =>
+    new SnapshotFormatError(`state delta (${bytes.length} bytes): ${message}`, {
+      context: { bytes: bytes.length, offset, part },
+    });
+  if (!isSnapshotDelta(bytes)) throw fail('not a delta (bad magic)', 0, 'header');
+  if (bytes.length < DELTA_HEADER_BYTES) throw fail('truncated header', 0, 'header');
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const sum = crc32(view.subarray(DELTA_HEADER_BYTES));
+  if (sum !== view.readUInt32LE(8))
+    throw fail(
+      `checksum ${sum} does not match the header's ${view.readUInt32LE(8)}: corrupt or truncated`,
+      8,
+      'header',
+    );
+  const jsonBytes = view.readUInt32LE(4);
+  if (DELTA_HEADER_BYTES + jsonBytes > bytes.length)
+    throw fail(`truncated: the JSON part needs ${jsonBytes} bytes`, DELTA_HEADER_BYTES, 'json');
+  const json = view.toString('utf8', DELTA_HEADER_BYTES, DELTA_HEADER_BYTES + jsonBytes);
+  let parsed: { format?: unknown; rows?: unknown; vectors?: unknown };
+  try {
+    parsed = JSON.parse(json) as typeof parsed;
+  } catch (err) {
+    throw new SnapshotFormatError(`state delta (${bytes.length} bytes): its JSON part does not parse`, {
+      context: { bytes: bytes.length, offset: DELTA_HEADER_BYTES, part: 'json' },
+      cause: err,
+    });
+  }
+  if (parsed.format !== DELTA_FORMAT)
+    throw fail(
+      `unknown delta format ${JSON.stringify(parsed.format)} (this build reads ${DELTA_FORMAT})`,
+      DELTA_HEADER_BYTES,
+      'json',
+    );
+  const rowHeaders = parsed.rows ?? [];
+  const vectorHeaders = parsed.vectors ?? [];
+  if (!Array.isArray(rowHeaders) || !Array.isArray(vectorHeaders))
+    throw fail('its rows or vectors list is not a list', DELTA_HEADER_BYTES, 'json');
+  let at = pad8(DELTA_HEADER_BYTES + jsonBytes);
+  const need = (n: number, part: string): void => {
+    if (at + n > bytes.length) throw fail(`truncated: ${part} needs ${n} bytes at ${at}`, at, part);
+  };
+  const ints = (k: number, part: string): Int32Array => {
+    need(pad8(k * 4), part);
+    const out = new Int32Array(k);
+    for (let i = 0; i < k; i++) out[i] = view.readInt32LE(at + i * 4);
+    at += pad8(k * 4);
+    return out;
+  };
+  const numbers = (k: number, i32: boolean, part: string): Float64Array => {
+    const size = pad8(k * (i32 ? 4 : 8));
+    need(size, part);
+    const out = new Float64Array(k);
+    if (i32) for (let i = 0; i < k; i++) out[i] = view.readInt32LE(at + i * 4);
+    else if (LITTLE_ENDIAN) new Uint8Array(out.buffer).set(bytes.subarray(at, at + k * 8));
+    else for (let i = 0; i < k; i++) out[i] = view.readDoubleLE(at + i * 8);
+    at += size;
+    return out;
+  };
+  const checkIds = (ids: Int32Array, count: number, ns: string): void => {
+    for (let i = 0; i < ids.length; i++) {
+      if (ids[i]! < 0 || ids[i]! >= count || (i > 0 && ids[i]! <= ids[i - 1]!))
+        throw fail(`${ns}: changed item ${ids[i]} out of order or beyond ${count}`, at, ns);
+    }
+  };
+  const whole = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+  const rows = new Map<string, RowsDelta>();
+  for (const h of rowHeaders as RowsDeltaHeader[]) {
+    const ok =
+      typeof h === 'object' &&
+      h !== null &&
+      typeof h.ns === 'string' &&
+      typeof h.index === 'string' &&
+      whole(h.width) &&
+      h.width >= 1 &&
+      whole(h.count) &&
+      whole(h.changed) &&
+      h.changed <= h.count &&
+      (h.type === undefined || h.type === 'i32');
+    if (!ok) throw fail(`bad rows description ${JSON.stringify(h)}`, DELTA_HEADER_BYTES, 'json');
+    const ids = ints(h.changed, h.ns);
+    checkIds(ids, h.count, h.ns);
+    need(pad8(h.changed), h.ns);
+    const present = Uint8Array.prototype.slice.call(bytes, at, at + h.changed);
+    for (let i = 0; i < h.changed; i++)
+      if (present[i]! > 1) throw fail(`rows ${h.ns}: presence byte ${present[i]}`, at + i, h.ns);
+    at += pad8(h.changed);
+    const data = numbers(h.changed * h.width, h.type === 'i32', h.ns);
+    rows.set(h.ns, { index: h.index, width: h.width, count: h.count, ids, present, data });
+  }
+  const vectors = new Map<string, VectorsDelta>();
+  for (const h of vectorHeaders as VectorsDeltaHeader[]) {
+    const ok =
+      typeof h === 'object' &&
+      h !== null &&
+      typeof h.ns === 'string' &&
+      typeof h.index === 'string' &&
+      whole(h.count) &&
+      whole(h.changed) &&
+      h.changed <= h.count &&
+      whole(h.total) &&
+      (h.type === undefined || h.type === 'i32');
+    if (!ok) throw fail(`bad vectors description ${JSON.stringify(h)}`, DELTA_HEADER_BYTES, 'json');
+    const ids = ints(h.changed, h.ns);
+    checkIds(ids, h.count, h.ns);
+    const lengths = ints(h.changed, h.ns);
+    let sum = 0;
+    for (let i = 0; i < lengths.length; i++) {
+      if (lengths[i]! < 0) throw fail(`vectors ${h.ns}: length ${lengths[i]}`, at, h.ns);
+      sum += lengths[i]!;
+    }
+    if (sum !== h.total)
+      throw fail(`vectors ${h.ns}: the lengths add up to ${sum}, not ${h.total}`, at, h.ns);
+    const data = numbers(h.total, h.type === 'i32', h.ns);
+    vectors.set(h.ns, { index: h.index, count: h.count, ids, lengths, data });
+  }
+  if (at !== bytes.length)
+    throw fail(`${bytes.length - at} bytes after the last lists: not one delta`, at, 'end');
   return { json, rows, vectors };
 }

@@ -4,15 +4,34 @@
  * a restarted worker back to exactly that point. Values must be plain JSON data (no Map, Date, class).
  */
 
+import { randomBytes } from 'node:crypto';
 import { DenseKeyIndex } from './dense-keys.js';
-import { DenseRows, type RowsCapture, type RowsSnapshot } from './dense-rows.js';
-import { DenseVectors, type VectorsCapture, type VectorsSnapshot } from './dense-vectors.js';
 import {
+  DenseRows,
+  type RowsCapture,
+  type RowsDelta,
+  type RowsDeltaCapture,
+  type RowsSnapshot,
+} from './dense-rows.js';
+import {
+  DenseVectors,
+  type VectorsCapture,
+  type VectorsDelta,
+  type VectorsDeltaCapture,
+  type VectorsSnapshot,
+} from './dense-vectors.js';
+import {
+  DELTA_FORMAT,
   decodeBinarySnapshot,
+  decodeSnapshotDelta,
   encodeBinarySnapshot,
+  encodeSnapshotDelta,
   isBinarySnapshot,
+  rowsDeltaHeaders,
   rowsHeaders,
+  SnapshotChainError,
   SnapshotFormatError,
+  vectorsDeltaHeaders,
   vectorsHeaders,
 } from './snapshot-codec.js';
 
@@ -76,6 +95,8 @@ export class TimerQueue {
    * slot per meter-hour, ~35 MB for 5,000 meters × 4 days, growing by the day).
    */
   private readonly byNumber = new Map<string, NumberedEntries>();
+  /** The ids of timers set, replaced, deleted or fired since the last snapshot began: a delta's timers. */
+  private changed = new Set<string>();
 
   set(key: string, name: string, time: number): void {
     this.put(key, name, time);
@@ -109,6 +130,7 @@ export class TimerQueue {
     if (old !== undefined) this.retire(old);
     const entry: HeapEntry = { key, name, time, id, live: true, n: -1 };
     this.byId.set(id, entry);
+    this.changed.add(id);
     this.push(entry);
     return entry;
   }
@@ -119,6 +141,7 @@ export class TimerQueue {
     if (old === undefined) return;
     this.retire(old);
     this.byId.delete(id);
+    this.changed.add(id);
   }
 
   /** Marks an entry replaced, deleted or fired, and takes it out of the number cache. */
@@ -172,6 +195,7 @@ export class TimerQueue {
         if (!top.live) continue;
         this.retire(top);
         this.byId.delete(top.id);
+        this.changed.add(top.id);
         return { key: top.key, name: top.name, time: top.time };
       }
       this.byTime.delete(time);
@@ -184,9 +208,26 @@ export class TimerQueue {
     return [...this.byId.values()].map((t) => [t.key, t.name, t.time]);
   }
 
-  /** The live timers, in `snapshot`'s order; the entries are never changed, only replaced. */
+  /** The live timers, in `snapshot`'s order; the entries are never changed, only replaced. Starts the next delta. */
   entries(): readonly Timer[] {
+    this.changed.clear();
     return [...this.byId.values()];
+  }
+
+  /** The timers set and deleted since the last snapshot began (of either kind), and starts the next delta. */
+  takeChanges(): { set: Timer[]; deleted: [key: string, name: string][] } {
+    const set: Timer[] = [];
+    const deleted: [string, string][] = [];
+    for (const id of this.changed) {
+      const entry = this.byId.get(id);
+      if (entry !== undefined) set.push(entry);
+      else {
+        const at = id.indexOf('\u0000');
+        deleted.push([id.slice(at + 1), id.slice(0, at)]);
+      }
+    }
+    this.changed = new Set();
+    return { set, deleted };
   }
 
   restore(data: Json): void {
@@ -196,6 +237,7 @@ export class TimerQueue {
     this.times = [];
     this.byTime.clear();
     for (const row of data as [string, string, number][]) this.set(row[0], row[1], row[2]);
+    this.changed.clear();
   }
 
   private push(entry: HeapEntry): void {
@@ -275,6 +317,20 @@ export interface StoreSnapshot {
   readonly rows?: Record<string, RowsSnapshot>;
   /** The numeric lists (`DenseVectors`) by namespace; absent when the store has none. */
   readonly vectors?: Record<string, VectorsSnapshot>;
+  /** The incremental chain a full snapshot starts (see `StateStore.beginSnapshot`); absent otherwise. */
+  readonly chain?: string;
+}
+
+/** The JSON part of a delta (see `snapshot-codec.ts`). */
+interface DeltaJson {
+  readonly format: string;
+  readonly chain: string;
+  readonly index: number;
+  readonly keyed: Record<string, [string, Json][]>;
+  readonly replaced: string[];
+  readonly timers: Record<string, { set: [string, string, number][]; deleted: [string, string][] }>;
+  readonly values: Record<string, Json>;
+  readonly indexes?: Record<string, { from: number; keys: string[] }>;
 }
 
 /**
@@ -301,6 +357,8 @@ export interface LegacyRowsUpgrade {
  * the text `serialize()` would have returned at the barrier.
  */
 export interface SnapshotInProgress {
+  /** Whether the result is a delta on the previous snapshot of an incremental chain (else a full one). */
+  readonly delta: boolean;
   /** Serializes entries until `deadline` (a `performance.now()` time); true once everything is done. */
   step(deadline: number): boolean;
   finish(): SnapshotData;
@@ -312,7 +370,6 @@ export interface SnapshotInProgress {
  * still hold their barrier value when `step` reaches them.
  */
 class KeyedCapture {
-  private readonly keys: string[];
   private readonly texts: string[] = [];
   /** Entries serialized ahead of the cursor because they were about to change. */
   private readonly early = new Map<string, string>();
@@ -320,9 +377,15 @@ class KeyedCapture {
   private readonly done = new Set<string>();
   private cursor = 0;
 
-  constructor(private readonly map: KeyedMap<unknown>) {
-    this.keys = [...map.keys()];
-  }
+  /**
+   * `keys`: the entries to serialize, in order, all of them present (`wanted` as a set, for a delta's
+   * subset: an entry outside it is not serialized when it changes).
+   */
+  constructor(
+    private readonly map: KeyedMap<unknown>,
+    private readonly keys: string[],
+    private readonly wanted?: ReadonlySet<string>,
+  ) {}
 
   get complete(): boolean {
     return this.cursor >= this.keys.length;
@@ -330,7 +393,7 @@ class KeyedCapture {
 
   /** Before `key`'s value changes: keeps its barrier value. */
   copy(key: string, value: unknown): void {
-    if (this.done.has(key)) return;
+    if (this.done.has(key) || (this.wanted !== undefined && !this.wanted.has(key))) return;
     this.done.add(key);
     this.early.set(key, jsonOf([key, value]) as string);
   }
@@ -371,6 +434,63 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
    */
   private slots: (S | undefined)[] = [];
   private index: DenseKeyIndex | undefined;
+  /**
+   * Change tracking since the last snapshot began, for a delta: entries looked up, set or added, by dense
+   * number (`dirtyAt`) or key; `reordered` once an entry was deleted or values were handed out by
+   * iteration, when the delta carries every entry (a key deleted and added again moves to the end).
+   */
+  private dirtyAt = new Uint8Array(0);
+  private readonly dirtyKeys = new Set<string>();
+  private reordered = false;
+  /** The entries at the last snapshot's start: those added since follow them. */
+  private baseSize = 0;
+
+  private markAt(n: number): void {
+    if (n >= this.dirtyAt.length) {
+      const grown = new Uint8Array(Math.max(64, 2 * n + 2));
+      grown.set(this.dirtyAt);
+      this.dirtyAt = grown;
+    }
+    this.dirtyAt[n] = 1;
+  }
+
+  /** Starts tracking changes afresh (a snapshot begins, or the content was restored). */
+  resetChanges(): void {
+    this.dirtyAt.fill(0);
+    this.dirtyKeys.clear();
+    this.reordered = false;
+    this.baseSize = this.size;
+  }
+
+  /**
+   * The keys a delta carries, in the order a restore sets them, and starts the next delta: the entries
+   * changed in place, then those added, in map order; or every entry (`all`) once the order changed.
+   */
+  takeChanges(): { all: boolean; keys: string[] } {
+    const all = this.reordered;
+    let keys: string[];
+    if (all) keys = [...super.keys()];
+    else {
+      const added: string[] = [];
+      let i = 0;
+      for (const k of super.keys()) if (i++ >= this.baseSize) added.push(k);
+      const addedSet = new Set(added);
+      const changed = new Set<string>();
+      for (const k of this.dirtyKeys) if (!addedSet.has(k) && super.has(k)) changed.add(k);
+      const index = this.index;
+      if (index !== undefined) {
+        const dirty = this.dirtyAt;
+        for (let n = 0; n < dirty.length; n++) {
+          if (dirty[n] !== 1) continue;
+          const k = index.keyOf(n);
+          if (k !== undefined && !addedSet.has(k) && super.has(k)) changed.add(k);
+        }
+      }
+      keys = [...changed, ...added];
+    }
+    this.resetChanges();
+    return { all, keys };
+  }
 
   bind(index: DenseKeyIndex): void {
     if (this.index === index) return;
@@ -389,7 +509,10 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
 
   getAt(n: number, key: string): S | undefined {
     const value = this.slots[n];
-    if (this.capture !== undefined && value !== undefined) this.capture.copy(key, value);
+    if (value !== undefined) {
+      if (this.capture !== undefined) this.capture.copy(key, value);
+      this.markAt(n);
+    }
     return value;
   }
 
@@ -400,6 +523,7 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
     if (this.capture !== undefined && old !== undefined) this.capture.copy(key, old);
     super.set(key, value);
     this.slots[n] = value;
+    this.markAt(n);
   }
 
   deleteAt(n: number, key: string): void {
@@ -408,6 +532,7 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
     if (this.capture !== undefined) this.capture.copy(key, old);
     super.delete(key);
     this.slots[n] = undefined;
+    this.reordered = true;
   }
 
   /** The value without copying it: for the snapshot itself. */
@@ -417,7 +542,10 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
 
   override get(key: string): S | undefined {
     const value = super.get(key);
-    if (this.capture !== undefined && value !== undefined) this.capture.copy(key, value);
+    if (value !== undefined) {
+      if (this.capture !== undefined) this.capture.copy(key, value);
+      this.dirtyKeys.add(key);
+    }
     return value;
   }
 
@@ -426,6 +554,7 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
       const old = super.get(key);
       if (old !== undefined) this.capture.copy(key, old);
     }
+    this.dirtyKeys.add(key);
     if (this.index !== undefined) this.slots[this.index.intern(key)] = value;
     return super.set(key, value);
   }
@@ -439,33 +568,41 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
       const n = this.index.numberOf(key);
       if (n !== undefined) this.slots[n] = undefined;
     }
-    return super.delete(key);
+    const deleted = super.delete(key);
+    if (deleted) this.reordered = true;
+    return deleted;
   }
 
   override clear(): void {
     this.capture?.step(Number.POSITIVE_INFINITY);
     this.slots = [];
     super.clear();
+    this.reordered = true;
   }
 
-  // Iteration hands out values that may then change: the snapshot completes first.
+  // Iteration hands out values that may then change: the snapshot completes first, and a delta carries
+  // every entry.
   override entries(): MapIterator<[string, S]> {
     this.capture?.step(Number.POSITIVE_INFINITY);
+    this.reordered = true;
     return super.entries();
   }
 
   override values(): MapIterator<S> {
     this.capture?.step(Number.POSITIVE_INFINITY);
+    this.reordered = true;
     return super.values();
   }
 
   override forEach(fn: (value: S, key: string, map: Map<string, S>) => void, thisArg?: unknown): void {
     this.capture?.step(Number.POSITIVE_INFINITY);
+    this.reordered = true;
     super.forEach(fn, thisArg);
   }
 
   override [Symbol.iterator](): MapIterator<[string, S]> {
     this.capture?.step(Number.POSITIVE_INFINITY);
+    this.reordered = true;
     return super[Symbol.iterator]();
   }
 }
@@ -494,6 +631,12 @@ export class StateStore {
   private readonly freezers = new Map<string, (value: unknown) => readonly unknown[]>();
   /** The last restored snapshot was JSON from before numeric rows: rows registered later upgrade entries. */
   private restoredLegacy = false;
+  /** The incremental chain the next delta extends (see `beginSnapshot`): its id, and its last index. */
+  private chain: { id: string; index: number } | undefined;
+  /** The chain of the last restored snapshot and its last delta applied, which the next delta must follow. */
+  private restoredChain: { id: string; index: number } | undefined;
+  /** How many keys each index held when the last snapshot began: a delta carries those added since. */
+  private readonly indexBase = new Map<string, number>();
 
   /** Per-key state of the operator named `namespace`. */
   keyed<S>(namespace: string): KeyedState<S> {
@@ -660,13 +803,33 @@ export class StateStore {
    * copied and keyed entries serialized as `step` reaches them, or just before they change. The result is
    * JSON text (version 1) for a store without numeric rows, else the binary encoding (version 2, see
    * `snapshot-codec.ts`). One snapshot at a time.
+   *
+   * `incremental` (a store with numeric rows or lists only): the snapshot starts or extends a chain. A
+   * full one names a new chain (its JSON's `chain` member); with `delta`, when a chain was started by this
+   * store since its last restore, the result is a delta (`GSD1`) of what changed since the chain's
+   * previous snapshot: the changed keyed entries, rows and lists, the timers set and deleted, the keys the
+   * indexes gained, and every value. `SnapshotInProgress.delta` tells which it is.
    */
-  beginSnapshot(): SnapshotInProgress {
+  beginSnapshot(options: { incremental?: boolean; delta?: boolean } = {}): SnapshotInProgress {
     if (this.snapshotting !== undefined) throw new Error('a state snapshot is already in progress');
+    const binary = this.binary;
+    const incremental = binary && options.incremental === true;
+    const delta = incremental && options.delta === true && this.chain !== undefined;
+    let chainMember = '';
+    if (!incremental) this.chain = undefined;
+    else if (!delta) {
+      this.chain = { id: randomBytes(8).toString('hex'), index: 0 };
+      chainMember = `,"chain":${JSON.stringify(this.chain.id)}`;
+    } else this.chain!.index += 1;
+    const chain = this.chain;
     // Timers are taken as their entries, whose key, name and time never change (a timer set again is a
     // new entry): printed later, in a step, not in this one piece at the barrier.
     const timerEntries = new Map<string, readonly Timer[]>();
-    for (const [ns, q] of this.timerQueues) timerEntries.set(ns, q.entries());
+    const timerChanges = new Map<string, { set: Timer[]; deleted: [string, string][] }>();
+    for (const [ns, q] of this.timerQueues) {
+      if (delta) timerChanges.set(ns, q.takeChanges());
+      else timerEntries.set(ns, q.entries());
+    }
     const timers: Record<string, string> = {};
     const values: Record<string, string | undefined> = {};
     // A frozen list is printed an item at a time in the steps below: its text is `[item,item,…]`.
@@ -681,22 +844,39 @@ export class StateStore {
     let indexes = '';
     if (this.indexes.size > 0) {
       const texts: Record<string, string> = {};
-      for (const [name, index] of this.indexes) texts[name] = JSON.stringify(index.snapshot());
+      for (const [name, index] of this.indexes) {
+        const from = delta ? (this.indexBase.get(name) ?? 0) : 0;
+        const keys = index.snapshot();
+        texts[name] = delta
+          ? `{"from":${from},"keys":${JSON.stringify(keys.slice(from))}}`
+          : JSON.stringify(keys);
+        this.indexBase.set(name, keys.length);
+      }
       indexes = `,"indexes":${jsonObject(texts)}`;
     }
     const captures = new Map<string, KeyedCapture>();
+    const replaced: string[] = [];
     for (const [ns, map] of this.keyedStates) {
-      const capture = new KeyedCapture(map);
+      let capture: KeyedCapture;
+      if (delta) {
+        const changes = map.takeChanges();
+        if (changes.all) replaced.push(ns);
+        capture = new KeyedCapture(map, changes.keys, changes.all ? undefined : new Set(changes.keys));
+      } else {
+        map.resetChanges();
+        capture = new KeyedCapture(map, [...map.keys()]);
+      }
       map.capture = capture;
       captures.set(ns, capture);
     }
     // Rows are copied before keyed entries are serialized: a copy is cheap and frees the rows' capture
     // (a check on every row opened) soonest.
-    const rowCaptures = new Map<string, RowsCapture>();
-    for (const [ns, set] of this.rowSets) rowCaptures.set(ns, set.rows.beginCapture());
-    const vectorCaptures = new Map<string, VectorsCapture>();
-    for (const [ns, v] of this.vectorSets) vectorCaptures.set(ns, v.beginCapture());
-    const binary = this.binary;
+    const rowCaptures = new Map<string, RowsCapture | RowsDeltaCapture>();
+    for (const [ns, set] of this.rowSets)
+      rowCaptures.set(ns, delta ? set.rows.beginDeltaCapture() : set.rows.beginCapture());
+    const vectorCaptures = new Map<string, VectorsCapture | VectorsDeltaCapture>();
+    for (const [ns, v] of this.vectorSets)
+      vectorCaptures.set(ns, delta ? v.beginDeltaCapture() : v.beginCapture());
     const release = (): void => {
       for (const map of this.keyedStates.values()) map.capture = undefined;
       for (const capture of rowCaptures.values()) capture.finish();
@@ -705,6 +885,7 @@ export class StateStore {
     };
     let result: SnapshotData | undefined;
     const job: SnapshotInProgress = {
+      delta,
       step: (deadline) => {
         if (result !== undefined) return true;
         for (const capture of rowCaptures.values()) {
@@ -730,16 +911,40 @@ export class StateStore {
           timers[ns] = jsonOf(entries.map((t) => [t.key, t.name, t.time])) as string;
           if (performance.now() >= deadline && timerEntries.size > Object.keys(timers).length) return false;
         }
+        for (const [ns, changes] of timerChanges) {
+          timers[ns] = jsonOf({
+            set: changes.set.map((t) => [t.key, t.name, t.time]),
+            deleted: changes.deleted,
+          }) as string;
+        }
         if (!binary) {
           const keyed: Record<string, string> = {};
           for (const [ns, capture] of captures) keyed[ns] = capture.text();
           result = `{"version":1,"keyed":${jsonObject(keyed)},"timers":${jsonObject(timers)},"values":${jsonObject(values)}${indexes}}`;
+        } else if (delta) {
+          const rows = new Map<string, RowsDelta>();
+          for (const [ns, capture] of rowCaptures) rows.set(ns, (capture as RowsDeltaCapture).result());
+          const headers = rowsDeltaHeaders(rows);
+          const lists = new Map<string, VectorsDelta>();
+          for (const [ns, capture] of vectorCaptures)
+            lists.set(ns, (capture as VectorsDeltaCapture).result());
+          const listHeaders = vectorsDeltaHeaders(lists);
+          const parts: string[] = [
+            `{"format":${JSON.stringify(DELTA_FORMAT)},"chain":${JSON.stringify(chain!.id)},"index":${chain!.index},"keyed":{`,
+          ];
+          for (const [ns, capture] of captures) {
+            parts.push(`${parts.length > 1 ? ',' : ''}${JSON.stringify(ns)}:`, capture.text());
+          }
+          parts.push(
+            `},"replaced":${JSON.stringify(replaced)},"timers":${jsonObject(timers)},"values":${jsonObject(values)}${indexes},"rows":${JSON.stringify(headers)},"vectors":${JSON.stringify(listHeaders)}}`,
+          );
+          result = encodeSnapshotDelta(parts, [...rows.values()], headers, [...lists.values()], listHeaders);
         } else {
           const rows = new Map<string, RowsSnapshot>();
-          for (const [ns, capture] of rowCaptures) rows.set(ns, capture.result());
+          for (const [ns, capture] of rowCaptures) rows.set(ns, (capture as RowsCapture).result());
           const headers = rowsHeaders(rows);
           const lists = new Map<string, VectorsSnapshot>();
-          for (const [ns, capture] of vectorCaptures) lists.set(ns, capture.result());
+          for (const [ns, capture] of vectorCaptures) lists.set(ns, (capture as VectorsCapture).result());
           const listHeaders = vectorsHeaders(lists);
           const listsMember = lists.size === 0 ? '' : `,"vectors":${JSON.stringify(listHeaders)}`;
           // The JSON text in pieces, written one after the other into the snapshot's buffer: joined into
@@ -749,7 +954,7 @@ export class StateStore {
             parts.push(`${parts.length > 1 ? ',' : ''}${JSON.stringify(ns)}:`, capture.text());
           }
           parts.push(
-            `},"timers":${jsonObject(timers)},"values":${jsonObject(values)}${indexes},"rows":${JSON.stringify(headers)}${listsMember}}`,
+            `},"timers":${jsonObject(timers)},"values":${jsonObject(values)}${indexes},"rows":${JSON.stringify(headers)}${listsMember}${chainMember}}`,
           );
           result = encodeBinarySnapshot(parts, [...rows.values()], headers, [...lists.values()], listHeaders);
         }
@@ -763,6 +968,90 @@ export class StateStore {
     };
     this.snapshotting = job;
     return job;
+  }
+
+  /**
+   * Applies the deltas of an incremental chain, in order, on top of the content restored from the
+   * chain's full snapshot (`restore`). Every delta is decoded and checked before any is applied: one that
+   * is corrupt, truncated or of an unknown format fails with `SnapshotFormatError`, one of another chain,
+   * missing or out of order with `SnapshotChainError`, and the content is then left as restored.
+   */
+  applyDeltas(deltas: readonly Uint8Array[]): void {
+    if (deltas.length === 0) return;
+    const chain = this.restoredChain;
+    const decoded = deltas.map((bytes, i) => {
+      const d = decodeSnapshotDelta(bytes);
+      const parsed = parseSnapshotJson(d.json) as unknown as DeltaJson;
+      const expected = (chain?.index ?? 0) + i + 1;
+      if (chain === undefined || parsed.chain !== chain.id)
+        throw new SnapshotChainError(
+          `state delta ${i + 1} of ${deltas.length} belongs to chain ${String(parsed.chain)}, not to the restored snapshot's ${chain?.id ?? '(none: not an incremental snapshot)'}`,
+          {
+            context: { chain: chain?.id ?? null, found: String(parsed.chain), index: parsed.index, expected },
+          },
+        );
+      if (parsed.index !== expected)
+        throw new SnapshotChainError(
+          `state delta ${i + 1} of ${deltas.length} of chain ${chain.id} is number ${String(parsed.index)}, expected ${expected}: a delta is missing or out of order`,
+          { context: { chain: chain.id, found: chain.id, index: parsed.index, expected } },
+        );
+      return { ...d, parsed };
+    });
+    for (const d of decoded) this.applyDelta(d.parsed, d.rows, d.vectors);
+    this.restoredChain = { id: chain!.id, index: chain!.index + deltas.length };
+  }
+
+  private applyDelta(
+    d: DeltaJson,
+    rows: ReadonlyMap<string, RowsDelta>,
+    vectors: ReadonlyMap<string, VectorsDelta>,
+  ): void {
+    for (const [name, { from, keys }] of Object.entries(d.indexes ?? {})) {
+      const index = this.denseKeys(name);
+      if (index.size !== from)
+        throw new SnapshotChainError(
+          `state delta ${d.index}: index ${name} holds ${index.size} keys, the delta extends ${from}`,
+          { context: { chain: d.chain, found: d.chain, index: d.index, expected: d.index } },
+        );
+      for (const key of keys) index.intern(key);
+    }
+    const replaced = new Set(d.replaced);
+    for (const [ns, entries] of Object.entries(d.keyed)) {
+      const map = this.keyed<unknown>(ns) as KeyedMap<unknown>;
+      if (replaced.has(ns)) map.clear();
+      for (const [k, v] of entries) map.set(k, v);
+    }
+    for (const [ns, changes] of Object.entries(d.timers)) {
+      const q = this.timers(ns);
+      for (const [key, name] of changes.deleted) q.delete(key, name);
+      for (const [key, name, time] of changes.set) q.set(key, name, time);
+    }
+    this.values.clear();
+    for (const [k, v] of Object.entries(d.values)) this.values.set(k, v);
+    for (const [ns, r] of rows) {
+      const set = this.rowSets.get(ns);
+      if (set !== undefined) set.rows.applyDelta(r);
+      else {
+        // Not registered yet: applied to the restored rows it waits with.
+        const pending = new DenseRows(r.index, r.width);
+        const base = this.pendingRows.get(ns);
+        if (base !== undefined) pending.restore(base);
+        pending.applyDelta(r);
+        this.pendingRows.set(ns, pending.snapshot());
+      }
+    }
+    for (const [ns, l] of vectors) {
+      const set = this.vectorSets.get(ns);
+      if (set !== undefined) set.applyDelta(l);
+      else {
+        const pending = new DenseVectors(l.index);
+        const base = this.pendingVectors.get(ns);
+        if (base !== undefined) pending.restore(base);
+        pending.applyDelta(l);
+        this.pendingVectors.set(ns, pending.snapshot());
+      }
+    }
+    for (const map of this.keyedStates.values()) map.resetChanges();
   }
 
   /**
@@ -811,6 +1100,10 @@ export class StateStore {
       if (!(ns in restored) && this.restoredLegacy && set.legacy !== undefined)
         this.upgradeLegacy(set.rows, set.legacy);
     }
+    // The next incremental snapshot starts a chain of its own; deltas of the restored one may follow.
+    this.chain = undefined;
+    this.restoredChain = typeof snapshot.chain === 'string' ? { id: snapshot.chain, index: 0 } : undefined;
+    for (const map of this.keyedStates.values()) map.resetChanges();
   }
 
   /** Moves the legacy keyed entries of a snapshot without these rows into them. */

@@ -13,6 +13,11 @@ export abstract class SteppedCapture {
     /** Items copied per step before the deadline is checked again. */
     private readonly perStep: number,
     private readonly release: () => void,
+    /**
+     * For a capture of some items only (an incremental checkpoint's changed ones): the capture's position
+     * of item `n`, or -1 when it is not captured. Without it, item `n` is position `n`.
+     */
+    private readonly positions?: Int32Array,
   ) {
     this.early = new Uint8Array(count);
   }
@@ -23,9 +28,11 @@ export abstract class SteppedCapture {
 
   /** Before item `n` changes: keeps its value of the capture's instant. */
   keep(n: number): void {
-    if (n < this.cursor || n >= this.count || this.early[n] === 1) return;
-    this.early[n] = 1;
-    this.copyRange(n, n + 1);
+    const positions = this.positions;
+    const p = positions === undefined ? n : n < positions.length ? positions[n]! : -1;
+    if (p < this.cursor || p >= this.count || this.early[p] === 1) return;
+    this.early[p] = 1;
+    this.copyRange(p, p + 1);
   }
 
   /** Copies items until `deadline` (a `performance.now()` time); true once all are. */
@@ -54,6 +61,6 @@ export abstract class SteppedCapture {
     this.step(Number.POSITIVE_INFINITY);
   }
 
-  /** Copies items `from` up to (not including) `to` into the capture. */
+  /** Copies the items at positions `from` up to (not including) `to` into the capture. */
   protected abstract copyRange(from: number, to: number): void;
 }

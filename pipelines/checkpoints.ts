@@ -1,24 +1,43 @@
-/** Where checkpoints live: a JSON file for the files source, chunked entries in a NATS KV bucket for JetStream. */
+/**
+ * Where checkpoints live: a JSON file for the files source, chunked entries in a NATS KV bucket for
+ * JetStream, or memory. Each keeps incremental chains: a full state, then the deltas saved on it.
+ */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CheckpointStoreError } from '../connectors/jetstream-errors.js';
 import type { CheckpointKv } from '../connectors/jetstream-kv.js';
-import type { Json, SnapshotData } from '../core/index.js';
+import { isSnapshotDelta, type Json, SnapshotChainError, type SnapshotData } from '../core/index.js';
 import type { Checkpoint, CheckpointStore, RunTotals } from './runner.js';
 import type { IdentifiedCheckpoint, SinkIdentity } from './store-identity.js';
 
 /** Checkpoints in a local file (the files source): written to a temporary name, synced, then renamed. */
 export function fileCheckpointStore(path: string): CheckpointStore {
+  /** The chain in the file (loaded or saved last): its full state and deltas as base64, written again with each delta. */
+  let chain: { state: string; deltas: string[] } | undefined;
   return {
+    chains: true,
     async load() {
       try {
-        const saved = JSON.parse(await readFile(path, 'utf8')) as Checkpoint & { stateEncoding?: string };
+        const saved = JSON.parse(await readFile(path, 'utf8')) as Checkpoint & {
+          stateEncoding?: string;
+          deltas?: unknown;
+        };
         if (saved.stateEncoding === undefined) return saved;
         if (saved.stateEncoding !== 'base64' || typeof saved.state !== 'string')
           throw new Error(`unknown state encoding ${String(saved.stateEncoding)}`);
-        const { stateEncoding: _, ...rest } = saved;
-        return { ...rest, state: new Uint8Array(Buffer.from(saved.state, 'base64')) };
+        const deltas = saved.deltas ?? [];
+        if (!Array.isArray(deltas) || deltas.some((d) => typeof d !== 'string'))
+          throw new Error('its deltas are not a list of base64 texts');
+        chain = { state: saved.state, deltas: deltas as string[] };
+        const { stateEncoding: _, deltas: __, ...rest } = saved;
+        return {
+          ...rest,
+          state: new Uint8Array(Buffer.from(saved.state, 'base64')),
+          ...(deltas.length === 0
+            ? {}
+            : { deltas: (deltas as string[]).map((d) => new Uint8Array(Buffer.from(d, 'base64'))) }),
+        };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
         throw new Error(`cannot read checkpoint ${path}: ${(err as Error).message}`, { cause: err });
@@ -27,37 +46,63 @@ export function fileCheckpointStore(path: string): CheckpointStore {
     async save(checkpoint) {
       await mkdir(dirname(path), { recursive: true });
       const tmp = `${path}.partial`;
-      const handle = await open(tmp, 'w');
       // The file stays one JSON document (tools and people read its position); binary state goes in it
-      // as base64.
-      const saved =
-        typeof checkpoint.state === 'string'
-          ? checkpoint
-          : {
-              ...checkpoint,
-              state: Buffer.from(checkpoint.state).toString('base64'),
-              stateEncoding: 'base64',
-            };
+      // as base64, a delta after the full state of its chain.
+      let text: string;
+      let next: typeof chain;
+      const { state, deltas: _, ...meta } = checkpoint;
+      if (typeof state === 'string') {
+        text = JSON.stringify(checkpoint.deltas === undefined ? checkpoint : { ...meta, state });
+        next = undefined;
+      } else {
+        if (isSnapshotDelta(state)) {
+          if (chain === undefined) throw noChain(path, checkpoint.seq);
+          next = { state: chain.state, deltas: [...chain.deltas, Buffer.from(state).toString('base64')] };
+        } else next = { state: Buffer.from(state).toString('base64'), deltas: [] };
+        // The base64 texts spliced in, not through `JSON.stringify` (which would copy the full state once more).
+        const head = JSON.stringify({ ...meta, stateEncoding: 'base64' });
+        const deltas = next.deltas.length === 0 ? '' : `,"deltas":["${next.deltas.join('","')}"]`;
+        text = `${head.slice(0, -1)},"state":"${next.state}"${deltas}}`;
+      }
+      const handle = await open(tmp, 'w');
       try {
-        await handle.writeFile(JSON.stringify(saved));
+        await handle.writeFile(text);
         await handle.sync();
       } finally {
         await handle.close();
       }
       await rename(tmp, path);
+      chain = next;
     },
   };
+}
+
+/** A delta saved to a store that holds no full state to extend. */
+function noChain(store: string, seq: number): SnapshotChainError {
+  return new SnapshotChainError(
+    `checkpoint ${seq} for ${store} is a delta, but the store holds no full state of its chain to extend`,
+    { context: { chain: null, found: 'delta', index: -1, expected: 0 } },
+  );
 }
 
 /** Keeps checkpoints in memory only: for tests and one-shot runs that must not resume. */
 export function memoryCheckpointStore(): CheckpointStore & { last: Checkpoint | undefined } {
   const store = {
+    chains: true,
+    /** The last checkpoint: with a delta saved, the chain's full state and its deltas. */
     last: undefined as Checkpoint | undefined,
     async load() {
       return store.last;
     },
     async save(checkpoint: Checkpoint) {
-      store.last = checkpoint;
+      if (isSnapshotDelta(checkpoint.state)) {
+        const last = store.last;
+        if (last === undefined || typeof last.state === 'string') throw noChain('memory', checkpoint.seq);
+        store.last = { ...checkpoint, state: last.state, deltas: [...(last.deltas ?? []), checkpoint.state] };
+      } else {
+        const { deltas: _, ...full } = checkpoint;
+        store.last = full;
+      }
     },
   };
   return store;
@@ -87,13 +132,18 @@ interface CheckpointManifest {
   readonly stateFormat?: string;
   /** The sinks the checkpoint was taken with (see `store-identity.ts`). */
   readonly sinks?: SinkIdentity;
+  /** The full state (of the incremental chain, when `deltas` follow). */
   readonly chunks: ChunkSet;
+  /** The deltas saved on `chunks`, in order (absent: none). */
+  readonly deltas?: readonly ChunkSet[];
 }
 
-/** Chunk `i` of a set is `<key>.state.<writer>.<slot>.<i>`. */
+/** Chunk `i` of a set is `<key>.state.<writer>.<slot>.<i>`, of delta `d` `<key>.state.<writer>.<slot>.d<d>.<i>`. */
 interface ChunkSet {
   readonly writer: string;
   readonly slot: number;
+  /** The set holds the `delta`-th delta of the chain whose full state is in the same slot. */
+  readonly delta?: number;
   readonly count: number;
   /** UTF-8 bytes of the whole state, and its SHA-256: a torn or foreign chunk fails the load. */
   readonly bytes: number;
@@ -108,6 +158,9 @@ interface ChunkSet {
 interface WriterRecord {
   readonly writer: string;
   readonly maxChunks: number;
+  /** The most deltas on one chain, and chunks in one delta, this writer ever put. */
+  readonly maxDeltas?: number;
+  readonly maxDeltaChunks?: number;
 }
 
 const MANIFEST_FORMAT = 'greenstream-checkpoint/2';
@@ -129,18 +182,22 @@ export function kvCheckpointStore(
   kv: CheckpointKvStore,
   key: string,
   options: KvCheckpointOptions = {},
-): CheckpointStore {
+): CheckpointStore & { readonly chains: true } {
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   if (!(Number.isInteger(chunkBytes) && chunkBytes >= 4)) {
     throw new RangeError(`chunkBytes must be an integer of at least 4, got ${chunkBytes}`);
   }
   const writer = randomBytes(6).toString('hex');
   const writerKey = `${key}.writer`;
-  const chunkKey = (set: Pick<ChunkSet, 'writer' | 'slot'>, i: number) =>
-    `${key}.state.${set.writer}.${set.slot}.${i}`;
+  const chunkKey = (set: Pick<ChunkSet, 'writer' | 'slot' | 'delta'>, i: number) =>
+    `${key}.state.${set.writer}.${set.slot}${set.delta === undefined ? '' : `.d${set.delta}`}.${i}`;
   let revision = 0;
   let committed: ChunkSet | undefined;
+  /** The deltas committed on `committed`. */
+  let committedDeltas: ChunkSet[] = [];
   let maxChunks = 0;
+  let maxDeltas = 0;
+  let maxDeltaChunks = 0;
   /** Keys to delete after the next commit: predecessors' chunks, and deletes that failed. */
   let garbage = new Set<string>();
   let predecessorsQueued = false;
@@ -162,6 +219,7 @@ export function kvCheckpointStore(
   };
 
   return {
+    chains: true,
     async load() {
       const [entry, writerEntry] = await Promise.all([kv.get(key), kv.get(writerKey)]);
       if (writerEntry !== null) predecessors.push(parseWriterRecord(writerEntry.value));
@@ -174,61 +232,95 @@ export function kvCheckpointStore(
         throw fail(`checkpoint ${key} has unknown format ${String(parsed.format)}`, {});
       }
       const set = parsed.chunks;
-      predecessors.push({ writer: set.writer, maxChunks: set.writerMaxChunks });
-      const binary = set.encoding === 'binary';
-      if (binary && kv.getBytes === undefined)
-        throw fail(`checkpoint ${key} (seq ${parsed.seq}) holds binary state this store cannot read`, {
-          seq: parsed.seq,
+      predecessors.push({
+        writer: set.writer,
+        maxChunks: set.writerMaxChunks,
+        maxDeltas: parsed.deltas?.length ?? 0,
+        maxDeltaChunks: Math.max(0, ...(parsed.deltas ?? []).map((d) => d.count)),
+      });
+      const deltaSets = parsed.deltas ?? [];
+      const readSet = async (set: ChunkSet, what: string): Promise<SnapshotData> => {
+        const binary = set.encoding === 'binary';
+        if (binary && kv.getBytes === undefined)
+          throw fail(`checkpoint ${key} (seq ${parsed.seq}) holds binary state this store cannot read`, {
+            seq: parsed.seq,
+          });
+        const parts = new Array<string | Uint8Array>(set.count);
+        await forEachLimited(range(set.count), CHUNK_CONCURRENCY, async (i) => {
+          const chunk = binary ? await kv.getBytes!(chunkKey(set, i)) : await kv.get(chunkKey(set, i));
+          if (chunk === null) {
+            throw fail(
+              `checkpoint ${key} (seq ${parsed.seq}) is missing ${what} chunk ${i + 1} of ${set.count} ` +
+                `(${chunkKey(set, i)}): it cannot be restored`,
+              { seq: parsed.seq, chunk: i, chunks: set.count },
+            );
+          }
+          parts[i] = chunk.value;
         });
-      const parts = new Array<string | Uint8Array>(set.count);
-      await forEachLimited(range(set.count), CHUNK_CONCURRENCY, async (i) => {
-        const chunk = binary ? await kv.getBytes!(chunkKey(set, i)) : await kv.get(chunkKey(set, i));
-        if (chunk === null) {
+        const state: SnapshotData = binary
+          ? concatBytes(parts as Uint8Array[], set.bytes)
+          : (parts as string[]).join('');
+        const digest = sha256(state);
+        const size = typeof state === 'string' ? Buffer.byteLength(state) : state.byteLength;
+        if (digest !== set.sha256 || size !== set.bytes) {
           throw fail(
-            `checkpoint ${key} (seq ${parsed.seq}) is missing state chunk ${i + 1} of ${set.count} ` +
-              `(${chunkKey(set, i)}): it cannot be restored`,
-            { seq: parsed.seq, chunk: i, chunks: set.count },
+            `checkpoint ${key} (seq ${parsed.seq}): its ${what} chunks do not match the manifest ` +
+              `(${size} bytes, sha256 ${digest}; expected ${set.bytes}, ${set.sha256})`,
+            { seq: parsed.seq },
           );
         }
-        parts[i] = chunk.value;
-      });
-      const state: SnapshotData = binary
-        ? concatBytes(parts as Uint8Array[], set.bytes)
-        : (parts as string[]).join('');
-      const digest = sha256(state);
-      const size = typeof state === 'string' ? Buffer.byteLength(state) : state.byteLength;
-      if (digest !== set.sha256 || size !== set.bytes) {
-        throw fail(
-          `checkpoint ${key} (seq ${parsed.seq}): its state chunks do not match the manifest ` +
-            `(${size} bytes, sha256 ${digest}; expected ${set.bytes}, ${set.sha256})`,
-          { seq: parsed.seq },
-        );
+        return state;
+      };
+      const state = await readSet(set, 'state');
+      const deltas: Uint8Array[] = [];
+      for (const [j, d] of deltaSets.entries()) {
+        const bytes = await readSet(d, `delta ${j + 1}`);
+        if (typeof bytes === 'string' || d.delta !== j + 1 || d.slot !== set.slot)
+          throw fail(`checkpoint ${key} (seq ${parsed.seq}): its delta ${j + 1} is not the chain's next`, {
+            seq: parsed.seq,
+          });
+        deltas.push(bytes);
       }
       committed = set;
+      committedDeltas = [...deltaSets];
       return {
         seq: parsed.seq,
         position: parsed.position,
         totals: parsed.totals,
         state,
+        ...(deltas.length === 0 ? {} : { deltas }),
         ...(parsed.stateFormat === undefined ? {} : { stateFormat: parsed.stateFormat }),
         ...(parsed.sinks === undefined ? {} : { sinks: parsed.sinks }),
       } satisfies IdentifiedCheckpoint;
     },
 
     async save(checkpoint: IdentifiedCheckpoint) {
-      const slot = committed?.writer === writer ? 1 - committed.slot : 0;
       const state = checkpoint.state;
+      const delta = isSnapshotDelta(state);
+      // A delta extends this writer's own chain only: a predecessor's chain is deleted after our first commit.
+      if (delta && committed?.writer !== writer) throw noChain(`checkpoint ${key}`, checkpoint.seq);
+      const slot = delta ? committed!.slot : committed?.writer === writer ? 1 - committed.slot : 0;
+      const deltaIndex = delta ? committedDeltas.length + 1 : undefined;
       // Binary state goes out in raw slices of its buffer: no text encoding, no copy.
       const parts = typeof state === 'string' ? splitUtf8(state, chunkBytes) : sliceBytes(state, chunkBytes);
-      if (parts.length > maxChunks) {
-        maxChunks = parts.length;
+      const grows = delta
+        ? deltaIndex! > maxDeltas || parts.length > maxDeltaChunks
+        : parts.length > maxChunks;
+      if (grows) {
+        if (delta) {
+          maxDeltas = Math.max(maxDeltas, deltaIndex!);
+          maxDeltaChunks = Math.max(maxDeltaChunks, parts.length);
+        } else maxChunks = parts.length;
         // Before the chunks: whoever comes after a crash here learns which keys to clean up.
-        await kv.put(writerKey, JSON.stringify({ writer, maxChunks } satisfies WriterRecord));
+        await kv.put(
+          writerKey,
+          JSON.stringify({ writer, maxChunks, maxDeltas, maxDeltaChunks } satisfies WriterRecord),
+        );
       }
       // Hashed chunk by chunk as the lanes take them (in order), so no one piece of the save holds the
       // event loop for the whole state.
       const hash = createHash('sha256');
-      const nameless = { writer, slot };
+      const nameless = { writer, slot, ...(deltaIndex === undefined ? {} : { delta: deltaIndex }) };
       let bytes = 0;
       await forEachLimited(range(parts.length), CHUNK_CONCURRENCY, async (i) => {
         const part = parts[i]!;
@@ -237,8 +329,7 @@ export function kvCheckpointStore(
         await kv.put(chunkKey(nameless, i), part);
       });
       const set: ChunkSet = {
-        writer,
-        slot,
+        ...nameless,
         count: parts.length,
         bytes,
         ...(typeof state === 'string' ? {} : { encoding: 'binary' as const }),
@@ -252,7 +343,8 @@ export function kvCheckpointStore(
         totals: checkpoint.totals,
         ...(checkpoint.stateFormat === undefined ? {} : { stateFormat: checkpoint.stateFormat }),
         ...(checkpoint.sinks === undefined ? {} : { sinks: checkpoint.sinks }),
-        chunks: set,
+        chunks: delta ? committed! : set,
+        ...(delta ? { deltas: [...committedDeltas, set] } : {}),
       };
       const result = await kv.compareAndSet(key, JSON.stringify(manifest), revision);
       if (!result.ok) {
@@ -265,23 +357,31 @@ export function kvCheckpointStore(
         );
       }
       revision = result.revision;
-      const superseded = committed;
-      committed = set;
       // The commit stands; cleaning up is best effort, and what fails is retried after the next commit.
       const stale = new Set(garbage);
-      if (superseded !== undefined) {
-        for (let i = 0; i < superseded.count; i++) stale.add(chunkKey(superseded, i));
+      if (delta) committedDeltas.push(set);
+      else {
+        // A full state supersedes the whole chain before it.
+        for (const superseded of committed === undefined ? committedDeltas : [committed, ...committedDeltas])
+          for (let i = 0; i < superseded.count; i++) stale.add(chunkKey(superseded, i));
+        committed = set;
+        committedDeltas = [];
       }
       if (!predecessorsQueued) {
         // Committing over the revision we loaded proves no writer before us can still commit.
         predecessorsQueued = true;
         for (const p of predecessors) {
           if (p.writer === writer) continue;
-          for (const s of [0, 1])
+          for (const s of [0, 1]) {
             for (let i = 0; i < p.maxChunks; i++) stale.add(chunkKey({ writer: p.writer, slot: s }, i));
+            for (let d = 1; d <= (p.maxDeltas ?? 0); d++)
+              for (let i = 0; i < (p.maxDeltaChunks ?? 0); i++)
+                stale.add(chunkKey({ writer: p.writer, slot: s, delta: d }, i));
+          }
         }
       }
-      for (let i = 0; i < set.count; i++) stale.delete(chunkKey(set, i));
+      for (const live of [committed!, ...committedDeltas])
+        for (let i = 0; i < live.count; i++) stale.delete(chunkKey(live, i));
       garbage = new Set(await deleteAll([...stale]));
     },
   };
@@ -289,7 +389,12 @@ export function kvCheckpointStore(
 
 function parseWriterRecord(text: string): WriterRecord {
   const record = JSON.parse(text) as WriterRecord;
-  return { writer: String(record.writer), maxChunks: Number(record.maxChunks) || 0 };
+  return {
+    writer: String(record.writer),
+    maxChunks: Number(record.maxChunks) || 0,
+    maxDeltas: Number(record.maxDeltas) || 0,
+    maxDeltaChunks: Number(record.maxDeltaChunks) || 0,
+  };
 }
 
 function sha256(data: string | Uint8Array): string {

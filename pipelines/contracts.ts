@@ -70,8 +70,14 @@ export interface EpochSinks<B extends EpochBatch> {
 export interface Checkpoint<T> {
   readonly seq: number;
   readonly position: Json;
-  /** Serialized `StoreSnapshot`: JSON text, or the binary encoding of a store with numeric rows. */
+  /**
+   * Serialized `StoreSnapshot`: JSON text, or the binary encoding of a store with numeric rows. Saved to
+   * a store that keeps chains (`CheckpointStore.chains`), it may be a delta (`GSD1`) on the previous
+   * checkpoint's state; loaded, it is the full snapshot `deltas` apply to.
+   */
   readonly state: SnapshotData;
+  /** Loaded from a store that keeps chains: the deltas to apply on `state`, in order. */
+  readonly deltas?: readonly Uint8Array[];
   /** Running totals of what was written up to this checkpoint. */
   readonly totals: T;
   /**
@@ -84,6 +90,12 @@ export interface Checkpoint<T> {
 export interface CheckpointStore<T> {
   load(): Promise<Checkpoint<T> | undefined>;
   save(checkpoint: Checkpoint<T>): Promise<void>;
+  /**
+   * The store keeps incremental chains: a checkpoint whose state is a delta (`isSnapshotDelta`) extends
+   * the chain of the last one saved, a full state starts a new chain, and `load` returns the chain's full
+   * state with its deltas. Without it, the coordinator saves full states only.
+   */
+  readonly chains?: boolean;
 }
 
 /**

@@ -10,6 +10,7 @@ import { Subject, type Subscription } from 'rxjs';
 import {
   deserializeSnapshot,
   type FlowEvent,
+  type SnapshotData,
   type SnapshotInProgress,
   type StateStore,
   tickEvent,
@@ -48,6 +49,13 @@ export interface EpochCoordinatorOptions<P extends Pull, B extends EpochBatch, T
   /** … or after this many writes of outputs, whichever comes first (default: time only). */
   readonly checkpointEveryFlushes?: number;
   /**
+   * Incremental checkpoints, for a checkpoint store that keeps chains and a state with numeric rows: a
+   * checkpoint saves only what changed since the previous one (a delta), and a full snapshot is taken
+   * every this many checkpoints (default 10: the full one and 9 deltas), or sooner once the chain's
+   * deltas add up to the full snapshot's size. 1: every checkpoint is a full snapshot.
+   */
+  readonly fullCheckpointEvery?: number;
+  /**
    * For a source that resumes from its position, the state is serialized between pulls in slices of
    * this many ms (default 50), so a checkpoint never stalls the graph for long; 0 serializes at once.
    */
@@ -71,6 +79,9 @@ export interface EpochCoordinatorOptions<P extends Pull, B extends EpochBatch, T
   readonly onFlush?: (batch: B) => void;
   readonly observer?: EpochObserver<P, B, T>;
 }
+
+/** See `EpochCoordinatorOptions.fullCheckpointEvery`. */
+export const DEFAULT_FULL_CHECKPOINT_EVERY = 10;
 
 /** A checkpoint whose state is being serialized between pulls. */
 interface Capture<T> {
@@ -110,6 +121,10 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
   private readonly sliceMs: number;
   /** When the last slice of a capture between pulls ended (`performance.now()`). */
   private sliceEnded = 0;
+  /** The incremental chain saved so far: snapshots in it (the full one included), and their bytes. */
+  private chainLength = 0;
+  private fullBytes = 0;
+  private deltaBytes = 0;
 
   constructor(private readonly options: EpochCoordinatorOptions<P, B, T>) {
     this.totals = options.graph.initialTotals();
@@ -128,6 +143,7 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
       if (expected !== undefined && previous.stateFormat !== expected && !upgradable)
         throw new CheckpointFormatError(previous, expected);
       store.restore(deserializeSnapshot(previous.state));
+      store.applyDeltas(previous.deltas ?? []);
       this.seq = previous.seq;
       this.totals = previous.totals;
     }
@@ -325,6 +341,7 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
     capturing.spentMs += this.sliceEnded - started;
     if (!done) return;
     const state = capturing.snapshot.finish();
+    this.chained(capturing.snapshot, state);
     this.options.observer?.snapshotted?.(capturing.spentMs / 1000, state.length);
     this.capturing = undefined;
     this.saving = (async () => {
@@ -332,6 +349,18 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
     })().catch((err: unknown) => {
       this.saveFailure = err;
     });
+  }
+
+  /** Counts a finished snapshot into the incremental chain: a full one starts it afresh. */
+  private chained(snapshot: SnapshotInProgress, state: SnapshotData): void {
+    if (snapshot.delta) {
+      this.chainLength += 1;
+      this.deltaBytes += state.length;
+    } else {
+      this.chainLength = 1;
+      this.fullBytes = state.length;
+      this.deltaBytes = 0;
+    }
   }
 
   /**
@@ -364,7 +393,11 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
       await sinks.seal?.(epoch);
       return epochTotals;
     });
-    const snapshot = store.beginSnapshot();
+    const fullEvery = this.options.fullCheckpointEvery ?? DEFAULT_FULL_CHECKPOINT_EVERY;
+    const snapshot = store.beginSnapshot({
+      incremental: this.options.checkpoints.chains === true && fullEvery > 1,
+      delta: this.chainLength > 0 && this.chainLength < fullEvery && this.deltaBytes < this.fullBytes,
+    });
     const stateFormat = this.options.stateFormat;
     const cp = {
       seq: epoch,
@@ -377,6 +410,7 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
     this.lastCheckpoint = this.options.now();
     if (last || source.resumesFromPosition !== true || this.sliceMs <= 0) {
       const state = snapshot.finish();
+      this.chained(snapshot, state);
       observer?.snapshotted?.((performance.now() - barrier) / 1000, state.length);
       await this.save({ ...cp, totals: await sealed, state });
       return;

@@ -354,6 +354,7 @@ function reportingFailures(
 ): CheckpointStore {
   if (onFailure === undefined) return store;
   return {
+    ...(store.chains === true ? { chains: true } : {}),
     load: () => store.load(),
     save: async (checkpoint) => {
       try {

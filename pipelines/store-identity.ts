@@ -175,6 +175,7 @@ export function identifiedCheckpoints(
   options: IdentifiedCheckpointsOptions,
 ): CheckpointStore {
   return {
+    ...(store.chains === true ? { chains: true } : {}),
     async load() {
       // Loaded even when reset: a compare-and-set store learns the revision to write over.
       const checkpoint = (await store.load()) as IdentifiedCheckpoint | undefined;
