@@ -441,9 +441,9 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
    */
   private dirtyAt = new Uint8Array(0);
   private readonly dirtyKeys = new Set<string>();
+  /** Keys added since the last snapshot began, in the order the map holds them (while not `reordered`). */
+  private added: string[] = [];
   private reordered = false;
-  /** The entries at the last snapshot's start: those added since follow them. */
-  private baseSize = 0;
 
   private markAt(n: number): void {
     if (n >= this.dirtyAt.length) {
@@ -458,8 +458,8 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
   resetChanges(): void {
     this.dirtyAt.fill(0);
     this.dirtyKeys.clear();
+    this.added = [];
     this.reordered = false;
-    this.baseSize = this.size;
   }
 
   /**
@@ -471,22 +471,21 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
     let keys: string[];
     if (all) keys = [...super.keys()];
     else {
-      const added: string[] = [];
-      let i = 0;
-      for (const k of super.keys()) if (i++ >= this.baseSize) added.push(k);
-      const addedSet = new Set(added);
+      // Without a deletion every key looked up or set is still there; those added are listed apart.
+      const added = this.added;
+      const addedSet = added.length === 0 ? undefined : new Set(added);
       const changed = new Set<string>();
-      for (const k of this.dirtyKeys) if (!addedSet.has(k) && super.has(k)) changed.add(k);
+      for (const k of this.dirtyKeys) if (addedSet?.has(k) !== true) changed.add(k);
       const index = this.index;
       if (index !== undefined) {
         const dirty = this.dirtyAt;
         for (let n = 0; n < dirty.length; n++) {
           if (dirty[n] !== 1) continue;
-          const k = index.keyOf(n);
-          if (k !== undefined && !addedSet.has(k) && super.has(k)) changed.add(k);
+          const k = index.keyOf(n)!;
+          if (addedSet?.has(k) !== true) changed.add(k);
         }
       }
-      keys = [...changed, ...added];
+      keys = changed.size === 0 ? added : [...changed, ...added];
     }
     this.resetChanges();
     return { all, keys };
@@ -523,7 +522,8 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
     if (this.capture !== undefined && old !== undefined) this.capture.copy(key, old);
     super.set(key, value);
     this.slots[n] = value;
-    this.markAt(n);
+    if (old === undefined) this.added.push(key);
+    else this.markAt(n);
   }
 
   deleteAt(n: number, key: string): void {
@@ -550,11 +550,10 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
   }
 
   override set(key: string, value: S): this {
-    if (this.capture !== undefined) {
-      const old = super.get(key);
-      if (old !== undefined) this.capture.copy(key, old);
-    }
-    this.dirtyKeys.add(key);
+    const old = super.get(key);
+    if (this.capture !== undefined && old !== undefined) this.capture.copy(key, old);
+    if (old === undefined && !super.has(key)) this.added.push(key);
+    else this.dirtyKeys.add(key);
     if (this.index !== undefined) this.slots[this.index.intern(key)] = value;
     return super.set(key, value);
   }

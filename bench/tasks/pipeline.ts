@@ -254,6 +254,7 @@ export async function runInstrumentedPipeline(
       : kvCheckpointStore(await CheckpointKv.open(js, { bucket: `${args.stream}_checkpoints` }), 'bench');
   let saveMs = 0;
   const checkpointsStore: CheckpointStore = {
+    ...(kept.chains === true ? { chains: true } : {}),
     load: () => kept.load(),
     save: async (cp: Checkpoint) => {
       const t = performance.now();
