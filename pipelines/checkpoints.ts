@@ -4,8 +4,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { setImmediate } from 'node:timers/promises';
 import { dirname } from 'node:path';
+import { setImmediate } from 'node:timers/promises';
 import { CheckpointStoreError } from '../connectors/jetstream-errors.js';
 import type { CheckpointKv } from '../connectors/jetstream-kv.js';
 import { isSnapshotDelta, type Json, SnapshotChainError, type SnapshotData } from '../core/index.js';
