@@ -104,9 +104,35 @@ export function encodeBinarySnapshot(
   vectors: readonly VectorsSnapshot[] = [],
   vectorHeaders: readonly VectorsHeader[] = [],
 ): Uint8Array {
+  return drain(encodeBinarySnapshotSteps(json, rows, headers, vectors, vectorHeaders));
+}
+
+/** Runs an encoding's steps to the end. */
+export function drain<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const next = steps.next();
+    if (next.done === true) return next.value;
+  }
+}
+
+/**
+ * `encodeBinarySnapshot` in steps: the generator yields after each bounded piece of work (a piece of
+ * the JSON text, a slice of a few MB of numbers), so a caller serializing between batches can stop at
+ * a deadline; the result is the same buffer.
+ */
+export function* encodeBinarySnapshotSteps(
+  json: string | readonly string[],
+  rows: readonly RowsSnapshot[],
+  headers: readonly RowsHeader[],
+  vectors: readonly VectorsSnapshot[] = [],
+  vectorHeaders: readonly VectorsHeader[] = [],
+): Generator<void, Uint8Array> {
   const parts = typeof json === 'string' ? [json] : json;
   let jsonBytes = 0;
-  for (const part of parts) jsonBytes += Buffer.byteLength(part);
+  for (const part of parts) {
+    jsonBytes += Buffer.byteLength(part);
+    if (part.length > STEP_CHARS) yield;
+  }
   let total = pad8(HEADER_BYTES + jsonBytes);
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i]!;
@@ -122,7 +148,10 @@ export function encodeBinarySnapshot(
   out.set(MAGIC, 0);
   out.writeUInt32LE(jsonBytes, 4);
   let written = HEADER_BYTES;
-  for (const part of parts) written += out.write(part, written, 'utf8');
+  for (const part of parts) {
+    written += out.write(part, written, 'utf8');
+    if (part.length > STEP_CHARS) yield;
+  }
   let at = pad8(HEADER_BYTES + jsonBytes);
   out.fill(0, written, at);
   for (let k = 0; k < rows.length; k++) {
@@ -130,28 +159,57 @@ export function encodeBinarySnapshot(
     out.set(r.present.subarray(0, r.count), at);
     out.fill(0, at + r.count, at + pad8(r.count));
     at += pad8(r.count);
-    at = writeNumbers(out, at, r.data.subarray(0, r.count * r.width), headers[k]!.type === 'i32');
+    at = yield* writeNumbersSteps(out, at, r.data.subarray(0, r.count * r.width), headers[k]!.type === 'i32');
   }
   for (let k = 0; k < vectors.length; k++) {
     const v = vectors[k]!;
     at = writeNumbers(out, at, v.lengths.subarray(0, v.count), true);
-    at = writeNumbers(out, at, v.data, vectorHeaders[k]!.type === 'i32');
+    at = yield* writeNumbersSteps(out, at, v.data, vectorHeaders[k]!.type === 'i32');
   }
   return out;
+}
+
+/** Characters of JSON text, and numbers, handled between two yields of a stepped encoding (~1–5 ms each). */
+const STEP_CHARS = 1 << 20;
+const STEP_NUMBERS = 1 << 19;
+
+/** `writeNumbers` a slice of `STEP_NUMBERS` at a time, yielding between slices. */
+function* writeNumbersSteps(
+  out: Buffer,
+  at: number,
+  data: Float64Array | Int32Array,
+  i32: boolean,
+): Generator<void, number> {
+  const n = data.length;
+  const width = i32 ? 4 : 8;
+  for (let from = 0; from < n; from += STEP_NUMBERS) {
+    const to = Math.min(n, from + STEP_NUMBERS);
+    writeRaw(out, at + from * width, data.subarray(from, to), i32);
+    if (to < n) yield;
+  }
+  const end = at + n * width;
+  out.fill(0, end, at + pad8(n * width));
+  yield;
+  return at + pad8(n * width);
+}
+
+/** Writes `data` at `at` as int32 or float64 LE, without padding. */
+function writeRaw(out: Buffer, at: number, data: Float64Array | Int32Array, i32: boolean): void {
+  const n = data.length;
+  if (i32) {
+    if (LITTLE_ENDIAN) new Int32Array(out.buffer, out.byteOffset + at, n).set(data);
+    else for (let i = 0; i < n; i++) out.writeInt32LE(data[i]!, at + i * 4);
+  } else if (LITTLE_ENDIAN) out.set(new Uint8Array(data.buffer, data.byteOffset, n * 8), at);
+  else for (let i = 0; i < n; i++) out.writeDoubleLE(data[i]!, at + i * 8);
 }
 
 /** Writes `data` at `at` as int32 or float64 LE, zero-padded to 8 bytes; returns the end. */
 function writeNumbers(out: Buffer, at: number, data: Float64Array | Int32Array, i32: boolean): number {
   const n = data.length;
-  if (i32) {
-    if (LITTLE_ENDIAN) new Int32Array(out.buffer, out.byteOffset + at, n).set(data);
-    else for (let i = 0; i < n; i++) out.writeInt32LE(data[i]!, at + i * 4);
-    out.fill(0, at + n * 4, at + pad8(n * 4));
-    return at + pad8(n * 4);
-  }
-  if (LITTLE_ENDIAN) out.set(new Uint8Array(data.buffer, data.byteOffset, n * 8), at);
-  else for (let i = 0; i < n; i++) out.writeDoubleLE(data[i]!, at + i * 8);
-  return at + n * 8;
+  writeRaw(out, at, data, i32);
+  const width = i32 ? 4 : 8;
+  out.fill(0, at + n * width, at + pad8(n * width));
+  return at + pad8(n * width);
 }
 
 /** The rows' descriptions for the JSON text, each with the narrowest number type that holds it exactly. */
@@ -364,8 +422,22 @@ export function encodeSnapshotDelta(
   vectors: readonly VectorsDelta[],
   vectorHeaders: readonly VectorsDeltaHeader[],
 ): Uint8Array {
+  return drain(encodeSnapshotDeltaSteps(json, rows, rowHeaders, vectors, vectorHeaders));
+}
+
+/** `encodeSnapshotDelta` in steps (see `encodeBinarySnapshotSteps`). */
+export function* encodeSnapshotDeltaSteps(
+  json: readonly string[],
+  rows: readonly RowsDelta[],
+  rowHeaders: readonly RowsDeltaHeader[],
+  vectors: readonly VectorsDelta[],
+  vectorHeaders: readonly VectorsDeltaHeader[],
+): Generator<void, Uint8Array> {
   let jsonBytes = 0;
-  for (const part of json) jsonBytes += Buffer.byteLength(part);
+  for (const part of json) {
+    jsonBytes += Buffer.byteLength(part);
+    if (part.length > STEP_CHARS) yield;
+  }
   let total = pad8(DELTA_HEADER_BYTES + jsonBytes);
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i]!;
@@ -380,7 +452,10 @@ export function encodeSnapshotDelta(
   out.set(DELTA_MAGIC, 0);
   out.writeUInt32LE(jsonBytes, 4);
   let written = DELTA_HEADER_BYTES;
-  for (const part of json) written += out.write(part, written, 'utf8');
+  for (const part of json) {
+    written += out.write(part, written, 'utf8');
+    if (part.length > STEP_CHARS) yield;
+  }
   let at = pad8(DELTA_HEADER_BYTES + jsonBytes);
   out.fill(0, written, at);
   for (let i = 0; i < rows.length; i++) {
@@ -389,15 +464,21 @@ export function encodeSnapshotDelta(
     out.set(r.present, at);
     out.fill(0, at + r.present.length, at + pad8(r.present.length));
     at += pad8(r.present.length);
-    at = writeNumbers(out, at, r.data, rowHeaders[i]!.type === 'i32');
+    at = yield* writeNumbersSteps(out, at, r.data, rowHeaders[i]!.type === 'i32');
   }
   for (let i = 0; i < vectors.length; i++) {
     const v = vectors[i]!;
     at = writeNumbers(out, at, v.ids, true);
     at = writeNumbers(out, at, v.lengths, true);
-    at = writeNumbers(out, at, v.data, vectorHeaders[i]!.type === 'i32');
+    at = yield* writeNumbersSteps(out, at, v.data, vectorHeaders[i]!.type === 'i32');
   }
-  out.writeUInt32LE(crc32(out.subarray(DELTA_HEADER_BYTES)), 8);
+  // The checksum a few MB at a time: zlib's CRC-32 continues from the value so far.
+  let sum = 0;
+  for (let from = DELTA_HEADER_BYTES; from < total; from += STEP_NUMBERS * 8) {
+    sum = crc32(out.subarray(from, Math.min(total, from + STEP_NUMBERS * 8)), sum);
+    yield;
+  }
+  out.writeUInt32LE(sum, 8);
   return out;
 }
 
