@@ -9,11 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { map, type Observable } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CheckpointKv, connectNats } from '../../connectors/jetstream.js';
 import { CheckpointStoreError } from '../../connectors/jetstream-errors.js';
 import {
   deserializeSnapshot,
+  type FlowEvent,
   isSnapshotDelta,
   SnapshotChainError,
   SnapshotFormatError,
@@ -25,7 +27,15 @@ import {
   kvCheckpointStore,
   memoryCheckpointStore,
 } from '../../pipelines/checkpoints.js';
-import type { Checkpoint, CheckpointStore, RunTotals } from '../../pipelines/runner.js';
+import {
+  type Checkpoint,
+  type CheckpointStore,
+  type ReadingSource,
+  type RunTotals,
+  runPipeline,
+  type SourceBatch,
+} from '../../pipelines/runner.js';
+import type { RawReading, Reading } from '../../schemas/reading.js';
 import { uniqueName } from '../harness/servers.js';
 
 const totals: RunTotals = {
@@ -280,5 +290,104 @@ describe('incremental checkpoints', () => {
       expect(fileLoaded.deltas).toHaveLength(2);
       expect(() => restoreFrom(fileLoaded)).toThrow(SnapshotChainError);
     });
+  });
+});
+
+/** A bounded source of `pulls` pulls of one record each, starting after `from` (its position). */
+function pullsSource(pulls: number, from: number): ReadingSource {
+  let i = from;
+  return {
+    name: 'pulls',
+    open: async () => {},
+    next: async (): Promise<SourceBatch | 'end'> => {
+      if (i >= pulls) return 'end';
+      i += 1;
+      return { records: [{ value: String(i) }] as RawReading[], quarantined: [], deadLettered: 0 };
+    },
+    position: () => i,
+    commit: async () => {},
+    close: async () => {},
+  };
+}
+
+/** A graph that keeps a row per meter (of 50) and a keyed entry per meter seen, pull `i` changing meter `i mod 50`. */
+const rowsGraph =
+  (store: StateStore) =>
+  (input: Observable<FlowEvent<RawReading>>, sink: { readings(b: Reading[]): void }) => {
+    const rows = store.rows('ring', 'meters', 64);
+    const keyed = store.denseKeyed<{ pulls: number }>('last', 'meters');
+    const index = store.denseKeys('meters');
+    return input.pipe(
+      map((e) => {
+        if (e.kind !== 'data') return;
+        // Every meter has a row from the start (a delta is then smaller than the full state).
+        for (let m = 0; m < 50 && rows.size < 50; m++) rows.create(index.intern(`MTR-${m}`));
+        for (const r of e.items) {
+          const i = Number(r.value);
+          const key = `MTR-${i % 50}`;
+          const n = index.intern(key);
+          let o = rows.open(n);
+          if (o < 0) o = rows.create(n);
+          rows.data[o + (i % 64)] = i;
+          const s = keyed.getAt(n, key);
+          if (s === undefined) keyed.setAt(n, key, { pulls: 1 });
+          else s.pulls += 1;
+        }
+        sink.readings(e.items.map((r) => ({ status: 'measured', qualityScore: Number(r.value) }) as Reading));
+      }),
+    );
+  };
+
+describe('the epoch coordinator with incremental checkpoints', () => {
+  const run = (store: StateStore, checkpoints: CheckpointStore, pulls: number, from: number) =>
+    runPipeline({
+      source: pullsSource(pulls, from),
+      sinks: { rollback: async () => {}, write: async () => {} },
+      checkpoints,
+      store,
+      connect: rowsGraph(store),
+      untilIdle: true,
+      flushRows: 1,
+      flushIntervalMs: 60_000,
+      checkpointIntervalMs: 60_000,
+      checkpointEveryFlushes: 1,
+      fullCheckpointEvery: 4,
+      idlePollMs: 1,
+      now: () => 0,
+    });
+
+  it('saves a full state every 4th checkpoint and deltas between, and resumes from a chain to the state of an uninterrupted run', async () => {
+    const saved: boolean[] = [];
+    const memory = memoryCheckpointStore();
+    const recording: CheckpointStore = {
+      chains: true,
+      load: () => memory.load(),
+      save: async (cp) => {
+        saved.push(isSnapshotDelta(cp.state));
+        await memory.save(cp);
+      },
+    };
+    // Interrupted after 6 pulls (checkpoints: full, delta, delta, delta, full, delta, and the last)…
+    const first = new StateStore();
+    await run(first, recording, 6, 0);
+    expect(saved.slice(0, 6)).toEqual([false, true, true, true, false, true]);
+    const chain = memory.last!;
+    expect(chain.deltas?.length).toBeGreaterThan(0);
+    // … resumed from the chain for the remaining 10.
+    const resumed = new StateStore();
+    const position = chain.position as number;
+    await run(resumed, memory, 16, position);
+    const uninterrupted = new StateStore();
+    await run(uninterrupted, memoryCheckpointStore(), 16, 0);
+    expect(content(resumed)).toEqual(content(uninterrupted));
+    // Without a store that keeps chains, every checkpoint is full.
+    const full: boolean[] = [];
+    await run(
+      new StateStore(),
+      { load: async () => undefined, save: async (cp) => void full.push(isSnapshotDelta(cp.state)) },
+      6,
+      0,
+    );
+    expect(full.every((d) => !d)).toBe(true);
   });
 });
