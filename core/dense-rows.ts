@@ -178,6 +178,13 @@ export class DenseRows {
     return capture;
   }
 
+  /** How many rows were handed over for change since the last capture began. */
+  changedCount(): number {
+    let k = 0;
+    for (let n = 0; n < this.used; n++) k += this.dirty[n]!;
+    return k;
+  }
+
   /** Applies the changed rows of a delta taken of rows holding what these hold now. */
   applyDelta(d: RowsDelta): void {
     if (d.width !== this.width)

@@ -180,7 +180,8 @@ export class DenseVectors {
     const count = this.lists.length;
     const dirty = this.dirty;
     let k = 0;
-    for (let n = 0; n < count; n++) k += dirty[n]!;
+    // Lists beyond the bits were never changed (only padded out by a restore).
+    for (let n = 0; n < Math.min(count, dirty.length); n++) k += dirty[n]!;
     const ids = new Int32Array(k);
     const positions = new Int32Array(count).fill(-1);
     for (let n = 0, i = 0; n < count; n++) {
@@ -195,6 +196,14 @@ export class DenseVectors {
     });
     this.capture = capture;
     return capture;
+  }
+
+  /** How many lists were changed since the last capture began. */
+  changedCount(): number {
+    let k = 0;
+    const count = Math.min(this.lists.length, this.dirty.length);
+    for (let n = 0; n < count; n++) k += this.dirty[n]!;
+    return k;
   }
 
   /** Applies the changed lists of a delta taken of lists holding what these hold now. */

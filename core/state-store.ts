@@ -96,8 +96,19 @@ export class TimerQueue {
    * slot per meter-hour, ~35 MB for 5,000 meters × 4 days, growing by the day).
    */
   private readonly byNumber = new Map<string, NumberedEntries>();
-  /** The ids of timers set, replaced, deleted or fired since the last snapshot began: a delta's timers. */
-  private changed = new Set<string>();
+  /**
+   * The ids of timers set, replaced, deleted or fired since the last snapshot began: a delta's timers.
+   * Undefined once they outnumber twice the live timers (a bulk run sets and fires a timer per meter-hour):
+   * the delta then carries every live timer, no more than a full snapshot does.
+   */
+  private changed: Set<string> | undefined = new Set();
+
+  private mark(id: string): void {
+    const changed = this.changed;
+    if (changed === undefined) return;
+    changed.add(id);
+    if (changed.size > 2 * this.byId.size + 1024) this.changed = undefined;
+  }
 
   set(key: string, name: string, time: number): void {
     this.put(key, name, time);
@@ -131,7 +142,7 @@ export class TimerQueue {
     if (old !== undefined) this.retire(old);
     const entry: HeapEntry = { key, name, time, id, live: true, n: -1 };
     this.byId.set(id, entry);
-    this.changed.add(id);
+    this.mark(id);
     this.push(entry);
     return entry;
   }
@@ -142,7 +153,7 @@ export class TimerQueue {
     if (old === undefined) return;
     this.retire(old);
     this.byId.delete(id);
-    this.changed.add(id);
+    this.mark(id);
   }
 
   /** Marks an entry replaced, deleted or fired, and takes it out of the number cache. */
@@ -196,7 +207,7 @@ export class TimerQueue {
         if (!top.live) continue;
         this.retire(top);
         this.byId.delete(top.id);
-        this.changed.add(top.id);
+        this.mark(top.id);
         return { key: top.key, name: top.name, time: top.time };
       }
       this.byTime.delete(time);
@@ -211,15 +222,21 @@ export class TimerQueue {
 
   /** The live timers, in `snapshot`'s order; the entries are never changed, only replaced. Starts the next delta. */
   entries(): readonly Timer[] {
-    this.changed.clear();
+    this.changed = new Set();
     return [...this.byId.values()];
   }
 
-  /** The timers set and deleted since the last snapshot began (of either kind), and starts the next delta. */
-  takeChanges(): { set: Timer[]; deleted: [key: string, name: string][] } {
+  /**
+   * The timers set and deleted since the last snapshot began (of either kind), or every live timer
+   * (`all`) when they were more, and starts the next delta.
+   */
+  takeChanges(): { all: readonly Timer[] } | { set: Timer[]; deleted: [key: string, name: string][] } {
+    const changed = this.changed;
+    if (changed === undefined || changed.size >= this.byId.size) return { all: this.entries() };
+    this.changed = new Set();
     const set: Timer[] = [];
     const deleted: [string, string][] = [];
-    for (const id of this.changed) {
+    for (const id of changed) {
       const entry = this.byId.get(id);
       if (entry !== undefined) set.push(entry);
       else {
@@ -227,7 +244,6 @@ export class TimerQueue {
         deleted.push([id.slice(at + 1), id.slice(0, at)]);
       }
     }
-    this.changed = new Set();
     return { set, deleted };
   }
 
@@ -238,7 +254,7 @@ export class TimerQueue {
     this.times = [];
     this.byTime.clear();
     for (const row of data as [string, string, number][]) this.set(row[0], row[1], row[2]);
-    this.changed.clear();
+    this.changed = new Set();
   }
 
   private push(entry: HeapEntry): void {
@@ -329,7 +345,10 @@ interface DeltaJson {
   readonly index: number;
   readonly keyed: Record<string, [string, Json][]>;
   readonly replaced: string[];
-  readonly timers: Record<string, { set: [string, string, number][]; deleted: [string, string][] }>;
+  readonly timers: Record<
+    string,
+    { all: [string, string, number][] } | { set: [string, string, number][]; deleted: [string, string][] }
+  >;
   readonly values: Record<string, Json>;
   readonly indexes?: Record<string, { from: number; keys: string[] }>;
 }
@@ -710,6 +729,24 @@ export class StateStore {
     return vectors;
   }
 
+  /**
+   * The share of rows and lists changed since the last snapshot began (0 without any): above half, a
+   * delta costs about what a full snapshot does (a bulk run changes every meter between checkpoints).
+   */
+  changedShare(): number {
+    let changed = 0;
+    let total = 0;
+    for (const { rows } of this.rowSets.values()) {
+      changed += rows.changedCount();
+      total += rows.size;
+    }
+    for (const lists of this.vectorSets.values()) {
+      changed += lists.changedCount();
+      total += lists.used;
+    }
+    return total === 0 ? 0 : changed / total;
+  }
+
   /** Whether snapshots are binary (version 2): the store holds numeric rows or lists. */
   private get binary(): boolean {
     return this.rowSets.size > 0 || this.vectorSets.size > 0;
@@ -825,7 +862,7 @@ export class StateStore {
     // Timers are taken as their entries, whose key, name and time never change (a timer set again is a
     // new entry): printed later, in a step, not in this one piece at the barrier.
     const timerEntries = new Map<string, readonly Timer[]>();
-    const timerChanges = new Map<string, { set: Timer[]; deleted: [string, string][] }>();
+    const timerChanges = new Map<string, ReturnType<TimerQueue['takeChanges']>>();
     for (const [ns, q] of this.timerQueues) {
       if (delta) timerChanges.set(ns, q.takeChanges());
       else timerEntries.set(ns, q.entries());
@@ -970,10 +1007,12 @@ export class StateStore {
         }
         for (const [ns, changes] of timerChanges) {
           if (ns in timers) continue;
-          timers[ns] = jsonOf({
-            set: changes.set.map((t) => [t.key, t.name, t.time]),
-            deleted: changes.deleted,
-          }) as string;
+          timers[ns] = jsonOf(
+            'all' in changes
+              ? { all: changes.all.map((t) => [t.key, t.name, t.time]) }
+              : { set: changes.set.map((t) => [t.key, t.name, t.time]), deleted: changes.deleted },
+          ) as string;
+          if (performance.now() >= deadline && timerChanges.size > Object.keys(timers).length) return false;
         }
         if (!binary) {
           const keyed: Record<string, string> = {};
@@ -1057,8 +1096,11 @@ export class StateStore {
     }
     for (const [ns, changes] of Object.entries(d.timers)) {
       const q = this.timers(ns);
-      for (const [key, name] of changes.deleted) q.delete(key, name);
-      for (const [key, name, time] of changes.set) q.set(key, name, time);
+      if ('all' in changes) q.restore(changes.all);
+      else {
+        for (const [key, name] of changes.deleted) q.delete(key, name);
+        for (const [key, name, time] of changes.set) q.set(key, name, time);
+      }
     }
     this.values.clear();
     for (const [k, v] of Object.entries(d.values)) this.values.set(k, v);

@@ -52,7 +52,8 @@ export interface EpochCoordinatorOptions<P extends Pull, B extends EpochBatch, T
    * Incremental checkpoints, for a checkpoint store that keeps chains and a state with numeric rows: a
    * checkpoint saves only what changed since the previous one (a delta), and a full snapshot is taken
    * every this many checkpoints (default 10: the full one and 9 deltas), or sooner once the chain's
-   * deltas add up to the full snapshot's size. 1: every checkpoint is a full snapshot.
+   * deltas add up to the full snapshot's size, or when most rows and lists changed since the last one (a
+   * bulk run: a delta would cost what a full snapshot does). 1: every checkpoint is a full snapshot.
    */
   readonly fullCheckpointEvery?: number;
   /**
@@ -396,7 +397,11 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
     const fullEvery = this.options.fullCheckpointEvery ?? DEFAULT_FULL_CHECKPOINT_EVERY;
     const snapshot = store.beginSnapshot({
       incremental: this.options.checkpoints.chains === true && fullEvery > 1,
-      delta: this.chainLength > 0 && this.chainLength < fullEvery && this.deltaBytes < this.fullBytes,
+      delta:
+        this.chainLength > 0 &&
+        this.chainLength < fullEvery &&
+        this.deltaBytes < this.fullBytes &&
+        store.changedShare() <= 0.5,
     });
     const stateFormat = this.options.stateFormat;
     const cp = {
