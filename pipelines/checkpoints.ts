@@ -12,6 +12,9 @@ import { isSnapshotDelta, type Json, SnapshotChainError, type SnapshotData } fro
 import type { Checkpoint, CheckpointStore, RunTotals } from './runner.js';
 import type { IdentifiedCheckpoint, SinkIdentity } from './store-identity.js';
 
+/** The checkpoint file's `stateEncoding` when it holds deltas after the full state. */
+const CHAIN_ENCODING = 'base64+deltas';
+
 /** Checkpoints in a local file (the files source): written to a temporary name, synced, then renamed. */
 export function fileCheckpointStore(path: string): CheckpointStore {
   /** The chain in the file (loaded or saved last): its full state and deltas as base64, written again with each delta. */
@@ -25,7 +28,10 @@ export function fileCheckpointStore(path: string): CheckpointStore {
           deltas?: unknown;
         };
         if (saved.stateEncoding === undefined) return saved;
-        if (saved.stateEncoding !== 'base64' || typeof saved.state !== 'string')
+        if (
+          (saved.stateEncoding !== 'base64' && saved.stateEncoding !== CHAIN_ENCODING) ||
+          typeof saved.state !== 'string'
+        )
           throw new Error(`unknown state encoding ${String(saved.stateEncoding)}`);
         const deltas = saved.deltas ?? [];
         if (!Array.isArray(deltas) || deltas.some((d) => typeof d !== 'string'))
@@ -61,7 +67,9 @@ export function fileCheckpointStore(path: string): CheckpointStore {
           next = { state: chain.state, deltas: [...chain.deltas, Buffer.from(state).toString('base64')] };
         } else next = { state: Buffer.from(state).toString('base64'), deltas: [] };
         // The base64 texts spliced in, not through `JSON.stringify` (which would copy the full state once more).
-        const head = JSON.stringify({ ...meta, stateEncoding: 'base64' });
+        // With deltas, an encoding a build without chains refuses rather than restoring the full state alone.
+        const encoding = next.deltas.length === 0 ? 'base64' : CHAIN_ENCODING;
+        const head = JSON.stringify({ ...meta, stateEncoding: encoding });
         const deltas = next.deltas.length === 0 ? '' : `,"deltas":["${next.deltas.join('","')}"]`;
         text = `${head.slice(0, -1)},"state":"${next.state}"${deltas}}`;
       }
@@ -126,7 +134,7 @@ export interface KvCheckpointOptions {
 
 /** What `<key>` holds: the commit record. The state itself lives in chunk keys it names. */
 interface CheckpointManifest {
-  readonly format: typeof MANIFEST_FORMAT;
+  readonly format: typeof MANIFEST_FORMAT | typeof CHAIN_MANIFEST_FORMAT;
   readonly seq: number;
   readonly position: Json;
   readonly totals: RunTotals;
@@ -165,6 +173,11 @@ interface WriterRecord {
 }
 
 const MANIFEST_FORMAT = 'greenstream-checkpoint/2';
+/**
+ * A manifest with deltas: a build without incremental chains refuses it (unknown format) rather than
+ * restoring the full state alone.
+ */
+const CHAIN_MANIFEST_FORMAT = 'greenstream-checkpoint/3';
 const DEFAULT_CHUNK_BYTES = 512 * 1024;
 const CHUNK_CONCURRENCY = 8;
 
@@ -229,7 +242,7 @@ export function kvCheckpointStore(
       const parsed = JSON.parse(entry.value) as CheckpointManifest | Checkpoint;
       // A checkpoint written whole, before state was chunked.
       if (!('format' in parsed)) return parsed;
-      if (parsed.format !== MANIFEST_FORMAT) {
+      if (parsed.format !== MANIFEST_FORMAT && parsed.format !== CHAIN_MANIFEST_FORMAT) {
         throw fail(`checkpoint ${key} has unknown format ${String(parsed.format)}`, {});
       }
       const set = parsed.chunks;
@@ -342,7 +355,7 @@ export function kvCheckpointStore(
         writerMaxChunks: maxChunks,
       };
       const manifest: CheckpointManifest = {
-        format: MANIFEST_FORMAT,
+        format: delta ? CHAIN_MANIFEST_FORMAT : MANIFEST_FORMAT,
         seq: checkpoint.seq,
         position: checkpoint.position,
         totals: checkpoint.totals,

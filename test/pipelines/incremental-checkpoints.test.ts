@@ -177,6 +177,7 @@ describe('incremental checkpoints', () => {
   describe('in the KV bucket', () => {
     const manifestOf = async (key: string) =>
       JSON.parse((await kv.get(key))!.value) as {
+        format: string;
         seq: number;
         chunks: { writer: string; slot: number };
         deltas?: { writer: string; slot: number; delta: number; count: number }[];
@@ -191,6 +192,8 @@ describe('incremental checkpoints', () => {
       await saveChain(store, chain());
       const m = await manifestOf(key);
       expect(m.deltas).toHaveLength(3);
+      // A format a build without chains refuses, rather than restoring the full state alone.
+      expect(m.format).toBe('greenstream-checkpoint/3');
       await kv.delete(deltaChunk(key, m.deltas![1]!, 0));
       await expect(kvCheckpointStore(kv, key).load()).rejects.toThrow(/is missing delta 2 chunk 1 of/);
     });
@@ -277,7 +280,8 @@ describe('incremental checkpoints', () => {
       await store.load();
       const c = chain();
       await saveChain(store, c);
-      const saved = JSON.parse(await readFile(path, 'utf8')) as { deltas: string[] };
+      const saved = JSON.parse(await readFile(path, 'utf8')) as { deltas: string[]; stateEncoding: string };
+      expect(saved.stateEncoding).toBe('base64+deltas');
       const bytes = Buffer.from(saved.deltas[1]!, 'base64');
       saved.deltas[1] = bytes.subarray(0, bytes.length - 100).toString('base64');
       await writeFile(path, JSON.stringify(saved));
