@@ -481,7 +481,7 @@ function decodeCsvText(
 const internTable = new Map<string, string>();
 const MAX_INTERNED = 1_000_000;
 
-function internKey(s: string): string {
+export function internKey(s: string): string {
   const known = internTable.get(s);
   if (known !== undefined) return known;
   if (internTable.size >= MAX_INTERNED) internTable.clear();

@@ -1,5 +1,6 @@
 /** JetStream (a durable consumer or a replay) as the source of a worker that owns every partition. */
-import { decodeReadings } from '../codecs/decode.js';
+import { decodeReadings, JSON_CONTENT_TYPE } from '../codecs/decode.js';
+import { decodeOneReadingJson } from '../codecs/one-reading-json.js';
 import type { ReadingsMessageSource, SourceMessage } from '../connectors/jetstream-source.js';
 import type { Json } from '../core/index.js';
 import type { QuarantineRecord, RawReading } from '../schemas/reading.js';
@@ -36,10 +37,19 @@ export function takeMessage(
   batch: { records: RawReading[]; quarantined: QuarantineRecord[]; deadLettered: number },
   now: number,
 ): string | undefined {
+  const contentType = m.headers['Content-Type'];
+  if (contentType === undefined || contentType === JSON_CONTENT_TYPE) {
+    // One reading a message: its own decoder, without the text decoding, JSON.parse and re-serialization.
+    const reading = decodeOneReadingJson(m.data, m.source, m.receivedAt);
+    if (reading !== undefined) {
+      batch.records.push(reading);
+      return undefined;
+    }
+  }
   const decoded = decodeReadings(m.data, {
     source: m.source,
     receivedAt: m.receivedAt,
-    contentType: m.headers['Content-Type'] ?? null,
+    contentType: contentType ?? null,
     lineRefs: true,
   });
   if (batchFromDecoded(decoded, now, batch)) return undefined;
