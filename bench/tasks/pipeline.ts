@@ -149,6 +149,9 @@ export interface MemoryProbeFigures {
   readonly samples: number;
   /** What chDB and DuckDB report as their limits. */
   readonly limits: Record<string, string>;
+  /** Every sample as [seconds, rss, heapUsed, arrayBuffers] MB, and the seconds of each checkpoint. */
+  readonly timeline: readonly (readonly number[])[];
+  readonly checkpointsAtS: readonly number[];
 }
 
 /** What the live mode adds: a look at each checkpoint's batch as its sink write completes. */
@@ -321,6 +324,7 @@ export async function runInstrumentedPipeline(
     },
     checkpointed: (cp) => {
       checkpoints += 1;
+      probe?.mark('checkpoint');
       if (args.measureRetainedHeap === true && globalThis.gc !== undefined) {
         globalThis.gc();
         retainedHeap = Math.max(retainedHeap, process.memoryUsage().heapUsed);
@@ -426,8 +430,13 @@ export async function runInstrumentedPipeline(
 /** Samples RSS by holder: V8 (heap, external), chDB's tracker, DuckDB's buffer manager, anon/file pages. */
 function memoryProbe(stores: () => { hot: HotStore; lake: ParquetLake | undefined } | undefined): {
   sample(): void;
+  mark(event: 'checkpoint'): void;
   finish(): Promise<MemoryProbeFigures | undefined>;
 } {
+  const start = performance.now();
+  const seconds = (): number => Math.round((performance.now() - start) / 100) / 10;
+  const timeline: number[][] = [];
+  const checkpointsAtS: number[] = [];
   const mb = (bytes: number): number => Math.round(bytes / 1048576);
   let chdbTracked = -1;
   let duckdbUsed = -1;
@@ -470,6 +479,7 @@ function memoryProbe(stores: () => { hot: HotStore; lake: ParquetLake | undefine
         duckdbUsed,
       };
       samples += 1;
+      timeline.push([seconds(), now.rss, now.heapUsed, now.arrayBuffers]);
       if (atPeak === undefined || now.rss > atPeak.rss) atPeak = now;
       peaks =
         peaks === undefined
@@ -483,6 +493,9 @@ function memoryProbe(stores: () => { hot: HotStore; lake: ParquetLake | undefine
           reading = undefined;
         });
     },
+    mark() {
+      checkpointsAtS.push(seconds());
+    },
     async finish() {
       await reading;
       const s = stores();
@@ -492,7 +505,9 @@ function memoryProbe(stores: () => { hot: HotStore; lake: ParquetLake | undefine
         );
         for (const r of rows) limits[`chdb.${r.name}`] = r.value;
       }
-      return atPeak === undefined || peaks === undefined ? undefined : { atPeak, peaks, samples, limits };
+      return atPeak === undefined || peaks === undefined
+        ? undefined
+        : { atPeak, peaks, samples, limits, timeline, checkpointsAtS };
     },
   };
 }

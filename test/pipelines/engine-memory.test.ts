@@ -11,12 +11,15 @@ import { sql } from '../../codecs/sql.js';
 import { type HotStore, openHotStore, SinkUnavailableError } from '../../connectors/clickhouse.js';
 import { LakeInputError, openParquetLake, type ParquetLake } from '../../connectors/parquet-lake.js';
 import { ConfigurationError } from '../../core/index.js';
+import { resolveRuleProfile } from '../../operators/rule-profile.js';
+import { runMeterQualityJob } from '../../pipelines/job.js';
 import {
   DEFAULT_MEMORY_BUDGET_BYTES,
   ENGINE_FLOORS_BYTES,
   engineMemory,
   MemoryBudgetError,
 } from '../../pipelines/memory-budget.js';
+import { simulate } from '../../simulator/index.js';
 import { chdbDataDir, makeReadings as makeHotReadings } from '../connectors/clickhouse-fixtures.js';
 import { makeReadings } from '../connectors/parquet-fixtures.js';
 
@@ -108,15 +111,19 @@ describe('DuckDB under its share', () => {
   });
 });
 
+// chDB binds one data directory per process: the file's tests share it.
+let dataDir: ReturnType<typeof chdbDataDir>;
+beforeAll(() => {
+  dataDir = chdbDataDir();
+});
+afterAll(() => {
+  dataDir.remove();
+});
+
 describe('chDB under its share', () => {
-  let dataDir: ReturnType<typeof chdbDataDir>;
   const stores: HotStore[] = [];
-  beforeAll(() => {
-    dataDir = chdbDataDir();
-  });
   afterAll(async () => {
     for (const store of stores) await store.close();
-    dataDir.remove();
   });
 
   it('runs queries and inserts under max_memory_usage; an insert over it fails typed and retryable, nothing lost', async () => {
@@ -152,4 +159,67 @@ describe('chDB under its share', () => {
     expect(failure).toMatchObject({ retryable: true, context: { clickhouseCode: 241 } });
     expect(await stored()).toBe(before);
   }, 60_000);
+});
+
+describe('a worker on a budget', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'gs-worker-memory-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Runs the job over a copy of the landing folder; returns what the engines reported and the outputs. */
+  async function run(label: string, budgetBytes: number | undefined) {
+    const landing = join(dir, `landing-${label}`);
+    await simulate({ out: landing, meters: 20, days: 2, start: '2024-03-11', seed: 7 });
+    const seen: { chdb?: number; duckdb?: string } = {};
+    const database = `gs_budget_${label}_${process.pid}`;
+    const { hot, lake, totals } = await runMeterQualityJob({
+      source: { kind: 'files', root: landing },
+      registryPath: join(landing, 'registry.csv'),
+      hot: { kind: 'chdb', path: dataDir.path, database },
+      coldDir: join(dir, `lake-${label}`),
+      checkpointPath: join(dir, `${label}-checkpoint.json`),
+      untilIdle: true,
+      replay: false,
+      profile: resolveRuleProfile({}),
+      workerId: label,
+      ...(budgetBytes === undefined ? {} : { memory: engineMemory(budgetBytes) }),
+      observer: {
+        stores: (store, opened) => {
+          // Read while the run goes on: the settings the statements and the seals run under.
+          void store.query<{ v: string }>(sql`SELECT getSetting('max_memory_usage') AS v`).then((rows) => {
+            seen.chdb = Number(rows[0]?.v);
+          });
+          void opened?.memory().then((m) => {
+            seen.duckdb = m.memoryLimit;
+          });
+        },
+      },
+    });
+    try {
+      const hourly = await hot.query<Record<string, unknown>>(
+        sql`SELECT meter_id, toUInt32(hour) AS hour, avg_kw FROM ${hot.relation('hourly_consumption')} FINAL ORDER BY meter_id, hour`,
+      );
+      const [lakeRows] = (await lake?.query('SELECT count(*) AS n FROM readings')) ?? [];
+      return { seen, totals, hourly, lakeRows };
+    } finally {
+      await lake?.close();
+      await hot.close();
+    }
+  }
+
+  it('runs its engines under their shares, and a budget at the floors gives the same outputs as the default', async () => {
+    const floor = await run('floor', 64 * MiB);
+    const standard = await run('default', undefined);
+    expect(floor.seen).toEqual({ chdb: ENGINE_FLOORS_BYTES.chdb, duckdb: '192.0 MiB' });
+    expect(standard.seen).toEqual({ chdb: 384 * MiB, duckdb: '384.0 MiB' });
+    expect(floor.totals.recordsIn).toBeGreaterThan(0);
+    expect(floor.totals).toEqual(standard.totals);
+    expect(floor.hourly.length).toBeGreaterThan(0);
+    expect(floor.hourly).toEqual(standard.hourly);
+    expect(floor.lakeRows).toEqual(standard.lakeRows);
+  }, 120_000);
 });
