@@ -56,8 +56,9 @@ export const DEFAULT_MEMORY_BUDGET_BYTES = 1536 * MiB;
  * The engines' shares of the budget, each applied through the engine's own setting; the rest is the
  * JavaScript heap, the graph's typed state, the code (~0.25 GB of mapped libraries) and the buffers of
  * a batch in flight. Measured on the 50,000-meter day (bench pipeline part, `GS_BENCH_MEMORY_PROBE=1`):
- * chDB's own tracker at most 60 MB, DuckDB's buffer manager up to 320 MB at a seal (and, unbounded,
- * its allocator kept ~0.4 GB more after the seals), the JavaScript heap and array buffers 1.1-1.3 GB.
+ * chDB's own tracker at most 60 MB, DuckDB's buffer manager up to 320 MB at a seal, memory no holder
+ * accounts for ~0.8 GB without these limits and ~0.35-0.4 GB with them, the JavaScript heap and array
+ * buffers 1.1-1.6 GB (the final watermark's burst, typed state growing with the input).
  * - `chdb`: `max_memory_usage` of every chDB query and insert (an insert over it fails and is retried);
  * - `duckdb`: DuckDB's `memory_limit` (the seal's sort spills to the lake's temporary folder beyond it;
  *   what cannot spill fails the seal, retried as a failed write) and its allocator flushed after each
