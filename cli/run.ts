@@ -16,7 +16,7 @@ import {
   type SourceConfig,
 } from '../pipelines/job.js';
 import { JobMetrics } from '../pipelines/job-metrics.js';
-import { batchBytesForMemory, MIN_MAX_MEMORY_MIB } from '../pipelines/memory-budget.js';
+import { batchBytesForMemory, engineMemory, MIN_MAX_MEMORY_MIB } from '../pipelines/memory-budget.js';
 import { DEFAULT_UNAVAILABLE_AFTER_MS } from '../pipelines/pull-outage.js';
 import { formatPartitionSet, parsePartitionSet } from '../pipelines/sources.js';
 import { CheckpointStoreMismatchError } from '../pipelines/store-identity.js';
@@ -213,8 +213,9 @@ export const runOptionSpecs: readonly OptionSpec[] = [
     unit: 'MiB',
     arg: 'MiB',
     min: MIN_MAX_MEMORY_MIB,
-    defaultText: '64 × the batch budget that follows the heap limit',
-    help: 'memory budget of the worker (a bare number is MiB; 2GiB also reads): each batch takes at most 1/64 of it in input bytes (1-64 MiB), and the NATS source takes one message per batch while the RSS is above it',
+    defaultText:
+      '64 × the batch budget that follows the heap limit; the engines take their shares of 1.5 GiB',
+    help: 'memory budget of the worker (a bare number is MiB; 2GiB also reads): each batch takes at most 1/64 of it in input bytes (1-64 MiB), and the NATS source takes one message per batch while the RSS is above it; a quarter of it bounds embedded chDB (max_memory_usage of each statement) and a quarter DuckDB (memory_limit, the seal spills beyond it), at least 64 and 192 MiB (README, Memory)',
   },
   {
     name: 'sink-retry-budget',
@@ -451,6 +452,7 @@ export async function runJobCommand(
       source,
       registryPath: resolve(values.registry as string),
       hot,
+      memory: engineMemory(maxMemoryBytes),
       ...(values['no-cold'] === true ? {} : { coldDir: resolve(values.cold as string) }),
       checkpointPath,
       ...(lease === undefined ? {} : { lease }),
@@ -632,6 +634,7 @@ async function runThreads(
     ...optional('hotOptions', config.hotOptions),
     ...optional('coldDir', config.coldDir),
     ...optional('coldRows', config.coldRows),
+    ...optional('memory', config.memory),
     lease: settings.lease,
     profile: config.profile,
     workerId: config.workerId,

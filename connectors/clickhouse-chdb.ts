@@ -35,7 +35,16 @@ const GLOB_CHARACTERS = /[*?{}]/;
  */
 const SPOOL_EXTENSIONS = { TabSeparated: 'tsv', JSONEachRow: 'ndjson', ArrowStream: 'arrows' } as const;
 
-const CHDB_INSERT_SETTINGS = sql.raw('SETTINGS optimize_on_insert = 0, input_format_parallel_parsing = 0');
+const CHDB_INSERT_SETTINGS = 'optimize_on_insert = 0, input_format_parallel_parsing = 0';
+
+export interface ChdbDriverOptions {
+  /**
+   * `max_memory_usage` of every query and insert, bytes: the engine's share of the worker's memory
+   * budget (`engineMemory`). A statement that would pass it fails with MEMORY_LIMIT_EXCEEDED (retried
+   * as a transient failure) instead of growing the process. The engine's default (none) when absent.
+   */
+  readonly maxMemoryUsageBytes?: number;
+}
 
 /**
  * chDB. Queries go through `@clickhouse/client` on chDB's connection. Inserts use neither the
@@ -51,13 +60,21 @@ const CHDB_INSERT_SETTINGS = sql.raw('SETTINGS optimize_on_insert = 0, input_for
  * values). Writing the pieces out also means the body is never one JavaScript string or
  * Buffer, which with large batches cost more in garbage collection than the encoding itself.
  */
-export function chdbDriver(path: string): Driver {
+export function chdbDriver(path: string, options: ChdbDriverOptions = {}): Driver {
+  const memory = options.maxMemoryUsageBytes;
+  if (memory !== undefined && !(Number.isSafeInteger(memory) && memory > 0))
+    throw new RangeError(`maxMemoryUsageBytes must be a positive whole number, got ${memory}`);
   const connection: ChdbConnection = createChdbConnection({ path });
   // chdb types its connection against the @clickhouse/client-common package, the client against
   // its bundled copy of the same declarations; the shapes are identical (chdb re-exports them).
   const client: ClickHouseClient = createClient({
     connection: connection as unknown as NonNullable<ClickHouseClientConfigOptions['connection']>,
+    // chDB's connection turns these into `SET`s before each statement.
+    ...(memory === undefined ? {} : { clickhouse_settings: { max_memory_usage: String(memory) } }),
   });
+  const insertSettings = sql.raw(
+    `SETTINGS ${CHDB_INSERT_SETTINGS}${memory === undefined ? '' : `, max_memory_usage = ${memory}`}`,
+  );
   const spoolRoot = join(resolve(connection.chdb.session.path), 'greenstream-spool');
   let spool: string | undefined;
   let nextFile = 0;
@@ -150,7 +167,7 @@ export function chdbDriver(path: string): Driver {
         format === 'ArrowStream'
           ? sql`file(${file}, ArrowStream)`
           : sql`file(${file}, ${format}, ${structure})`;
-      const statement = sql`INSERT INTO ${sql.ident(database, table)} (${sql.join(columns.map((c) => sql.ident(c.name)))}) SELECT * FROM ${source} ${CHDB_INSERT_SETTINGS}`;
+      const statement = sql`INSERT INTO ${sql.ident(database, table)} (${sql.join(columns.map((c) => sql.ident(c.name)))}) SELECT * FROM ${source} ${insertSettings}`;
       return {
         bytes,
         send: async () => {

@@ -96,6 +96,11 @@ export interface HotStoreOptions {
   readonly format?: InsertFormat;
   /** TTLs created by `migrate()` on engines that support them (not 18.16). Default: none. */
   readonly retentionDays?: RetentionDays;
+  /**
+   * chDB only: `max_memory_usage` of every statement, bytes (its share of the worker's memory budget,
+   * `engineMemory`). A server is another process with its own limits: nothing is sent to it.
+   */
+  readonly embeddedMemoryBytes?: number;
   readonly onEvent?: (event: HotStoreEvent) => void;
 }
 
@@ -187,7 +192,12 @@ export function openHotStore(target: HotStoreTarget, options: HotStoreOptions = 
             ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
             ...(options.onEvent === undefined ? {} : { onEvent: options.onEvent }),
           })
-        : chdbDriver(target.path);
+        : chdbDriver(
+            target.path,
+            options.embeddedMemoryBytes === undefined
+              ? {}
+              : { maxMemoryUsageBytes: options.embeddedMemoryBytes },
+          );
   } catch (error) {
     // E.g. a second chDB data directory in this process: configuration, not an outage.
     throw new SinkRejectedError(

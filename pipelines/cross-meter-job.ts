@@ -16,6 +16,7 @@ import { EpochCoordinator } from './epoch-coordinator.js';
 import type { StoredExclusionInputs } from './exclusion-inputs.js';
 import { fencedCheckpoints, fencedSinks, fencedSource } from './fencing.js';
 import { exclusionInputsFor, JOB_DEFAULTS, type JobResult, loadRegistry } from './job.js';
+import { engineMemory } from './memory-budget.js';
 import type { OutputBatch, RunTotals } from './meter-quality-outputs.js';
 import {
   CROSS_METER_STATE_FORMAT,
@@ -59,13 +60,18 @@ export async function runCrossMeterJob(
   config: CrossMeterJobConfig,
 ): Promise<JobResult & { totals: RunTotals }> {
   const registrySubject = new BehaviorSubject<MeterRegistry>(await loadRegistry(config.registryPath));
-  const hot: HotStore = openHotStore(config.hot);
+  // The engines' default shares (`engineMemory`): this stage holds hourly rows, not readings.
+  const memory = engineMemory();
+  const hot: HotStore = openHotStore(config.hot, { embeddedMemoryBytes: memory.chdbBytes });
   let lake: ParquetLake | undefined;
   let exclusions: StoredExclusionInputs | undefined;
   try {
     await hot.migrate();
     exclusions = await exclusionInputsFor(config.profile, true, hot, config.onExclusionInputError);
-    lake = config.coldDir === undefined ? undefined : await openParquetLake({ dir: config.coldDir });
+    lake =
+      config.coldDir === undefined
+        ? undefined
+        : await openParquetLake({ dir: config.coldDir, memoryLimitBytes: memory.duckdbBytes });
     const store = new StateStore();
     const registry = new SideInput<MeterRegistry>('registry', registrySubject);
     const { graph, connect } = crossMeterGraph({

@@ -20,6 +20,7 @@ import { fileCheckpointStore } from './checkpoints.js';
 import { openStoredExclusionInputs, type StoredExclusionInputs } from './exclusion-inputs.js';
 import { fencedCheckpoints, fencedSinks, fencedSource } from './fencing.js';
 import { filesSource } from './files-source.js';
+import { type EngineMemory, engineMemory } from './memory-budget.js';
 import {
   METER_QUALITY_RESTORES_STATE_FORMATS,
   METER_QUALITY_STATE_FORMAT,
@@ -113,6 +114,8 @@ export interface JobConfig {
   readonly checkpointEveryFlushes?: number;
   /** Lake rows buffered before a file set is written; see `StoreSinksOptions.coldRows`. */
   readonly coldRows?: number;
+  /** What chDB and DuckDB may use; default `engineMemory()` (shares of 1.5 GiB). */
+  readonly memory?: EngineMemory;
   readonly signal?: AbortSignal;
   readonly onCheckpoint?: (checkpoint: Checkpoint) => void;
   /** A checkpoint could not be saved (the run then fails with the error): for the log. */
@@ -143,6 +146,8 @@ export interface JobObserver extends RunObserver {
   graph?(graph: PipelineGraph): void;
   /** An alert published but not stored (a transformation failure: the store is what failed). */
   alertRaised?(alert: Alert, publishError: unknown): void;
+  /** The stores, once opened and migrated (e.g. to sample their memory alongside the run). */
+  stores?(hot: HotStore, lake: ParquetLake | undefined): void;
 }
 
 export interface JobResult {
@@ -198,7 +203,8 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
         })
       : undefined;
   const lease = config.lease ?? ownLease;
-  const hot = openHotStore(config.hot, config.hotOptions);
+  const memory = config.memory ?? engineMemory();
+  const hot = openHotStore(config.hot, { embeddedMemoryBytes: memory.chdbBytes, ...config.hotOptions });
   let lake: ParquetLake | undefined;
   let exclusions: StoredExclusionInputs | undefined;
   try {
@@ -213,7 +219,10 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
     await hot.insert('meters', [...registrySubject.value.values()]);
     const crossMeter = config.crossMeter ?? config.repartition === undefined;
     exclusions = await exclusionInputsFor(config.profile, crossMeter, hot, config.onExclusionInputError);
-    lake = config.coldDir === undefined ? undefined : await openParquetLake({ dir: config.coldDir });
+    lake =
+      config.coldDir === undefined
+        ? undefined
+        : await openParquetLake({ dir: config.coldDir, memoryLimitBytes: memory.duckdbBytes });
     const store = new StateStore();
     const registry = new SideInput<MeterRegistry>('registry', registrySubject);
     let batchTime = Date.now();
@@ -234,6 +243,7 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       ...(exclusions === undefined ? {} : { exclusions: exclusions.inputs }),
     });
     config.observer?.graph?.(graph);
+    config.observer?.stores?.(hot, lake);
     const runSinks = await sinkIdentity(config.hot, hot, lake);
     const unfencedSource: ReadingSource =
       config.source.kind === 'files'

@@ -29,6 +29,7 @@ import { EpochCoordinator } from './epoch-coordinator.js';
 import type { StoredExclusionInputs } from './exclusion-inputs.js';
 import { fencedCheckpoints, fencedSinks } from './fencing.js';
 import { exclusionInputsFor, JOB_DEFAULTS, type JobObserver, type JobResult, loadRegistry } from './job.js';
+import { type EngineMemory, engineMemory } from './memory-budget.js';
 import { METER_QUALITY_RESTORES_STATE_FORMATS, METER_QUALITY_STATE_FORMAT } from './meter-quality.js';
 import { emptyTotals, type OutputBatch, type RunTotals } from './meter-quality-outputs.js';
 import { formatPartitionSet } from './partition-set.js';
@@ -110,19 +111,28 @@ export interface ThreadedJobConfig {
   readonly onExclusionInputError?: (table: string, error: unknown) => void;
   /** How long stopping threads and the cross-meter stage may take after a failure (default 10 s). */
   readonly failureGraceMs?: number;
+  /** What chDB and DuckDB may use (one of each, in this thread); default `engineMemory()`. */
+  readonly memory?: EngineMemory;
 }
 
 /** Runs the threads and the cross-meter stage until every thread ended (or a failure, or the signal). */
 export async function runThreadedJob(config: ThreadedJobConfig): Promise<JobResult> {
   const registrySubject = new BehaviorSubject<MeterRegistry>(await loadRegistry(config.registryPath));
-  const hot: HotStore = openHotStore(config.hot, config.hotOptions);
+  const memory = config.memory ?? engineMemory();
+  const hot: HotStore = openHotStore(config.hot, {
+    embeddedMemoryBytes: memory.chdbBytes,
+    ...config.hotOptions,
+  });
   let lake: ParquetLake | undefined;
   let exclusions: StoredExclusionInputs | undefined;
   try {
     await hot.migrate();
     await hot.insert('meters', [...registrySubject.value.values()]);
     exclusions = await exclusionInputsFor(config.profile, true, hot, config.onExclusionInputError);
-    lake = config.coldDir === undefined ? undefined : await openParquetLake({ dir: config.coldDir });
+    lake =
+      config.coldDir === undefined
+        ? undefined
+        : await openParquetLake({ dir: config.coldDir, memoryLimitBytes: memory.duckdbBytes });
     const runSinks = await sinkIdentity(config.hot, hot, lake);
     const { lease } = config;
     const openedLake = lake;

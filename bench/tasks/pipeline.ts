@@ -3,10 +3,13 @@
  * graph → ClickHouse + Parquet lake, checkpoints and acks), instrumented from outside: the source and
  * the checkpoint store are wrapped, the graph's stage clock is switched on through the job observer.
  */
+
+import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tuneHeapForStreaming } from '../../cli/heap.js';
 import { sql } from '../../codecs/sql.js';
+import type { HotStore } from '../../connectors/clickhouse.js';
 import {
   type AckResult,
   CheckpointKv,
@@ -14,6 +17,7 @@ import {
   JetStreamSource,
   type ReadingsMessageSource,
 } from '../../connectors/jetstream.js';
+import type { ParquetLake } from '../../connectors/parquet-lake.js';
 import type { PipelineGraph } from '../../core/index.js';
 import { resolveRuleProfile } from '../../operators/rule-profile.js';
 import { kvCheckpointStore, memoryCheckpointStore } from '../../pipelines/checkpoints.js';
@@ -117,7 +121,37 @@ export interface PipelineFigures {
    * been written), the largest over the run, MB; -1 when not measured.
    */
   readonly retainedHeapMb: number;
+  /** Who holds the memory, sampled with RSS when `GS_BENCH_MEMORY_PROBE=1` (costs a query a second). */
+  readonly memoryProbe?: MemoryProbeFigures;
   readonly breakdown: StageBreakdown;
+}
+
+/** One sample of the process's memory by holder, MB. */
+export interface MemorySample {
+  readonly rss: number;
+  readonly rssAnon: number;
+  readonly rssFile: number;
+  readonly heapTotal: number;
+  readonly heapUsed: number;
+  readonly external: number;
+  readonly arrayBuffers: number;
+  /** chDB's own tracker (`system.metrics` MemoryTracking), -1 when not read. */
+  readonly chdbTracked: number;
+  /** DuckDB's buffer manager (`duckdb_memory()`), -1 when not read. */
+  readonly duckdbUsed: number;
+}
+
+export interface MemoryProbeFigures {
+  /** The sample with the largest RSS. */
+  readonly atPeak: MemorySample;
+  /** The largest value of each holder over the run. */
+  readonly peaks: MemorySample;
+  readonly samples: number;
+  /** What chDB and DuckDB report as their limits. */
+  readonly limits: Record<string, string>;
+  /** Every sample as [seconds, rss, heapUsed, arrayBuffers] MB, and the seconds of each checkpoint. */
+  readonly timeline: readonly (readonly number[])[];
+  readonly checkpointsAtS: readonly number[];
 }
 
 /** What the live mode adds: a look at each checkpoint's batch as its sink write completes. */
@@ -162,6 +196,7 @@ export async function runInstrumentedPipeline(
   let stoppedAt = 0;
   let pending: { readings: readonly { source: string }[] } | undefined;
   let retainedHeap = -1;
+  let probeStores: { hot: HotStore; lake: ParquetLake | undefined } | undefined;
 
   await ensureBenchStream(js, args);
   // As production opens it: the durable recreated right after the position, also when the source
@@ -290,6 +325,7 @@ export async function runInstrumentedPipeline(
     },
     checkpointed: (cp) => {
       checkpoints += 1;
+      probe?.mark('checkpoint');
       if (args.measureRetainedHeap === true && globalThis.gc !== undefined) {
         globalThis.gc();
         retainedHeap = Math.max(retainedHeap, process.memoryUsage().heapUsed);
@@ -299,13 +335,18 @@ export async function runInstrumentedPipeline(
     stopped: () => {
       stoppedAt = performance.now();
     },
+    stores: (hot, lake) => {
+      probeStores = { hot, lake };
+    },
   };
   const rssTimeline: number[] = [];
   let peakHeapUsed = 0;
+  const probe = process.env.GS_BENCH_MEMORY_PROBE === '1' ? memoryProbe(() => probeStores) : undefined;
   const sampler = setInterval(() => {
     const usage = process.memoryUsage();
     rssTimeline.push(Math.round(usage.rss / 1048576));
     peakHeapUsed = Math.max(peakHeapUsed, usage.heapUsed);
+    probe?.sample();
   }, 1000);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -330,6 +371,7 @@ export async function runInstrumentedPipeline(
   const cpuMs = cpuMsSince(cpu0);
   clearInterval(sampler);
   let hotReadingsRows = -1;
+  const probed = await probe?.finish();
   try {
     const rows = await hot.query<{ n: string | number }>(
       sql`SELECT count() AS n FROM ${hot.relation('readings')}`,
@@ -362,6 +404,7 @@ export async function runInstrumentedPipeline(
     rssTimelineMb: rssTimeline,
     peakHeapUsedMb: Math.round(peakHeapUsed / 1048576),
     retainedHeapMb: retainedHeap < 0 ? -1 : Math.round(retainedHeap / 1048576),
+    ...(probed === undefined ? {} : { memoryProbe: probed }),
     breakdown: {
       fetchMs: Math.round(fetchMs - lastEmptyFetchMs),
       decodeMs: Math.round(decodeMs),
@@ -381,6 +424,91 @@ export async function runInstrumentedPipeline(
           .sort((a, b) => b[1] - a[1])
           .map(([k, v]) => [k, round(v)]),
       ),
+    },
+  };
+}
+
+/** Samples RSS by holder: V8 (heap, external), chDB's tracker, DuckDB's buffer manager, anon/file pages. */
+function memoryProbe(stores: () => { hot: HotStore; lake: ParquetLake | undefined } | undefined): {
+  sample(): void;
+  mark(event: 'checkpoint'): void;
+  finish(): Promise<MemoryProbeFigures | undefined>;
+} {
+  const start = performance.now();
+  const seconds = (): number => Math.round((performance.now() - start) / 100) / 10;
+  const timeline: number[][] = [];
+  const checkpointsAtS: number[] = [];
+  const mb = (bytes: number): number => Math.round(bytes / 1048576);
+  let chdbTracked = -1;
+  let duckdbUsed = -1;
+  let reading: Promise<void> | undefined;
+  let atPeak: MemorySample | undefined;
+  let peaks: MemorySample | undefined;
+  let samples = 0;
+  const limits: Record<string, string> = {};
+  const readEngines = async (): Promise<void> => {
+    const s = stores();
+    if (s === undefined) return;
+    const [rows, lake] = await Promise.all([
+      s.hot.query<{ metric: string; value: string }>(
+        sql`SELECT metric, toString(value) AS value FROM system.metrics WHERE metric = 'MemoryTracking'`,
+      ),
+      s.lake?.memory(),
+    ]);
+    chdbTracked = mb(Number(rows[0]?.value ?? -1));
+    if (lake !== undefined) {
+      duckdbUsed = mb(lake.usedBytes);
+      limits.duckdbMemoryLimit = lake.memoryLimit;
+      limits.duckdbThreads = String(lake.threads);
+    }
+  };
+  return {
+    sample() {
+      const usage = process.memoryUsage();
+      const status = readFileSync('/proc/self/status', 'utf8');
+      const kb = (name: string): number =>
+        Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) * 1024;
+      const now: MemorySample = {
+        rss: mb(usage.rss),
+        rssAnon: mb(kb('RssAnon')),
+        rssFile: mb(kb('RssFile')),
+        heapTotal: mb(usage.heapTotal),
+        heapUsed: mb(usage.heapUsed),
+        external: mb(usage.external),
+        arrayBuffers: mb(usage.arrayBuffers),
+        chdbTracked,
+        duckdbUsed,
+      };
+      samples += 1;
+      timeline.push([seconds(), now.rss, now.heapUsed, now.arrayBuffers]);
+      if (atPeak === undefined || now.rss > atPeak.rss) atPeak = now;
+      peaks =
+        peaks === undefined
+          ? now
+          : (Object.fromEntries(
+              Object.entries(now).map(([k, v]) => [k, Math.max(v, peaks![k as keyof MemorySample])]),
+            ) as unknown as MemorySample);
+      reading ??= readEngines()
+        .catch(() => undefined)
+        .finally(() => {
+          reading = undefined;
+        });
+    },
+    mark() {
+      checkpointsAtS.push(seconds());
+    },
+    async finish() {
+      await reading;
+      const s = stores();
+      if (s !== undefined) {
+        const rows = await s.hot.query<{ name: string; value: string }>(
+          sql`SELECT name, value FROM system.settings WHERE name IN ('max_memory_usage', 'max_threads', 'max_insert_threads')`,
+        );
+        for (const r of rows) limits[`chdb.${r.name}`] = r.value;
+      }
+      return atPeak === undefined || peaks === undefined
+        ? undefined
+        : { atPeak, peaks, samples, limits, timeline, checkpointsAtS };
     },
   };
 }
