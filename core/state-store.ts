@@ -11,6 +11,7 @@ import {
   type RowsCapture,
   type RowsDelta,
   type RowsDeltaCapture,
+  type RowsPieces,
   type RowsSnapshot,
 } from './dense-rows.js';
 import {
@@ -29,7 +30,7 @@ import {
   isBinarySnapshot,
   type RowsHeader,
   rowsDeltaHeaders,
-  rowsHeaders,
+  rowsHeaderSteps,
   SnapshotChainError,
   SnapshotFormatError,
   vectorsDeltaHeaders,
@@ -931,13 +932,10 @@ export class StateStore {
       }
     }
     function* encodeFull(): Generator<void, Uint8Array> {
-      const rows = new Map<string, RowsSnapshot>();
+      const rows = new Map<string, RowsPieces>();
       for (const [ns, capture] of rowCaptures) rows.set(ns, (capture as RowsCapture).result());
       const headers: RowsHeader[] = [];
-      for (const [ns, r] of rows) {
-        headers.push(...rowsHeaders(new Map([[ns, r]])));
-        yield;
-      }
+      for (const [ns, r] of rows) headers.push(yield* rowsHeaderSteps(ns, r));
       const lists = new Map<string, VectorsSnapshot>();
       for (const [ns, capture] of vectorCaptures) lists.set(ns, (capture as VectorsCapture).result());
       const listHeaders = vectorsHeaders(lists);
