@@ -239,7 +239,7 @@ const ROWS_PER_STEP = 1024;
 /**
  * The rows of one `DenseRows` at an instant, in pieces of `ROWS_PER_STEP` rows (see `SteppedCapture`).
  * A piece is allocated when its first row is copied, by a step or just before a change: one buffer of
- * all the rows (~70 MB at 50,000 meters), allocated and zero-filled at the barrier, held the loop ~50 ms
+ * all the rows (~70 MB at 50,000 meters), allocated and zero-filled at the barrier, held the loop 10–50 ms
  * there, with the collection its size set off.
  */
 export class RowsCapture extends SteppedCapture {

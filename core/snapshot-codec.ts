@@ -180,7 +180,7 @@ function numberPieces(r: RowsSnapshot | RowsPieces): readonly Float64Array[] {
 
 /**
  * `rowsHeaders` of one set of rows, checking a piece of at most `STEP_NUMBERS` numbers between two yields:
- * the whole state of integers checked at once held the loop ~50 ms.
+ * the whole state of integers checked at once held the loop up to ~50 ms.
  */
 export function* rowsHeaderSteps(ns: string, r: RowsSnapshot | RowsPieces): Generator<void, RowsHeader> {
   const header = { ns, index: r.index, width: r.width, count: r.count };
