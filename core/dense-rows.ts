@@ -202,10 +202,13 @@ export class DenseRows {
     if (d.count > this.used) this.used = d.count;
   }
 
-  /** For the capture: copies rows `from … to - 1` as they are now into `present` and `data`. */
-  copyRows(from: number, to: number, present: Uint8Array, data: Float64Array): void {
+  /**
+   * For the capture: copies rows `from … to - 1` as they are now into `present` and `data`, whose first
+   * row is row `base`.
+   */
+  copyRows(from: number, to: number, present: Uint8Array, data: Float64Array, base = 0): void {
     present.set(this.present.subarray(from, to), from);
-    data.set(this.buf.subarray(from * this.width, to * this.width), from * this.width);
+    data.set(this.buf.subarray(from * this.width, to * this.width), (from - base) * this.width);
   }
 
   /** For a delta capture: copies row `n` as it is now into position `at` of `present` and `data`. */
@@ -233,10 +236,16 @@ export class DenseRows {
 /** Rows copied per step before the deadline is checked again: ~1 MB of a 170-wide row. */
 const ROWS_PER_STEP = 1024;
 
-/** The rows of one `DenseRows` at an instant (see `SteppedCapture`). */
+/**
+ * The rows of one `DenseRows` at an instant, in pieces of `ROWS_PER_STEP` rows (see `SteppedCapture`).
+ * A piece is allocated when its first row is copied, by a step or just before a change: one buffer of
+ * all the rows (~70 MB at 50,000 meters), allocated and zero-filled at the barrier, held the loop 10–50 ms
+ * there, with the collection its size set off.
+ */
 export class RowsCapture extends SteppedCapture {
   private readonly present: Uint8Array;
-  private readonly data: Float64Array;
+  private readonly pieces: (Float64Array | undefined)[];
+  private allocated = 0;
 
   constructor(
     private readonly rows: DenseRows,
@@ -245,19 +254,51 @@ export class RowsCapture extends SteppedCapture {
   ) {
     super(count, ROWS_PER_STEP, release);
     this.present = new Uint8Array(count);
-    this.data = new Float64Array(count * rows.width);
+    this.pieces = new Array<Float64Array | undefined>(Math.ceil(count / ROWS_PER_STEP)).fill(undefined);
+  }
+
+  /** Rows whose room in the capture is allocated so far. */
+  get allocatedRows(): number {
+    return this.allocated;
   }
 
   protected copyRange(from: number, to: number): void {
-    this.rows.copyRows(from, to, this.present, this.data);
+    // A step's range and a kept row lie in one piece: steps start at multiples of ROWS_PER_STEP.
+    for (let n = from; n < to; ) {
+      const p = Math.floor(n / ROWS_PER_STEP);
+      const end = Math.min(to, (p + 1) * ROWS_PER_STEP);
+      this.rows.copyRows(n, end, this.present, this.piece(p), p * ROWS_PER_STEP);
+      n = end;
+    }
   }
 
-  /** The rows of the instant; only once `complete`. */
-  result(): RowsSnapshot {
+  private piece(p: number): Float64Array {
+    let piece = this.pieces[p];
+    if (piece === undefined) {
+      const rows = Math.min(ROWS_PER_STEP, this.count - p * ROWS_PER_STEP);
+      piece = new Float64Array(rows * this.rows.width);
+      this.pieces[p] = piece;
+      this.allocated += rows;
+    }
+    return piece;
+  }
+
+  /** The rows of the instant, their numbers in pieces of consecutive rows; only once `complete`. */
+  result(): RowsPieces {
     if (!this.complete) throw new Error('rows capture read before it completed');
     const { index, width } = this.rows;
-    return { index, width, count: this.count, present: this.present, data: this.data };
+    const pieces = this.pieces.map((_, p) => this.piece(p));
+    return { index, width, count: this.count, present: this.present, pieces };
   }
+}
+
+/** `RowsSnapshot` with its numbers in pieces: `pieces` one after the other are `data`. */
+export interface RowsPieces {
+  readonly index: string;
+  readonly width: number;
+  readonly count: number;
+  readonly present: Uint8Array;
+  readonly pieces: readonly Float64Array[];
 }
 
 /** The changed rows of one `DenseRows` at an instant (see `SteppedCapture`). */

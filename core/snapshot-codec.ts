@@ -21,7 +21,7 @@
  */
 
 import { crc32 } from 'node:zlib';
-import type { RowsDelta, RowsSnapshot } from './dense-rows.js';
+import type { RowsDelta, RowsPieces, RowsSnapshot } from './dense-rows.js';
 import type { VectorsDelta, VectorsSnapshot } from './dense-vectors.js';
 import { GreenStreamError } from './errors.js';
 
@@ -122,7 +122,7 @@ export function drain<T>(steps: Generator<void, T>): T {
  */
 export function* encodeBinarySnapshotSteps(
   json: string | readonly string[],
-  rows: readonly RowsSnapshot[],
+  rows: readonly (RowsSnapshot | RowsPieces)[],
   headers: readonly RowsHeader[],
   vectors: readonly VectorsSnapshot[] = [],
   vectorHeaders: readonly VectorsHeader[] = [],
@@ -159,7 +159,7 @@ export function* encodeBinarySnapshotSteps(
     out.set(r.present.subarray(0, r.count), at);
     out.fill(0, at + r.count, at + pad8(r.count));
     at += pad8(r.count);
-    at = yield* writeNumbersSteps(out, at, r.data.subarray(0, r.count * r.width), headers[k]!.type === 'i32');
+    at = yield* writeNumbersSteps(out, at, numberPieces(r), headers[k]!.type === 'i32');
   }
   for (let k = 0; k < vectors.length; k++) {
     const v = vectors[k]!;
@@ -173,19 +173,47 @@ export function* encodeBinarySnapshotSteps(
 const STEP_CHARS = 1 << 20;
 const STEP_NUMBERS = 1 << 19;
 
-/** `writeNumbers` a slice of `STEP_NUMBERS` at a time, yielding between slices. */
+/** The numbers of rows as consecutive pieces. */
+function numberPieces(r: RowsSnapshot | RowsPieces): readonly Float64Array[] {
+  return 'pieces' in r ? r.pieces : [r.data.subarray(0, r.count * r.width)];
+}
+
+/**
+ * `rowsHeaders` of one set of rows, checking a piece of at most `STEP_NUMBERS` numbers between two yields:
+ * the whole state of integers checked at once held the loop up to ~50 ms.
+ */
+export function* rowsHeaderSteps(ns: string, r: RowsSnapshot | RowsPieces): Generator<void, RowsHeader> {
+  const header = { ns, index: r.index, width: r.width, count: r.count };
+  for (const piece of numberPieces(r)) {
+    for (let from = 0; from < piece.length; from += STEP_NUMBERS) {
+      const int32 = allInt32(piece.subarray(from, Math.min(piece.length, from + STEP_NUMBERS)));
+      yield;
+      if (!int32) return header;
+    }
+  }
+  return { ...header, type: 'i32' };
+}
+
+/** `writeNumbers` of consecutive pieces, a slice of `STEP_NUMBERS` at a time, yielding between slices. */
 function* writeNumbersSteps(
   out: Buffer,
   at: number,
-  data: Float64Array | Int32Array,
+  data: Float64Array | Int32Array | readonly Float64Array[],
   i32: boolean,
 ): Generator<void, number> {
-  const n = data.length;
+  const pieces = Array.isArray(data)
+    ? (data as readonly Float64Array[])
+    : [data as Float64Array | Int32Array];
   const width = i32 ? 4 : 8;
-  for (let from = 0; from < n; from += STEP_NUMBERS) {
-    const to = Math.min(n, from + STEP_NUMBERS);
-    writeRaw(out, at + from * width, data.subarray(from, to), i32);
-    if (to < n) yield;
+  let n = 0;
+  for (const piece of pieces) {
+    for (let from = 0; from < piece.length; from += STEP_NUMBERS) {
+      const to = Math.min(piece.length, from + STEP_NUMBERS);
+      writeRaw(out, at + (n + from) * width, piece.subarray(from, to), i32);
+      if (to < piece.length) yield;
+    }
+    n += piece.length;
+    yield;
   }
   const end = at + n * width;
   out.fill(0, end, at + pad8(n * width));

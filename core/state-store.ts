@@ -11,6 +11,7 @@ import {
   type RowsCapture,
   type RowsDelta,
   type RowsDeltaCapture,
+  type RowsPieces,
   type RowsSnapshot,
 } from './dense-rows.js';
 import {
@@ -29,7 +30,7 @@ import {
   isBinarySnapshot,
   type RowsHeader,
   rowsDeltaHeaders,
-  rowsHeaders,
+  rowsHeaderSteps,
   SnapshotChainError,
   SnapshotFormatError,
   vectorsDeltaHeaders,
@@ -370,6 +371,9 @@ export interface LegacyRowsUpgrade {
    */
   readonly upgrade: (value: unknown, n: number, data: Float64Array, offset: number) => unknown;
 }
+
+/** Timers printed in one piece of a full snapshot's steps (~5 ms). */
+const TIMERS_PER_PIECE = 4096;
 
 /**
  * A snapshot taken while the graph goes on: `StateStore.beginSnapshot()` fixes the content at that
@@ -868,6 +872,8 @@ export class StateStore {
       else timerEntries.set(ns, q.entries());
     }
     const timers: Record<string, string> = {};
+    /** The text of a full snapshot's timers so far, by namespace, in pieces of `TIMERS_PER_PIECE`. */
+    const timerTexts = new Map<string, string[]>();
     const values: Record<string, string | undefined> = {};
     // A frozen list is printed an item at a time in the steps below: its text is `[item,item,…]`.
     const frozen = new Map<string, { items: readonly unknown[]; texts: string[] }>();
@@ -931,13 +937,10 @@ export class StateStore {
       }
     }
     function* encodeFull(): Generator<void, Uint8Array> {
-      const rows = new Map<string, RowsSnapshot>();
+      const rows = new Map<string, RowsPieces>();
       for (const [ns, capture] of rowCaptures) rows.set(ns, (capture as RowsCapture).result());
       const headers: RowsHeader[] = [];
-      for (const [ns, r] of rows) {
-        headers.push(...rowsHeaders(new Map([[ns, r]])));
-        yield;
-      }
+      for (const [ns, r] of rows) headers.push(yield* rowsHeaderSteps(ns, r));
       const lists = new Map<string, VectorsSnapshot>();
       for (const [ns, capture] of vectorCaptures) lists.set(ns, (capture as VectorsCapture).result());
       const listHeaders = vectorsHeaders(lists);
@@ -1002,7 +1005,22 @@ export class StateStore {
         }
         for (const [ns, entries] of timerEntries) {
           if (ns in timers) continue;
-          timers[ns] = jsonOf(entries.map((t) => [t.key, t.name, t.time])) as string;
+          // A piece of timers at a time: a namespace of a timer per meter printed at once held the loop
+          // ~90 ms. Each piece is the text of its timers as items of the whole list.
+          let pieces = timerTexts.get(ns);
+          if (pieces === undefined) {
+            pieces = [];
+            timerTexts.set(ns, pieces);
+          }
+          while (pieces.length * TIMERS_PER_PIECE < entries.length) {
+            const from = pieces.length * TIMERS_PER_PIECE;
+            const piece = entries.slice(from, from + TIMERS_PER_PIECE).map((t) => [t.key, t.name, t.time]);
+            pieces.push((jsonOf(piece) as string).slice(1, -1));
+            if (performance.now() >= deadline && pieces.length * TIMERS_PER_PIECE < entries.length)
+              return false;
+          }
+          timers[ns] = `[${pieces.join(',')}]`;
+          timerTexts.delete(ns);
           if (performance.now() >= deadline && timerEntries.size > Object.keys(timers).length) return false;
         }
         for (const [ns, changes] of timerChanges) {

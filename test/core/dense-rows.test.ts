@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { RowsCapture } from '../../core/dense-rows.js';
 import {
   type DenseRows,
   deserializeSnapshot,
@@ -8,6 +9,7 @@ import {
   StateStore,
   serializeSnapshot,
 } from '../../core/index.js';
+import { decodeBinarySnapshot, encodeBinarySnapshot, rowsHeaders } from '../../core/snapshot-codec.js';
 
 const WIDTH = 3;
 
@@ -163,6 +165,54 @@ describe('numeric rows (DenseRows) in the state store', () => {
         expectRows(rows, model);
       }),
       { numRuns: 150 },
+    );
+  });
+
+  it("allocates and copies no row at a full snapshot's barrier: its steps and changes take a piece of ≤ 1,024 rows each", () => {
+    const { store, rows } = newStore();
+    for (let n = 0; n < 5000; n++) put(rows, n, n % WIDTH, n % 7 === 0 ? n + 0.5 : n);
+    const snapshot = store.beginSnapshot();
+    const capture = rows.capture;
+    expect(capture).toBeInstanceOf(RowsCapture);
+    const allocated = (): number => (capture as RowsCapture).allocatedRows;
+    // The barrier itself: nothing of the rows' size allocated.
+    expect(allocated()).toBe(0);
+    // A change ahead of the steps takes the one piece its row is in.
+    put(rows, 4500, 0, -1);
+    expect(allocated()).toBe(5000 - 4096);
+    // A step past its deadline copies one piece, and allocates it.
+    snapshot.step(0);
+    expect(allocated()).toBe(5000 - 4096 + 1024);
+    snapshot.step(0);
+    expect(allocated()).toBe(5000 - 4096 + 2048);
+    const bytes = snapshot.finish() as Uint8Array;
+    const back = newStore();
+    back.store.restore(deserializeSnapshot(bytes));
+    expect(back.rows.data[back.rows.open(4500)]).toBe(4500 % WIDTH === 0 ? 4500 : 0);
+    expect(back.rows.data[back.rows.open(4502) + (4502 % WIDTH)]).toBe(4502);
+  });
+
+  it('encodes rows captured in pieces to the very bytes of the rows in one buffer', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 3500 }),
+        fc.constantFrom(0.5, -0, 2 ** 31, Number.NaN, Number.POSITIVE_INFINITY, 1e-300),
+        fc.nat(3500),
+        fc.boolean(),
+        (count, odd, at, anyOdd) => {
+          const { store, rows } = newStore();
+          for (let n = 0; n < count; n += n % 5 === 0 ? 2 : 1) put(rows, n, n % WIDTH, n - 1000);
+          if (anyOdd && count > 0) put(rows, at % count, 1, odd);
+          const bytes = store.beginSnapshot().finish() as Uint8Array;
+          const { json } = decodeBinarySnapshot(bytes);
+          const whole = store.snapshot().rows!;
+          const headers = rowsHeaders(new Map(Object.entries(whole)));
+          expect(json).toContain(`"rows":${JSON.stringify(headers)}`);
+          const expected = encodeBinarySnapshot(json, Object.values(whole), headers);
+          expect(Buffer.compare(bytes, expected)).toBe(0);
+        },
+      ),
+      { numRuns: 60 },
     );
   });
 

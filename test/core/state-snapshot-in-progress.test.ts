@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { deserializeSnapshot, StateStore } from '../../core/index.js';
+import { deserializeSnapshot, StateStore, serializeSnapshot } from '../../core/index.js';
 
 interface MeterState {
   n: number;
@@ -98,6 +98,21 @@ describe('a state snapshot taken while the graph goes on', () => {
     expect(snapshot.finish()).toBe(expected);
     expect(snapshot.finish()).toBe(expected);
     expect(store.serialize()).not.toBe(expected);
+  });
+
+  it("prints a namespace's timers a piece of ≤ 4,096 at a time, to the text of all of them at once", () => {
+    const store = new StateStore();
+    const timers = store.timers('meters');
+    const ends = [Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, 1.5, 2 ** 53];
+    for (let i = 0; i < 10_000; i++) timers.set(`m${i}`, i % 3 === 0 ? 'silence' : 'hour', ends[i % 7] ?? i);
+    store.timers('few').set('k', 'x', 1);
+    const expected = serializeSnapshot(store.snapshot());
+    const snapshot = store.beginSnapshot();
+    let steps = 0;
+    while (!snapshot.step(0)) steps += 1;
+    // 10,000 timers in 3 pieces, one step each (all at once: 1); the namespace of one timer in the next.
+    expect(steps).toBe(3);
+    expect(snapshot.finish()).toBe(expected);
   });
 
   it('allows one snapshot at a time', () => {
