@@ -110,6 +110,7 @@ async function runThread(settings: ThreadSettings): Promise<void> {
       lineage,
       replay: false,
       finalWatermark: (max) => max + settings.profile.gaps.defaultIntervalMs,
+      finalStepMs: settings.profile.gaps.defaultIntervalMs,
       ...(settings.untilIdle ? {} : { idleTimeoutMs: 30_000 }),
       ...(fault === undefined ? {} : { fault }),
       crossMeter: false,

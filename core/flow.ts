@@ -41,6 +41,24 @@ export interface TickEvent {
   readonly kind: 'tick';
   /** Processing time of the tick, epoch ms. */
   readonly now: number;
+  /**
+   * The input has ended: the watermark stage moves the watermark one bounded step toward its final value
+   * (instead of in one jump that fires every pending timer at once) and sets `more` while it is not there.
+   * The runner sends such ticks, writing the buffered outputs between them, until `more` stays false, and
+   * only then completes the input: memory follows the write size, not the backlog of timers.
+   */
+  readonly drain?: DrainStep;
+  /**
+   * Set on a draining tick the watermark stage passes on once it is at its final watermark (this value):
+   * a later stage that holds its outputs beyond the watermark until the end of input (an hour's fault
+   * hold) moves its own end on by one bounded step per such tick, setting `drain.more`, likewise.
+   */
+  readonly finalWatermark?: number;
+}
+
+/** The reply of the watermark stage to a draining tick (set synchronously, while the tick is handled). */
+export interface DrainStep {
+  more: boolean;
 }
 
 export type FlowEvent<T> = DataEvent<T> | WatermarkEvent | TaggedEvent | TickEvent;
@@ -66,8 +84,8 @@ export function watermarkEvent(time: number): WatermarkEvent {
   return { kind: 'watermark', time };
 }
 
-export function tickEvent(now: number): TickEvent {
-  return { kind: 'tick', now };
+export function tickEvent(now: number, drain?: DrainStep): TickEvent {
+  return drain === undefined ? { kind: 'tick', now } : { kind: 'tick', now, drain };
 }
 
 export function taggedEvent<T>(tag: OutputTag<T>, items: readonly T[]): TaggedEvent {

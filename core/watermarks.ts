@@ -1,6 +1,6 @@
 /** Event-time watermarks from bounded out-of-orderness, per source partition, with idle partitions. */
 import { asyncScheduler, Observable, type SchedulerLike } from 'rxjs';
-import type { FlowEvent, Transform } from './flow.js';
+import type { DrainStep, FlowEvent, TickEvent, Transform } from './flow.js';
 import { subscribeGuarded } from './guarded.js';
 import type { StateStore } from './state-store.js';
 
@@ -28,6 +28,12 @@ export interface WatermarkOptions<T> {
    * does not fire merely because the file ended.
    */
   readonly finalWatermark?: (maxEventTime: number) => number;
+  /**
+   * At the end of input (a draining tick, see `TickEvent.drain`) the watermark moves toward the final one
+   * by at most this much event time per tick, to the next multiple of it, so each step fires only the
+   * timers of one such span. Undefined: one jump. A final watermark of +Infinity is always one jump.
+   */
+  readonly finalStepMs?: number;
   /** Where the partition positions live, so a checkpoint restores the watermark too. */
   readonly store: StateStore;
   readonly name: string;
@@ -87,6 +93,23 @@ export function assignWatermarks<T>(options: WatermarkOptions<T>): Transform<T, 
           subscriber.next({ kind: 'watermark', time: wm });
         }
       };
+      const drainStep = (event: TickEvent, reply: DrainStep): void => {
+        const s = state.get();
+        const target = current(event.now, true);
+        if (target > s.emitted) {
+          const step = options.finalStepMs;
+          const next =
+            step === undefined || !Number.isFinite(target) || !Number.isFinite(s.emitted)
+              ? target
+              : Math.min(target, (Math.floor(s.emitted / step) + 1) * step);
+          state.set({ ...s, emitted: next });
+          subscriber.next({ kind: 'watermark', time: next });
+          reply.more = true;
+          return;
+        }
+        // At the final watermark: a later stage holding outputs beyond it steps on (see `TickEvent`).
+        if (Number.isFinite(s.emitted)) subscriber.next({ ...event, finalWatermark: s.emitted });
+      };
       return subscribeGuarded(source, subscriber, {
         next: (event) => {
           if (event.kind === 'data') {
@@ -106,7 +129,8 @@ export function assignWatermarks<T>(options: WatermarkOptions<T>): Transform<T, 
             subscriber.next(event);
             advance(now, false);
           } else if (event.kind === 'tick') {
-            if (options.idleTimeoutMs !== undefined) advance(event.now, false);
+            if (event.drain !== undefined) drainStep(event, event.drain);
+            else if (options.idleTimeoutMs !== undefined) advance(event.now, false);
           } else if (event.kind === 'watermark') {
             // An upstream watermark (e.g. from a replayed checkpoint) is ignored: this stage is the source of truth.
           } else {

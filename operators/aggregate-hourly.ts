@@ -2,7 +2,7 @@
  * The hourly consumption of each meter (avg, min, max, stddev, count), and the hold that lets a zero or
  * stuck fault take its readings out of the hours before they fire.
  */
-import { concat, defer, EMPTY, filter, map, of, tap } from 'rxjs';
+import { concat, defer, EMPTY, filter, map, of } from 'rxjs';
 import {
   type Aggregator,
   type DenseKey,
@@ -355,12 +355,28 @@ function heldHours(
     },
   });
 
+  // How far a drain at the end of input has moved the held watermark (in the checkpoint: a run resumed
+  // mid-drain goes on from there).
+  const drained = store.value<number>(`${name}/drained`, Number.NEGATIVE_INFINITY);
   return (source) => {
     let last = Number.NEGATIVE_INFINITY;
     const input = concat(
       source.pipe(
-        tap((e) => {
+        map((e): FlowEvent<Reading | FaultEvent> => {
           if (e.kind === 'watermark') last = e.time;
+          else if (e.kind === 'tick' && e.drain !== undefined && e.finalWatermark !== undefined) {
+            // The input has ended: the hold's release moves on an hour per draining tick, so the held
+            // hours of every meter fire an hour at a time, each written before the next (see `TickEvent`).
+            last = Math.max(last, e.finalWatermark);
+            const end = last + holdMs;
+            const from = Math.max(drained.get(), last);
+            if (!Number.isFinite(end) || from >= end) return e;
+            const next = Math.min(end, (Math.floor(from / HOUR) + 1) * HOUR);
+            drained.set(next);
+            e.drain.more = true;
+            return watermarkEvent(next);
+          }
+          return e;
         }),
       ),
       defer(() => (last === Number.NEGATIVE_INFINITY ? EMPTY : of(watermarkEvent(last + holdMs)))),

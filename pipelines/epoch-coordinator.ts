@@ -194,7 +194,7 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
       opts.beforePull?.();
       const next = await source.next();
       if (next === 'end' || (next === 'idle' && opts.untilIdle)) {
-        input.complete();
+        if (await this.drain(input)) input.complete();
         await this.checkpoint(true);
         return;
       }
@@ -236,6 +236,30 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
         // Counts alone still end their epoch on time (the checkpoint writes them).
         await this.checkpoint(false);
       }
+    }
+  }
+
+  /**
+   * The input has ended: moves the watermark to its final value in the bounded steps of the watermark
+   * stage (see `TickEvent.drain`), writing the outputs between steps once `flushRows` are buffered, as
+   * after a pull. The end of a day's input otherwise fired every pending timer at once and held all their
+   * outputs until one write (the run's peak memory). A checkpoint due meanwhile is a consistent cut: the
+   * watermark reached is in the state, and a resumed run, its source at the end, drains on from there.
+   * False when the signal aborted before the end was reached.
+   */
+  private async drain(input: Subject<FlowEvent<unknown>>): Promise<boolean> {
+    const { graph, signal, now, flushRows } = this.options;
+    for (;;) {
+      const step = { more: false };
+      input.next(tickEvent(now(), step));
+      this.throwIfFailed();
+      if (!step.more) return true;
+      this.advanceCapture(this.sliceDeadline());
+      if (graph.bufferedRows >= flushRows) {
+        await this.flush();
+        if (this.checkpointDue()) await this.checkpoint(false);
+      }
+      if (signal?.aborted) return false;
     }
   }
 

@@ -237,6 +237,8 @@ export async function runMeterQualityJob(config: JobConfig): Promise<JobResult> 
       // A drained bounded input ends at its last interval, not at the end of time: a meter's "silent for
       // 24 h" timer must not fire merely because the files ended.
       finalWatermark: (max) => max + interval,
+      // … and gets there an interval at a time, each step's outputs written before the next fires.
+      finalStepMs: interval,
       ...(config.untilIdle ? {} : { idleTimeoutMs: 30_000 }),
       ...withFault(stageFaultFromEnv(process.env)),
       crossMeter,

@@ -68,6 +68,8 @@ export interface MeterQualityOptions {
   readonly idleTimeoutMs?: number;
   /** Watermark at the end of a bounded input; see `assignWatermarks`. */
   readonly finalWatermark?: (maxEventTime: number) => number;
+  /** The final watermark's step per draining tick; see `assignWatermarks`. */
+  readonly finalStepMs?: number;
   readonly scheduler?: SchedulerLike;
   /** Test hook: the named stage throws on its n-th data batch (see `stage-fault.ts`). */
   readonly fault?: StageFault;
@@ -107,15 +109,18 @@ const HOUR = 3_600_000;
  * 7: typed lists by meter (`core/dense-vectors.ts`) for the hourly stage's held readings and open hours
  *    (its keyed entries only the exclusions), dedupe's seen pairs, the low-variance and comm-failure rings
  *    (their keyed entries only an open fault; comm-failure's numbers in a typed row).
+ * 8: the hourly stage's `drained` value (how far the end of input's drain moved its hold's release); a
+ *    7 checkpoint lacks it only before a drain started, where its default holds.
  */
-export const METER_QUALITY_STATE_FORMAT = 'meter-quality/7';
+export const METER_QUALITY_STATE_FORMAT = 'meter-quality/8';
 
 /**
- * Layouts this build restores, upgrading them as it reads. None: 7 moved the hourly stage's state out of
+ * Layouts this build restores, upgrading them as it reads: 7 (8 only added a value with a default). Not
+ * earlier: 7 moved the hourly stage's state out of
  * 6's keyed entries, and 6 had changed them from 5's, which cannot be read into (the erratic-excursion rule's own upgrade from 5's JSON entries,
  * `rows()` with an `upgrade`, stays for the next layout that changes only typed rows).
  */
-export const METER_QUALITY_RESTORES_STATE_FORMATS: readonly string[] = [];
+export const METER_QUALITY_RESTORES_STATE_FORMATS: readonly string[] = ['meter-quality/7'];
 
 /**
  * The meter-quality graph: per-meter rules keyed by meter, then the cross-meter stages keyed by
@@ -168,6 +173,7 @@ export function meterQualityGraph(options: MeterQualityOptions): {
         maxOutOfOrdernessMs: profile.maxOutOfOrdernessMs,
         ...(options.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: options.idleTimeoutMs }),
         ...(options.finalWatermark === undefined ? {} : { finalWatermark: options.finalWatermark }),
+        ...(options.finalStepMs === undefined ? {} : { finalStepMs: options.finalStepMs }),
         ...(options.scheduler === undefined ? {} : { scheduler: options.scheduler }),
       }),
     ),
