@@ -8,7 +8,7 @@
  * Set GS_FENCE_SEED to replay a given sequence of start points (the seed is printed).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstream } from '@nats-io/jetstream';
@@ -348,9 +348,12 @@ describe('two CLI workers on one files-source checkpoint (embedded chDB)', () =>
     expectSuccess(await runCli(run('alone', '--until-idle'), { cwd }), 'uninterrupted');
     const expected = await fingerprint('alone');
 
-    // Takeover at a seeded point of the first worker's run (start-up, mid-run or idle after draining).
+    // Takeover at a seeded point of the first worker's run (start-up, mid-run or idle after draining),
+    // counted from when it holds the lock: counted from its spawn, a loaded machine could start the
+    // second first, which then held the lock and the first waited for it and ran on live.
     const delayMs = Math.round(random() * 3_000);
     const first = startCli(run('shared'), { cwd, timeoutMs: 150_000 });
+    await waitForLockHolder(join(dir, 'shared', 'checkpoint.json.lock'), first.child.pid, 60_000);
     await sleep(delayMs);
     const second = startCli(run('shared', '--until-idle', '--takeover'), { cwd, timeoutMs: 150_000 });
     const [r1, r2] = await Promise.all([first.done, second.done]);
@@ -374,6 +377,22 @@ describe('two CLI workers on one files-source checkpoint (embedded chDB)', () =>
     console.log(`[fencing] files source, seed ${seed}: takeover ${delayMs} ms after start`);
   }, 240_000);
 });
+
+/** Waits until the lock file of a checkpoint names process `pid` as its holder. */
+async function waitForLockHolder(path: string, pid: number | undefined, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = await readFile(path, 'utf8').catch(() => '');
+    try {
+      if (pid !== undefined && (JSON.parse(text) as { holder?: { pid?: number } }).holder?.pid === pid)
+        return;
+    } catch {
+      // Not written yet, or written as we read it.
+    }
+    if (Date.now() > deadline) throw new Error(`${path} never named pid ${pid} as its holder: ${text}`);
+    await sleep(50);
+  }
+}
 
 function comparedColumnsOf(table: (typeof comparedTables)[number]): string {
   return comparedColumns[table]!.join(', ');
