@@ -271,6 +271,33 @@ export class DenseVectors {
 /** Lists copied per step before the deadline is checked again. */
 const LISTS_PER_STEP = 1024;
 
+/** One buffer for `count` lists of the given lengths, laid out one after the other. */
+function layOut(
+  count: number,
+  lengthOf: (i: number) => number,
+): { lengths: Int32Array; offsets: Float64Array; data: Float64Array } {
+  // One loop, not `Int32Array.from` (the iterator protocol over a plain array: ~10× slower here).
+  const lengths = new Int32Array(count);
+  const offsets = new Float64Array(count);
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    const length = lengthOf(i);
+    lengths[i] = length;
+    offsets[i] = total;
+    total += length;
+  }
+  return { lengths, offsets, data: new Float64Array(total) };
+}
+
+/** Copies the first `length` numbers of list `n` into `data` at `at`. */
+function copyList(vectors: DenseVectors, n: number, length: number, data: Float64Array, at: number): void {
+  if (length === 0) return;
+  const list = vectors.array(n);
+  // Most lists are a few dozen numbers: a loop costs less than the view `subarray` allocates.
+  if (length <= 64) for (let i = 0; i < length; i++) data[at + i] = list[i]!;
+  else data.set(list.subarray(0, length), at);
+}
+
 /**
  * The lists of one `DenseVectors` at an instant (see `SteppedCapture`), copied in key order into one buffer
  * laid out at the instant's lengths.
@@ -287,42 +314,21 @@ export class VectorsCapture extends SteppedCapture {
     release: () => void,
   ) {
     super(lengths.length, LISTS_PER_STEP, release);
-    const count = lengths.length;
-    // One loop, not `Int32Array.from` (the iterator protocol over a plain array: ~10× slower here).
-    const copied = new Int32Array(count);
-    const offsets = new Float64Array(count);
-    let total = 0;
-    for (let n = 0; n < count; n++) {
-      const length = lengths[n]!;
-      copied[n] = length;
-      offsets[n] = total;
-      total += length;
-    }
-    this.lengths = copied;
-    this.offsets = offsets;
-    this.data = new Float64Array(total);
+    ({
+      lengths: this.lengths,
+      offsets: this.offsets,
+      data: this.data,
+    } = layOut(lengths.length, (n) => lengths[n]!));
   }
 
   protected copyRange(from: number, to: number): void {
-    for (let n = from; n < to; n++) this.copy(n);
+    for (let n = from; n < to; n++) copyList(this.vectors, n, this.lengths[n]!, this.data, this.offsets[n]!);
   }
 
   /** The lists of the instant; only once `complete`. */
   result(): VectorsSnapshot {
     if (!this.complete) throw new Error('vectors capture read before it completed');
     return { index: this.vectors.index, count: this.count, lengths: this.lengths, data: this.data };
-  }
-
-  private copy(n: number): void {
-    const length = this.lengths[n]!;
-    if (length === 0) return;
-    const list = this.vectors.array(n);
-    const at = this.offsets[n]!;
-    // Most lists are a few dozen numbers: a loop costs less than the view `subarray` allocates.
-    if (length <= 64) {
-      const data = this.data;
-      for (let i = 0; i < length; i++) data[at + i] = list[i]!;
-    } else this.data.set(list.subarray(0, length), at);
   }
 }
 
@@ -343,27 +349,16 @@ export class VectorsDeltaCapture extends SteppedCapture {
   ) {
     super(ids.length, LISTS_PER_STEP, release, positions);
     this.used = lengths.length;
-    const k = ids.length;
-    const copied = new Int32Array(k);
-    const offsets = new Float64Array(k);
-    let total = 0;
-    for (let i = 0; i < k; i++) {
-      const length = lengths[ids[i]!]!;
-      copied[i] = length;
-      offsets[i] = total;
-      total += length;
-    }
-    this.lengths = copied;
-    this.offsets = offsets;
-    this.data = new Float64Array(total);
+    ({
+      lengths: this.lengths,
+      offsets: this.offsets,
+      data: this.data,
+    } = layOut(ids.length, (i) => lengths[ids[i]!]!));
   }
 
   protected copyRange(from: number, to: number): void {
-    for (let i = from; i < to; i++) {
-      const length = this.lengths[i]!;
-      if (length === 0) continue;
-      this.data.set(this.vectors.array(this.ids[i]!).subarray(0, length), this.offsets[i]!);
-    }
+    for (let i = from; i < to; i++)
+      copyList(this.vectors, this.ids[i]!, this.lengths[i]!, this.data, this.offsets[i]!);
   }
 
   /** The changed lists of the instant; only once `complete`. */
