@@ -34,16 +34,6 @@ export function batchBudget(options: BatchBudgetOptions): () => number {
   return () => (rss() > limit ? 1 : bytes);
 }
 
-/** `--max-memory <MiB>` (or `$GS_MAX_MEMORY`): a whole number of MiB, at least 64; bytes, or undefined when not given. */
-export function parseMaxMemory(text: string | undefined): number | undefined {
-  if (text === undefined || text.trim() === '') return undefined;
-  if (!/^\s*\d+\s*$/.test(text)) throw new RangeError(`must be a whole number of MiB, got "${text}"`);
-  const mib = Number(text);
-  if (!(Number.isSafeInteger(mib) && mib >= MIN_MAX_MEMORY_MIB))
-    throw new RangeError(`must be at least ${MIN_MAX_MEMORY_MIB} MiB, got "${text}"`);
-  return mib * 1024 * 1024;
-}
-
 /** Below this a worker cannot hold its own code, state and one batch. */
 export const MIN_MAX_MEMORY_MIB = 64;
 
