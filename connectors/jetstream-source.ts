@@ -175,6 +175,30 @@ const MIN_EXPIRES_MS = 1000;
 const ACK_CONCURRENCY = 1024;
 /** How long setting up a consumer keeps trying through a cluster's leader election. */
 const SETUP_RETRY_MS = 15_000;
+/** JSConsumerNameExistErr: in a cluster, also a node still running a deleted consumer's old copy. */
+const CONSUMER_NAME_IN_USE = 10013;
+
+/** A consumer found with another start position right after it was deleted (see `#setUp`). */
+class StaleConsumerError extends Error {
+  constructor() {
+    super('a copy of the deleted consumer is still running');
+  }
+}
+
+async function deleteConsumer(js: JetStreamClient, stream: string, durable: string): Promise<void> {
+  try {
+    // No API check: it is one more request that fails raw while a server is out of reach.
+    await (await js.jetstreamManager(false)).consumers.delete(stream, durable);
+  } catch (error) {
+    if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound))
+      // Retryable when the server was out of reach (the class reads that off the cause).
+      throw new StreamSetupError(
+        `cannot delete consumer ${durable} on ${stream}`,
+        { stream, durable },
+        { cause: error },
+      );
+  }
+}
 
 export class JetStreamSource implements ReadingsMessageSource {
   readonly #js: JetStreamClient;
@@ -227,26 +251,33 @@ export class JetStreamSource implements ReadingsMessageSource {
     resumeAfterSeq: number,
   ): Promise<JetStreamSource> {
     const stream = options.stream ?? READINGS_STREAM;
-    try {
-      // No API check: it is one more request that fails raw while a server is out of reach.
-      await (await js.jetstreamManager(false)).consumers.delete(stream, options.durable);
-    } catch (error) {
-      if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound))
-        // Retryable when the server was out of reach (the class reads that off the cause).
-        throw new StreamSetupError(
-          `cannot delete consumer ${options.durable} on ${stream}`,
-          { stream, durable: options.durable },
-          { cause: error },
-        );
-    }
-    return JetStreamSource.open(js, {
-      ...options,
-      start: resumeAfterSeq === 0 ? { kind: 'all' } : { kind: 'sequence', seq: resumeAfterSeq + 1 },
-    });
+    await deleteConsumer(js, stream, options.durable);
+    return JetStreamSource.#setUp(
+      js,
+      {
+        ...options,
+        start: resumeAfterSeq === 0 ? { kind: 'all' } : { kind: 'sequence', seq: resumeAfterSeq + 1 },
+      },
+      true,
+    );
   }
 
   /** Creates the durable consumer if missing (or updates its limits), and binds to it. */
   static async open(js: JetStreamClient, options: JetStreamSourceOptions): Promise<JetStreamSource> {
+    return JetStreamSource.#setUp(js, options, false);
+  }
+
+  /**
+   * `freshStart`: the durable was just deleted, so one found with another start position is a copy the
+   * deletion has not reached yet (a cluster node that was restarting still runs it, and answers a create
+   * with "consumer name already in use"): it is deleted again rather than bound to, since it would deliver
+   * from its old position.
+   */
+  static async #setUp(
+    js: JetStreamClient,
+    options: JetStreamSourceOptions,
+    freshStart: boolean,
+  ): Promise<JetStreamSource> {
     const stream = options.stream ?? READINGS_STREAM;
     const context = { stream, durable: options.durable };
     const jsm = await js.jetstreamManager(false);
@@ -256,10 +287,12 @@ export class JetStreamSource implements ReadingsMessageSource {
       max_deliver: options.maxDeliver ?? -1,
       ...filterConfig(options.filterSubjects),
     };
+    const start = startConfig(options.start ?? { kind: 'all' });
     let info: ConsumerInfo;
     const started = Date.now();
-    // A cluster electing a leader answers "temporarily unavailable" or not at all for a few seconds; the
-    // steps below are idempotent (they look the consumer up again), so they are simply tried again.
+    // A cluster electing a leader answers "temporarily unavailable" or not at all for a few seconds, and a
+    // node catching up on a deletion answers "name already in use"; the steps below are idempotent (they
+    // look the consumer up again), so they are simply tried again.
     for (let attempt = 0; ; attempt++) {
       try {
         let existing: ConsumerInfo | null = null;
@@ -268,12 +301,22 @@ export class JetStreamSource implements ReadingsMessageSource {
         } catch (error) {
           if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
         }
+        // Nothing pulls from a just-created durable before this returns (its worker holds the fence), so
+        // one that has delivered is the old copy too.
+        const stale =
+          existing !== null &&
+          freshStart &&
+          (!sameStart(existing.config, start) || existing.delivered.consumer_seq > 0);
+        if (stale) {
+          await deleteConsumer(js, stream, options.durable);
+          throw new StaleConsumerError();
+        }
         if (existing === null) {
           info = await jsm.consumers.add(stream, {
             durable_name: options.durable,
             ack_policy: AckPolicy.Explicit,
             replay_policy: ReplayPolicy.Instant,
-            ...startConfig(options.start ?? { kind: 'all' }),
+            ...start,
             ...limits,
           });
         } else if (sameLimits(existing.config, limits)) {
@@ -283,7 +326,11 @@ export class JetStreamSource implements ReadingsMessageSource {
         }
         break;
       } catch (error) {
-        if (isTransientNatsError(error) && Date.now() - started < SETUP_RETRY_MS) {
+        const settling =
+          error instanceof StaleConsumerError ||
+          isApiError(error, CONSUMER_NAME_IN_USE) ||
+          isTransientNatsError(error);
+        if (settling && Date.now() - started < SETUP_RETRY_MS) {
           await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 2_000)));
           continue;
         }
@@ -870,6 +917,14 @@ function startConfig(start: StartPosition): Partial<ConsumerConfig> {
     case 'time':
       return { deliver_policy: DeliverPolicy.StartTime, opt_start_time: start.time.toISOString() };
   }
+}
+
+function sameStart(config: ConsumerConfig, wanted: Partial<ConsumerConfig>): boolean {
+  return (
+    config.deliver_policy === wanted.deliver_policy &&
+    (config.opt_start_seq ?? 0) === (wanted.opt_start_seq ?? 0) &&
+    (config.opt_start_time ?? '') === (wanted.opt_start_time ?? '')
+  );
 }
 
 function sameLimits(config: ConsumerConfig, wanted: Partial<ConsumerConfig>): boolean {
