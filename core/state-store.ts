@@ -767,9 +767,10 @@ export class StateStore {
 
   /**
    * A single operator-wide value (an input watermark, a source position). `freeze`, for a large list that
-   * changes in place (a sort buffer), copies its items as they are at a snapshot's barrier (a shallow copy
-   * of their arrays is enough when the rest never changes): the copy is printed an item at a time in the
-   * snapshot's steps, not in one piece at the barrier. The text is the same either way.
+   * changes in place (a sort buffer), copies its items as they are at a snapshot's barrier, in the form a
+   * checkpoint holds (a shallow copy of their arrays is enough when the rest never changes; a list that
+   * keeps live objects packs them here): every snapshot takes the value through it, and a streamed one
+   * prints the copy an item at a time in its steps, not in one piece at the barrier.
    */
   value<S>(name: string, initial: S, freeze?: (value: S) => readonly unknown[]): ValueState<S> {
     const values = this.values;
@@ -811,7 +812,10 @@ export class StateStore {
     const timers: Record<string, Json> = {};
     for (const [ns, q] of this.timerQueues) timers[ns] = q.snapshot();
     const values: Record<string, Json> = {};
-    for (const [k, v] of this.values) values[k] = structuredClone(v) as Json;
+    for (const [k, v] of this.values) {
+      const freeze = this.freezers.get(k);
+      values[k] = structuredClone(freeze !== undefined && Array.isArray(v) ? freeze(v) : v) as Json;
+    }
     const version = this.binary ? 2 : 1;
     if (this.indexes.size === 0) return { version, keyed, timers, values };
     const indexes: Record<string, string[]> = {};

@@ -46,10 +46,13 @@ interface SharedFields {
 }
 
 /**
- * The readings a segment took, as they arrived. Kept under a symbol: JSON and structured clones skip symbol
- * keys, so a checkpoint holds only the flat arrays, while a running worker releases the very objects it took
- * instead of rebuilding them (a rebuilt copy per reading cost the graph ~40 % more scavenging time, 5,000
- * meters × 1 day). A segment restored from a checkpoint has none and is rebuilt from its arrays.
+ * The readings a live segment took, as they arrived: a running worker keeps only these and releases the
+ * very objects it took (a rebuilt copy per reading cost the graph ~40 % more scavenging time, 5,000 meters
+ * × 1 day). Kept under a symbol: JSON and structured clones skip symbol keys. The flat arrays a checkpoint
+ * holds are built from them at a snapshot's barrier only (`freezePending`): filled per reading, they were
+ * ~220 bytes of allocation a reading (five strings and three numbers pushed into growing arrays) and a
+ * comparison of the shared fields, for a copy that only a checkpoint reads. A segment restored from a
+ * checkpoint has no readings under the symbol and is rebuilt from its arrays.
  */
 const ARRIVED = Symbol('arrived');
 
@@ -68,16 +71,18 @@ interface PendingBucket {
 }
 
 /**
- * Up to {@link SEGMENT} readings as two flat arrays: a reading is two pushes, and the numbers stay unboxed
- * doubles. Segments keep every array small: a minute of a 50,000-meter fleet in one array would be 250,000
- * strings, re-allocated and copied as it grows, and far past the size V8 allocates in the young generation.
+ * Up to {@link SEGMENT} readings. In a checkpoint (and once restored from one), as two flat arrays where the
+ * numbers stay unboxed doubles; while the worker runs, as the reading objects themselves (`ARRIVED`, the
+ * arrays then empty). Segments keep every array small: a minute of a 50,000-meter fleet in one array would
+ * be 250,000 strings, re-allocated and copied as it grows, and far past the size V8 allocates in the young
+ * generation.
  */
 interface Segment {
   /** Per reading {@link TEXTS} strings: meterId, rawValue, rawUnit, recordId, source. */
   r: string[];
   /** Per reading {@link NUMBERS} numbers: ts − s (0 on the minute), kW (0 when null), index into `p`. */
   n: number[];
-  /** Every reading of the segment, in arrival order, unless it was restored from a checkpoint. */
+  /** A live segment's readings, in arrival order (its `r` and `n` then empty); absent once restored. */
   [ARRIVED]?: Reading[];
   /** Optional measurements by reading index, for the few readings that carry them. */
   m?: Record<number, Measurements>;
@@ -203,7 +208,7 @@ export function orderByEventTime(store: StateStore, name = 'orderByEventTime'): 
         bucket = { s: start, g: [], p: [] };
         buckets.splice(i + 1, 0, bucket);
       }
-      pack(bucket, r);
+      take(bucket, r);
     },
     // Released once the watermark reaches their time: `ts <= watermark` is `ts < watermark + 1` in whole ms.
     onWatermark: (watermark, out) => release(watermark + 1, out),
@@ -215,10 +220,21 @@ export function orderByEventTime(store: StateStore, name = 'orderByEventTime'): 
  * that change in place are copied (strings and numbers, no text printed), the shared fields never change.
  */
 function freezePending(buckets: PendingBucket[]): PendingBucket[] {
-  return buckets.map((b) => ({ s: b.s, g: b.g.map(freezeSegment), p: b.p.slice() }));
+  return buckets.map((b) => {
+    // A live segment's shared fields are added to the copy as its readings are packed.
+    const p = b.p.slice();
+    const g = b.g.map((segment) => freezeSegment(b.s, p, segment));
+    return { s: b.s, g, p };
+  });
 }
 
-function freezeSegment(g: Segment): Segment {
+function freezeSegment(s: number, p: SharedFields[], g: Segment): Segment {
+  const arrived = g[ARRIVED];
+  if (arrived !== undefined) {
+    const packed: Segment = { r: [], n: [] };
+    for (let j = 0; j < arrived.length; j++) pack(s, p, packed, arrived[j]!);
+    return packed;
+  }
   const copy: Segment = { r: g.r.slice(), n: g.n.slice() };
   if (g.m !== undefined) {
     const m: Record<number, Measurements> = {};
@@ -228,22 +244,26 @@ function freezeSegment(g: Segment): Segment {
   return copy;
 }
 
-function pack(b: PendingBucket, r: BufferedReading): void {
+/** Appends `r` to the bucket's newest live segment, opening one when it is full or restored. */
+function take(b: PendingBucket, r: Reading): void {
   const segments = b.g;
-  let g = segments[segments.length - 1];
-  if (g === undefined || g.n.length >= SEGMENT * NUMBERS) {
-    g = { r: [], n: [], [ARRIVED]: [] };
-    segments.push(g);
-  }
+  const g = segments[segments.length - 1];
+  const arrived = g?.[ARRIVED];
+  if (arrived !== undefined && arrived.length < SEGMENT) arrived.push(r);
+  else segments.push({ r: [], n: [], [ARRIVED]: [r] });
+}
+
+/** Appends `r` to the flat arrays of a checkpoint's segment `g` of the bucket starting at `s`. */
+function pack(s: number, p: SharedFields[], g: Segment, r: BufferedReading): void {
   const kw = r.kw;
   g.r.push(r.meterId, r.rawValue, r.rawUnit, r.recordId, r.source);
   // ts − s is exact: both are integers, or doubles within a factor of two of each other.
-  g.n.push(r.ts - b.s, kw === null ? 0 : kw, sharedIndex(b.p, r));
+  g.n.push(r.ts - s, kw === null ? 0 : kw, sharedIndex(p, r));
   if (r.measurements !== undefined) {
+    // A copy: the reading may leave, and be changed downstream, before the snapshot is printed.
     g.m ??= {};
-    g.m[g.r.length / TEXTS - 1] = r.measurements;
+    g.m[g.r.length / TEXTS - 1] = { ...r.measurements };
   }
-  g[ARRIVED]?.push(r);
 }
 
 /** Index of `r`'s shared fields in `p`, added when no entry matches; the newest entry is the likeliest. */
@@ -335,23 +355,36 @@ function unpack(b: PendingBucket, g: Segment, j: number): Reading {
 /** Moves the bucket's readings before `watermark` to `due` (in arrival order) and keeps the rest. */
 function releaseBefore(b: PendingBucket, watermark: number, due: Reading[]): void {
   for (const g of b.g) {
-    const { r: texts, n: numbers } = g;
     const arrived = g[ARRIVED];
+    if (arrived !== undefined) {
+      let kept = 0;
+      for (let j = 0; j < arrived.length; j++) {
+        const r = arrived[j]!;
+        if (r.ts < watermark) due.push(r);
+        else arrived[kept++] = r;
+      }
+      arrived.length = kept;
+      continue;
+    }
+    const { r: texts, n: numbers, m } = g;
     const count = numbers.length / NUMBERS;
+    // Measurements are by reading index: the kept readings' move with them.
+    const keptMeasurements: Record<number, Measurements> | undefined = m === undefined ? undefined : {};
     let kept = 0;
     for (let j = 0; j < count; j++) {
       if (b.s + numbers[j * NUMBERS]! < watermark) {
-        due.push(arrived !== undefined ? arrived[j]! : unpack(b, g, j));
+        due.push(unpack(b, g, j));
         continue;
       }
-      if (arrived !== undefined) arrived[kept] = arrived[j]!;
       for (let f = 0; f < TEXTS; f++) texts[kept * TEXTS + f] = texts[j * TEXTS + f]!;
       for (let f = 0; f < NUMBERS; f++) numbers[kept * NUMBERS + f] = numbers[j * NUMBERS + f]!;
+      const measurements = m?.[j];
+      if (measurements !== undefined) keptMeasurements![kept] = measurements;
       kept++;
     }
     texts.length = kept * TEXTS;
     numbers.length = kept * NUMBERS;
-    if (arrived !== undefined) arrived.length = kept;
+    if (keptMeasurements !== undefined) g.m = keptMeasurements;
   }
 }
 
