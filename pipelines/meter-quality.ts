@@ -111,16 +111,20 @@ const HOUR = 3_600_000;
  *    (their keyed entries only an open fault; comm-failure's numbers in a typed row).
  * 8: the hourly stage's `drained` value (how far the end of input's drain moved its hold's release); a
  *    7 checkpoint lacks it only before a drain started, where its default holds.
+ * 9: the hourly stage's end of an hour is one timer for every meter (`end:<start>` under the first meter's
+ *    key) instead of one per meter; an 8 or 7 checkpoint's per-meter timers fire the same hours in the
+ *    same order (the first of them fires the hour of every meter), but a build of 8 would fire only the
+ *    first meter's hour of a 9 checkpoint.
  */
-export const METER_QUALITY_STATE_FORMAT = 'meter-quality/8';
+export const METER_QUALITY_STATE_FORMAT = 'meter-quality/9';
 
 /**
- * Layouts this build restores, upgrading them as it reads: 7 (8 only added a value with a default). Not
- * earlier: 7 moved the hourly stage's state out of
+ * Layouts this build restores, upgrading them as it reads: 8 (9 only reads its timers differently) and 7
+ * (8 only added a value with a default). Not earlier: 7 moved the hourly stage's state out of
  * 6's keyed entries, and 6 had changed them from 5's, which cannot be read into (the erratic-excursion rule's own upgrade from 5's JSON entries,
  * `rows()` with an `upgrade`, stays for the next layout that changes only typed rows).
  */
-export const METER_QUALITY_RESTORES_STATE_FORMATS: readonly string[] = ['meter-quality/7'];
+export const METER_QUALITY_RESTORES_STATE_FORMATS: readonly string[] = ['meter-quality/8', 'meter-quality/7'];
 
 /**
  * The meter-quality graph: per-meter rules keyed by meter, then the cross-meter stages keyed by

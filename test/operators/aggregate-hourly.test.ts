@@ -1,7 +1,7 @@
 import fc from 'fast-check';
-import { from, type Observable, of } from 'rxjs';
+import { from, type Observable, of, Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { type FlowEvent, LATE, SideInput, StateStore } from '../../core/index.js';
+import { deserializeSnapshot, type FlowEvent, LATE, SideInput, StateStore } from '../../core/index.js';
 import { aggregateHourly, faultsBesideReadings } from '../../operators/aggregate-hourly.js';
 import { detectStuckMeter } from '../../operators/detect-stuck-meter.js';
 import type { MeterRegistry } from '../../operators/outputs.js';
@@ -286,6 +286,130 @@ describe('aggregateHourly: a zero or stuck fault takes its whole window out (fau
       wm(T0 + 2 * HOUR + HOLD),
     ]);
     expect(store.keyed('aggregateHourly').size).toBe(0);
+  });
+
+  describe('one timer per hour for every meter', () => {
+    // Numbered in first-seen order, which is not the id order: rows must still come in id order.
+    const ids = ['M9', 'M3', 'M10', 'M1', 'M20'];
+    const fleet = (hours: number) =>
+      Array.from({ length: hours * 4 }, (_, k) =>
+        ids.map((id, i) => r(id, T0 + k * INTERVAL, 1 + ((k * (i + 3)) % 7))),
+      );
+    const events = (): FlowEvent<Reading | FaultEvent>[] => {
+      const out: FlowEvent<Reading | FaultEvent>[] = [];
+      const minutes = fleet(5);
+      for (let k = 0; k < minutes.length; k++) {
+        out.push(data(...minutes[k]!));
+        // Every 40 min, a watermark 20 min behind the data: hours fire a few at a time.
+        if (k % 3 === 2) out.push(wm(T0 + k * INTERVAL - 20 * MINUTE + HOLD));
+      }
+      out.push(wm(T0 + 6 * HOUR + HOLD));
+      return out;
+    };
+    /** Without `end`, the input stays open (a worker killed there): no end-of-input watermark. */
+    const runFrom = (store: StateStore, input: FlowEvent<Reading | FaultEvent>[], end = true) => {
+      const out: FlowEvent<HourlyConsumption>[] = [];
+      const source = new Subject<FlowEvent<Reading | FaultEvent>>();
+      source
+        .pipe(aggregateHourly(store, registry(), { allowedLatenessMs: 0, faultHoldMs: HOLD }))
+        .subscribe((e) => out.push(e));
+      for (const e of input) source.next(e);
+      if (end) source.complete();
+      return out;
+    };
+    const sortedIds = [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+
+    it('fires every meter\u2019s hour in meter-id order, with one timer an hour, not one a meter', () => {
+      const store = new StateStore();
+      const all = events();
+      // Up to the first watermark that releases two hours' readings: both hours open, none fired.
+      const cut = all.findIndex((e) => e.kind === 'watermark' && e.time >= T0 + HOUR + HOLD + 30 * MINUTE);
+      runFrom(store, all.slice(0, cut + 1), false);
+      const ends = store
+        .timers('aggregateHourly')
+        .entries()
+        .filter((t) => t.name.startsWith('end:'));
+      expect(ends.map((t) => t.name).sort()).toEqual([`end:${T0 + HOUR}`]);
+      const out = runFrom(new StateStore(), all);
+      const batches = out.flatMap((e) => (e.kind === 'data' ? [e.items] : []));
+      expect(batches.flat()).toHaveLength(5 * ids.length);
+      for (const batch of batches) {
+        const order = batch.map((h) => [h.hour, h.meterId]);
+        const hours = [...new Set(batch.map((h) => h.hour))].sort((a, b) => a - b);
+        expect(order).toEqual(hours.flatMap((hour) => sortedIds.map((id) => [hour, id])));
+      }
+    });
+
+    it('a run restored at any cut, from its own checkpoint or one with a timer per meter-hour, emits what an uninterrupted one does', () => {
+      const all = events();
+      const uninterrupted = runFrom(new StateStore(), all);
+      for (let cut = 1; cut < all.length; cut += 3) {
+        for (const legacy of [false, true]) {
+          const first = new StateStore();
+          const before = runFrom(first, all.slice(0, cut), false);
+          if (legacy) {
+            // Layout 8: each meter's open hour had its own `end:<start>` timer, keyed by the meter.
+            const queue = first.timers('aggregateHourly');
+            for (const t of queue.entries())
+              if (t.name.startsWith('end:')) {
+                queue.delete(t.key, t.name);
+                for (const id of ids) queue.set(id, t.name, t.time);
+              }
+          }
+          const resumed = new StateStore();
+          resumed.restore(deserializeSnapshot(first.serialize()));
+          expect([...before, ...runFrom(resumed, all.slice(cut))]).toEqual(uninterrupted);
+        }
+      }
+    });
+
+    it('for any readings, batches and watermarks: every meter-hour once, in (hour, meter id) order within a batch', () => {
+      fc.assert(
+        fc.property(
+          fc.uniqueArray(fc.stringMatching(/^[A-Za-z0-9-]{1,6}$/), { minLength: 1, maxLength: 6 }),
+          fc.array(fc.tuple(fc.nat({ max: 5 }), fc.integer({ min: 0, max: 8 * 60 - 1 })), { maxLength: 80 }),
+          fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 10 }),
+          (meterIds, picks, cuts) => {
+            // Distinct (meter, minute) readings in event-time order, cut into batches at the given sizes.
+            const seen = new Set<string>();
+            const readings = picks
+              .map(([m, minute]) => r(meterIds[m % meterIds.length]!, T0 + minute * MINUTE, 1 + (minute % 5)))
+              .filter((x) => !seen.has(`${x.meterId}@${x.ts}`) && seen.add(`${x.meterId}@${x.ts}`))
+              .sort((a, b) => a.ts - b.ts);
+            const input: FlowEvent<Reading | FaultEvent>[] = [];
+            let i = 0;
+            for (let c = 0; i < readings.length; c++) {
+              const batch = readings.slice(i, i + cuts[c % cuts.length]!);
+              i += batch.length;
+              input.push(data(...batch));
+              // Below the next batch's first time (no reading is late), moved on by the hold.
+              const next = readings[i];
+              if (next !== undefined) input.push(wm(next.ts - 1 + HOLD));
+            }
+            input.push(wm(T0 + 9 * HOUR + HOLD));
+            const out = runFrom(new StateStore(), input);
+            const expected = new Map<string, number>();
+            for (const x of readings) {
+              const key = `${Math.floor((x.ts - T0) / HOUR)}|${x.meterId}`;
+              expected.set(key, (expected.get(key) ?? 0) + 1);
+            }
+            const got = rows(out);
+            expect(new Map(got.map((h) => [`${(h.hour - T0) / HOUR}|${h.meterId}`, h.count]))).toEqual(
+              expected,
+            );
+            expect(got).toHaveLength(expected.size);
+            for (const e of out) {
+              if (e.kind !== 'data') continue;
+              for (let j = 1; j < e.items.length; j++) {
+                const a = e.items[j - 1]!;
+                const b = e.items[j]!;
+                expect(a.hour < b.hour || (a.hour === b.hour && a.meterId < b.meterId)).toBe(true);
+              }
+            }
+          },
+        ),
+      );
+    });
   });
 
   it('refuses a fault hold with allowed lateness: an hour under the hold fires once', () => {
