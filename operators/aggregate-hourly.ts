@@ -6,6 +6,7 @@ import { concat, defer, EMPTY, filter, map, of } from 'rxjs';
 import {
   type Aggregator,
   type DenseKey,
+  type DenseKeyIndex,
   type FlowEvent,
   fixedWindows,
   type KeyedContext,
@@ -250,23 +251,12 @@ function heldHours(
    * Other meters' `end:<start>` timers (a checkpoint of layout 8 has one per meter) then find it closed.
    */
   const fireHour = (ctx: HeldCtx, start: number): void => {
-    const open: number[] = [];
-    const used = hourLists.used;
-    for (let m = 0; m < used; m++) {
+    const order = byId.numbers();
+    for (let i = 0; i < order.length; i++) {
+      const m = order[i]!;
       const length = hourLists.length(m);
       if (length === 0) continue;
       const h = hourLists.array(m);
-      for (let j = 0; j < length; j += HOUR_FIELDS)
-        if (h[j] === start) {
-          open.push(m);
-          break;
-        }
-    }
-    // Meters are numbered in first-seen order, often already the id order: a near-linear sort then.
-    if (open.length > 1) open.sort((a, b) => byKey(meters.keyOf(a)!, meters.keyOf(b)!));
-    for (const m of open) {
-      const h = hourLists.array(m);
-      const length = hourLists.length(m);
       for (let j = 0; j < length; j += HOUR_FIELDS)
         if (h[j] === start) {
           ctx.emit(hourRow(registry, meters.keyOf(m)!, h, j));
@@ -275,6 +265,7 @@ function heldHours(
         }
     }
   };
+  const byId = new KeyOrder(meters);
 
   /** Counts `kw` at `ts` into meter `n`'s open hour, opening it (and setting its timer) when it is the first. */
   const count = (n: number, ts: number, kw: number): void => {
@@ -428,6 +419,48 @@ type HeldCtx = KeyedContext<HourlyConsumption, HeldHoursState>;
 /** The timer queue's order of equal keys: UTF-16 code units, as `<` compares strings. */
 function byKey(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * The numbers of a dense key index in key order, kept across hours: meters are numbered in first-seen
+ * order (gateway by gateway), and sorting every meter of every hour afresh was n·log n string comparisons
+ * an hour. Keys only ever join an index, so a grown index sorts its new keys and merges them in; an index
+ * whose keys changed otherwise (a restore in place) is sorted again.
+ */
+class KeyOrder {
+  private sorted: number[] = [];
+  /** The keys by number when `sorted` was made: it holds while they are the index's first keys. */
+  private keys: string[] = [];
+
+  constructor(private readonly index: DenseKeyIndex) {}
+
+  numbers(): readonly number[] {
+    const index = this.index;
+    const size = index.size;
+    const keys = this.keys;
+    let valid = keys.length <= size;
+    for (let i = 0; valid && i < keys.length; i++) valid = index.keyOf(i) === keys[i];
+    if (valid && keys.length === size) return this.sorted;
+    const from = valid ? keys.length : 0;
+    const added: number[] = [];
+    for (let n = from; n < size; n++) added.push(n);
+    const of = (n: number): string => index.keyOf(n)!;
+    added.sort((a, b) => byKey(of(a), of(b)));
+    const old = valid ? this.sorted : [];
+    const merged: number[] = new Array(old.length + added.length);
+    let i = 0;
+    let j = 0;
+    let k = 0;
+    // Stable: of equal keys (none in an index) the older number first.
+    while (i < old.length && j < added.length)
+      merged[k++] = byKey(of(old[i]!), of(added[j]!)) <= 0 ? old[i++]! : added[j++]!;
+    while (i < old.length) merged[k++] = old[i++]!;
+    while (j < added.length) merged[k++] = added[j++]!;
+    this.sorted = merged;
+    this.keys = [];
+    for (let n = 0; n < size; n++) this.keys.push(index.keyOf(n)!);
+    return merged;
+  }
 }
 
 /** The row of the hour at `at` in a flat hours list (`windowAggregate`'s result for `moments`). */
