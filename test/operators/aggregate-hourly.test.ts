@@ -363,6 +363,37 @@ describe('aggregateHourly: a zero or stuck fault takes its whole window out (fau
       }
     });
 
+    it('keeps meter-id order when the store is restored in place with its meters numbered otherwise', () => {
+      const store = new StateStore();
+      const source = new Subject<FlowEvent<Reading | FaultEvent>>();
+      const out: FlowEvent<HourlyConsumption>[] = [];
+      source
+        .pipe(aggregateHourly(store, registry(), { allowedLatenessMs: 0, faultHoldMs: HOLD }))
+        .subscribe((e) => out.push(e));
+      source.next(data(r('M9', T0, 1), r('M3', T0, 2)));
+      source.next(wm(T0 + HOUR + HOLD));
+      // Another run numbered M1, M20, M3 (and never saw M9), its next hour open: numbers 0 and 1 now name
+      // keys in the other order than M9 and M3 did.
+      const other = new StateStore();
+      runFrom(
+        other,
+        [
+          data(r('M1', T0 + HOUR, 5), r('M20', T0 + HOUR, 4), r('M3', T0 + HOUR, 6)),
+          wm(T0 + HOUR + HOLD + MINUTE),
+        ],
+        false,
+      );
+      store.restore(deserializeSnapshot(other.serialize()));
+      source.next(wm(T0 + 2 * HOUR + HOLD));
+      expect(rows(out).map((h) => [(h.hour - T0) / HOUR, h.meterId])).toEqual([
+        [0, 'M3'],
+        [0, 'M9'],
+        [1, 'M1'],
+        [1, 'M20'],
+        [1, 'M3'],
+      ]);
+    });
+
     it('for any readings, batches and watermarks: every meter-hour once, in (hour, meter id) order within a batch', () => {
       fc.assert(
         fc.property(
