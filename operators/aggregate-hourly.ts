@@ -423,9 +423,9 @@ function byKey(a: string, b: string): number {
 
 /**
  * The numbers of a dense key index in key order, kept across hours: meters are numbered in first-seen
- * order (gateway by gateway), and sorting every meter of every hour afresh was n·log n string comparisons
- * an hour. Keys only ever join an index, so a grown index sorts its new keys and merges them in; an index
- * whose keys changed otherwise (a restore in place) is sorted again.
+ * order (gateway by gateway), and sorting the meters of every hour afresh would cost n·log n string
+ * comparisons an hour. Keys only ever join an index, so a grown index sorts its new keys and merges them
+ * in; an index whose keys changed otherwise (a restore in place) is sorted again.
  */
 class KeyOrder {
   private sorted: number[] = [];
