@@ -10,9 +10,10 @@ import { Subject, type Subscription } from 'rxjs';
 import {
   deserializeSnapshot,
   type FlowEvent,
-  type SnapshotData,
   type SnapshotInProgress,
+  type SnapshotState,
   type StateStore,
+  snapshotLength,
   tickEvent,
 } from '../core/index.js';
 import { sleep } from '../core/sleep.js';
@@ -365,9 +366,9 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
     this.sliceEnded = performance.now();
     capturing.spentMs += this.sliceEnded - started;
     if (!done) return;
-    const state = capturing.snapshot.finish();
+    const state = capturing.snapshot.finishState();
     this.chained(capturing.snapshot, state);
-    this.options.observer?.snapshotted?.(capturing.spentMs / 1000, state.length);
+    this.options.observer?.snapshotted?.(capturing.spentMs / 1000, snapshotLength(state));
     this.capturing = undefined;
     this.saving = (async () => {
       await this.save({ ...capturing.cp, totals: await capturing.sealed, state });
@@ -377,13 +378,13 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
   }
 
   /** Counts a finished snapshot into the incremental chain: a full one starts it afresh. */
-  private chained(snapshot: SnapshotInProgress, state: SnapshotData): void {
+  private chained(snapshot: SnapshotInProgress, state: SnapshotState): void {
     if (snapshot.delta) {
       this.chainLength += 1;
-      this.deltaBytes += state.length;
+      this.deltaBytes += snapshotLength(state);
     } else {
       this.chainLength = 1;
-      this.fullBytes = state.length;
+      this.fullBytes = snapshotLength(state);
       this.deltaBytes = 0;
     }
   }
@@ -438,9 +439,9 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
     this.pulledSinceCheckpoint = 0;
     this.lastCheckpoint = this.options.now();
     if (last || source.resumesFromPosition !== true || this.sliceMs <= 0) {
-      const state = snapshot.finish();
+      const state = snapshot.finishState();
       this.chained(snapshot, state);
-      observer?.snapshotted?.((performance.now() - barrier) / 1000, state.length);
+      observer?.snapshotted?.((performance.now() - barrier) / 1000, snapshotLength(state));
       await this.save({ ...cp, totals: await sealed, state });
       return;
     }
