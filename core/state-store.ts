@@ -414,9 +414,26 @@ export interface SnapshotInProgress {
 }
 
 /**
+ * What a keyed namespace's delta carries, as tracked since the previous snapshot began and handed over
+ * whole at the barrier (see `KeyedMap.detachChanges`): the entries looked up or set by dense number
+ * (`dirtyAt`) or key, and those added, in map order.
+ */
+interface KeyedChanges {
+  readonly dirtyAt: Uint8Array;
+  readonly dirtyKeys: ReadonlySet<string>;
+  readonly added: ReadonlySet<string>;
+  readonly index: DenseKeyIndex | undefined;
+}
+
+/** Keys listed, or entries serialized, between two looks at the deadline. */
+const KEYS_PER_STEP = 64;
+const LISTED_PER_STEP = 1024;
+
+/**
  * The entries of one keyed namespace at a barrier, serialized in their order. An entry about to change
  * (looked up for an element, replaced, deleted) is serialized first, so the entries left for later
- * still hold their barrier value when `step` reaches them.
+ * still hold their barrier value when `step` reaches them. A delta's keys are listed in the steps too,
+ * from the changes handed over at the barrier: the barrier itself does nothing per key.
  */
 class KeyedCapture {
   private readonly texts: string[] = [];
@@ -425,32 +442,115 @@ class KeyedCapture {
   /** Keys whose text is final: serialized early, or passed by the cursor. */
   private readonly done = new Set<string>();
   private cursor = 0;
+  /** The keys to serialize, in order: all of them at once, or a delta's as `step` lists them. */
+  private readonly keys: string[];
+  /** A delta's changes still to be listed into `keys` (undefined once listed, or for a full capture). */
+  private listing: Iterator<string> | undefined;
+  /** A delta's changed keys listed so far (each once). */
+  private readonly listed = new Set<string>();
+  private dirtyFrom = 0;
+  private phase: 'keys' | 'numbers' | 'added' = 'keys';
 
   /**
-   * `keys`: the entries to serialize, in order, all of them present (`wanted` as a set, for a delta's
-   * subset: an entry outside it is not serialized when it changes).
+   * `entries`: the keys to serialize, in order, all of them present; or a delta's changes, whose keys
+   * `step` lists (an entry outside them is not serialized when it changes).
    */
   constructor(
     private readonly map: KeyedMap<unknown>,
-    private readonly keys: string[],
-    private readonly wanted?: ReadonlySet<string>,
-  ) {}
+    entries: string[] | KeyedChanges,
+  ) {
+    if (Array.isArray(entries)) {
+      this.keys = entries;
+      this.changes = undefined;
+    } else {
+      this.keys = [];
+      this.changes = entries;
+      this.listing = entries.dirtyKeys.values();
+    }
+  }
+
+  private readonly changes: KeyedChanges | undefined;
 
   get complete(): boolean {
-    return this.cursor >= this.keys.length;
+    return this.listing === undefined && this.cursor >= this.keys.length;
+  }
+
+  /** Whether a delta carries `key` (numbered `n` when known). */
+  private wanted(key: string, n: number | undefined): boolean {
+    const c = this.changes;
+    if (c === undefined) return true;
+    if (c.dirtyKeys.has(key) || c.added.has(key)) return true;
+    const at = n ?? c.index?.numberOf(key);
+    return at !== undefined && at < c.dirtyAt.length && c.dirtyAt[at] === 1;
   }
 
   /** Before `key`'s value changes: keeps its barrier value. */
-  copy(key: string, value: unknown): void {
-    if (this.done.has(key) || (this.wanted !== undefined && !this.wanted.has(key))) return;
+  copy(key: string, value: unknown, n?: number): void {
+    if (this.done.has(key) || !this.wanted(key, n)) return;
     this.done.add(key);
     this.early.set(key, jsonOf([key, value]) as string);
   }
 
+  /**
+   * Lists up to `LISTED_PER_STEP` more of a delta's keys, in the order a restore sets them: the entries
+   * changed in place (by key, then by number), then those added, in map order. False once all are listed.
+   */
+  private list(): boolean {
+    const c = this.changes!;
+    const { keys, listed } = this;
+    let budget = LISTED_PER_STEP;
+    if (this.phase === 'keys') {
+      for (;;) {
+        if (budget-- === 0) return true;
+        const next = this.listing!.next();
+        if (next.done === true) break;
+        const k = next.value;
+        // Without a deletion every key looked up or set is still there; those added are listed apart.
+        if (!c.added.has(k) && !listed.has(k)) {
+          listed.add(k);
+          keys.push(k);
+        }
+      }
+      this.phase = 'numbers';
+    }
+    if (this.phase === 'numbers') {
+      const { dirtyAt, index } = c;
+      if (index !== undefined) {
+        const end = Math.min(dirtyAt.length, this.dirtyFrom + 16 * LISTED_PER_STEP);
+        for (let n = this.dirtyFrom; n < end; n++) {
+          if (dirtyAt[n] !== 1) continue;
+          const k = index.keyOf(n)!;
+          if (!c.added.has(k) && !listed.has(k)) {
+            listed.add(k);
+            keys.push(k);
+          }
+        }
+        this.dirtyFrom = end;
+        if (end < dirtyAt.length) return true;
+      }
+      this.phase = 'added';
+      this.listing = c.added.values();
+      return true;
+    }
+    for (;;) {
+      if (budget-- === 0) return true;
+      const next = this.listing!.next();
+      if (next.done === true) break;
+      keys.push(next.value);
+    }
+    this.listing = undefined;
+    return false;
+  }
+
   step(deadline: number): boolean {
     const { keys, texts } = this;
-    while (this.cursor < keys.length) {
-      const end = Math.min(this.cursor + 64, keys.length);
+    for (;;) {
+      if (this.cursor >= keys.length) {
+        if (this.listing === undefined || !this.list()) {
+          if (this.cursor >= keys.length) break;
+        }
+      }
+      const end = Math.min(this.cursor + KEYS_PER_STEP, keys.length);
       for (; this.cursor < end; this.cursor++) {
         const key = keys[this.cursor]!;
         const early = this.early.get(key);
@@ -489,9 +589,9 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
    * iteration, when the delta carries every entry (a key deleted and added again moves to the end).
    */
   private dirtyAt = new Uint8Array(0);
-  private readonly dirtyKeys = new Set<string>();
+  private dirtyKeys = new Set<string>();
   /** Keys added since the last snapshot began, in the order the map holds them (while not `reordered`). */
-  private added: string[] = [];
+  private added = new Set<string>();
   private reordered = false;
 
   private markAt(n: number): void {
@@ -507,37 +607,31 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
   resetChanges(): void {
     this.dirtyAt.fill(0);
     this.dirtyKeys.clear();
-    this.added = [];
+    this.added = new Set();
     this.reordered = false;
   }
 
   /**
-   * The keys a delta carries, in the order a restore sets them, and starts the next delta: the entries
-   * changed in place, then those added, in map order; or every entry (`all`) once the order changed.
+   * Hands over what changed since the last snapshot began, for a delta, and starts tracking the next one:
+   * the trackers themselves, not a list of keys (the capture lists them in its steps), or every key
+   * (`all`) once the order changed (an entry deleted, or values handed out by iteration).
    */
-  takeChanges(): { all: boolean; keys: string[] } {
-    const all = this.reordered;
-    let keys: string[];
-    if (all) keys = [...super.keys()];
-    else {
-      // Without a deletion every key looked up or set is still there; those added are listed apart.
-      const added = this.added;
-      const addedSet = added.length === 0 ? undefined : new Set(added);
-      const changed = new Set<string>();
-      for (const k of this.dirtyKeys) if (addedSet?.has(k) !== true) changed.add(k);
-      const index = this.index;
-      if (index !== undefined) {
-        const dirty = this.dirtyAt;
-        for (let n = 0; n < dirty.length; n++) {
-          if (dirty[n] !== 1) continue;
-          const k = index.keyOf(n)!;
-          if (addedSet?.has(k) !== true) changed.add(k);
-        }
-      }
-      keys = changed.size === 0 ? added : [...changed, ...added];
+  detachChanges(): { all: string[] } | KeyedChanges {
+    if (this.reordered) {
+      const all = [...super.keys()];
+      this.resetChanges();
+      return { all };
     }
-    this.resetChanges();
-    return { all, keys };
+    const changes = {
+      dirtyAt: this.dirtyAt,
+      dirtyKeys: this.dirtyKeys,
+      added: this.added,
+      index: this.index,
+    };
+    this.dirtyAt = new Uint8Array(this.dirtyAt.length);
+    this.dirtyKeys = new Set();
+    this.added = new Set();
+    return changes;
   }
 
   bind(index: DenseKeyIndex): void {
@@ -558,7 +652,7 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
   getAt(n: number, key: string): S | undefined {
     const value = this.slots[n];
     if (value !== undefined) {
-      if (this.capture !== undefined) this.capture.copy(key, value);
+      if (this.capture !== undefined) this.capture.copy(key, value, n);
       this.markAt(n);
     }
     return value;
@@ -568,17 +662,17 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
     const old = this.slots[n];
     // The same object again (mutated in place): the map holds it already.
     if (old === value) return;
-    if (this.capture !== undefined && old !== undefined) this.capture.copy(key, old);
+    if (this.capture !== undefined && old !== undefined) this.capture.copy(key, old, n);
     super.set(key, value);
     this.slots[n] = value;
-    if (old === undefined) this.added.push(key);
+    if (old === undefined) this.added.add(key);
     else this.markAt(n);
   }
 
   deleteAt(n: number, key: string): void {
     const old = this.slots[n];
     if (old === undefined) return;
-    if (this.capture !== undefined) this.capture.copy(key, old);
+    if (this.capture !== undefined) this.capture.copy(key, old, n);
     super.delete(key);
     this.slots[n] = undefined;
     this.reordered = true;
@@ -601,7 +695,7 @@ class KeyedMap<S> extends Map<string, S> implements DenseKeyedState<S> {
   override set(key: string, value: S): this {
     const old = super.get(key);
     if (this.capture !== undefined && old !== undefined) this.capture.copy(key, old);
-    if (old === undefined && !super.has(key)) this.added.push(key);
+    if (old === undefined && !super.has(key)) this.added.add(key);
     else this.dirtyKeys.add(key);
     if (this.index !== undefined) this.slots[this.index.intern(key)] = value;
     return super.set(key, value);
@@ -927,9 +1021,9 @@ export class StateStore {
     for (const [ns, map] of this.keyedStates) {
       let capture: KeyedCapture;
       if (delta) {
-        const changes = map.takeChanges();
-        if (changes.all) replaced.push(ns);
-        capture = new KeyedCapture(map, changes.keys, changes.all ? undefined : new Set(changes.keys));
+        const changes = map.detachChanges();
+        if ('all' in changes) replaced.push(ns);
+        capture = new KeyedCapture(map, 'all' in changes ? changes.all : changes);
       } else {
         map.resetChanges();
         capture = new KeyedCapture(map, [...map.keys()]);
