@@ -21,7 +21,7 @@
  */
 
 import { crc32 } from 'node:zlib';
-import type { RowsDelta, RowsPieces, RowsSnapshot } from './dense-rows.js';
+import type { RowsDelta, RowsDeltaPieces, RowsPieces, RowsSnapshot } from './dense-rows.js';
 import type { VectorsDelta, VectorsSnapshot } from './dense-vectors.js';
 import { GreenStreamError } from './errors.js';
 
@@ -552,13 +552,30 @@ export function isSnapshotDelta(bytes: Uint8Array | string | SnapshotChunks): by
 }
 
 /** The changed rows' descriptions for a delta's JSON text, each with its narrowest number type. */
-export function rowsDeltaHeaders(rows: ReadonlyMap<string, RowsDelta>): RowsDeltaHeader[] {
+export function rowsDeltaHeaders(rows: ReadonlyMap<string, RowsDelta | RowsDeltaPieces>): RowsDeltaHeader[] {
   const headers: RowsDeltaHeader[] = [];
-  for (const [ns, r] of rows) {
-    const header = { ns, index: r.index, width: r.width, count: r.count, changed: r.ids.length };
-    headers.push(allInt32(r.data) ? { ...header, type: 'i32' } : header);
-  }
+  for (const [ns, r] of rows) headers.push(drain(rowsDeltaHeaderSteps(ns, r)));
   return headers;
+}
+
+/** `rowsDeltaHeaders` of one set of changed rows, checking `STEP_NUMBERS` numbers between two yields. */
+export function* rowsDeltaHeaderSteps(
+  ns: string,
+  r: RowsDelta | RowsDeltaPieces,
+): Generator<void, RowsDeltaHeader> {
+  const header = { ns, index: r.index, width: r.width, count: r.count, changed: r.ids.length };
+  for (const piece of deltaPieces(r)) {
+    for (let from = 0; from < piece.length; from += STEP_NUMBERS) {
+      const int32 = allInt32(piece.subarray(from, Math.min(piece.length, from + STEP_NUMBERS)));
+      yield;
+      if (!int32) return header;
+    }
+  }
+  return { ...header, type: 'i32' };
+}
+
+function deltaPieces(r: RowsDelta | RowsDeltaPieces): readonly Float64Array[] {
+  return 'pieces' in r ? r.pieces : [r.data];
 }
 
 /** The changed lists' descriptions for a delta's JSON text, each with its narrowest number type. */
@@ -574,7 +591,7 @@ export function vectorsDeltaHeaders(vectors: ReadonlyMap<string, VectorsDelta>):
 /** One delta buffer: its JSON text (which lists `rowHeaders` and `vectorHeaders`), then the changed rows and lists. */
 export function encodeSnapshotDelta(
   json: readonly string[],
-  rows: readonly RowsDelta[],
+  rows: readonly (RowsDelta | RowsDeltaPieces)[],
   rowHeaders: readonly RowsDeltaHeader[],
   vectors: readonly VectorsDelta[],
   vectorHeaders: readonly VectorsDeltaHeader[],
@@ -585,7 +602,7 @@ export function encodeSnapshotDelta(
 /** `encodeSnapshotDelta` in steps (see `encodeBinarySnapshotSteps`). */
 export function* encodeSnapshotDeltaSteps(
   json: readonly string[],
-  rows: readonly RowsDelta[],
+  rows: readonly (RowsDelta | RowsDeltaPieces)[],
   rowHeaders: readonly RowsDeltaHeader[],
   vectors: readonly VectorsDelta[],
   vectorHeaders: readonly VectorsDeltaHeader[],
@@ -621,7 +638,7 @@ export function* encodeSnapshotDeltaSteps(
     out.set(r.present, at);
     out.fill(0, at + r.present.length, at + pad8(r.present.length));
     at += pad8(r.present.length);
-    at = yield* writeNumbersSteps(out, at, r.data, rowHeaders[i]!.type === 'i32');
+    at = yield* writeNumbersSteps(out, at, deltaPieces(r), rowHeaders[i]!.type === 'i32');
   }
   for (let i = 0; i < vectors.length; i++) {
     const v = vectors[i]!;

@@ -11,6 +11,7 @@ import {
   type RowsCapture,
   type RowsDelta,
   type RowsDeltaCapture,
+  type RowsDeltaPieces,
   type RowsPieces,
   type RowsSnapshot,
 } from './dense-rows.js';
@@ -30,8 +31,9 @@ import {
   isBinarySnapshot,
   isSnapshotChunks,
   joinSnapshotChunks,
+  type RowsDeltaHeader,
   type RowsHeader,
-  rowsDeltaHeaders,
+  rowsDeltaHeaderSteps,
   rowsHeaderSteps,
   SnapshotChainError,
   type SnapshotChunks,
@@ -1080,9 +1082,10 @@ export class StateStore {
       );
     }
     function* encodeDelta(): Generator<void, Uint8Array> {
-      const rows = new Map<string, RowsDelta>();
+      const rows = new Map<string, RowsDeltaPieces>();
       for (const [ns, capture] of rowCaptures) rows.set(ns, (capture as RowsDeltaCapture).result());
-      const headers = rowsDeltaHeaders(rows);
+      const headers: RowsDeltaHeader[] = [];
+      for (const [ns, r] of rows) headers.push(yield* rowsDeltaHeaderSteps(ns, r));
       const lists = new Map<string, VectorsDelta>();
       for (const [ns, capture] of vectorCaptures) lists.set(ns, (capture as VectorsDeltaCapture).result());
       const listHeaders = vectorsDeltaHeaders(lists);
