@@ -129,9 +129,14 @@ export function* encodeBinarySnapshotSteps(
 ): Generator<void, Uint8Array> {
   const parts = typeof json === 'string' ? [json] : json;
   let jsonBytes = 0;
+  let chars = 0;
   for (const part of parts) {
     jsonBytes += Buffer.byteLength(part);
-    if (part.length > STEP_CHARS) yield;
+    chars += part.length;
+    if (chars >= STEP_CHARS) {
+      chars = 0;
+      yield;
+    }
   }
   let total = pad8(HEADER_BYTES + jsonBytes);
   for (let i = 0; i < rows.length; i++) {
@@ -150,7 +155,11 @@ export function* encodeBinarySnapshotSteps(
   let written = HEADER_BYTES;
   for (const part of parts) {
     written += out.write(part, written, 'utf8');
-    if (part.length > STEP_CHARS) yield;
+    chars += part.length;
+    if (chars >= STEP_CHARS) {
+      chars = 0;
+      yield;
+    }
   }
   let at = pad8(HEADER_BYTES + jsonBytes);
   out.fill(0, written, at);
@@ -223,9 +232,14 @@ export function* encodeBinarySnapshotChunksSteps(
     if (rest > 0) push(new Uint8Array(rest));
   };
   let jsonBytes = 0;
+  let chars = 0;
   for (const part of parts) {
     jsonBytes += Buffer.byteLength(part);
-    if (part.length > STEP_CHARS) yield;
+    chars += part.length;
+    if (chars >= STEP_CHARS) {
+      chars = 0;
+      yield;
+    }
   }
   const head = Buffer.allocUnsafeSlow(pad8(HEADER_BYTES + jsonBytes));
   head.set(MAGIC, 0);
@@ -233,7 +247,11 @@ export function* encodeBinarySnapshotChunksSteps(
   let written = HEADER_BYTES;
   for (const part of parts) {
     written += head.write(part, written, 'utf8');
-    if (part.length > STEP_CHARS) yield;
+    chars += part.length;
+    if (chars >= STEP_CHARS) {
+      chars = 0;
+      yield;
+    }
   }
   head.fill(0, written);
   push(head);
@@ -608,9 +626,14 @@ export function* encodeSnapshotDeltaSteps(
   vectorHeaders: readonly VectorsDeltaHeader[],
 ): Generator<void, Uint8Array> {
   let jsonBytes = 0;
+  let chars = 0;
   for (const part of json) {
     jsonBytes += Buffer.byteLength(part);
-    if (part.length > STEP_CHARS) yield;
+    chars += part.length;
+    if (chars >= STEP_CHARS) {
+      chars = 0;
+      yield;
+    }
   }
   let total = pad8(DELTA_HEADER_BYTES + jsonBytes);
   for (let i = 0; i < rows.length; i++) {
@@ -628,7 +651,11 @@ export function* encodeSnapshotDeltaSteps(
   let written = DELTA_HEADER_BYTES;
   for (const part of json) {
     written += out.write(part, written, 'utf8');
-    if (part.length > STEP_CHARS) yield;
+    chars += part.length;
+    if (chars >= STEP_CHARS) {
+      chars = 0;
+      yield;
+    }
   }
   let at = pad8(DELTA_HEADER_BYTES + jsonBytes);
   out.fill(0, written, at);

@@ -26,6 +26,7 @@ import {
   DELTA_FORMAT,
   decodeBinarySnapshot,
   decodeSnapshotDelta,
+  drain,
   encodeBinarySnapshotChunksSteps,
   encodeSnapshotDeltaSteps,
   isBinarySnapshot,
@@ -430,6 +431,9 @@ interface KeyedChanges {
 /** Keys listed, or entries serialized, between two looks at the deadline. */
 const KEYS_PER_STEP = 64;
 const LISTED_PER_STEP = 1024;
+const TEXTS_PER_BLOCK = 1024;
+/** Index keys printed in one piece of a snapshot's steps. */
+const KEYS_PER_PIECE = 4096;
 
 /**
  * The entries of one keyed namespace at a barrier, serialized in their order. An entry about to change
@@ -438,7 +442,10 @@ const LISTED_PER_STEP = 1024;
  * from the changes handed over at the barrier: the barrier itself does nothing per key.
  */
 class KeyedCapture {
+  /** Entries' texts not yet joined into a block. */
   private readonly texts: string[] = [];
+  /** Entries' texts joined `TEXTS_PER_BLOCK` at a time: no one join of a whole namespace in one step. */
+  private readonly blocks: string[] = [];
   /** Entries serialized ahead of the cursor because they were about to change. */
   private readonly early = new Map<string, string>();
   /** Keys whose text is final: serialized early, or passed by the cursor. */
@@ -563,13 +570,32 @@ class KeyedCapture {
           texts.push(jsonOf([key, this.map.peek(key)]) as string);
         }
       }
+      if (texts.length >= TEXTS_PER_BLOCK) {
+        this.blocks.push(texts.join(','));
+        texts.length = 0;
+      }
       if (performance.now() >= deadline) break;
     }
     return this.complete;
   }
 
+  /** The entries' JSON text in pieces of at most `TEXTS_PER_BLOCK` entries: `[`, blocks and commas, `]`. */
+  pieces(): string[] {
+    if (this.texts.length > 0) {
+      this.blocks.push(this.texts.join(','));
+      this.texts.length = 0;
+    }
+    const out = ['['];
+    for (let i = 0; i < this.blocks.length; i++) {
+      if (i > 0) out.push(',');
+      out.push(this.blocks[i]!);
+    }
+    out.push(']');
+    return out;
+  }
+
   text(): string {
-    return `[${this.texts.join(',')}]`;
+    return this.pieces().join('');
   }
 }
 
@@ -1005,18 +1031,48 @@ export class StateStore {
         values[k] = '';
       } else values[k] = jsonOf(v);
     }
-    let indexes = '';
-    if (this.indexes.size > 0) {
-      const texts: Record<string, string> = {};
-      for (const [name, index] of this.indexes) {
-        const from = delta ? (this.indexBase.get(name) ?? 0) : 0;
-        const keys = index.snapshot();
-        texts[name] = delta
-          ? `{"from":${from},"keys":${JSON.stringify(keys.slice(from))}}`
-          : JSON.stringify(keys);
-        this.indexBase.set(name, keys.length);
+    // The indexes' keys as they are at the barrier (an index only grows: a copy of its list), printed in
+    // the steps, a block at a time.
+    const indexKeys: [name: string, from: number, keys: string[]][] = [];
+    for (const [name, index] of this.indexes) {
+      const from = delta ? (this.indexBase.get(name) ?? 0) : 0;
+      const keys = delta ? index.snapshot().slice(from) : index.snapshot();
+      indexKeys.push([name, from, keys]);
+      this.indexBase.set(name, from + keys.length);
+    }
+    /** `,"indexes":{…}` in pieces of at most `KEYS_PER_PIECE` keys (nothing for a store without indexes). */
+    function* indexParts(parts: string[]): Generator<void> {
+      if (indexKeys.length === 0) return;
+      parts.push(',"indexes":{');
+      for (let i = 0; i < indexKeys.length; i++) {
+        const [name, from, keys] = indexKeys[i]!;
+        parts.push(`${i > 0 ? ',' : ''}${JSON.stringify(name)}:${delta ? `{"from":${from},"keys":[` : '['}`);
+        for (let at = 0; at < keys.length; at += KEYS_PER_PIECE) {
+          const block = JSON.stringify(keys.slice(at, at + KEYS_PER_PIECE));
+          parts.push(`${at > 0 ? ',' : ''}${block.slice(1, -1)}`);
+          yield;
+        }
+        parts.push(delta ? ']}' : ']');
       }
-      indexes = `,"indexes":${jsonObject(texts)}`;
+      parts.push('}');
+    }
+    /** `{"ns":…}` of the timers, a full snapshot's in its pieces (see the steps below). */
+    function timerParts(parts: string[]): void {
+      parts.push('{');
+      let first = true;
+      for (const ns of Object.keys(timers)) {
+        parts.push(`${first ? '' : ','}${JSON.stringify(ns)}:`);
+        first = false;
+        const pieces = timerTexts.get(ns);
+        if (pieces === undefined) {
+          parts.push(timers[ns]!);
+          continue;
+        }
+        parts.push('[');
+        for (let i = 0; i < pieces.length; i++) parts.push(i > 0 ? `,${pieces[i]}` : pieces[i]!);
+        parts.push(']');
+      }
+      parts.push('}');
     }
     const captures = new Map<string, KeyedCapture>();
     const replaced: string[] = [];
@@ -1052,8 +1108,11 @@ export class StateStore {
     // The JSON text in pieces, written one after the other into the snapshot's buffer: joined into one
     // string first, the keyed entries (most of it) would be copied twice more.
     function* keyedParts(parts: string[]): Generator<void> {
+      let first = true;
       for (const [ns, capture] of captures) {
-        parts.push(`${parts.length > 1 ? ',' : ''}${JSON.stringify(ns)}:`, capture.text());
+        parts.push(`${first ? '' : ','}${JSON.stringify(ns)}:`);
+        for (const piece of capture.pieces()) parts.push(piece);
+        first = false;
         yield;
       }
     }
@@ -1068,9 +1127,11 @@ export class StateStore {
       const listsMember = lists.size === 0 ? '' : `,"vectors":${JSON.stringify(listHeaders)}`;
       const parts: string[] = ['{"version":2,"keyed":{'];
       yield* keyedParts(parts);
-      parts.push(
-        `},"timers":${jsonObject(timers)},"values":${jsonObject(values)}${indexes},"rows":${JSON.stringify(headers)}${listsMember}${chainMember}}`,
-      );
+      parts.push('},"timers":');
+      timerParts(parts);
+      parts.push(`,"values":${jsonObject(values)}`);
+      yield* indexParts(parts);
+      parts.push(`,"rows":${JSON.stringify(headers)}${listsMember}${chainMember}}`);
       // In pieces: the rows' capture buffers become the snapshot's own, and no buffer of the whole
       // state's size is made (at 50,000 meters it doubled the checkpoint's ~70 MB at its peak).
       return yield* encodeBinarySnapshotChunksSteps(
@@ -1094,9 +1155,11 @@ export class StateStore {
         `{"format":${JSON.stringify(DELTA_FORMAT)},"chain":${JSON.stringify(chain!.id)},"index":${chain!.index},"keyed":{`,
       ];
       yield* keyedParts(parts);
-      parts.push(
-        `},"replaced":${JSON.stringify(replaced)},"timers":${jsonObject(timers)},"values":${jsonObject(values)}${indexes},"rows":${JSON.stringify(headers)},"vectors":${JSON.stringify(listHeaders)}}`,
-      );
+      parts.push(`},"replaced":${JSON.stringify(replaced)},"timers":`);
+      timerParts(parts);
+      parts.push(`,"values":${jsonObject(values)}`);
+      yield* indexParts(parts);
+      parts.push(`,"rows":${JSON.stringify(headers)},"vectors":${JSON.stringify(listHeaders)}}`);
       return yield* encodeSnapshotDeltaSteps(
         parts,
         [...rows.values()],
@@ -1143,8 +1206,8 @@ export class StateStore {
             if (performance.now() >= deadline && pieces.length * TIMERS_PER_PIECE < entries.length)
               return false;
           }
-          timers[ns] = `[${pieces.join(',')}]`;
-          timerTexts.delete(ns);
+          // Its pieces stay pieces of the snapshot's JSON text (see `timerParts`).
+          timers[ns] = '';
           if (performance.now() >= deadline && timerEntries.size > Object.keys(timers).length) return false;
         }
         for (const [ns, changes] of timerChanges) {
@@ -1159,7 +1222,11 @@ export class StateStore {
         if (!binary) {
           const keyed: Record<string, string> = {};
           for (const [ns, capture] of captures) keyed[ns] = capture.text();
-          result = `{"version":1,"keyed":${jsonObject(keyed)},"timers":${jsonObject(timers)},"values":${jsonObject(values)}${indexes}}`;
+          const tail: string[] = [];
+          timerParts(tail);
+          tail.push(`,"values":${jsonObject(values)}`);
+          drain(indexParts(tail));
+          result = `{"version":1,"keyed":${jsonObject(keyed)},"timers":${tail.join('')}}`;
         } else {
           // The encoding in steps too: at 50,000 meters it copies ~70 MB and writes ~20 MB of text, which in
           // one piece held the loop ~0.3 s.

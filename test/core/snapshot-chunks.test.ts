@@ -3,7 +3,7 @@
  * one-buffer encoding, with no buffer of the whole state's size made, the rows' capture pieces taken over
  * as its own.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   decodeBinarySnapshot,
   deserializeSnapshot,
@@ -89,5 +89,21 @@ describe('a full snapshot in pieces', () => {
     expect(
       Buffer.compare(Buffer.from(b.beginSnapshot().finish()), Buffer.from(a.beginSnapshot().finish())),
     ).toBe(0);
+  });
+
+  it('measures and writes the keyed entries as text in pieces of a bounded number of entries, not a namespace at once', () => {
+    const store = filledStore(20_000);
+    const byteLength = vi.spyOn(Buffer, 'byteLength');
+    try {
+      const state = store.beginSnapshot({ incremental: true }).finishState();
+      const texts = byteLength.mock.calls.map(([s]) => (typeof s === 'string' ? s.length : 0));
+      const keyedChars = JSON.stringify(deserializeSnapshot(state).keyed.held).length;
+      expect(keyedChars).toBeGreaterThan(400_000);
+      // The largest piece of JSON text measured at once is a block of entries (1,024 keyed entries, 4,096
+      // timers or index keys), not a namespace of 20,000.
+      expect(Math.max(...texts)).toBeLessThan(keyedChars / 2);
+    } finally {
+      byteLength.mockRestore();
+    }
   });
 });
