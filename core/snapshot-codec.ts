@@ -21,7 +21,7 @@
  */
 
 import { crc32 } from 'node:zlib';
-import type { RowsDelta, RowsPieces, RowsSnapshot } from './dense-rows.js';
+import type { RowsDelta, RowsDeltaPieces, RowsPieces, RowsSnapshot } from './dense-rows.js';
 import type { VectorsDelta, VectorsSnapshot } from './dense-vectors.js';
 import { GreenStreamError } from './errors.js';
 
@@ -129,9 +129,14 @@ export function* encodeBinarySnapshotSteps(
 ): Generator<void, Uint8Array> {
   const parts = typeof json === 'string' ? [json] : json;
   let jsonBytes = 0;
+  let chars = 0;
   for (const part of parts) {
     jsonBytes += Buffer.byteLength(part);
-    if (part.length > STEP_CHARS) yield;
+    chars += part.length;
+    if (chars >= STEP_CHARS) {
+      chars = 0;
+      yield;
+    }
   }
   let total = pad8(HEADER_BYTES + jsonBytes);
   for (let i = 0; i < rows.length; i++) {
@@ -150,7 +155,11 @@ export function* encodeBinarySnapshotSteps(
   let written = HEADER_BYTES;
   for (const part of parts) {
     written += out.write(part, written, 'utf8');
-    if (part.length > STEP_CHARS) yield;
+    chars += part.length;
+    if (chars >= STEP_CHARS) {
+      chars = 0;
+      yield;
+    }
   }
   let at = pad8(HEADER_BYTES + jsonBytes);
   out.fill(0, written, at);
@@ -167,6 +176,144 @@ export function* encodeBinarySnapshotSteps(
     at = yield* writeNumbersSteps(out, at, v.data, vectorHeaders[k]!.type === 'i32');
   }
   return out;
+}
+
+/**
+ * A binary snapshot as consecutive pieces whose bytes, one after the other, are the encoding
+ * (`snapshotBytes` joins them): a full snapshot of a large state is never copied into one buffer of its
+ * size. Its rows' pieces are the capture's own buffers, narrowed in place, so the snapshot's numbers are
+ * held once between the barrier and the save. A plain object: it crosses a worker thread's message port.
+ */
+export interface SnapshotChunks {
+  readonly kind: 'chunks';
+  readonly chunks: readonly Uint8Array[];
+  readonly byteLength: number;
+}
+
+export function isSnapshotChunks(value: unknown): value is SnapshotChunks {
+  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'chunks';
+}
+
+/** The bytes of `chunks` in one buffer (for a store that keeps or prints the state whole). */
+export function joinSnapshotChunks(chunks: SnapshotChunks): Uint8Array {
+  if (chunks.chunks.length === 1) return chunks.chunks[0]!;
+  const out = new Uint8Array(chunks.byteLength);
+  let at = 0;
+  for (const c of chunks.chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+/**
+ * `encodeBinarySnapshotSteps` as pieces (`SnapshotChunks`), the same bytes: the header and JSON text in
+ * one buffer, then the rows' presence bytes, their numbers (each piece of `rows` becomes a chunk of its
+ * own, narrowed to int32 in place when the header says so) and the zero padding as small chunks of their
+ * own; the vectors' lengths and numbers likewise. The rows' and vectors' arrays are taken over: they are
+ * changed in place and must not be read as numbers afterwards.
+ */
+export function* encodeBinarySnapshotChunksSteps(
+  parts: readonly string[],
+  rows: readonly (RowsSnapshot | RowsPieces)[],
+  headers: readonly RowsHeader[],
+  vectors: readonly VectorsSnapshot[] = [],
+  vectorHeaders: readonly VectorsHeader[] = [],
+): Generator<void, SnapshotChunks> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const push = (c: Uint8Array): void => {
+    if (c.byteLength === 0) return;
+    chunks.push(c);
+    total += c.byteLength;
+  };
+  const padTo8 = (): void => {
+    const rest = pad8(total) - total;
+    if (rest > 0) push(new Uint8Array(rest));
+  };
+  let jsonBytes = 0;
+  let chars = 0;
+  for (const part of parts) {
+    jsonBytes += Buffer.byteLength(part);
+    chars += part.length;
+    if (chars >= STEP_CHARS) {
+      chars = 0;
+      yield;
+    }
+  }
+  const head = Buffer.allocUnsafeSlow(pad8(HEADER_BYTES + jsonBytes));
+  head.set(MAGIC, 0);
+  head.writeUInt32LE(jsonBytes, 4);
+  let written = HEADER_BYTES;
+  for (const part of parts) {
+    written += head.write(part, written, 'utf8');
+    chars += part.length;
+    if (chars >= STEP_CHARS) {
+      chars = 0;
+      yield;
+    }
+  }
+  head.fill(0, written);
+  push(head);
+  for (let k = 0; k < rows.length; k++) {
+    const r = rows[k]!;
+    push(r.present.subarray(0, r.count));
+    padTo8();
+    const i32 = headers[k]!.type === 'i32';
+    let left = r.count * r.width;
+    for (const piece of numberPieces(r)) {
+      const numbers = piece.subarray(0, Math.min(piece.length, left));
+      left -= numbers.length;
+      yield* narrowSteps(numbers, i32, push);
+    }
+    padTo8();
+  }
+  for (let k = 0; k < vectors.length; k++) {
+    const v = vectors[k]!;
+    yield* narrowSteps(v.lengths.subarray(0, v.count), true, push);
+    padTo8();
+    yield* narrowSteps(v.data, vectorHeaders[k]!.type === 'i32', push);
+    padTo8();
+  }
+  return { kind: 'chunks', chunks, byteLength: total };
+}
+
+/**
+ * `data` as little-endian bytes in its own buffer (int32 when `i32`, written over the front of the same
+ * buffer), handed to `push` a slice of `STEP_NUMBERS` at a time, yielding between slices.
+ */
+function* narrowSteps(
+  data: Float64Array | Int32Array,
+  i32: boolean,
+  push: (c: Uint8Array) => void,
+): Generator<void> {
+  const n = data.length;
+  if (n === 0) return;
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, n * (i32 ? 4 : 8));
+  if (data instanceof Int32Array || !i32) {
+    if (!LITTLE_ENDIAN) {
+      const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+      for (let i = 0; i < n; i++) {
+        if (data instanceof Int32Array) view.setInt32(i * 4, data[i]!, true);
+        else view.setFloat64(i * 8, data[i]!, true);
+      }
+    }
+    push(bytes);
+    yield;
+    return;
+  }
+  // Float64 to int32 over the same buffer, front to back: int32 `i` ends at byte 4i + 4, never past
+  // float64 `i` (bytes 8i … 8i + 8, read just before), so nothing is overwritten before it is read.
+  const out = new Int32Array(data.buffer, data.byteOffset, n);
+  const view = LITTLE_ENDIAN ? undefined : new DataView(data.buffer, data.byteOffset, n * 4);
+  for (let from = 0; from < n; from += STEP_NUMBERS) {
+    const to = Math.min(n, from + STEP_NUMBERS);
+    if (view === undefined) for (let i = from; i < to; i++) out[i] = data[i]!;
+    else for (let i = from; i < to; i++) view.setInt32(i * 4, data[i]!, true);
+    if (to < n) yield;
+  }
+  push(bytes);
+  yield;
 }
 
 /** Characters of JSON text, and numbers, handled between two yields of a stepped encoding (~1–5 ms each). */
@@ -410,10 +557,10 @@ export interface VectorsDeltaHeader {
   readonly type?: 'i32';
 }
 
-/** True when `bytes` starts like a delta (`GSD1`). */
-export function isSnapshotDelta(bytes: Uint8Array | string): bytes is Uint8Array {
+/** True when `bytes` starts like a delta (`GSD1`); a delta is never in pieces. */
+export function isSnapshotDelta(bytes: Uint8Array | string | SnapshotChunks): bytes is Uint8Array {
   return (
-    typeof bytes !== 'string' &&
+    bytes instanceof Uint8Array &&
     bytes.length >= 4 &&
     bytes[0] === DELTA_MAGIC[0] &&
     bytes[1] === DELTA_MAGIC[1] &&
@@ -423,13 +570,30 @@ export function isSnapshotDelta(bytes: Uint8Array | string): bytes is Uint8Array
 }
 
 /** The changed rows' descriptions for a delta's JSON text, each with its narrowest number type. */
-export function rowsDeltaHeaders(rows: ReadonlyMap<string, RowsDelta>): RowsDeltaHeader[] {
+export function rowsDeltaHeaders(rows: ReadonlyMap<string, RowsDelta | RowsDeltaPieces>): RowsDeltaHeader[] {
   const headers: RowsDeltaHeader[] = [];
-  for (const [ns, r] of rows) {
-    const header = { ns, index: r.index, width: r.width, count: r.count, changed: r.ids.length };
-    headers.push(allInt32(r.data) ? { ...header, type: 'i32' } : header);
-  }
+  for (const [ns, r] of rows) headers.push(drain(rowsDeltaHeaderSteps(ns, r)));
   return headers;
+}
+
+/** `rowsDeltaHeaders` of one set of changed rows, checking `STEP_NUMBERS` numbers between two yields. */
+export function* rowsDeltaHeaderSteps(
+  ns: string,
+  r: RowsDelta | RowsDeltaPieces,
+): Generator<void, RowsDeltaHeader> {
+  const header = { ns, index: r.index, width: r.width, count: r.count, changed: r.ids.length };
+  for (const piece of deltaPieces(r)) {
+    for (let from = 0; from < piece.length; from += STEP_NUMBERS) {
+      const int32 = allInt32(piece.subarray(from, Math.min(piece.length, from + STEP_NUMBERS)));
+      yield;
+      if (!int32) return header;
+    }
+  }
+  return { ...header, type: 'i32' };
+}
+
+function deltaPieces(r: RowsDelta | RowsDeltaPieces): readonly Float64Array[] {
+  return 'pieces' in r ? r.pieces : [r.data];
 }
 
 /** The changed lists' descriptions for a delta's JSON text, each with its narrowest number type. */
@@ -445,7 +609,7 @@ export function vectorsDeltaHeaders(vectors: ReadonlyMap<string, VectorsDelta>):
 /** One delta buffer: its JSON text (which lists `rowHeaders` and `vectorHeaders`), then the changed rows and lists. */
 export function encodeSnapshotDelta(
   json: readonly string[],
-  rows: readonly RowsDelta[],
+  rows: readonly (RowsDelta | RowsDeltaPieces)[],
   rowHeaders: readonly RowsDeltaHeader[],
   vectors: readonly VectorsDelta[],
   vectorHeaders: readonly VectorsDeltaHeader[],
@@ -456,15 +620,20 @@ export function encodeSnapshotDelta(
 /** `encodeSnapshotDelta` in steps (see `encodeBinarySnapshotSteps`). */
 export function* encodeSnapshotDeltaSteps(
   json: readonly string[],
-  rows: readonly RowsDelta[],
+  rows: readonly (RowsDelta | RowsDeltaPieces)[],
   rowHeaders: readonly RowsDeltaHeader[],
   vectors: readonly VectorsDelta[],
   vectorHeaders: readonly VectorsDeltaHeader[],
 ): Generator<void, Uint8Array> {
   let jsonBytes = 0;
+  let chars = 0;
   for (const part of json) {
     jsonBytes += Buffer.byteLength(part);
-    if (part.length > STEP_CHARS) yield;
+    chars += part.length;
+    if (chars >= STEP_CHARS) {
+      chars = 0;
+      yield;
+    }
   }
   let total = pad8(DELTA_HEADER_BYTES + jsonBytes);
   for (let i = 0; i < rows.length; i++) {
@@ -482,7 +651,11 @@ export function* encodeSnapshotDeltaSteps(
   let written = DELTA_HEADER_BYTES;
   for (const part of json) {
     written += out.write(part, written, 'utf8');
-    if (part.length > STEP_CHARS) yield;
+    chars += part.length;
+    if (chars >= STEP_CHARS) {
+      chars = 0;
+      yield;
+    }
   }
   let at = pad8(DELTA_HEADER_BYTES + jsonBytes);
   out.fill(0, written, at);
@@ -492,7 +665,7 @@ export function* encodeSnapshotDeltaSteps(
     out.set(r.present, at);
     out.fill(0, at + r.present.length, at + pad8(r.present.length));
     at += pad8(r.present.length);
-    at = yield* writeNumbersSteps(out, at, r.data, rowHeaders[i]!.type === 'i32');
+    at = yield* writeNumbersSteps(out, at, deltaPieces(r), rowHeaders[i]!.type === 'i32');
   }
   for (let i = 0; i < vectors.length; i++) {
     const v = vectors[i]!;

@@ -8,7 +8,15 @@ import { dirname } from 'node:path';
 import { setImmediate } from 'node:timers/promises';
 import { CheckpointStoreError } from '../connectors/jetstream-errors.js';
 import type { CheckpointKv } from '../connectors/jetstream-kv.js';
-import { isSnapshotDelta, type Json, SnapshotChainError, type SnapshotData } from '../core/index.js';
+import {
+  isSnapshotChunks,
+  isSnapshotDelta,
+  type Json,
+  SnapshotChainError,
+  type SnapshotData,
+  type SnapshotState,
+  snapshotData,
+} from '../core/index.js';
 import type { Checkpoint, CheckpointStore, RunTotals } from './runner.js';
 import type { IdentifiedCheckpoint, SinkIdentity } from './store-identity.js';
 
@@ -57,9 +65,13 @@ export function fileCheckpointStore(path: string): CheckpointStore {
       // as base64, a delta after the full state of its chain.
       let text: string;
       let next: typeof chain;
-      const { state, deltas: _, ...meta } = checkpoint;
+      const { state: saved, deltas: _, ...meta } = checkpoint;
+      // Base64 in one JSON document needs the state in one piece.
+      const state = snapshotData(saved);
       if (typeof state === 'string') {
-        text = JSON.stringify(checkpoint.deltas === undefined ? checkpoint : { ...meta, state });
+        text = JSON.stringify(
+          checkpoint.deltas === undefined ? { ...checkpoint, state } : { ...meta, state },
+        );
         next = undefined;
       } else {
         if (isSnapshotDelta(state)) {
@@ -103,7 +115,9 @@ export function memoryCheckpointStore(): CheckpointStore & { last: Checkpoint | 
     async load() {
       return store.last;
     },
-    async save(checkpoint: Checkpoint) {
+    async save(saved: Checkpoint) {
+      // Kept as a load returns it: in one piece.
+      const checkpoint = { ...saved, state: snapshotData(saved.state) };
       if (isSnapshotDelta(checkpoint.state)) {
         const last = store.last;
         if (last === undefined || typeof last.state === 'string') throw noChain('memory', checkpoint.seq);
@@ -315,8 +329,8 @@ export function kvCheckpointStore(
       if (delta && committed?.writer !== writer) throw noChain(`checkpoint ${key}`, checkpoint.seq);
       const slot = delta ? committed!.slot : committed?.writer === writer ? 1 - committed.slot : 0;
       const deltaIndex = delta ? committedDeltas.length + 1 : undefined;
-      // Binary state goes out in raw slices of its buffer: no text encoding, no copy.
-      const parts = typeof state === 'string' ? splitUtf8(state, chunkBytes) : sliceBytes(state, chunkBytes);
+      // Binary state goes out in raw slices of its buffer (or of its pieces): no text encoding, no copy.
+      const parts = statePieces(state, chunkBytes);
       const grows = delta
         ? deltaIndex! > maxDeltas || parts.length > maxDeltaChunks
         : parts.length > maxChunks;
@@ -417,6 +431,16 @@ function parseWriterRecord(text: string): WriterRecord {
 
 function sha256(data: string | Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
+}
+
+/**
+ * The chunks a state goes out in: text split at character boundaries, bytes (or each piece of a state in
+ * pieces) as views of at most `maxBytes`. A load joins them, so where they are cut does not matter.
+ */
+function statePieces(state: SnapshotState, maxBytes: number): (string | Uint8Array)[] {
+  if (typeof state === 'string') return splitUtf8(state, maxBytes);
+  if (!isSnapshotChunks(state)) return sliceBytes(state, maxBytes);
+  return state.chunks.flatMap((chunk) => sliceBytes(chunk, maxBytes));
 }
 
 /** `bytes` as consecutive views of at most `maxBytes` each (none when empty). */

@@ -4,7 +4,7 @@
  * graph's output buffers, and the observer hooks. The meter-quality job binds them in `runner.ts`.
  */
 import type { Observable, Observer } from 'rxjs';
-import { ConfigurationError, type FlowEvent, type Json, type SnapshotData } from '../core/index.js';
+import { ConfigurationError, type FlowEvent, type Json, type SnapshotState } from '../core/index.js';
 
 /** One pull from a source; `commitSoon` asks for the deliveries to be acknowledged soon. */
 export interface Pull {
@@ -73,9 +73,11 @@ export interface Checkpoint<T> {
   /**
    * Serialized `StoreSnapshot`: JSON text, or the binary encoding of a store with numeric rows. Saved to
    * a store that keeps chains (`CheckpointStore.chains`), it may be a delta (`GSD1`) on the previous
-   * checkpoint's state; loaded, it is the full snapshot `deltas` apply to.
+   * checkpoint's state; saved as a full binary snapshot, it comes in pieces (`SnapshotChunks`, see
+   * `snapshotData`) that a store writes out without joining them when it can; loaded, it is the full
+   * snapshot `deltas` apply to, in one piece.
    */
-  readonly state: SnapshotData;
+  readonly state: SnapshotState;
   /** Loaded from a store that keeps chains: the deltas to apply on `state`, in order. */
   readonly deltas?: readonly Uint8Array[];
   /** Running totals of what was written up to this checkpoint. */

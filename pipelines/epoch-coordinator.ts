@@ -10,9 +10,10 @@ import { Subject, type Subscription } from 'rxjs';
 import {
   deserializeSnapshot,
   type FlowEvent,
-  type SnapshotData,
   type SnapshotInProgress,
+  type SnapshotState,
   type StateStore,
+  snapshotLength,
   tickEvent,
 } from '../core/index.js';
 import { sleep } from '../core/sleep.js';
@@ -81,6 +82,13 @@ export interface EpochCoordinatorOptions<P extends Pull, B extends EpochBatch, T
   readonly observer?: EpochObserver<P, B, T>;
 }
 
+/**
+ * The shortest slice of a capture between pulls (see `sliceDeadline`), and the first one, at the barrier:
+ * a live loop that works a fraction of a millisecond a pull still finishes a capture of 50,000 meters
+ * (~2 s of work) within seconds, while a reading arriving during a slice waits no longer than this.
+ */
+const MIN_SLICE_MS = 5;
+
 /** See `EpochCoordinatorOptions.fullCheckpointEvery`. */
 export const DEFAULT_FULL_CHECKPOINT_EVERY = 10;
 
@@ -122,6 +130,8 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
   private readonly sliceMs: number;
   /** When the last slice of a capture between pulls ended (`performance.now()`). */
   private sliceEnded = 0;
+  /** Of the time since then, how long the loop waited (pulls, writes, idle polls) rather than worked. */
+  private waitedSinceSlice = 0;
   /** The incremental chain saved so far: snapshots in it (the full one included), and their bytes. */
   private chainLength = 0;
   private fullBytes = 0;
@@ -192,7 +202,9 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
         return;
       }
       opts.beforePull?.();
+      const pullStarted = performance.now();
       const next = await source.next();
+      this.waitedSinceSlice += performance.now() - pullStarted;
       if (next === 'end' || (next === 'idle' && opts.untilIdle)) {
         if (await this.drain(input)) input.complete();
         await this.checkpoint(true);
@@ -206,7 +218,9 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
         this.throwIfFailed();
         if (!graph.empty && opts.now() - this.lastFlush >= opts.flushIntervalMs) await this.flush();
         if (this.pulledSinceCheckpoint > 0 && this.checkpointDue()) await this.checkpoint(false);
+        const idleStarted = performance.now();
         await sleep(opts.idlePollMs, opts.signal);
+        this.waitedSinceSlice += performance.now() - idleStarted;
         continue;
       }
       observer?.pulled?.(next);
@@ -231,7 +245,7 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
         await this.flush();
         if (this.checkpointDue()) await this.checkpoint(false);
         // No room for more deliveries until this write's acknowledgements are sent.
-        else if (next.commitSoon === true) await this.writing;
+        else if (next.commitSoon === true) await this.waitFor(this.writing);
       } else if (graph.countsOnly === true && this.checkpointDue()) {
         // Counts alone still end their epoch on time (the checkpoint writes them).
         await this.checkpoint(false);
@@ -327,7 +341,7 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
   /** Starts writing the buffered outputs once the previous write has landed; does not wait for this one. */
   private async flush(): Promise<void> {
     const waitStarted = performance.now();
-    await this.writing;
+    await this.waitFor(this.writing);
     this.options.observer?.writeWaited?.((performance.now() - waitStarted) / 1000);
     this.throwIfFailed();
     this.startWrite();
@@ -341,17 +355,27 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
     observer?.checkpointed?.(cp);
   }
 
+  /** Awaits `work`, counting the time as the loop's waiting, not its work (see `sliceDeadline`). */
+  private async waitFor(work: Promise<unknown>): Promise<void> {
+    const started = performance.now();
+    await work;
+    this.waitedSinceSlice += performance.now() - started;
+  }
+
   /**
-   * The end of the next slice between pulls: `sliceMs`, but never longer than the loop ran since the last
-   * one, so serialization takes at most half the thread. A live loop pulls a few messages at a time, and
-   * 50 ms after each small pull left it processing ~1,000 readings a second for the seconds a capture
-   * lasts, far behind a busy stream; a bulk loop's steps are longer than a slice and see no change.
+   * The end of the next slice between pulls: `sliceMs`, but never longer than the loop worked since the
+   * last one (its time waiting for pulls, writes and idle polls left out), so serialization takes at most
+   * half of the thread's work, and at least `MIN_SLICE_MS`. A live loop pulls a few messages at a time and
+   * waits for most of its time: slices as long as the time since the last one (up to 50 ms) held each
+   * reading that arrived meanwhile that long, the live tail while a checkpoint is serialized. A bulk
+   * loop's steps are longer than a slice and see no change.
    */
   private sliceDeadline(): number {
     const now = performance.now();
-    const sinceLast = this.capturing === undefined ? this.sliceMs : now - this.sliceEnded;
+    const worked =
+      this.capturing === undefined ? this.sliceMs : now - this.sliceEnded - this.waitedSinceSlice;
     // A step serializes at least one chunk of entries, however short the slice.
-    return now + Math.min(this.sliceMs, sinceLast);
+    return now + Math.min(this.sliceMs, Math.max(MIN_SLICE_MS, worked));
   }
 
   /** Serializes the capture in progress until `deadline`; once complete, its save starts alongside. */
@@ -363,11 +387,12 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
     const late = this.options.now() - capturing.since >= this.options.checkpointIntervalMs / 2;
     const done = capturing.snapshot.step(late ? Number.POSITIVE_INFINITY : deadline);
     this.sliceEnded = performance.now();
+    this.waitedSinceSlice = 0;
     capturing.spentMs += this.sliceEnded - started;
     if (!done) return;
-    const state = capturing.snapshot.finish();
+    const state = capturing.snapshot.finishState();
     this.chained(capturing.snapshot, state);
-    this.options.observer?.snapshotted?.(capturing.spentMs / 1000, state.length);
+    this.options.observer?.snapshotted?.(capturing.spentMs / 1000, snapshotLength(state));
     this.capturing = undefined;
     this.saving = (async () => {
       await this.save({ ...capturing.cp, totals: await capturing.sealed, state });
@@ -377,13 +402,13 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
   }
 
   /** Counts a finished snapshot into the incremental chain: a full one starts it afresh. */
-  private chained(snapshot: SnapshotInProgress, state: SnapshotData): void {
+  private chained(snapshot: SnapshotInProgress, state: SnapshotState): void {
     if (snapshot.delta) {
       this.chainLength += 1;
-      this.deltaBytes += state.length;
+      this.deltaBytes += snapshotLength(state);
     } else {
       this.chainLength = 1;
-      this.fullBytes = state.length;
+      this.fullBytes = snapshotLength(state);
       this.deltaBytes = 0;
     }
   }
@@ -438,9 +463,9 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
     this.pulledSinceCheckpoint = 0;
     this.lastCheckpoint = this.options.now();
     if (last || source.resumesFromPosition !== true || this.sliceMs <= 0) {
-      const state = snapshot.finish();
+      const state = snapshot.finishState();
       this.chained(snapshot, state);
-      observer?.snapshotted?.((performance.now() - barrier) / 1000, state.length);
+      observer?.snapshotted?.((performance.now() - barrier) / 1000, snapshotLength(state));
       await this.save({ ...cp, totals: await sealed, state });
       return;
     }
@@ -453,7 +478,7 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
       since: this.lastCheckpoint,
       spentMs: performance.now() - barrier,
     };
-    this.advanceCapture(performance.now() + this.sliceMs);
+    this.advanceCapture(performance.now() + Math.min(this.sliceMs, MIN_SLICE_MS));
   }
 }
 

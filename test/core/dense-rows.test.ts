@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RowsCapture } from '../../core/dense-rows.js';
+import { RowsCapture, RowsDeltaCapture } from '../../core/dense-rows.js';
 import {
   type DenseRows,
   deserializeSnapshot,
@@ -190,6 +190,34 @@ describe('numeric rows (DenseRows) in the state store', () => {
     back.store.restore(deserializeSnapshot(bytes));
     expect(back.rows.data[back.rows.open(4500)]).toBe(4500 % WIDTH === 0 ? 4500 : 0);
     expect(back.rows.data[back.rows.open(4502) + (4502 % WIDTH)]).toBe(4502);
+  });
+
+  it("allocates no changed row at a delta's barrier: its steps and changes take a piece of ≤ 1,024 rows each", () => {
+    const { store, rows } = newStore();
+    for (let n = 0; n < 5000; n++) put(rows, n, n % WIDTH, n);
+    const full = store.beginSnapshot({ incremental: true }).finish();
+    // Every row changed since: the delta carries them all.
+    for (let n = 0; n < 5000; n++) put(rows, n, 0, n + 0.5);
+    const snapshot = store.beginSnapshot({ incremental: true, delta: true });
+    expect(snapshot.delta).toBe(true);
+    const capture = rows.capture;
+    expect(capture).toBeInstanceOf(RowsDeltaCapture);
+    const allocated = (): number => (capture as RowsDeltaCapture).allocatedRows;
+    expect(allocated()).toBe(0);
+    // A change ahead of the steps takes the one piece its row is in.
+    put(rows, 4500, 1, -1);
+    expect(allocated()).toBe(5000 - 4096);
+    snapshot.step(0);
+    expect(allocated()).toBe(5000 - 4096 + 1024);
+    const delta = snapshot.finish() as Uint8Array;
+    const back = newStore();
+    back.store.restore(deserializeSnapshot(full));
+    back.store.applyDeltas([delta]);
+    for (const n of [0, 1023, 1024, 4500, 4999]) {
+      const o = back.rows.open(n);
+      expect(back.rows.data[o]).toBe(n + 0.5);
+    }
+    expect(back.rows.data[back.rows.open(4500) + 1]).toBe(4500 % WIDTH === 1 ? 4500 : 0);
   });
 
   it('encodes rows captured in pieces to the very bytes of the rows in one buffer', () => {

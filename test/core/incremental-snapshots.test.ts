@@ -284,6 +284,48 @@ describe('incremental snapshots (a full snapshot, then deltas of what changed)',
     );
   });
 
+  it('does nothing per changed key at the barrier of a delta: its keys are listed in the steps after it', () => {
+    const build = (): StateStore => {
+      const store = new StateStore();
+      store.rows('r', METERS, 1);
+      const state = store.denseKeyed<{ v: number }>('stage', METERS);
+      const index = store.denseKeys(METERS);
+      for (let i = 0; i < 3000; i++) state.setAt(index.intern(`MTR-${i}`), `MTR-${i}`, { v: i });
+      return store;
+    };
+    const store = build();
+    const state = store.denseKeyed<{ v: number }>('stage', METERS);
+    const index = store.denseKeys(METERS);
+    const full = store.beginSnapshot({ incremental: true }).finish();
+    // Every entry looked up (and changed in place) since: the delta carries them all.
+    for (let i = 0; i < 3000; i++) state.getAt(i, `MTR-${i}`)!.v += 1;
+    const expected = Array.from({ length: 3000 }, (_, i) => [`MTR-${i}`, { v: i + 1 }]);
+    let lookups = 0;
+    const keyOf = index.keyOf.bind(index);
+    index.keyOf = (n: number) => {
+      lookups += 1;
+      return keyOf(n);
+    };
+    const snapshot = store.beginSnapshot({ incremental: true, delta: true });
+    expect(snapshot.delta).toBe(true);
+    expect(lookups).toBe(0);
+    // Changes after the barrier, between steps, do not reach the delta: it holds the barrier's values.
+    let steps = 0;
+    while (!snapshot.step(Number.NEGATIVE_INFINITY)) {
+      const i = (steps * 97) % 3000;
+      state.getAt(i, `MTR-${i}`)!.v = -1;
+      state.setAt(i + 1 < 3000 ? i + 1 : 0, `MTR-${i + 1 < 3000 ? i + 1 : 0}`, { v: -2 });
+      steps += 1;
+    }
+    expect(steps).toBeGreaterThan(2);
+    expect(lookups).toBe(3000);
+    const delta = snapshot.finish() as Uint8Array;
+    const restored = build();
+    restored.restore(deserializeSnapshot(full));
+    restored.applyDeltas([delta]);
+    expect(deserializeSnapshot(restored.beginSnapshot().finish()).keyed.stage).toEqual(expected);
+  });
+
   it('save only what changed: a delta of a few changed meters is a small part of the full state', () => {
     const store = graphStore();
     for (let i = 0; i < 2000; i++) {

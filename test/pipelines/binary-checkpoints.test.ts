@@ -11,7 +11,14 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CheckpointKv, connectNats } from '../../connectors/jetstream.js';
 import { CheckpointStoreError } from '../../connectors/jetstream-errors.js';
-import { deserializeSnapshot, SnapshotFormatError, StateStore } from '../../core/index.js';
+import {
+  deserializeSnapshot,
+  isSnapshotChunks,
+  SnapshotFormatError,
+  type SnapshotState,
+  StateStore,
+  snapshotData,
+} from '../../core/index.js';
 import { fileCheckpointStore, kvCheckpointStore } from '../../pipelines/checkpoints.js';
 import type { Checkpoint, RunTotals } from '../../pipelines/runner.js';
 import { uniqueName } from '../harness/servers.js';
@@ -40,7 +47,7 @@ function binaryState(meters: number): Uint8Array {
   return store.beginSnapshot().finish() as Uint8Array;
 }
 
-const checkpoint = (seq: number, state: Uint8Array | string): Checkpoint => ({
+const checkpoint = (seq: number, state: SnapshotState): Checkpoint => ({
   seq,
   position: { lastSeq: seq },
   state,
@@ -83,6 +90,39 @@ describe('binary checkpoints', () => {
     expect((await kvCheckpointStore(kv, 'bin').load())?.state).toBe(
       '{"version":1,"keyed":{},"timers":{},"values":{}}',
     );
+  });
+
+  it('in pieces go into the KV bucket piece by piece, never joined into one buffer, and load back whole', async () => {
+    const store = new StateStore();
+    const rows = store.rows('ring', 'meters', 170);
+    const index = store.denseKeys('meters');
+    for (let m = 0; m < 5000; m++) {
+      const o = rows.create(index.intern(`MTR-${m}`));
+      for (let i = 0; i < 170; i++) rows.data[o + i] = m + i / 4;
+    }
+    const state = store.beginSnapshot({ incremental: true }).finishState();
+    expect(isSnapshotChunks(state)).toBe(true);
+    const whole = Buffer.from(snapshotData(state) as Uint8Array);
+    // The bucket as the store sees it, every value put recorded.
+    const puts: Uint8Array[] = [];
+    const spy = {
+      get: (k: string) => kv.get(k),
+      getBytes: (k: string) => kv.getBytes(k),
+      delete: (k: string) => kv.delete(k),
+      compareAndSet: (k: string, v: string, r: number) => kv.compareAndSet(k, v, r),
+      put: (k: string, v: string | Uint8Array) => {
+        if (typeof v !== 'string') puts.push(v);
+        return kv.put(k, v);
+      },
+    };
+    const writer = kvCheckpointStore(spy, 'pieces');
+    await writer.load();
+    await writer.save(checkpoint(1, state));
+    expect(puts.length).toBeGreaterThan(1);
+    // Each chunk is a view of one of the snapshot's pieces: none lies in a buffer of the state's size.
+    for (const p of puts) expect(p.buffer.byteLength).toBeLessThan(whole.byteLength / 2);
+    const loaded = await kvCheckpointStore(kv, 'pieces').load();
+    expect(Buffer.compare(loaded!.state as Uint8Array, whole)).toBe(0);
   });
 
   it('refuse a chunk of another state in their place (the digest differs)', async () => {

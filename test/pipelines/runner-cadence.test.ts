@@ -1,6 +1,13 @@
 import { map, type Observable } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { type FlowEvent, PipelineGraph, parDo, StageError, StateStore } from '../../core/index.js';
+import {
+  type FlowEvent,
+  PipelineGraph,
+  parDo,
+  type SnapshotInProgress,
+  StageError,
+  StateStore,
+} from '../../core/index.js';
 import {
   type Checkpoint,
   CheckpointFormatError,
@@ -347,6 +354,51 @@ describe('runPipeline: writes of outputs and checkpoints at their own cadences',
     expect(snapshots).toHaveLength(5);
     // 1,000 entries in slices of 64 take several batches; each snapshot completes before the next barrier.
     expect(batchesDuringSnapshots).toBeGreaterThanOrEqual(12);
+  });
+
+  it('serializes between the pulls of a source it waits for in short slices: waiting is not the loop working', async () => {
+    const log: string[] = [];
+    /** Each step's budget: its deadline less the time it was called. */
+    const budgets: number[] = [];
+    class RecordingStore extends StateStore {
+      override beginSnapshot(opts?: { incremental?: boolean; delta?: boolean }): SnapshotInProgress {
+        const s = super.beginSnapshot(opts);
+        return {
+          delta: s.delta,
+          step: (deadline) => {
+            budgets.push(deadline - performance.now());
+            return s.step(deadline);
+          },
+          finish: () => s.finish(),
+          finishState: () => s.finishState(),
+        };
+      }
+    }
+    const store = new RecordingStore();
+    const meters = store.keyed<{ history: number[] }>('meters');
+    for (let m = 0; m < 20_000; m++) meters.set(`m${m}`, { history: [m, m + 1, m + 2, m + 3] });
+    const counting = countingSource(30, log, true);
+    // A live source: each pull waits for its message, 40 ms.
+    const source: ReadingSource = {
+      ...counting,
+      next: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 40));
+        return counting.next();
+      },
+    };
+    const { run } = options(log, {
+      source,
+      sinks: recordingSinks(log, []),
+      store,
+      connect: countingGraph(store, log),
+      checkpointEveryFlushes: 2,
+    });
+    await runPipeline(run);
+    const slices = budgets.filter((b) => Number.isFinite(b));
+    expect(slices.length).toBeGreaterThanOrEqual(3);
+    // Slices follow the loop's own work (a few records a pull), not the 40 ms it waited for each pull.
+    const sorted = [...slices].sort((a, b) => a - b);
+    expect(sorted[Math.floor(sorted.length / 2)]!).toBeLessThan(20);
   });
 
   it('seals each epoch before its checkpoint is saved, and a failed seal saves nothing', async () => {
