@@ -104,7 +104,7 @@ describe('ArrowStream bodies for chDB', () => {
       fc.property(fc.array(row, { minLength: 1, maxLength: 6 }), (rows) => {
         expect(arrowOf(readingColumns, rows)).toEqual(textOf(readingColumns, rows));
       }),
-      { numRuns: 1_500 },
+      { numRuns: 150 },
     );
   });
 

@@ -181,6 +181,29 @@ describe('lake spool encoding', () => {
     );
   });
 
+  it('keeps what a failed drain could not hand on, and hands it on whole at the next drain', () => {
+    const chunks: Buffer[] = [];
+    let fail = true;
+    const out = new SpoolBuffer(MIN_SPOOL_BUFFER_BYTES, (bytes) => {
+      if (fail) throw new Error('disk full');
+      chunks.push(Buffer.from(bytes));
+    });
+    const spool = spoolColumnsOf(columns as Column<unknown>[]);
+    const row: Row = { s: 'a'.repeat(4000), t: 1, x: 2, l: [] };
+    const line = spool.encode(row);
+    const fitting = Math.floor(MIN_SPOOL_BUFFER_BYTES / Buffer.byteLength(line));
+    for (let i = 0; i < fitting; i++) spool.writeLine(row, out);
+    // The next line does not fit: the buffer drains, and the drain fails.
+    expect(() => spool.writeLine(row, out)).toThrow('disk full');
+    expect(out.drained).toBe(0);
+    expect(out.length).toBe(fitting * Buffer.byteLength(line));
+    fail = false;
+    spool.writeLine(row, out);
+    out.drain();
+    expect(Buffer.concat(chunks).toString('utf8')).toBe(line.repeat(fitting + 1));
+    expect(out.length).toBe((fitting + 1) * Buffer.byteLength(line));
+  });
+
   it('refuses a value its column cannot hold, and still encodes the next row', () => {
     const spool = spoolColumnsOf(columns as Column<unknown>[]);
     const good: Row = { s: 'a', t: 1, x: 2, l: ['f'] };
