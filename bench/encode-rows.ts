@@ -3,7 +3,8 @@
  * the JS cost of writing rows to the stores alone, as CPU time: the graph's outputs for a simulated day
  * are produced first (untimed), then encoded again and again the way the sinks encode them: the lake
  * spool's `append` of readings, hourly and quarantine rows (files in a temporary folder, discarded) and
- * the chDB insert body (an Arrow IPC stream of every 100,000 rows, handed to a sink that drops it).
+ * the chDB insert body (an Arrow IPC stream of every 100,000 rows, handed to a sink that drops it), and
+ * the ClickHouse server's (TabSeparated text, the same way).
  * With `--base`, the same rows go through that build's encoders too, in alternating rounds, so that two
  * builds are compared in one process on one machine load.
  */
@@ -76,11 +77,11 @@ async function main(): Promise<void> {
   console.log(`rows: ${readings.length} readings, ${hourly.length} hourly, ${quarantine.length} quarantine`);
 
   const dir = mkdtempSync(join(tmpdir(), 'gs-encode-'));
-  const results = new Map<string, { lake: number[]; arrow: number[] }>();
+  const results = new Map<string, { lake: number[]; arrow: number[]; tsv: number[] }>();
   try {
     for (let round = 0; round < rounds; round++) {
       for (const build of round % 2 === 0 ? builds : [...builds].reverse()) {
-        const figures = results.get(build.name) ?? { lake: [], arrow: [] };
+        const figures = results.get(build.name) ?? { lake: [], arrow: [], tsv: [] };
         results.set(build.name, figures);
         const lake = await build.lake.openParquetLake({ dir: join(dir, build.name) });
         try {
@@ -110,6 +111,15 @@ async function main(): Promise<void> {
             });
           }
           figures.arrow.push(cpuMs(t));
+          (globalThis as { gc?: () => void }).gc?.();
+          t = process.cpuUsage();
+          const tsv = build.encode.rowWriter(build.reading.readingColumns, 'TabSeparated');
+          for (let from = 0; from < readings.length; from += WRITE_ROWS) {
+            tsv(readings, from, Math.min(readings.length, from + WRITE_ROWS), (piece) => {
+              bytes += piece.length;
+            });
+          }
+          figures.tsv.push(cpuMs(t));
           if (bytes === 0) throw new Error('no bytes');
         } finally {
           await lake.close();
@@ -125,7 +135,9 @@ async function main(): Promise<void> {
     return `min ${Math.round(sorted[0] as number)} ms, median ${Math.round(sorted[sorted.length >> 1] as number)} ms [${xs.map(Math.round).join(', ')}]`;
   };
   for (const [name, figures] of results) {
-    console.log(`${name}: lake spool ${fmt(figures.lake)}; chDB Arrow ${fmt(figures.arrow)}`);
+    console.log(`${name}: lake spool ${fmt(figures.lake)}`);
+    console.log(`${name}: chDB Arrow ${fmt(figures.arrow)}`);
+    console.log(`${name}: server TabSeparated ${fmt(figures.tsv)}`);
   }
 }
 

@@ -112,29 +112,21 @@ const COMMA = 0x2c;
 const NEWLINE = 0x0a;
 const BACKSLASH = 0x5c;
 
-/**
- * The encoder of a column list. Its line writer is generated for the list: each column's getter and
- * field writer called once in a row, in column order, so that every call site sees one function (a
- * loop over arrays of them calls all from one site, which V8 cannot inline). The generated text holds
- * only argument names and indexes, nothing of the schema's names or of the data.
- */
+/** The encoder of a column list: each column's getter and field writer, called in column order. */
 export function spoolColumnsOf(columns: readonly Column<unknown>[]): SpoolColumns {
   const count = columns.length;
-  const names: string[] = [];
-  const functions: unknown[] = [];
-  const body: string[] = [];
-  for (let c = 0; c < count; c++) {
-    const column = columns[c] as Column<unknown>;
-    names.push(`g${c}`, `f${c}`);
-    functions.push(column.get, fieldWriterOf(column));
-    // Room for the comma and a field that is not a string; a string makes its own.
-    body.push(`out.reserve(${FIXED_FIELD_BYTES});`);
-    if (c > 0) body.push(`out.bytes[out.at++] = ${COMMA};`);
-    body.push(`f${c}(g${c}(row), out);`);
-  }
-  body.push('out.reserve(1);', `out.bytes[out.at++] = ${NEWLINE};`);
-  const make = new Function(...names, `return function writeLine(row, out) {\n${body.join('\n')}\n};`);
-  const writeLine = make(...functions) as SpoolColumns['writeLine'];
+  const gets = columns.map((column) => column.get);
+  const fields = columns.map((column) => fieldWriterOf(column));
+  const writeLine = (row: unknown, out: SpoolBuffer): void => {
+    for (let c = 0; c < count; c++) {
+      // Room for the comma and a field that is not a string; a string makes its own.
+      out.reserve(FIXED_FIELD_BYTES);
+      if (c > 0) out.bytes[out.at++] = COMMA;
+      (fields[c] as FieldWriter)((gets[c] as (row: unknown) => CellValue)(row), out);
+    }
+    out.reserve(1);
+    out.bytes[out.at++] = NEWLINE;
+  };
   return {
     writeLine,
     encode: (row) => {
