@@ -278,6 +278,8 @@ function writeAscii(text: string, out: SpoolBuffer): void {
 /** A field's text, of any length and characters, as UTF-8. */
 function writeField(text: string, out: SpoolBuffer): void {
   if (text.length <= FIXED_FIELD_BYTES) {
+    // Its comma took one of the bytes reserved for the field.
+    out.reserve(text.length);
     let ascii = true;
     for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) >= 0x80) ascii = false;
     if (ascii) {

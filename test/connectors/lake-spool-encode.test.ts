@@ -181,6 +181,26 @@ describe('lake spool encoding', () => {
     );
   });
 
+  it("writes a field that ends at the buffer's last byte, or just past it, whole", () => {
+    const spool = spoolColumnsOf(columns as Column<unknown>[]);
+    for (let item = 0; item <= 30; item++) {
+      const row: Row = { s: '', t: null, x: null, l: ['i'.repeat(item)] };
+      const line = Buffer.from(spool.encode(row), 'utf8');
+      for (let room = 0; room <= 40; room++) {
+        const chunks: Buffer[] = [];
+        const out = new SpoolBuffer(MIN_SPOOL_BUFFER_BYTES, (bytes) => chunks.push(Buffer.from(bytes)));
+        // A buffer filled up to `room` bytes before its end.
+        out.bytes.fill(0x7a);
+        out.at = MIN_SPOOL_BUFFER_BYTES - room;
+        spool.writeLine(row, out);
+        out.drain();
+        const bytes = Buffer.concat(chunks);
+        expect(bytes.length).toBe(MIN_SPOOL_BUFFER_BYTES - room + line.length);
+        expect(bytes.subarray(MIN_SPOOL_BUFFER_BYTES - room).equals(line)).toBe(true);
+      }
+    }
+  });
+
   it('keeps what a failed drain could not hand on, and hands it on whole at the next drain', () => {
     const chunks: Buffer[] = [];
     let fail = true;
