@@ -177,7 +177,7 @@ describe('lake spool encoding', () => {
         expect(bytes.equals(Buffer.from(rows.map(reference).join(''), 'utf8'))).toBe(true);
         expect(lengths).toEqual(rows.map((r) => Buffer.byteLength(reference(r), 'utf8')));
       }),
-      { numRuns: 300 },
+      { numRuns: 100 },
     );
   });
 
