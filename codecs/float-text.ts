@@ -4,7 +4,7 @@
  */
 
 /** `.0001` … `.9999` without trailing zeros, and '' for a whole number. */
-const TEN_THOUSANDTHS: readonly string[] = Array.from({ length: 10_000 }, (_, f) =>
+export const TEN_THOUSANDTHS: readonly string[] = Array.from({ length: 10_000 }, (_, f) =>
   f === 0 ? '' : `.${String(f).padStart(4, '0').replace(/0+$/, '')}`,
 );
 

@@ -58,7 +58,13 @@ import {
   TEMPORARY_SUFFIX,
 } from '../schemas/parquet.js';
 import type { Column, ColumnType } from '../schemas/reading.js';
-import { SpoolValueError, spoolColumnsOf, spoolOutputExpression } from './lake-spool.js';
+import {
+  SpoolBuffer,
+  type SpoolColumns,
+  SpoolValueError,
+  spoolColumnsOf,
+  spoolOutputExpression,
+} from './lake-spool.js';
 
 /** Context attached to a lake error: what was being done, never row contents. */
 export type LakeErrorContext = Readonly<Record<string, string | number>>;
@@ -617,7 +623,7 @@ class DuckDBParquetLake implements ParquetLake {
           rowCount: part.rows,
           produce: async (path: string) => {
             // read_csv's lines may not exceed max_line_size (2 MB by default): a huge raw line raises it.
-            const maxLineBytes = Math.max(2 * 1024 * 1024, part.maxLineChars * 3 + 16);
+            const maxLineBytes = Math.max(2 * 1024 * 1024, part.maxLineBytes + 16);
             await this.connection.run(
               `COPY (SELECT ${select.join(', ')} FROM read_csv($source, columns = ${readColumns},
                  header = false, auto_detect = false, delim = ',', quote = '"', escape = '"',
@@ -1070,18 +1076,15 @@ interface SpoolPart {
   readonly partition: LakePartition;
   readonly file: string;
   rows: number;
-  /** The longest line in UTF-16 code units (at most 3 bytes each in UTF-8). */
-  maxLineChars: number;
+  /** The longest line, bytes. */
+  maxLineBytes: number;
 }
 
-/** A spool file being filled: lines go to `buffer` and from there to the file when it is full. */
+/** A spool file being filled: lines go to `out` and from there to the file when it is full. */
 interface OpenSpoolPart extends SpoolPart {
   readonly fd: number;
-  readonly buffer: Buffer;
-  /** Bytes of `buffer` in use. */
-  used: number;
-  /** Bytes already in the file. */
-  written: number;
+  /** Its `drained` bytes are in the file. */
+  readonly out: SpoolBuffer;
 }
 
 /** The spools of a lake still taking rows, and their files. */
@@ -1097,14 +1100,12 @@ interface SpoolContents {
 
 /** Bytes buffered per partition before a write to its file. */
 const SPOOL_BUFFER_BYTES = 1 << 20;
-/** Characters of lines gathered before they are encoded into a part's buffer. */
-const SPOOL_PIECE_CHARS = 64 * 1024;
 
 /** A part's rows spooled per partition to CSV files; encodes and writes synchronously, as rows arrive. */
 class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
   readonly kind: K;
   private readonly table: LakeTable<unknown>;
-  private readonly appendLine: (text: string, row: unknown) => string;
+  private readonly writeLine: SpoolColumns['writeLine'];
   private readonly timeOf: (row: unknown) => unknown;
   private readonly fallbackOf: ((row: unknown) => unknown) | undefined;
   private readonly prefix: string;
@@ -1123,7 +1124,7 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
   ) {
     this.kind = kind;
     this.table = table;
-    this.appendLine = spoolColumnsOf(table.columns).appendLine;
+    this.writeLine = spoolColumnsOf(table.columns).writeLine;
     this.timeOf = (table.columns.find((c) => c.name === table.partitionTimeColumn) as Column<unknown>).get;
     this.fallbackOf = table.columns.find((c) => c.name === table.partitionFallbackColumn)?.get;
     this.prefix = prefix;
@@ -1153,7 +1154,7 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
   }
 
   mark(): LakeSpoolMark {
-    return { rows: this.count, parts: this.parts.map((p) => ({ length: p.written + p.used, rows: p.rows })) };
+    return { rows: this.count, parts: this.parts.map((p) => ({ length: p.out.length, rows: p.rows })) };
   }
 
   rewind(mark: LakeSpoolMark): void {
@@ -1191,21 +1192,15 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
     }
   }
 
-  /**
-   * Encodes rows into their parts' buffers. Lines are gathered into a piece of text of up to
-   * {@link SPOOL_PIECE_CHARS} for one part, which goes to that part's buffer in one UTF-8 write: a
-   * native call per row cost more than the encoding of its numbers.
-   */
+  /** Encodes rows into their parts' buffers, line by line. */
   private encodeRows(rows: readonly unknown[], context: LakeErrorContext): void {
     const table = this.table;
     const timeOf = this.timeOf;
     const fallbackOf = this.fallbackOf;
-    const appendLine = this.appendLine;
+    const writeLine = this.writeLine;
     let start = 0;
     let end = -1;
     let part: OpenSpoolPart | undefined;
-    let piece = '';
-    let pieceLongest = 0;
     for (let i = 0; i < rows.length; i++) {
       const row = rows[i];
       if (typeof row !== 'object' || row === null) {
@@ -1222,49 +1217,23 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
         );
         if (part === undefined || !(chosen >= start && chosen < end)) {
           const partition = rowPartition(chosen, { ...context, row: i });
-          const next = this.partOf(partition);
-          if (part !== undefined && next !== part) {
-            this.putPiece(part, piece, pieceLongest);
-            piece = '';
-            pieceLongest = 0;
-          }
+          part = this.partOf(partition);
           [start, end] = partitionRange(partition);
-          part = next;
         }
       }
-      const before = piece.length;
+      const out = part.out;
+      const before = out.length;
       try {
-        piece = appendLine(piece, row);
+        writeLine(row, out);
       } catch (cause) {
+        // The call is rewound as a whole, the part of this line with it.
         if (!(cause instanceof SpoolValueError)) throw cause;
         throw new LakeInputError(cause.message, { ...context, column: cause.column, row: i });
       }
-      const chars = piece.length - before;
-      if (chars > pieceLongest) pieceLongest = chars;
+      const bytes = out.length - before;
+      if (bytes > part.maxLineBytes) part.maxLineBytes = bytes;
       part.rows++;
-      if (piece.length >= SPOOL_PIECE_CHARS) {
-        this.putPiece(part, piece, pieceLongest);
-        piece = '';
-        pieceLongest = 0;
-      }
     }
-    if (part !== undefined) this.putPiece(part, piece, pieceLongest);
-  }
-
-  /** Puts a piece of whole lines into `part`'s buffer, or straight into its file when it is larger. */
-  private putPiece(part: OpenSpoolPart, piece: string, longestLine: number): void {
-    if (piece.length === 0) return;
-    if (longestLine > part.maxLineChars) part.maxLineChars = longestLine;
-    const chars = piece.length;
-    // A UTF-16 code unit takes at most 3 bytes of UTF-8.
-    if (part.used + chars * 3 > part.buffer.length) {
-      this.flushPart(part);
-      if (chars * 3 > part.buffer.length) {
-        this.writeBytes(part, Buffer.from(piece, 'utf8'));
-        return;
-      }
-    }
-    part.used += part.buffer.write(piece, part.used);
   }
 
   /** Cuts every part back to where `marks` found it (parts opened since stay, empty). */
@@ -1272,12 +1241,13 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
     for (let i = 0; i < this.parts.length; i++) {
       const part = this.parts[i] as OpenSpoolPart;
       const mark = marks[i] ?? { length: 0, rows: 0 };
-      if (mark.length >= part.written) {
-        part.used = mark.length - part.written;
+      const out = part.out;
+      if (mark.length >= out.drained) {
+        out.at = mark.length - out.drained;
       } else {
         ftruncateSync(part.fd, mark.length);
-        part.written = mark.length;
-        part.used = 0;
+        out.drained = mark.length;
+        out.at = 0;
       }
       part.rows = mark.rows;
     }
@@ -1291,7 +1261,7 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
     let failure: unknown;
     for (const part of this.parts) {
       try {
-        if (failure === undefined) this.flushPart(part);
+        if (failure === undefined) part.out.drain();
       } catch (error) {
         failure = error;
       }
@@ -1315,37 +1285,19 @@ class CsvSpool<K extends LakeKind> implements LakeSpool<K> {
       throw new LakeWriteError('Cannot create a lake spool file', { kind: this.kind, file }, { cause });
     }
     this.registry.files.add(file);
-    const part: OpenSpoolPart = {
-      partition,
-      file,
-      fd,
-      buffer: Buffer.allocUnsafe(SPOOL_BUFFER_BYTES),
-      used: 0,
-      written: 0,
-      rows: 0,
-      maxLineChars: 0,
-    };
+    const out = new SpoolBuffer(SPOOL_BUFFER_BYTES, (bytes) => this.writeBytes(file, fd, bytes, out.drained));
+    const part: OpenSpoolPart = { partition, file, fd, out, rows: 0, maxLineBytes: 0 };
     this.parts.push(part);
     return part;
   }
 
-  private flushPart(part: OpenSpoolPart): void {
-    if (part.used === 0) return;
-    this.writeBytes(part, part.buffer.subarray(0, part.used));
-    part.used = 0;
-  }
-
-  private writeBytes(part: OpenSpoolPart, bytes: Uint8Array): void {
+  /** Writes `bytes` at `position` of a part's file (a spool buffer's drain). */
+  private writeBytes(file: string, fd: number, bytes: Uint8Array, position: number): void {
     try {
-      writeAll(part.fd, bytes, part.written);
+      writeAll(fd, bytes, position);
     } catch (cause) {
-      throw new LakeWriteError(
-        'Cannot write a lake spool file',
-        { kind: this.kind, file: part.file },
-        { cause },
-      );
+      throw new LakeWriteError('Cannot write a lake spool file', { kind: this.kind, file }, { cause });
     }
-    part.written += bytes.length;
   }
 }
 

@@ -1,0 +1,144 @@
+/**
+ * `node --expose-gc dist/bench/encode-rows.js [--meters N] [--rounds N] [--base <dist of another build>]`:
+ * the JS cost of writing rows to the stores alone, as CPU time: the graph's outputs for a simulated day
+ * are produced first (untimed), then encoded again and again the way the sinks encode them: the lake
+ * spool's `append` of readings, hourly and quarantine rows (files in a temporary folder, discarded) and
+ * the chDB insert body (an Arrow IPC stream of every 100,000 rows, handed to a sink that drops it), and
+ * the ClickHouse server's (TabSeparated text, the same way).
+ * With `--base`, the same rows go through that build's encoders too, in alternating rounds, so that two
+ * builds are compared in one process on one machine load.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { HourlyConsumption, QuarantineRecord, Reading } from '../schemas/reading.js';
+import { openGraph, pushBatch, simulatedHours } from './tasks/feed.js';
+
+interface Build {
+  readonly name: string;
+  readonly lake: typeof import('../connectors/parquet-lake.js');
+  readonly encode: typeof import('../codecs/clickhouse-encode.js');
+  readonly reading: typeof import('../schemas/reading.js');
+}
+
+const WRITE_ROWS = 100_000;
+
+async function load(name: string, dist: string): Promise<Build> {
+  const at = (path: string) => pathToFileURL(join(dist, path)).href;
+  return {
+    name,
+    lake: await import(at('connectors/parquet-lake.js')),
+    encode: await import(at('codecs/clickhouse-encode.js')),
+    reading: await import(at('schemas/reading.js')),
+  };
+}
+
+function cpuMs(since: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1000;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      meters: { type: 'string', default: '5000' },
+      rounds: { type: 'string', default: '5' },
+      base: { type: 'string' },
+    },
+  });
+  const meters = Number(values.meters);
+  const rounds = Number(values.rounds);
+  const here = resolve(new URL('..', import.meta.url).pathname);
+  const builds = [await load('this', here)];
+  if (values.base !== undefined) builds.push(await load('base', resolve(values.base)));
+
+  const { registry, hours } = simulatedHours({ meters, days: 1, start: '2024-03-11', seed: 1 });
+  const readings: Reading[] = [];
+  const hourly: HourlyConsumption[] = [];
+  const quarantine: QuarantineRecord[] = [];
+  const add =
+    <T>(into: T[]) =>
+    (rows: readonly T[]) => {
+      for (const row of rows) into.push(row);
+    };
+  const ignore = () => undefined;
+  const { input, finish } = openGraph(registry, {
+    readings: add(readings),
+    quarantine: add(quarantine),
+    hourly: add(hourly),
+    faults: ignore,
+    alerts: ignore,
+    dailyPeaks: ignore,
+  });
+  for (const batch of hours()) pushBatch(input, batch.records);
+  finish();
+  console.log(`rows: ${readings.length} readings, ${hourly.length} hourly, ${quarantine.length} quarantine`);
+
+  const dir = mkdtempSync(join(tmpdir(), 'gs-encode-'));
+  const results = new Map<string, { lake: number[]; arrow: number[]; tsv: number[] }>();
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const build of round % 2 === 0 ? builds : [...builds].reverse()) {
+        const figures = results.get(build.name) ?? { lake: [], arrow: [], tsv: [] };
+        results.set(build.name, figures);
+        const lake = await build.lake.openParquetLake({ dir: join(dir, build.name) });
+        try {
+          (globalThis as { gc?: () => void }).gc?.();
+          let t = process.cpuUsage();
+          const spools = [
+            lake.spool('readings', 'bench'),
+            lake.spool('hourly', 'bench'),
+            lake.spool('quarantine', 'bench'),
+          ];
+          for (let from = 0; from < readings.length; from += WRITE_ROWS) {
+            (spools[0] as ReturnType<typeof lake.spool<'readings'>>).append(
+              readings.slice(from, from + WRITE_ROWS),
+            );
+          }
+          (spools[1] as ReturnType<typeof lake.spool<'hourly'>>).append(hourly);
+          (spools[2] as ReturnType<typeof lake.spool<'quarantine'>>).append(quarantine);
+          figures.lake.push(cpuMs(t));
+          for (const spool of spools) await spool.discard();
+          (globalThis as { gc?: () => void }).gc?.();
+          t = process.cpuUsage();
+          const write = build.encode.rowWriter(build.reading.readingColumns, 'ArrowStream');
+          let bytes = 0;
+          for (let from = 0; from < readings.length; from += WRITE_ROWS) {
+            write(readings, from, Math.min(readings.length, from + WRITE_ROWS), (piece) => {
+              bytes += piece.length;
+            });
+          }
+          figures.arrow.push(cpuMs(t));
+          (globalThis as { gc?: () => void }).gc?.();
+          t = process.cpuUsage();
+          const tsv = build.encode.rowWriter(build.reading.readingColumns, 'TabSeparated');
+          for (let from = 0; from < readings.length; from += WRITE_ROWS) {
+            tsv(readings, from, Math.min(readings.length, from + WRITE_ROWS), (piece) => {
+              bytes += piece.length;
+            });
+          }
+          figures.tsv.push(cpuMs(t));
+          if (bytes === 0) throw new Error('no bytes');
+        } finally {
+          await lake.close();
+        }
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const fmt = (xs: number[]) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    // On a shared machine the least disturbed round (the minimum) says most.
+    return `min ${Math.round(sorted[0] as number)} ms, median ${Math.round(sorted[sorted.length >> 1] as number)} ms [${xs.map(Math.round).join(', ')}]`;
+  };
+  for (const [name, figures] of results) {
+    console.log(`${name}: lake spool ${fmt(figures.lake)}`);
+    console.log(`${name}: chDB Arrow ${fmt(figures.arrow)}`);
+    console.log(`${name}: server TabSeparated ${fmt(figures.tsv)}`);
+  }
+}
+
+await main();
