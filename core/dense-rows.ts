@@ -249,6 +249,35 @@ export class DenseRows {
 /** Rows copied per step before the deadline is checked again: ~1 MB of a 170-wide row. */
 const ROWS_PER_STEP = 1024;
 
+/** Room for `count` rows of `width` numbers in pieces of `ROWS_PER_STEP` rows, each allocated when first asked for. */
+class LazyPieces {
+  private readonly pieces: (Float64Array | undefined)[];
+  allocatedRows = 0;
+
+  constructor(
+    private readonly count: number,
+    private readonly width: number,
+  ) {
+    this.pieces = new Array<Float64Array | undefined>(Math.ceil(count / ROWS_PER_STEP)).fill(undefined);
+  }
+
+  piece(p: number): Float64Array {
+    let piece = this.pieces[p];
+    if (piece === undefined) {
+      const rows = Math.min(ROWS_PER_STEP, this.count - p * ROWS_PER_STEP);
+      piece = new Float64Array(rows * this.width);
+      this.pieces[p] = piece;
+      this.allocatedRows += rows;
+    }
+    return piece;
+  }
+
+  /** Every piece, those never written allocated now. */
+  all(): Float64Array[] {
+    return this.pieces.map((_, p) => this.piece(p));
+  }
+}
+
 /**
  * The rows of one `DenseRows` at an instant, in pieces of `ROWS_PER_STEP` rows (see `SteppedCapture`).
  * A piece is allocated when its first row is copied, by a step or just before a change: one buffer of
@@ -257,8 +286,7 @@ const ROWS_PER_STEP = 1024;
  */
 export class RowsCapture extends SteppedCapture {
   private readonly present: Uint8Array;
-  private readonly pieces: (Float64Array | undefined)[];
-  private allocated = 0;
+  private readonly pieces: LazyPieces;
 
   constructor(
     private readonly rows: DenseRows,
@@ -267,12 +295,12 @@ export class RowsCapture extends SteppedCapture {
   ) {
     super(count, ROWS_PER_STEP, release);
     this.present = new Uint8Array(count);
-    this.pieces = new Array<Float64Array | undefined>(Math.ceil(count / ROWS_PER_STEP)).fill(undefined);
+    this.pieces = new LazyPieces(count, rows.width);
   }
 
   /** Rows whose room in the capture is allocated so far. */
   get allocatedRows(): number {
-    return this.allocated;
+    return this.pieces.allocatedRows;
   }
 
   protected copyRange(from: number, to: number): void {
@@ -280,28 +308,16 @@ export class RowsCapture extends SteppedCapture {
     for (let n = from; n < to; ) {
       const p = Math.floor(n / ROWS_PER_STEP);
       const end = Math.min(to, (p + 1) * ROWS_PER_STEP);
-      this.rows.copyRows(n, end, this.present, this.piece(p), p * ROWS_PER_STEP);
+      this.rows.copyRows(n, end, this.present, this.pieces.piece(p), p * ROWS_PER_STEP);
       n = end;
     }
-  }
-
-  private piece(p: number): Float64Array {
-    let piece = this.pieces[p];
-    if (piece === undefined) {
-      const rows = Math.min(ROWS_PER_STEP, this.count - p * ROWS_PER_STEP);
-      piece = new Float64Array(rows * this.rows.width);
-      this.pieces[p] = piece;
-      this.allocated += rows;
-    }
-    return piece;
   }
 
   /** The rows of the instant, their numbers in pieces of consecutive rows; only once `complete`. */
   result(): RowsPieces {
     if (!this.complete) throw new Error('rows capture read before it completed');
     const { index, width } = this.rows;
-    const pieces = this.pieces.map((_, p) => this.piece(p));
-    return { index, width, count: this.count, present: this.present, pieces };
+    return { index, width, count: this.count, present: this.present, pieces: this.pieces.all() };
   }
 }
 
@@ -321,8 +337,7 @@ export interface RowsPieces {
  */
 export class RowsDeltaCapture extends SteppedCapture {
   private readonly present: Uint8Array;
-  private readonly pieces: (Float64Array | undefined)[];
-  private allocated = 0;
+  private readonly pieces: LazyPieces;
 
   constructor(
     private readonly rows: DenseRows,
@@ -333,37 +348,32 @@ export class RowsDeltaCapture extends SteppedCapture {
   ) {
     super(ids.length, ROWS_PER_STEP, release, positions);
     this.present = new Uint8Array(ids.length);
-    this.pieces = new Array<Float64Array | undefined>(Math.ceil(ids.length / ROWS_PER_STEP)).fill(undefined);
+    this.pieces = new LazyPieces(ids.length, rows.width);
   }
 
   /** Changed rows whose room in the capture is allocated so far. */
   get allocatedRows(): number {
-    return this.allocated;
+    return this.pieces.allocatedRows;
   }
 
   protected copyRange(from: number, to: number): void {
     for (let i = from; i < to; i++) {
       const p = Math.floor(i / ROWS_PER_STEP);
-      this.rows.copyRowTo(this.ids[i]!, i, this.present, this.piece(p), p * ROWS_PER_STEP);
+      this.rows.copyRowTo(this.ids[i]!, i, this.present, this.pieces.piece(p), p * ROWS_PER_STEP);
     }
-  }
-
-  private piece(p: number): Float64Array {
-    let piece = this.pieces[p];
-    if (piece === undefined) {
-      const rows = Math.min(ROWS_PER_STEP, this.count - p * ROWS_PER_STEP);
-      piece = new Float64Array(rows * this.rows.width);
-      this.pieces[p] = piece;
-      this.allocated += rows;
-    }
-    return piece;
   }
 
   /** The changed rows of the instant; only once `complete`. */
   result(): RowsDeltaPieces {
     if (!this.complete) throw new Error('rows capture read before it completed');
     const { index, width } = this.rows;
-    const pieces = this.pieces.map((_, p) => this.piece(p));
-    return { index, width, count: this.used, ids: this.ids, present: this.present, pieces };
+    return {
+      index,
+      width,
+      count: this.used,
+      ids: this.ids,
+      present: this.present,
+      pieces: this.pieces.all(),
+    };
   }
 }

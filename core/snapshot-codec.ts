@@ -96,6 +96,8 @@ export function allInt32(data: Float64Array): boolean {
 /**
  * One buffer: the header, the JSON text (`json`, or its pieces in order), then the rows. The JSON must list
  * the rows in its `rows` member as `headers` (which `rowsHeaders` makes, choosing each set's number type).
+ * The format's plain form, which leaves the rows untouched: a checkpoint takes its state in pieces
+ * (`encodeBinarySnapshotChunksSteps`, no buffer of the whole state), and the pieces are tested against it.
  */
 export function encodeBinarySnapshot(
   json: string | readonly string[],
