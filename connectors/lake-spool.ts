@@ -41,8 +41,8 @@ export class SpoolBuffer {
   private readonly drainTo: (bytes: Uint8Array) => void;
 
   constructor(size: number, drain: (bytes: Uint8Array) => void) {
-    if (!(Number.isSafeInteger(size) && size >= MIN_BUFFER_BYTES)) {
-      throw new RangeError(`A spool buffer takes at least ${MIN_BUFFER_BYTES} bytes, got ${size}`);
+    if (!(Number.isSafeInteger(size) && size >= MIN_SPOOL_BUFFER_BYTES)) {
+      throw new RangeError(`A spool buffer takes at least ${MIN_SPOOL_BUFFER_BYTES} bytes, got ${size}`);
     }
     this.bytes = Buffer.allocUnsafe(size);
     this.drainTo = drain;
@@ -84,7 +84,6 @@ export class SpoolBuffer {
 
 /** The smallest spool buffer. */
 export const MIN_SPOOL_BUFFER_BYTES = 64 * 1024;
-const MIN_BUFFER_BYTES = MIN_SPOOL_BUFFER_BYTES;
 
 /**
  * Bytes reserved before each field: its comma and the most a field that is not a string takes (a
@@ -131,7 +130,7 @@ export function spoolColumnsOf(columns: readonly Column<unknown>[]): SpoolColumn
     writeLine,
     encode: (row) => {
       const chunks: Buffer[] = [];
-      const out = new SpoolBuffer(MIN_BUFFER_BYTES, (bytes) => chunks.push(Buffer.from(bytes)));
+      const out = new SpoolBuffer(MIN_SPOOL_BUFFER_BYTES, (bytes) => chunks.push(Buffer.from(bytes)));
       writeLine(row, out);
       out.drain();
       return Buffer.concat(chunks).toString('utf8');

@@ -5,6 +5,7 @@
 export class DenseKeyIndex {
   private readonly numbers = new Map<string, number>();
   private readonly keys: string[] = [];
+  #generation = 0;
 
   /** The key's number, given one now if it has none. */
   intern(key: string): number {
@@ -39,7 +40,16 @@ export class DenseKeyIndex {
     return this.keys.slice();
   }
 
+  /**
+   * How many times `restore` replaced the keys. Otherwise keys only ever join the index, so what a reader
+   * derived from its first keys holds while this is unchanged.
+   */
+  get generation(): number {
+    return this.#generation;
+  }
+
   restore(keys: readonly string[]): void {
+    this.#generation++;
     this.numbers.clear();
     this.keys.length = 0;
     for (const key of keys) this.intern(key);

@@ -425,23 +425,20 @@ function byKey(a: string, b: string): number {
  * The numbers of a dense key index in key order, kept across hours: meters are numbered in first-seen
  * order (gateway by gateway), and sorting the meters of every hour afresh would cost n·log n string
  * comparisons an hour. Keys only ever join an index, so a grown index sorts its new keys and merges them
- * in; an index whose keys changed otherwise (a restore in place) is sorted again.
+ * in; an index restored since (its `generation`) is sorted again.
  */
 class KeyOrder {
   private sorted: number[] = [];
-  /** The keys by number when `sorted` was made: it holds while they are the index's first keys. */
-  private keys: string[] = [];
+  private generation = -1;
 
   constructor(private readonly index: DenseKeyIndex) {}
 
   numbers(): readonly number[] {
     const index = this.index;
     const size = index.size;
-    const keys = this.keys;
-    let valid = keys.length <= size;
-    for (let i = 0; valid && i < keys.length; i++) valid = index.keyOf(i) === keys[i];
-    if (valid && keys.length === size) return this.sorted;
-    const from = valid ? keys.length : 0;
+    const valid = this.generation === index.generation;
+    if (valid && this.sorted.length === size) return this.sorted;
+    const from = valid ? this.sorted.length : 0;
     const added: number[] = [];
     for (let n = from; n < size; n++) added.push(n);
     const of = (n: number): string => index.keyOf(n)!;
@@ -457,8 +454,7 @@ class KeyOrder {
     while (i < old.length) merged[k++] = old[i++]!;
     while (j < added.length) merged[k++] = added[j++]!;
     this.sorted = merged;
-    this.keys = [];
-    for (let n = 0; n < size; n++) this.keys.push(index.keyOf(n)!);
+    this.generation = index.generation;
     return merged;
   }
 }
