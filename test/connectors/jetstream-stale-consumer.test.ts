@@ -27,13 +27,13 @@ async function streamOf(count: number) {
   return stream;
 }
 
-/** The durable as a worker left it: started at sequence 1, three messages delivered and acknowledged. */
-async function oldDurable(stream: string, durable: string) {
+/** The durable as a worker left it: started at `start`, three messages delivered and acknowledged. */
+async function oldDurable(stream: string, durable: string, start: number) {
   const config = {
     durable_name: durable,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.StartSequence,
-    opt_start_seq: 1,
+    opt_start_seq: start,
   };
   await nats.jsm.consumers.add(stream, config);
   const messages = await (await nats.js.consumers.get(stream, durable)).fetch({
@@ -41,18 +41,13 @@ async function oldDurable(stream: string, durable: string) {
     expires: 2000,
   });
   for await (const m of messages) await m.ackAck();
-  return config;
 }
 
 /**
  * A client whose consumer deletions leave the old copy behind `lagging` times (the deletion succeeds, then
  * the copy is there again), and whose first create is answered 10013 when `nameInUse` is set.
  */
-function laggingCluster(
-  oldConfig: Parameters<typeof nats.jsm.consumers.add>[1],
-  lagging: number,
-  nameInUse: boolean,
-) {
+function laggingCluster(putBack: () => Promise<unknown>, lagging: number, nameInUse: boolean) {
   const seen = { deletes: 0, adds: 0, refusedAdds: 0 };
   const js: JetStreamClient = Object.create(nats.js);
   js.jetstreamManager = async () => {
@@ -61,7 +56,7 @@ function laggingCluster(
     consumers.delete = async (stream: string, durable: string) => {
       seen.deletes++;
       const done = await jsm.consumers.delete(stream, durable);
-      if (seen.deletes <= lagging) await jsm.consumers.add(stream, oldConfig);
+      if (seen.deletes <= lagging) await putBack();
       return done;
     };
     consumers.add = async (stream: string, config: Parameters<typeof jsm.consumers.add>[1]) => {
@@ -81,20 +76,27 @@ function laggingCluster(
   return { js, seen };
 }
 
-async function firstDelivered(source: JetStreamSource): Promise<number[]> {
+/**
+ * A worker's restart: its old durable (started at `oldStart`, 1–3 of it delivered) left behind by a
+ * lagging node as `laggingCluster` says, then recreated after `resumeAfterSeq`; the first three delivered.
+ */
+async function restart(oldStart: number, lagging: number, nameInUse: boolean, resumeAfterSeq: number) {
+  const stream = await streamOf(10);
+  const durable = 'p1_p6';
+  // The copy put back holds what the old one had delivered, as a node that missed the deletion does.
+  const putBack = () => oldDurable(stream, durable, oldStart);
+  await putBack();
+  const { js, seen } = laggingCluster(putBack, lagging, nameInUse);
+  const source = await JetStreamSource.recreate(js, { stream, durable }, resumeAfterSeq);
   const batch = await source.fetchBatch(3, 1000);
   await source.ack(batch.messages);
-  return batch.messages.map((m) => m.seq);
+  return { delivered: batch.messages.map((m) => m.seq), seen, stream, durable };
 }
 
 describe('recreating a durable while a node still runs its old copy', () => {
   it('deletes the old copy again instead of binding to it, and delivers from the checkpoint', async () => {
-    const stream = await streamOf(10);
-    const durable = 'p1_p6';
-    const old = await oldDurable(stream, durable);
-    const { js, seen } = laggingCluster(old, 2, false);
-    const source = await JetStreamSource.recreate(js, { stream, durable }, 6);
-    expect(await firstDelivered(source)).toEqual([7, 8, 9]);
+    const { delivered, seen, stream, durable } = await restart(1, 2, false, 6);
+    expect(delivered).toEqual([7, 8, 9]);
     // One deletion by recreate, then one per old copy found.
     expect(seen.deletes).toBe(3);
     const info = await nats.jsm.consumers.info(stream, durable);
@@ -102,23 +104,15 @@ describe('recreating a durable while a node still runs its old copy', () => {
   });
 
   it('an old copy with the same start that has delivered is stale too', async () => {
-    const stream = await streamOf(10);
-    const durable = 'p1_p6';
-    const old = await oldDurable(stream, durable);
-    const { js, seen } = laggingCluster(old, 1, false);
-    // The checkpoint is still at the start: the old copy has the same start but delivered 1–3.
-    const source = await JetStreamSource.recreate(js, { stream, durable }, 0);
-    expect(await firstDelivered(source)).toEqual([1, 2, 3]);
+    // The checkpoint is still where the old copy started (5): same start, but it delivered 5–7.
+    const { delivered, seen } = await restart(5, 1, false, 4);
+    expect(delivered).toEqual([5, 6, 7]);
     expect(seen.deletes).toBe(2);
   });
 
   it('rides out "consumer name already in use" from the create', async () => {
-    const stream = await streamOf(10);
-    const durable = 'p1_p6';
-    const old = await oldDurable(stream, durable);
-    const { js, seen } = laggingCluster(old, 0, true);
-    const source = await JetStreamSource.recreate(js, { stream, durable }, 4);
-    expect(await firstDelivered(source)).toEqual([5, 6, 7]);
+    const { delivered, seen } = await restart(1, 0, true, 4);
+    expect(delivered).toEqual([5, 6, 7]);
     expect(seen.refusedAdds).toBe(1);
     expect(seen.adds).toBe(2);
   });
