@@ -5,7 +5,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { setImmediate } from 'node:timers/promises';
 import { CheckpointStoreError } from '../connectors/jetstream-errors.js';
 import type { CheckpointKv } from '../connectors/jetstream-kv.js';
 import {
@@ -144,6 +143,11 @@ export interface KvCheckpointOptions {
    * default) with its headers; default 512 KiB.
    */
   readonly chunkBytes?: number;
+  /**
+   * Chunks of a save in flight at once (default 2): what the save can queue on the connection ahead of
+   * the source's pulls and acks, which share it.
+   */
+  readonly lanes?: number;
 }
 
 /** What `<key>` holds: the commit record. The state itself lives in chunk keys it names. */
@@ -193,7 +197,14 @@ const MANIFEST_FORMAT = 'greenstream-checkpoint/2';
  */
 const CHAIN_MANIFEST_FORMAT = 'greenstream-checkpoint/3';
 const DEFAULT_CHUNK_BYTES = 512 * 1024;
+/** Chunk reads and deletes at once: a load or a clean-up, never on a live loop's critical path. */
 const CHUNK_CONCURRENCY = 8;
+/**
+ * Chunks of a save in flight at once. Eight put ~4 MB at a time on the connection the source pulls
+ * through: a pull request or ack waited behind them, and eight chunks hashed and packed in one turn of
+ * the loop held a live worker's loop ~200 ms per full checkpoint (the live tail's worst second).
+ */
+const SAVE_LANES = 2;
 
 /**
  * Checkpoints in the NATS KV bucket. Operator state runs to many MB while a KV value is capped by the
@@ -214,6 +225,10 @@ export function kvCheckpointStore(
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   if (!(Number.isInteger(chunkBytes) && chunkBytes >= 4)) {
     throw new RangeError(`chunkBytes must be an integer of at least 4, got ${chunkBytes}`);
+  }
+  const lanes = options.lanes ?? SAVE_LANES;
+  if (!(Number.isInteger(lanes) && lanes >= 1)) {
+    throw new RangeError(`lanes must be a positive integer, got ${lanes}`);
   }
   const writer = randomBytes(6).toString('hex');
   const writerKey = `${key}.writer`;
@@ -350,12 +365,13 @@ export function kvCheckpointStore(
       const hash = createHash('sha256');
       const nameless = { writer, slot, ...(deltaIndex === undefined ? {} : { delta: deltaIndex }) };
       let bytes = 0;
-      await forEachLimited(range(parts.length), CHUNK_CONCURRENCY, async (i) => {
+      const turns = new LoopTurns();
+      await forEachLimited(range(parts.length), lanes, async (i) => {
         const part = parts[i]!;
-        // The event loop gets a turn between chunks: hashing and handing 8 chunks to the client at once
-        // held a live loop ~100 ms per MB-sized state. Immediates run in the order the lanes took their
-        // chunks, so the hash still sees them in order.
-        await setImmediate();
+        // One chunk (hashed, packed, handed to the socket: a few ms) per turn of the event loop, whatever
+        // the lanes: the pulls, acks and writes of a live worker run between two chunks. Turns are granted
+        // in the order the lanes took their chunks, so the hash still sees them in order.
+        await turns.next();
         hash.update(part);
         bytes += typeof part === 'string' ? Buffer.byteLength(part) : part.byteLength;
         await kv.put(chunkKey(nameless, i), part);
@@ -493,6 +509,39 @@ export function splitUtf8(text: string, maxBytes: number): string[] {
 
 function isHighSurrogate(code: number): boolean {
   return code >= 0xd800 && code <= 0xdbff;
+}
+
+/**
+ * Grants turns one per iteration of the event loop, in the order they were asked for: a turn's work runs
+ * in the loop's check phase, and the next turn's in the next iteration, after its I/O callbacks.
+ */
+export class LoopTurns {
+  private readonly waiting: (() => void)[] = [];
+  private head = 0;
+  private scheduled = false;
+
+  next(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.waiting.push(resolve);
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.head >= this.waiting.length) return;
+    this.scheduled = true;
+    // An immediate scheduled while immediates run waits for the next iteration of the loop.
+    setImmediate(() => {
+      this.scheduled = false;
+      const grant = this.waiting[this.head++]!;
+      if (this.head === this.waiting.length) {
+        this.waiting.length = 0;
+        this.head = 0;
+      }
+      grant();
+      this.schedule();
+    });
+  }
 }
 
 async function forEachLimited<T>(
