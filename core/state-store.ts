@@ -42,6 +42,7 @@ import {
   vectorsDeltaHeaders,
   vectorsHeaders,
 } from './snapshot-codec.js';
+import { ColumnEntries, entriesOf } from './snapshot-columns.js';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
@@ -428,6 +429,24 @@ interface KeyedChanges {
   readonly index: DenseKeyIndex | undefined;
 }
 
+/** The binary snapshot's version once its keyed entries are in columns; version 2 restores as before. */
+const COLUMNS_VERSION = 3;
+
+/** A copy of `value` when it is a plain object of numbers, booleans, null and strings (else undefined). */
+function flatCopy(value: unknown): Record<string, unknown> | undefined {
+  if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype)
+    return undefined;
+  const copy: Record<string, unknown> = {};
+  for (const name of Object.keys(value)) {
+    const x = (value as Record<string, unknown>)[name];
+    if (!(typeof x === 'number' || typeof x === 'string' || typeof x === 'boolean' || x === null))
+      return undefined;
+    if (name === '__proto__') return undefined;
+    copy[name] = x;
+  }
+  return copy;
+}
+
 /** Keys listed, or entries serialized, between two looks at the deadline. */
 const KEYS_PER_STEP = 64;
 const LISTED_PER_STEP = 1024;
@@ -446,9 +465,14 @@ class KeyedCapture {
   private readonly texts: string[] = [];
   /** Entries' texts joined `TEXTS_PER_BLOCK` at a time: no one join of a whole namespace in one step. */
   private readonly blocks: string[] = [];
-  /** Entries serialized ahead of the cursor because they were about to change. */
-  private readonly early = new Map<string, string>();
-  /** Keys whose text is final: serialized early, or passed by the cursor. */
+  /**
+   * Entries serialized ahead of the cursor because they were about to change: their text, or in columns
+   * a copy of a flat value.
+   */
+  private readonly early = new Map<string, string | Record<string, unknown>>();
+  /** A full capture of a binary snapshot gathers its entries in columns (see `snapshot-columns.ts`). */
+  private readonly columns: ColumnEntries | undefined;
+  /** Keys whose text is final: serialized early, or (one text per entry) passed by the cursor. */
   private readonly done = new Set<string>();
   private cursor = 0;
   /** The keys to serialize, in order: all of them at once, or a delta's as `step` lists them. */
@@ -467,7 +491,9 @@ class KeyedCapture {
   constructor(
     private readonly map: KeyedMap<unknown>,
     entries: string[] | KeyedChanges,
+    columnar = false,
   ) {
+    this.columns = columnar ? new ColumnEntries((v) => jsonOf(v) ?? 'null') : undefined;
     if (Array.isArray(entries)) {
       this.keys = entries;
       this.changes = undefined;
@@ -497,7 +523,8 @@ class KeyedCapture {
   copy(key: string, value: unknown, n?: number): void {
     if (this.done.has(key) || !this.wanted(key, n)) return;
     this.done.add(key);
-    this.early.set(key, jsonOf([key, value]) as string);
+    const flat = this.columns === undefined ? undefined : flatCopy(value);
+    this.early.set(key, flat ?? (jsonOf([key, value]) as string));
   }
 
   /**
@@ -560,11 +587,25 @@ class KeyedCapture {
         }
       }
       const end = Math.min(this.cursor + KEYS_PER_STEP, keys.length);
+      const columns = this.columns;
+      if (columns !== undefined) {
+        // A key the cursor passed is not marked done: should it change later, `copy` keeps a copy that is
+        // never read, which is cheaper than a set of every key (a few keys change during a capture).
+        const early = this.early;
+        for (; this.cursor < end; this.cursor++) {
+          const key = keys[this.cursor]!;
+          const held = early.size === 0 ? undefined : early.get(key);
+          if (typeof held === 'string') columns.addText(held);
+          else columns.add(key, held ?? this.map.peek(key));
+        }
+        if (performance.now() >= deadline) break;
+        continue;
+      }
       for (; this.cursor < end; this.cursor++) {
         const key = keys[this.cursor]!;
         const early = this.early.get(key);
         if (early !== undefined) {
-          texts.push(early);
+          texts.push(early as string);
         } else {
           this.done.add(key);
           texts.push(jsonOf([key, this.map.peek(key)]) as string);
@@ -581,6 +622,7 @@ class KeyedCapture {
 
   /** The entries' JSON text in pieces of at most `TEXTS_PER_BLOCK` entries: `[`, blocks and commas, `]`. */
   pieces(): string[] {
+    if (this.columns !== undefined) return this.columns.pieces();
     if (this.texts.length > 0) {
       this.blocks.push(this.texts.join(','));
       this.texts.length = 0;
@@ -1088,7 +1130,7 @@ export class StateStore {
         capture = new KeyedCapture(map, 'all' in changes ? changes.all : changes);
       } else {
         map.resetChanges();
-        capture = new KeyedCapture(map, [...map.keys()]);
+        capture = new KeyedCapture(map, [...map.keys()], binary);
       }
       map.capture = capture;
       captures.set(ns, capture);
@@ -1129,7 +1171,8 @@ export class StateStore {
       for (const [ns, capture] of vectorCaptures) lists.set(ns, (capture as VectorsCapture).result());
       const listHeaders = vectorsHeaders(lists);
       const listsMember = lists.size === 0 ? '' : `,"vectors":${JSON.stringify(listHeaders)}`;
-      const parts: string[] = ['{"version":2,"keyed":{'];
+      // Version 3: keyed entries in columns (a build that reads version 2 only refuses it).
+      const parts: string[] = [`{"version":${COLUMNS_VERSION},"keyed":{`];
       yield* keyedParts(parts);
       parts.push('},"timers":');
       timerParts(parts);
@@ -1491,12 +1534,18 @@ export function deserializeSnapshot(state: SnapshotState): StoreSnapshot {
     return parseSnapshotJson(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));
   }
   const { json, rows, vectors } = decodeBinarySnapshot(data);
-  const parsed = parseSnapshotJson(json) as StoreSnapshot & { rows?: unknown };
-  if (parsed.version !== 2)
+  const parsed = parseSnapshotJson(json) as Omit<StoreSnapshot, 'version'> & {
+    version: unknown;
+    rows?: unknown;
+  };
+  if (parsed.version !== 2 && parsed.version !== COLUMNS_VERSION)
     throw new SnapshotFormatError(`binary state snapshot says version ${String(parsed.version)}`, {
       context: { bytes: data.length, offset: 0, part: 'json' },
     });
-  const result = { ...parsed, rows: Object.fromEntries(rows) };
+  // Columns back into entries: from here on both versions are the same snapshot.
+  const keyed: Record<string, [string, Json][]> = {};
+  for (const [ns, held] of Object.entries(parsed.keyed ?? {})) keyed[ns] = entriesOf(ns, held);
+  const result = { ...parsed, version: 2 as const, keyed, rows: Object.fromEntries(rows) };
   return vectors.size === 0 ? result : { ...result, vectors: Object.fromEntries(vectors) };
 }
 
