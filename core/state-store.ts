@@ -1439,6 +1439,22 @@ export class StateStore {
     for (const map of this.keyedStates.values()) map.resetChanges();
   }
 
+  /**
+   * Makes the next delta (`beginSnapshot({ incremental: true, delta: true })`) extend the chain of the
+   * last restored snapshot and its deltas, as if this store had taken them: changes are tracked from the
+   * restore on. False (nothing changes) when the restored snapshot starts no chain. For a worker whose
+   * checkpoint store still holds that chain (`CheckpointStore.extendsLoaded`) and whose state layout is
+   * the checkpoint's (an upgrade rewrites entries: its first checkpoint must be full).
+   */
+  continueRestoredChain(): boolean {
+    const restored = this.restoredChain;
+    if (restored === undefined) return false;
+    this.chain = { id: restored.id, index: restored.index };
+    // A delta carries the keys an index gained since the chain's last snapshot: here, since the restore.
+    for (const [name, index] of this.indexes) this.indexBase.set(name, index.size);
+    return true;
+  }
+
   /** Moves the legacy keyed entries of a snapshot without these rows into them. */
   private upgradeLegacy(rows: DenseRows, legacy: LegacyRowsUpgrade): void {
     const map = this.keyedStates.get(legacy.namespace);

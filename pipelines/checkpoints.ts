@@ -28,6 +28,7 @@ export function fileCheckpointStore(path: string): CheckpointStore {
   let chain: { state: string; deltas: string[] } | undefined;
   return {
     chains: true,
+    extendsLoaded: true,
     async load() {
       try {
         const saved = JSON.parse(await readFile(path, 'utf8')) as Checkpoint & {
@@ -109,6 +110,7 @@ function noChain(store: string, seq: number): SnapshotChainError {
 export function memoryCheckpointStore(): CheckpointStore & { last: Checkpoint | undefined } {
   const store = {
     chains: true,
+    extendsLoaded: true,
     /** The last checkpoint: with a delta saved, the chain's full state and its deltas. */
     last: undefined as Checkpoint | undefined,
     async load() {
@@ -221,7 +223,7 @@ export function kvCheckpointStore(
   kv: CheckpointKvStore,
   key: string,
   options: KvCheckpointOptions = {},
-): CheckpointStore & { readonly chains: true } {
+): CheckpointStore & { readonly chains: true; readonly extendsLoaded: true } {
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   if (!(Number.isInteger(chunkBytes) && chunkBytes >= 4)) {
     throw new RangeError(`chunkBytes must be an integer of at least 4, got ${chunkBytes}`);
@@ -263,6 +265,7 @@ export function kvCheckpointStore(
 
   return {
     chains: true,
+    extendsLoaded: true,
     async load() {
       const [entry, writerEntry] = await Promise.all([kv.get(key), kv.get(writerKey)]);
       if (writerEntry !== null) predecessors.push(parseWriterRecord(writerEntry.value));
@@ -340,8 +343,11 @@ export function kvCheckpointStore(
     async save(checkpoint: IdentifiedCheckpoint) {
       const state = checkpoint.state;
       const delta = isSnapshotDelta(state);
-      // A delta extends this writer's own chain only: a predecessor's chain is deleted after our first commit.
-      if (delta && committed?.writer !== writer) throw noChain(`checkpoint ${key}`, checkpoint.seq);
+      // A delta extends the chain committed last: this writer's, or the one loaded. A loaded chain's chunks
+      // are live (the clean-up after our first commit spares them) until a full state of ours supersedes
+      // them; the delta's own chunks carry our writer id, so a stale predecessor never writes over them,
+      // and its commit is the same compare-and-set over the revision we loaded.
+      if (delta && committed === undefined) throw noChain(`checkpoint ${key}`, checkpoint.seq);
       const slot = delta ? committed!.slot : committed?.writer === writer ? 1 - committed.slot : 0;
       const deltaIndex = delta ? committedDeltas.length + 1 : undefined;
       // Binary state goes out in raw slices of its buffer (or of its pieces): no text encoding, no copy.

@@ -98,6 +98,12 @@ export interface CheckpointStore<T> {
    * state with its deltas. Without it, the coordinator saves full states only.
    */
   readonly chains?: boolean;
+  /**
+   * With `chains`: a delta may also extend the chain `load` returned (the store keeps that chain's full
+   * state and deltas until a full state of its own supersedes them), so a restored worker's first
+   * checkpoint need not be a full one.
+   */
+  readonly extendsLoaded?: boolean;
 }
 
 /**

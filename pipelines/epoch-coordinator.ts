@@ -155,6 +155,18 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
         throw new CheckpointFormatError(previous, expected);
       store.restore(deserializeSnapshot(previous.state));
       store.applyDeltas(previous.deltas ?? []);
+      // The first checkpoint after a start is a delta on the restored chain when the store still holds it
+      // and the state is of this build's layout (an upgraded one is rewritten: a full state first).
+      if (
+        checkpoints.chains === true &&
+        checkpoints.extendsLoaded === true &&
+        (expected === undefined || previous.stateFormat === expected) &&
+        store.continueRestoredChain()
+      ) {
+        this.chainLength = 1 + (previous.deltas?.length ?? 0);
+        this.fullBytes = snapshotLength(previous.state);
+        this.deltaBytes = (previous.deltas ?? []).reduce((sum, d) => sum + d.byteLength, 0);
+      }
       this.seq = previous.seq;
       this.totals = previous.totals;
     }

@@ -169,6 +169,74 @@ describe('incremental checkpoints', () => {
     });
   }
 
+  /** Per store kind: a key's store as a worker opens it (memory: the one store, which outlives no process). */
+  const reopened: [string, () => () => CheckpointStore][] = [
+    [
+      'the KV bucket',
+      () => {
+        const key = uniqueName('chain');
+        return () => kvCheckpointStore(kv, key, { chunkBytes: 64 * 1024 });
+      },
+    ],
+    [
+      'a file',
+      () => {
+        const path = join(dir, `${uniqueName('chain')}.json`);
+        return () => fileCheckpointStore(path);
+      },
+    ],
+    [
+      'memory',
+      () => {
+        const store = memoryCheckpointStore();
+        return () => store;
+      },
+    ],
+  ];
+  for (const [where, keyOf] of reopened) {
+    it(`let a restored worker extend the chain it loaded from ${where} with deltas, until its own full state`, async () => {
+      const open = keyOf();
+      const c = chain();
+      const first = open();
+      await first.load();
+      await saveChain(first, c);
+      // The next worker restores the chain and goes on with it.
+      const second = open();
+      expect(second.extendsLoaded).toBe(true);
+      const loaded = (await second.load())!;
+      const worker = restoreFrom(loaded);
+      expect(worker.continueRestoredChain()).toBe(true);
+      touch(worker, 4, 5, 2004);
+      worker.denseKeys('meters').intern('MTR-new');
+      const delta = worker.beginSnapshot({ incremental: true, delta: true }).finish() as Uint8Array;
+      expect(isSnapshotDelta(delta)).toBe(true);
+      await second.save(checkpoint(5, delta));
+      touch(worker, 5, 3, 2005);
+      await second.save(
+        checkpoint(6, worker.beginSnapshot({ incremental: true, delta: true }).finish() as Uint8Array),
+      );
+      const third = (await open().load())!;
+      expect(third.seq).toBe(6);
+      expect(third.deltas).toHaveLength(5);
+      expect(content(restoreFrom(third))).toEqual(content(worker));
+      // Its own full state supersedes the loaded chain, which then is gone from the store.
+      await second.save(checkpoint(7, worker.beginSnapshot({ incremental: true }).finish() as Uint8Array));
+      const after = (await open().load())!;
+      expect(after.deltas).toBeUndefined();
+      expect(content(restoreFrom(after))).toEqual(content(worker));
+    });
+  }
+
+  it('a store restored from a snapshot that starts no chain has none to continue', () => {
+    const store = meterStore(10);
+    const restored = new StateStore();
+    restored.rows('ring', 'meters', 64);
+    restored.restore(deserializeSnapshot(store.beginSnapshot().finish()));
+    expect(restored.continueRestoredChain()).toBe(false);
+    const next = restored.beginSnapshot({ incremental: true, delta: true });
+    expect(next.delta).toBe(false);
+  });
+
   it('keeps a delta a small part of the full state when few meters changed', () => {
     const c = chain();
     for (const d of c.deltas) expect(d.byteLength).toBeLessThan(c.full.byteLength / 4);
@@ -393,5 +461,30 @@ describe('the epoch coordinator with incremental checkpoints', () => {
       0,
     );
     expect(full.every((d) => !d)).toBe(true);
+  });
+
+  it("makes a restored worker's first checkpoint a delta on the chain it restored when the store keeps it, else a full state", async () => {
+    const memory = memoryCheckpointStore();
+    await run(new StateStore(), memory, 6, 0);
+    const interrupted = memory.last!;
+    expect(interrupted.deltas?.length).toBeGreaterThan(0);
+    const resumeWith = async (extendsLoaded: boolean) => {
+      const kinds: boolean[] = [];
+      const store: CheckpointStore = {
+        chains: true,
+        ...(extendsLoaded ? { extendsLoaded: true } : {}),
+        load: async () => interrupted,
+        save: async (cp) => void kinds.push(isSnapshotDelta(cp.state)),
+      };
+      const resumed = new StateStore();
+      await run(resumed, store, 9, interrupted.position as number);
+      return { kinds, resumed };
+    };
+    const uninterrupted = new StateStore();
+    await run(uninterrupted, memoryCheckpointStore(), 9, 0);
+    const extended = await resumeWith(true);
+    expect(extended.kinds[0]).toBe(true);
+    expect(content(extended.resumed)).toEqual(content(uninterrupted));
+    expect((await resumeWith(false)).kinds[0]).toBe(false);
   });
 });
