@@ -56,6 +56,7 @@ export function fencedSinks(sinks: PipelineSinks, lease: Lease): PipelineSinks {
 export function fencedCheckpoints(checkpoints: CheckpointStore, lease: Lease): CheckpointStore {
   return {
     ...(checkpoints.chains === true ? { chains: true } : {}),
+    ...(checkpoints.extendsLoaded === true ? { extendsLoaded: true } : {}),
     load: () => checkpoints.load(),
     async save(checkpoint) {
       await lease.check('save a checkpoint');

@@ -367,6 +367,7 @@ function reportingFailures(
   if (onFailure === undefined) return store;
   return {
     ...(store.chains === true ? { chains: true } : {}),
+    ...(store.extendsLoaded === true ? { extendsLoaded: true } : {}),
     load: () => store.load(),
     save: async (checkpoint) => {
       try {

@@ -176,6 +176,7 @@ export function identifiedCheckpoints(
 ): CheckpointStore {
   return {
     ...(store.chains === true ? { chains: true } : {}),
+    ...(store.extendsLoaded === true ? { extendsLoaded: true } : {}),
     async load() {
       // Loaded even when reset: a compare-and-set store learns the revision to write over.
       const checkpoint = (await store.load()) as IdentifiedCheckpoint | undefined;

@@ -13,6 +13,7 @@ import { map, type Observable } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CheckpointKv, connectNats } from '../../connectors/jetstream.js';
 import { CheckpointStoreError } from '../../connectors/jetstream-errors.js';
+import type { Lease } from '../../connectors/lease.js';
 import {
   deserializeSnapshot,
   type FlowEvent,
@@ -27,6 +28,7 @@ import {
   kvCheckpointStore,
   memoryCheckpointStore,
 } from '../../pipelines/checkpoints.js';
+import { fencedCheckpoints } from '../../pipelines/fencing.js';
 import {
   type Checkpoint,
   type CheckpointStore,
@@ -35,6 +37,7 @@ import {
   runPipeline,
   type SourceBatch,
 } from '../../pipelines/runner.js';
+import { identifiedCheckpoints, type RunSinks } from '../../pipelines/store-identity.js';
 import type { RawReading, Reading } from '../../schemas/reading.js';
 import { uniqueName } from '../harness/servers.js';
 
@@ -226,6 +229,17 @@ describe('incremental checkpoints', () => {
       expect(content(restoreFrom(after))).toEqual(content(worker));
     });
   }
+
+  it('is said of a store by the wrappers a worker puts around it', () => {
+    const inner = memoryCheckpointStore();
+    const sinks = { identity: {}, hotStoreIds: [] } as unknown as RunSinks;
+    const lease = { name: 'lease', epoch: 1, fenced: false, check: async () => {} } as unknown as Lease;
+    expect(identifiedCheckpoints(inner, sinks, { name: 'memory' }).extendsLoaded).toBe(true);
+    expect(fencedCheckpoints(inner, lease).extendsLoaded).toBe(true);
+    expect(fencedCheckpoints({ chains: true, load: inner.load, save: inner.save }, lease).extendsLoaded).toBe(
+      undefined,
+    );
+  });
 
   it('a store restored from a snapshot that starts no chain has none to continue', () => {
     const store = meterStore(10);
