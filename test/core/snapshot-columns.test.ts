@@ -80,7 +80,7 @@ describe('keyed entries in columns', () => {
     );
   });
 
-  it('hold each entry as it was at the barrier while entries change during the capture', () => {
+  it('hold each entry as it was at the barrier while entries change, go and come during the capture', () => {
     fc.assert(
       fc.property(someEntries, fc.array(fc.nat(), { maxLength: 200 }), (items, changes) => {
         fc.pre(items.length > 0);
@@ -92,10 +92,14 @@ describe('keyed entries in columns', () => {
         let done = job.step(0);
         for (const c of changes) {
           const [key] = items[c % items.length]!;
-          const held = keyed.get(key);
-          if (held !== null && typeof held === 'object' && !Array.isArray(held))
-            (held as Record<string, unknown>).lt = c;
-          else keyed.set(key, { lt: c });
+          if (c % 5 === 0) keyed.delete(key);
+          else if (c % 5 === 1) keyed.set(`NEW-${c}`, { lt: c });
+          else {
+            const held = keyed.get(key);
+            if (held !== null && typeof held === 'object' && !Array.isArray(held))
+              (held as Record<string, unknown>).lt = c;
+            else keyed.set(key, { lt: c });
+          }
           if (!done) done = job.step(0);
         }
         const bytes = job.finish() as Uint8Array;
@@ -103,6 +107,17 @@ describe('keyed entries in columns', () => {
       }),
       { numRuns: 40 },
     );
+  });
+
+  it('list the keys of the barrier, however many, when entries are deleted and added before the steps reach them', () => {
+    const items = Array.from({ length: 40_000 }, (_, i) => [`MTR-${i}`, { lt: i, ok: i % 2 === 0 }] as const);
+    const store = storeOf(items);
+    const keyed = store.keyed<{ lt: number }>('k');
+    const job = store.beginSnapshot();
+    for (let i = 0; i < 40_000; i += 997) keyed.delete(`MTR-${i}`);
+    for (let i = 0; i < 50; i++) keyed.set(`NEW-${i}`, { lt: -i });
+    const bytes = job.finish() as Uint8Array;
+    expect(restoredEntries(bytes)).toEqual(items.map(([k, v]) => [k, v]));
   });
 
   it('are what a binary full snapshot writes (version 3), not one text per entry', () => {
