@@ -227,20 +227,6 @@ export class DenseVectors {
     this.dirty.fill(0);
   }
 
-  /**
-   * Gives list `n` room for `capacity` numbers, its content unchanged: a list whose length its stage can
-   * foresee (a hold of known length) then grows in one allocation instead of a doubling at a time, each
-   * a new buffer outside the heap that the garbage collector accounts for.
-   */
-  ensureCapacity(n: number, capacity: number): void {
-    const list = this.array(n);
-    if (capacity <= list.length) return;
-    const length = this.reserve(n, 0);
-    const grown = new Float64Array(capacity);
-    grown.set(list.subarray(0, length));
-    this.lists[n] = grown;
-  }
-
   /** Room for `more` numbers at the end of list `n` (kept for a capture first); returns where they go. */
   private reserve(n: number, more: number): number {
     while (this.lists.length <= n) {
@@ -269,22 +255,10 @@ export class DenseVectors {
     return length;
   }
 
-  /**
-   * Lets every list keep a buffer of up to `capacity` numbers when it shrinks or empties: for lists that
-   * empty and fill again all the time (a meter's open hours, one at a time), where giving the buffer back
-   * made a new one each time.
-   */
-  keepRoom(capacity: number): void {
-    this.room = capacity;
-  }
-
-  private room = 0;
-
   /** A list under a quarter of its capacity gives the rest back: a hold empties after a busy stretch. */
   private shrink(n: number): void {
     const length = this.lengths[n]!;
     const list = this.lists[n]!;
-    if (list.length <= this.room) return;
     if (length === 0) {
       this.lists[n] = EMPTY;
       return;

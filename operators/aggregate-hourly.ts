@@ -230,8 +230,6 @@ function heldHours(
   // in the order they opened. Unboxed doubles, ~16 bytes a held reading in memory and in a checkpoint.
   const heldLists = store.vectors(`${name}/held`, METER_KEYS);
   const hourLists = store.vectors(`${name}/hours`, METER_KEYS);
-  // A meter's open hours empty and refill every hour: the buffer of two stays (16 numbers a meter).
-  hourLists.keepRoom(2 * HOUR_FIELDS + 2);
   const meters = store.denseKeys(METER_KEYS);
   // The same queue the keyed stage fires: an hour's end is one timer for every meter (see `openHour`).
   const timers = store.timers(name);
@@ -353,10 +351,7 @@ function heldHours(
         else count(n, ts, item.kw!);
         return;
       }
-      const length = heldLists.length(n);
-      const first = length === 0;
-      if (length >= HELD_SAMPLE && length === heldLists.array(n).length)
-        heldLists.ensureCapacity(n, heldCapacity(heldLists.array(n), length, holdMs));
+      const first = heldLists.length(n) === 0;
       heldLists.push2(n, ts, item.kw!);
       if (first) schedule(ctx, s, n);
     },
@@ -420,24 +415,6 @@ function heldHours(
 }
 
 type HeldCtx = KeyedContext<HourlyConsumption, HeldHoursState>;
-
-/** Held numbers (`[ts, kw, …]`) a meter's cadence is estimated from, and the most a list is sized for at once. */
-const HELD_SAMPLE = 8;
-const MAX_HELD_CAPACITY = 1 << 16;
-
-/**
- * The room a full held list is grown to: what the hold keeps at the cadence its readings arrive at (the
- * span of the held ones over their count), with a margin, or twice its length when that is more. A
- * meter's list then grows once to its size over the hold instead of doubling from 8 (six buffers a meter
- * for a 48 h hold of 15-minute readings, then the garbage they become).
- */
-function heldCapacity(held: Float64Array, length: number, holdMs: number): number {
-  const doubled = 2 * length;
-  const interval = (held[length - 2]! - held[0]!) / (length / 2 - 1);
-  if (!(interval > 0)) return doubled;
-  const foreseen = 2 * Math.ceil(holdMs / interval + 2);
-  return Math.max(doubled, Math.min(foreseen, MAX_HELD_CAPACITY));
-}
 
 /** The timer queue's order of equal keys: UTF-16 code units, as `<` compares strings. */
 function byKey(a: string, b: string): number {

@@ -18,7 +18,6 @@ type Op =
   | { kind: 'remove'; n: number; at: number; count: number }
   | { kind: 'truncate'; n: number; length: number }
   | { kind: 'dropFirst'; n: number; k: number }
-  | { kind: 'ensure'; n: number; capacity: number }
   | { kind: 'step' }
   | { kind: 'keyed'; key: string; value: number };
 
@@ -55,11 +54,6 @@ function apply(store: StateStore, lists: DenseVectors, model: Model, op: Op): vo
     case 'keyed':
       store.keyed<number>('other').set(op.key, op.value);
       return;
-    case 'ensure':
-      // Room only: the list's numbers stay as they are.
-      lists.ensureCapacity(op.n, op.capacity);
-      expect(lists.array(op.n).length).toBeGreaterThanOrEqual(op.capacity);
-      break;
     case 'step':
       return;
   }
@@ -119,14 +113,6 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 1,
     arbitrary: fc.record({
-      kind: fc.constant('ensure' as const),
-      n: keyNumber,
-      capacity: fc.integer({ min: 0, max: 200 }),
-    }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.record({
       kind: fc.constant('keyed' as const),
       key: fc.constantFrom('a', 'b'),
       value: fc.integer(),
@@ -134,12 +120,10 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   },
 );
 
-function newStore(room = 0): { store: StateStore; lists: DenseVectors } {
+function newStore(): { store: StateStore; lists: DenseVectors } {
   const store = new StateStore();
   store.keyed('other');
-  const lists = store.vectors('test/lists', 'meters');
-  lists.keepRoom(room);
-  return { store, lists };
+  return { store, lists: store.vectors('test/lists', 'meters') };
 }
 
 describe('numeric lists (DenseVectors) in the state store', () => {
@@ -208,45 +192,6 @@ describe('numeric lists (DenseVectors) in the state store', () => {
       }),
       { numRuns: 150 },
     );
-  });
-
-  it('with room kept (`keepRoom`), hold, snapshot and restore the same numbers, and an emptied list keeps its buffer', () => {
-    fc.assert(
-      fc.property(fc.array(op, { maxLength: 80 }), fc.array(op, { maxLength: 40 }), (before, during) => {
-        const { store, lists } = newStore(16);
-        const plain = newStore();
-        const model: Model = new Map();
-        const plainModel: Model = new Map();
-        for (const o of before) {
-          apply(store, lists, model, o);
-          apply(plain.store, plain.lists, plainModel, o);
-        }
-        expectLists(lists, model);
-        const expected = plain.store.beginSnapshot().finish() as Uint8Array;
-        const snapshot = store.beginSnapshot();
-        const atBarrier = new Map([...model].map(([n, v]) => [n, [...v]]));
-        for (const o of during) {
-          if (o.kind === 'step') snapshot.step(0);
-          apply(store, lists, model, o);
-        }
-        // The kept room is no content: the snapshot is the one of lists that gave their buffers back.
-        expect(Buffer.compare(snapshot.finish() as Uint8Array, expected)).toBe(0);
-        const restored = newStore(16);
-        restored.store.restore(deserializeSnapshot(expected));
-        expectLists(restored.lists, atBarrier);
-        expectLists(lists, model);
-      }),
-      { numRuns: 150 },
-    );
-    const { lists } = newStore(16);
-    lists.push2(3, 1, 2);
-    const buffer = lists.array(3);
-    lists.dropFirst(3, 2);
-    expect(lists.length(3)).toBe(0);
-    expect(lists.array(3)).toBe(buffer);
-    lists.push2(3, 5, 6);
-    expect(lists.array(3)).toBe(buffer);
-    expect([...lists.array(3).subarray(0, 2)]).toEqual([5, 6]);
   });
 
   it('narrows whole numbers to int32 in the encoding, and a restore clears lists the snapshot lacks', () => {

@@ -319,41 +319,6 @@ describe('aggregateHourly: a zero or stuck fault takes its whole window out (fau
     };
     const sortedIds = [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 
-    it('sizes a meter\u2019s held list for its hold at once, and keeps its open-hours buffer when the hours fire', () => {
-      const store = new StateStore();
-      const hold = 48 * HOUR;
-      const source = new Subject<FlowEvent<Reading | FaultEvent>>();
-      const out: HourlyConsumption[] = [];
-      source
-        .pipe(aggregateHourly(store, registry(), { allowedLatenessMs: 0, faultHoldMs: hold }))
-        .subscribe((e) => {
-          if (e.kind === 'data') out.push(...e.items);
-        });
-      const held = store.vectors('aggregateHourly/held', 'meters');
-      const hours = store.vectors('aggregateHourly/hours', 'meters');
-      const buffers = new Set<Float64Array>();
-      // A day of 15-minute readings, all held (the hold is 48 h).
-      for (let k = 0; k < 96; k++) {
-        source.next(data(r('M1', T0 + k * INTERVAL, 1 + (k % 3))));
-        buffers.add(held.array(0));
-      }
-      // Doubling from 8 numbers: 8, 16, 32, 64, 128, 256; sized from the cadence after 4 readings: 8, then
-      // the 48 h of 15-minute readings (193 pairs and a margin).
-      expect([...buffers].map((b) => b.length)).toEqual([8, 2 * (48 * 4 + 2)]);
-      // Released an hour at a time: each hour opens and fires, its buffer kept.
-      source.next(wm(T0 + HOUR + hold));
-      const room = hours.array(0);
-      expect(hours.length(0)).toBe(7);
-      source.next(wm(T0 + 2 * HOUR + hold));
-      source.next(wm(T0 + 3 * HOUR + hold));
-      expect(hours.array(0)).toBe(room);
-      expect(out.map((h) => [h.hour, h.count])).toEqual([
-        [T0, 4],
-        [T0 + HOUR, 4],
-        [T0 + 2 * HOUR, 4],
-      ]);
-    });
-
     it('fires every meter\u2019s hour in meter-id order, with one timer an hour, not one a meter', () => {
       const store = new StateStore();
       const all = events();
