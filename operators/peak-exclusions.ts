@@ -25,6 +25,7 @@ import type { MaintenanceWindow } from '../schemas/external.js';
 import type { HourlyConsumption } from '../schemas/reading.js';
 import { localHourOf } from './local-time.js';
 import type { MeterRegistry } from './outputs.js';
+import { dayKeys } from './rank-daily-peaks.js';
 import type { RuleProfile } from './rule-profile.js';
 
 const HOUR = 3_600_000;
@@ -134,10 +135,11 @@ export function excludePeakHours(
   dayOf: (hour: number) => number,
   name = 'excludePeakHours',
 ): Transform<HourlyConsumption, HourlyConsumption> {
-  const judge = exclusionJudge(thresholds);
+  const judge = cachedJudge(exclusionJudge(thresholds), inputs);
+  const dayKey = dayKeys(dayOf);
   return keyedProcess<HourlyConsumption, HourlyConsumption, DayExclusions>(store, {
     name,
-    key: (h) => String(dayOf(h.hour)),
+    key: (h) => dayKey(h.hour),
     onElement: (ctx, h) => {
       const day = dayOf(h.hour);
       // Late for the day: the ranking tags it late; nothing to judge.
@@ -146,7 +148,7 @@ export function excludePeakHours(
         return;
       }
       const region = inputs.registry.value.get(h.meterId)?.region ?? '';
-      const reasons = judge(region, h.hour, inputs.weather.value, inputs.maintenance.value);
+      const reasons = judge(region, h.hour);
       if (reasons.length === 0) {
         ctx.emit(h);
         return;
@@ -157,8 +159,7 @@ export function excludePeakHours(
         ctx.state = s;
         ctx.setTimer(END_OF_DAY, day + DAY);
       }
-      for (const { reason, detail } of reasons) {
-        const key = `${h.hour}|${region}|${reason}`;
+      for (const { key, detail } of reasons) {
         const e = s.excluded[key] ?? [0, 0, detail];
         e[0] += 1;
         e[1] += h.avgKw;
@@ -185,4 +186,48 @@ export function excludePeakHours(
       }
     },
   });
+}
+
+/** A judged reason with the key its day's tally counts it under (`<hour>|<region>|<reason>`). */
+interface KeyedReason {
+  readonly key: string;
+  readonly detail: string;
+}
+
+const NO_REASONS: readonly KeyedReason[] = [];
+
+/**
+ * `judge` remembered per region for the hour being judged: the hourly rows of an hour come together, one
+ * per meter, and the regions are few, so the judgement (a holiday lookup, a weather key, a scan of the
+ * maintenance windows) is made once per region and hour instead of once per meter. Forgotten when the
+ * hour changes or a side input is replaced, so a row is judged on the side inputs it meets, as before.
+ */
+function cachedJudge(
+  judge: ReturnType<typeof exclusionJudge>,
+  inputs: ExclusionInputs,
+): (region: string, hour: number) => readonly KeyedReason[] {
+  let hour = Number.NaN;
+  let weather: WeatherLookup | undefined;
+  let maintenance: readonly MaintenanceWindow[] | undefined;
+  const byRegion = new Map<string, readonly KeyedReason[]>();
+  return (region, h) => {
+    const w = inputs.weather.value;
+    const m = inputs.maintenance.value;
+    if (h !== hour || w !== weather || m !== maintenance) {
+      hour = h;
+      weather = w;
+      maintenance = m;
+      byRegion.clear();
+    }
+    let reasons = byRegion.get(region);
+    if (reasons === undefined) {
+      const judged = judge(region, h, w, m);
+      reasons =
+        judged.length === 0
+          ? NO_REASONS
+          : judged.map(({ reason, detail }) => ({ key: `${h}|${region}|${reason}`, detail }));
+      byRegion.set(region, reasons);
+    }
+    return reasons;
+  };
 }

@@ -40,12 +40,13 @@ export function rankDailyPeaks(
 ): Transform<HourlyConsumption, DailyPeak> {
   const top = thresholds.topHoursPerDay;
   const dayOf = peakDayOf(thresholds.timeZoneOffsetMinutes);
+  const dayKey = dayKeys(dayOf);
   // The first whole UTC hour of a local day: with a half-hour offset the day starts mid-hour.
   const firstHourOf = (day: number): number => Math.ceil(day / HOUR) * HOUR;
 
   return keyedProcess<HourlyConsumption, DailyPeak, DayTotals>(store, {
     name,
-    key: (h) => String(dayOf(h.hour)),
+    key: (h) => dayKey(h.hour),
     onElement: (ctx, h) => {
       const day = dayOf(h.hour);
       if (day + DAY <= ctx.watermark) {
@@ -79,4 +80,20 @@ export function rankDailyPeaks(
       }
     },
   });
+}
+
+/**
+ * The state key of a day, `String(dayOf(hour))`, kept for the last hour: rows of the same hour follow one
+ * another, and the text was a new string per row.
+ */
+export function dayKeys(dayOf: (hour: number) => number): (hour: number) => string {
+  let lastHour = Number.NaN;
+  let lastKey = '';
+  return (hour) => {
+    if (hour !== lastHour) {
+      lastHour = hour;
+      lastKey = String(dayOf(hour));
+    }
+    return lastKey;
+  };
 }

@@ -1,11 +1,19 @@
 /** The exclusion judge's boundaries: local dates across daylight saving, regional calendars, thresholds, windows. */
+import fc from 'fast-check';
+import { BehaviorSubject, Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { parseMaintenanceCsv } from '../../codecs/maintenance-windows.js';
+import { type FlowEvent, SideInput, StateStore } from '../../core/index.js';
 import { localHourOf } from '../../operators/local-time.js';
-import { exclusionJudge, weatherLookup } from '../../operators/peak-exclusions.js';
+import type { MeterRegistry } from '../../operators/outputs.js';
+import { excludePeakHours, exclusionJudge, weatherLookup } from '../../operators/peak-exclusions.js';
 import { defaultRuleProfile, resolveRuleProfile } from '../../operators/rule-profile.js';
+import type { MaintenanceWindow } from '../../schemas/external.js';
+import type { HourlyConsumption, MeterInfo } from '../../schemas/reading.js';
+import { data } from '../core/helpers.js';
 
 const H = 3_600_000;
+const DAY_MS = 24 * H;
 const judge = exclusionJudge(defaultRuleProfile.exclusions);
 const none = weatherLookup([]);
 
@@ -92,5 +100,94 @@ describe('parseMaintenanceCsv', () => {
     expect(parseMaintenanceCsv('region,from,to\n').errors).toEqual([
       { line: 1, reason: 'header lacks "start"' },
     ]);
+  });
+});
+
+describe('excludePeakHours', () => {
+  const profile = defaultRuleProfile.exclusions;
+  const meter = (id: string, region: string): MeterInfo => ({
+    meterId: id,
+    region,
+    neighborhood: 'N',
+    meterType: 'residential',
+    vacant: false,
+    maxKw: null,
+  });
+  const row = (meterId: string, hour: number, avgKw: number): HourlyConsumption => ({
+    meterId,
+    neighborhood: 'N',
+    hour,
+    avgKw,
+    minKw: avgKw,
+    maxKw: avgKw,
+    stddevKw: 0,
+    count: 4,
+  });
+
+  it('judges each row as the judge does on the side inputs it meets, whatever the rows before it', () => {
+    // The stage remembers a judgement per region and hour: rows of several regions, hours and days in any
+    // order, with the weather and maintenance replaced between batches (mid-hour), must pass or leave
+    // exactly as the judge, called for each row on the side inputs of its batch, says.
+    const day = Date.UTC(2024, 6, 10);
+    const regions = ['north', 'south', 'DE-BY', ''];
+    const meters = new Map<string, MeterInfo>(
+      Array.from({ length: 8 }, (_, i) => [`M${i}`, meter(`M${i}`, regions[i % regions.length]!)] as const),
+    );
+    const weathers = [
+      weatherLookup([]),
+      weatherLookup([
+        { region: 'north', ts: day + 3 * H, temperatureC: 40 },
+        { region: 'south', ts: day + 4 * H, temperatureC: -20 },
+      ]),
+    ];
+    const windows: MaintenanceWindow[][] = [
+      [],
+      [{ region: 'south', start: day + 2 * H, end: day + 5 * H, reason: 'swap' }],
+    ];
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            rows: fc.array(fc.tuple(fc.integer({ min: 0, max: 7 }), fc.integer({ min: 0, max: 6 })), {
+              maxLength: 12,
+            }),
+            weather: fc.integer({ min: 0, max: 1 }),
+            maintenance: fc.integer({ min: 0, max: 1 }),
+          }),
+          { maxLength: 6 },
+        ),
+        (batches) => {
+          const weather = new BehaviorSubject(weathers[0]!);
+          const maintenance = new BehaviorSubject(windows[0]!);
+          const inputs = {
+            registry: new SideInput<MeterRegistry>('registry', new BehaviorSubject<MeterRegistry>(meters)),
+            weather: new SideInput('weather', weather),
+            maintenance: new SideInput('maintenance', maintenance),
+          };
+          for (const s of [inputs.registry, inputs.weather, inputs.maintenance]) s.connect(() => {});
+          const passed: HourlyConsumption[] = [];
+          const input = new Subject<FlowEvent<HourlyConsumption>>();
+          input
+            .pipe(excludePeakHours(new StateStore(), inputs, profile, (h) => Math.floor(h / DAY_MS) * DAY_MS))
+            .subscribe((e) => {
+              if (e.kind === 'data') passed.push(...e.items);
+            });
+          const expected: HourlyConsumption[] = [];
+          let kw = 0;
+          for (const b of batches) {
+            weather.next(weathers[b.weather]!);
+            maintenance.next(windows[b.maintenance]!);
+            const items = b.rows.map(([m, hour]) => row(`M${m}`, day + hour * H, ++kw));
+            for (const r of items) {
+              const region = meters.get(r.meterId)!.region;
+              if (judge(region, r.hour, weathers[b.weather]!, windows[b.maintenance]!).length === 0)
+                expected.push(r);
+            }
+            input.next(data(...items));
+          }
+          expect(passed).toEqual(expected);
+        },
+      ),
+    );
   });
 });
