@@ -1,4 +1,10 @@
-import { keyedProcess, type SideInput, type StateStore, type Transform } from '../core/index.js';
+import {
+  type KeyedProcessSpec,
+  keyedProcess,
+  type SideInput,
+  type StateStore,
+  type Transform,
+} from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import {
   type Cadence,
@@ -48,14 +54,14 @@ interface OverloadRunState extends Cadence {
  *   tags FAULTS `overload`; the chain's end clears it (same row, final windowEnd = last over-limit
  *   reading). Readings from the detecting one to the clearing one are flagged `fault_excluded`.
  */
-export function detectOverload(
+export function detectOverloadSpec(
   store: StateStore,
   registry: SideInput<MeterRegistry>,
   thresholds: Pick<RuleProfile['faults'], 'overloadConsecutive' | 'overloadKw'>,
   name = 'detectOverload',
-): Transform<Reading, Reading> {
+): KeyedProcessSpec<Reading, Reading, OverloadRunState> {
   const { overloadConsecutive, overloadKw } = thresholds;
-  return keyedProcess<Reading, Reading, OverloadRunState>(store, {
+  return {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
@@ -108,7 +114,17 @@ export function detectOverload(
       if (st.f !== null) excludeFromAnalytics(r);
       ctx.emit(r);
     },
-  });
+  };
+}
+
+/** `detectOverloadSpec` as a stage of its own. */
+export function detectOverload(
+  store: StateStore,
+  registry: SideInput<MeterRegistry>,
+  thresholds: Pick<RuleProfile['faults'], 'overloadConsecutive' | 'overloadKw'>,
+  name = 'detectOverload',
+): Transform<Reading, Reading> {
+  return keyedProcess(store, detectOverloadSpec(store, registry, thresholds, name));
 }
 
 function endChain(st: OverloadRunState, r: Reading, ctx: Parameters<typeof clearFault>[0]): void {
