@@ -52,7 +52,6 @@ type ErraticSpikeState = MomentRing;
  *   a constant would make any change a spike.
  */
 export function detectErraticSpikeSpec(
-  store: StateStore,
   thresholds: Pick<RuleProfile['faults'], 'rollingWindowMs' | 'spikeSigmas' | 'minWindowReadings'>,
   name = 'detectErraticSpike',
 ): KeyedProcessSpec<Reading, Reading, ErraticSpikeState> {
@@ -102,7 +101,7 @@ export function detectErraticSpike(
   thresholds: Pick<RuleProfile['faults'], 'rollingWindowMs' | 'spikeSigmas' | 'minWindowReadings'>,
   name = 'detectErraticSpike',
 ): Transform<Reading, Reading> {
-  return keyedProcess(store, detectErraticSpikeSpec(store, thresholds, name));
+  return keyedProcess(store, detectErraticSpikeSpec(thresholds, name));
 }
 
 /** Out of the per-reading path: keeps `onElement` small enough for V8 to inline the ring updates. */

@@ -55,7 +55,6 @@ interface OverloadRunState extends Cadence {
  *   reading). Readings from the detecting one to the clearing one are flagged `fault_excluded`.
  */
 export function detectOverloadSpec(
-  store: StateStore,
   registry: SideInput<MeterRegistry>,
   thresholds: Pick<RuleProfile['faults'], 'overloadConsecutive' | 'overloadKw'>,
   name = 'detectOverload',
@@ -124,7 +123,7 @@ export function detectOverload(
   thresholds: Pick<RuleProfile['faults'], 'overloadConsecutive' | 'overloadKw'>,
   name = 'detectOverload',
 ): Transform<Reading, Reading> {
-  return keyedProcess(store, detectOverloadSpec(store, registry, thresholds, name));
+  return keyedProcess(store, detectOverloadSpec(registry, thresholds, name));
 }
 
 function endChain(st: OverloadRunState, r: Reading, ctx: Parameters<typeof clearFault>[0]): void {

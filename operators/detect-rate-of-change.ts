@@ -16,7 +16,6 @@ const SCALE = 10_000;
  * so a reading costs one state lookup and no store write.
  */
 export function detectRateOfChangeSpec(
-  store: StateStore,
   thresholds: RuleProfile['rateOfChange'],
   name = 'detectRateOfChange',
 ): KeyedProcessSpec<Reading, Reading, { base: number }> {
@@ -52,7 +51,7 @@ export function detectRateOfChange(
   thresholds: RuleProfile['rateOfChange'],
   name = 'detectRateOfChange',
 ): Transform<Reading, Reading> {
-  return keyedProcess(store, detectRateOfChangeSpec(store, thresholds, name));
+  return keyedProcess(store, detectRateOfChangeSpec(thresholds, name));
 }
 
 /** Over the physical limit: quarantined after the fault rules, so never stored and never a base. */

@@ -46,7 +46,6 @@ interface StuckRunState extends Cadence {
  *   windows downstream (a constant window is not also reported as low variance).
  */
 export function detectStuckMeterSpec(
-  store: StateStore,
   thresholds: Pick<RuleProfile['faults'], 'stuckMinDurationMs' | 'stuckToleranceKw'>,
   name = 'detectStuckMeter',
 ): KeyedProcessSpec<Reading, Reading, StuckRunState> {
@@ -123,5 +122,5 @@ export function detectStuckMeter(
   thresholds: Pick<RuleProfile['faults'], 'stuckMinDurationMs' | 'stuckToleranceKw'>,
   name = 'detectStuckMeter',
 ): Transform<Reading, Reading> {
-  return keyedProcess(store, detectStuckMeterSpec(store, thresholds, name));
+  return keyedProcess(store, detectStuckMeterSpec(thresholds, name));
 }

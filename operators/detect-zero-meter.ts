@@ -50,7 +50,6 @@ interface ZeroRunState extends Cadence {
  *   above zero.
  */
 export function detectZeroMeterSpec(
-  store: StateStore,
   registry: SideInput<MeterRegistry>,
   thresholds: Pick<RuleProfile['faults'], 'zeroMinDurationMs'>,
   name = 'detectZeroMeter',
@@ -114,5 +113,5 @@ export function detectZeroMeter(
   thresholds: Pick<RuleProfile['faults'], 'zeroMinDurationMs'>,
   name = 'detectZeroMeter',
 ): Transform<Reading, Reading> {
-  return keyedProcess(store, detectZeroMeterSpec(store, registry, thresholds, name));
+  return keyedProcess(store, detectZeroMeterSpec(registry, thresholds, name));
 }

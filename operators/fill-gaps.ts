@@ -86,7 +86,6 @@ interface GapState {
  * entry per reading; this way a reading costs a few comparisons.
  */
 export function fillGapsSpec(
-  store: StateStore,
   thresholds: RuleProfile['gaps'],
   name = 'fillGaps',
 ): KeyedProcessSpec<Reading, Reading, GapState> {
@@ -234,7 +233,7 @@ export function fillGaps(
   thresholds: RuleProfile['gaps'],
   name = 'fillGaps',
 ): Transform<Reading, Reading> {
-  return keyedProcess(store, fillGapsSpec(store, thresholds, name));
+  return keyedProcess(store, fillGapsSpec(thresholds, name));
 }
 
 /**

@@ -158,14 +158,14 @@ export function meterQualityGraph(options: MeterQualityOptions): {
   ) => ({ name, spec: chainMember(spec).spec, ...options });
   const perMeterRules = [
     rule('orderByEventTime', orderByEventTimeSpec(store), quarantines),
-    rule('fillGaps', fillGapsSpec(store, profile.gaps), { emits: [ALERTS] }),
-    rule('detectRateOfChange', detectRateOfChangeSpec(store, profile.rateOfChange)),
-    rule('detectZeroMeter', detectZeroMeterSpec(store, registry, profile.faults), detects),
-    rule('detectStuckMeter', detectStuckMeterSpec(store, profile.faults), detects),
-    rule('detectOverload', detectOverloadSpec(store, registry, profile.faults), detects),
+    rule('fillGaps', fillGapsSpec(profile.gaps), { emits: [ALERTS] }),
+    rule('detectRateOfChange', detectRateOfChangeSpec(profile.rateOfChange)),
+    rule('detectZeroMeter', detectZeroMeterSpec(registry, profile.faults), detects),
+    rule('detectStuckMeter', detectStuckMeterSpec(profile.faults), detects),
+    rule('detectOverload', detectOverloadSpec(registry, profile.faults), detects),
     rule('detectLowVariance', detectLowVarianceSpec(store, profile.faults), detects),
     profile.faults.spikeRule === 'seed_sigma'
-      ? rule('detectErraticSpike', detectErraticSpikeSpec(store, profile.faults), detects)
+      ? rule('detectErraticSpike', detectErraticSpikeSpec(profile.faults), detects)
       : rule('detectErraticSpike', detectErraticExcursionSpec(store, profile.faults), detects),
     rule('detectCommFailure', detectCommFailureSpec(store, profile.faults), detects),
   ];
