@@ -4,7 +4,7 @@
  * outputs, timers and watermarks of the same stages composed one after another.
  */
 import { Observable } from 'rxjs';
-import { type FlowEvent, OutputBuffer, type Transform } from './flow.js';
+import { type FlowEvent, OutputBuffer, type TaggedEvent, type Transform } from './flow.js';
 import { MemberFailure, type StageCounters } from './graph.js';
 import { subscribeGuarded } from './guarded.js';
 import type { KeyedContext, KeyedProcessSpec } from './keyed-process.js';
@@ -71,145 +71,126 @@ export function keyedChain<T>(store: StateStore, members: readonly ChainMember<T
       const count = members.length;
       /** The member running now, for naming a failure; -1 while the chain hands its output on. */
       let active = -1;
-      /** Numbers each delivery of a batch to a member, for `beforeBatch`. */
-      let delivery = 0;
-      const final = new OutputBuffer<T>();
-      const ctxs: MemberContext<T>[] = [];
-      const onElements: ((ctx: KeyedContext<T, unknown>, item: T) => void)[] = [];
-
-      /** Hands `item`, whose key and number are known, to member `k` (past the last: the chain's output). */
-      const feed = (k: number, item: T, key: string, n: number): void => {
-        if (k === count) {
-          final.emit(item);
-          return;
+      const ctxs = members.map(
+        (m, k) =>
+          new MemberContext<T>(handles[k]!.states, handles[k]!.timers, m.counters ?? newCounters()),
+      );
+      // Each element's key number, for the batch a member is given, and for its output when that is not the
+      // batch itself: most members pass every element on, and their successor reuses the numbers.
+      let numbers = new Int32Array(1024);
+      let spare = new Int32Array(1024);
+      const numberAll = (items: readonly T[]): void => {
+        if (spare.length < items.length) spare = new Int32Array(Math.max(items.length, 2 * spare.length));
+        for (let i = 0; i < items.length; i++) {
+          const item = items[i]!;
+          const key = keyOf(item);
+          const n = numberOf(item);
+          // A carried number counts only if it names this key in this store's index.
+          spare[i] = n !== undefined && index.keyOf(n) === key ? n : index.intern(key);
         }
+        const t = numbers;
+        numbers = spare;
+        spare = t;
+      };
+
+      /** Member `k` processes `items` (numbered in `numbers`) as a data batch; returns its main output. */
+      const pass = (k: number, items: readonly T[]): readonly T[] => {
         const ctx = ctxs[k]!;
-        if (ctx.keyNumber !== n) {
-          ctx.keyNumber = n;
-          ctx.key = key;
-          ctx.current = ctx.states.getAt(n, key);
-        }
-        ctx.item = item;
-        ctx.counters.in++;
-        active = k;
-        onElements[k]!(ctx, item);
-      };
-      /** Hands on an element whose key is not known yet. */
-      const feedKeyed = (k: number, item: T): void => {
-        const key = keyOf(item);
-        let n = numberOf(item);
-        // A carried number counts only if it names this key in this store's index.
-        if (n === undefined || index.keyOf(n) !== key) n = index.intern(key);
-        feed(k, item, key, n);
-      };
-      const forward = (k: number, item: T, from: MemberContext<T>): void => {
-        if (item === from.item) feed(k, item, from.key, from.keyNumber);
-        else feedKeyed(k, item);
-        active = k - 1;
-      };
-
-      for (let k = 0; k < count; k++) {
         const spec = members[k]!.spec;
-        const h = handles[k]!;
-        const ctx = new MemberContext<T>(
-          k,
-          h.states,
-          h.timers,
-          members[k]!.counters ?? newCounters(),
-          forward,
-        );
-        ctx.watermark = h.inputWatermark.get();
-        ctxs.push(ctx);
-        const before = members[k]!.beforeBatch;
-        if (before === undefined) onElements.push(spec.onElement);
-        else {
-          let seen = -1;
-          onElements.push((c, item) => {
-            if (seen !== delivery) {
-              seen = delivery;
-              before();
-            }
-            spec.onElement(c, item);
-          });
+        const onElement = spec.onElement;
+        active = k;
+        members[k]!.beforeBatch?.();
+        ctx.watermark = handles[k]!.inputWatermark.get();
+        ctx.keyNumber = -1;
+        ctx.counters.in += items.length;
+        const main = ctx.main;
+        main.startBatch(items);
+        const nums = numbers;
+        for (let i = 0; i < items.length; i++) {
+          const n = nums[i]!;
+          if (n !== ctx.keyNumber) {
+            const key = index.keyOf(n)!;
+            ctx.keyNumber = n;
+            ctx.key = key;
+            ctx.current = ctx.states.getAt(n, key);
+          }
+          onElement(ctx, items[i]!);
         }
-      }
+        active = -1;
+        return takeMain(ctx);
+      };
+      const takeMain = (ctx: MemberContext<T>): readonly T[] => {
+        let out: readonly T[] = EMPTY;
+        ctx.main.drainTo((e) => {
+          if (e.kind === 'data') out = e.items;
+          else if (e.kind === 'tagged') ctx.tagged.push(e);
+        });
+        ctx.counters.out += out.length;
+        return out;
+      };
+      /** Runs `items`, the output of member `k - 1`, through members `k …`; returns the chain's output. */
+      const through = (k: number, input: readonly T[]): readonly T[] => {
+        let items = input;
+        for (let j = k; j < count && items.length > 0; j++) {
+          const out = pass(j, items);
+          if (out !== items && out.length > 0 && j + 1 < count) numberAll(out);
+          items = out;
+        }
+        return items;
+      };
 
       const next = (e: FlowEvent<T>): void => subscriber.next(e);
       /** Hands on member `k`'s tagged outputs, counting them. */
       const drainTagged = (k: number): void => {
         const ctx = ctxs[k]!;
-        ctx.out.drainTo((e) => {
-          if (e.kind === 'tagged') {
-            const tagged = ctx.counters.tagged;
-            tagged[e.tag] = (tagged[e.tag] ?? 0) + e.items.length;
-          }
+        if (ctx.tagged.length === 0) return;
+        const counts = ctx.counters.tagged;
+        for (const e of ctx.tagged) {
+          counts[e.tag] = (counts[e.tag] ?? 0) + e.items.length;
           next(e);
-        });
-      };
-      /** Forgets each member's current key: state may have changed outside its context since. */
-      const startEvent = (): void => {
-        delivery++;
-        for (let k = 0; k < count; k++) {
-          const ctx = ctxs[k]!;
-          ctx.keyNumber = -1;
-          ctx.current = undefined;
-          ctx.item = undefined;
-          ctx.watermark = handles[k]!.inputWatermark.get();
         }
+        ctx.tagged = [];
+      };
+      const emitData = (items: readonly T[]): void => {
+        if (items.length > 0) next({ kind: 'data', items });
       };
 
       const onData = (items: readonly T[]): void => {
-        startEvent();
-        final.startBatch(items);
-        for (let i = 0; i < items.length; i++) feedKeyed(0, items[i]!);
-        active = -1;
+        if (items.length === 0) return;
+        numberAll(items);
+        const out = through(0, items);
         for (let k = 0; k < count; k++) drainTagged(k);
-        final.drainTo(next);
+        emitData(out);
       };
 
       const onWatermark = (time: number): void => {
-        startEvent();
         for (let k = 0; k < count; k++) {
           const spec = members[k]!.spec;
           const ctx = ctxs[k]!;
           const h = handles[k]!;
           ctx.watermark = time;
           h.inputWatermark.set(time);
-          ctx.buffering = true;
           active = k;
           if (spec.onTimer !== undefined) {
             for (let t = h.timers.popDue(time); t !== undefined; t = h.timers.popDue(time)) {
               ctx.key = t.key;
               ctx.keyNumber = index.intern(t.key);
               ctx.current = ctx.states.getAt(ctx.keyNumber, t.key);
-              ctx.item = undefined;
               spec.onTimer(ctx, t);
             }
           }
-          spec.onWatermark?.(time, ctx.out);
-          ctx.buffering = false;
+          spec.onWatermark?.(time, ctx.main);
           // onWatermark may have touched any key's state directly.
           ctx.keyNumber = -1;
           ctx.current = undefined;
           active = -1;
-          let emitted: readonly T[] = [];
-          ctx.out.drainTo((e) => {
-            if (e.kind === 'data') emitted = e.items;
-            else if (e.kind === 'tagged') {
-              const tagged = ctx.counters.tagged;
-              tagged[e.tag] = (tagged[e.tag] ?? 0) + e.items.length;
-              next(e);
-            }
-          });
-          ctx.counters.out += emitted.length;
+          const emitted = takeMain(ctx);
+          drainTagged(k);
           if (emitted.length > 0) {
-            delivery++;
-            if (k + 1 < count) {
-              for (let i = 0; i < emitted.length; i++) feedKeyed(k + 1, emitted[i]!);
-              active = -1;
-              for (let j = k + 1; j < count; j++) drainTagged(j);
-            } else for (let i = 0; i < emitted.length; i++) final.emit(emitted[i]!);
-            final.drainTo(next);
+            if (k + 1 < count) numberAll(emitted);
+            const out = through(k + 1, emitted);
+            for (let j = k + 1; j < count; j++) drainTagged(j);
+            emitData(out);
           }
           ctx.counters.watermark = time;
         }
@@ -243,6 +224,8 @@ export function keyedChain<T>(store: StateStore, members: readonly ChainMember<T
     });
 }
 
+const EMPTY: readonly never[] = [];
+
 function newCounters(): StageCounters {
   return { in: 0, out: 0, tagged: {}, watermark: Number.NEGATIVE_INFINITY };
 }
@@ -253,18 +236,15 @@ class MemberContext<T> implements KeyedContext<T, unknown> {
   keyNumber = -1;
   current: unknown;
   watermark = Number.NEGATIVE_INFINITY;
-  /** The element being processed: emitting it again hands its key on without a lookup. */
-  item: T | undefined = undefined;
-  /** Firing timers and `onWatermark`: emitted elements wait in `out` until the member is done. */
-  buffering = false;
-  readonly out = new OutputBuffer<T>();
+  /** The member's main output for the batch (or watermark) at hand; the input batch while it echoes it. */
+  readonly main = new OutputBuffer<T>();
+  /** Its tagged outputs, handed on in member order once the chain's batch is through. */
+  tagged: TaggedEvent[] = [];
 
   constructor(
-    private readonly k: number,
     readonly states: DenseKeyedState<unknown>,
     private readonly timers: TimerQueue,
     readonly counters: StageCounters,
-    private readonly forward: (k: number, item: T, from: MemberContext<T>) => void,
   ) {}
 
   get state(): unknown {
@@ -278,16 +258,11 @@ class MemberContext<T> implements KeyedContext<T, unknown> {
   }
 
   emit(item: T): void {
-    if (this.buffering) {
-      this.out.emit(item);
-      return;
-    }
-    this.counters.out++;
-    this.forward(this.k + 1, item, this);
+    this.main.emit(item);
   }
 
   tag<U>(tag: { readonly name: string; readonly __type?: U }, item: U): void {
-    this.out.tag(tag, item);
+    this.main.tag(tag, item);
   }
 
   setTimer(name: string, time: number): void {

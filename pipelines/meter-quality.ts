@@ -162,7 +162,7 @@ export function meterQualityGraph(options: MeterQualityOptions): {
     rule('detectRateOfChange', detectRateOfChangeSpec(profile.rateOfChange)),
     rule('detectZeroMeter', detectZeroMeterSpec(registry, profile.faults), detects),
     rule('detectStuckMeter', detectStuckMeterSpec(profile.faults), detects),
-    rule('detectOverload', detectOverloadSpec(registry, profile.faults), detects),
+    rule('detectOverload', detectOverloadSpec(store, registry, profile.faults), detects),
     rule('detectLowVariance', detectLowVarianceSpec(store, profile.faults), detects),
     profile.faults.spikeRule === 'seed_sigma'
       ? rule('detectErraticSpike', detectErraticSpikeSpec(profile.faults), detects)
