@@ -72,8 +72,7 @@ export function keyedChain<T>(store: StateStore, members: readonly ChainMember<T
       /** The member running now, for naming a failure; -1 while the chain hands its output on. */
       let active = -1;
       const ctxs = members.map(
-        (m, k) =>
-          new MemberContext<T>(handles[k]!.states, handles[k]!.timers, m.counters ?? newCounters()),
+        (m, k) => new MemberContext<T>(handles[k]!.states, handles[k]!.timers, m.counters ?? newCounters()),
       );
       // Each element's key number, for the batch a member is given, and for its output when that is not the
       // batch itself: most members pass every element on, and their successor reuses the numbers.
