@@ -83,23 +83,71 @@ export class PipelineGraph {
     this.last = name;
     const counters: StageCounters = { in: 0, out: 0, tagged: {}, watermark: Number.NEGATIVE_INFINITY };
     this.counters.set(name, counters);
+    const failed = (err: unknown): StageError =>
+      err instanceof StageError ? err : new StageError(this.name, name, err);
+    return this.wrap(name, transform, failed, counters);
+  }
+
+  /**
+   * Registers stages that run fused in one transform (`keyedChain`): each stays a node of the graph, in
+   * order after `after` (default the previously added node), with its declared outputs and its counters,
+   * which `build` hands to the transform to keep. The chain's time is measured under `name` as a whole
+   * (clocking each member per element would cost more than some members' work). A failure the transform
+   * raises as a `MemberFailure` names the member's stage.
+   */
+  fused<I, O>(
+    name: string,
+    stages: readonly { readonly name: string; readonly emits?: readonly OutputTag<unknown>[] }[],
+    build: (counters: readonly StageCounters[]) => Transform<I, O>,
+    after: string | undefined = this.last,
+  ): Transform<I, O> {
+    let from = after;
+    const counters = stages.map((s) => {
+      this.addNode(s.name, 'stage');
+      this.emits.set(
+        s.name,
+        (s.emits ?? []).map((t) => t.name),
+      );
+      if (from !== undefined) this.edges.push({ from, to: s.name });
+      from = s.name;
+      const c: StageCounters = { in: 0, out: 0, tagged: {}, watermark: Number.NEGATIVE_INFINITY };
+      this.counters.set(s.name, c);
+      return c;
+    });
+    this.last = from;
+    const failed = (err: unknown): StageError =>
+      err instanceof StageError
+        ? err
+        : err instanceof MemberFailure
+          ? new StageError(this.name, err.stage, err.cause)
+          : new StageError(this.name, name, err);
+    return this.wrap(name, build(counters), failed, undefined);
+  }
+
+  /** The stage's transform with its counters (unless it keeps them itself), clock and failure naming. */
+  private wrap<I, O>(
+    clockName: string,
+    transform: Transform<I, O>,
+    failed: (err: unknown) => StageError,
+    counters: StageCounters | undefined,
+  ): Transform<I, O> {
     const timed = (source: Observable<FlowEvent<I>>): Observable<FlowEvent<O>> => {
       const clock = this.timing;
       if (clock === undefined) return untimed(source);
       // Stages call each other synchronously: a stage's clock stops while its output runs downstream.
-      return untimed(source.pipe(clock.around(name))).pipe(clock.around(OUTSIDE_STAGES));
+      return untimed(source.pipe(clock.around(clockName))).pipe(clock.around(OUTSIDE_STAGES));
     };
-    const failed = (err: unknown): StageError =>
-      err instanceof StageError ? err : new StageError(this.name, name, err);
     const untimed: Transform<I, O> = (source) =>
       new Observable<FlowEvent<O>>((subscriber) => {
         const inner = new Subject<FlowEvent<I>>();
         const innerSub = subscribeGuarded(inner.pipe(transform), subscriber, {
           next: (e) => {
-            if (e.kind === 'data') counters.out += e.items.length;
-            else if (e.kind === 'tagged')
-              counters.tagged[e.tag] = (counters.tagged[e.tag] ?? 0) + e.items.length;
-            else if (e.kind === 'watermark') counters.watermark = e.time;
+            if (counters !== undefined) {
+              if (e.kind === 'data') counters.out += e.items.length;
+              else if (e.kind === 'tagged')
+                counters.tagged[e.tag] = (counters.tagged[e.tag] ?? 0) + e.items.length;
+              else if (e.kind === 'watermark') counters.watermark = e.time;
+            }
             subscriber.next(e);
           },
           error: (err: unknown) => subscriber.error(failed(err)),
@@ -110,7 +158,7 @@ export class PipelineGraph {
               subscriber.next(e);
               return;
             }
-            if (e.kind === 'data') counters.in += e.items.length;
+            if (e.kind === 'data' && counters !== undefined) counters.in += e.items.length;
             inner.next(e);
           },
           error: (err: unknown) => inner.error(err),
@@ -219,6 +267,21 @@ export class PipelineGraph {
   private addNode(name: string, kind: NodeKind): void {
     if (this.nodes.has(name)) throw new Error(`pipeline "${this.name}" already has a node named "${name}"`);
     this.nodes.set(name, { name, kind });
+  }
+}
+
+/**
+ * A member of a fused transform (`PipelineGraph.fused`) failed: the graph reports it as a `StageError`
+ * of the member's stage, `cause` being what the member threw.
+ */
+export class MemberFailure extends Error {
+  override readonly name = 'MemberFailure';
+
+  constructor(
+    readonly stage: string,
+    override readonly cause: unknown,
+  ) {
+    super(`stage "${stage}" failed`, { cause });
   }
 }
 

@@ -6,6 +6,7 @@ export * from './errors.js';
 export * from './flow.js';
 export * from './graph.js';
 export * from './guarded.js';
+export * from './keyed-chain.js';
 export * from './keyed-process.js';
 export * from './par-do.js';
 export * from './side-input.js';

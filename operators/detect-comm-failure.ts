@@ -1,4 +1,10 @@
-import { type KeyedContext, keyedProcess, type StateStore, type Transform } from '../core/index.js';
+import {
+  type KeyedContext,
+  type KeyedProcessSpec,
+  keyedProcess,
+  type StateStore,
+  type Transform,
+} from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import {
   bucketCount,
@@ -58,12 +64,12 @@ const SILENCE_TIMER = 'silence';
  * - Overlaps: missing rows and NULLs are neutral for every value rule, so a silent meter is reported only
  *   here (and by fillGaps' `missing_extended` alert, which is not a fault).
  */
-export function detectCommFailure(
+export function detectCommFailureSpec(
   store: StateStore,
   thresholds: Pick<RuleProfile['faults'], 'rollingWindowMs' | 'commMissingShare'> &
     Partial<Pick<RuleProfile['faults'], 'commMinObservedMs'>>,
   name = 'detectCommFailure',
-): Transform<Reading, Reading> {
+): KeyedProcessSpec<Reading, Reading, OpenFault> {
   const k = bucketCount(thresholds.rollingWindowMs);
   const tot = RING_TOT;
   const maxShare = thresholds.commMissingShare;
@@ -137,7 +143,7 @@ export function detectCommFailure(
     );
   };
 
-  return keyedProcess<Reading, Reading, OpenFault>(store, {
+  return {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
@@ -206,5 +212,15 @@ export function detectCommFailure(
       }
       ctx.setTimer(SILENCE_TIMER, silenceDeadline(m) + 1);
     },
-  });
+  };
+}
+
+/** `detectCommFailureSpec` as a stage of its own. */
+export function detectCommFailure(
+  store: StateStore,
+  thresholds: Pick<RuleProfile['faults'], 'rollingWindowMs' | 'commMissingShare'> &
+    Partial<Pick<RuleProfile['faults'], 'commMinObservedMs'>>,
+  name = 'detectCommFailure',
+): Transform<Reading, Reading> {
+  return keyedProcess(store, detectCommFailureSpec(store, thresholds, name));
 }

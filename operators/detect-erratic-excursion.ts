@@ -4,7 +4,13 @@
  * down at once. The seed's literal rule (mean + 4σ of 7 days, `detect-erratic-spike.ts`) fires on the
  * ordinary evening peak of most homes, whose readings are skewed, not normal.
  */
-import { type KeyedContext, keyedProcess, type StateStore, type Transform } from '../core/index.js';
+import {
+  type KeyedContext,
+  type KeyedProcessSpec,
+  keyedProcess,
+  type StateStore,
+  type Transform,
+} from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import {
   excludeFromAnalytics,
@@ -93,11 +99,11 @@ type Thresholds = Pick<
  * - Evidence is measured, non-NULL, non-zero values not excluded by another rule (over the limit: the
  *   overload rule's; zero: the zero rule's).
  */
-export function detectErraticExcursion(
+export function detectErraticExcursionSpec(
   store: StateStore,
   thresholds: Thresholds,
   name = 'detectErraticSpike',
-): Transform<Reading, Reading> {
+): KeyedProcessSpec<Reading, Reading, HeldReadings> {
   const windowHours = Math.max(1, Math.ceil(thresholds.rollingWindowMs / HOUR_MS));
   const days = Math.max(1, Math.floor(windowHours / 24));
   const w = windowHours + 2 * SLOT_REACH_HOURS;
@@ -255,7 +261,7 @@ export function detectErraticExcursion(
     if (final) release(ctx, q, 0);
   };
 
-  return keyedProcess<Reading, Reading, HeldReadings>(store, {
+  return {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
@@ -290,5 +296,14 @@ export function detectErraticExcursion(
       const q = ctx.state;
       if (q !== undefined) decide(ctx, q, true);
     },
-  });
+  };
+}
+
+/** `detectErraticExcursionSpec` as a stage of its own. */
+export function detectErraticExcursion(
+  store: StateStore,
+  thresholds: Thresholds,
+  name = 'detectErraticSpike',
+): Transform<Reading, Reading> {
+  return keyedProcess(store, detectErraticExcursionSpec(store, thresholds, name));
 }

@@ -1,4 +1,4 @@
-import { keyedProcess, type StateStore, type Transform } from '../core/index.js';
+import { type KeyedProcessSpec, keyedProcess, type StateStore, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import {
   addMoment,
@@ -51,15 +51,14 @@ type ErraticSpikeState = MomentRing;
  * - A window with σ = 0 (exactly constant, a stuck meter before its detection) is not judged: "4σ above"
  *   a constant would make any change a spike.
  */
-export function detectErraticSpike(
-  store: StateStore,
+export function detectErraticSpikeSpec(
   thresholds: Pick<RuleProfile['faults'], 'rollingWindowMs' | 'spikeSigmas' | 'minWindowReadings'>,
   name = 'detectErraticSpike',
-): Transform<Reading, Reading> {
+): KeyedProcessSpec<Reading, Reading, ErraticSpikeState> {
   const k = bucketCount(thresholds.rollingWindowMs);
   const tot = RING_TOTALS;
   const { spikeSigmas, minWindowReadings } = thresholds;
-  return keyedProcess<Reading, Reading, ErraticSpikeState>(store, {
+  return {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
@@ -93,7 +92,16 @@ export function detectErraticSpike(
       }
       ctx.emit(r);
     },
-  });
+  };
+}
+
+/** `detectErraticSpikeSpec` as a stage of its own. */
+export function detectErraticSpike(
+  store: StateStore,
+  thresholds: Pick<RuleProfile['faults'], 'rollingWindowMs' | 'spikeSigmas' | 'minWindowReadings'>,
+  name = 'detectErraticSpike',
+): Transform<Reading, Reading> {
+  return keyedProcess(store, detectErraticSpikeSpec(thresholds, name));
 }
 
 /** Out of the per-reading path: keeps `onElement` small enough for V8 to inline the ring updates. */

@@ -1,4 +1,4 @@
-import { keyedProcess, type StateStore, type Transform } from '../core/index.js';
+import { type KeyedProcessSpec, keyedProcess, type StateStore, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import {
   bucketCount,
@@ -41,18 +41,18 @@ import type { RuleProfile } from './rule-profile.js';
  *   the first judgement with CV ≥ threshold (or σ = 0) clears it with the final windowEnd. Readings from the
  *   detecting one to the clearing one are flagged `fault_excluded`.
  */
-export function detectLowVariance(
+export function detectLowVarianceSpec(
   store: StateStore,
   thresholds: Pick<RuleProfile['faults'], 'rollingWindowMs' | 'lowVarianceCv' | 'minWindowReadings'>,
   name = 'detectLowVariance',
-): Transform<Reading, Reading> {
+): KeyedProcessSpec<Reading, Reading, OpenFault> {
   const k = bucketCount(thresholds.rollingWindowMs);
   const tot = RING_TOT;
   const { lowVarianceCv: maxCv, minWindowReadings } = thresholds;
   // Per meter, its ring of up to 84 buckets of [n, Σu, Σu²] in a typed list (`list-ring.ts`); the keyed
   // state is the open fault only, for the few meters that have one.
   const rings = store.vectors(`${name}/ring`, METER_KEYS);
-  return keyedProcess<Reading, Reading, OpenFault>(store, {
+  return {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
@@ -102,5 +102,14 @@ export function detectLowVariance(
       } else if (ctx.state !== undefined) excludeFromAnalytics(r);
       ctx.emit(r);
     },
-  });
+  };
+}
+
+/** `detectLowVarianceSpec` as a stage of its own. */
+export function detectLowVariance(
+  store: StateStore,
+  thresholds: Pick<RuleProfile['faults'], 'rollingWindowMs' | 'lowVarianceCv' | 'minWindowReadings'>,
+  name = 'detectLowVariance',
+): Transform<Reading, Reading> {
+  return keyedProcess(store, detectLowVarianceSpec(store, thresholds, name));
 }

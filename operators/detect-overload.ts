@@ -1,4 +1,10 @@
-import { keyedProcess, type SideInput, type StateStore, type Transform } from '../core/index.js';
+import {
+  type KeyedProcessSpec,
+  keyedProcess,
+  type SideInput,
+  type StateStore,
+  type Transform,
+} from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import {
   type Cadence,
@@ -10,7 +16,7 @@ import {
   observeCadence,
   raiseFault,
 } from './fault-internals.js';
-import { byMeter } from './meter-key.js';
+import { byMeter, METER_KEYS } from './meter-key.js';
 import type { MeterRegistry } from './outputs.js';
 import type { RuleProfile } from './rule-profile.js';
 
@@ -48,14 +54,43 @@ interface OverloadRunState extends Cadence {
  *   tags FAULTS `overload`; the chain's end clears it (same row, final windowEnd = last over-limit
  *   reading). Readings from the detecting one to the clearing one are flagged `fault_excluded`.
  */
-export function detectOverload(
+export function detectOverloadSpec(
   store: StateStore,
   registry: SideInput<MeterRegistry>,
   thresholds: Pick<RuleProfile['faults'], 'overloadConsecutive' | 'overloadKw'>,
   name = 'detectOverload',
-): Transform<Reading, Reading> {
+): KeyedProcessSpec<Reading, Reading, OverloadRunState> {
   const { overloadConsecutive, overloadKw } = thresholds;
-  return keyedProcess<Reading, Reading, OverloadRunState>(store, {
+  const meters = store.denseKeys(METER_KEYS);
+  // Each meter's limit by its number, worked out once per registry value (and numbering of the meters):
+  // a registry lookup hashes the reading's meter id, a string of its own for every reading. NaN: not yet.
+  let limits = new Float64Array(0);
+  let limitsFor: MeterRegistry | undefined;
+  let limitsGeneration = -1;
+  const limitOf = (n: number, meterId: string): number => {
+    const reg = registry.value;
+    if (reg !== limitsFor || meters.generation !== limitsGeneration) {
+      limitsFor = reg;
+      limitsGeneration = meters.generation;
+      limits.fill(Number.NaN);
+    }
+    if (n >= limits.length) {
+      const grown = new Float64Array(Math.max(1024, 2 * n + 2)).fill(Number.NaN);
+      grown.set(limits);
+      limits = grown;
+    }
+    let limit = limits[n]!;
+    if (Number.isNaN(limit)) {
+      const meter = reg.get(meterId);
+      limit =
+        meter === undefined
+          ? overloadKw
+          : (meter.maxKw ?? (meter.meterType === 'residential' ? overloadKw : Number.POSITIVE_INFINITY));
+      limits[n] = limit;
+    }
+    return limit;
+  };
+  return {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
@@ -68,11 +103,7 @@ export function detectOverload(
       observeCadence(st, r.ts);
       if (isMeasuredValue(r) && (st.n === 0 || r.ts > st.re)) {
         const kw = r.kw as number;
-        const meter = registry.value.get(r.meterId);
-        const limit =
-          meter === undefined
-            ? overloadKw
-            : (meter.maxKw ?? (meter.meterType === 'residential' ? overloadKw : Number.POSITIVE_INFINITY));
+        const limit = limitOf(ctx.keyNumber, r.meterId);
         if (kw > limit || hasFlag(r, 'over_limit')) {
           if (st.n > 0 && st.iv > 0 && r.ts - st.re > st.iv) endChain(st, r, ctx);
           if (st.n === 0) {
@@ -94,7 +125,11 @@ export function detectOverload(
               {
                 limitKw: Number.isFinite(limit) ? limit : null,
                 limitSource:
-                  meter?.maxKw != null ? 'max_kw' : Number.isFinite(limit) ? 'overloadKw' : 'over_limit',
+                  registry.value.get(r.meterId)?.maxKw != null
+                    ? 'max_kw'
+                    : Number.isFinite(limit)
+                      ? 'overloadKw'
+                      : 'over_limit',
                 consecutive: st.n,
                 maxKw: st.mx,
                 thresholdConsecutive: overloadConsecutive,
@@ -108,7 +143,17 @@ export function detectOverload(
       if (st.f !== null) excludeFromAnalytics(r);
       ctx.emit(r);
     },
-  });
+  };
+}
+
+/** `detectOverloadSpec` as a stage of its own. */
+export function detectOverload(
+  store: StateStore,
+  registry: SideInput<MeterRegistry>,
+  thresholds: Pick<RuleProfile['faults'], 'overloadConsecutive' | 'overloadKw'>,
+  name = 'detectOverload',
+): Transform<Reading, Reading> {
+  return keyedProcess(store, detectOverloadSpec(store, registry, thresholds, name));
 }
 
 function endChain(st: OverloadRunState, r: Reading, ctx: Parameters<typeof clearFault>[0]): void {

@@ -1,4 +1,4 @@
-import { keyedProcess, type StateStore, type Transform } from '../core/index.js';
+import { type KeyedProcessSpec, keyedProcess, type StateStore, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import { byMeter } from './meter-key.js';
 import type { RuleProfile } from './rule-profile.js';
@@ -15,15 +15,14 @@ const SCALE = 10_000;
  * near-zero loads are noise. Per-meter state is that one number, in an object updated in place
  * so a reading costs one state lookup and no store write.
  */
-export function detectRateOfChange(
-  store: StateStore,
+export function detectRateOfChangeSpec(
   thresholds: RuleProfile['rateOfChange'],
   name = 'detectRateOfChange',
-): Transform<Reading, Reading> {
+): KeyedProcessSpec<Reading, Reading, { base: number }> {
   const spikeFactor = 100 + thresholds.spikeIncreasePct;
   const dropFactor = 100 - thresholds.dropDecreasePct;
   const minBase = Math.round(thresholds.minBaseKw * SCALE);
-  return keyedProcess<Reading, Reading, { base: number }>(store, {
+  return {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
@@ -43,7 +42,16 @@ export function detectRateOfChange(
       }
       ctx.emit(r);
     },
-  });
+  };
+}
+
+/** `detectRateOfChangeSpec` as a stage of its own. */
+export function detectRateOfChange(
+  store: StateStore,
+  thresholds: RuleProfile['rateOfChange'],
+  name = 'detectRateOfChange',
+): Transform<Reading, Reading> {
+  return keyedProcess(store, detectRateOfChangeSpec(thresholds, name));
 }
 
 /** Over the physical limit: quarantined after the fault rules, so never stored and never a base. */

@@ -1,4 +1,4 @@
-import { keyedProcess, type StateStore, type Transform } from '../core/index.js';
+import { type KeyedProcessSpec, keyedProcess, type StateStore, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import {
   type Cadence,
@@ -45,15 +45,14 @@ interface StuckRunState extends Cadence {
  *   clearing one are flagged `fault_excluded`, which keeps them out of the low-variance and erratic-spike
  *   windows downstream (a constant window is not also reported as low variance).
  */
-export function detectStuckMeter(
-  store: StateStore,
+export function detectStuckMeterSpec(
   thresholds: Pick<RuleProfile['faults'], 'stuckMinDurationMs' | 'stuckToleranceKw'>,
   name = 'detectStuckMeter',
-): Transform<Reading, Reading> {
+): KeyedProcessSpec<Reading, Reading, StuckRunState> {
   const minDuration = thresholds.stuckMinDurationMs;
   const tolerance = thresholds.stuckToleranceKw;
   const toleranceUnits = Math.round(tolerance * KW_SCALE);
-  return keyedProcess<Reading, Reading, StuckRunState>(store, {
+  return {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
@@ -114,5 +113,14 @@ export function detectStuckMeter(
       if (st.f !== null) excludeFromAnalytics(r);
       ctx.emit(r);
     },
-  });
+  };
+}
+
+/** `detectStuckMeterSpec` as a stage of its own. */
+export function detectStuckMeter(
+  store: StateStore,
+  thresholds: Pick<RuleProfile['faults'], 'stuckMinDurationMs' | 'stuckToleranceKw'>,
+  name = 'detectStuckMeter',
+): Transform<Reading, Reading> {
+  return keyedProcess(store, detectStuckMeterSpec(thresholds, name));
 }

@@ -1,4 +1,10 @@
-import { keyedProcess, type SideInput, type StateStore, type Transform } from '../core/index.js';
+import {
+  type KeyedProcessSpec,
+  keyedProcess,
+  type SideInput,
+  type StateStore,
+  type Transform,
+} from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import {
   type Cadence,
@@ -43,14 +49,13 @@ interface ZeroRunState extends Cadence {
  * - Exact zeros are only this rule's: the stuck rule ignores them, and the low-variance rule needs a mean
  *   above zero.
  */
-export function detectZeroMeter(
-  store: StateStore,
+export function detectZeroMeterSpec(
   registry: SideInput<MeterRegistry>,
   thresholds: Pick<RuleProfile['faults'], 'zeroMinDurationMs'>,
   name = 'detectZeroMeter',
-): Transform<Reading, Reading> {
+): KeyedProcessSpec<Reading, Reading, ZeroRunState> {
   const minDuration = thresholds.zeroMinDurationMs;
-  return keyedProcess<Reading, Reading, ZeroRunState>(store, {
+  return {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
@@ -98,5 +103,15 @@ export function detectZeroMeter(
       if (st.f !== null) excludeFromAnalytics(r);
       ctx.emit(r);
     },
-  });
+  };
+}
+
+/** `detectZeroMeterSpec` as a stage of its own. */
+export function detectZeroMeter(
+  store: StateStore,
+  registry: SideInput<MeterRegistry>,
+  thresholds: Pick<RuleProfile['faults'], 'zeroMinDurationMs'>,
+  name = 'detectZeroMeter',
+): Transform<Reading, Reading> {
+  return keyedProcess(store, detectZeroMeterSpec(registry, thresholds, name));
 }

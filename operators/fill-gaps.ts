@@ -1,4 +1,10 @@
-import { type KeyedContext, keyedProcess, type StateStore, type Transform } from '../core/index.js';
+import {
+  type KeyedContext,
+  type KeyedProcessSpec,
+  keyedProcess,
+  type StateStore,
+  type Transform,
+} from '../core/index.js';
 import type { Alert, Reading, ReadingFlag } from '../schemas/reading.js';
 import { byMeter } from './meter-key.js';
 import { ALERTS } from './outputs.js';
@@ -79,11 +85,10 @@ interface GapState {
  * with the meter's current deadline and re-arms if the meter spoke in between. Moving a timer costs a heap
  * entry per reading; this way a reading costs a few comparisons.
  */
-export function fillGaps(
-  store: StateStore,
+export function fillGapsSpec(
   thresholds: RuleProfile['gaps'],
   name = 'fillGaps',
-): Transform<Reading, Reading> {
+): KeyedProcessSpec<Reading, Reading, GapState> {
   const { defaultIntervalMs, interpolateBelowMs, extendedFromMs, maxConsecutiveNulls } = thresholds;
   const { minIntervalMs, maxRowsPerGap } = thresholds;
 
@@ -154,7 +159,7 @@ export function fillGaps(
     }
   };
 
-  return keyedProcess<Reading, Reading, GapState>(store, {
+  return {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
@@ -219,7 +224,16 @@ export function fillGaps(
         ctx.tag(ALERTS, extendedAlert(ctx.key, s));
       }
     },
-  });
+  };
+}
+
+/** `fillGapsSpec` as a stage of its own. */
+export function fillGaps(
+  store: StateStore,
+  thresholds: RuleProfile['gaps'],
+  name = 'fillGaps',
+): Transform<Reading, Reading> {
+  return keyedProcess(store, fillGapsSpec(thresholds, name));
 }
 
 /**

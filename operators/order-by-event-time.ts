@@ -1,5 +1,6 @@
 import {
   type Emitter,
+  type KeyedProcessSpec,
   keyedProcess,
   type OutputBuffer,
   type StateStore,
@@ -119,7 +120,10 @@ const SEGMENT = 1024;
  * the same fields, in the order parsing creates them: the Reading fields and parsing's `receivedAt` (any
  * other field a reading carries does not survive a restore).
  */
-export function orderByEventTime(store: StateStore, name = 'orderByEventTime'): Transform<Reading, Reading> {
+export function orderByEventTimeSpec(
+  store: StateStore,
+  name = 'orderByEventTime',
+): KeyedProcessSpec<Reading, Reading, MeterOrder> {
   const lastReleased = store.denseKeyed<MeterOrder>(name, METER_KEYS);
   const meters = store.denseKeys(METER_KEYS);
   const initial: PendingBucket[] = [];
@@ -182,7 +186,7 @@ export function orderByEventTime(store: StateStore, name = 'orderByEventTime'): 
     }
   };
 
-  return keyedProcess<Reading, Reading, MeterOrder>(store, {
+  return {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
@@ -212,7 +216,12 @@ export function orderByEventTime(store: StateStore, name = 'orderByEventTime'): 
     },
     // Released once the watermark reaches their time: `ts <= watermark` is `ts < watermark + 1` in whole ms.
     onWatermark: (watermark, out) => release(watermark + 1, out),
-  });
+  };
+}
+
+/** `orderByEventTimeSpec` as a stage of its own. */
+export function orderByEventTime(store: StateStore, name = 'orderByEventTime'): Transform<Reading, Reading> {
+  return keyedProcess(store, orderByEventTimeSpec(store, name));
 }
 
 /**

@@ -4,9 +4,13 @@ import {
   assignWatermarks,
   awaitSideInputs,
   ConfigurationError,
+  chainMember,
   type Flow,
   type FlowEvent,
+  type KeyedProcessSpec,
+  keyedChain,
   LATE,
+  type OutputTag,
   PipelineGraph,
   type SideInput,
   type StageOptions,
@@ -17,18 +21,18 @@ import {
 import { aggregateHourly, faultsBesideReadings } from '../operators/aggregate-hourly.js';
 import { classifyPeak } from '../operators/classify-peak.js';
 import { dedupeReadings } from '../operators/dedupe-readings.js';
-import { detectCommFailure } from '../operators/detect-comm-failure.js';
-import { detectErraticExcursion } from '../operators/detect-erratic-excursion.js';
-import { detectErraticSpike } from '../operators/detect-erratic-spike.js';
-import { detectLowVariance } from '../operators/detect-low-variance.js';
+import { detectCommFailureSpec } from '../operators/detect-comm-failure.js';
+import { detectErraticExcursionSpec } from '../operators/detect-erratic-excursion.js';
+import { detectErraticSpikeSpec } from '../operators/detect-erratic-spike.js';
+import { detectLowVarianceSpec } from '../operators/detect-low-variance.js';
 import { detectNeighborhoodOutlier } from '../operators/detect-neighborhood-outlier.js';
-import { detectOverload } from '../operators/detect-overload.js';
-import { detectRateOfChange } from '../operators/detect-rate-of-change.js';
-import { detectStuckMeter } from '../operators/detect-stuck-meter.js';
-import { detectZeroMeter } from '../operators/detect-zero-meter.js';
-import { fillGaps } from '../operators/fill-gaps.js';
+import { detectOverloadSpec } from '../operators/detect-overload.js';
+import { detectRateOfChangeSpec } from '../operators/detect-rate-of-change.js';
+import { detectStuckMeterSpec } from '../operators/detect-stuck-meter.js';
+import { detectZeroMeterSpec } from '../operators/detect-zero-meter.js';
+import { fillGapsSpec } from '../operators/fill-gaps.js';
 import { METER_KEYS } from '../operators/meter-key.js';
-import { orderByEventTime } from '../operators/order-by-event-time.js';
+import { orderByEventTimeSpec } from '../operators/order-by-event-time.js';
 import { ALERTS, FAULTS, type Lineage, type MeterRegistry, QUARANTINE } from '../operators/outputs.js';
 import { parseReading } from '../operators/parse-reading.js';
 import {
@@ -55,7 +59,7 @@ import type {
   RawReading,
   Reading,
 } from '../schemas/reading.js';
-import { failOnBatch, type StageFault } from './stage-fault.js';
+import { failOnBatch, type StageFault, throwOnBatch } from './stage-fault.js';
 
 export interface MeterQualityOptions {
   readonly profile: RuleProfile;
@@ -147,6 +151,24 @@ export function meterQualityGraph(options: MeterQualityOptions): {
       : g.stage(name, transform, options);
   const quarantines = { emits: [QUARANTINE] };
   const detects = { emits: [FAULTS, ALERTS] };
+  const rule = <S>(
+    name: string,
+    spec: KeyedProcessSpec<Reading, Reading, S>,
+    options: { emits?: readonly OutputTag<unknown>[] } = {},
+  ) => ({ name, spec: chainMember(spec).spec, ...options });
+  const perMeterRules = [
+    rule('orderByEventTime', orderByEventTimeSpec(store), quarantines),
+    rule('fillGaps', fillGapsSpec(profile.gaps), { emits: [ALERTS] }),
+    rule('detectRateOfChange', detectRateOfChangeSpec(profile.rateOfChange)),
+    rule('detectZeroMeter', detectZeroMeterSpec(registry, profile.faults), detects),
+    rule('detectStuckMeter', detectStuckMeterSpec(profile.faults), detects),
+    rule('detectOverload', detectOverloadSpec(store, registry, profile.faults), detects),
+    rule('detectLowVariance', detectLowVarianceSpec(store, profile.faults), detects),
+    profile.faults.spikeRule === 'seed_sigma'
+      ? rule('detectErraticSpike', detectErraticSpikeSpec(profile.faults), detects)
+      : rule('detectErraticSpike', detectErraticExcursionSpec(store, profile.faults), detects),
+    rule('detectCommFailure', detectCommFailureSpec(store, profile.faults), detects),
+  ];
   g.source('readings-in');
   const stages = [
     stage('awaitRegistry', awaitSideInputs<RawReading>(registry)),
@@ -186,21 +208,20 @@ export function meterQualityGraph(options: MeterQualityOptions): {
       dedupeReadings(store, { horizonMs: profile.maxOutOfOrdernessMs + 2 * HOUR }),
       quarantines,
     ),
-    stage('orderByEventTime', orderByEventTime(store), quarantines),
-    stage('fillGaps', fillGaps(store, profile.gaps), { emits: [ALERTS] }),
-    stage('detectRateOfChange', detectRateOfChange(store, profile.rateOfChange)),
-    stage('detectZeroMeter', detectZeroMeter(store, registry, profile.faults), detects),
-    stage('detectStuckMeter', detectStuckMeter(store, profile.faults), detects),
-    stage('detectOverload', detectOverload(store, registry, profile.faults), detects),
-    stage('detectLowVariance', detectLowVariance(store, profile.faults), detects),
-    stage(
-      'detectErraticSpike',
-      profile.faults.spikeRule === 'seed_sigma'
-        ? detectErraticSpike(store, profile.faults)
-        : detectErraticExcursion(store, profile.faults),
-      detects,
+    // The per-meter rules run fused, one meter lookup per reading (`core/keyed-chain.ts`); each stays a
+    // stage of the graph with its own state, counters and declared outputs.
+    g.fused<Reading, Reading>('perMeterRules', perMeterRules, (counters) =>
+      keyedChain(
+        store,
+        perMeterRules.map((rule, i) =>
+          chainMember(rule.spec, {
+            stage: rule.name,
+            counters: counters[i]!,
+            ...(fault?.stage === rule.name ? { beforeBatch: throwOnBatch(fault) } : {}),
+          }),
+        ),
+      ),
     ),
-    stage('detectCommFailure', detectCommFailure(store, profile.faults), detects),
     stage('quarantineOverLimit', quarantineOverLimit(lineage), quarantines),
     stage('scoreQuality', scoreQuality(profile.quality)),
     stage('classifyPeak', classifyPeak(profile.peaks)),

@@ -1,6 +1,7 @@
 /**
  * Test hook, not a feature: `GS_TEST_FAULT=<stage>:<n>` makes that stage of the graph throw when its n-th
- * data batch arrives (counted from the start of the process), so the tests can stop a real worker with a
+ * data batch arrives (counted from the start of the process; for a stage of a fused chain, each batch the
+ * stage is handed), so the tests can stop a real worker with a
  * stage failure at a chosen point. Unset (always, outside tests), the graph is built without it.
  */
 import { map } from 'rxjs';
@@ -27,12 +28,20 @@ export class InjectedFault extends Error {
   override readonly name = 'InjectedFault';
 }
 
+/** Throws on its `fault.batch`-th call: a chained stage's `beforeBatch` (`core/keyed-chain.ts`). */
+export function throwOnBatch(fault: StageFault): () => void {
+  let batches = 0;
+  return () => {
+    if (++batches === fault.batch)
+      throw new InjectedFault(`injected fault on data batch ${fault.batch} (GS_TEST_FAULT)`);
+  };
+}
+
 /** Passes events through, and throws on the `fault.batch`-th data batch. */
 export function failOnBatch<T>(fault: StageFault): Transform<T, T> {
-  let batches = 0;
+  const arrived = throwOnBatch(fault);
   return map((event: FlowEvent<T>) => {
-    if (event.kind === 'data' && ++batches === fault.batch)
-      throw new InjectedFault(`injected fault on data batch ${fault.batch} (GS_TEST_FAULT)`);
+    if (event.kind === 'data') arrived();
     return event;
   });
 }

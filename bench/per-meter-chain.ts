@@ -1,0 +1,140 @@
+/**
+ * `node --expose-gc dist/bench/per-meter-chain.js [--meters 5000] [--rounds 5] [--mode both|fused|unfused]`:
+ * the CPU time of the per-meter rules alone, fused into one keyed chain (as the graph runs them) or piped
+ * as separate `keyedProcess` stages, over the same input: the simulated day taken through the stages
+ * before them once, then given to each round afresh. Rounds alternate between the modes; the machine is
+ * shared, so compare medians of several runs.
+ */
+import { parseArgs } from 'node:util';
+import { BehaviorSubject, from, type Observable } from 'rxjs';
+import {
+  assignWatermarks,
+  awaitSideInputs,
+  chainMember,
+  dataEvent,
+  type FlowEvent,
+  type KeyedProcessSpec,
+  keyedChain,
+  keyedProcess,
+  SideInput,
+  StateStore,
+  type Transform,
+  watermarkEvent,
+} from '../core/index.js';
+import { dedupeReadings } from '../operators/dedupe-readings.js';
+import { detectCommFailureSpec } from '../operators/detect-comm-failure.js';
+import { detectErraticExcursionSpec } from '../operators/detect-erratic-excursion.js';
+import { detectLowVarianceSpec } from '../operators/detect-low-variance.js';
+import { detectOverloadSpec } from '../operators/detect-overload.js';
+import { detectRateOfChangeSpec } from '../operators/detect-rate-of-change.js';
+import { detectStuckMeterSpec } from '../operators/detect-stuck-meter.js';
+import { detectZeroMeterSpec } from '../operators/detect-zero-meter.js';
+import { fillGapsSpec } from '../operators/fill-gaps.js';
+import { METER_KEYS } from '../operators/meter-key.js';
+import { orderByEventTimeSpec } from '../operators/order-by-event-time.js';
+import type { MeterRegistry } from '../operators/outputs.js';
+import { parseReading } from '../operators/parse-reading.js';
+import { quarantineImplausibleTime } from '../operators/quarantine-implausible-time.js';
+import { resolveRuleProfile } from '../operators/rule-profile.js';
+import { standardizeUnits } from '../operators/standardize-units.js';
+import { validateMeasurements } from '../operators/validate-measurements.js';
+import { validateReading } from '../operators/validate-reading.js';
+import type { RawReading, Reading } from '../schemas/reading.js';
+import { cpuMsSince } from './protocol.js';
+import { simulatedHours } from './tasks/feed.js';
+
+const { values } = parseArgs({
+  options: {
+    meters: { type: 'string', default: '5000' },
+    rounds: { type: 'string', default: '5' },
+    mode: { type: 'string', default: 'both' },
+  },
+});
+const HOUR = 3_600_000;
+const profile = resolveRuleProfile();
+const { registry, hours } = simulatedHours({
+  meters: Number(values.meters),
+  days: 1,
+  start: '2024-03-11',
+  seed: 1,
+});
+const side = new SideInput<MeterRegistry>('registry', new BehaviorSubject(registry));
+const lineage = { pipelineVersion: 'bench', processedAt: () => 0 };
+
+// The per-meter rules' input: what the stages before them emit (their tagged outputs left out).
+const first = new StateStore();
+const input: FlowEvent<Reading>[] = [];
+let maxTs = 0;
+const batches: FlowEvent<RawReading>[] = [];
+for (const h of hours()) batches.push(dataEvent(h.records));
+from(batches)
+  .pipe(
+    awaitSideInputs<RawReading>(side),
+    parseReading(lineage, first.denseKeys(METER_KEYS)),
+    validateMeasurements(profile.measurements, lineage),
+    standardizeUnits(profile.units, side),
+    validateReading(side, profile.validation, { replay: false }),
+    quarantineImplausibleTime(first, profile.validation, undefined, { replay: false }),
+    assignWatermarks<Reading>({
+      name: 'assignWatermarks',
+      store: first,
+      eventTime: (r) => r.ts,
+      maxOutOfOrdernessMs: profile.maxOutOfOrdernessMs,
+    }),
+    dedupeReadings(first, { horizonMs: profile.maxOutOfOrdernessMs + 2 * HOUR }),
+  )
+  .subscribe((e) => {
+    if (e.kind === 'tagged') return;
+    input.push(e);
+    if (e.kind === 'data') for (const r of e.items) maxTs = Math.max(maxTs, r.ts);
+  });
+input.push(watermarkEvent(maxTs + profile.gaps.defaultIntervalMs));
+const readings = input.reduce((n, e) => n + (e.kind === 'data' ? e.items.length : 0), 0);
+const meterKeys = first.denseKeys(METER_KEYS).snapshot();
+
+const specs = (store: StateStore): KeyedProcessSpec<Reading, Reading, unknown>[] =>
+  [
+    chainMember(orderByEventTimeSpec(store)),
+    chainMember(fillGapsSpec(profile.gaps)),
+    chainMember(detectRateOfChangeSpec(profile.rateOfChange)),
+    chainMember(detectZeroMeterSpec(side, profile.faults)),
+    chainMember(detectStuckMeterSpec(profile.faults)),
+    chainMember(detectOverloadSpec(store, side, profile.faults)),
+    chainMember(detectLowVarianceSpec(store, profile.faults)),
+    chainMember(detectErraticExcursionSpec(store, profile.faults)),
+    chainMember(detectCommFailureSpec(store, profile.faults)),
+  ].map((m) => m.spec);
+
+/** One round: CPU ms of the rules over a fresh copy of the input (the rules flag readings in place). */
+function round(mode: 'fused' | 'unfused'): number {
+  const store = new StateStore();
+  store.denseKeys(METER_KEYS).restore(meterKeys);
+  const members = specs(store);
+  const rules: Transform<Reading, Reading> =
+    mode === 'fused'
+      ? keyedChain(
+          store,
+          members.map((s) => chainMember(s)),
+        )
+      : (source: Observable<FlowEvent<Reading>>) =>
+          members.reduce((flow, s) => flow.pipe(keyedProcess(store, s)), source);
+  const events = input.map((e) =>
+    e.kind === 'data' ? dataEvent(e.items.map((r) => ({ ...r, flags: [...r.flags] }))) : e,
+  );
+  globalThis.gc?.();
+  const cpu = process.cpuUsage();
+  from(events).pipe(rules).subscribe();
+  return cpuMsSince(cpu);
+}
+
+const modes = values.mode === 'both' ? (['unfused', 'fused'] as const) : [values.mode as 'fused' | 'unfused'];
+const cpuMs: Record<string, number[]> = Object.fromEntries(modes.map((m) => [m, []]));
+for (let i = 0; i < Number(values.rounds); i++) for (const m of modes) cpuMs[m]!.push(round(m));
+const median = (a: number[]): number => a.slice().sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+console.log(
+  JSON.stringify({
+    readings,
+    cpuMs,
+    medianCpuMs: Object.fromEntries(Object.entries(cpuMs).map(([m, a]) => [m, median(a.slice(1))])),
+  }),
+);
