@@ -130,16 +130,7 @@ export function* encodeBinarySnapshotSteps(
   vectorHeaders: readonly VectorsHeader[] = [],
 ): Generator<void, Uint8Array> {
   const parts = typeof json === 'string' ? [json] : json;
-  let jsonBytes = 0;
-  let chars = 0;
-  for (const part of parts) {
-    jsonBytes += Buffer.byteLength(part);
-    chars += part.length;
-    if (chars >= STEP_CHARS) {
-      chars = 0;
-      yield;
-    }
-  }
+  const jsonBytes = yield* utf8LengthSteps(parts);
   let total = pad8(HEADER_BYTES + jsonBytes);
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i]!;
@@ -154,15 +145,7 @@ export function* encodeBinarySnapshotSteps(
   const out = Buffer.allocUnsafeSlow(total);
   out.set(MAGIC, 0);
   out.writeUInt32LE(jsonBytes, 4);
-  let written = HEADER_BYTES;
-  for (const part of parts) {
-    written += out.write(part, written, 'utf8');
-    chars += part.length;
-    if (chars >= STEP_CHARS) {
-      chars = 0;
-      yield;
-    }
-  }
+  const written = yield* writeUtf8Steps(out, HEADER_BYTES, parts);
   let at = pad8(HEADER_BYTES + jsonBytes);
   out.fill(0, written, at);
   for (let k = 0; k < rows.length; k++) {
@@ -233,28 +216,11 @@ export function* encodeBinarySnapshotChunksSteps(
     const rest = pad8(total) - total;
     if (rest > 0) push(new Uint8Array(rest));
   };
-  let jsonBytes = 0;
-  let chars = 0;
-  for (const part of parts) {
-    jsonBytes += Buffer.byteLength(part);
-    chars += part.length;
-    if (chars >= STEP_CHARS) {
-      chars = 0;
-      yield;
-    }
-  }
+  const jsonBytes = yield* utf8LengthSteps(parts);
   const head = Buffer.allocUnsafeSlow(pad8(HEADER_BYTES + jsonBytes));
   head.set(MAGIC, 0);
   head.writeUInt32LE(jsonBytes, 4);
-  let written = HEADER_BYTES;
-  for (const part of parts) {
-    written += head.write(part, written, 'utf8');
-    chars += part.length;
-    if (chars >= STEP_CHARS) {
-      chars = 0;
-      yield;
-    }
-  }
+  const written = yield* writeUtf8Steps(head, HEADER_BYTES, parts);
   head.fill(0, written);
   push(head);
   for (let k = 0; k < rows.length; k++) {
@@ -320,6 +286,36 @@ function* narrowSteps(
 
 /** Characters of JSON text, and numbers, handled between two yields of a stepped encoding (~1–5 ms each). */
 const STEP_CHARS = 1 << 20;
+
+/** The UTF-8 length of `parts`, yielding after every `STEP_CHARS` characters measured. */
+function* utf8LengthSteps(parts: readonly string[]): Generator<void, number> {
+  let bytes = 0;
+  let chars = 0;
+  for (const part of parts) {
+    bytes += Buffer.byteLength(part);
+    chars += part.length;
+    if (chars >= STEP_CHARS) {
+      chars = 0;
+      yield;
+    }
+  }
+  return bytes;
+}
+
+/** Writes `parts` as UTF-8 into `out` from `at`, yielding likewise; returns the offset after them. */
+function* writeUtf8Steps(out: Buffer, at: number, parts: readonly string[]): Generator<void, number> {
+  let written = at;
+  let chars = 0;
+  for (const part of parts) {
+    written += out.write(part, written, 'utf8');
+    chars += part.length;
+    if (chars >= STEP_CHARS) {
+      chars = 0;
+      yield;
+    }
+  }
+  return written;
+}
 const STEP_NUMBERS = 1 << 19;
 
 /** The numbers of rows as consecutive pieces. */
@@ -627,16 +623,7 @@ export function* encodeSnapshotDeltaSteps(
   vectors: readonly VectorsDelta[],
   vectorHeaders: readonly VectorsDeltaHeader[],
 ): Generator<void, Uint8Array> {
-  let jsonBytes = 0;
-  let chars = 0;
-  for (const part of json) {
-    jsonBytes += Buffer.byteLength(part);
-    chars += part.length;
-    if (chars >= STEP_CHARS) {
-      chars = 0;
-      yield;
-    }
-  }
+  const jsonBytes = yield* utf8LengthSteps(json);
   let total = pad8(DELTA_HEADER_BYTES + jsonBytes);
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i]!;
@@ -650,15 +637,7 @@ export function* encodeSnapshotDeltaSteps(
   const out = Buffer.allocUnsafeSlow(total);
   out.set(DELTA_MAGIC, 0);
   out.writeUInt32LE(jsonBytes, 4);
-  let written = DELTA_HEADER_BYTES;
-  for (const part of json) {
-    written += out.write(part, written, 'utf8');
-    chars += part.length;
-    if (chars >= STEP_CHARS) {
-      chars = 0;
-      yield;
-    }
-  }
+  const written = yield* writeUtf8Steps(out, DELTA_HEADER_BYTES, json);
   let at = pad8(DELTA_HEADER_BYTES + jsonBytes);
   out.fill(0, written, at);
   for (let i = 0; i < rows.length; i++) {

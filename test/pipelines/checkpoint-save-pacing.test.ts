@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CheckpointKv, connectNats } from '../../connectors/jetstream.js';
 import type { SnapshotChunks } from '../../core/index.js';
 import { type CheckpointKvStore, kvCheckpointStore, LoopTurns } from '../../pipelines/checkpoints.js';
+import { emptyTotals } from '../../pipelines/meter-quality-outputs.js';
 import type { Checkpoint } from '../../pipelines/runner.js';
 import { uniqueName } from '../harness/servers.js';
 
@@ -81,15 +82,7 @@ describe('a checkpoint save into the KV bucket', () => {
         seq: 1,
         position: { lastSeq: 1 },
         state,
-        totals: {
-          recordsIn: 1,
-          readings: 1,
-          measured: 1,
-          quarantined: 0,
-          deadLettered: 0,
-          faults: 0,
-          alerts: 0,
-        },
+        totals: emptyTotals(),
       };
       await writer.save(cp);
     } finally {
