@@ -86,10 +86,13 @@ export class DenseVectors {
 
   /**
    * Adds `more` numbers (zeros or stale, to be written) at the end of list `n` and returns where they start
-   * in `array(n)`, which is to be taken again after this call.
+   * in `array(n)`, which is to be taken again after this call. `capacity`: when the list's buffer must
+   * grow, it grows to that many numbers (at least the new length) instead of doubling: a list that knows
+   * how long it will get (a ring filling bucket by bucket) is then reallocated a few times at most, and
+   * never to twice what it needs.
    */
-  extend(n: number, more: number): number {
-    return this.reserve(n, more);
+  extend(n: number, more: number, capacity?: number): number {
+    return this.reserve(n, more, capacity);
   }
 
   /** Removes the `count` numbers at `at` of list `n`, moving the rest down. */
@@ -228,7 +231,7 @@ export class DenseVectors {
   }
 
   /** Room for `more` numbers at the end of list `n` (kept for a capture first); returns where they go. */
-  private reserve(n: number, more: number): number {
+  private reserve(n: number, more: number, capacity?: number): number {
     while (this.lists.length <= n) {
       this.lists.push(EMPTY);
       this.lengths.push(0);
@@ -245,10 +248,13 @@ export class DenseVectors {
     const length = this.lengths[n]!;
     const list = this.lists[n]!;
     if (length + more > list.length) {
-      let capacity = Math.max(MIN_CAPACITY, list.length);
-      while (capacity < length + more) capacity *= 2;
-      const grown = new Float64Array(capacity);
-      grown.set(list.subarray(0, length));
+      let size = Math.max(MIN_CAPACITY, list.length);
+      while (size < length + more) size *= 2;
+      if (capacity !== undefined) size = Math.max(length + more, capacity);
+      const grown = new Float64Array(size);
+      // The whole old buffer, not a `subarray` view of its used part: a view is another object, allocated
+      // at every growth; the numbers past the length are stale either way.
+      grown.set(list);
       this.lists[n] = grown;
     }
     this.lengths[n] = length + more;

@@ -155,7 +155,7 @@ export function detectCommFailureSpec(
         const fresh = meters.data;
         fresh[o + LT] = r.ts;
         fresh[o + SV] = Number.NaN;
-        startListRing(rings, m, FIELDS, r.ts);
+        startListRing(rings, m, k, FIELDS, r.ts);
       }
       const d = meters.data;
       const step = r.ts - d[o + LT]!;

@@ -59,7 +59,7 @@ export function detectLowVarianceSpec(
     onElement: (ctx, r) => {
       if (isMeasuredValue(r) && !isExcludedValue(r)) {
         const m = ctx.keyNumber;
-        if (rings.length(m) === 0) startListRing(rings, m, FIELDS, r.ts);
+        if (rings.length(m) === 0) startListRing(rings, m, k, FIELDS, r.ts);
         const off = listRingSlot(rings, m, k, FIELDS, r.ts);
         if (off >= 0) {
           const ring = rings.array(m);

@@ -13,9 +13,20 @@ export const RING_HB = 0;
 export const RING_FS = 1;
 export const RING_TOT = 2;
 
-/** Starts meter `n`'s ring at its first reading `ts`: the head and `fields` zero totals. */
-export function startListRing(lists: DenseVectors, n: number, fields: number, ts: number): void {
-  const at = lists.extend(n, RING_TOT + fields);
+/**
+ * Buckets a new ring has room for before its list is first reallocated (a day and a bit of 2-hour buckets):
+ * growing a typed list bucket by bucket from a few numbers reallocated it four times in a meter's first day.
+ */
+const FIRST_BUCKETS = 16;
+
+/** The length of a full ring of `k` buckets of `fields` fields, head and totals included. */
+function fullLength(k: number, fields: number): number {
+  return RING_TOT + fields * (k + 1);
+}
+
+/** Starts meter `n`'s ring of `k` buckets at its first reading `ts`: the head and `fields` zero totals. */
+export function startListRing(lists: DenseVectors, n: number, k: number, fields: number, ts: number): void {
+  const at = lists.extend(n, RING_TOT + fields, fullLength(Math.min(k, FIRST_BUCKETS), fields));
   const a = lists.array(n);
   a[at + RING_HB] = Math.floor(ts / BUCKET_MS);
   a[at + RING_FS] = ts;
@@ -51,7 +62,8 @@ export function listRingSlot(lists: DenseVectors, n: number, k: number, fields: 
   } else if (b <= hb - k) return -1;
   const off = fields + ((b - origin + k) % k) * fields;
   if (reached < off + fields) {
-    lists.extend(n, off + fields - reached);
+    // Doubling, but never past the full ring: a week's ring then holds no more than it needs.
+    lists.extend(n, off + fields - reached, Math.min(fullLength(k, fields), 2 * a.length));
     a = lists.array(n);
     // Numbers past a list's length are not zeroed by the list: the buckets reached now start empty.
     a.fill(0, RING_TOT + reached, RING_TOT + off + fields);

@@ -13,7 +13,7 @@ import {
 type Model = Map<number, number[]>;
 
 type Op =
-  | { kind: 'push'; n: number; values: number[] }
+  | { kind: 'push'; n: number; values: number[]; capacity: number | null }
   | { kind: 'set'; n: number; at: number; value: number }
   | { kind: 'remove'; n: number; at: number; count: number }
   | { kind: 'truncate'; n: number; length: number }
@@ -28,7 +28,7 @@ function apply(store: StateStore, lists: DenseVectors, model: Model, op: Op): vo
       if (op.values.length === 2) lists.push2(op.n, op.values[0]!, op.values[1]!);
       else if (op.values.length === 1) lists.push(op.n, op.values[0]!);
       else {
-        const at = lists.extend(op.n, op.values.length);
+        const at = lists.extend(op.n, op.values.length, op.capacity ?? undefined);
         lists.array(op.n).set(op.values, at);
       }
       list.push(...op.values);
@@ -94,6 +94,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
       kind: fc.constant('push' as const),
       n: keyNumber,
       values: fc.array(number, { minLength: 1, maxLength: 20 }),
+      capacity: fc.option(fc.integer({ min: 0, max: 64 })),
     }),
   },
   {
@@ -137,6 +138,29 @@ describe('numeric lists (DenseVectors) in the state store', () => {
       }),
       { numRuns: 150 },
     );
+  });
+
+  it('grow to the capacity an extension names, never below the length, and snapshot only the length', () => {
+    const { store, lists } = newStore();
+    lists.extend(3, 5, 40);
+    expect(lists.array(3).length).toBe(40);
+    lists.array(3).set([1, 2, 3, 4, 5]);
+    // Within the buffer: no reallocation, whatever capacity is named.
+    const buffer = lists.array(3);
+    lists.extend(3, 30, 1000);
+    expect(lists.array(3)).toBe(buffer);
+    // Past it: exactly the capacity named, or the new length when that is more.
+    lists.extend(3, 10, 50);
+    expect(lists.array(3).length).toBe(50);
+    lists.extend(3, 20, 10);
+    expect(lists.array(3).length).toBe(65);
+    expect(Array.from(lists.array(3).subarray(0, 5))).toEqual([1, 2, 3, 4, 5]);
+    const copy = new StateStore();
+    copy.keyed('other');
+    copy.restore(deserializeSnapshot(store.serialize()));
+    const restored = copy.vectors('test/lists', 'meters');
+    expect(restored.length(3)).toBe(65);
+    expect(restored.array(3).length).toBeLessThan(1000);
   });
 
   it('round-trip exactly through the binary snapshot, registered before or after the restore', () => {
