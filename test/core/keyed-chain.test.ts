@@ -173,10 +173,11 @@ const unfused = (store: StateStore, names: readonly string[]): Transform<Item, I
   const stages = names.map((n) => keyedProcess(store, MEMBERS[n]!(store)));
   return (source) => stages.reduce((flow, stage) => flow.pipe(stage), source);
 };
-const fused = (store: StateStore, names: readonly string[]): Transform<Item, Item> =>
+const fused = (store: StateStore, names: readonly string[], piece?: number): Transform<Item, Item> =>
   keyedChain(
     store,
     names.map((n) => chainMember(MEMBERS[n]!(store))),
+    piece === undefined ? {} : { piece },
   );
 
 /** An input described as plain values, built afresh for each run (the members never share objects). */
@@ -301,6 +302,49 @@ describe('keyedChain', () => {
           deserializeSnapshot(serializeSnapshot(a.snapshot())),
         );
       }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('gives the same events taking each batch in pieces: one tagged event per member and tag, in order', () => {
+    const expected = run(unfused(new StateStore(), ALL), events(FIXED));
+    for (const piece of [1, 2, 3])
+      expect(run(fused(new StateStore(), ALL, piece), events(FIXED))).toEqual(expected);
+    // A batch of 40 through the gate in pieces of 3: its drops, spread over the pieces, are one event.
+    const big: Step[] = [
+      {
+        batch: Array.from({ length: 40 }, (_, i) => ({
+          key: 'abcd'[i % 4]!,
+          t: i,
+          v: i,
+          carry: i % 2 === 0,
+        })),
+      },
+    ];
+    const out = run(fused(new StateStore(), ['tally', 'gate'], 3), events(big));
+    expect(out).toEqual(run(unfused(new StateStore(), ['tally', 'gate']), events(big)));
+    expect(out.filter((e) => (e as FlowEvent<Item>).kind === 'tagged').slice(0, 2)).toMatchObject([
+      { tag: 'alerts', items: expect.arrayContaining(['tally a c=3 wm=-Infinity']) },
+      { tag: 'alerts', items: expect.arrayContaining(['gate dropped a@0 #1', 'gate dropped b@25 #7']) },
+    ]);
+    expect(() => keyedChain(new StateStore(), [chainMember(tally())], { piece: 0 })).toThrow(RangeError);
+  });
+
+  it('equals the unfused composition taking batches in pieces of any size', () => {
+    fc.assert(
+      fc.property(
+        fc.array(step, { maxLength: 30 }),
+        memberOrder,
+        fc.integer({ min: 1, max: 4 }),
+        (steps, names, piece) => {
+          const a = new StateStore();
+          const b = new StateStore();
+          expect(run(fused(b, names, piece), events(steps))).toEqual(run(unfused(a, names), events(steps)));
+          expect(deserializeSnapshot(serializeSnapshot(b.snapshot()))).toEqual(
+            deserializeSnapshot(serializeSnapshot(a.snapshot())),
+          );
+        },
+      ),
       { numRuns: 200 },
     );
   });
@@ -439,6 +483,24 @@ describe('keyedChain', () => {
     ]);
     // The watermark's timers (41, 42) reach the gate as one more batch.
     expect(calls).toEqual(['tally', 'gate', 'gate 1', 'gate 2', 'gate', 'gate 41', 'gate 42']);
+  });
+
+  it('calls beforeBatch once per batch also when the batch goes through in pieces', () => {
+    const calls: string[] = [];
+    const chain = keyedChain(
+      new StateStore(),
+      [
+        chainMember(gate(), { beforeBatch: () => calls.push('gate') }),
+        chainMember(tally(), { beforeBatch: () => calls.push('tally') }),
+      ],
+      { piece: 2 },
+    );
+    run(chain, [
+      // The gate drops the first two (multiples of 5): the tally's first piece is the batch's second.
+      dataEvent([0, 5, 1, 2, 3].map((v) => ({ key: 'abcd'[v % 4]!, t: v, v, trail: '' }))),
+      dataEvent([{ key: 'a', t: 9, v: 9, trail: '' }]),
+    ]);
+    expect(calls).toEqual(['gate', 'tally', 'gate', 'tally']);
   });
 
   it('refuses members that do not share one dense key index', () => {
