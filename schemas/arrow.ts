@@ -1,8 +1,8 @@
 /**
  * The Arrow form of the schema, derived from the column lists in `reading.ts`: one Arrow type per
  * {@link ColumnType}, a schema per column list, and a builder that turns rows into a `RecordBatch`
- * by filling typed arrays, a block of rows at a time, and wrapping them with `makeData` (no per-value Arrow builder calls:
- * `vectorFromArray` is several times slower). {@link arrowColumnValues} reads a column back into the
+ * by filling typed arrays, a block of rows at a time, and wrapping them with `makeData` (no per-value
+ * Arrow builder calls: `vectorFromArray` is several times slower). {@link arrowColumnValues} reads a column back into the
  * plain values `Column.get` produces, so a sink can take rows or Arrow batches alike.
  */
 import {
