@@ -348,6 +348,27 @@ describe.each(ENGINES)('hot store on %s', (_name, engine) => {
     for (const content of contents.slice(1)) expect(content).toEqual(contents[0]);
   });
 
+  it('stores the same readings from ArrowStream as from TabSeparated when a batch spans many blocks of rows', async () => {
+    if (engine !== 'chdb') return;
+    const readings = makeReadings(3000, { meters: 50 });
+    // Text that is not ASCII, a lone surrogate and a long string in later blocks of the Arrow batch.
+    readings[2100] = { ...readings[2100]!, meterId: 'mé', rawUnit: 'k\ud800W' };
+    readings[1024] = { ...readings[1024]!, source: 'ü'.repeat(3000) };
+    readings[2999] = { ...readings[2999]!, rawValue: 'x'.repeat(70_000) };
+    const contents: string[][] = [];
+    for (const format of ['TabSeparated', 'ArrowStream'] as const) {
+      const one = open(`blocks${contents.length}`, { format });
+      await one.migrate();
+      await one.insert('readings', readings);
+      const back = await one.query<Record<string, unknown>>(
+        sql`SELECT * FROM ${one.relation('readings')} FINAL ORDER BY meter_id, ts`,
+      );
+      expect(back.length).toBe(3000);
+      contents.push(back.map((r) => JSON.stringify(r)));
+    }
+    expect(contents[1]).toEqual(contents[0]);
+  });
+
   it('refuses a row it cannot encode, naming row and column, and sends nothing', async () => {
     // Row 7 sits in the second batch: the first must not be sent either.
     const strict = open('strict', { maxRowsPerInsert: 5 });
