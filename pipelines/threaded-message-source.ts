@@ -38,7 +38,11 @@ export interface ThreadedMessageSourceOptions extends MessageSourceOptions {
   readonly threadUrl?: URL;
 }
 
-/** The fetch thread died, or stopped answering after it was asked to close. */
+/**
+ * The fetch thread died (or the source was used after `close()`). Retryable: nothing it pulled was
+ * acknowledged past the last commit, so a restarted worker resumes from its checkpoint and reads it again;
+ * an undecodable message does not kill the thread (it is dead-lettered).
+ */
 export class FetchThreadError extends GreenStreamError<{ readonly exitCode: number | null }> {
   override readonly name = 'FetchThreadError';
 }
@@ -195,6 +199,7 @@ export function threadedMessageSource(options: ThreadedMessageSourceOptions): Re
       started.on('error', (error) =>
         die(
           new FetchThreadError(`the fetch thread failed: ${error.message}`, {
+            retryable: true,
             context: { exitCode: null },
             cause: error,
           }),
@@ -204,7 +209,10 @@ export function threadedMessageSource(options: ThreadedMessageSourceOptions): Re
         die(
           closing
             ? new FetchThreadError('the message source is closed', { context: { exitCode } })
-            : new FetchThreadError(`the fetch thread exited (code ${exitCode})`, { context: { exitCode } }),
+            : new FetchThreadError(`the fetch thread exited (code ${exitCode})`, {
+                retryable: true,
+                context: { exitCode },
+              }),
         );
       });
       await request<void>({ type: 'open', lastSeq });

@@ -63,7 +63,7 @@ const ODD: { readonly data: Uint8Array; readonly contentType?: string }[] = [
 ];
 
 /** `count` one-reading messages with the odd ones spread among them; returns the stream's names. */
-async function published(count: number) {
+async function published(count: number, odd = true) {
   const stream = uniqueName('FETCHT');
   const prefix = stream.toLowerCase();
   const dlq = `${stream}_DLQ`;
@@ -71,14 +71,14 @@ async function published(count: number) {
   await ensureDeadLetterStream(nats.jsm, { name: dlq, subjects: [`dlq.${prefix}.>`], storage: 'memory' });
   const acks: Promise<unknown>[] = [];
   for (let i = 0; i < count; i++) {
-    const odd = i % 37 === 5 ? ODD[Math.floor(i / 37) % ODD.length] : undefined;
+    const payload = odd && i % 37 === 5 ? ODD[Math.floor(i / 37) % ODD.length] : undefined;
     const h = natsHeaders();
-    if (odd?.contentType !== undefined) h.set('Content-Type', odd.contentType);
+    if (payload?.contentType !== undefined) h.set('Content-Type', payload.contentType);
     acks.push(
       nats.js.publish(
         `${prefix}.${i % 4}`,
-        odd?.data ?? Buffer.from(reading(i)),
-        odd?.contentType === undefined ? {} : { headers: h },
+        payload?.data ?? Buffer.from(reading(i)),
+        payload?.contentType === undefined ? {} : { headers: h },
       ),
     );
     if (acks.length >= 500) await Promise.all(acks.splice(0));
@@ -207,6 +207,32 @@ describe('threaded message source', () => {
     ).toBeGreaterThanOrEqual(1990);
   });
 
+  it('deliveries lost in transit: the thread reopens after what it handed over and every message comes once', async () => {
+    const { stream, dlq } = await published(1200, false);
+    const lost: number[] = [];
+    const source = threaded(stream, dlq, 'lost', 100, {
+      ahead: 1,
+      onDeliveriesLost: (count) => lost.push(count),
+    });
+    await source.open(undefined);
+    const seqs: number[] = [];
+    const take = (batch: SourceBatch | 'idle' | 'end') => {
+      if (typeof batch === 'string') return false;
+      for (const r of batch.records) seqs.push(Number(r.source.split(':').pop()));
+      return true;
+    };
+    take(await source.next());
+    take(await source.next());
+    // Another client takes deliveries of the same consumer and never acknowledges them.
+    const consumer = await nats.js.consumers.get(stream, 'lost');
+    const stolen = await consumer.fetch({ max_messages: 5, expires: 2000 });
+    for await (const m of stolen) void m;
+    for (let i = 0; i < 100 && take(await source.next()); i++) await source.commit();
+    await source.close();
+    expect(lost.reduce((a, b) => a + b, 0)).toBe(5);
+    expect(seqs).toEqual(Array.from({ length: 1200 }, (_, i) => i + 1));
+  });
+
   it('a pull that fails for good surfaces from next() with its class; close() still ends the thread', async () => {
     const { stream, dlq } = await published(300);
     const source = threaded(stream, dlq, 'fails', 100, { unavailableAfterMs: 1500, reopenAfterMs: 100_000 });
@@ -242,7 +268,7 @@ describe('threaded message source', () => {
       (async () => {
         for (let i = 0; i < 50; i++) await source.next();
       })(),
-    ).rejects.toBeInstanceOf(FetchThreadError);
+    ).rejects.toSatisfy((e) => e instanceof FetchThreadError && e.retryable);
     await expect(source.commit()).rejects.toBeInstanceOf(FetchThreadError);
     await source.close();
     // The messages it pulled are still unacknowledged: they come again.
