@@ -60,6 +60,8 @@ export function threadedMessageSource(options: ThreadedMessageSourceOptions): Re
   /** The thread's pulls failed for good: `next()` throws it, the thread still closes its consumer. */
   let pullFailure: Error | undefined;
   let closing = false;
+  /** The replay reached its end: the thread pulls no more, and every later `next()` says so again. */
+  let ended = false;
   let lastSeq = 0;
   /** The last item taken: `commit` acknowledges everything up to it. */
   let takenThrough = 0;
@@ -218,6 +220,7 @@ export function threadedMessageSource(options: ThreadedMessageSourceOptions): Re
       await request<void>({ type: 'open', lastSeq });
     },
     async next(): Promise<SourceBatch | 'idle' | 'end'> {
+      if (ended) return 'end';
       const item = await take();
       if (item.type === 'failed') {
         pullFailure = revive(item.error);
@@ -228,6 +231,7 @@ export function threadedMessageSource(options: ThreadedMessageSourceOptions): Re
         result = await decode(item);
         lastSeq = item.lastSeq;
       } else result = item.type;
+      if (result === 'end') ended = true;
       takenThrough = item.item;
       send({ type: 'taken', item: item.item });
       return result;

@@ -13,6 +13,7 @@ import {
   ensureReadingsStream,
   GsHeaders,
   JetStreamSource,
+  ReplaySource,
 } from '../../connectors/jetstream.js';
 import { GreenStreamError } from '../../core/errors.js';
 import type { Json } from '../../core/index.js';
@@ -166,6 +167,35 @@ describe('threaded message source', () => {
     await rest.close();
     expect(restGot.map(content)).toEqual(restWant.map(content));
     expect(restGot.length).toBeGreaterThan(3);
+  });
+
+  it('replays a range as the in-thread replay does, to its end', async () => {
+    const { stream, dlq } = await published(1000);
+    const want = await batches(
+      messageReadingSource(
+        (after) =>
+          ReplaySource.open(nats.js, {
+            stream,
+            from: after === 0 ? { time: new Date(0) } : { seq: after + 1 },
+            deadLetter: { stream: dlq },
+          }),
+        { batchSize: 128, now: () => NOW },
+      ),
+      undefined,
+      true,
+    );
+    const source = threadedMessageSource({
+      nats: { servers: inject('natsUrl') },
+      consumer: { kind: 'replay', stream, fromMs: 0, deadLetter: { stream: dlq } },
+      batchSize: 128,
+      now: () => NOW,
+      threadUrl: THREAD_URL,
+    });
+    const got = await batches(source, undefined, true);
+    expect(await source.next()).toBe('end');
+    await source.close();
+    expect(got.map(content)).toEqual(want.map(content));
+    expect(got.flatMap((b) => b.batch.records).length).toBeGreaterThan(950);
   });
 
   it('acknowledges only what was committed, not what the thread read ahead; killed before its commit, the rest comes again', async () => {
