@@ -409,6 +409,8 @@ async function main(): Promise<void> {
           ...filesPipeline('json-pipeline', json, jsonRegistry, 'bench_json'),
           batchSize: 4096,
           maxAckPending: 250_000,
+          // GS_BENCH_FETCH_THREAD=1: pulls and acks on a fetch thread, as `run --fetch-thread` does.
+          fetchThread: process.env.GS_BENCH_FETCH_THREAD === '1',
         },
         profiled(`messages-${stamp}`),
       );

@@ -40,6 +40,7 @@ import {
   type OpenMessages,
   partitionedReadingSource,
 } from '../pipelines/sources.js';
+import { threadedMessageSource } from '../pipelines/threaded-message-source.js';
 import { logger } from './log.js';
 
 /** Connection settings from the URL and the environment; secrets only ever come from the environment. */
@@ -81,6 +82,11 @@ export interface NatsSourceSettings {
   readonly replicas?: number;
   /** `--no-manage-streams`: create nothing, only check that the streams and the bucket exist. */
   readonly manageStreams?: boolean;
+  /**
+   * `--fetch-thread`: pulls, message handles and acknowledgements on a thread of their own
+   * (`threadedMessageSource`), for a worker that owns every partition; ignored with `partitions`.
+   */
+  readonly fetchThread?: boolean;
 }
 
 /** How the worker creates its streams: `--replicas`, `--no-manage-streams`, a warning for kept limits. */
@@ -159,7 +165,20 @@ export async function openNatsSource(
     ...pullOutageSettings(settings.sourceOutageMs),
   };
   let source: ReadingSource;
-  if (settings.partitions === undefined) {
+  if (settings.partitions === undefined && settings.fetchThread === true) {
+    source = threadedMessageSource({
+      ...sourceOptions,
+      nats: natsConfigFrom(settings.url, settings.env),
+      consumer:
+        replay === undefined
+          ? { kind: 'durable', durable: `greenstream_${settings.workerId}` }
+          : {
+              kind: 'replay',
+              fromMs: replay.from.getTime(),
+              ...(replay.to === undefined ? {} : { toMs: replay.to.getTime() }),
+            },
+    });
+  } else if (settings.partitions === undefined) {
     source = messageReadingSource(
       replay === undefined
         ? recreatedDurable(js, `greenstream_${settings.workerId}`, undefined)

@@ -199,6 +199,11 @@ export const runOptionSpecs: readonly OptionSpec[] = [
     help: 'JetStream messages per pull, at most (a caught-up worker asks for one and gets it as it is published)',
   },
   {
+    name: 'fetch-thread',
+    type: 'boolean',
+    help: "NATS source, every partition, one graph thread: pull, hold and acknowledge the messages on a thread of their own, which a stream of one reading per message keeps busy; the graph's thread decodes them",
+  },
+  {
     name: 'source-outage',
     type: 'duration',
     unit: 'ms',
@@ -367,6 +372,8 @@ export async function runJobCommand(
         throw new UsageError('--partitions applies to the NATS source: give --source nats://host:port');
       if (stage !== 'all')
         throw new UsageError(`--stage ${stage} runs on the NATS source: give --source nats://host:port`);
+      if (values['fetch-thread'] === true)
+        throw new UsageError('--fetch-thread applies to the NATS source: give --source nats://host:port');
       source = {
         kind: 'files',
         root: resolve(spec.slice('files:'.length)),
@@ -379,12 +386,16 @@ export async function runJobCommand(
       );
       const pullMessages = number('pull');
       const sourceOutageMs = number('source-outage');
+      const fetchThread = values['fetch-thread'] === true;
+      if (fetchThread && (partitions !== undefined || threads > 1))
+        throw new UsageError('--fetch-thread applies to a worker owning every partition on one graph thread');
       const opened = await openNatsSource({
         url: spec,
         workerId: worker,
         ...(pullMessages === undefined ? {} : { pullMessages }),
         ...(maxMemoryBytes === undefined ? {} : { maxMemoryBytes }),
         ...(sourceOutageMs === undefined ? {} : { sourceOutageMs }),
+        ...(fetchThread ? { fetchThread } : {}),
         env: process.env,
         ...(partitions === undefined ? {} : { partitions }),
         ...(replayRange === undefined ? {} : { replay: replayRange }),

@@ -33,7 +33,7 @@ export type OpenMessages = (resumeAfterSeq: number) => Promise<ReadingsMessageSo
  * commit. Synchronous: with one reading per message, an `await` per message cost more than the decoding.
  */
 export function takeMessage(
-  m: SourceMessage,
+  m: Pick<SourceMessage, 'data' | 'headers' | 'source' | 'receivedAt'>,
   batch: { records: RawReading[]; quarantined: QuarantineRecord[]; deadLettered: number },
   now: number,
 ): string | undefined {
@@ -105,6 +105,112 @@ export async function deadLetterAll(
   }
 }
 
+/** What one pull brought that the position does not cover yet, or why it brought nothing to decode. */
+export type PulledMessages =
+  /** New messages in stream order (the position moved past them), and redeliveries it already covers. */
+  | {
+      readonly kind: 'messages';
+      readonly fresh: readonly SourceMessage[];
+      readonly covered: readonly SourceMessage[];
+      /** The source that delivered them (it dead-letters them). */
+      readonly from: ReadingsMessageSource;
+      readonly stalled: boolean;
+    }
+  /** `max_ack_pending` is reached: commit before pulling again. */
+  | { readonly kind: 'stalled' }
+  /** Nothing this time (a pull cut short, a consumer reopened, one still holding messages). */
+  | { readonly kind: 'empty' }
+  | { readonly kind: 'idle' }
+  | { readonly kind: 'end' };
+
+/**
+ * The pull side of a message source, shared by `messageReadingSource` and the fetch thread
+ * (`fetch-thread.ts`): the consumer opened after a position, pulls within the byte budget, a pull outage
+ * ridden out, deliveries lost in transit read again, idleness told from a consumer that still holds
+ * messages. `lastSeq` is the stream sequence of the last message pulled: a message at or below it is a
+ * redelivery the position covers.
+ */
+export interface MessagePuller {
+  open(lastSeq: number): Promise<void>;
+  pull(): Promise<PulledMessages>;
+  /** The consumer now open (it changes when deliveries were lost or an outage lasted). */
+  current(): ReadingsMessageSource;
+  readonly lastSeq: number;
+  close(): Promise<void>;
+}
+
+export function messagePuller(openMessages: OpenMessages, options: MessageSourceOptions): MessagePuller {
+  let messages: ReadingsMessageSource | undefined;
+  let lastSeq = 0;
+  let emptyWhilePending = 0;
+  const budget = batchBudget(options);
+  const opened = (): ReadingsMessageSource => {
+    if (messages === undefined) throw new Error('message source used before open()');
+    return messages;
+  };
+  const outage = pullOutage('jetstream', options.now, options);
+  const EMPTY: PulledMessages = { kind: 'empty' };
+  const recreate = async (): Promise<PulledMessages> => {
+    const old = opened();
+    messages = undefined;
+    messages = await reopenAfterLoss(old, openMessages, lastSeq);
+    return EMPTY;
+  };
+  const reopen = (count: number): Promise<PulledMessages> => {
+    options.onDeliveriesLost?.(count, lastSeq);
+    return recreate();
+  };
+  return {
+    get lastSeq() {
+      return lastSeq;
+    },
+    current: opened,
+    async open(after: number) {
+      lastSeq = after;
+      messages = await openMessages(lastSeq);
+    },
+    async pull(): Promise<PulledMessages> {
+      await outage.backoff();
+      const source = opened();
+      const fetched = await source.fetchBatch(options.batchSize ?? 256, options.expiresMs ?? 1000, budget());
+      if ((fetched.lostDeliveries ?? 0) > 0) return reopen(fetched.lostDeliveries ?? 0);
+      // A pull that brought messages worked, whatever cut it short.
+      if (outage.note(fetched.messages.length > 0 ? null : fetched.interrupted) === 'reopen')
+        return recreate();
+      if (fetched.messages.length === 0) {
+        if (fetched.done) return { kind: 'end' };
+        if (fetched.stalled) return { kind: 'stalled' };
+        // A pull cut short, or one that came back empty while the consumer still holds messages (a cluster
+        // node restarting), is not idleness: a bounded run would end early.
+        if (fetched.interrupted === null) {
+          const held = await consumerState(source);
+          if (held.state === 'lost') return reopen(held.count);
+          if (held.state === 'drained') return { kind: 'idle' };
+        }
+        // A consumer that keeps reporting messages it never delivers is idle after all, for a bounded run.
+        if (fetched.interrupted === null && ++emptyWhilePending > MAX_EMPTY_WHILE_PENDING)
+          return { kind: 'idle' };
+        return EMPTY;
+      }
+      emptyWhilePending = 0;
+      const fresh: SourceMessage[] = [];
+      const covered: SourceMessage[] = [];
+      for (const m of fetched.messages) {
+        if (m.seq <= lastSeq) {
+          covered.push(m);
+          continue;
+        }
+        lastSeq = m.seq;
+        fresh.push(m);
+      }
+      return { kind: 'messages', fresh, covered, from: source, stalled: fetched.stalled };
+    },
+    async close() {
+      await messages?.close();
+    },
+  };
+}
+
 /**
  * JetStream (durable consumer or replay) as a pipeline source. The checkpoint, not the consumer, holds the
  * position: `openMessages` must deliver in stream order from just after it, so a restarted worker sees
@@ -118,91 +224,52 @@ export async function deadLetterAll(
  * This is the source of a worker that owns every partition (one consumer on `readings.>`); its position
  * is `{ lastSeq }`. A batch holds at most `batchSize` messages and `maxBytesPerBatch` payload bytes (one
  * larger message alone), and one message while the resident set exceeds `memoryLimitBytes`. A worker owning a set of partitions uses `partitionedReadingSource`.
+ * `threadedMessageSource` does the pulls and acknowledgements on a thread of its own.
  */
 export function messageReadingSource(
   openMessages: OpenMessages,
   options: MessageSourceOptions,
 ): ReadingSource {
-  let messages: ReadingsMessageSource | undefined;
+  const puller = messagePuller(openMessages, options);
   let delivered: SourceMessage[] = [];
-  let lastSeq = 0;
-  let emptyWhilePending = 0;
-  const budget = batchBudget(options);
-  const opened = (): ReadingsMessageSource => {
-    if (messages === undefined) throw new Error('message source used before open()');
-    return messages;
-  };
   const empty = (): SourceBatch => ({ records: [], quarantined: [], deadLettered: 0 });
-  const outage = pullOutage('jetstream', options.now, options);
-  const recreate = async (): Promise<SourceBatch> => {
-    const old = opened();
-    messages = undefined;
-    messages = await reopenAfterLoss(old, openMessages, lastSeq);
-    return empty();
-  };
-  const reopen = (count: number): Promise<SourceBatch> => {
-    options.onDeliveriesLost?.(count, lastSeq);
-    return recreate();
-  };
   return {
     name: 'jetstream',
     resumesFromPosition: true,
     async open(position: Json | undefined) {
-      lastSeq = lastSeqOf(position);
-      messages = await openMessages(lastSeq);
+      await puller.open(lastSeqOf(position));
     },
     async next(): Promise<SourceBatch | 'idle' | 'end'> {
-      await outage.backoff();
-      const source = opened();
-      const fetched = await source.fetchBatch(options.batchSize ?? 256, options.expiresMs ?? 1000, budget());
-      if ((fetched.lostDeliveries ?? 0) > 0) return reopen(fetched.lostDeliveries ?? 0);
-      // A pull that brought messages worked, whatever cut it short.
-      if (outage.note(fetched.messages.length > 0 ? null : fetched.interrupted) === 'reopen')
-        return recreate();
-      if (fetched.messages.length === 0) {
-        if (fetched.done) return 'end';
-        if (fetched.stalled) return { records: [], quarantined: [], deadLettered: 0, commitSoon: true };
-        // A pull cut short, or one that came back empty while the consumer still holds messages (a cluster
-        // node restarting), is not idleness: a bounded run would end early.
-        if (fetched.interrupted === null) {
-          const held = await consumerState(source);
-          if (held.state === 'lost') return reopen(held.count);
-          if (held.state === 'drained') return 'idle';
-        }
-        // A consumer that keeps reporting messages it never delivers is idle after all, for a bounded run.
-        if (fetched.interrupted === null && ++emptyWhilePending > MAX_EMPTY_WHILE_PENDING) return 'idle';
-        return empty();
-      }
-      emptyWhilePending = 0;
+      const pulled = await puller.pull();
+      if (pulled.kind === 'idle' || pulled.kind === 'end') return pulled.kind;
+      if (pulled.kind === 'empty') return empty();
+      if (pulled.kind === 'stalled')
+        return { records: [], quarantined: [], deadLettered: 0, commitSoon: true };
+      for (const m of pulled.covered) delivered.push(m);
       const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
       const now = options.now();
       const failed: [SourceMessage, ReadingsMessageSource, string][] = [];
-      for (const m of fetched.messages) {
-        if (m.seq <= lastSeq) {
-          delivered.push(m);
-          continue;
-        }
-        lastSeq = m.seq;
+      for (const m of pulled.fresh) {
         const reason = takeMessage(m, batch, now);
         if (reason === undefined) delivered.push(m);
-        else failed.push([m, source, reason]);
+        else failed.push([m, pulled.from, reason]);
       }
       if (failed.length > 0) await deadLetterAll(failed, batch, options);
-      return { ...batch, commitSoon: fetched.stalled };
+      return { ...batch, commitSoon: pulled.stalled };
     },
     position(): Json {
-      return { lastSeq };
+      return { lastSeq: puller.lastSeq };
     },
     async commit() {
       const acking = delivered;
       delivered = [];
-      if (acking.length > 0) await opened().ack(acking);
+      if (acking.length > 0) await puller.current().ack(acking);
     },
     async pending() {
-      return (await opened().pending()).lag;
+      return (await puller.current().pending()).lag;
     },
     async close() {
-      await messages?.close();
+      await puller.close();
     },
   };
 }

@@ -24,6 +24,7 @@ import { kvCheckpointStore, memoryCheckpointStore } from '../../pipelines/checkp
 import { type JobObserver, runMeterQualityJob } from '../../pipelines/job.js';
 import type { Checkpoint, CheckpointStore, ReadingSource } from '../../pipelines/runner.js';
 import { messageReadingSource } from '../../pipelines/sources.js';
+import { threadedMessageSource } from '../../pipelines/threaded-message-source.js';
 import type { TaskContext } from '../child.js';
 import { cpuMsSince, type HotSpec, peakRssMb, round } from '../protocol.js';
 import { connect, ensureBenchStream, hotTarget, type StreamSpec } from './common.js';
@@ -52,6 +53,12 @@ export interface PipelineArgs extends StreamSpec {
   readonly checkpoints?: 'kv' | 'memory';
   /** Run a full GC after each checkpoint to see the heap the run retains (slows the run: memory part only). */
   readonly measureRetainedHeap?: boolean;
+  /**
+   * Pull, hold and acknowledge the messages on a thread of their own (`threadedMessageSource`). The pulls
+   * are then not seen from here: `fetchMs` is 0 and `decodeMs` is all of `source.next()`, waiting for
+   * the thread included; `messages` counts the readings and dead letters.
+   */
+  readonly fetchThread?: boolean;
 }
 
 /**
@@ -241,21 +248,33 @@ export async function runInstrumentedPipeline(
     close: () => messages.close(),
   };
   let opened = false;
-  const inner = messageReadingSource(
-    async (resumeAfterSeq) => {
-      if (opened) messages = await openDurable(resumeAfterSeq);
-      opened = true;
-      return timedMessages;
-    },
-    {
-      batchSize: args.batchSize,
-      expiresMs: 1000,
-      now: Date.now,
-      onDeliveriesLost: (count) => {
-        lostDeliveries += count;
-      },
-    },
-  );
+  const onDeliveriesLost = (count: number): void => {
+    lostDeliveries += count;
+  };
+  const inner =
+    args.fetchThread === true
+      ? threadedMessageSource({
+          nats: { servers: args.natsUrl },
+          consumer: {
+            kind: 'durable',
+            stream: args.stream,
+            durable: 'bench_pipeline',
+            maxAckPending: args.maxAckPending,
+            ackWaitMs: 600_000,
+          },
+          batchSize: args.batchSize,
+          expiresMs: 1000,
+          now: Date.now,
+          onDeliveriesLost,
+        })
+      : messageReadingSource(
+          async (resumeAfterSeq) => {
+            if (opened) messages = await openDurable(resumeAfterSeq);
+            opened = true;
+            return timedMessages;
+          },
+          { batchSize: args.batchSize, expiresMs: 1000, now: Date.now, onDeliveriesLost },
+        );
   const source: ReadingSource = {
     name: inner.name,
     open: (p) => inner.open(p),
@@ -263,6 +282,8 @@ export async function runInstrumentedPipeline(
       const t = performance.now();
       const batch = await inner.next();
       nextMs += performance.now() - t;
+      if (args.fetchThread === true && typeof batch !== 'string')
+        messagesFetched += batch.records.length + batch.deadLettered;
       // The pulls that ended by now were waited for from `t` (or from their start, if later).
       for (let i = 0; i < pulls.length; ) {
         const pull = pulls[i]!;
@@ -278,9 +299,20 @@ export async function runInstrumentedPipeline(
       return batch;
     },
     position: () => inner.position(),
-    commit: () => inner.commit(),
+    commit: async () => {
+      if (args.fetchThread !== true) return inner.commit();
+      const t = performance.now();
+      await inner.commit();
+      ackMs += performance.now() - t;
+    },
     resumesFromPosition: inner.resumesFromPosition === true,
-    pending: () => inner.pending!(),
+    pending: async () => {
+      if (args.fetchThread !== true) return inner.pending!();
+      const t = performance.now();
+      const lag = await inner.pending!();
+      lagMs += performance.now() - t;
+      return lag;
+    },
     close: () => inner.close(),
   };
   const kept: CheckpointStore =
