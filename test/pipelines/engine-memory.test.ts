@@ -80,7 +80,10 @@ describe('DuckDB under its share', () => {
     const memory = await bounded.memory();
     expect(memory.memoryLimit).toBe('192.0 MiB');
     expect(memory.threads).toBeGreaterThan(0);
-    expect((await free.memory()).memoryLimit).not.toBe('192.0 MiB');
+    expect(memory.allocatorBackgroundThreads).toBe(true);
+    const unbounded = await free.memory();
+    expect(unbounded.memoryLimit).not.toBe('192.0 MiB');
+    expect(unbounded.allocatorBackgroundThreads).toBe(false);
     // A seal's worth of rows (the job's 200,000), sorted under the limit: DuckDB spills, not fails.
     const readings = makeReadings({ start: Date.UTC(2024, 2, 11), meters: 2000, intervals: 100 }).reverse();
     for (const lake of [bounded, free]) {
