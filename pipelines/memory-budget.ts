@@ -51,8 +51,9 @@ export const DEFAULT_MEMORY_BUDGET_BYTES = 1536 * MiB;
  * buffers 1.1-1.6 GB (the final watermark's burst, typed state growing with the input).
  * - `chdb`: `max_memory_usage` of every chDB query and insert (an insert over it fails and is retried);
  * - `duckdb`: DuckDB's `memory_limit` (the seal's sort spills to the lake's temporary folder beyond it;
- *   what cannot spill fails the seal, retried as a failed write) and its allocator flushed after each
- *   task past an eighth of it.
+ *   what cannot spill fails the seal, retried as a failed write), its allocator flushed after each
+ *   task past an eighth of it and purged by jemalloc's background threads between seals, and one
+ *   thread (a seal's sort holds memory in every thread at once).
  */
 export const ENGINE_SHARES = { chdb: 0.25, duckdb: 0.25 } as const;
 

@@ -492,6 +492,7 @@ function memoryProbe(stores: () => { hot: HotStore; lake: ParquetLake | undefine
       duckdbUsed = mb(lake.usedBytes);
       limits.duckdbMemoryLimit = lake.memoryLimit;
       limits.duckdbThreads = String(lake.threads);
+      limits.duckdbAllocatorBackgroundThreads = String(lake.allocatorBackgroundThreads);
     }
   };
   return {

@@ -9,7 +9,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from '../../codecs/sql.js';
 import { type HotStore, openHotStore, SinkUnavailableError } from '../../connectors/clickhouse.js';
-import { LakeInputError, openParquetLake, type ParquetLake } from '../../connectors/parquet-lake.js';
+import {
+  LAKE_THREADS_UNDER_BUDGET,
+  LakeInputError,
+  openParquetLake,
+  type ParquetLake,
+} from '../../connectors/parquet-lake.js';
 import { ConfigurationError } from '../../core/index.js';
 import { resolveRuleProfile } from '../../operators/rule-profile.js';
 import { runMeterQualityJob } from '../../pipelines/job.js';
@@ -79,8 +84,12 @@ describe('DuckDB under its share', () => {
     lakes.push(bounded, free);
     const memory = await bounded.memory();
     expect(memory.memoryLimit).toBe('192.0 MiB');
-    expect(memory.threads).toBeGreaterThan(0);
-    expect((await free.memory()).memoryLimit).not.toBe('192.0 MiB');
+    // Under a budget one thread sorts a seal (each thread's sort holds memory of its own).
+    expect(memory.threads).toBe(LAKE_THREADS_UNDER_BUDGET);
+    expect(memory.allocatorBackgroundThreads).toBe(true);
+    const unbounded = await free.memory();
+    expect(unbounded.memoryLimit).not.toBe('192.0 MiB');
+    expect(unbounded.allocatorBackgroundThreads).toBe(false);
     // A seal's worth of rows (the job's 200,000), sorted under the limit: DuckDB spills, not fails.
     const readings = makeReadings({ start: Date.UTC(2024, 2, 11), meters: 2000, intervals: 100 }).reverse();
     for (const lake of [bounded, free]) {
