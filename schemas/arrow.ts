@@ -383,6 +383,18 @@ class DictionaryBuilder implements ColumnBuilder {
 
 const TWO_POW_32 = 4_294_967_296;
 
+/** A fixed-width column's `Data`: its values and, when any is NULL, their validity bitmap. */
+function fixedWidthData(
+  type: TimestampMillisecond | Float64,
+  length: number,
+  nulls: NullTracker,
+  data: BigInt64Array | Float64Array,
+): Data {
+  // One helper for both types: makeData's overloads cannot be picked for a union of them.
+  const props = { type, length, nullCount: nulls.nullCount, nullBitmap: nulls.bitmap ?? undefined, data };
+  return makeData(props as never);
+}
+
 class TimestampBuilder implements ColumnBuilder {
   private readonly values: BigInt64Array;
   // Writing the two 32-bit halves avoids allocating a BigInt per value (little-endian, as Arrow JS).
@@ -419,14 +431,7 @@ class TimestampBuilder implements ColumnBuilder {
   }
 
   finish(): Data {
-    const { type, length, nulls, values } = this;
-    return makeData({
-      type,
-      length,
-      nullCount: nulls.nullCount,
-      nullBitmap: nulls.bitmap ?? undefined,
-      data: values,
-    });
+    return fixedWidthData(this.type, this.length, this.nulls, this.values);
   }
 }
 
@@ -456,14 +461,7 @@ class Float64Builder implements ColumnBuilder {
   }
 
   finish(): Data {
-    const { type, length, nulls, values } = this;
-    return makeData({
-      type,
-      length,
-      nullCount: nulls.nullCount,
-      nullBitmap: nulls.bitmap ?? undefined,
-      data: values,
-    });
+    return fixedWidthData(this.type, this.length, this.nulls, this.values);
   }
 }
 
