@@ -434,8 +434,11 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
     this.chained(capturing.snapshot, state);
     this.options.observer?.snapshotted?.(capturing.spentMs / 1000, snapshotLength(state));
     this.capturing = undefined;
+    // The save holds the state alone, not the capture that made it (whose copies are the state's pieces),
+    // so a store that lets go of each piece once written frees it then.
+    const { cp, sealed } = capturing;
     this.saving = (async () => {
-      await this.save({ ...capturing.cp, totals: await capturing.sealed, state });
+      await this.save({ ...cp, totals: await sealed, state });
     })().catch((err: unknown) => {
       this.saveFailure = err;
     });

@@ -125,6 +125,42 @@ describe('binary checkpoints', () => {
     expect(Buffer.compare(loaded!.state as Uint8Array, whole)).toBe(0);
   });
 
+  it('in pieces are let go of piece by piece as the save stores them', async () => {
+    const store = new StateStore();
+    const rows = store.rows('ring', 'meters', 170);
+    const index = store.denseKeys('meters');
+    for (let m = 0; m < 5000; m++) {
+      const o = rows.create(index.intern(`MTR-${m}`));
+      for (let i = 0; i < 170; i++) rows.data[o + i] = m + i / 4;
+    }
+    const state = store.beginSnapshot({ incremental: true }).finishState();
+    if (!isSnapshotChunks(state)) throw new Error('expected a state in pieces');
+    const whole = Buffer.from(snapshotData(state) as Uint8Array);
+    const pieces = state.chunks.length;
+    expect(pieces).toBeGreaterThan(4);
+    // At each chunk's put, how many of the state's pieces are still held.
+    const held: number[] = [];
+    const spy = {
+      get: (k: string) => kv.get(k),
+      getBytes: (k: string) => kv.getBytes(k),
+      delete: (k: string) => kv.delete(k),
+      compareAndSet: (k: string, v: string, r: number) => kv.compareAndSet(k, v, r),
+      put: (k: string, v: string | Uint8Array) => {
+        if (typeof v !== 'string') held.push(state.chunks.filter((c) => c.byteLength > 0).length);
+        return kv.put(k, v);
+      },
+    };
+    const writer = kvCheckpointStore(spy, 'released', { lanes: 1 });
+    await writer.load();
+    await writer.save(checkpoint(1, state));
+    // Fewer and fewer pieces held as the chunks go out, none once saved.
+    expect(held[0]).toBe(pieces);
+    expect(held[held.length - 1]).toBeLessThan(pieces / 2);
+    expect(state.chunks.every((c) => c.byteLength === 0)).toBe(true);
+    const loaded = await kvCheckpointStore(kv, 'released').load();
+    expect(Buffer.compare(loaded!.state as Uint8Array, whole)).toBe(0);
+  });
+
   it('refuse a chunk of another state in their place (the digest differs)', async () => {
     const writer = kvCheckpointStore(kv, 'swapped', { chunkBytes: 64 * 1024 });
     await writer.load();
