@@ -156,9 +156,14 @@ export interface MemoryProbeFigures {
   readonly samples: number;
   /** What chDB and DuckDB report as their limits. */
   readonly limits: Record<string, string>;
-  /** Every sample as [seconds, rss, heapUsed, arrayBuffers] MB, and the seconds of each checkpoint. */
+  /**
+   * Every sample as [seconds, rss, heapUsed, arrayBuffers, heapTotal, duckdbUsed, chdbTracked] MB (the
+   * engines' as last read, up to a second old), and the seconds of each checkpoint.
+   */
   readonly timeline: readonly (readonly number[])[];
   readonly checkpointsAtS: readonly number[];
+  /** The seconds at which each checkpoint's state was captured (its serialization finished, before the save). */
+  readonly capturedAtS: readonly number[];
 }
 
 /** What the live mode adds: a look at each checkpoint's batch as its sink write completes. */
@@ -352,6 +357,7 @@ export async function runInstrumentedPipeline(
       writeWaitMs += seconds * 1000;
     },
     snapshotted: (seconds, length) => {
+      probe?.mark('captured');
       snapshotMs += seconds * 1000;
       stateChars = length;
     },
@@ -463,13 +469,14 @@ export async function runInstrumentedPipeline(
 /** Samples RSS by holder: V8 (heap, external), chDB's tracker, DuckDB's buffer manager, anon/file pages. */
 function memoryProbe(stores: () => { hot: HotStore; lake: ParquetLake | undefined } | undefined): {
   sample(): void;
-  mark(event: 'checkpoint'): void;
+  mark(event: 'checkpoint' | 'captured'): void;
   finish(): Promise<MemoryProbeFigures | undefined>;
 } {
   const start = performance.now();
   const seconds = (): number => Math.round((performance.now() - start) / 100) / 10;
   const timeline: number[][] = [];
   const checkpointsAtS: number[] = [];
+  const capturedAtS: number[] = [];
   const mb = (bytes: number): number => Math.round(bytes / 1048576);
   let chdbTracked = -1;
   let duckdbUsed = -1;
@@ -513,7 +520,15 @@ function memoryProbe(stores: () => { hot: HotStore; lake: ParquetLake | undefine
         duckdbUsed,
       };
       samples += 1;
-      timeline.push([seconds(), now.rss, now.heapUsed, now.arrayBuffers]);
+      timeline.push([
+        seconds(),
+        now.rss,
+        now.heapUsed,
+        now.arrayBuffers,
+        now.heapTotal,
+        duckdbUsed,
+        chdbTracked,
+      ]);
       if (atPeak === undefined || now.rss > atPeak.rss) atPeak = now;
       peaks =
         peaks === undefined
@@ -527,8 +542,8 @@ function memoryProbe(stores: () => { hot: HotStore; lake: ParquetLake | undefine
           reading = undefined;
         });
     },
-    mark() {
-      checkpointsAtS.push(seconds());
+    mark(event) {
+      (event === 'checkpoint' ? checkpointsAtS : capturedAtS).push(seconds());
     },
     async finish() {
       await reading;
@@ -541,7 +556,7 @@ function memoryProbe(stores: () => { hot: HotStore; lake: ParquetLake | undefine
       }
       return atPeak === undefined || peaks === undefined
         ? undefined
-        : { atPeak, peaks, samples, limits, timeline, checkpointsAtS };
+        : { atPeak, peaks, samples, limits, timeline, checkpointsAtS, capturedAtS };
     },
   };
 }
