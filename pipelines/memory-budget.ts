@@ -47,8 +47,9 @@ export const DEFAULT_MEMORY_BUDGET_BYTES = 1536 * MiB;
  * JavaScript heap, the graph's typed state, the code (~0.25 GB of mapped libraries) and the buffers of
  * a batch in flight. Measured on the 50,000-meter day (bench pipeline part, `GS_BENCH_MEMORY_PROBE=1`):
  * chDB's own tracker at most 60 MB, DuckDB's buffer manager up to 320 MB at a seal, memory no holder
- * accounts for ~0.8 GB without these limits and ~0.35-0.4 GB with them, the JavaScript heap and array
- * buffers 1.1-1.6 GB (the final watermark's burst, typed state growing with the input).
+ * accounts for ~0.8 GB without these limits and ~0.2-0.4 GB with them, the JavaScript heap and array
+ * buffers 1.1-1.6 GB (at the peak of session 13's probe: heap 0.72 GB, array buffers 0.47 GB, of which
+ * a checkpoint's copies of the typed state ~0.1 GB, held until its save has stored them).
  * - `chdb`: `max_memory_usage` of every chDB query and insert (an insert over it fails and is retried);
  * - `duckdb`: DuckDB's `memory_limit` (the seal's sort spills to the lake's temporary folder beyond it;
  *   what cannot spill fails the seal, retried as a failed write), its allocator flushed after each
