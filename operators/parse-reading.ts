@@ -98,7 +98,7 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
         grade: 'A',
         peakClass: 'standard',
         season: time.season,
-        recordId: ids.id(raw.meterId, tsIso, raw.value),
+        recordId: ids.id(raw.meterId, tsIso, raw.value, time.isoBytes),
         source: raw.source,
         processedAt,
         pipelineVersion,
@@ -153,6 +153,8 @@ interface ParsedTime {
   readonly subsecond: boolean;
   /** The placeholder season of the UTC month. */
   readonly season: Season;
+  /** `iso` as the record id hashes it (`RecordIds.timeBytes`). */
+  readonly isoBytes: Uint8Array | null;
 }
 
 /** Distinct timestamp texts a batch remembers the parse of: a backfill's batch has more than it repeats. */
@@ -195,7 +197,7 @@ class TimeTexts {
   }
 }
 
-const UNREADABLE: ParsedTime = { ts: Number.NaN, iso: '', subsecond: false, season: 'winter' };
+const UNREADABLE: ParsedTime = { ts: Number.NaN, iso: '', subsecond: false, season: 'winter', isoBytes: null };
 
 /** Everything parsing takes from one timestamp text. */
 function parseTime(text: string): ParsedTime {
@@ -207,7 +209,7 @@ function parseTime(text: string): ParsedTime {
   const iso = isCanonical(text) ? text : canonicalTimestamp(ts);
   // Years outside 0000–9999 (reachable only through an offset) have no month there; clock_reset rejects them.
   const season = SEASON_OF_MONTH[(iso.charCodeAt(5) - 48) * 10 + iso.charCodeAt(6) - 48] ?? 'winter';
-  return { ts, iso, subsecond, season };
+  return { ts, iso, subsecond, season, isoBytes: RecordIds.timeBytes(iso) };
 }
 
 const DAY_MS = 86_400_000;
