@@ -164,7 +164,8 @@ const MAX_TIMES_PER_BATCH = 4096;
  * A batch's timestamp texts, parsed once each. A payload goes through the same few timestamps meter after
  * meter, in the same order: the text after the one found last is compared first, and only a text out of
  * that cycle is looked up in the map (hash, probe and compare of a string: ~100 ns a reading, the largest
- * step of parsing after the reading itself and its record id).
+ * step of parsing after the reading itself and its record id). Map keys stay the first object of a text;
+ * the cycle holds the latest one seen.
  */
 class TimeTexts {
   /** Position of each text in `texts` (a text past the limit is parsed every time instead). */
@@ -178,11 +179,15 @@ class TimeTexts {
     const texts = this.texts;
     const next = this.last + 1 < texts.length ? this.last + 1 : 0;
     if (next < texts.length && texts[next] === text) {
+      // Kept as found: the rest of its payload carries this very string (the decoder's one per text), and a
+      // string compared with itself costs no character comparison (another payload's equal one does).
+      texts[next] = text;
       this.last = next;
       return this.parsed[next]!;
     }
     const at = this.positions.get(text);
     if (at !== undefined) {
+      texts[at] = text;
       this.last = at;
       return this.parsed[at]!;
     }
