@@ -202,7 +202,13 @@ class TimeTexts {
   }
 }
 
-const UNREADABLE: ParsedTime = { ts: Number.NaN, iso: '', subsecond: false, season: 'winter', isoBytes: null };
+const UNREADABLE: ParsedTime = {
+  ts: Number.NaN,
+  iso: '',
+  subsecond: false,
+  season: 'winter',
+  isoBytes: null,
+};
 
 /** Everything parsing takes from one timestamp text. */
 function parseTime(text: string): ParsedTime {
