@@ -50,7 +50,7 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
     const processedAt = lineage.processedAt();
     const ids = recordIds;
     // Per batch, so that no payload's text outlives its batch through a key sliced from it.
-    const times = new Map<string, number>();
+    const times = new TimeTexts();
     // Readings of a meter come in runs: the previous reading's number serves the next of the run.
     let lastId = '';
     let meterIx: number | undefined;
@@ -62,22 +62,15 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
         meterIx = meters.intern(lastId);
         meterId = meters.keyOf(meterIx)!;
       }
-      // A payload repeats a few timestamps meter after meter (the decoder hands out one string for them).
-      let ts = times.get(raw.timestamp);
-      if (ts === undefined) {
-        ts = parseTimestamp(raw.timestamp);
-        if (times.size < MAX_TIMES_PER_BATCH) times.set(raw.timestamp, ts);
-      }
+      const time = times.of(raw.timestamp);
+      const ts = time.ts;
       const kw = parseValue(raw.value);
       const badTs = Number.isNaN(ts);
-      // ClickHouse keeps whole seconds (DateTime): 10:00:00.000 and 10:00:00.500 would be two readings in
-      // the pipeline and the lake but one row there. A fraction is refused in every store alike.
-      const subsecond = !badTs && ts % 1000 !== 0;
       const badValue = kw !== null && Number.isNaN(kw);
-      if (badTs || subsecond || badValue) {
+      if (badTs || time.subsecond || badValue) {
         const reasons: string[] = [];
         if (badTs) reasons.push('invalid_timestamp');
-        if (subsecond) reasons.push('subsecond_timestamp');
+        if (time.subsecond) reasons.push('subsecond_timestamp');
         if (badValue) reasons.push('invalid_value');
         const record: QuarantineRecord = {
           meterId: raw.meterId,
@@ -90,7 +83,7 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
         out.tag(QUARANTINE, record);
         continue;
       }
-      const tsIso = isCanonical(raw.timestamp) ? raw.timestamp : canonicalTimestamp(ts);
+      const tsIso = time.iso;
       const reading: ParsedReading = {
         meterId: meters === undefined ? raw.meterId : meterId,
         ts,
@@ -104,9 +97,8 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
         qualityTier: 'premium',
         grade: 'A',
         peakClass: 'standard',
-        // Years outside 0000–9999 (reachable only through an offset) have no month there; clock_reset rejects them.
-        season: SEASON_OF_MONTH[(tsIso.charCodeAt(5) - 48) * 10 + tsIso.charCodeAt(6) - 48] ?? 'winter',
-        recordId: ids.id(raw.meterId, tsIso, raw.value),
+        season: time.season,
+        recordId: ids.id(raw.meterId, tsIso, raw.value, time.isoBytes),
         source: raw.source,
         processedAt,
         pipelineVersion,
@@ -151,8 +143,85 @@ const SEASON_OF_MONTH: readonly Season[] = [
   'winter',
 ];
 
+/** What parsing takes from a timestamp text: the same for every reading that repeats the text. */
+interface ParsedTime {
+  /** Epoch ms, NaN when the text is no timestamp of the accepted forms. */
+  readonly ts: number;
+  /** The canonical text the record id hashes (the text itself when already canonical); '' when unreadable. */
+  readonly iso: string;
+  /** A non-zero fraction of a second (quarantined: every store keeps whole seconds). */
+  readonly subsecond: boolean;
+  /** The placeholder season of the UTC month. */
+  readonly season: Season;
+  /** `iso` as the record id hashes it (`RecordIds.timeBytes`). */
+  readonly isoBytes: Uint8Array | null;
+}
+
 /** Distinct timestamp texts a batch remembers the parse of: a backfill's batch has more than it repeats. */
 const MAX_TIMES_PER_BATCH = 4096;
+
+/**
+ * A batch's timestamp texts, parsed once each. A payload goes through the same few timestamps meter after
+ * meter, in the same order: the text after the one found last is compared first, and only a text out of
+ * that cycle is looked up in the map (hash, probe and compare of a string: ~100 ns a reading, the largest
+ * step of parsing after the reading itself and its record id). Map keys stay the first object of a text;
+ * the cycle holds the latest one seen.
+ */
+class TimeTexts {
+  /** Position of each text in `texts` (a text past the limit is parsed every time instead). */
+  private readonly positions = new Map<string, number>();
+  private readonly texts: string[] = [];
+  private readonly parsed: ParsedTime[] = [];
+  /** Position of the text found last. */
+  private last = 0;
+
+  of(text: string): ParsedTime {
+    const texts = this.texts;
+    const next = this.last + 1 < texts.length ? this.last + 1 : 0;
+    if (next < texts.length && texts[next] === text) {
+      // Kept as found: the rest of its payload carries this very string (the decoder's one per text), and a
+      // string compared with itself costs no character comparison (another payload's equal one does).
+      texts[next] = text;
+      this.last = next;
+      return this.parsed[next]!;
+    }
+    const at = this.positions.get(text);
+    if (at !== undefined) {
+      texts[at] = text;
+      this.last = at;
+      return this.parsed[at]!;
+    }
+    const time = parseTime(text);
+    if (texts.length < MAX_TIMES_PER_BATCH) {
+      this.positions.set(text, texts.length);
+      this.last = texts.length;
+      texts.push(text);
+      this.parsed.push(time);
+    }
+    return time;
+  }
+}
+
+const UNREADABLE: ParsedTime = {
+  ts: Number.NaN,
+  iso: '',
+  subsecond: false,
+  season: 'winter',
+  isoBytes: null,
+};
+
+/** Everything parsing takes from one timestamp text. */
+function parseTime(text: string): ParsedTime {
+  const ts = parseTimestamp(text);
+  if (Number.isNaN(ts)) return UNREADABLE;
+  // ClickHouse keeps whole seconds (DateTime): 10:00:00.000 and 10:00:00.500 would be two readings in
+  // the pipeline and the lake but one row there. A fraction is refused in every store alike.
+  const subsecond = ts % 1000 !== 0;
+  const iso = isCanonical(text) ? text : canonicalTimestamp(ts);
+  // Years outside 0000–9999 (reachable only through an offset) have no month there; clock_reset rejects them.
+  const season = SEASON_OF_MONTH[(iso.charCodeAt(5) - 48) * 10 + iso.charCodeAt(6) - 48] ?? 'winter';
+  return { ts, iso, subsecond, season, isoBytes: RecordIds.timeBytes(iso) };
+}
 
 const DAY_MS = 86_400_000;
 const DAYS_IN_MONTH = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];

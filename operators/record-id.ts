@@ -46,14 +46,26 @@ export class RecordIds {
   /** Bytes of `meterId|` at the buffer's start; -1 when the meter id is not plain ASCII. */
   private prefix = -1;
 
-  id(meterId: string, tsIso: string, value: string): string {
+  /**
+   * `tsBytes`, when given, must be `timeBytes(tsIso)`: a caller that sees the same timestamp for many
+   * readings keeps its bytes, which are then copied at once instead of read from the text a character at
+   * a time (a timestamp sliced from a payload is read through its slice: ~70 ns against ~30).
+   */
+  id(meterId: string, tsIso: string, value: string, tsBytes?: Uint8Array | null): string {
     if (meterId !== this.meterId) {
       this.meterId = meterId;
       this.prefix = this.put(meterId, 0, meterId.length, 0);
       if (this.prefix >= 0) this.bytes[this.prefix++] = PIPE;
     }
     let p = this.prefix;
-    if (p >= 0) p = this.put(tsIso, 0, tsIso.length, p);
+    if (p >= 0) {
+      if (tsBytes == null) p = this.put(tsIso, 0, tsIso.length, p);
+      else if (p + tsBytes.length > MAX_HASHED_BYTES - 1) p = -1;
+      else {
+        this.bytes.set(tsBytes, p);
+        p += tsBytes.length;
+      }
+    }
     if (p >= 0) {
       this.bytes[p++] = PIPE;
       // `trim()` of an ASCII value: what it removes below U+0080 is tab to carriage return and space; a
@@ -71,6 +83,17 @@ export class RecordIds {
       this.views[p] = view;
     }
     return hash('sha256', view, 'hex');
+  }
+
+  /** The bytes `id` writes for a timestamp text, to pass it again; null when it is not plain ASCII. */
+  static timeBytes(tsIso: string): Uint8Array | null {
+    const bytes = new Uint8Array(tsIso.length);
+    for (let i = 0; i < tsIso.length; i++) {
+      const c = tsIso.charCodeAt(i);
+      if (c >= 0x80) return null;
+      bytes[i] = c;
+    }
+    return bytes;
   }
 
   /** Writes `s[from, to)` at `at` when it is ASCII and fits; the end position, or -1. */

@@ -69,6 +69,36 @@ describe('parseReading timestamps', () => {
     );
   });
 
+  it('parses a payload cycling through its timestamps, with strays and past 4,096 texts, as each alone', () => {
+    // Meters in turn, each through the hour's timestamps in order (what a gateway file holds), broken by
+    // texts out of the cycle; a backfill's batch of more distinct texts than a batch remembers.
+    const hour = ['00', '15', '30', '45'].map((m) => `2024-03-04T00:${m}:00Z`);
+    const stray = fc.constantFrom('2024-03-04 01:00:00+01:00', '2024-03-04T00:00:00.500Z', 'bad', hour[2]!);
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 4 }), fc.option(stray, { nil: undefined })), {
+          minLength: 1,
+          maxLength: 12,
+        }),
+        (meters) => {
+          const timestamps = meters.flatMap(([count, extra]) => [
+            ...hour.slice(0, count),
+            ...(extra === undefined ? [] : [extra]),
+          ]);
+          const batch = parse(timestamps.map((timestamp, i) => raw({ timestamp, value: `${i}` })));
+          const alone = timestamps.map((timestamp, i) => parse([raw({ timestamp, value: `${i}` })]));
+          expect(batch.main).toEqual(alone.flatMap((r) => r.main));
+          expect(batch.tagged(QUARANTINE)).toEqual(alone.flatMap((r) => r.tagged(QUARANTINE)));
+        },
+      ),
+      { numRuns: 300 },
+    );
+    const many = Array.from({ length: 4200 }, (_, i) => new Date(T0 + i * 60_000).toISOString());
+    const texts = [...many, ...many.slice(4090, 4110), ...many.slice(0, 8)];
+    const batch = parse(texts.map((timestamp) => raw({ timestamp })));
+    expect(batch.main.map((r) => r.ts)).toEqual(texts.map((t) => Date.parse(t)));
+  });
+
   it.each([
     ['2024-03-04T00:00:00Z', T0],
     ['2024-03-04T00:00:00', T0], // no zone: UTC

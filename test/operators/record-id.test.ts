@@ -24,6 +24,9 @@ describe('RecordIds', () => {
           for (const [meter, ts, value] of parts) {
             expect(ids.id(meter, ts, value)).toBe(recordId(meter, ts, value));
             expect(ids.id(value, ts, meter)).toBe(recordId(value, ts, meter));
+            // With the timestamp's bytes kept by the caller (null for a text that is not plain ASCII).
+            expect(ids.id(meter, ts, value, RecordIds.timeBytes(ts))).toBe(recordId(meter, ts, value));
+            expect(ids.id(value, ts, meter, RecordIds.timeBytes(ts))).toBe(recordId(value, ts, meter));
           }
         },
       ),
@@ -38,6 +41,11 @@ describe('RecordIds', () => {
       expect(ids.id('M'.repeat(n), ts, '1.5')).toBe(recordId('M'.repeat(n), ts, '1.5'));
       expect(ids.id('m', ts, 'v'.repeat(n - 22))).toBe(recordId('m', ts, 'v'.repeat(n - 22)));
       expect(ids.id('m', 'T'.repeat(n), '')).toBe(recordId('m', 'T'.repeat(n), ''));
+      const long = 'T'.repeat(n);
+      expect(ids.id('m', long, '', RecordIds.timeBytes(long))).toBe(recordId('m', long, ''));
+      expect(ids.id('M'.repeat(n - 20), ts, '1', RecordIds.timeBytes(ts))).toBe(
+        recordId('M'.repeat(n - 20), ts, '1'),
+      );
     }
   });
 });
