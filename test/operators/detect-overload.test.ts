@@ -217,8 +217,8 @@ describe('detectOverload properties', () => {
 
 describe('detectOverload state in typed rows', () => {
   it('resumes from a binary checkpoint mid-chain and with a fault open as an uninterrupted run', () => {
-    // A chain of 4, one of 8 (the fault at its 6th) bridging a NULL, its maximum rising late, then the end.
-    const kws = [3, ...over(4), 3, ...over(8, 26), null, ...over(2, 30.5), 3, 3];
+    // A chain of 4, one of 10 (the fault at its 6th) whose maximum rises late, then the end.
+    const kws = [3, ...over(4), 3, ...over(8, 26), ...over(2, 30.5), 3, 3];
     const events = (): FlowEvent<Reading>[] => loads(kws).map((r) => data(r));
     const op = (store: StateStore) => detectOverload(store, registry(), thresholds);
     const whole = run(op(new StateStore()), events());
