@@ -102,10 +102,10 @@ const meterKeys = first.denseKeys(METER_KEYS).snapshot();
 const specs = (store: StateStore): KeyedProcessSpec<Reading, Reading, unknown>[] =>
   [
     chainMember(orderByEventTimeSpec(store)),
-    chainMember(fillGapsSpec(profile.gaps)),
-    chainMember(detectRateOfChangeSpec(profile.rateOfChange)),
-    chainMember(detectZeroMeterSpec(side, profile.faults)),
-    chainMember(detectStuckMeterSpec(profile.faults)),
+    chainMember(fillGapsSpec(store, profile.gaps)),
+    chainMember(detectRateOfChangeSpec(store, profile.rateOfChange)),
+    chainMember(detectZeroMeterSpec(store, side, profile.faults)),
+    chainMember(detectStuckMeterSpec(store, profile.faults)),
     chainMember(detectOverloadSpec(store, side, profile.faults)),
     chainMember(detectLowVarianceSpec(store, profile.faults)),
     chainMember(detectErraticExcursionSpec(store, profile.faults)),

@@ -383,7 +383,10 @@ export function snapshotLength(state: SnapshotState): number {
   return isSnapshotChunks(state) ? state.byteLength : state.length;
 }
 
-/** Turns a namespace's keyed entries of a JSON snapshot written before its state moved into rows. */
+/**
+ * Turns a namespace's keyed entries of a snapshot written before its state moved into rows (one without
+ * these rows), as they are restored: those of the full snapshot, then those of each delta on it.
+ */
 export interface LegacyRowsUpgrade {
   /** The keyed namespace that held the whole state. */
   readonly namespace: string;
@@ -878,8 +881,13 @@ export class StateStore {
   private readonly pendingVectors = new Map<string, VectorsSnapshot>();
   /** The values whose snapshot is a frozen copy printed in steps (see `value`). */
   private readonly freezers = new Map<string, (value: unknown) => readonly unknown[]>();
-  /** The last restored snapshot was JSON from before numeric rows: rows registered later upgrade entries. */
-  private restoredLegacy = false;
+  /** A snapshot was restored: rows registered later that it lacks upgrade their legacy entries. */
+  private restoredAny = false;
+  /**
+   * The rows the last restored snapshot lacked, by their legacy namespace: the entries its deltas carry
+   * there are upgraded into them too.
+   */
+  private readonly upgrading = new Map<string, { rows: DenseRows; legacy: LegacyRowsUpgrade }>();
   /** The incremental chain the next delta extends (see `beginSnapshot`): its id, and its last index. */
   private chain: { id: string; index: number } | undefined;
   /** The chain of the last restored snapshot and its last delta applied, which the next delta must follow. */
@@ -935,7 +943,7 @@ export class StateStore {
     if (pending !== undefined) {
       this.pendingRows.delete(namespace);
       rows.restore(pending);
-    } else if (this.restoredLegacy && legacy !== undefined) {
+    } else if (this.restoredAny && legacy !== undefined) {
       this.upgradeLegacy(rows, legacy);
     }
     return rows;
@@ -1385,8 +1393,14 @@ export class StateStore {
     const replaced = new Set(d.replaced);
     for (const [ns, entries] of Object.entries(d.keyed)) {
       const map = this.keyed<unknown>(ns) as KeyedMap<unknown>;
-      if (replaced.has(ns)) map.clear();
-      for (const [k, v] of entries) map.set(k, v);
+      // A delta of a layout before the rows: its entries are the old ones, upgraded as the full snapshot's.
+      const legacy = this.upgrading.get(ns);
+      if (replaced.has(ns)) {
+        map.clear();
+        legacy?.rows.clear();
+      }
+      if (legacy === undefined) for (const [k, v] of entries) map.set(k, v);
+      else for (const [k, v] of entries) this.upgradeEntry(map, legacy.rows, legacy.legacy, k, v);
     }
     for (const [ns, changes] of Object.entries(d.timers)) {
       const q = this.timers(ns);
@@ -1452,9 +1466,10 @@ export class StateStore {
       if (set === undefined) this.pendingRows.set(ns, rows);
       else set.rows.restore(rows);
     }
-    // A snapshot without any rows was written before they existed (or by a store without them): its
-    // keyed entries hold what the rows hold now.
-    this.restoredLegacy = snapshot.rows === undefined;
+    // Rows a snapshot lacks were not written yet when it was taken (or by a store without them): the
+    // keyed entries of their legacy namespace hold what the rows hold now.
+    this.restoredAny = true;
+    this.upgrading.clear();
     for (const [ns, set] of this.rowSets) if (!(ns in restored)) set.rows.clear();
     this.pendingVectors.clear();
     const restoredLists = snapshot.vectors ?? {};
@@ -1467,8 +1482,7 @@ export class StateStore {
     for (const [ns, set] of this.vectorSets) if (!(ns in restoredLists)) set.clear();
     // After every clear: an upgrade may fill other rows than its own.
     for (const [ns, set] of this.rowSets) {
-      if (!(ns in restored) && this.restoredLegacy && set.legacy !== undefined)
-        this.upgradeLegacy(set.rows, set.legacy);
+      if (!(ns in restored) && set.legacy !== undefined) this.upgradeLegacy(set.rows, set.legacy);
     }
     // The next incremental snapshot starts a chain of its own; deltas of the restored one may follow.
     this.chain = undefined;
@@ -1494,16 +1508,25 @@ export class StateStore {
 
   /** Moves the legacy keyed entries of a snapshot without these rows into them. */
   private upgradeLegacy(rows: DenseRows, legacy: LegacyRowsUpgrade): void {
+    this.upgrading.set(legacy.namespace, { rows, legacy });
     const map = this.keyedStates.get(legacy.namespace);
     if (map === undefined || map.size === 0) return;
-    const index = this.denseKeys(rows.index);
-    for (const [key, value] of [...map.entries()]) {
-      const n = index.intern(key);
-      const offset = rows.create(n);
-      const next = legacy.upgrade(value, n, rows.data, offset);
-      if (next === undefined) map.delete(key);
-      else map.set(key, next);
-    }
+    for (const [key, value] of [...map.entries()]) this.upgradeEntry(map, rows, legacy, key, value);
+  }
+
+  /** Moves one legacy entry into its key's row; the entry keeps what the upgrade leaves for it. */
+  private upgradeEntry(
+    map: KeyedMap<unknown>,
+    rows: DenseRows,
+    legacy: LegacyRowsUpgrade,
+    key: string,
+    value: unknown,
+  ): void {
+    const n = this.denseKeys(rows.index).intern(key);
+    const offset = rows.create(n);
+    const next = legacy.upgrade(value, n, rows.data, offset);
+    if (next === undefined) map.delete(key);
+    else map.set(key, next);
   }
 }
 

@@ -1,4 +1,5 @@
 import {
+  type KeyedContext,
   type KeyedProcessSpec,
   keyedProcess,
   type SideInput,
@@ -7,28 +8,42 @@ import {
 } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import {
+  CADENCE_IV,
+  CADENCE_LT,
   type Cadence,
   clearFault,
   excludeFromAnalytics,
   hasFlag,
   isMeasuredValue,
   type OpenFault,
-  observeCadence,
+  observeCadenceAt,
   raiseFault,
 } from './fault-internals.js';
 import { byMeter, METER_KEYS } from './meter-key.js';
 import type { MeterRegistry } from './outputs.js';
 import type { RuleProfile } from './rule-profile.js';
 
-/** Per-meter state: about 70 bytes of JSON (150 while a fault is open). */
-interface OverloadRunState extends Cadence {
-  /** Event time of the first over-limit reading of the current chain (meaningful when n > 0). */
+/**
+ * Per meter, a typed row of six numbers (`DenseRows`, by meter number): its cadence, then the current
+ * chain of over-limit readings. The keyed state is the open fault only, for the few meters that have one.
+ */
+const LT = CADENCE_LT;
+const IV = CADENCE_IV;
+/** Event time of the first over-limit reading of the current chain (meaningful when N > 0). */
+const RS = 2;
+/** Event time of the latest over-limit reading of the chain. */
+const RE = 3;
+/** Highest kW in the chain. */
+const MX = 4;
+/** Over-limit readings in the chain; 0 = no chain. */
+const N = 5;
+const WIDTH = 6;
+
+/** The per-meter state as checkpoints of layouts up to meter-quality/9 hold it (a keyed JSON entry). */
+interface LegacyOverloadRunState extends Cadence {
   rs: number;
-  /** Event time of the latest over-limit reading of the chain. */
   re: number;
-  /** Highest kW in the chain. */
   mx: number;
-  /** Over-limit readings in the chain; 0 = no chain. */
   n: number;
   f: OpenFault | null;
 }
@@ -59,7 +74,7 @@ export function detectOverloadSpec(
   registry: SideInput<MeterRegistry>,
   thresholds: Pick<RuleProfile['faults'], 'overloadConsecutive' | 'overloadKw'>,
   name = 'detectOverload',
-): KeyedProcessSpec<Reading, Reading, OverloadRunState> {
+): KeyedProcessSpec<Reading, Reading, OpenFault> {
   const { overloadConsecutive, overloadKw } = thresholds;
   const meters = store.denseKeys(METER_KEYS);
   // Each meter's limit by its number, worked out once per registry value (and numbering of the meters):
@@ -90,37 +105,54 @@ export function detectOverloadSpec(
     }
     return limit;
   };
+  const chains = store.rows(`${name}/meter`, METER_KEYS, WIDTH, {
+    namespace: name,
+    upgrade: (value, _n, d, o) => {
+      const st = value as LegacyOverloadRunState;
+      d[o + LT] = st.lt;
+      d[o + IV] = st.iv;
+      d[o + RS] = st.rs;
+      d[o + RE] = st.re;
+      d[o + MX] = st.mx;
+      d[o + N] = st.n;
+      return st.f ?? undefined;
+    },
+  });
   return {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
     onElement: (ctx, r) => {
-      let st = ctx.state;
-      if (st === undefined) {
-        st = { lt: r.ts, iv: 0, rs: 0, re: 0, mx: 0, n: 0, f: null };
-        ctx.state = st;
+      const m = ctx.keyNumber;
+      let o = chains.open(m);
+      if (o < 0) {
+        o = chains.create(m);
+        chains.data[o + LT] = r.ts;
       }
-      observeCadence(st, r.ts);
-      if (isMeasuredValue(r) && (st.n === 0 || r.ts > st.re)) {
+      const d = chains.data;
+      observeCadenceAt(d, o, r.ts);
+      if (isMeasuredValue(r) && (d[o + N] === 0 || r.ts > d[o + RE]!)) {
         const kw = r.kw as number;
-        const limit = limitOf(ctx.keyNumber, r.meterId);
+        const limit = limitOf(m, r.meterId);
         if (kw > limit || hasFlag(r, 'over_limit')) {
-          if (st.n > 0 && st.iv > 0 && r.ts - st.re > st.iv) endChain(st, r, ctx);
-          if (st.n === 0) {
-            st.rs = r.ts;
-            st.mx = kw;
-          } else if (kw > st.mx) st.mx = kw;
-          st.n += 1;
-          st.re = r.ts;
-          const f = st.f;
-          if (f !== null) f.e = r.ts;
-          else if (st.n >= overloadConsecutive) {
+          if (d[o + N]! > 0 && d[o + IV]! > 0 && r.ts - d[o + RE]! > d[o + IV]!) endChain(ctx, d, o, r);
+          if (d[o + N] === 0) {
+            d[o + RS] = r.ts;
+            d[o + MX] = kw;
+          } else if (kw > d[o + MX]!) d[o + MX] = kw;
+          const n = d[o + N]! + 1;
+          d[o + N] = n;
+          d[o + RE] = r.ts;
+          const f = ctx.state;
+          if (f !== undefined) f.e = r.ts;
+          else if (n >= overloadConsecutive) {
             const limitText = Number.isFinite(limit) ? `${limit} kW` : 'its physical limit';
-            st.f = raiseFault(
+            const mx = d[o + MX]!;
+            ctx.state = raiseFault(
               ctx,
               r.meterId,
               'overload',
-              st.rs,
+              d[o + RS]!,
               r.ts,
               {
                 limitKw: Number.isFinite(limit) ? limit : null,
@@ -130,17 +162,17 @@ export function detectOverloadSpec(
                     : Number.isFinite(limit)
                       ? 'overloadKw'
                       : 'over_limit',
-                consecutive: st.n,
-                maxKw: st.mx,
+                consecutive: n,
+                maxKw: mx,
                 thresholdConsecutive: overloadConsecutive,
               },
-              `above ${limitText} for ${st.n} consecutive readings (max ${st.mx} kW)`,
+              `above ${limitText} for ${n} consecutive readings (max ${mx} kW)`,
               'critical',
             );
           }
-        } else endChain(st, r, ctx);
+        } else endChain(ctx, d, o, r);
       }
-      if (st.f !== null) excludeFromAnalytics(r);
+      if (ctx.state !== undefined) excludeFromAnalytics(r);
       ctx.emit(r);
     },
   };
@@ -156,11 +188,12 @@ export function detectOverload(
   return keyedProcess(store, detectOverloadSpec(store, registry, thresholds, name));
 }
 
-function endChain(st: OverloadRunState, r: Reading, ctx: Parameters<typeof clearFault>[0]): void {
-  const f = st.f;
-  if (f !== null) {
-    clearFault(ctx, r.meterId, 'overload', f, r.ts, { consecutive: st.n, maxKw: st.mx, kw: r.kw });
-    st.f = null;
+/** Ends the meter's chain (its row at `d[o …]`) at reading `r`, clearing its fault if one is open. */
+function endChain(ctx: KeyedContext<Reading, OpenFault>, d: Float64Array, o: number, r: Reading): void {
+  const f = ctx.state;
+  if (f !== undefined) {
+    clearFault(ctx, r.meterId, 'overload', f, r.ts, { consecutive: d[o + N]!, maxKw: d[o + MX]!, kw: r.kw });
+    ctx.state = undefined;
   }
-  st.n = 0;
+  d[o + N] = 0;
 }

@@ -1,6 +1,8 @@
 import { type KeyedProcessSpec, keyedProcess, type StateStore, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import {
+  CADENCE_IV,
+  CADENCE_LT,
   type Cadence,
   clearFault,
   excludeFromAnalytics,
@@ -9,21 +11,33 @@ import {
   isMeasuredValue,
   KW_SCALE,
   type OpenFault,
-  observeCadence,
+  observeCadenceAt,
   raiseFault,
 } from './fault-internals.js';
-import { byMeter } from './meter-key.js';
+import { byMeter, METER_KEYS } from './meter-key.js';
 import type { RuleProfile } from './rule-profile.js';
 
-/** Per-meter state: about 70 bytes of JSON (130 while a fault is open). */
-interface StuckRunState extends Cadence {
-  /** Event time of the first reading of the current run (meaningful when n > 0). */
+/**
+ * Per meter, a typed row of six numbers (`DenseRows`, by meter number): its cadence, then the current
+ * run. The keyed state is the open fault only, for the few meters that have one.
+ */
+const LT = CADENCE_LT;
+const IV = CADENCE_IV;
+/** Event time of the first reading of the current run (meaningful when N > 0). */
+const RS = 2;
+/** Event time of the latest reading of the run. */
+const RE = 3;
+/** The run's value: its first reading's kW × 10⁴ (integers: "within 0.01 kW" must not depend on float noise). */
+const U = 4;
+/** Readings in the run; 0 = no run. */
+const N = 5;
+const WIDTH = 6;
+
+/** The per-meter state as checkpoints of layouts up to meter-quality/9 hold it (a keyed JSON entry). */
+interface LegacyStuckRunState extends Cadence {
   rs: number;
-  /** Event time of the latest reading of the run. */
   re: number;
-  /** The run's value: its first reading's kW × 10⁴ (integers: "within 0.01 kW" must not depend on float noise). */
   u: number;
-  /** Readings in the run; 0 = no run. */
   n: number;
   f: OpenFault | null;
 }
@@ -46,71 +60,90 @@ interface StuckRunState extends Cadence {
  *   windows downstream (a constant window is not also reported as low variance).
  */
 export function detectStuckMeterSpec(
+  store: StateStore,
   thresholds: Pick<RuleProfile['faults'], 'stuckMinDurationMs' | 'stuckToleranceKw'>,
   name = 'detectStuckMeter',
-): KeyedProcessSpec<Reading, Reading, StuckRunState> {
+): KeyedProcessSpec<Reading, Reading, OpenFault> {
   const minDuration = thresholds.stuckMinDurationMs;
   const tolerance = thresholds.stuckToleranceKw;
   const toleranceUnits = Math.round(tolerance * KW_SCALE);
+  const runs = store.rows(`${name}/meter`, METER_KEYS, WIDTH, {
+    namespace: name,
+    upgrade: (value, _n, d, o) => {
+      const st = value as LegacyStuckRunState;
+      d[o + LT] = st.lt;
+      d[o + IV] = st.iv;
+      d[o + RS] = st.rs;
+      d[o + RE] = st.re;
+      d[o + U] = st.u;
+      d[o + N] = st.n;
+      return st.f ?? undefined;
+    },
+  });
   return {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
     onElement: (ctx, r) => {
-      let st = ctx.state;
-      if (st === undefined) {
-        st = { lt: r.ts, iv: 0, rs: 0, re: 0, u: 0, n: 0, f: null };
-        ctx.state = st;
+      const m = ctx.keyNumber;
+      let o = runs.open(m);
+      if (o < 0) {
+        o = runs.create(m);
+        runs.data[o + LT] = r.ts;
       }
-      observeCadence(st, r.ts);
+      const d = runs.data;
+      observeCadenceAt(d, o, r.ts);
       if (isMeasuredValue(r) && !hasFlag(r, 'over_limit')) {
         const kw = r.kw as number;
         const u = Math.round(kw * KW_SCALE);
-        if (u !== 0 && st.n > 0 && Math.abs(u - st.u) <= toleranceUnits) {
-          st.n += 1;
-          if (r.ts > st.re) st.re = r.ts;
-          const f = st.f;
-          if (f !== null) f.e = st.re;
+        if (u !== 0 && d[o + N]! > 0 && Math.abs(u - d[o + U]!) <= toleranceUnits) {
+          const n = d[o + N]! + 1;
+          d[o + N] = n;
+          if (r.ts > d[o + RE]!) d[o + RE] = r.ts;
+          const f = ctx.state;
+          if (f !== undefined) f.e = d[o + RE]!;
           else {
-            const duration = st.re - st.rs + st.iv;
+            const rs = d[o + RS]!;
+            const duration = d[o + RE]! - rs + d[o + IV]!;
             if (duration >= minDuration) {
-              st.f = raiseFault(
+              const value = d[o + U]! / KW_SCALE;
+              ctx.state = raiseFault(
                 ctx,
                 r.meterId,
                 'stuck',
-                st.rs,
+                rs,
                 r.ts,
                 {
-                  valueKw: st.u / KW_SCALE,
+                  valueKw: value,
                   toleranceKw: tolerance,
                   durationHours: hours(duration),
-                  readings: st.n,
+                  readings: n,
                   thresholdHours: hours(minDuration),
                 },
-                `${st.u / KW_SCALE} kW repeated for ${hours(duration)} h`,
+                `${value} kW repeated for ${hours(duration)} h`,
               );
             }
           }
         } else {
-          const f = st.f;
-          if (f !== null) {
+          const f = ctx.state;
+          if (f !== undefined) {
             clearFault(ctx, r.meterId, 'stuck', f, r.ts, {
-              durationHours: hours(st.re - st.rs + st.iv),
-              readings: st.n,
+              durationHours: hours(d[o + RE]! - d[o + RS]! + d[o + IV]!),
+              readings: d[o + N]!,
               kw,
             });
-            st.f = null;
+            ctx.state = undefined;
           }
-          if (u === 0) st.n = 0;
+          if (u === 0) d[o + N] = 0;
           else {
-            st.rs = r.ts;
-            st.re = r.ts;
-            st.u = u;
-            st.n = 1;
+            d[o + RS] = r.ts;
+            d[o + RE] = r.ts;
+            d[o + U] = u;
+            d[o + N] = 1;
           }
         }
       }
-      if (st.f !== null) excludeFromAnalytics(r);
+      if (ctx.state !== undefined) excludeFromAnalytics(r);
       ctx.emit(r);
     },
   };
@@ -122,5 +155,5 @@ export function detectStuckMeter(
   thresholds: Pick<RuleProfile['faults'], 'stuckMinDurationMs' | 'stuckToleranceKw'>,
   name = 'detectStuckMeter',
 ): Transform<Reading, Reading> {
-  return keyedProcess(store, detectStuckMeterSpec(thresholds, name));
+  return keyedProcess(store, detectStuckMeterSpec(store, thresholds, name));
 }

@@ -7,26 +7,39 @@ import {
 } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
 import {
+  CADENCE_IV,
+  CADENCE_LT,
   type Cadence,
   clearFault,
   excludeFromAnalytics,
   hours,
   isMeasuredValue,
   type OpenFault,
-  observeCadence,
+  observeCadenceAt,
   raiseFault,
 } from './fault-internals.js';
-import { byMeter } from './meter-key.js';
+import { byMeter, METER_KEYS } from './meter-key.js';
 import type { MeterRegistry } from './outputs.js';
 import type { RuleProfile } from './rule-profile.js';
 
-/** Per-meter state: about 60 bytes of JSON (120 while a fault is open). */
-interface ZeroRunState extends Cadence {
-  /** Event time of the first zero of the current run (meaningful when n > 0). */
+/**
+ * Per meter, a typed row of five numbers (`DenseRows`, by meter number): its cadence, then the current
+ * run of zeros. The keyed state is the open fault only, for the few meters that have one.
+ */
+const LT = CADENCE_LT;
+const IV = CADENCE_IV;
+/** Event time of the first zero of the current run (meaningful when N > 0). */
+const RS = 2;
+/** Event time of the latest zero of the run. */
+const RE = 3;
+/** Zero readings in the run; 0 = no run. */
+const N = 4;
+const WIDTH = 5;
+
+/** The per-meter state as checkpoints of layouts up to meter-quality/9 hold it (a keyed JSON entry). */
+interface LegacyZeroRunState extends Cadence {
   rs: number;
-  /** Event time of the latest zero of the run. */
   re: number;
-  /** Zero readings in the run; 0 = no run. */
   n: number;
   f: OpenFault | null;
 }
@@ -50,57 +63,74 @@ interface ZeroRunState extends Cadence {
  *   above zero.
  */
 export function detectZeroMeterSpec(
+  store: StateStore,
   registry: SideInput<MeterRegistry>,
   thresholds: Pick<RuleProfile['faults'], 'zeroMinDurationMs'>,
   name = 'detectZeroMeter',
-): KeyedProcessSpec<Reading, Reading, ZeroRunState> {
+): KeyedProcessSpec<Reading, Reading, OpenFault> {
   const minDuration = thresholds.zeroMinDurationMs;
+  const runs = store.rows(`${name}/meter`, METER_KEYS, WIDTH, {
+    namespace: name,
+    upgrade: (value, _n, d, o) => {
+      const st = value as LegacyZeroRunState;
+      d[o + LT] = st.lt;
+      d[o + IV] = st.iv;
+      d[o + RS] = st.rs;
+      d[o + RE] = st.re;
+      d[o + N] = st.n;
+      return st.f ?? undefined;
+    },
+  });
   return {
     name,
     key: (r) => r.meterId,
     dense: byMeter,
     onElement: (ctx, r) => {
-      let st = ctx.state;
-      if (st === undefined) {
-        st = { lt: r.ts, iv: 0, rs: 0, re: 0, n: 0, f: null };
-        ctx.state = st;
+      const m = ctx.keyNumber;
+      let o = runs.open(m);
+      if (o < 0) {
+        o = runs.create(m);
+        runs.data[o + LT] = r.ts;
       }
-      observeCadence(st, r.ts);
+      const d = runs.data;
+      observeCadenceAt(d, o, r.ts);
       if (isMeasuredValue(r)) {
         if (r.kw === 0 && registry.value.get(r.meterId)?.vacant !== true) {
-          if (st.n === 0) st.rs = r.ts;
-          st.n += 1;
-          if (r.ts > st.re || st.n === 1) st.re = r.ts;
-          const f = st.f;
-          if (f !== null) f.e = st.re;
+          if (d[o + N] === 0) d[o + RS] = r.ts;
+          const n = d[o + N]! + 1;
+          d[o + N] = n;
+          if (r.ts > d[o + RE]! || n === 1) d[o + RE] = r.ts;
+          const f = ctx.state;
+          if (f !== undefined) f.e = d[o + RE]!;
           else {
-            const duration = st.re - st.rs + st.iv;
+            const rs = d[o + RS]!;
+            const duration = d[o + RE]! - rs + d[o + IV]!;
             if (duration >= minDuration) {
-              st.f = raiseFault(
+              ctx.state = raiseFault(
                 ctx,
                 r.meterId,
                 'zero',
-                st.rs,
+                rs,
                 r.ts,
-                { durationHours: hours(duration), zeroReadings: st.n, thresholdHours: hours(minDuration) },
+                { durationHours: hours(duration), zeroReadings: n, thresholdHours: hours(minDuration) },
                 `0 kW for ${hours(duration)} h`,
               );
             }
           }
         } else {
-          const f = st.f;
-          if (f !== null) {
+          const f = ctx.state;
+          if (f !== undefined) {
             clearFault(ctx, r.meterId, 'zero', f, r.ts, {
-              durationHours: hours(st.re - st.rs + st.iv),
-              zeroReadings: st.n,
+              durationHours: hours(d[o + RE]! - d[o + RS]! + d[o + IV]!),
+              zeroReadings: d[o + N]!,
               kw: r.kw,
             });
-            st.f = null;
+            ctx.state = undefined;
           }
-          st.n = 0;
+          d[o + N] = 0;
         }
       }
-      if (st.f !== null) excludeFromAnalytics(r);
+      if (ctx.state !== undefined) excludeFromAnalytics(r);
       ctx.emit(r);
     },
   };
@@ -113,5 +143,5 @@ export function detectZeroMeter(
   thresholds: Pick<RuleProfile['faults'], 'zeroMinDurationMs'>,
   name = 'detectZeroMeter',
 ): Transform<Reading, Reading> {
-  return keyedProcess(store, detectZeroMeterSpec(registry, thresholds, name));
+  return keyedProcess(store, detectZeroMeterSpec(store, registry, thresholds, name));
 }

@@ -1,8 +1,8 @@
 /**
  * Logic shared by the fault detectors (`detect-*.ts`), like RxJS's `*Internals.ts`: how a fault is raised
  * and cleared, which readings count as evidence, the meter's reading cadence, and the rolling-window
- * bucket rings. Nothing here is an operator; nothing here keeps state outside the state objects it is
- * handed, so everything stays checkpointable plain JSON.
+ * bucket rings. Nothing here is an operator; nothing here keeps state outside the state objects or typed
+ * rows it is handed, so everything stays checkpointable.
  */
 import type { OutputTag } from '../core/index.js';
 import type { Alert, AlertSeverity, FaultEvent, FaultType, Reading } from '../schemas/reading.js';
@@ -164,6 +164,20 @@ export function observeCadence(c: Cadence, ts: number): void {
   if (step > 0) {
     if (c.iv === 0 || step < c.iv) c.iv = step;
     c.lt = ts;
+  }
+}
+
+/** Where a detector's typed row (`DenseRows`) holds its {@link Cadence}: its first two numbers. */
+export const CADENCE_LT = 0;
+export const CADENCE_IV = 1;
+
+/** {@link observeCadence} on the cadence in the row at `data[o …]`. */
+export function observeCadenceAt(data: Float64Array, o: number, ts: number): void {
+  const step = ts - data[o + CADENCE_LT]!;
+  if (step > 0) {
+    const iv = data[o + CADENCE_IV]!;
+    if (iv === 0 || step < iv) data[o + CADENCE_IV] = step;
+    data[o + CADENCE_LT] = ts;
   }
 }
 

@@ -6,7 +6,7 @@ import {
   type Transform,
 } from '../core/index.js';
 import type { Alert, Reading, ReadingFlag } from '../schemas/reading.js';
-import { byMeter } from './meter-key.js';
+import { byMeter, METER_KEYS } from './meter-key.js';
 import { ALERTS } from './outputs.js';
 import { canonicalTimestamp, recordId } from './record-id.js';
 import type { RuleProfile } from './rule-profile.js';
@@ -21,26 +21,40 @@ const SILENCE_TIMER = 'silence';
 const LONGER_CADENCE_RUN = 8;
 
 /**
- * Per-meter state: a handful of numbers, whatever the meter's history. Two-letter names: 50,000 meters'
- * worth of this object is written at every checkpoint.
+ * Per-meter state: a typed row of ten numbers by meter number (`DenseRows`), whatever the meter's history;
+ * no keyed entry. Booleans are 0 / 1, and the last kW is a number beside a flag saying it exists (rather
+ * than NaN for none: any number a reading carries goes through as it came).
  */
-interface GapState {
-  /** Event time of the meter's last reading (NULL readings included). */
+/** Event time of the meter's last reading (NULL readings included). */
+const LT = 0;
+/** Its kW, when `HK` is 1; with `HK` 0 it was a NULL or over-limit reading, so no interpolation starts from it. */
+const LK = 1;
+const HK = 2;
+/** The meter's cadence, the profile default until its data shows one (see `fillGaps`). */
+const IV = 3;
+/** 1: the cadence was seen in the data rather than assumed from the profile. */
+const CS = 4;
+/** The previous delta between readings, and how many deltas in a row had it. */
+const LD = 5;
+const DR = 6;
+/** NULL readings in a row up to the last reading. */
+const NU = 7;
+/** When the silence timer is set for, or 0 when none is set. */
+const SA = 8;
+/** 1: the critical alert for the current silence was raised (by the timer or a reading). */
+const EA = 9;
+const WIDTH = 10;
+
+/** The per-meter state as checkpoints of layouts up to meter-quality/9 hold it (a keyed JSON entry). */
+interface LegacyGapState {
   lt: number;
-  /** Its kW; null when it was a NULL or over-limit reading, so no interpolation starts from it. */
   lk: number | null;
-  /** The meter's cadence, the profile default until its data shows one (see `fillGaps`). */
   iv: number;
-  /** The cadence was seen in the data rather than assumed from the profile. */
   cs: boolean;
-  /** The previous delta between readings, and how many deltas in a row had it. */
   ld: number;
   dr: number;
-  /** NULL readings in a row up to the last reading. */
   nu: number;
-  /** When the silence timer is set for, or 0 when none is set. */
   sa: number;
-  /** The critical alert for the current silence was raised (by the timer or a reading). */
   ea: boolean;
 }
 
@@ -86,47 +100,72 @@ interface GapState {
  * entry per reading; this way a reading costs a few comparisons.
  */
 export function fillGapsSpec(
+  store: StateStore,
   thresholds: RuleProfile['gaps'],
   name = 'fillGaps',
-): KeyedProcessSpec<Reading, Reading, GapState> {
+): KeyedProcessSpec<Reading, Reading, never> {
   const { defaultIntervalMs, interpolateBelowMs, extendedFromMs, maxConsecutiveNulls } = thresholds;
   const { minIntervalMs, maxRowsPerGap } = thresholds;
+  const meters = store.rows(`${name}/meter`, METER_KEYS, WIDTH, {
+    namespace: name,
+    upgrade: (value, _n, d, o) => {
+      const s = value as LegacyGapState;
+      d[o + LT] = s.lt;
+      if (s.lk !== null) {
+        d[o + LK] = s.lk;
+        d[o + HK] = 1;
+      }
+      d[o + IV] = s.iv;
+      d[o + CS] = s.cs ? 1 : 0;
+      d[o + LD] = s.ld;
+      d[o + DR] = s.dr;
+      d[o + NU] = s.nu;
+      d[o + SA] = s.sa;
+      d[o + EA] = s.ea ? 1 : 0;
+      return undefined;
+    },
+  });
 
-  const deadlineOf = (s: GapState): number => s.lt + s.iv + extendedFromMs;
+  /** The deadline of the silence after the reading at `lt` of a meter reporting every `iv`. */
+  const deadlineOf = (lt: number, iv: number): number => lt + iv + extendedFromMs;
 
-  const extendedAlert = (meterId: string, s: GapState): Alert => ({
+  const extendedAlert = (meterId: string, lt: number, iv: number): Alert => ({
     severity: 'critical',
     kind: 'missing_extended',
     meterId,
-    ts: deadlineOf(s),
-    message: `meter ${meterId} sent no reading for ${hours(extendedFromMs)} h after ${canonicalTimestamp(s.lt)}`,
+    ts: deadlineOf(lt, iv),
+    message: `meter ${meterId} sent no reading for ${hours(extendedFromMs)} h after ${canonicalTimestamp(lt)}`,
   });
 
-  const armSilence = (ctx: KeyedContext<Reading, GapState>, s: GapState): void => {
-    const deadline = deadlineOf(s);
+  /** Arms the silence timer of the meter whose row is at `d[o …]`. */
+  const armSilence = (ctx: KeyedContext<Reading, never>, d: Float64Array, o: number): void => {
+    const deadline = deadlineOf(d[o + LT]!, d[o + IV]!);
     // Only an earlier deadline needs the timer moved (the cadence got shorter); a later one re-arms on firing.
-    if (s.sa === 0 || deadline < s.sa) {
+    const sa = d[o + SA]!;
+    if (sa === 0 || deadline < sa) {
       ctx.setTimer(SILENCE_TIMER, deadline);
-      s.sa = deadline;
+      d[o + SA] = deadline;
     }
   };
 
   const fill = (
-    ctx: KeyedContext<Reading, GapState>,
-    s: GapState,
+    ctx: KeyedContext<Reading, never>,
+    d: Float64Array,
+    o: number,
     cur: Reading,
     curKw: number | null,
     missing: number,
   ): void => {
-    const interval = s.iv;
+    const interval = d[o + IV]!;
     const gapMs = missing * interval;
-    const prevTs = s.lt;
-    const prevKw = s.lk;
+    const prevTs = d[o + LT]!;
+    const prevKw = d[o + HK] === 1 ? d[o + LK]! : null;
+    const alerted = d[o + EA] === 1;
     let status: Reading['status'] = 'missing';
     let flag: ReadingFlag | undefined;
     if (gapMs >= extendedFromMs) {
       flag = 'missing_extended';
-      if (!s.ea) ctx.tag(ALERTS, extendedAlert(cur.meterId, s));
+      if (!alerted) ctx.tag(ALERTS, extendedAlert(cur.meterId, prevTs, interval));
     } else if (gapMs >= interpolateBelowMs) {
       flag = 'missing_short';
       ctx.tag(ALERTS, {
@@ -145,7 +184,7 @@ export function fillGapsSpec(
       // One row stands for the whole span: a gap this long is an outage (or a stray timestamp), and a row
       // per interval would be millions of rows of nothing.
       // The alert is the one the silence timer raises (same ts and text), so it is never doubled.
-      if (!s.ea) ctx.tag(ALERTS, extendedAlert(cur.meterId, s));
+      if (!alerted) ctx.tag(ALERTS, extendedAlert(cur.meterId, prevTs, interval));
       emitMissing(ctx, cur, prevTs + interval, null, 'missing', 'missing_extended');
       return;
     }
@@ -164,64 +203,72 @@ export function fillGapsSpec(
     key: (r) => r.meterId,
     dense: byMeter,
     onElement: (ctx, r) => {
-      const s = ctx.state;
-      if (s === undefined) {
-        const fresh: GapState = {
-          lt: r.ts,
-          lk: interpolationValue(r),
-          iv: defaultIntervalMs,
-          cs: false,
-          ld: 0,
-          dr: 0,
-          nu: r.kw === null ? 1 : 0,
-          sa: 0,
-          ea: false,
-        };
-        ctx.state = fresh;
-        armSilence(ctx, fresh);
+      const m = ctx.keyNumber;
+      const o = meters.open(m);
+      if (o < 0) {
+        const c = meters.create(m);
+        const fresh = meters.data;
+        fresh[c + LT] = r.ts;
+        const kw = interpolationValue(r);
+        if (kw !== null) {
+          fresh[c + LK] = kw;
+          fresh[c + HK] = 1;
+        }
+        fresh[c + IV] = defaultIntervalMs;
+        fresh[c + NU] = r.kw === null ? 1 : 0;
+        armSilence(ctx, fresh, c);
         ctx.emit(r);
         return;
       }
-      const delta = r.ts - s.lt;
+      const d = meters.data;
+      const delta = r.ts - d[o + LT]!;
       if (delta <= 0) {
         ctx.emit(r);
         return;
       }
-      inferCadence(s, delta, minIntervalMs);
-      const missing = Math.round(delta / s.iv) - 1;
+      inferCadence(d, o, delta, minIntervalMs);
+      const missing = Math.round(delta / d[o + IV]!) - 1;
       const kw = interpolationValue(r);
-      if (missing > 0) fill(ctx, s, r, kw, missing);
+      if (missing > 0) fill(ctx, d, o, r, kw, missing);
       if (r.kw === null) {
-        s.nu++;
-        if (s.nu === maxConsecutiveNulls + 1) {
+        const nu = d[o + NU]! + 1;
+        d[o + NU] = nu;
+        if (nu === maxConsecutiveNulls + 1) {
           ctx.tag(ALERTS, {
             severity: 'warning',
             kind: 'connectivity',
             meterId: r.meterId,
             ts: r.ts,
-            message: `meter ${r.meterId} sent ${s.nu} NULL readings in a row up to ${canonicalTimestamp(r.ts)}`,
+            message: `meter ${r.meterId} sent ${nu} NULL readings in a row up to ${canonicalTimestamp(r.ts)}`,
           });
         }
-      } else s.nu = 0;
-      s.lt = r.ts;
-      s.lk = kw;
-      s.ea = false;
-      armSilence(ctx, s);
+      } else d[o + NU] = 0;
+      d[o + LT] = r.ts;
+      if (kw !== null) {
+        d[o + LK] = kw;
+        d[o + HK] = 1;
+      } else {
+        d[o + LK] = 0;
+        d[o + HK] = 0;
+      }
+      d[o + EA] = 0;
+      armSilence(ctx, d, o);
       ctx.emit(r);
     },
     onTimer: (ctx, timer) => {
-      const s = ctx.state;
-      if (s === undefined) return;
-      const deadline = deadlineOf(s);
+      const o = meters.open(ctx.keyNumber);
+      if (o < 0) return;
+      const d = meters.data;
+      const deadline = deadlineOf(d[o + LT]!, d[o + IV]!);
       if (deadline > timer.time) {
         ctx.setTimer(SILENCE_TIMER, deadline);
-        s.sa = deadline;
+        d[o + SA] = deadline;
         return;
       }
-      s.sa = 0;
-      if (!s.ea) {
-        s.ea = true;
-        ctx.tag(ALERTS, extendedAlert(ctx.key, s));
+      d[o + SA] = 0;
+      if (d[o + EA] === 0) {
+        d[o + EA] = 1;
+        ctx.tag(ALERTS, extendedAlert(ctx.key, d[o + LT]!, d[o + IV]!));
       }
     },
   };
@@ -233,7 +280,7 @@ export function fillGaps(
   thresholds: RuleProfile['gaps'],
   name = 'fillGaps',
 ): Transform<Reading, Reading> {
-  return keyedProcess(store, fillGapsSpec(thresholds, name));
+  return keyedProcess(store, fillGapsSpec(store, thresholds, name));
 }
 
 /**
@@ -248,7 +295,7 @@ function interpolationValue(r: Reading): number | null {
 
 /** One generated row of a gap. */
 function emitMissing(
-  ctx: KeyedContext<Reading, GapState>,
+  ctx: KeyedContext<Reading, never>,
   cur: Reading,
   ts: number,
   kw: number | null,
@@ -276,14 +323,18 @@ function emitMissing(
   });
 }
 
-/** Deltas below `minIntervalMs` never become the cadence: three readings 1 ms apart are not a 1 ms meter. */
-function inferCadence(s: GapState, delta: number, minIntervalMs: number): void {
-  s.dr = delta === s.ld ? s.dr + 1 : 1;
-  s.ld = delta;
-  if (delta === s.iv) s.cs = true;
-  else if (delta >= minIntervalMs && s.dr >= (s.cs && delta > s.iv ? LONGER_CADENCE_RUN : 2)) {
-    s.iv = delta;
-    s.cs = true;
+/**
+ * Deltas below `minIntervalMs` never become the cadence: three readings 1 ms apart are not a 1 ms meter.
+ * The meter's row is at `d[o …]`.
+ */
+function inferCadence(d: Float64Array, o: number, delta: number, minIntervalMs: number): void {
+  d[o + DR] = delta === d[o + LD] ? d[o + DR]! + 1 : 1;
+  d[o + LD] = delta;
+  const iv = d[o + IV]!;
+  if (delta === iv) d[o + CS] = 1;
+  else if (delta >= minIntervalMs && d[o + DR]! >= (d[o + CS] === 1 && delta > iv ? LONGER_CADENCE_RUN : 2)) {
+    d[o + IV] = delta;
+    d[o + CS] = 1;
   }
 }
 

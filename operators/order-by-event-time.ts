@@ -14,8 +14,8 @@ import { reconstructedRaw } from './record-id.js';
 /** Width of a pending bucket. Readings of a bucket are sorted by `ts` when it is released. */
 const BUCKET_MS = 60_000;
 
-/** Per meter: the event time of its last released reading (an object, updated in place). */
-interface MeterOrder {
+/** The per-meter state as checkpoints of layouts up to meter-quality/9 hold it (a keyed JSON entry). */
+interface LegacyMeterOrder {
   last: number;
 }
 
@@ -99,7 +99,8 @@ const SEGMENT = 1024;
  * not only behind it: the watermark promises every earlier time has arrived, and another reading of the same
  * meter at the same time is a duplicate, so a reading at the watermark is already in order for its meter
  * (readings stamped on a shared second or interval boundary then go out without waiting for the next one). Keyed by meter:
- * the per-meter state is one number, the `ts` of the meter's last released reading.
+ * the per-meter state is one number, the `ts` of the meter's last released reading, in a typed row by meter
+ * number (`DenseRows`).
  *
  * - A reading at or before its meter's last released `ts` can no longer be put in order: it goes to
  *   QUARANTINE with reason `late` (and `duplicate_timestamp` when it repeats that exact time, which
@@ -123,8 +124,15 @@ const SEGMENT = 1024;
 export function orderByEventTimeSpec(
   store: StateStore,
   name = 'orderByEventTime',
-): KeyedProcessSpec<Reading, Reading, MeterOrder> {
-  const lastReleased = store.denseKeyed<MeterOrder>(name, METER_KEYS);
+): KeyedProcessSpec<Reading, Reading, never> {
+  // Per meter, the event time of its last released reading: a typed row of one by meter number.
+  const lastReleased = store.rows(`${name}/last`, METER_KEYS, 1, {
+    namespace: name,
+    upgrade: (value, _n, d, o) => {
+      d[o] = (value as LegacyMeterOrder).last;
+      return undefined;
+    },
+  });
   const meters = store.denseKeys(METER_KEYS);
   const initial: PendingBucket[] = [];
   const pendingValue = store.value<PendingBucket[]>(`${name}/pending`, initial, freezePending);
@@ -173,16 +181,17 @@ export function orderByEventTimeSpec(
     for (let i = 0; i < due.length; i++) {
       const r = due[i]!;
       // By the meter's number when the reading carries this index's: a hash of the id string otherwise.
-      const m = r[METER_IX];
-      const numbered = m !== undefined && meters.keyOf(m) === r.meterId;
-      const order = numbered ? lastReleased.getAt(m, r.meterId) : lastReleased.get(r.meterId);
-      if (order === undefined) {
-        if (numbered) lastReleased.setAt(m, r.meterId, { last: r.ts });
-        else lastReleased.set(r.meterId, { last: r.ts });
-      } else if (r.ts <= order.last) {
+      const carried = r[METER_IX];
+      const m =
+        carried !== undefined && meters.keyOf(carried) === r.meterId ? carried : meters.intern(r.meterId);
+      const o = lastReleased.open(m);
+      if (o < 0) {
+        const c = lastReleased.create(m);
+        lastReleased.data[c] = r.ts;
+      } else if (r.ts <= lastReleased.data[o]!) {
         quarantine(out, r, ['late', 'duplicate_timestamp']);
         continue;
-      } else order.last = r.ts;
+      } else lastReleased.data[o] = r.ts;
       out.emit(r);
     }
   };
@@ -192,14 +201,19 @@ export function orderByEventTimeSpec(
     key: (r) => r.meterId,
     dense: byMeter,
     onElement: (ctx, r) => {
-      const order = ctx.state;
-      if (order !== undefined && r.ts <= order.last) {
-        quarantine(ctx, r, r.ts === order.last ? ['late', 'duplicate_timestamp'] : ['late']);
-        return;
+      const m = ctx.keyNumber;
+      // Read without `open`: most readings wait in a bucket and leave the row as it is.
+      const known = lastReleased.has(m);
+      if (known) {
+        const last = lastReleased.data[m]!;
+        if (r.ts <= last) {
+          quarantine(ctx, r, r.ts === last ? ['late', 'duplicate_timestamp'] : ['late']);
+          return;
+        }
       }
       if (r.ts <= ctx.watermark) {
-        if (order === undefined) ctx.state = { last: r.ts };
-        else order.last = r.ts;
+        const o = known ? lastReleased.open(m) : lastReleased.create(m);
+        lastReleased.data[o] = r.ts;
         ctx.emit(r);
         return;
       }

@@ -119,16 +119,24 @@ const HOUR = 3_600_000;
  *    key) instead of one per meter; an 8 or 7 checkpoint's per-meter timers fire the same hours in the
  *    same order (the first of them fires the hour of every meter), but a build of 8 would fire only the
  *    first meter's hour of a 9 checkpoint.
+ * 10: the per-meter state of orderByEventTime, fillGaps, detectRateOfChange, detectZeroMeter,
+ *    detectStuckMeter and detectOverload in typed rows by meter (`<rule>/last`, `/meter`, `/base`), their
+ *    keyed entries only an open fault; a 9 (8, 7) checkpoint's entries are upgraded into the rows as it is
+ *    restored, its deltas' too (`rows()` with an `upgrade`).
  */
-export const METER_QUALITY_STATE_FORMAT = 'meter-quality/9';
+export const METER_QUALITY_STATE_FORMAT = 'meter-quality/10';
 
 /**
- * Layouts this build restores, upgrading them as it reads: 8 (9 only reads its timers differently) and 7
- * (8 only added a value with a default). Not earlier: 7 moved the hourly stage's state out of
- * 6's keyed entries, and 6 had changed them from 5's, which cannot be read into (the erratic-excursion rule's own upgrade from 5's JSON entries,
- * `rows()` with an `upgrade`, stays for the next layout that changes only typed rows).
+ * Layouts this build restores, upgrading them as it reads: 9 (10 only moved keyed entries into typed rows,
+ * whose `upgrade`s read them), 8 (9 only reads its timers differently) and 7 (8 only added a value with a
+ * default). Not earlier: 7 moved the hourly stage's state out of 6's keyed entries, and 6 had changed them
+ * from 5's, which cannot be read into.
  */
-export const METER_QUALITY_RESTORES_STATE_FORMATS: readonly string[] = ['meter-quality/8', 'meter-quality/7'];
+export const METER_QUALITY_RESTORES_STATE_FORMATS: readonly string[] = [
+  'meter-quality/9',
+  'meter-quality/8',
+  'meter-quality/7',
+];
 
 /**
  * The meter-quality graph: per-meter rules keyed by meter, then the cross-meter stages keyed by
@@ -158,10 +166,10 @@ export function meterQualityGraph(options: MeterQualityOptions): {
   ) => ({ name, spec: chainMember(spec).spec, ...options });
   const perMeterRules = [
     rule('orderByEventTime', orderByEventTimeSpec(store), quarantines),
-    rule('fillGaps', fillGapsSpec(profile.gaps), { emits: [ALERTS] }),
-    rule('detectRateOfChange', detectRateOfChangeSpec(profile.rateOfChange)),
-    rule('detectZeroMeter', detectZeroMeterSpec(registry, profile.faults), detects),
-    rule('detectStuckMeter', detectStuckMeterSpec(profile.faults), detects),
+    rule('fillGaps', fillGapsSpec(store, profile.gaps), { emits: [ALERTS] }),
+    rule('detectRateOfChange', detectRateOfChangeSpec(store, profile.rateOfChange)),
+    rule('detectZeroMeter', detectZeroMeterSpec(store, registry, profile.faults), detects),
+    rule('detectStuckMeter', detectStuckMeterSpec(store, profile.faults), detects),
     rule('detectOverload', detectOverloadSpec(store, registry, profile.faults), detects),
     rule('detectLowVariance', detectLowVarianceSpec(store, profile.faults), detects),
     profile.faults.spikeRule === 'seed_sigma'

@@ -359,3 +359,97 @@ describe('numeric rows (DenseRows) in the state store', () => {
     expect(JSON.parse(text as string).version).toBe(1);
   });
 });
+
+describe('rows upgraded from the keyed entries of a snapshot taken before them', () => {
+  /** An old layout: `{ a, f }` per meter as a keyed entry, beside rows of another namespace. */
+  const legacyStore = (): StateStore => {
+    const store = new StateStore();
+    store.rows('other', 'meters', 2);
+    const old = store.denseKeyed<{ a: number; f: string | null }>('rule', 'meters');
+    const index = store.denseKeys('meters');
+    for (const [key, a, f] of [
+      ['M1', 1.5, null],
+      ['M2', 2.5, 'open'],
+    ] as const)
+      old.setAt(index.intern(key), key, { a, f });
+    return store;
+  };
+  /** The new layout: `a` in a row, `f` left in the keyed entry while not null. */
+  const register = (store: StateStore): DenseRows =>
+    store.rows('rule/row', 'meters', 1, {
+      namespace: 'rule',
+      upgrade: (value, _n, d, o) => {
+        const v = value as { a: number; f: string | null };
+        d[o] = v.a;
+        return v.f ?? undefined;
+      },
+    });
+  const content = (store: StateStore, rows: DenseRows) => {
+    const index = store.denseKeys('meters');
+    return {
+      rows: ['M1', 'M2', 'M3'].map((k) => {
+        const n = index.numberOf(k);
+        return n !== undefined && rows.has(n) ? rows.data[n] : undefined;
+      }),
+      keyed: [...store.keyed('rule').entries()],
+    };
+  };
+
+  it.each([
+    ['before', true],
+    ['after', false],
+  ])('from a binary snapshot holding other rows (registered %s the restore)', (_, first) => {
+    const old = legacyStore();
+    const bytes = old.beginSnapshot().finish();
+    expect(typeof bytes).not.toBe('string');
+    const store = new StateStore();
+    const early = first ? register(store) : undefined;
+    store.restore(deserializeSnapshot(bytes));
+    const rows = early ?? register(store);
+    expect(content(store, rows)).toEqual({ rows: [1.5, 2.5, undefined], keyed: [['M2', 'open']] });
+  });
+
+  it('from the deltas on such a snapshot: their changed entries, and a namespace they replace', () => {
+    const old = legacyStore();
+    const full = old.beginSnapshot({ incremental: true }).finish() as Uint8Array;
+    const entries = old.denseKeyed<{ a: number; f: string | null }>('rule', 'meters');
+    const index = old.denseKeys('meters');
+    entries.getAt(0, 'M1')!.f = 'opened';
+    entries.setAt(index.intern('M3'), 'M3', { a: 3.5, f: null });
+    const changed = old.beginSnapshot({ incremental: true, delta: true }).finish() as Uint8Array;
+    entries.deleteAt(1, 'M2');
+    const replaced = old.beginSnapshot({ incremental: true, delta: true }).finish() as Uint8Array;
+    for (const [deltas, want] of [
+      [
+        [changed],
+        {
+          rows: [1.5, 2.5, 3.5],
+          keyed: [
+            ['M2', 'open'],
+            ['M1', 'opened'],
+          ],
+        },
+      ],
+      [[changed, replaced], { rows: [1.5, undefined, 3.5], keyed: [['M1', 'opened']] }],
+    ] as const) {
+      const store = new StateStore();
+      const rows = register(store);
+      store.restore(deserializeSnapshot(full));
+      store.applyDeltas(deltas);
+      expect(content(store, rows)).toEqual(want);
+    }
+  });
+
+  it('not from a snapshot that holds the rows', () => {
+    const store = new StateStore();
+    const rows = register(store);
+    const index = store.denseKeys('meters');
+    const o = rows.create(index.intern('M1'));
+    rows.data[o] = 7;
+    store.keyed<string>('rule').set('M1', 'open');
+    const restored = new StateStore();
+    const again = register(restored);
+    restored.restore(deserializeSnapshot(store.beginSnapshot().finish()));
+    expect(content(restored, again)).toEqual({ rows: [7, undefined, undefined], keyed: [['M1', 'open']] });
+  });
+});

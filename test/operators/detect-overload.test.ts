@@ -15,6 +15,7 @@ import {
   readingsOut,
   registry,
   run,
+  runResumed,
   series,
   status,
   T0,
@@ -211,5 +212,24 @@ describe('detectOverload properties', () => {
       }),
       { numRuns: 400 },
     );
+  });
+});
+
+describe('detectOverload state in typed rows', () => {
+  it('resumes from a binary checkpoint mid-chain and with a fault open as an uninterrupted run', () => {
+    // A chain of 4, one of 10 (the fault at its 6th) whose maximum rises late, then the end.
+    const kws = [3, ...over(4), 3, ...over(8, 26), ...over(2, 30.5), 3, 3];
+    const events = (): FlowEvent<Reading>[] => loads(kws).map((r) => data(r));
+    const op = (store: StateStore) => detectOverload(store, registry(), thresholds);
+    const whole = run(op(new StateStore()), events());
+    expect(faults(whole).map((f) => [status(f), JSON.parse(f.evidence).maxKw])).toEqual([
+      ['active', 26],
+      ['cleared', 26],
+    ]);
+    expect(JSON.parse(faults(whole)[1]!.evidence).cleared).toEqual({ consecutive: 10, maxKw: 30.5, kw: 3 });
+    for (let cut = 1; cut < kws.length; cut += 2) expect(runResumed(op, events, cut)).toEqual(whole);
+    const store = new StateStore();
+    run(op(store), events());
+    expect(store.keyed('detectOverload').size).toBe(0);
   });
 });

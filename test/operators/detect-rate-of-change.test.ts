@@ -6,7 +6,7 @@ import { detectRateOfChange } from '../../operators/detect-rate-of-change.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
 import type { Reading } from '../../schemas/reading.js';
 import { data, testScheduler, wm } from '../core/helpers.js';
-import { INTERVAL, reading, series, T0 } from './fixtures.js';
+import { INTERVAL, reading, readingsOut, runFlow, runResumed, series, T0 } from './fixtures.js';
 
 const thresholds = defaultRuleProfile.rateOfChange;
 
@@ -114,5 +114,34 @@ describe('detectRateOfChange properties', () => {
         }
       }),
     );
+  });
+});
+
+describe('detectRateOfChange state in typed rows', () => {
+  it('resumes from a binary checkpoint as an uninterrupted run: the base survives, across NULLs and rows that are not measured', () => {
+    const events = (): FlowEvent<Reading>[] => {
+      const rs = series([1, 6.5, null, 0.5, 0.04, 3.1, 0.2, 0.01, 2]);
+      rs[4]!.status = 'interpolated';
+      rs[6]!.flags.push('over_limit');
+      return rs.map((r) => data(r));
+    };
+    const op = (store: StateStore) => detectRateOfChange(store, thresholds);
+    const whole = runFlow(op(new StateStore()), events()).events;
+    expect(readingsOut(whole).map((r) => r.flags.filter((f) => f === 'spike' || f === 'drop'))).toEqual([
+      [],
+      ['spike'],
+      [],
+      ['drop'],
+      [],
+      ['spike'],
+      [],
+      ['drop'],
+      [], // its base is 0.01 kW, below the minimum: not the over-limit 0.2 before it
+    ]);
+    for (let cut = 1; cut < 9; cut++) expect(runResumed(op, events, cut)).toEqual(whole);
+    const store = new StateStore();
+    runFlow(op(store), events());
+    expect(store.keyed('detectRateOfChange').size).toBe(0);
+    expect(store.rows('detectRateOfChange/base', 'meters', 1).size).toBe(1);
   });
 });

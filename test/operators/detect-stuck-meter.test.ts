@@ -16,6 +16,7 @@ import {
   reading,
   readingsOut,
   run,
+  runResumed,
   series,
   T0,
 } from './fixtures.js';
@@ -233,8 +234,23 @@ describe('detectStuckMeter properties', () => {
       ),
     );
     run(stuck(store), days);
-    expect(JSON.stringify(store.keyed<unknown>('detectStuckMeter').get('MTR-000001')).length).toBeLessThan(
-      100,
-    );
+    // A row of six numbers, and no keyed entry while no fault is open.
+    expect(store.rows('detectStuckMeter/meter', 'meters', 6).size).toBe(1);
+    expect(store.keyed('detectStuckMeter').size).toBe(0);
+  });
+
+  it('resumes from a binary checkpoint mid-run and with a fault open as an uninterrupted run', () => {
+    // 30 h of 1.2345 bridging a NULL, a zero ending it, a new run, then a value off it.
+    const kws = [0.5, ...repeat(1.2345, 60), null, ...repeat(1.2345, 60), 0, ...repeat(0.7, 100), 0.9];
+    const events = (): FlowEvent<Reading>[] => series(kws).map((r) => data(r));
+    const whole = run(stuck(), events());
+    expect(faults(whole).map((f) => JSON.parse(f.evidence).status)).toEqual([
+      'active',
+      'cleared',
+      'active',
+      'cleared',
+    ]);
+    for (const cut of [1, 30, 61, 100, 123, 200, kws.length - 1])
+      expect(runResumed((st) => stuck(st), events, cut)).toEqual(whole);
   });
 });

@@ -19,6 +19,7 @@ import {
   registry,
   registryOf,
   run,
+  runResumed,
   series,
   T0,
 } from './fixtures.js';
@@ -297,7 +298,23 @@ describe('detectZeroMeter properties', () => {
       data(...series([...zeros(60), ...new Array<number>(36).fill(1)], { start: T0 + d * DAY })),
     );
     run(op, days);
-    const state = store.keyed<unknown>('detectZeroMeter').get('MTR-000001');
-    expect(JSON.stringify(state).length).toBeLessThan(100);
+    // A row of five numbers, and no keyed entry while no fault is open.
+    expect(store.rows('detectZeroMeter/meter', 'meters', 5).size).toBe(1);
+    expect(store.keyed('detectZeroMeter').size).toBe(0);
+  });
+
+  it('resumes from a binary checkpoint mid-run and with a fault open as an uninterrupted run', () => {
+    // 60 h of zeros bridging NULLs and a missing row, then values: the fault opens at 48 h.
+    const kws = [1, ...zeros(100), null, ...zeros(139), 2, 2];
+    const events = (): FlowEvent<Reading>[] => {
+      const rs = series(kws);
+      rs[150]!.status = 'missing';
+      rs[150]!.kw = null;
+      return rs.map((r) => data(r));
+    };
+    const op = (store: StateStore) => detectZeroMeter(store, registry(), thresholds);
+    const whole = run(op(new StateStore()), events());
+    expect(faults(whole).map((f) => JSON.parse(f.evidence).status)).toEqual(['active', 'cleared']);
+    for (const cut of [1, 50, 150, 200, 241, 242]) expect(runResumed(op, events, cut)).toEqual(whole);
   });
 });

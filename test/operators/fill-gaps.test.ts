@@ -14,7 +14,7 @@ import { canonicalTimestamp, recordId } from '../../operators/record-id.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
 import type { Alert, Reading } from '../../schemas/reading.js';
 import { data, testScheduler, wm } from '../core/helpers.js';
-import { DAY, HOUR, INTERVAL, MINUTE, reading, series, T0 } from './fixtures.js';
+import { DAY, HOUR, INTERVAL, MINUTE, reading, runResumed, series, T0 } from './fixtures.js';
 
 const gaps = defaultRuleProfile.gaps;
 
@@ -399,6 +399,50 @@ describe('fillGaps checkpoints', () => {
       resumed.restore(deserializeSnapshot(serializeSnapshot(first.snapshot())));
       expect([...before, ...run(events.slice(cut), resumed).events]).toEqual(uninterrupted);
     }
+  });
+});
+
+describe('fillGaps state in typed rows', () => {
+  it('resumes from a binary checkpoint as an uninterrupted run: mid NULL run, a NULL last, a cadence just learnt, an alert raised', () => {
+    const m3 = (minutes: number): Reading => reading({ meterId: 'M3', ts: T0 + minutes * MINUTE });
+    const events = (): FlowEvent<Reading>[] => [
+      // M1: three NULLs last (no value to interpolate from), M2: one reading, M3: every 5 min.
+      data(
+        at(0, 1),
+        at(1, 2),
+        at(2, null),
+        at(3, null),
+        at(4, null),
+        at(0, 1, 'M2'),
+        m3(0),
+        m3(5),
+        m3(10),
+        m3(15),
+      ),
+      // M2's silence passes 24 h: its timer raises the alert.
+      wm(T0 + DAY + 16 * MINUTE),
+      // M1: the 5th NULL in a row alerts, then a gap after a NULL (missing), then one between values
+      // (interpolated); M2 resumes (its alert not raised again); M3 goes on every 5 min.
+      data(at(5, null), at(6, null), at(9, 3), at(12, 4), at(100, 1, 'M2'), m3(20), m3(25), m3(40)),
+      wm(T0 + 3 * DAY),
+    ];
+    const op = (store: StateStore) => fillGaps(store, gaps);
+    const whole = run(events()).events;
+    const rows = whole.flatMap((e) => (e.kind === 'data' ? e.items : []));
+    const filled = (status: Reading['status']) =>
+      rows.filter((r) => r.status === status).map((r) => [r.meterId, (r.ts - T0) / MINUTE]);
+    expect(filled('interpolated')).toEqual([
+      ['MTR-000001', 150],
+      ['MTR-000001', 165],
+      ['M3', 30],
+      ['M3', 35],
+    ]);
+    expect(filled('missing')[0]).toEqual(['MTR-000001', 105]);
+    for (const cut of [1, 2, 3]) expect(runResumed(op, events, cut)).toEqual(whole);
+    const store = new StateStore();
+    run(events(), store);
+    expect(store.keyed('fillGaps').size).toBe(0);
+    expect(store.rows('fillGaps/meter', 'meters', 10).size).toBe(3);
   });
 });
 

@@ -3,7 +3,15 @@
  * residential meter at 2024-03-04T00:00:00Z, so a test states only the fields its rule looks at.
  */
 import { from, of } from 'rxjs';
-import { dataEvent, type FlowEvent, type OutputTag, SideInput, type Transform } from '../../core/index.js';
+import {
+  dataEvent,
+  deserializeSnapshot,
+  type FlowEvent,
+  type OutputTag,
+  SideInput,
+  StateStore,
+  type Transform,
+} from '../../core/index.js';
 import { ALERTS, FAULTS, type Lineage, type MeterRegistry } from '../../operators/outputs.js';
 import type {
   Alert,
@@ -167,6 +175,24 @@ export function runBatch<I, O>(transform: Transform<I, O>, items: readonly I[]):
 /** Every event `transform` emits for `events`, in order: for tests that pick several outputs of one run. */
 export function run<I, O>(transform: Transform<I, O>, events: readonly FlowEvent<I>[]): FlowEvent<O>[] {
   return runFlow(transform, events).events;
+}
+
+/**
+ * What the stage `make(store)` emits for `events()` when its worker stops after the first `cut` events and
+ * a new one, its stage built first as a worker builds its graph, restores the binary checkpoint taken there
+ * and goes on: the outputs of both, joined. `events` makes the input afresh (stages flag readings in place).
+ */
+export function runResumed<I, O>(
+  make: (store: StateStore) => Transform<I, O>,
+  events: () => FlowEvent<I>[],
+  cut: number,
+): FlowEvent<O>[] {
+  const first = new StateStore();
+  const before = run(make(first), events().slice(0, cut));
+  const resumed = new StateStore();
+  const transform = make(resumed);
+  resumed.restore(deserializeSnapshot(first.beginSnapshot().finish()));
+  return [...before, ...run(transform, events().slice(cut))];
 }
 
 /** Items of `out` routed to the output tag named `tag`, flattened over batches. */
