@@ -35,6 +35,12 @@ export interface VectorsDelta {
 const EMPTY = new Float64Array(0);
 /** The smallest capacity a list is given, and below which it is never shrunk. */
 const MIN_CAPACITY = 8;
+/**
+ * The largest buffer a list keeps when it empties: an hour's moments open and close every meter-hour, and
+ * a new buffer each time was a fifth of the hourly stage. Larger ones (a hold drained at the end of
+ * input) are given back.
+ */
+const KEPT_CAPACITY = 2 * MIN_CAPACITY;
 
 /**
  * Lists of numbers by dense key number. Read list `n` as `array(n)[0 … length(n))`; change it only through
@@ -59,7 +65,7 @@ export class DenseVectors {
     return n < this.lengths.length ? this.lengths[n]! : 0;
   }
 
-  /** The list's buffer, for reading its first `length(n)` numbers; empty for a key without one. */
+  /** The list's buffer, for reading its first `length(n)` numbers (past them: stale, or none). */
   array(n: number): Float64Array {
     return n < this.lists.length ? this.lists[n]! : EMPTY;
   }
@@ -261,12 +267,16 @@ export class DenseVectors {
     return length;
   }
 
-  /** A list under a quarter of its capacity gives the rest back: a hold empties after a busy stretch. */
+  /**
+   * A list under a quarter of its capacity gives the rest back: a hold empties after a busy stretch. An
+   * emptied list keeps a small buffer for its next numbers (see `KEPT_CAPACITY`): what it held there is
+   * stale, past its length, and a capture in progress copied it before the change (`keep`).
+   */
   private shrink(n: number): void {
     const length = this.lengths[n]!;
     const list = this.lists[n]!;
     if (length === 0) {
-      this.lists[n] = EMPTY;
+      if (list.length > KEPT_CAPACITY) this.lists[n] = EMPTY;
       return;
     }
     if (list.length <= MIN_CAPACITY || length * 4 > list.length) return;

@@ -9,9 +9,9 @@ import {
   type DenseKeyIndex,
   type FlowEvent,
   fixedWindows,
-  type KeyedContext,
   keyedProcess,
   LATE,
+  type OutputBuffer,
   parDo,
   type SideInput,
   type StateStore,
@@ -53,7 +53,6 @@ interface HeldHoursState {
 }
 
 const HOUR_FIELDS = 7;
-const RELEASE = 'release';
 
 /**
  * The meter's dense key, read by a function of this stage's own rather than the shared `byMeter`: samples
@@ -205,11 +204,21 @@ function countable(r: Reading, minScore: number): boolean {
  * end plus the hold. Outputs carry the watermark minus the hold.
  *
  * The same rows, batches and order as a hold stage feeding `windowAggregate` with fixed 1 h windows and no
- * lateness (the form before): an hour's timer is `end:<start>` at its end plus the hold, one for every
- * meter, so the hours due at a watermark fire in (end, meter id) order; a released reading is never late
- * (its hour ends after the previous watermark minus the hold); a reading that arrives already behind the
- * held watermark is counted at once, or goes to `late` when its hour has fired. In one stage there is no
- * object per released reading, no second lookup of the meter's state, and an hour costs one timer.
+ * lateness (the form before): the hours due at a watermark fire in (end, meter id) order; a released
+ * reading is never late (its hour ends after the previous watermark minus the hold); a reading that
+ * arrives already behind the held watermark is counted at once, or goes to `late` when its hour has
+ * fired. In one stage there is no object per released reading and no second lookup of the meter's state.
+ *
+ * No timers: each watermark makes one release pass (`releaseDue`) over the meters with something due (a
+ * held reading at or behind the held watermark, an exclusion that has ended), then fires the hours that
+ * ended (`fireHour`). Which meters are due, and which hours are open, follows from the held lists, the
+ * exclusions and the open hours alone (`DueMeters`, `OpenHours`), so a checkpoint keeps only those: a
+ * restored run (or one of an older layout, whose `release` and `end:<start>` timers said the same and are
+ * dropped) derives them again. This fires what the timers fired, and in an order that gives the same
+ * rows: a meter's release timer was at its first held reading plus the hold (or an exclusion's end),
+ * always before the end of any hour that reading is in, so every reading of an hour was counted before
+ * the hour's timer fired, as every one is before `fireHour` here; releases change only their own meter's
+ * lists, so their order among meters is not seen.
  *
  * Which readings leave depends only on event time (readings reach this stage in event-time order per
  * meter, and a fault before the watermark passes its recognising reading), not on how the input was
@@ -231,26 +240,40 @@ function heldHours(
   const heldLists = store.vectors(`${name}/held`, METER_KEYS);
   const hourLists = store.vectors(`${name}/hours`, METER_KEYS);
   const meters = store.denseKeys(METER_KEYS);
-  // The same queue the keyed stage fires: an hour's end is one timer for every meter (see `openHour`).
-  const timers = store.timers(name);
+  const states = store.denseKeyed<HeldHoursState>(name, METER_KEYS);
+  const due = new DueMeters();
+  const open = new OpenHours();
+  const byId = new KeyOrder(meters);
+  /** The key index's generation `due` and `open` were derived for (see `derive`). */
+  let derivedFor = -1;
 
   /**
-   * Sets the timer of the hour starting at `start`, for every meter at once: under the name `end:<start>`
-   * and the first meter's key, at the hour's end plus the hold. An hour's end is the same instant for every
-   * meter, so one timer (setting it again costs a cached lookup) fires the hour of all meters that opened
-   * it (`fireHour`): a timer per meter-hour was ~0.3 timer set and fired per reading, each a heap entry, a
-   * key string and a number lookup.
+   * Derives which meters are due when, and which hours are open, from the state after a restore (or at the
+   * first event). A checkpoint of layout 10 or before also holds the `release` and `end:<start>` timers that
+   * said the same (see `heldHours`): they are dropped, or they would stay in every checkpoint after.
    */
-  const openHour = (start: number): void => {
-    timers.setAt(0, meters.keyOf(0)!, endTimer(start), start + HOUR + holdMs);
+  const derive = (): void => {
+    derivedFor = meters.generation;
+    due.clear();
+    open.clear();
+    for (let n = 0; n < heldLists.used; n++) if (heldLists.length(n) > 0) schedule(n, undefined);
+    for (const key of states.keys()) {
+      const n = meters.intern(key);
+      schedule(n, states.getAt(n, key));
+    }
+    for (let n = 0; n < hourLists.used; n++) {
+      const h = hourLists.array(n);
+      for (let j = 0; j < hourLists.length(n); j += HOUR_FIELDS) open.add(h[j]!);
+    }
+    const legacyTimers = store.timers(name);
+    if (legacyTimers.size > 0) legacyTimers.restore([]);
   };
 
   /**
    * Emits the hour starting at `start` of every meter that has it open, in meter-id order (the order their
    * timers fired in when each meter had its own: equal times fire in (name, key) order), and closes it.
-   * Other meters' `end:<start>` timers (a checkpoint of layout 8 has one per meter) then find it closed.
    */
-  const fireHour = (ctx: HeldCtx, start: number): void => {
+  const fireHour = (out: OutputBuffer<HourlyConsumption>, start: number): void => {
     const order = byId.numbers();
     for (let i = 0; i < order.length; i++) {
       const m = order[i]!;
@@ -259,15 +282,14 @@ function heldHours(
       const h = hourLists.array(m);
       for (let j = 0; j < length; j += HOUR_FIELDS)
         if (h[j] === start) {
-          ctx.emit(hourRow(registry, meters.keyOf(m)!, h, j));
+          out.emit(hourRow(registry, meters.keyOf(m)!, h, j));
           hourLists.remove(m, j, HOUR_FIELDS);
           break;
         }
     }
   };
-  const byId = new KeyOrder(meters);
 
-  /** Counts `kw` at `ts` into meter `n`'s open hour, opening it (and setting its timer) when it is the first. */
+  /** Counts `kw` at `ts` into meter `n`'s open hour, opening it when it is the first. */
   const count = (n: number, ts: number, kw: number): void => {
     const start = Math.floor(ts / HOUR) * HOUR;
     let h = hourLists.array(n);
@@ -287,7 +309,7 @@ function heldHours(
       h[at + 4] = 0;
       h[at + 5] = kw;
       h[at + 6] = kw;
-      openHour(start);
+      open.add(start);
       return;
     }
     h = hourLists.open(n);
@@ -300,12 +322,43 @@ function heldHours(
     h[at + 4]! += d * d;
   };
 
-  const schedule = (ctx: HeldCtx, s: HeldHoursState | undefined, n: number): void => {
+  /** When meter `n` has something to release next: its first held reading's or an exclusion's end. */
+  const schedule = (n: number, s: HeldHoursState | undefined): void => {
     let at = Number.POSITIVE_INFINITY;
     if (heldLists.length(n) > 0) at = heldLists.array(n)[0]! + holdMs;
     if (s !== undefined) for (let j = 1; j < s.excl.length; j += 2) at = Math.min(at, s.excl[j]! + 1);
-    if (at === Number.POSITIVE_INFINITY) ctx.clearTimer(RELEASE);
-    else ctx.setTimer(RELEASE, at);
+    due.set(n, at);
+  };
+
+  /**
+   * Meter `n`'s part of the release pass at watermark `wm`: counts its held readings due, drops the
+   * exclusions that ended before `wm` (a reading they name can no longer arrive unflagged), and schedules
+   * what is left.
+   */
+  const releaseDue = (n: number, wm: number): void => {
+    const length = heldLists.length(n);
+    let i = 0;
+    // `count` never changes the held list, so it stays valid through the loop.
+    const held = heldLists.array(n);
+    for (; i < length && held[i]! + holdMs <= wm; i += 2) count(n, held[i]!, held[i + 1]!);
+    if (i > 0) heldLists.dropFirst(n, i);
+    const key = meters.keyOf(n)!;
+    let s = states.getAt(n, key);
+    if (s !== undefined) {
+      let k = 0;
+      const excl = s.excl;
+      for (let j = 0; j < excl.length; j += 2)
+        if (excl[j + 1]! >= wm) {
+          excl[k++] = excl[j]!;
+          excl[k++] = excl[j + 1]!;
+        }
+      excl.length = k;
+      if (k === 0) {
+        states.deleteAt(n, key);
+        s = undefined;
+      }
+    }
+    schedule(n, s);
   };
 
   const process = keyedProcess<Reading | FaultEvent, HourlyConsumption, HeldHoursState>(store, {
@@ -335,7 +388,7 @@ function heldHours(
             }
           heldLists.truncate(n, k);
         }
-        schedule(ctx, s, n);
+        schedule(n, s);
         return;
       }
       if (!countable(item, minScore)) return;
@@ -353,34 +406,11 @@ function heldHours(
       }
       const first = heldLists.length(n) === 0;
       heldLists.push2(n, ts, item.kw!);
-      if (first) schedule(ctx, s, n);
+      if (first) schedule(n, s);
     },
-    onTimer: (ctx, timer) => {
-      const n = ctx.keyNumber;
-      const s = ctx.state;
-      if (timer.name === RELEASE) {
-        const wm = ctx.watermark;
-        const length = heldLists.length(n);
-        let i = 0;
-        // `count` never changes the held list, so it stays valid through the loop.
-        const held = heldLists.array(n);
-        for (; i < length && held[i]! + holdMs <= wm; i += 2) count(n, held[i]!, held[i + 1]!);
-        if (i > 0) heldLists.dropFirst(n, i);
-        if (s !== undefined) {
-          let k = 0;
-          const excl = s.excl;
-          for (let j = 0; j < excl.length; j += 2)
-            if (excl[j + 1]! >= wm) {
-              excl[k++] = excl[j]!;
-              excl[k++] = excl[j + 1]!;
-            }
-          excl.length = k;
-          if (k === 0) ctx.state = undefined;
-        }
-        schedule(ctx, ctx.state, n);
-        return;
-      }
-      fireHour(ctx, timer.time - holdMs - HOUR);
+    onWatermark: (wm, out) => {
+      due.takeDue(wm, releaseDue);
+      while (open.size > 0 && open.first() + HOUR + holdMs <= wm) fireHour(out, open.takeFirst());
     },
   });
 
@@ -392,6 +422,7 @@ function heldHours(
     const input = concat(
       source.pipe(
         map((e): FlowEvent<Reading | FaultEvent> => {
+          if (derivedFor !== meters.generation) derive();
           if (e.kind === 'watermark') last = e.time;
           else if (e.kind === 'tick' && e.drain !== undefined && e.finalWatermark !== undefined) {
             // The input has ended: the hold's release moves on an hour per draining tick, so the held
@@ -408,13 +439,145 @@ function heldHours(
           return e;
         }),
       ),
-      defer(() => (last === Number.NEGATIVE_INFINITY ? EMPTY : of(watermarkEvent(last + holdMs)))),
+      defer(() => {
+        if (last === Number.NEGATIVE_INFINITY) return EMPTY;
+        if (derivedFor !== meters.generation) derive();
+        return of(watermarkEvent(last + holdMs));
+      }),
     );
     return process(input).pipe(map((e) => (e.kind === 'watermark' ? watermarkEvent(e.time - holdMs) : e)));
   };
 }
 
-type HeldCtx = KeyedContext<HourlyConsumption, HeldHoursState>;
+/**
+ * The meters with something to release, by when (a held reading's time plus the hold, an exclusion's end
+ * plus one): per instant the meters due then, and a min-heap of those instants, as the timer queue keeps
+ * them but without a key string or an object per entry. A meter's instant changes by setting it again;
+ * the entry at its old instant is then skipped.
+ */
+class DueMeters {
+  /** By meter number, when it is due (+∞: nothing to release). */
+  private at = new Float64Array(64).fill(Number.POSITIVE_INFINITY);
+  private readonly byTime = new Map<number, number[]>();
+  /** The instants in `byTime`, a min-heap. */
+  private times: number[] = [];
+  /** Emptied lists of meters, for the next instants: one is used per reading interval. */
+  private spare: number[][] = [];
+
+  /** Makes meter `n` due at `time` (+∞: not due). */
+  set(n: number, time: number): void {
+    if (n >= this.at.length) {
+      let size = this.at.length;
+      while (size <= n) size *= 2;
+      const grown = new Float64Array(size).fill(Number.POSITIVE_INFINITY);
+      grown.set(this.at);
+      this.at = grown;
+    }
+    if (this.at[n] === time) return;
+    this.at[n] = time;
+    if (time === Number.POSITIVE_INFINITY) return;
+    let meters = this.byTime.get(time);
+    if (meters === undefined) {
+      meters = this.spare.pop() ?? [];
+      this.byTime.set(time, meters);
+      this.pushTime(time);
+    }
+    meters.push(n);
+  }
+
+  /**
+   * Calls `release(n, watermark)` for every meter due at or before `watermark`, once each, having made it
+   * not due: `release` may set it again, later than `watermark`.
+   */
+  takeDue(watermark: number, release: (n: number, watermark: number) => void): void {
+    const at = this.at;
+    while (this.times.length > 0 && this.times[0]! <= watermark) {
+      const time = this.popTime();
+      const meters = this.byTime.get(time)!;
+      this.byTime.delete(time);
+      for (let i = 0; i < meters.length; i++) {
+        const n = meters[i]!;
+        if (this.at[n] !== time) continue;
+        at[n] = Number.POSITIVE_INFINITY;
+        release(n, watermark);
+      }
+      meters.length = 0;
+      this.spare.push(meters);
+    }
+  }
+
+  clear(): void {
+    this.at.fill(Number.POSITIVE_INFINITY);
+    this.byTime.clear();
+    this.times = [];
+  }
+
+  private pushTime(time: number): void {
+    const h = this.times;
+    h.push(time);
+    let i = h.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (h[parent]! <= h[i]!) break;
+      const up = h[i]!;
+      h[i] = h[parent]!;
+      h[parent] = up;
+      i = parent;
+    }
+  }
+
+  private popTime(): number {
+    const h = this.times;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length === 0) return top;
+    h[0] = last;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && h[l]! < h[m]!) m = l;
+      if (r < h.length && h[r]! < h[m]!) m = r;
+      if (m === i) break;
+      const down = h[i]!;
+      h[i] = h[m]!;
+      h[m] = down;
+      i = m;
+    }
+    return top;
+  }
+}
+
+/** The starts of the hours some meter has open, ascending: a few at a time (those the hold has reached). */
+class OpenHours {
+  private starts: number[] = [];
+
+  add(start: number): void {
+    const s = this.starts;
+    let i = s.length;
+    while (i > 0 && s[i - 1]! > start) i--;
+    if (i > 0 && s[i - 1] === start) return;
+    s.splice(i, 0, start);
+  }
+
+  get size(): number {
+    return this.starts.length;
+  }
+
+  /** The earliest open hour's start (only while `size > 0`). */
+  first(): number {
+    return this.starts[0]!;
+  }
+
+  takeFirst(): number {
+    return this.starts.shift()!;
+  }
+
+  clear(): void {
+    this.starts = [];
+  }
+}
 
 /** The timer queue's order of equal keys: UTF-16 code units, as `<` compares strings. */
 function byKey(a: string, b: string): number {
@@ -479,21 +642,4 @@ function hourRow(
     stddevKw: variance > 0 ? Math.sqrt(variance) : 0,
     count: n,
   };
-}
-
-/**
- * The timer names of recent hour starts, one string each: the timers of every meter's hour then share one
- * name object, which the timer queue compares by pointer when it orders equal times.
- */
-const endTimerNames = new Map<number, string>();
-const MAX_CACHED_NAMES = 4096;
-
-function endTimer(start: number): string {
-  let timerName = endTimerNames.get(start);
-  if (timerName === undefined) {
-    if (endTimerNames.size >= MAX_CACHED_NAMES) endTimerNames.clear();
-    timerName = `end:${start}`;
-    endTimerNames.set(start, timerName);
-  }
-  return timerName;
 }

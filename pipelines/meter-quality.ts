@@ -123,16 +123,21 @@ const HOUR = 3_600_000;
  *    detectStuckMeter and detectOverload in typed rows by meter (`<rule>/last`, `/meter`, `/base`), their
  *    keyed entries only an open fault; a 9 (8, 7) checkpoint's entries are upgraded into the rows as it is
  *    restored, its deltas' too (`rows()` with an `upgrade`).
+ * 11: the hourly stage keeps no timers: one release pass per watermark finds what is due from its held
+ *    lists, exclusions and open hours; a 10 (9, 8, 7) checkpoint's `release` and `end:<start>` timers said
+ *    the same and are dropped as it is restored, but a build of 10 would never release a held reading of
+ *    an 11 checkpoint.
  */
-export const METER_QUALITY_STATE_FORMAT = 'meter-quality/10';
+export const METER_QUALITY_STATE_FORMAT = 'meter-quality/11';
 
 /**
- * Layouts this build restores, upgrading them as it reads: 9 (10 only moved keyed entries into typed rows,
- * whose `upgrade`s read them), 8 (9 only reads its timers differently) and 7 (8 only added a value with a
- * default). Not earlier: 7 moved the hourly stage's state out of 6's keyed entries, and 6 had changed them
- * from 5's, which cannot be read into.
+ * Layouts this build restores, upgrading them as it reads: 10 (11 only drops the hourly stage's timers),
+ * 9 (10 only moved keyed entries into typed rows, whose `upgrade`s read them), 8 (9 only reads its timers
+ * differently) and 7 (8 only added a value with a default). Not earlier: 7 moved the hourly stage's state
+ * out of 6's keyed entries, and 6 had changed them from 5's, which cannot be read into.
  */
 export const METER_QUALITY_RESTORES_STATE_FORMATS: readonly string[] = [
+  'meter-quality/10',
   'meter-quality/9',
   'meter-quality/8',
   'meter-quality/7',
