@@ -218,6 +218,52 @@ describe('numeric lists (DenseVectors) in the state store', () => {
     );
   });
 
+  it('an emptied list keeps a small buffer: refilled, it holds only the new numbers; a capture begun before keeps the old', () => {
+    for (const delta of [false, true]) {
+      const { store, lists } = newStore();
+      // An hour's moments: seven numbers, opened and closed every meter-hour.
+      lists.extend(5, 7);
+      lists.array(5).set([1, 2, 3, 4, 5, 6, 7]);
+      lists.push2(6, 8, 9);
+      const full = delta ? (store.beginSnapshot({ incremental: true }).finish() as Uint8Array) : undefined;
+      lists.open(5)[0] = 10;
+      const buffer = lists.array(5);
+      const capture = store.beginSnapshot(delta ? { incremental: true, delta: true } : {});
+      lists.remove(5, 0, 7);
+      expect(lists.length(5)).toBe(0);
+      expect(lists.array(5)).toBe(buffer);
+      lists.push2(5, 11, 12);
+      expect(lists.array(5)).toBe(buffer);
+      // The capture holds the list as it was at its barrier, a snapshot now only the new numbers.
+      const bytes = capture.finish() as Uint8Array;
+      const atBarrier = newStore();
+      atBarrier.store.restore(deserializeSnapshot(full ?? bytes));
+      if (full !== undefined) atBarrier.store.applyDeltas([bytes]);
+      expectLists(
+        atBarrier.lists,
+        new Map([
+          [5, [10, 2, 3, 4, 5, 6, 7]],
+          [6, [8, 9]],
+        ]),
+      );
+      const now = newStore();
+      now.store.restore(deserializeSnapshot(store.beginSnapshot().finish()));
+      expectLists(
+        now.lists,
+        new Map([
+          [5, [11, 12]],
+          [6, [8, 9]],
+        ]),
+      );
+      // Emptied by a truncation too; a large buffer is given back.
+      lists.truncate(5, 0);
+      expect(lists.array(5)).toBe(buffer);
+      lists.extend(7, 100);
+      lists.truncate(7, 0);
+      expect(lists.array(7).length).toBe(0);
+    }
+  });
+
   it('narrows whole numbers to int32 in the encoding, and a restore clears lists the snapshot lacks', () => {
     const ints = newStore();
     const floats = newStore();
