@@ -211,13 +211,13 @@ function countable(r: Reading, minScore: number): boolean {
  *
  * No timers: each watermark makes one release pass (`releaseDue`) over the meters with something due (a
  * held reading at or behind the held watermark, an exclusion that has ended), then fires the hours that
- * ended (`fireHour`). Which meters are due, and which hours are open, follows from the held lists, the
+ * ended (`fireEnded`). Which meters are due, and which hours are open, follows from the held lists, the
  * exclusions and the open hours alone (`DueMeters`, `OpenHours`), so a checkpoint keeps only those: a
  * restored run (or one of an older layout, whose `release` and `end:<start>` timers said the same and are
  * dropped) derives them again. This fires what the timers fired, and in an order that gives the same
  * rows: a meter's release timer was at its first held reading plus the hold (or an exclusion's end),
  * always before the end of any hour that reading is in, so every reading of an hour was counted before
- * the hour's timer fired, as every one is before `fireHour` here; releases change only their own meter's
+ * the hour's timer fired, as every one is before `fireEnded` here; releases change only their own meter's
  * lists, so their order among meters is not seen.
  *
  * Which readings leave depends only on event time (readings reach this stage in event-time order per
@@ -270,23 +270,41 @@ function heldHours(
   };
 
   /**
-   * Emits the hour starting at `start` of every meter that has it open, in meter-id order (the order their
-   * timers fired in when each meter had its own: equal times fire in (name, key) order), and closes it.
+   * Emits every open hour that ended by `wm` (its end plus the hold), hour by hour and within an hour in
+   * meter-id order (the order their timers fired in when each meter had its own: equal times fire in
+   * (name, key) order), and closes them. One pass over the meters for all of them: a watermark far ahead
+   * (the end of a finite input) ends a day's hours at once, and an hour at a time was a pass and a shift of
+   * every meter's list per hour.
    */
-  const fireHour = (out: OutputBuffer<HourlyConsumption>, start: number): void => {
+  const fireEnded = (out: OutputBuffer<HourlyConsumption>, wm: number): void => {
+    const starts = open.takeEnded(wm - HOUR - holdMs);
+    if (starts.length === 0) return;
+    const last = starts[starts.length - 1]!;
+    const rows: HourlyConsumption[][] = starts.map(() => []);
     const order = byId.numbers();
     for (let i = 0; i < order.length; i++) {
       const m = order[i]!;
       const length = hourLists.length(m);
       if (length === 0) continue;
-      const h = hourLists.array(m);
-      for (let j = 0; j < length; j += HOUR_FIELDS)
-        if (h[j] === start) {
-          out.emit(hourRow(registry, meters.keyOf(m)!, h, j));
-          hourLists.remove(m, j, HOUR_FIELDS);
-          break;
+      let h = hourLists.array(m);
+      let ended = false;
+      for (let j = 0; j < length && !ended; j += HOUR_FIELDS) ended = h[j]! <= last;
+      if (!ended) continue;
+      h = hourLists.open(m);
+      const key = meters.keyOf(m)!;
+      let kept = 0;
+      for (let j = 0; j < length; j += HOUR_FIELDS) {
+        const start = h[j]!;
+        if (start <= last) {
+          rows[starts.length === 1 ? 0 : starts.indexOf(start)]!.push(hourRow(registry, key, h, j));
+          continue;
         }
+        if (kept !== j) h.copyWithin(kept, j, j + HOUR_FIELDS);
+        kept += HOUR_FIELDS;
+      }
+      hourLists.truncate(m, kept);
     }
+    for (const hour of rows) for (let i = 0; i < hour.length; i++) out.emit(hour[i]!);
   };
 
   /** Counts `kw` at `ts` into meter `n`'s open hour, opening it when it is the first. */
@@ -410,7 +428,7 @@ function heldHours(
     },
     onWatermark: (wm, out) => {
       due.takeDue(wm, releaseDue);
-      while (open.size > 0 && open.first() + HOUR + holdMs <= wm) fireHour(out, open.takeFirst());
+      fireEnded(out, wm);
     },
   });
 
@@ -549,6 +567,8 @@ class DueMeters {
   }
 }
 
+const NONE: number[] = [];
+
 /** The starts of the hours some meter has open, ascending: a few at a time (those the hold has reached). */
 class OpenHours {
   private starts: number[] = [];
@@ -561,17 +581,12 @@ class OpenHours {
     s.splice(i, 0, start);
   }
 
-  get size(): number {
-    return this.starts.length;
-  }
-
-  /** The earliest open hour's start (only while `size > 0`). */
-  first(): number {
-    return this.starts[0]!;
-  }
-
-  takeFirst(): number {
-    return this.starts.shift()!;
+  /** Takes the starts at or before `start`, ascending. */
+  takeEnded(start: number): number[] {
+    const s = this.starts;
+    let k = 0;
+    while (k < s.length && s[k]! <= start) k++;
+    return k === 0 ? NONE : s.splice(0, k);
   }
 
   clear(): void {
