@@ -36,9 +36,9 @@ const EMPTY = new Float64Array(0);
 /** The smallest capacity a list is given, and below which it is never shrunk. */
 const MIN_CAPACITY = 8;
 /**
- * The largest buffer a list keeps when it empties: an hour's moments open and close every meter-hour, and
- * a new buffer each time was a fifth of the hourly stage. Larger ones (a hold drained at the end of
- * input) are given back.
+ * The largest buffer a list keeps when it empties: the hourly stage's list of a meter's open hours
+ * empties and refills about every meter-hour, and a new buffer each time was ~20 % of that stage in a
+ * profile. Larger ones (a hold drained at the end of input) are given back.
  */
 const KEPT_CAPACITY = 2 * MIN_CAPACITY;
 
