@@ -18,11 +18,11 @@ import {
   type ReadingsMessageSource,
 } from '../../connectors/jetstream.js';
 import type { ParquetLake } from '../../connectors/parquet-lake.js';
-import type { PipelineGraph } from '../../core/index.js';
+import type { PipelineGraph, SnapshotState } from '../../core/index.js';
 import { resolveRuleProfile } from '../../operators/rule-profile.js';
 import { kvCheckpointStore, memoryCheckpointStore } from '../../pipelines/checkpoints.js';
 import { type JobObserver, runMeterQualityJob } from '../../pipelines/job.js';
-import type { Checkpoint, CheckpointStore, ReadingSource } from '../../pipelines/runner.js';
+import type { Checkpoint, CheckpointStore, ReadingSource, StagedCheckpoint } from '../../pipelines/runner.js';
 import { messageReadingSource } from '../../pipelines/sources.js';
 import { threadedMessageSource } from '../../pipelines/threaded-message-source.js';
 import type { TaskContext } from '../child.js';
@@ -333,6 +333,23 @@ export async function runInstrumentedPipeline(
       await kept.save(cp);
       saveMs += performance.now() - t;
     },
+    // Passed on as the job's own wrappers do: the chunks stored while the seal runs, then the commit.
+    ...(kept.stage === undefined
+      ? {}
+      : {
+          stage: async (seq: number, state: SnapshotState): Promise<StagedCheckpoint> => {
+            const t = performance.now();
+            const staged = await kept.stage!(seq, state);
+            saveMs += performance.now() - t;
+            return {
+              commit: async (cp) => {
+                const c = performance.now();
+                await staged.commit(cp);
+                saveMs += performance.now() - c;
+              },
+            };
+          },
+        }),
   };
   const observer: JobObserver = {
     graph: (g) => {
