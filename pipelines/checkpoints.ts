@@ -16,7 +16,7 @@ import {
   type SnapshotState,
   snapshotData,
 } from '../core/index.js';
-import type { Checkpoint, CheckpointStore, RunTotals } from './runner.js';
+import type { Checkpoint, CheckpointStore, RunTotals, StagedCheckpoint } from './runner.js';
 import type { IdentifiedCheckpoint, SinkIdentity } from './store-identity.js';
 
 /** The checkpoint file's `stateEncoding` when it holds deltas after the full state. */
@@ -247,6 +247,8 @@ export function kvCheckpointStore(
   let garbage = new Set<string>();
   let predecessorsQueued = false;
   const predecessors: WriterRecord[] = [];
+  /** Commits so far: a staged state commits only if none came between its stage and its commit. */
+  let commits = 0;
 
   const fail = (message: string, context: Record<string, string | number | null>) =>
     new CheckpointStoreError(message, { key, ...context });
@@ -340,106 +342,141 @@ export function kvCheckpointStore(
       } satisfies IdentifiedCheckpoint;
     },
 
-    async save(checkpoint: IdentifiedCheckpoint) {
-      const state = checkpoint.state;
-      const delta = isSnapshotDelta(state);
-      // A delta extends the chain committed last: this writer's, or the one loaded. A loaded chain's chunks
-      // are live (the clean-up after our first commit spares them) until a full state of ours supersedes
-      // them; the delta's own chunks carry our writer id, so a stale predecessor never writes over them,
-      // and its commit is the same compare-and-set over the revision we loaded.
-      if (delta && committed === undefined) throw noChain(`checkpoint ${key}`, checkpoint.seq);
-      const slot = delta ? committed!.slot : committed?.writer === writer ? 1 - committed.slot : 0;
-      const deltaIndex = delta ? committedDeltas.length + 1 : undefined;
-      // Binary state goes out in raw slices of its buffer (or of its pieces): no text encoding, no copy.
-      const { parts, written } = statePieces(state, chunkBytes);
-      const grows = delta
-        ? deltaIndex! > maxDeltas || parts.length > maxDeltaChunks
-        : parts.length > maxChunks;
-      if (grows) {
-        if (delta) {
-          maxDeltas = Math.max(maxDeltas, deltaIndex!);
-          maxDeltaChunks = Math.max(maxDeltaChunks, parts.length);
-        } else maxChunks = parts.length;
-        // Before the chunks: whoever comes after a crash here learns which keys to clean up.
-        await kv.put(
-          writerKey,
-          JSON.stringify({ writer, maxChunks, maxDeltas, maxDeltaChunks } satisfies WriterRecord),
-        );
-      }
-      // Hashed chunk by chunk as the lanes take them (in order), so no one piece of the save holds the
-      // event loop for the whole state.
-      const hash = createHash('sha256');
-      const nameless = { writer, slot, ...(deltaIndex === undefined ? {} : { delta: deltaIndex }) };
-      let bytes = 0;
-      const turns = new LoopTurns();
-      await forEachLimited(range(parts.length), lanes, async (i) => {
-        const part = parts[i]!;
-        // One chunk (hashed, packed, handed to the socket: a few ms) per turn of the event loop, whatever
-        // the lanes: the pulls, acks and writes of a live worker run between two chunks. Turns are granted
-        // in the order the lanes took their chunks, so the hash still sees them in order.
-        await turns.next();
-        hash.update(part);
-        bytes += typeof part === 'string' ? Buffer.byteLength(part) : part.byteLength;
-        await kv.put(chunkKey(nameless, i), part);
-        written(i);
-      });
-      const set: ChunkSet = {
-        ...nameless,
-        count: parts.length,
-        bytes,
-        ...(typeof state === 'string' ? {} : { encoding: 'binary' as const }),
-        sha256: hash.digest('hex'),
-        writerMaxChunks: maxChunks,
-      };
-      const manifest: CheckpointManifest = {
-        format: delta ? CHAIN_MANIFEST_FORMAT : MANIFEST_FORMAT,
-        seq: checkpoint.seq,
-        position: checkpoint.position,
-        totals: checkpoint.totals,
-        ...(checkpoint.stateFormat === undefined ? {} : { stateFormat: checkpoint.stateFormat }),
-        ...(checkpoint.sinks === undefined ? {} : { sinks: checkpoint.sinks }),
-        chunks: delta ? committed! : set,
-        ...(delta ? { deltas: [...committedDeltas, set] } : {}),
-      };
-      const result = await kv.compareAndSet(key, JSON.stringify(manifest), revision);
-      if (!result.ok) {
-        // Ours alone (the writer id is unique); the error below stops this worker either way.
-        await deleteAll(range(parts.length).map((i) => chunkKey(set, i)));
-        throw fail(
-          `checkpoint ${key} was written by another worker (revision ${String(result.currentRevision)}, ` +
-            `expected ${revision}); stopping`,
-          { expectedRevision: revision, currentRevision: result.currentRevision },
-        );
-      }
-      revision = result.revision;
-      // The commit stands; cleaning up is best effort, and what fails is retried after the next commit.
-      const stale = new Set(garbage);
-      if (delta) committedDeltas.push(set);
-      else {
-        // A full state supersedes the whole chain before it.
-        for (const superseded of committed === undefined ? committedDeltas : [committed, ...committedDeltas])
-          for (let i = 0; i < superseded.count; i++) stale.add(chunkKey(superseded, i));
-        committed = set;
-        committedDeltas = [];
-      }
-      if (!predecessorsQueued) {
-        // Committing over the revision we loaded proves no writer before us can still commit.
-        predecessorsQueued = true;
-        for (const p of predecessors) {
-          if (p.writer === writer) continue;
-          for (const s of [0, 1]) {
-            for (let i = 0; i < p.maxChunks; i++) stale.add(chunkKey({ writer: p.writer, slot: s }, i));
-            for (let d = 1; d <= (p.maxDeltas ?? 0); d++)
-              for (let i = 0; i < (p.maxDeltaChunks ?? 0); i++)
-                stale.add(chunkKey({ writer: p.writer, slot: s, delta: d }, i));
-          }
+    save: async (checkpoint: IdentifiedCheckpoint) => {
+      const { state, deltas: _, ...rest } = checkpoint;
+      await (await stage(checkpoint.seq, state)).commit(rest);
+    },
+    stage,
+  };
+
+  /**
+   * The part of a save before its commit: the writer record (when this save puts more chunks than any
+   * before, so whoever comes after a crash learns which keys to clean up), then the state's chunks under
+   * this writer's keys, which no manifest names until the commit. A writer killed before the commit
+   * leaves them to its successor's clean-up, as a save's.
+   */
+  async function stage(seq: number, state: SnapshotState): Promise<StagedCheckpoint> {
+    const delta = isSnapshotDelta(state);
+    // A delta extends the chain committed last: this writer's, or the one loaded. A loaded chain's chunks
+    // are live (the clean-up after our first commit spares them) until a full state of ours supersedes
+    // them; the delta's own chunks carry our writer id, so a stale predecessor never writes over them,
+    // and its commit is the same compare-and-set over the revision we loaded.
+    if (delta && committed === undefined) throw noChain(`checkpoint ${key}`, seq);
+    const stagedAfter = commits;
+    const slot = delta ? committed!.slot : committed?.writer === writer ? 1 - committed.slot : 0;
+    const deltaIndex = delta ? committedDeltas.length + 1 : undefined;
+    // Binary state goes out in raw slices of its buffer (or of its pieces): no text encoding, no copy.
+    const { parts, written } = statePieces(state, chunkBytes);
+    const grows = delta ? deltaIndex! > maxDeltas || parts.length > maxDeltaChunks : parts.length > maxChunks;
+    if (grows) {
+      if (delta) {
+        maxDeltas = Math.max(maxDeltas, deltaIndex!);
+        maxDeltaChunks = Math.max(maxDeltaChunks, parts.length);
+      } else maxChunks = parts.length;
+      await kv.put(
+        writerKey,
+        JSON.stringify({ writer, maxChunks, maxDeltas, maxDeltaChunks } satisfies WriterRecord),
+      );
+    }
+    // Hashed chunk by chunk as the lanes take them (in order), so no one piece of the save holds the
+    // event loop for the whole state.
+    const hash = createHash('sha256');
+    const nameless = { writer, slot, ...(deltaIndex === undefined ? {} : { delta: deltaIndex }) };
+    let bytes = 0;
+    const turns = new LoopTurns();
+    await forEachLimited(range(parts.length), lanes, async (i) => {
+      const part = parts[i]!;
+      // One chunk (hashed, packed, handed to the socket: a few ms) per turn of the event loop, whatever
+      // the lanes: the pulls, acks and writes of a live worker run between two chunks. Turns are granted
+      // in the order the lanes took their chunks, so the hash still sees them in order.
+      await turns.next();
+      hash.update(part);
+      bytes += typeof part === 'string' ? Buffer.byteLength(part) : part.byteLength;
+      await kv.put(chunkKey(nameless, i), part);
+      written(i);
+    });
+    const set: ChunkSet = {
+      ...nameless,
+      count: parts.length,
+      bytes,
+      ...(typeof state === 'string' ? {} : { encoding: 'binary' as const }),
+      sha256: hash.digest('hex'),
+      writerMaxChunks: maxChunks,
+    };
+    let committing = false;
+    return {
+      commit: async (checkpoint: Omit<IdentifiedCheckpoint, 'state' | 'deltas'>) => {
+        // The slot, the delta's index and the manifest's chain were chosen against the last commit.
+        if (committing || commits !== stagedAfter || checkpoint.seq !== seq)
+          throw fail(
+            `checkpoint ${key}: the state staged for checkpoint ${seq} is not the next to commit ` +
+              `(committing checkpoint ${checkpoint.seq}${committing ? ', a second time' : ''})`,
+            { seq: checkpoint.seq, stagedSeq: seq },
+          );
+        committing = true;
+        await commit(checkpoint, set, delta);
+      },
+    };
+  }
+
+  /**
+   * The manifest naming a staged chunk set, written with compare-and-set over the revision this store
+   * loaded or committed last: the commit. Then the superseded chunks are deleted.
+   */
+  async function commit(
+    checkpoint: Omit<IdentifiedCheckpoint, 'state' | 'deltas'>,
+    set: ChunkSet,
+    delta: boolean,
+  ): Promise<void> {
+    const manifest: CheckpointManifest = {
+      format: delta ? CHAIN_MANIFEST_FORMAT : MANIFEST_FORMAT,
+      seq: checkpoint.seq,
+      position: checkpoint.position,
+      totals: checkpoint.totals,
+      ...(checkpoint.stateFormat === undefined ? {} : { stateFormat: checkpoint.stateFormat }),
+      ...(checkpoint.sinks === undefined ? {} : { sinks: checkpoint.sinks }),
+      chunks: delta ? committed! : set,
+      ...(delta ? { deltas: [...committedDeltas, set] } : {}),
+    };
+    const result = await kv.compareAndSet(key, JSON.stringify(manifest), revision);
+    if (!result.ok) {
+      // Ours alone (the writer id is unique); the error below stops this worker either way.
+      await deleteAll(range(set.count).map((i) => chunkKey(set, i)));
+      throw fail(
+        `checkpoint ${key} was written by another worker (revision ${String(result.currentRevision)}, ` +
+          `expected ${revision}); stopping`,
+        { expectedRevision: revision, currentRevision: result.currentRevision },
+      );
+    }
+    revision = result.revision;
+    commits += 1;
+    // The commit stands; cleaning up is best effort, and what fails is retried after the next commit.
+    const stale = new Set(garbage);
+    if (delta) committedDeltas.push(set);
+    else {
+      // A full state supersedes the whole chain before it.
+      for (const superseded of committed === undefined ? committedDeltas : [committed, ...committedDeltas])
+        for (let i = 0; i < superseded.count; i++) stale.add(chunkKey(superseded, i));
+      committed = set;
+      committedDeltas = [];
+    }
+    if (!predecessorsQueued) {
+      // Committing over the revision we loaded proves no writer before us can still commit.
+      predecessorsQueued = true;
+      for (const p of predecessors) {
+        if (p.writer === writer) continue;
+        for (const s of [0, 1]) {
+          for (let i = 0; i < p.maxChunks; i++) stale.add(chunkKey({ writer: p.writer, slot: s }, i));
+          for (let d = 1; d <= (p.maxDeltas ?? 0); d++)
+            for (let i = 0; i < (p.maxDeltaChunks ?? 0); i++)
+              stale.add(chunkKey({ writer: p.writer, slot: s, delta: d }, i));
         }
       }
-      for (const live of [committed!, ...committedDeltas])
-        for (let i = 0; i < live.count; i++) stale.delete(chunkKey(live, i));
-      garbage = new Set(await deleteAll([...stale]));
-    },
-  };
+    }
+    for (const live of [committed!, ...committedDeltas])
+      for (let i = 0; i < live.count; i++) stale.delete(chunkKey(live, i));
+    garbage = new Set(await deleteAll([...stale]));
+  }
 }
 
 function parseWriterRecord(text: string): WriterRecord {

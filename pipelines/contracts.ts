@@ -93,6 +93,15 @@ export interface CheckpointStore<T> {
   load(): Promise<Checkpoint<T> | undefined>;
   save(checkpoint: Checkpoint<T>): Promise<void>;
   /**
+   * Stores checkpoint `seq`'s state ahead of the rest of it (the epoch's totals wait for its seal), so
+   * the state need not be held until then; resolves once it is stored. Only the returned `commit` makes
+   * it the checkpoint `load` returns: a state staged and never committed (a worker killed between the
+   * two, a seal that failed) is never restored, and the store clears it away as it does a save's
+   * uncommitted state. One checkpoint at a time: the next is staged after this one's commit settled.
+   * A store without it has each checkpoint saved whole once its seal is done.
+   */
+  stage?(seq: number, state: SnapshotState): Promise<StagedCheckpoint<T>>;
+  /**
    * The store keeps incremental chains: a checkpoint whose state is a delta (`isSnapshotDelta`) extends
    * the chain of the last one saved, a full state starts a new chain, and `load` returns the chain's full
    * state with its deltas. Without it, the coordinator saves full states only.
@@ -104,6 +113,12 @@ export interface CheckpointStore<T> {
    * checkpoint need not be a full one.
    */
   readonly extendsLoaded?: boolean;
+}
+
+/** A checkpoint's state stored by `CheckpointStore.stage`, waiting for the rest of it. */
+export interface StagedCheckpoint<T> {
+  /** Commits the staged state with the rest of the checkpoint: the commit `save` ends with. */
+  commit(checkpoint: Omit<Checkpoint<T>, 'state' | 'deltas'>): Promise<void>;
 }
 
 /**

@@ -368,12 +368,33 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
     this.startWrite();
   }
 
-  private async save(cp: Checkpoint<T>): Promise<void> {
+  /**
+   * Saves a checkpoint once its epoch is sealed. A store that stages stores the state while the seal
+   * runs (the lake's sort and files: seconds on a large epoch), letting go of it as it is stored rather
+   * than holding it until the seal is done, and commits once the seal is; a seal that fails leaves the
+   * staged state uncommitted, which a restart never restores.
+   */
+  private async saveSealed(
+    cp: Omit<Checkpoint<T>, 'state' | 'totals'>,
+    state: SnapshotState,
+    sealed: Promise<T>,
+  ): Promise<void> {
     const { checkpoints, source, observer } = this.options;
-    await checkpoints.save(cp);
+    let saved: Checkpoint<T>;
+    if (checkpoints.stage === undefined) {
+      saved = { ...cp, totals: await sealed, state };
+      await checkpoints.save(saved);
+    } else {
+      const staged = checkpoints.stage(cp.seq, state);
+      // Whichever of the two fails first surfaces; the other must not count as unhandled meanwhile.
+      staged.catch(() => undefined);
+      const totals = await sealed;
+      await (await staged).commit({ ...cp, totals });
+      saved = { ...cp, totals, state };
+    }
     if (source.resumesFromPosition !== true) await source.commit();
-    this.options.onCheckpoint?.(cp);
-    observer?.checkpointed?.(cp);
+    this.options.onCheckpoint?.(saved);
+    observer?.checkpointed?.(saved);
   }
 
   /** Awaits `work`, counting the time as the loop's waiting, not its work (see `sliceDeadline`). */
@@ -437,9 +458,7 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
     // The save holds the state alone, not the capture that made it (whose copies are the state's pieces),
     // so a store that lets go of each piece once written frees it then.
     const { cp, sealed } = capturing;
-    this.saving = (async () => {
-      await this.save({ ...cp, totals: await sealed, state });
-    })().catch((err: unknown) => {
+    this.saving = this.saveSealed(cp, state, sealed).catch((err: unknown) => {
       this.saveFailure = err;
     });
   }
@@ -509,7 +528,7 @@ export class EpochCoordinator<P extends Pull, B extends EpochBatch, T> {
       const state = snapshot.finishState();
       this.chained(snapshot, state);
       observer?.snapshotted?.((performance.now() - barrier) / 1000, snapshotLength(state));
-      await this.save({ ...cp, totals: await sealed, state });
+      await this.saveSealed(cp, state, sealed);
       return;
     }
     // A failed seal surfaces when the save awaits it; until then nothing may treat it as unhandled.

@@ -3,9 +3,11 @@
  * so a worker whose id a newer worker took over stops at its next pull, write, acknowledgement or
  * checkpoint save, before it performs it (with `FencedError`).
  */
+
 import type { Lease } from '../connectors/lease.js';
+import type { SnapshotState } from '../core/index.js';
 import type { Pull, Source } from './contracts.js';
-import type { CheckpointStore, PipelineSinks } from './runner.js';
+import type { CheckpointStore, PipelineSinks, StagedCheckpoint } from './runner.js';
 
 export function fencedSource<P extends Pull>(source: Source<P>, lease: Lease): Source<P> {
   const guarded: Source<P> = {
@@ -62,5 +64,20 @@ export function fencedCheckpoints(checkpoints: CheckpointStore, lease: Lease): C
       await lease.check('save a checkpoint');
       await checkpoints.save(checkpoint);
     },
+    // Checked before the state is stored and again before the commit, as a save is before both.
+    ...(checkpoints.stage === undefined
+      ? {}
+      : {
+          async stage(seq: number, state: SnapshotState): Promise<StagedCheckpoint> {
+            await lease.check('stage a checkpoint');
+            const staged = await checkpoints.stage!(seq, state);
+            return {
+              async commit(checkpoint) {
+                await lease.check('save a checkpoint');
+                await staged.commit(checkpoint);
+              },
+            };
+          },
+        }),
   };
 }

@@ -11,7 +11,13 @@ import {
 import { acquireFileLease, lockPathOf } from '../connectors/file-lease.js';
 import type { Lease, LeaseHolder } from '../connectors/lease.js';
 import { openParquetLake, type ParquetLake } from '../connectors/parquet-lake.js';
-import { ConfigurationError, type PipelineGraph, SideInput, StateStore } from '../core/index.js';
+import {
+  ConfigurationError,
+  type PipelineGraph,
+  SideInput,
+  type SnapshotState,
+  StateStore,
+} from '../core/index.js';
 import type { Lineage, MeterRegistry } from '../operators/outputs.js';
 import { parseRegistryCsv } from '../operators/registry.js';
 import type { RuleProfile } from '../operators/rule-profile.js';
@@ -37,6 +43,7 @@ import {
   type RunObserver,
   type RunTotals,
   runPipeline,
+  type StagedCheckpoint,
 } from './runner.js';
 import { DEFAULT_COLD_ROWS, storeSinks } from './sinks.js';
 import { type StageFault, stageFaultFromEnv } from './stage-fault.js';
@@ -377,5 +384,21 @@ function reportingFailures(
         throw error;
       }
     },
+    ...(store.stage === undefined
+      ? {}
+      : {
+          stage: async (seq: number, state: SnapshotState): Promise<StagedCheckpoint> => {
+            const reported = async <R>(work: () => Promise<R>): Promise<R> => {
+              try {
+                return await work();
+              } catch (error) {
+                onFailure(error);
+                throw error;
+              }
+            };
+            const staged = await reported(() => store.stage!(seq, state));
+            return { commit: (checkpoint) => reported(() => staged.commit(checkpoint)) };
+          },
+        }),
   };
 }

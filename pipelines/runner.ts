@@ -12,6 +12,7 @@ import type {
   CheckpointStore as EpochCheckpointStore,
   EpochObserver,
   EpochSinks,
+  StagedCheckpoint as EpochStagedCheckpoint,
   Source,
 } from './contracts.js';
 import { EpochCoordinator, type EpochCoordinatorOptions } from './epoch-coordinator.js';
@@ -32,6 +33,7 @@ export type ReadingSource = Source<SourceBatch>;
 export type PipelineSinks = EpochSinks<OutputBatch>;
 export type Checkpoint = EpochCheckpoint<RunTotals>;
 export type CheckpointStore = EpochCheckpointStore<RunTotals>;
+export type StagedCheckpoint = EpochStagedCheckpoint<RunTotals>;
 
 /**
  * Hooks into a run for metrics, readiness and operational alerts (see `EpochObserver`); `alertsFor`

@@ -12,7 +12,8 @@ import { sql } from '../codecs/sql.js';
 import type { HotStore, HotStoreTarget } from '../connectors/clickhouse.js';
 import type { ParquetLake } from '../connectors/parquet-lake.js';
 import { ConfigurationError } from '../core/errors.js';
-import type { Checkpoint, CheckpointStore } from './runner.js';
+import type { SnapshotState } from '../core/index.js';
+import type { Checkpoint, CheckpointStore, StagedCheckpoint } from './runner.js';
 
 /** Where a checkpoint's outputs went. Store ids decide; targets and paths are there to be read. */
 export interface SinkIdentity {
@@ -196,5 +197,21 @@ export function identifiedCheckpoints(
       const identified: IdentifiedCheckpoint = { ...checkpoint, sinks: sinks.identity };
       return store.save(identified);
     },
+    ...(store.stage === undefined
+      ? {}
+      : {
+          async stage(seq: number, state: SnapshotState): Promise<StagedCheckpoint> {
+            const staged = await store.stage!(seq, state);
+            return {
+              commit: (checkpoint) => {
+                const identified: Omit<IdentifiedCheckpoint, 'state' | 'deltas'> = {
+                  ...checkpoint,
+                  sinks: sinks.identity,
+                };
+                return staged.commit(identified);
+              },
+            };
+          },
+        }),
   };
 }

@@ -6,7 +6,9 @@
 
 import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
 import { tuneHeapForStreaming } from '../../cli/heap.js';
 import { sql } from '../../codecs/sql.js';
 import type { HotStore } from '../../connectors/clickhouse.js';
@@ -18,11 +20,11 @@ import {
   type ReadingsMessageSource,
 } from '../../connectors/jetstream.js';
 import type { ParquetLake } from '../../connectors/parquet-lake.js';
-import type { PipelineGraph } from '../../core/index.js';
+import type { PipelineGraph, SnapshotState } from '../../core/index.js';
 import { resolveRuleProfile } from '../../operators/rule-profile.js';
 import { kvCheckpointStore, memoryCheckpointStore } from '../../pipelines/checkpoints.js';
 import { type JobObserver, runMeterQualityJob } from '../../pipelines/job.js';
-import type { Checkpoint, CheckpointStore, ReadingSource } from '../../pipelines/runner.js';
+import type { Checkpoint, CheckpointStore, ReadingSource, StagedCheckpoint } from '../../pipelines/runner.js';
 import { messageReadingSource } from '../../pipelines/sources.js';
 import { threadedMessageSource } from '../../pipelines/threaded-message-source.js';
 import type { TaskContext } from '../child.js';
@@ -164,6 +166,8 @@ export interface MemoryProbeFigures {
   readonly checkpointsAtS: readonly number[];
   /** The seconds at which each checkpoint's state was captured (its serialization finished, before the save). */
   readonly capturedAtS: readonly number[];
+  /** The heap snapshot `GS_BENCH_HEAP_SNAPSHOT_MB` asked for: its file and the sample it was taken at. */
+  readonly heapSnapshot?: { readonly file: string; readonly at: readonly number[] };
 }
 
 /** What the live mode adds: a look at each checkpoint's batch as its sink write completes. */
@@ -333,6 +337,23 @@ export async function runInstrumentedPipeline(
       await kept.save(cp);
       saveMs += performance.now() - t;
     },
+    // Passed on as the job's own wrappers do: the chunks stored while the seal runs, then the commit.
+    ...(kept.stage === undefined
+      ? {}
+      : {
+          stage: async (seq: number, state: SnapshotState): Promise<StagedCheckpoint> => {
+            const t = performance.now();
+            const staged = await kept.stage!(seq, state);
+            saveMs += performance.now() - t;
+            return {
+              commit: async (cp) => {
+                const c = performance.now();
+                await staged.commit(cp);
+                saveMs += performance.now() - c;
+              },
+            };
+          },
+        }),
   };
   const observer: JobObserver = {
     graph: (g) => {
@@ -379,7 +400,10 @@ export async function runInstrumentedPipeline(
   };
   const rssTimeline: number[] = [];
   let peakHeapUsed = 0;
-  const probe = process.env.GS_BENCH_MEMORY_PROBE === '1' ? memoryProbe(() => probeStores) : undefined;
+  const probe =
+    process.env.GS_BENCH_MEMORY_PROBE === '1'
+      ? memoryProbe(() => probeStores, Number(process.env.GS_BENCH_HEAP_SNAPSHOT_MB ?? 0) || 0, tmpdir())
+      : undefined;
   const sampler = setInterval(() => {
     const usage = process.memoryUsage();
     rssTimeline.push(Math.round(usage.rss / 1048576));
@@ -466,8 +490,17 @@ export async function runInstrumentedPipeline(
   };
 }
 
-/** Samples RSS by holder: V8 (heap, external), chDB's tracker, DuckDB's buffer manager, anon/file pages. */
-function memoryProbe(stores: () => { hot: HotStore; lake: ParquetLake | undefined } | undefined): {
+/**
+ * Samples RSS by holder: V8 (heap, external), chDB's tracker, DuckDB's buffer manager, anon/file pages.
+ * With `heapSnapshotAtMb` > 0, writes one V8 heap snapshot into `dir` at the first sample whose array
+ * buffers reach that many MB (what holds them: the snapshot's `system / JSArrayBufferData` nodes and their
+ * retainers). Writing it stops the loop for many seconds and doubles the heap: a probe, not a bench run.
+ */
+function memoryProbe(
+  stores: () => { hot: HotStore; lake: ParquetLake | undefined } | undefined,
+  heapSnapshotAtMb = 0,
+  dir = '.',
+): {
   sample(): void;
   mark(event: 'checkpoint' | 'captured'): void;
   finish(): Promise<MemoryProbeFigures | undefined>;
@@ -484,6 +517,7 @@ function memoryProbe(stores: () => { hot: HotStore; lake: ParquetLake | undefine
   let atPeak: MemorySample | undefined;
   let peaks: MemorySample | undefined;
   let samples = 0;
+  let heapSnapshot: { file: string; at: number[] } | undefined;
   const limits: Record<string, string> = {};
   const readEngines = async (): Promise<void> => {
     const s = stores();
@@ -530,6 +564,11 @@ function memoryProbe(stores: () => { hot: HotStore; lake: ParquetLake | undefine
         chdbTracked,
       ]);
       if (atPeak === undefined || now.rss > atPeak.rss) atPeak = now;
+      if (heapSnapshotAtMb > 0 && heapSnapshot === undefined && now.arrayBuffers >= heapSnapshotAtMb)
+        heapSnapshot = {
+          at: timeline.at(-1)!.slice(),
+          file: writeHeapSnapshot(join(dir, `peak-${process.pid}.heapsnapshot`)),
+        };
       peaks =
         peaks === undefined
           ? now
@@ -556,7 +595,16 @@ function memoryProbe(stores: () => { hot: HotStore; lake: ParquetLake | undefine
       }
       return atPeak === undefined || peaks === undefined
         ? undefined
-        : { atPeak, peaks, samples, limits, timeline, checkpointsAtS, capturedAtS };
+        : {
+            atPeak,
+            peaks,
+            samples,
+            limits,
+            timeline,
+            checkpointsAtS,
+            capturedAtS,
+            ...(heapSnapshot === undefined ? {} : { heapSnapshot }),
+          };
     },
   };
 }
