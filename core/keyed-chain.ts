@@ -117,6 +117,7 @@ export function keyedChain<T>(
         }
         ctx.watermark = handles[k]!.inputWatermark.get();
         ctx.keyNumber = -1;
+        ctx.forget();
         ctx.counters.in += items.length;
         const main = ctx.main;
         main.startBatch(items);
@@ -124,10 +125,8 @@ export function keyedChain<T>(
         for (let i = 0; i < items.length; i++) {
           const n = nums[i]!;
           if (n !== ctx.keyNumber) {
-            const key = index.keyOf(n)!;
             ctx.keyNumber = n;
-            ctx.key = key;
-            ctx.current = ctx.states.getAt(n, key);
+            ctx.key = index.keyOf(n)!;
           }
           onElement(ctx, items[i]!);
         }
@@ -208,20 +207,20 @@ export function keyedChain<T>(
           const ctx = ctxs[k]!;
           const h = handles[k]!;
           ctx.watermark = time;
+          ctx.forget();
           h.inputWatermark.set(time);
           active = k;
           if (spec.onTimer !== undefined) {
             for (let t = h.timers.popDue(time); t !== undefined; t = h.timers.popDue(time)) {
               ctx.key = t.key;
               ctx.keyNumber = index.intern(t.key);
-              ctx.current = ctx.states.getAt(ctx.keyNumber, t.key);
               spec.onTimer(ctx, t);
             }
           }
           spec.onWatermark?.(time, ctx.main);
           // onWatermark may have touched any key's state directly.
           ctx.keyNumber = -1;
-          ctx.current = undefined;
+          ctx.forget();
           active = -1;
           const emitted = takeMain(ctx);
           drainTagged(k);
@@ -292,11 +291,18 @@ function newCounters(): StageCounters {
   return { in: 0, out: 0, tagged: {}, watermark: Number.NEGATIVE_INFINITY };
 }
 
-/** What a member's function sees: its own key, state, timers and watermark, one object per member. */
+/**
+ * What a member's function sees: its own key, state, timers and watermark, one object per member. The
+ * key's state is looked up when the member first reads it: most members keep their state in dense rows
+ * and read their keyed entry (an open fault) for few readings or none, and a lookup marks the entry
+ * read for the checkpoint's copy-on-write (`DenseKeyedState.getAt`).
+ */
 class MemberContext<T> implements KeyedContext<T, unknown> {
   key = '';
   keyNumber = -1;
-  current: unknown;
+  /** The state of key number `lookedUp` (of none while that is -1). */
+  private current: unknown;
+  private lookedUp = -1;
   watermark = Number.NEGATIVE_INFINITY;
   /** The member's main output for the batch (or watermark) at hand; the input batch while it echoes it. */
   readonly main = new OutputBuffer<T>();
@@ -310,13 +316,25 @@ class MemberContext<T> implements KeyedContext<T, unknown> {
   ) {}
 
   get state(): unknown {
+    const n = this.keyNumber;
+    if (n !== this.lookedUp) {
+      this.current = n < 0 ? undefined : this.states.getAt(n, this.key);
+      this.lookedUp = n;
+    }
     return this.current;
   }
 
   set state(value: unknown) {
     this.current = value;
+    this.lookedUp = this.keyNumber;
     if (value === undefined) this.states.deleteAt(this.keyNumber, this.key);
     else this.states.setAt(this.keyNumber, this.key, value);
+  }
+
+  /** Drops the state looked up: another path (a watermark's, a restore) may have changed the entries. */
+  forget(): void {
+    this.current = undefined;
+    this.lookedUp = -1;
   }
 
   emit(item: T): void {
