@@ -13,6 +13,7 @@ export * from './side-input.js';
 export * from './snapshot-codec.js';
 export * from './state-store.js';
 export * from './tags.js';
+export * from './time-heap.js';
 export * from './upstream-watermarks.js';
 export * from './watermarks.js';
 export * from './windows.js';

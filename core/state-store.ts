@@ -43,6 +43,7 @@ import {
   vectorsHeaders,
 } from './snapshot-codec.js';
 import { ColumnEntries, entriesOf } from './snapshot-columns.js';
+import { popTime, pushTime } from './time-heap.js';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
@@ -219,7 +220,7 @@ export class TimerQueue {
         return { key: top.key, name: top.name, time: top.time };
       }
       this.byTime.delete(time);
-      this.popTime();
+      popTime(this.times);
     }
     return undefined;
   }
@@ -273,37 +274,7 @@ export class TimerQueue {
       return;
     }
     this.byTime.set(entry.time, { entries: [entry], cursor: 0, sorted: false });
-    const h = this.times;
-    h.push(entry.time);
-    let i = h.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (h[parent]! <= h[i]!) break;
-      const up = h[i]!;
-      h[i] = h[parent]!;
-      h[parent] = up;
-      i = parent;
-    }
-  }
-
-  private popTime(): void {
-    const h = this.times;
-    const last = h.pop()!;
-    if (h.length === 0) return;
-    h[0] = last;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < h.length && h[l]! < h[m]!) m = l;
-      if (r < h.length && h[r]! < h[m]!) m = r;
-      if (m === i) break;
-      const down = h[i]!;
-      h[i] = h[m]!;
-      h[m] = down;
-      i = m;
-    }
+    pushTime(this.times, entry.time);
   }
 }
 

@@ -13,6 +13,8 @@ import {
   LATE,
   type OutputBuffer,
   parDo,
+  popTime,
+  pushTime,
   type SideInput,
   type StateStore,
   type Transform,
@@ -498,7 +500,7 @@ class DueMeters {
     if (meters === undefined) {
       meters = this.spare.pop() ?? [];
       this.byTime.set(time, meters);
-      this.pushTime(time);
+      pushTime(this.times, time);
     }
     meters.push(n);
   }
@@ -510,7 +512,7 @@ class DueMeters {
   takeDue(watermark: number, release: (n: number, watermark: number) => void): void {
     const at = this.at;
     while (this.times.length > 0 && this.times[0]! <= watermark) {
-      const time = this.popTime();
+      const time = popTime(this.times);
       const meters = this.byTime.get(time)!;
       this.byTime.delete(time);
       for (let i = 0; i < meters.length; i++) {
@@ -528,42 +530,6 @@ class DueMeters {
     this.at.fill(Number.POSITIVE_INFINITY);
     this.byTime.clear();
     this.times = [];
-  }
-
-  private pushTime(time: number): void {
-    const h = this.times;
-    h.push(time);
-    let i = h.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (h[parent]! <= h[i]!) break;
-      const up = h[i]!;
-      h[i] = h[parent]!;
-      h[parent] = up;
-      i = parent;
-    }
-  }
-
-  private popTime(): number {
-    const h = this.times;
-    const top = h[0]!;
-    const last = h.pop()!;
-    if (h.length === 0) return top;
-    h[0] = last;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < h.length && h[l]! < h[m]!) m = l;
-      if (r < h.length && h[r]! < h[m]!) m = r;
-      if (m === i) break;
-      const down = h[i]!;
-      h[i] = h[m]!;
-      h[m] = down;
-      i = m;
-    }
-    return top;
   }
 }
 
