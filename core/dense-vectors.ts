@@ -2,7 +2,8 @@
  * Per-key numeric state of varying length (a held list, a ring that fills over days) as one `Float64Array`
  * per key numbered by a dense key index: unboxed numbers that cost their eight bytes and no more from the
  * first day on, nothing for the garbage collector to trace inside them, and a snapshot that is a copy of
- * the used part of each list instead of one JSON text per key.
+ * the used part of each list instead of one JSON text per key. A list that is taken from the front as it
+ * is added to at the end (a hold) moves its start on instead of its numbers (`advance`).
  */
 import { SteppedCapture } from './stepped-capture.js';
 
@@ -43,13 +44,17 @@ const MIN_CAPACITY = 8;
 const KEPT_CAPACITY = 2 * MIN_CAPACITY;
 
 /**
- * Lists of numbers by dense key number. Read list `n` as `array(n)[0 … length(n))`; change it only through
- * `open` (in place, up to its length), `push`, `push2`, `extend`, `remove`, `truncate` and `dropFirst`, which keep it for a
- * snapshot in progress first. `array(n)` is valid until the next change of list `n` (growing replaces it).
+ * Lists of numbers by dense key number. Read list `n` as `array(n)[start(n) … start(n) + length(n))`;
+ * `start(n)` is 0 for a list never shortened by `advance`. Change a list only through `open` (in place,
+ * within those bounds), `push`, `push2`, `extend`, `remove`, `truncate`, `dropFirst` and `advance`, which
+ * keep it for a snapshot in progress first. `array(n)` and `start(n)` are valid until the next change of
+ * list `n` other than in place (growing replaces the buffer, and may move the numbers to its start).
  */
 export class DenseVectors {
   private lists: Float64Array[] = [];
   private lengths: number[] = [];
+  /** Where each list's first number is in its buffer (see `advance`). */
+  private starts: number[] = [];
   /** 1 where a list was handed over for change since the last capture began. */
   private dirty = new Uint8Array(16);
   capture: VectorsCapture | VectorsDeltaCapture | undefined;
@@ -65,12 +70,17 @@ export class DenseVectors {
     return n < this.lengths.length ? this.lengths[n]! : 0;
   }
 
-  /** The list's buffer, for reading its first `length(n)` numbers (past them: stale, or none). */
+  /** Where list `n`'s first number is in `array(n)`. */
+  start(n: number): number {
+    return n < this.starts.length ? this.starts[n]! : 0;
+  }
+
+  /** The list's buffer, for reading its `length(n)` numbers from `start(n)` (outside them: stale, or none). */
   array(n: number): Float64Array {
     return n < this.lists.length ? this.lists[n]! : EMPTY;
   }
 
-  /** The list's buffer for changes in place of its first `length(n)` numbers. */
+  /** The list's buffer for changes in place of its `length(n)` numbers from `start(n)`. */
   open(n: number): Float64Array {
     if (this.capture !== undefined) this.capture.keep(n);
     if (n < this.dirty.length) this.dirty[n] = 1;
@@ -92,7 +102,7 @@ export class DenseVectors {
 
   /**
    * Adds `more` numbers (zeros or stale, to be written) at the end of list `n` and returns where they start
-   * in `array(n)`, which is to be taken again after this call. `capacity`: when the list's buffer must
+   * in `array(n)`, which (and `start(n)`) is to be taken again after this call. `capacity`: when the list's buffer must
    * grow, it grows to that many numbers (at least the new length) instead of doubling: a list that knows
    * how long it will get (a ring filling bucket by bucket) is then reallocated a few times at most, and
    * never to twice what it needs.
@@ -101,14 +111,15 @@ export class DenseVectors {
     return this.reserve(n, more, capacity);
   }
 
-  /** Removes the `count` numbers at `at` of list `n`, moving the rest down. */
+  /** Removes the `count` numbers at `at` (from the list's start) of list `n`, moving the rest down. */
   remove(n: number, at: number, count: number): void {
     const old = this.length(n);
     if (count <= 0 || at >= old) return;
     if (this.capture !== undefined) this.capture.keep(n);
     this.dirty[n] = 1;
     const end = Math.min(old, at + count);
-    this.lists[n]!.copyWithin(at, end, old);
+    const s = this.starts[n]!;
+    this.lists[n]!.copyWithin(s + at, s + end, s + old);
     this.lengths[n] = old - (end - at);
     this.shrink(n);
   }
@@ -123,15 +134,36 @@ export class DenseVectors {
     this.shrink(n);
   }
 
-  /** Drops the first `k` numbers of list `n`. */
+  /** Drops the first `k` numbers of list `n`, moving the rest down (`start(n)` stays where it is). */
   dropFirst(n: number, k: number): void {
     this.remove(n, 0, k);
+  }
+
+  /**
+   * Drops the first `k` numbers of list `n` by moving its start on: no number moves. The room before the
+   * start is taken back when the list next runs out of room at its end (`reserve`), so a list taken from
+   * the front as it grows at the end (a hold) copies each number about once instead of at every release.
+   */
+  advance(n: number, k: number): void {
+    const old = this.length(n);
+    if (k <= 0 || old === 0) return;
+    if (this.capture !== undefined) this.capture.keep(n);
+    this.dirty[n] = 1;
+    if (k >= old) {
+      this.lengths[n] = 0;
+      this.shrink(n);
+      return;
+    }
+    this.starts[n]! += k;
+    this.lengths[n] = old - k;
+    this.shrink(n);
   }
 
   clear(): void {
     this.capture?.finish();
     this.lists = [];
     this.lengths = [];
+    this.starts = [];
     this.dirty.fill(0);
   }
 
@@ -144,7 +176,8 @@ export class DenseVectors {
     const data = new Float64Array(total);
     let at = 0;
     for (let n = 0; n < count; n++) {
-      data.set(this.lists[n]!.subarray(0, lengths[n]!), at);
+      const s = this.starts[n]!;
+      data.set(this.lists[n]!.subarray(s, s + lengths[n]!), at);
       at += lengths[n]!;
     }
     return { index: this.index, count, lengths, data };
@@ -166,6 +199,7 @@ export class DenseVectors {
     while (this.lists.length < s.count) {
       this.lists.push(EMPTY);
       this.lengths.push(0);
+      this.starts.push(0);
     }
   }
 
@@ -220,12 +254,14 @@ export class DenseVectors {
     while (this.lists.length < d.count) {
       this.lists.push(EMPTY);
       this.lengths.push(0);
+      this.starts.push(0);
     }
     let at = 0;
     for (let i = 0; i < d.ids.length; i++) {
       const n = d.ids[i]!;
       const length = d.lengths[i]!;
       this.lengths[n] = 0;
+      this.starts[n] = 0;
       this.lists[n] = EMPTY;
       if (length > 0) {
         this.reserve(n, length);
@@ -236,11 +272,17 @@ export class DenseVectors {
     this.dirty.fill(0);
   }
 
-  /** Room for `more` numbers at the end of list `n` (kept for a capture first); returns where they go. */
+  /**
+   * Room for `more` numbers at the end of list `n` (kept for a capture first); returns where they go. A
+   * list out of room at its end with room before its start (see `advance`) moves its numbers down when
+   * that leaves it at most half full, so each move is paid for by as many numbers dropped; otherwise it
+   * grows, into a buffer where it starts at 0.
+   */
   private reserve(n: number, more: number, capacity?: number): number {
     while (this.lists.length <= n) {
       this.lists.push(EMPTY);
       this.lengths.push(0);
+      this.starts.push(0);
     }
     if (n >= this.dirty.length) {
       let capacity = this.dirty.length;
@@ -253,18 +295,27 @@ export class DenseVectors {
     if (this.capture !== undefined) this.capture.keep(n);
     const length = this.lengths[n]!;
     const list = this.lists[n]!;
-    if (length + more > list.length) {
-      let size = Math.max(MIN_CAPACITY, list.length);
-      while (size < length + more) size *= 2;
-      if (capacity !== undefined) size = Math.max(length + more, capacity);
-      const grown = new Float64Array(size);
-      // The whole old buffer, not a `subarray` view of its used part: a view is another object, allocated
-      // at every growth; the numbers past the length are stale either way.
-      grown.set(list);
-      this.lists[n] = grown;
+    let start = this.starts[n]!;
+    if (start + length + more > list.length) {
+      if (start > 0 && 2 * (length + more) <= list.length) list.copyWithin(0, start, start + length);
+      else {
+        let size = Math.max(MIN_CAPACITY, list.length);
+        // Moved out of its start, a list is left at most half full, as a move in place would leave it.
+        const needed = start > 0 ? 2 * (length + more) : length + more;
+        while (size < needed) size *= 2;
+        if (capacity !== undefined) size = Math.max(length + more, capacity);
+        const grown = new Float64Array(size);
+        // The whole old buffer, not a `subarray` view of its used part, when the list starts at 0: a view
+        // is another object, allocated at every growth; the numbers past the length are stale either way.
+        if (start === 0) grown.set(list);
+        else copyRange(list, start, length, grown, 0);
+        this.lists[n] = grown;
+      }
+      start = 0;
+      this.starts[n] = 0;
     }
     this.lengths[n] = length + more;
-    return length;
+    return start + length;
   }
 
   /**
@@ -276,12 +327,29 @@ export class DenseVectors {
     const length = this.lengths[n]!;
     const list = this.lists[n]!;
     if (length === 0) {
+      this.starts[n] = 0;
       if (list.length > KEPT_CAPACITY) this.lists[n] = EMPTY;
       return;
     }
     if (list.length <= MIN_CAPACITY || length * 4 > list.length) return;
-    this.lists[n] = list.slice(0, Math.max(MIN_CAPACITY, length * 2));
+    const start = this.starts[n]!;
+    if (start === 0) {
+      this.lists[n] = list.slice(0, Math.max(MIN_CAPACITY, length * 2));
+      return;
+    }
+    const shrunk = new Float64Array(Math.max(MIN_CAPACITY, length * 2));
+    copyRange(list, start, length, shrunk, 0);
+    this.lists[n] = shrunk;
+    this.starts[n] = 0;
   }
+}
+
+/** Copies `length` numbers of `from` at `at` into `to` at `into`. */
+function copyRange(from: Float64Array, at: number, length: number, to: Float64Array, into: number): void {
+  if (length === 0) return;
+  // Most lists are a few dozen numbers: a loop costs less than the view `subarray` allocates.
+  if (length <= 64) for (let i = 0; i < length; i++) to[into + i] = from[at + i]!;
+  else to.set(from.subarray(at, at + length), into);
 }
 
 /** Lists copied per step before the deadline is checked again. */
@@ -305,13 +373,9 @@ function layOut(
   return { lengths, offsets, data: new Float64Array(total) };
 }
 
-/** Copies the first `length` numbers of list `n` into `data` at `at`. */
+/** Copies the `length` numbers of list `n` into `data` at `at`. */
 function copyList(vectors: DenseVectors, n: number, length: number, data: Float64Array, at: number): void {
-  if (length === 0) return;
-  const list = vectors.array(n);
-  // Most lists are a few dozen numbers: a loop costs less than the view `subarray` allocates.
-  if (length <= 64) for (let i = 0; i < length; i++) data[at + i] = list[i]!;
-  else data.set(list.subarray(0, length), at);
+  copyRange(vectors.array(n), vectors.start(n), length, data, at);
 }
 
 /**

@@ -345,7 +345,7 @@ function heldHours(
   /** When meter `n` has something to release next: its first held reading's or an exclusion's end. */
   const schedule = (n: number, s: HeldHoursState | undefined): void => {
     let at = Number.POSITIVE_INFINITY;
-    if (heldLists.length(n) > 0) at = heldLists.array(n)[0]! + holdMs;
+    if (heldLists.length(n) > 0) at = heldLists.array(n)[heldLists.start(n)]! + holdMs;
     if (s !== undefined) for (let j = 1; j < s.excl.length; j += 2) at = Math.min(at, s.excl[j]! + 1);
     due.set(n, at);
   };
@@ -356,12 +356,14 @@ function heldHours(
    * what is left.
    */
   const releaseDue = (n: number, wm: number): void => {
-    const length = heldLists.length(n);
-    let i = 0;
+    const from = heldLists.start(n);
+    const end = from + heldLists.length(n);
+    let i = from;
     // `count` never changes the held list, so it stays valid through the loop.
     const held = heldLists.array(n);
-    for (; i < length && held[i]! + holdMs <= wm; i += 2) count(n, held[i]!, held[i + 1]!);
-    if (i > 0) heldLists.dropFirst(n, i);
+    for (; i < end && held[i]! + holdMs <= wm; i += 2) count(n, held[i]!, held[i + 1]!);
+    // The released readings leave by the list's start moving on, not by the rest moving down.
+    if (i > from) heldLists.advance(n, i - from);
     const key = meters.keyOf(n)!;
     let s = states.getAt(n, key);
     if (s !== undefined) {
@@ -400,13 +402,14 @@ function heldHours(
         const length = heldLists.length(n);
         if (length > 0) {
           const held = heldLists.open(n);
-          let k = 0;
-          for (let i = 0; i < length; i += 2)
+          const first = heldLists.start(n);
+          let k = first;
+          for (let i = first; i < first + length; i += 2)
             if (held[i]! < from || held[i]! > to) {
               held[k++] = held[i]!;
               held[k++] = held[i + 1]!;
             }
-          heldLists.truncate(n, k);
+          heldLists.truncate(n, k - first);
         }
         schedule(n, s);
         return;

@@ -18,6 +18,7 @@ type Op =
   | { kind: 'remove'; n: number; at: number; count: number }
   | { kind: 'truncate'; n: number; length: number }
   | { kind: 'dropFirst'; n: number; k: number }
+  | { kind: 'advance'; n: number; k: number }
   | { kind: 'step' }
   | { kind: 'keyed'; key: string; value: number };
 
@@ -29,13 +30,14 @@ function apply(store: StateStore, lists: DenseVectors, model: Model, op: Op): vo
       else if (op.values.length === 1) lists.push(op.n, op.values[0]!);
       else {
         const at = lists.extend(op.n, op.values.length, op.capacity ?? undefined);
+        expect(at).toBe(lists.start(op.n) + list.length);
         lists.array(op.n).set(op.values, at);
       }
       list.push(...op.values);
       break;
     case 'set':
       if (op.at < list.length) {
-        lists.open(op.n)[op.at] = op.value;
+        lists.open(op.n)[lists.start(op.n) + op.at] = op.value;
         list[op.at] = op.value;
       }
       break;
@@ -51,6 +53,10 @@ function apply(store: StateStore, lists: DenseVectors, model: Model, op: Op): vo
       lists.dropFirst(op.n, op.k);
       if (op.k > 0) list.splice(0, op.k);
       break;
+    case 'advance':
+      lists.advance(op.n, op.k);
+      if (op.k > 0) list.splice(0, op.k);
+      break;
     case 'keyed':
       store.keyed<number>('other').set(op.key, op.value);
       return;
@@ -64,7 +70,10 @@ function expectLists(lists: DenseVectors, model: Model): void {
   for (const [n, values] of model) {
     expect(lists.length(n), `list ${n}`).toBe(values.length);
     const a = lists.array(n);
-    for (let i = 0; i < values.length; i++) expect(Object.is(a[i], values[i]), `list ${n}[${i}]`).toBe(true);
+    const s = lists.start(n);
+    expect(s + values.length).toBeLessThanOrEqual(a.length);
+    for (let i = 0; i < values.length; i++)
+      expect(Object.is(a[s + i], values[i]), `list ${n}[${i}]`).toBe(true);
   }
 }
 
@@ -110,6 +119,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
     arbitrary: fc.record({ kind: fc.constant('truncate' as const), n: keyNumber, length: small }),
   },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('dropFirst' as const), n: keyNumber, k: small }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('advance' as const), n: keyNumber, k: small }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('step' as const) }) },
   {
     weight: 1,
@@ -185,8 +195,9 @@ describe('numeric lists (DenseVectors) in the state store', () => {
         for (const [n, values] of model) {
           expect(jsonLists.length(n)).toBe(values.length);
           const a = jsonLists.array(n);
+          const s = jsonLists.start(n);
           for (let i = 0; i < values.length; i++)
-            expect(Object.is(a[i], values[i]) || (a[i] === 0 && values[i] === 0)).toBe(true);
+            expect(Object.is(a[s + i], values[i]) || (a[s + i] === 0 && values[i] === 0)).toBe(true);
         }
       }),
       { numRuns: 80 },
@@ -261,6 +272,44 @@ describe('numeric lists (DenseVectors) in the state store', () => {
       lists.extend(7, 100);
       lists.truncate(7, 0);
       expect(lists.array(7).length).toBe(0);
+    }
+  });
+
+  it('a list taken from the front moves its start, not its numbers, and moves them down only when half empty; a capture keeps the cut', () => {
+    for (const delta of [false, true]) {
+      const { store, lists } = newStore();
+      // A hold: 16 readings' worth (time, kW) in a buffer of 32.
+      lists.extend(2, 32, 32);
+      for (let i = 0; i < 32; i++) lists.open(2)[i] = i;
+      const buffer = lists.array(2);
+      const full = delta ? (store.beginSnapshot({ incremental: true }).finish() as Uint8Array) : undefined;
+      lists.advance(2, 20);
+      expect(lists.array(2)).toBe(buffer);
+      expect(lists.start(2)).toBe(20);
+      expect(Array.from(buffer.subarray(20, 32))).toEqual([20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31]);
+      const capture = store.beginSnapshot(delta ? { incremental: true, delta: true } : {});
+      // Out of room at the end, under half full: moved down in the same buffer, after the capture kept it.
+      lists.push2(2, 100, 101);
+      expect(lists.array(2)).toBe(buffer);
+      expect(lists.start(2)).toBe(0);
+      expect(Array.from(buffer.subarray(0, 14))).toEqual([
+        20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 100, 101,
+      ]);
+      // Over half full once taken from the front again: a new buffer twice the size, the list at its start.
+      lists.advance(2, 2);
+      lists.extend(2, 20);
+      expect(lists.array(2)).not.toBe(buffer);
+      expect(lists.array(2).length).toBe(64);
+      expect(lists.start(2)).toBe(0);
+      expect(Array.from(lists.array(2).subarray(0, 12))).toEqual([
+        22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 100, 101,
+      ]);
+      const bytes = capture.finish() as Uint8Array;
+      const atBarrier = newStore();
+      atBarrier.store.restore(deserializeSnapshot(full ?? bytes));
+      if (full !== undefined) atBarrier.store.applyDeltas([bytes]);
+      expectLists(atBarrier.lists, new Map([[2, [20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31]]]));
+      expect(atBarrier.lists.start(2)).toBe(0);
     }
   });
 

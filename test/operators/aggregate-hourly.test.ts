@@ -352,7 +352,7 @@ describe('aggregateHourly: a zero or stuck fault takes its whole window out (fau
             const hours = first.vectors('aggregateHourly/hours', 'meters');
             for (let n = 0; n < index.size; n++) {
               const id = index.keyOf(n)!;
-              if (held.length(n) > 0) queue.set(id, 'release', held.array(n)[0]! + HOLD);
+              if (held.length(n) > 0) queue.set(id, 'release', held.array(n)[held.start(n)]! + HOLD);
               for (let j = 0; j < hours.length(n); j += 7) {
                 const start = hours.array(n)[j]!;
                 queue.set(id, `end:${start}`, start + HOUR + HOLD);
