@@ -275,9 +275,15 @@ describe('numeric lists (DenseVectors) in the state store', () => {
     }
   });
 
-  it('a list taken from the front moves its start, not its numbers, and moves them down only when half empty; a capture keeps the cut', () => {
+  it('a list taken from the front moves its start, not its numbers, and moves them down in its buffer while an eighth stays free; a capture keeps the cut', () => {
     for (const delta of [false, true]) {
       const { store, lists } = newStore();
+      const values = (): number[] => {
+        const s = lists.start(2);
+        return Array.from(lists.array(2).subarray(s, s + lists.length(2)));
+      };
+      const range = (from: number, to: number): number[] =>
+        Array.from({ length: to - from }, (_, i) => from + i);
       // A hold: 16 readings' worth (time, kW) in a buffer of 32.
       lists.extend(2, 32, 32);
       for (let i = 0; i < 32; i++) lists.open(2)[i] = i;
@@ -286,29 +292,44 @@ describe('numeric lists (DenseVectors) in the state store', () => {
       lists.advance(2, 20);
       expect(lists.array(2)).toBe(buffer);
       expect(lists.start(2)).toBe(20);
-      expect(Array.from(buffer.subarray(20, 32))).toEqual([20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31]);
+      expect(values()).toEqual(range(20, 32));
       const capture = store.beginSnapshot(delta ? { incremental: true, delta: true } : {});
-      // Out of room at the end, under half full: moved down in the same buffer, after the capture kept it.
+      // Out of room at its end: moved down in the same buffer, after the capture kept it.
       lists.push2(2, 100, 101);
       expect(lists.array(2)).toBe(buffer);
       expect(lists.start(2)).toBe(0);
-      expect(Array.from(buffer.subarray(0, 14))).toEqual([
-        20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 100, 101,
-      ]);
-      // Over half full once taken from the front again: a new buffer twice the size, the list at its start.
+      expect(values()).toEqual([...range(20, 32), 100, 101]);
+      for (let i = 0; i < 8; i++) lists.push2(2, 102 + 2 * i, 103 + 2 * i);
+      lists.advance(2, 6);
+      lists.push2(2, 200, 201);
+      expect(lists.start(2)).toBe(6);
+      // 28 of 32 after the move (an eighth free): moved down again, not grown.
+      lists.push2(2, 202, 203);
+      expect(lists.array(2)).toBe(buffer);
+      expect(lists.start(2)).toBe(0);
+      expect(values()).toEqual([...range(26, 32), 100, 101, ...range(102, 118), 200, 201, 202, 203]);
+      // Less than an eighth free after a move: a new buffer, the list at its start, an eighth free.
       lists.advance(2, 2);
-      lists.extend(2, 20);
+      const at = lists.extend(2, 20);
       expect(lists.array(2)).not.toBe(buffer);
       expect(lists.array(2).length).toBe(64);
       expect(lists.start(2)).toBe(0);
-      expect(Array.from(lists.array(2).subarray(0, 12))).toEqual([
-        22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 100, 101,
+      expect(at).toBe(26);
+      expect(values().slice(0, 26)).toEqual([
+        ...range(28, 32),
+        100,
+        101,
+        ...range(102, 118),
+        200,
+        201,
+        202,
+        203,
       ]);
       const bytes = capture.finish() as Uint8Array;
       const atBarrier = newStore();
       atBarrier.store.restore(deserializeSnapshot(full ?? bytes));
       if (full !== undefined) atBarrier.store.applyDeltas([bytes]);
-      expectLists(atBarrier.lists, new Map([[2, [20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31]]]));
+      expectLists(atBarrier.lists, new Map([[2, range(20, 32)]]));
       expect(atBarrier.lists.start(2)).toBe(0);
     }
   });
