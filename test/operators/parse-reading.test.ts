@@ -99,24 +99,6 @@ describe('parseReading timestamps', () => {
     expect(batch.main.map((r) => r.ts)).toEqual(texts.map((t) => Date.parse(t)));
   });
 
-  it('parses a batch of meters of mixed cadences and spellings as it parses each reading alone', () => {
-    // 15- and 30-minute meters, each gateway with its own spelling, in any order: the texts follow one
-    // another in more than one order, and equal texts come as other string objects.
-    const spellings = [(m: string) => `2024-03-04T00:${m}:00Z`, (m: string) => `2024-03-04T00:${m}:00.000Z`];
-    const meter = fc.tuple(fc.constantFrom(['00', '15', '30', '45'], ['00', '30'], ['15']), fc.nat(1));
-    fc.assert(
-      fc.property(fc.array(meter, { minLength: 1, maxLength: 16 }), (meters) => {
-        const timestamps = meters.flatMap(([minutes, s]) =>
-          minutes.map((m) => ` ${spellings[s]!(m)}`.slice(1)),
-        );
-        const batch = parse(timestamps.map((timestamp, i) => raw({ timestamp, value: `${i}` })));
-        const alone = timestamps.map((timestamp, i) => parse([raw({ timestamp, value: `${i}` })]));
-        expect(batch.main).toEqual(alone.flatMap((r) => r.main));
-      }),
-      { numRuns: 200 },
-    );
-  });
-
   it.each([
     ['2024-03-04T00:00:00Z', T0],
     ['2024-03-04T00:00:00', T0], // no zone: UTC
