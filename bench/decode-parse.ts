@@ -6,6 +6,9 @@
  * payloads are made first (untimed). With `--base`, the same payloads go through that build's functions
  * too, in alternating rounds, so that two builds are compared in one process on one machine load.
  * `--profile <file>` writes a V8 CPU profile of this build's rounds, for `profile-top.js`.
+ * Caution: in one process, one build's CSV rounds have run ~1.5× faster than the other's for the whole run
+ * with identical code (seen twice in about ten runs, on a loaded machine); check a difference with each
+ * build alone in alternating processes too (a copy of the other build's `dist` with this file added).
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
