@@ -2,11 +2,12 @@
  * The fast path for the common message of a meter that sends each reading on its own: a flat JSON object
  * of exactly `meter_id`, `timestamp`, `value` and `unit`. It reads the payload's bytes in one pass and
  * returns the very reading `decodeReadings` would, or `undefined` for anything it is not sure of (the
- * caller then runs the full decoder, which also gives every rejection its reason). Pure.
+ * caller then runs the full decoder, which also gives every rejection its reason). Pure but for the
+ * decoders' shared table of interned keys.
  */
 
 import type { RawReading } from '../schemas/reading.js';
-import { internKey } from './decode.js';
+import { InternCursor } from './decode.js';
 
 /**
  * Larger payloads go to the full decoder: a reading's message is ~100 bytes, and the size limit and the
@@ -20,6 +21,10 @@ const MAX_FAST_BYTES = 1024;
  */
 const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(from: number, to: number): string })
   .latin1Slice;
+
+/** Where the last message's meter id and unit were found among the interned keys (see `InternCursor`). */
+const meterIds = new InternCursor();
+const units = new InternCursor();
 
 const QUOTE = 0x22;
 const COMMA = 0x2c;
@@ -75,10 +80,12 @@ export function decodeOneReadingJson(
   // ASCII, so Latin-1 decodes it exactly as UTF-8 would; any other payload returns before it is used.
   const text = latin1Slice.call(payload, 0, n);
   let seen = 0;
-  let meterId = '';
   let timestamp = '';
   let value = '';
-  let unit = '';
+  let meterFrom = 0;
+  let meterTo = 0;
+  let unitFrom = 0;
+  let unitTo = 0;
   let i = 1;
   for (;;) {
     if (payload[i] !== QUOTE) return undefined;
@@ -89,13 +96,21 @@ export function decodeOneReadingJson(
     if (bit === 0 || (seen & bit) !== 0 || payload[i + 1] !== COLON) return undefined;
     seen |= bit;
     i += 2;
-    let field: string;
+    let field = '';
     if (payload[i] === QUOTE) {
       const from = i + 1;
       i = from;
       while (i < n && plainByte(payload[i]!)) i++;
       if (payload[i] !== QUOTE) return undefined;
-      field = text.slice(from, i);
+      // The meter id and unit are interned from the text in place once the payload is known to be read
+      // here: most are the key seen a message before, or the next in the fleet's order.
+      if (bit === 1) {
+        meterFrom = from;
+        meterTo = i;
+      } else if (bit === 8) {
+        unitFrom = from;
+        unitTo = i;
+      } else field = text.slice(from, i);
       i++;
     } else {
       const from = i;
@@ -108,11 +123,16 @@ export function decodeOneReadingJson(
       }
       field = text.slice(from, i);
       if (!canonicalNumber(field)) return undefined;
+      if (bit === 1) {
+        meterFrom = from;
+        meterTo = i;
+      } else if (bit === 8) {
+        unitFrom = from;
+        unitTo = i;
+      }
     }
-    if (bit === 1) meterId = field;
-    else if (bit === 2) timestamp = field;
+    if (bit === 2) timestamp = field;
     else if (bit === 4) value = field;
-    else unit = field;
     if (payload[i] === COMMA) {
       i++;
       continue;
@@ -121,10 +141,10 @@ export function decodeOneReadingJson(
     return undefined;
   }
   return {
-    meterId: internKey(meterId),
+    meterId: meterIds.take(text, meterFrom, meterTo),
     timestamp,
     value,
-    unit: internKey(unit),
+    unit: units.take(text, unitFrom, unitTo),
     raw: text,
     source,
     receivedAt,

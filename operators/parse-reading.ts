@@ -59,8 +59,16 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
       const raw = batch[i]!;
       if (meters !== undefined && raw.meterId !== lastId) {
         lastId = raw.meterId;
-        meterIx = meters.intern(lastId);
-        meterId = meters.keyOf(meterIx)!;
+        // A batch lists the fleet's meters in the order they were first numbered, hour after hour: the
+        // number after the previous meter's is tried before a lookup (a compare of the very same string).
+        const next = meterIx === undefined ? undefined : meters.keyOf(meterIx + 1);
+        if (next === lastId) {
+          meterIx = meterIx! + 1;
+          meterId = next;
+        } else {
+          meterIx = meters.intern(lastId);
+          meterId = meters.keyOf(meterIx)!;
+        }
       }
       const time = times.of(raw.timestamp);
       const ts = time.ts;

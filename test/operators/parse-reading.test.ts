@@ -1,12 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { dataEvent, type FlowEvent, taggedEvent, watermarkEvent } from '../../core/index.js';
+import { DenseKeyIndex, dataEvent, type FlowEvent, taggedEvent, watermarkEvent } from '../../core/index.js';
 import { QUARANTINE } from '../../operators/outputs.js';
 import { type ParsedReading, parseReading, parseValue } from '../../operators/parse-reading.js';
 import { recordId } from '../../operators/record-id.js';
-import type { QuarantineRecord, RawReading } from '../../schemas/reading.js';
+import { METER_IX, type QuarantineRecord, type RawReading } from '../../schemas/reading.js';
 import { testScheduler } from '../core/helpers.js';
-import { PROCESSED_AT, raw, runBatch, T0, testLineage } from './fixtures.js';
+import { PROCESSED_AT, raw, run, runBatch, T0, testLineage } from './fixtures.js';
 
 const parse = (items: RawReading[]) => runBatch(parseReading(testLineage()), items);
 const tsOf = (timestamp: string): number | null => {
@@ -419,5 +419,39 @@ describe('parseValue', () => {
       expect(Object.is(parseValue(s), referenceValue(s)), s).toBe(true);
     expect(parseValue('-0.0')).toBe(0);
     expect(Object.is(parseValue('\u00011.5'), Number.NaN)).toBe(true);
+  });
+});
+
+describe('parseReading meter numbers', () => {
+  it('numbers each reading’s meter as the index numbers it, batches naming meters in any order', () => {
+    const meter = fc.constantFrom('MTR-1', 'MTR-2', 'MTR-3', 'MTR-12', 'MTR-4');
+    fc.assert(
+      fc.property(
+        fc.array(meter, { maxLength: 5 }),
+        fc.array(fc.array(meter, { maxLength: 12 }), { maxLength: 4 }),
+        (known, batches) => {
+          const index = new DenseKeyIndex();
+          // Numbered before, in an order of their own (a restored checkpoint's).
+          for (const id of known) index.intern(id);
+          const stage = parseReading(testLineage(), index);
+          const events = run(
+            stage,
+            // Equal ids as other string objects, as payloads decoded apart bring them.
+            batches.map((ids) => dataEvent(ids.map((id) => raw({ meterId: ` ${id}`.slice(1) })))),
+          );
+          const expected = new DenseKeyIndex();
+          for (const id of [...known, ...batches.flat()]) expected.intern(id);
+          const readings = events.flatMap((e) => (e.kind === 'data' ? e.items : []));
+          expect(readings.map((r) => r.meterId)).toEqual(batches.flat());
+          for (const r of readings) {
+            const n = (r as ParsedReading & { [METER_IX]?: number })[METER_IX]!;
+            expect(n).toBe(expected.numberOf(r.meterId));
+            // The index's own instance of the id, for the keyed stages' pointer compare.
+            expect(r.meterId).toBe(index.keyOf(n));
+          }
+          expect(index.snapshot()).toEqual(expected.snapshot());
+        },
+      ),
+    );
   });
 });
