@@ -96,24 +96,19 @@ export function decodeOneReadingJson(
     if (bit === 0 || (seen & bit) !== 0 || payload[i + 1] !== COLON) return undefined;
     seen |= bit;
     i += 2;
-    let field = '';
+    let fieldFrom: number;
+    let fieldTo: number;
+    /** The field's text when already sliced (a number, checked below). */
+    let sliced: string | undefined;
     if (payload[i] === QUOTE) {
-      const from = i + 1;
-      i = from;
+      fieldFrom = i + 1;
+      i = fieldFrom;
       while (i < n && plainByte(payload[i]!)) i++;
       if (payload[i] !== QUOTE) return undefined;
-      // The meter id and unit are interned from the text in place once the payload is known to be read
-      // here: most are the key seen a message before, or the next in the fleet's order.
-      if (bit === 1) {
-        meterFrom = from;
-        meterTo = i;
-      } else if (bit === 8) {
-        unitFrom = from;
-        unitTo = i;
-      } else field = text.slice(from, i);
+      fieldTo = i;
       i++;
     } else {
-      const from = i;
+      fieldFrom = i;
       while (i < n && payload[i] !== COMMA && payload[i] !== CLOSE) {
         const b = payload[i]!;
         // Digits, sign, point, exponent: anything else (a literal, whitespace) is not for this path.
@@ -121,18 +116,20 @@ export function decodeOneReadingJson(
           return undefined;
         i++;
       }
-      field = text.slice(from, i);
-      if (!canonicalNumber(field)) return undefined;
-      if (bit === 1) {
-        meterFrom = from;
-        meterTo = i;
-      } else if (bit === 8) {
-        unitFrom = from;
-        unitTo = i;
-      }
+      fieldTo = i;
+      sliced = text.slice(fieldFrom, fieldTo);
+      if (!canonicalNumber(sliced)) return undefined;
     }
-    if (bit === 2) timestamp = field;
-    else if (bit === 4) value = field;
+    // The meter id and unit are interned from the text in place once the payload is known to be read
+    // here: most are the key seen a message before, or the next in the fleet's order.
+    if (bit === 1) {
+      meterFrom = fieldFrom;
+      meterTo = fieldTo;
+    } else if (bit === 8) {
+      unitFrom = fieldFrom;
+      unitTo = fieldTo;
+    } else if (bit === 2) timestamp = sliced ?? text.slice(fieldFrom, fieldTo);
+    else value = sliced ?? text.slice(fieldFrom, fieldTo);
     if (payload[i] === COMMA) {
       i++;
       continue;
