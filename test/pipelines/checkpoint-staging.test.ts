@@ -114,34 +114,39 @@ function stagingStore(log: string[]): CheckpointStore & { committed: Checkpoint[
   };
 }
 
+/** Runs the counting graph over `source` to the end, a checkpoint every two flushes of two readings. */
+function stagedRun(
+  checkpoints: CheckpointStore,
+  source: ReadingSource,
+  seal: (epoch: number) => Promise<void>,
+): Promise<unknown> {
+  const store = new StateStore();
+  return runPipeline({
+    source,
+    sinks: { rollback: async () => {}, write: async () => {}, seal },
+    checkpoints,
+    store,
+    connect: countingGraph(store),
+    untilIdle: true,
+    flushRows: 2,
+    flushIntervalMs: 60_000,
+    checkpointIntervalMs: 60_000,
+    checkpointEveryFlushes: 2,
+    idlePollMs: 1,
+    now: () => 0,
+  });
+}
+
 describe('a checkpoint staged while its seal runs', () => {
   it('is stored before the seal ends and committed after it, with the epoch totals', async () => {
     for (const resumesFromPosition of [false, true]) {
       const log: string[] = [];
       const checkpoints = stagingStore(log);
-      const store = new StateStore();
-      await runPipeline({
-        source: countingSource(4, resumesFromPosition),
-        sinks: {
-          rollback: async () => {},
-          write: async () => {},
-          seal: async (epoch) => {
-            log.push(`seal ${epoch}`);
-            // The seal takes a while: long enough for the state to be staged meanwhile.
-            await new Promise((r) => setTimeout(r, 20));
-            log.push(`sealed ${epoch}`);
-          },
-        },
-        checkpoints,
-        store,
-        connect: countingGraph(store),
-        untilIdle: true,
-        flushRows: 2,
-        flushIntervalMs: 60_000,
-        checkpointIntervalMs: 60_000,
-        checkpointEveryFlushes: 2,
-        idlePollMs: 1,
-        now: () => 0,
+      await stagedRun(checkpoints, countingSource(4, resumesFromPosition), async (epoch) => {
+        log.push(`seal ${epoch}`);
+        // The seal takes a while: long enough for the state to be staged meanwhile.
+        await new Promise((r) => setTimeout(r, 20));
+        log.push(`sealed ${epoch}`);
       });
       expect(checkpoints.committed.map((cp) => cp.seq)).toEqual([1, 2, 3]);
       expect(log.filter((l) => l.startsWith('save'))).toEqual([]);
@@ -158,29 +163,11 @@ describe('a checkpoint staged while its seal runs', () => {
   it('is never committed when the seal fails', async () => {
     const log: string[] = [];
     const checkpoints = stagingStore(log);
-    const store = new StateStore();
     const broken = new Error('lake full');
     await expect(
-      runPipeline({
-        source: countingSource(4, true),
-        sinks: {
-          rollback: async () => {},
-          write: async () => {},
-          seal: async () => {
-            await new Promise((r) => setTimeout(r, 5));
-            throw broken;
-          },
-        },
-        checkpoints,
-        store,
-        connect: countingGraph(store),
-        untilIdle: true,
-        flushRows: 2,
-        flushIntervalMs: 60_000,
-        checkpointIntervalMs: 60_000,
-        checkpointEveryFlushes: 2,
-        idlePollMs: 1,
-        now: () => 0,
+      stagedRun(checkpoints, countingSource(4, true), async () => {
+        await new Promise((r) => setTimeout(r, 5));
+        throw broken;
       }),
     ).rejects.toBe(broken);
     expect(log).toContain('stage 1');
