@@ -214,9 +214,13 @@ function tsvNonNull(type: ColumnType): (value: CellValue) => string {
 // ---------------------------------------------------------------------------------------------
 // JSON formats
 
-type JsonCell<Row> = (row: Row) => string | number | null | readonly string[];
+export type JsonCell<Row> = (row: Row) => string | number | null | readonly string[];
 
-function jsonCell<Row>(column: Column<Row>): JsonCell<Row> {
+/**
+ * A column's cell as the text formats check it: the value they write (whole seconds for a time, U+FFFD
+ * for a lone surrogate), or a thrown error saying what is wrong. The RowBinary writer writes these values.
+ */
+export function jsonCell<Row>(column: Column<Row>): JsonCell<Row> {
   const get = column.get;
   const nonNull = jsonNonNull(column.type);
   if (isNullable(column.type)) {

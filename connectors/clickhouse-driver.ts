@@ -57,16 +57,19 @@ export interface StagedInsert {
   release(): Promise<void>;
 }
 
-/** Where an insert goes and in which format. */
-export interface InsertTarget {
+/** Every insert format of the hot store: the engines' common ones, and RowBinary (the server only). */
+export type HotStoreFormat = InsertFormat | 'RowBinary';
+
+/** Where an insert goes and in which format (`Format`: those the engine reads). */
+export interface InsertTarget<Format extends HotStoreFormat = InsertFormat> {
   readonly database: string;
   readonly table: string;
   readonly columns: readonly Pick<Column<unknown>, 'name' | 'type'>[];
-  readonly format: InsertFormat;
+  readonly format: Format;
 }
 
 /** The engine-specific part: a few calls on raw SQL text. */
-export interface Driver {
+export interface Driver<Format extends HotStoreFormat = InsertFormat> {
   /** Whether inserts may be `ArrowStream` (else only the text formats). */
   readonly readsArrow: boolean;
   query(text: string): Promise<unknown[]>;
@@ -75,7 +78,7 @@ export interface Driver {
    * Runs `encode` (synchronous; it throws what the encoder throws) and keeps its output as the
    * body of one insert into `target`. Nothing is sent yet.
    */
-  stageInsert(target: InsertTarget, encode: (sink: TextSink) => void): StagedInsert;
+  stageInsert(target: InsertTarget<Format>, encode: (sink: TextSink) => void): StagedInsert;
   close(): Promise<void>;
 }
 

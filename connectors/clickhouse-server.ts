@@ -1,8 +1,9 @@
 /** The ClickHouse server engine of the hot store: `@clickhouse/client` over HTTP, errors read from the response. */
 import { Readable } from 'node:stream';
 import { type ClickHouseClient, createClient, type Logger } from '@clickhouse/client';
+import type { TextSink } from '../codecs/clickhouse-encode.js';
 import { sql } from '../codecs/sql.js';
-import { bodyOf, type Driver, type HotStoreEvent, type HotStoreTarget } from './clickhouse-driver.js';
+import type { Driver, HotStoreEvent, HotStoreFormat, HotStoreTarget } from './clickhouse-driver.js';
 import { ClickHouseHttpError, SinkRejectedError } from './clickhouse-errors.js';
 
 export interface ServerDriverOptions {
@@ -87,7 +88,7 @@ export function serverDriver(
   target: Extract<HotStoreTarget, { kind: 'server' }>,
   url: string,
   options: ServerDriverOptions,
-): Driver {
+): Driver<HotStoreFormat> {
   const fromUrl = redactedUrl(target.url);
   const client: ClickHouseClient = createClient({
     url,
@@ -100,12 +101,12 @@ export function serverDriver(
 
   // Everything goes through exec() with error responses returned rather than thrown, so the
   // HTTP status is known when deciding whether to retry (the client's own errors drop it).
-  async function exec(query: string, values?: Buffer): Promise<string> {
+  async function exec(query: string, values?: readonly Uint8Array[]): Promise<string> {
     const result = await client.exec({
       query,
       ignore_error_response: true,
       // A fresh stream per attempt: a retried insert resends the same bytes.
-      ...(values === undefined ? {} : { values: Readable.from([values], { objectMode: false }) }),
+      ...(values === undefined ? {} : { values: Readable.from(values, { objectMode: false }) }),
     });
     const body = await readAll(result.stream);
     const status = result.http_status_code ?? 200;
@@ -121,16 +122,18 @@ export function serverDriver(
     async query(text) {
       return parseJsonEachRow(await exec(`${withoutTrailingSemicolons(text)}\nFORMAT JSONEachRow`));
     },
-    // 18.16 has no Arrow input format; the text formats work on every version.
+    // 18.16 has no Arrow input format; RowBinary and the text formats work on every version in scope.
     readsArrow: false,
     async command(text) {
       await exec(withoutTrailingSemicolons(text));
     },
     stageInsert({ database, table, columns, format }, encode) {
-      const body = bodyOf(encode);
+      const body = piecesOf(encode);
       const into = sql`INSERT INTO ${sql.ident(database, table)} (${sql.join(columns.map((c) => sql.ident(c.name)))})`;
+      let bytes = 0;
+      for (const piece of body) bytes += piece.byteLength;
       return {
-        bytes: body.length,
+        bytes,
         send: async () => {
           await exec(`${into.text} FORMAT ${format}`, body);
         },
@@ -139,6 +142,21 @@ export function serverDriver(
     },
     close: () => client.close(),
   };
+}
+
+/**
+ * An insert body as the pieces to send: binary pieces as they came (a RowBinary body is never copied
+ * into one buffer), text as one buffer (`bodyOf`: one conversion costs less than a buffer per piece).
+ */
+function piecesOf(encode: (sink: TextSink) => void): Uint8Array[] {
+  let text = '';
+  const bytes: Uint8Array[] = [];
+  encode((piece) => {
+    if (typeof piece === 'string') text += piece;
+    else bytes.push(piece);
+  });
+  if (text.length > 0) bytes.push(Buffer.from(text, 'utf8'));
+  return bytes;
 }
 
 function withoutTrailingSemicolons(text: string): string {

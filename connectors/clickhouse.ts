@@ -4,10 +4,11 @@
  * with the retries and the migrations; the engines implement `Driver` (`clickhouse-driver.ts`).
  *
  * The pipeline depends on {@link HotStore} only; no client type leaks out. Inserts are encoded
- * from the schema's column lists into one body per batch and sent as is — over HTTP as a
- * TabSeparated stream (the fastest text format on both engines, and 18.16 reads no Arrow); into
- * chDB as an Arrow IPC stream in a file the engine reads itself (`INSERT … SELECT … FROM file(…)`),
- * see `chdbDriver`.
+ * from the schema's column lists into one body per batch and sent as is — over HTTP as RowBinary,
+ * chosen from the server's version (18.16 and later read it; `codecs/clickhouse-rowbinary.ts`), with
+ * TabSeparated text for an older server or when asked for (18.16 reads no Arrow); into chDB as an
+ * Arrow IPC stream in a file the engine reads itself (`INSERT … SELECT … FROM file(…)`), see
+ * `chdbDriver`.
  *
  * Every request is retried on transient failures (connection refused or reset, timeouts, 5xx
  * from a proxy, overload codes) with exponential backoff, then fails with
@@ -16,12 +17,8 @@
  * record's identity: a batch that landed before its response was lost collapses with its copy.
  */
 
-import {
-  type InsertFormat,
-  RowEncodingError,
-  type RowWriter,
-  rowWriter,
-} from '../codecs/clickhouse-encode.js';
+import { RowEncodingError, type RowWriter, rowWriter } from '../codecs/clickhouse-encode.js';
+import { rowBinaryWriter } from '../codecs/clickhouse-rowbinary.js';
 import { type SqlFragment, sql, sqlIdent } from '../codecs/sql.js';
 import {
   bootstrapDdl,
@@ -42,6 +39,7 @@ import {
   type Driver,
   firstLine,
   type HotStoreEvent,
+  type HotStoreFormat,
   type HotStoreTarget,
   type InsertTarget,
   type StagedInsert,
@@ -57,7 +55,7 @@ import {
 import { serverDriver, serverLocation } from './clickhouse-server.js';
 
 export type { InsertFormat, RowFormat } from '../codecs/clickhouse-encode.js';
-export type { HotStoreEvent, HotStoreTarget } from './clickhouse-driver.js';
+export type { HotStoreEvent, HotStoreFormat, HotStoreTarget } from './clickhouse-driver.js';
 export { SinkRejectedError, SinkUnavailableError } from './clickhouse-errors.js';
 
 export interface RetryPolicy {
@@ -90,10 +88,11 @@ export interface HotStoreOptions {
   /** Rows per INSERT statement; larger inputs are split. Default 100,000. */
   readonly maxRowsPerInsert?: number;
   /**
-   * Insert encoding; default `ArrowStream` where the engine reads it (chDB), else `TabSeparated`
-   * (the server: 18.16 reads no Arrow).
+   * Insert encoding; default `ArrowStream` where the engine reads it (chDB), `RowBinary` on a server whose
+   * version reads it (18.16 and later, see `capabilitiesOf`), else `TabSeparated`. `RowBinary` is for the
+   * server only, `ArrowStream` for chDB only.
    */
-  readonly format?: InsertFormat;
+  readonly format?: HotStoreFormat;
   /** TTLs created by `migrate()` on engines that support them (not 18.16). Default: none. */
   readonly retentionDays?: RetentionDays;
   /**
@@ -184,7 +183,7 @@ export function openHotStore(target: HotStoreTarget, options: HotStoreOptions = 
     throw new RangeError('maxRowsPerInsert must be a positive integer');
   const engine: HotStoreEngine = target.kind;
   const location = target.kind === 'server' ? serverLocation(target.url) : target.path;
-  let driver: Driver;
+  let driver: Driver<HotStoreFormat>;
   try {
     driver =
       target.kind === 'server'
@@ -206,15 +205,18 @@ export function openHotStore(target: HotStoreTarget, options: HotStoreOptions = 
       error,
     );
   }
-  const format: InsertFormat = options.format ?? (driver.readsArrow ? 'ArrowStream' : 'TabSeparated');
-  if (format === 'ArrowStream' && !driver.readsArrow) {
+  if (
+    (options.format === 'ArrowStream' && !driver.readsArrow) ||
+    (options.format === 'RowBinary' && engine !== 'server')
+  ) {
     void driver.close();
     throw new SinkRejectedError(
-      `The hot store on ${engine} ${location} reads no ArrowStream inserts`,
+      `The hot store on ${engine} ${location} reads no ${options.format} inserts`,
       { engine, target: location, operation: 'connect', attempts: 0 },
       undefined,
     );
   }
+  let format: HotStoreFormat | undefined = options.format;
   const closing = new AbortController();
   const writers = new Map<HotTableName, RowWriter<never>>();
   let capabilitiesPromise: Promise<ClickHouseCapabilities> | undefined;
@@ -305,10 +307,14 @@ export function openHotStore(target: HotStoreTarget, options: HotStoreOptions = 
     return sql.ident(database, name);
   }
 
-  function capabilities(): Promise<ClickHouseCapabilities> {
-    capabilitiesPromise ??= attempt('connect', undefined, () =>
-      driver.query('SELECT version() AS version'),
-    ).then((rows) => capabilitiesOf(String((rows[0] as { version?: unknown } | undefined)?.version ?? '')));
+  /** Asked for once; `operation` and `table` name the call that asked first, in retries and errors. */
+  function capabilities(
+    operation: HotStoreOperation = 'connect',
+    table?: string,
+  ): Promise<ClickHouseCapabilities> {
+    capabilitiesPromise ??= attempt(operation, table, () => driver.query('SELECT version() AS version')).then(
+      (rows) => capabilitiesOf(String((rows[0] as { version?: unknown } | undefined)?.version ?? '')),
+    );
     capabilitiesPromise.catch(() => {
       capabilitiesPromise = undefined;
     });
@@ -356,12 +362,29 @@ export function openHotStore(target: HotStoreTarget, options: HotStoreOptions = 
     return { capabilities: caps, applied, alreadyApplied: [...done].sort((a, b) => a - b) };
   }
 
-  function writerFor<K extends HotTableName>(table: K): RowWriter<HotTableRows[K]> {
+  /**
+   * The insert format, chosen once: the one asked for; else ArrowStream where the engine reads it (chDB),
+   * RowBinary where the server's version reads it, TabSeparated otherwise. The version is known from the
+   * start (`migrate()` asks for it first); a store that inserts first asks for it as part of the insert.
+   */
+  async function insertFormat(table: HotTableName): Promise<HotStoreFormat> {
+    if (format === undefined) {
+      const chosen: HotStoreFormat = driver.readsArrow
+        ? 'ArrowStream'
+        : engine === 'server' && (await capabilities('insert', table)).rowBinary
+          ? 'RowBinary'
+          : 'TabSeparated';
+      format ??= chosen;
+    }
+    return format;
+  }
+
+  function writerFor<K extends HotTableName>(table: K, format: HotStoreFormat): RowWriter<HotTableRows[K]> {
     let writer = writers.get(table);
     if (!writer) {
-      writer = rowWriter(
-        hotTables[table].columns as readonly Column<HotTableRows[K]>[],
-        format,
+      const columns = hotTables[table].columns as readonly Column<HotTableRows[K]>[];
+      writer = (
+        format === 'RowBinary' ? rowBinaryWriter(columns) : rowWriter(columns, format)
       ) as RowWriter<never>;
       writers.set(table, writer);
     }
@@ -378,8 +401,9 @@ export function openHotStore(target: HotStoreTarget, options: HotStoreOptions = 
     if (closed) {
       throw new SinkRejectedError('The hot store is closed', context('insert', 0, table), undefined);
     }
-    const write = writerFor(table);
-    const target: InsertTarget = { database, table, columns: spec.columns, format };
+    const chosen = await insertFormat(table);
+    const write = writerFor(table, chosen);
+    const target: InsertTarget<HotStoreFormat> = { database, table, columns: spec.columns, format: chosen };
     // Encode every batch before sending any, so a row that cannot be encoded leaves nothing stored.
     const staged: StagedInsert[] = [];
     try {
@@ -430,7 +454,7 @@ export function openHotStore(target: HotStoreTarget, options: HotStoreOptions = 
     engine,
     database,
     relation,
-    capabilities,
+    capabilities: () => capabilities(),
     migrate,
     insert,
     insertAll,

@@ -54,12 +54,14 @@ export interface ClickHouseCapabilities {
   readonly lowCardinality: boolean;
   /** Table `TTL` clauses; added in 19.6. */
   readonly ttl: boolean;
+  /** `RowBinary` inserts: read by 18.16 (the oldest server in scope) and every later version. */
+  readonly rowBinary: boolean;
 }
 
 /**
  * Reads the capabilities from a version string such as `18.16.1` or `26.7.2.1`. The thresholds
- * are conservative (20.1 for both features): no 19.x server is in scope, and a too-high bar
- * only costs a plain `String` column or a missing TTL.
+ * are conservative (20.1 for LowCardinality and TTL, 18.16 for RowBinary): no 19.x server is in
+ * scope, and a too-high bar only costs a plain `String` column, a missing TTL or a text insert.
  */
 export function capabilitiesOf(version: string): ClickHouseCapabilities {
   const match = /^(\d+)\.(\d+)/.exec(version.trim());
@@ -67,7 +69,8 @@ export function capabilitiesOf(version: string): ClickHouseCapabilities {
   const major = Number(match[1]);
   const minor = Number(match[2]);
   const modern = major >= 20;
-  return { version: version.trim(), major, minor, lowCardinality: modern, ttl: modern };
+  const rowBinary = major > 18 || (major === 18 && minor >= 16);
+  return { version: version.trim(), major, minor, lowCardinality: modern, ttl: modern, rowBinary };
 }
 
 /** The ClickHouse type of a column type on an engine with the given capabilities. */

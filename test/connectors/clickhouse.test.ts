@@ -461,7 +461,7 @@ describe.each(ENGINES)('hot store on %s', (_name, engine) => {
     const summary = await big.insert('readings', readings);
     const ms = performance.now() - started;
     console.log(
-      `[hot store] ${engine}: 100k readings (${(summary.bytes / 1e6).toFixed(1)} MB TabSeparated) in ${ms.toFixed(0)} ms = ${Math.round(100_000 / (ms / 1000))} rows/s`,
+      `[hot store] ${engine}: 100k readings (${(summary.bytes / 1e6).toFixed(1)} MB body) in ${ms.toFixed(0)} ms = ${Math.round(100_000 / (ms / 1000))} rows/s`,
     );
     const [row] = await big.query<{ c: string; meters: string }>(
       sql`SELECT count() AS c, uniqExact(meter_id) AS meters FROM ${big.relation('readings')} FINAL`,
