@@ -14,8 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { HourlyConsumption, QuarantineRecord, Reading } from '../schemas/reading.js';
-import { openGraph, pushBatch, simulatedHours } from './tasks/feed.js';
+import { dayRows } from './tasks/feed.js';
 
 interface Build {
   readonly name: string;
@@ -68,26 +67,7 @@ async function main(): Promise<void> {
   const builds = [await load('this', here)];
   if (values.base !== undefined) builds.push(await load('base', resolve(values.base)));
 
-  const { registry, hours } = simulatedHours({ meters, days: 1, start: '2024-03-11', seed: 1 });
-  const readings: Reading[] = [];
-  const hourly: HourlyConsumption[] = [];
-  const quarantine: QuarantineRecord[] = [];
-  const add =
-    <T>(into: T[]) =>
-    (rows: readonly T[]) => {
-      for (const row of rows) into.push(row);
-    };
-  const ignore = () => undefined;
-  const { input, finish } = openGraph(registry, {
-    readings: add(readings),
-    quarantine: add(quarantine),
-    hourly: add(hourly),
-    faults: ignore,
-    alerts: ignore,
-    dailyPeaks: ignore,
-  });
-  for (const batch of hours()) pushBatch(input, batch.records);
-  finish();
+  const { readings, hourly, quarantine } = dayRows(meters);
   console.log(`rows: ${readings.length} readings, ${hourly.length} hourly, ${quarantine.length} quarantine`);
 
   const dir = mkdtempSync(join(tmpdir(), 'gs-encode-'));

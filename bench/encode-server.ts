@@ -10,16 +10,8 @@ import { parseArgs } from 'node:util';
 import { type InsertFormat, rowWriter } from '../codecs/clickhouse-encode.js';
 import { rowBinaryWriter } from '../codecs/clickhouse-rowbinary.js';
 import { bodyOf } from '../connectors/clickhouse-driver.js';
-import {
-  type Column,
-  type HourlyConsumption,
-  hourlyColumns,
-  type QuarantineRecord,
-  quarantineColumns,
-  type Reading,
-  readingColumns,
-} from '../schemas/reading.js';
-import { openGraph, pushBatch, simulatedHours } from './tasks/feed.js';
+import { type Column, hourlyColumns, quarantineColumns, readingColumns } from '../schemas/reading.js';
+import { dayRows } from './tasks/feed.js';
 
 const WRITE_ROWS = 100_000;
 
@@ -61,26 +53,7 @@ async function main(): Promise<void> {
   });
   const meters = Number(values.meters);
   const rounds = Number(values.rounds);
-  const { registry, hours } = simulatedHours({ meters, days: 1, start: '2024-03-11', seed: 1 });
-  const readings: Reading[] = [];
-  const hourly: HourlyConsumption[] = [];
-  const quarantine: QuarantineRecord[] = [];
-  const add =
-    <T>(into: T[]) =>
-    (rows: readonly T[]) => {
-      for (const row of rows) into.push(row);
-    };
-  const ignore = () => undefined;
-  const { input, finish } = openGraph(registry, {
-    readings: add(readings),
-    quarantine: add(quarantine),
-    hourly: add(hourly),
-    faults: ignore,
-    alerts: ignore,
-    dailyPeaks: ignore,
-  });
-  for (const batch of hours()) pushBatch(input, batch.records);
-  finish();
+  const { readings, hourly, quarantine } = dayRows(meters);
   console.log(`rows: ${readings.length} readings, ${hourly.length} hourly, ${quarantine.length} quarantine`);
 
   const figures = new Map<string, number[]>();

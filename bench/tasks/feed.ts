@@ -11,7 +11,7 @@ import type { MeterRegistry } from '../../operators/outputs.js';
 import { parseRegistryCsv } from '../../operators/registry.js';
 import { resolveRuleProfile } from '../../operators/rule-profile.js';
 import { type MeterQualitySink, meterQualityGraph } from '../../pipelines/meter-quality.js';
-import type { RawReading } from '../../schemas/reading.js';
+import type { HourlyConsumption, QuarantineRecord, RawReading, Reading } from '../../schemas/reading.js';
 import { createSimulation } from '../../simulator/index.js';
 import type { SimSpec } from './common.js';
 
@@ -96,4 +96,34 @@ export function openGraph(
 
 export function pushBatch(input: Subject<FlowEvent<RawReading>>, records: readonly RawReading[]): void {
   input.next(dataEvent(records));
+}
+
+/** The stored rows of a simulated day (readings, hourly, quarantine), made by the graph, for the encoder benches. */
+export interface DayRows {
+  readonly readings: Reading[];
+  readonly hourly: HourlyConsumption[];
+  readonly quarantine: QuarantineRecord[];
+}
+
+/** Runs the graph over a simulated day of `meters` meters and keeps the rows the stores would receive. */
+export function dayRows(meters: number): DayRows {
+  const { registry, hours } = simulatedHours({ meters, days: 1, start: '2024-03-11', seed: 1 });
+  const rows: DayRows = { readings: [], hourly: [], quarantine: [] };
+  const add =
+    <T>(into: T[]) =>
+    (batch: readonly T[]) => {
+      for (const row of batch) into.push(row);
+    };
+  const ignore = () => undefined;
+  const { input, finish } = openGraph(registry, {
+    readings: add(rows.readings),
+    quarantine: add(rows.quarantine),
+    hourly: add(rows.hourly),
+    faults: ignore,
+    alerts: ignore,
+    dailyPeaks: ignore,
+  });
+  for (const batch of hours()) pushBatch(input, batch.records);
+  finish();
+  return rows;
 }
