@@ -5,7 +5,7 @@ import { type RowEncodingError, rowEncoder, rowWriter } from '../../codecs/click
 import { wellFormed } from '../../codecs/unicode.js';
 import { arrowColumnValues } from '../../schemas/arrow.js';
 import { type Column, hourlyColumns, type Reading, readingColumns } from '../../schemas/reading.js';
-import { makeReadings } from '../connectors/clickhouse-fixtures.js';
+import { EDGE_TIMES, makeReadings } from '../connectors/clickhouse-fixtures.js';
 
 /** The Arrow body of `rows` read back as values, or the error the writer threw. */
 function arrowOf<Row>(columns: readonly Column<Row>[], rows: readonly Row[]): unknown {
@@ -63,20 +63,6 @@ function refusal(error: unknown): unknown {
 }
 
 const HOSTILE_NUMBERS = [0, -0, Number.NaN, Infinity, -Infinity, 1e21, -1, 255, 256, 4_294_967_296, 0.5];
-/** Times at DateTime's edges (1970 and 2106), fractional, negative and not finite. */
-const EDGE_TIMES = [
-  0,
-  -0,
-  -1,
-  999.9,
-  1000,
-  2 ** 32 * 1000 - 1,
-  2 ** 32 * 1000,
-  1_710_115_200_000.5,
-  Number.NaN,
-  Infinity,
-  -Infinity,
-];
 const HOSTILE_TEXT = ['', '\\N', 'a\tb', 'nl\n', 'nul\u0000', 'lone \ud800', '\udc00', 'ü 𝄞', "it's"];
 
 describe('ArrowStream bodies for chDB', () => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { type RowEncodingError, rowEncoder } from '../../codecs/clickhouse-encode.js';
 import { rowBinaryWriter } from '../../codecs/clickhouse-rowbinary.js';
 import { type Column, type ColumnType, type Reading, readingColumns } from '../../schemas/reading.js';
-import { makeReadings } from '../connectors/clickhouse-fixtures.js';
+import { EDGE_TIMES, makeReadings } from '../connectors/clickhouse-fixtures.js';
 
 /** A RowBinary body read back, independently of the writer: one array of values per column. */
 function decodeRowBinary(types: readonly ColumnType[], body: Buffer): unknown[][] {
@@ -165,18 +165,6 @@ const HOSTILE_NUMBERS = [
   Number.NaN,
   Infinity,
   -Infinity,
-];
-/** Times at DateTime's edges (1970 and 2106), fractional, negative and not finite. */
-const EDGE_TIMES = [
-  0,
-  -0,
-  -1,
-  999.9,
-  1000,
-  2 ** 32 * 1000 - 1,
-  2 ** 32 * 1000,
-  1_710_115_200_000.5,
-  Number.NaN,
 ];
 
 describe('RowBinary bodies for the server', () => {

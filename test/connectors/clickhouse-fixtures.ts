@@ -160,3 +160,18 @@ export function chdbDataDir(): { readonly path: string; remove(): void } {
 export function testDatabase(label: string): string {
   return `gs_${label}_${process.pid}_${Math.floor(Math.random() * 1e6)}`;
 }
+
+/** Times at DateTime's edges (1970 and 2106), fractional, negative and not finite: every insert format's property tests. */
+export const EDGE_TIMES = [
+  0,
+  -0,
+  -1,
+  999.9,
+  1000,
+  2 ** 32 * 1000 - 1,
+  2 ** 32 * 1000,
+  1_710_115_200_000.5,
+  Number.NaN,
+  Infinity,
+  -Infinity,
+];
