@@ -3,13 +3,13 @@
  * server's insert bodies alone, as CPU time, TabSeparated against RowBinary. The graph's outputs for a
  * simulated day are produced first (untimed); then, in each round and for each format in turn (the order
  * alternating), the readings, hourly and quarantine rows are encoded the way the server driver stages
- * them: every 100,000 rows one body, TabSeparated text made into one buffer (`bodyOf`), RowBinary pieces
- * kept as they come.
+ * them: every 100,000 rows one body (`piecesOf`: TabSeparated text made into one buffer, RowBinary pieces
+ * kept as they come).
  */
 import { parseArgs } from 'node:util';
 import { type InsertFormat, rowWriter } from '../codecs/clickhouse-encode.js';
 import { rowBinaryWriter } from '../codecs/clickhouse-rowbinary.js';
-import { bodyOf } from '../connectors/clickhouse-driver.js';
+import { piecesOf } from '../connectors/clickhouse-driver.js';
 import { type Column, hourlyColumns, quarantineColumns, readingColumns } from '../schemas/reading.js';
 import { dayRows } from './tasks/feed.js';
 
@@ -27,19 +27,10 @@ function cpuMs(since: NodeJS.CpuUsage): number {
 /** Encodes `rows` as the server driver stages them; returns the bytes. */
 function stage<Row>(columns: readonly Column<Row>[], rows: readonly Row[], format: Format): number {
   let bytes = 0;
-  if (format === 'TabSeparated') {
-    const write = rowWriter(columns, 'TabSeparated');
-    for (let from = 0; from < rows.length; from += WRITE_ROWS) {
-      const to = Math.min(rows.length, from + WRITE_ROWS);
-      bytes += bodyOf((sink) => write(rows, from, to, sink)).length;
-    }
-    return bytes;
-  }
-  const write = rowBinaryWriter(columns);
+  const write = format === 'TabSeparated' ? rowWriter(columns, 'TabSeparated') : rowBinaryWriter(columns);
   for (let from = 0; from < rows.length; from += WRITE_ROWS) {
-    const pieces: Uint8Array[] = [];
-    write(rows, from, Math.min(rows.length, from + WRITE_ROWS), (piece) => pieces.push(piece as Uint8Array));
-    for (const piece of pieces) bytes += piece.byteLength;
+    const to = Math.min(rows.length, from + WRITE_ROWS);
+    for (const piece of piecesOf((sink) => write(rows, from, to, sink))) bytes += piece.byteLength;
   }
   return bytes;
 }

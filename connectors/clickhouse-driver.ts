@@ -82,15 +82,26 @@ export interface Driver<Format extends HotStoreFormat = InsertFormat> {
   close(): Promise<void>;
 }
 
-/** An insert body in memory: one string, converted once (a Buffer per piece costs more than the copy it saves). */
-export function bodyOf(encode: (sink: TextSink) => void): Buffer {
+/**
+ * An insert body as the pieces to send: binary pieces as they came (a RowBinary body is never copied into
+ * one buffer), text as one buffer, converted once (a Buffer per piece costs more than the copy it saves).
+ */
+export function piecesOf(encode: (sink: TextSink) => void): Uint8Array[] {
   let text = '';
   const bytes: Uint8Array[] = [];
   encode((piece) => {
     if (typeof piece === 'string') text += piece;
     else bytes.push(piece);
   });
-  return bytes.length === 0 ? Buffer.from(text, 'utf8') : Buffer.concat(bytes);
+  if (text.length > 0) bytes.push(Buffer.from(text, 'utf8'));
+  return bytes;
+}
+
+/** An insert body in memory, in one buffer: text as converted, binary pieces joined. */
+export function bodyOf(encode: (sink: TextSink) => void): Buffer {
+  const pieces = piecesOf(encode);
+  const only = pieces[0];
+  return pieces.length === 1 && only instanceof Buffer ? only : Buffer.concat(pieces);
 }
 
 /** The first line of an error's message, shortened: what a log or another error may quote. */

@@ -1,9 +1,14 @@
 /** The ClickHouse server engine of the hot store: `@clickhouse/client` over HTTP, errors read from the response. */
 import { Readable } from 'node:stream';
 import { type ClickHouseClient, createClient, type Logger } from '@clickhouse/client';
-import type { TextSink } from '../codecs/clickhouse-encode.js';
 import { sql } from '../codecs/sql.js';
-import type { Driver, HotStoreEvent, HotStoreFormat, HotStoreTarget } from './clickhouse-driver.js';
+import {
+  type Driver,
+  type HotStoreEvent,
+  type HotStoreFormat,
+  type HotStoreTarget,
+  piecesOf,
+} from './clickhouse-driver.js';
 import { ClickHouseHttpError, SinkRejectedError } from './clickhouse-errors.js';
 
 export interface ServerDriverOptions {
@@ -142,21 +147,6 @@ export function serverDriver(
     },
     close: () => client.close(),
   };
-}
-
-/**
- * An insert body as the pieces to send: binary pieces as they came (a RowBinary body is never copied
- * into one buffer), text as one buffer (`bodyOf`: one conversion costs less than a buffer per piece).
- */
-function piecesOf(encode: (sink: TextSink) => void): Uint8Array[] {
-  let text = '';
-  const bytes: Uint8Array[] = [];
-  encode((piece) => {
-    if (typeof piece === 'string') text += piece;
-    else bytes.push(piece);
-  });
-  if (text.length > 0) bytes.push(Buffer.from(text, 'utf8'));
-  return bytes;
 }
 
 function withoutTrailingSemicolons(text: string): string {
