@@ -59,6 +59,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --flush-rows <n>      write outputs every this many rows (default 100000, the job's default)
   --checkpoint-interval <ms> checkpoint this often (default 30000, the job's default)
   --cold-rows <n>       lake rows buffered before a file set is written (default: the job's default)
+  --no-lake             the pipeline part without the Parquet lake (what the lake costs the day)
   --cpu-prof            write V8 CPU profiles of the end-to-end, the one-reading-per-message and the live
                         pipelines to bench/results/profiles/ (pipeline-, messages-, live-<time>.cpuprofile)
   --out <dir>           where the JSON results go (default bench/results)
@@ -77,6 +78,7 @@ interface Options {
   readonly flushRows: number;
   readonly checkpointIntervalMs: number;
   readonly coldRows: number | undefined;
+  readonly lake: boolean;
   readonly outDir: string;
   readonly keep: boolean;
 }
@@ -100,6 +102,7 @@ function parseOptions(argv: string[]): Options {
       'flush-rows': { type: 'string', default: String(JOB_DEFAULTS.flushRows) },
       'checkpoint-interval': { type: 'string', default: String(JOB_DEFAULTS.checkpointIntervalMs) },
       'cold-rows': { type: 'string' },
+      'no-lake': { type: 'boolean' },
       out: { type: 'string', default: 'bench/results' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -142,6 +145,7 @@ function parseOptions(argv: string[]): Options {
     flushRows: positive('flush-rows', values['flush-rows']!),
     checkpointIntervalMs: positive('checkpoint-interval', values['checkpoint-interval']!),
     coldRows: values['cold-rows'] === undefined ? undefined : positive('cold-rows', values['cold-rows']),
+    lake: values['no-lake'] !== true,
     outDir: resolve(values.out!),
     keep: values.keep!,
   };
@@ -325,7 +329,7 @@ async function main(): Promise<void> {
       flushRows: options.flushRows,
       checkpointIntervalMs: options.checkpointIntervalMs,
       ...(options.coldRows === undefined ? {} : { coldRows: options.coldRows }),
-      lake: true,
+      lake: options.lake,
       stageTiming: true,
     });
 
