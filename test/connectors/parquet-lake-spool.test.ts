@@ -6,7 +6,12 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { wellFormed } from '../../codecs/unicode.js';
-import { LakeInputError, openParquetLake, type ParquetLake } from '../../connectors/parquet-lake.js';
+import {
+  LakeInputError,
+  openParquetLake,
+  PARQUET_ROW_GROUP_ROWS,
+  type ParquetLake,
+} from '../../connectors/parquet-lake.js';
 import type { QuarantineRecord, Reading } from '../../schemas/reading.js';
 import { makeHourly, makeQuarantine, makeReadings } from './parquet-fixtures.js';
 
@@ -178,6 +183,54 @@ describe('Parquet lake spool', () => {
     );
     expect(inFile).toEqual(sorted);
   });
+
+  it('writes row groups of PARQUET_ROW_GROUP_ROWS rows, the rows in sort order as a direct write has them', async () => {
+    // Time-major, as parts arrive: the sort moves every row; 2.5 row groups, ~14 MB of spool (many read buffers).
+    const readings = makeReadings({
+      start: Date.UTC(2024, 0, 10),
+      meters: 1024,
+      intervals: Math.ceil((PARQUET_ROW_GROUP_ROWS * 2.5) / 1024),
+    });
+    const spool = lake.spool('readings', 'w1');
+    for (let from = 0; from < readings.length; from += 10_000)
+      spool.append(readings.slice(from, from + 10_000));
+    const [spooled] = (await spool.write('spooled')).files;
+    const [direct] = (await lake.writeBatch('readings', readings, 'direct')).files;
+    const groups = (file: string | undefined) =>
+      lake.query(
+        `SELECT DISTINCT row_group_id, row_group_num_rows FROM parquet_metadata($file) ORDER BY row_group_id`,
+        { file: file as string },
+      );
+    const rest = readings.length - 2 * PARQUET_ROW_GROUP_ROWS;
+    const expected = [PARQUET_ROW_GROUP_ROWS, PARQUET_ROW_GROUP_ROWS, rest].map((n, i) => ({
+      row_group_id: BigInt(i),
+      row_group_num_rows: BigInt(n),
+    }));
+    expect(await groups(spooled)).toEqual(expected);
+    expect(await groups(direct)).toEqual(expected);
+    // Every row of the two files alike, at the same place in the file.
+    const unlike = await lake.query(
+      `SELECT count(*) AS n FROM (
+         (SELECT * FROM read_parquet($a, file_row_number = true)
+          EXCEPT ALL SELECT * FROM read_parquet($b, file_row_number = true))
+         UNION ALL
+         (SELECT * FROM read_parquet($b, file_row_number = true)
+          EXCEPT ALL SELECT * FROM read_parquet($a, file_row_number = true)))`,
+      { a: spooled as string, b: direct as string },
+    );
+    expect(unlike).toEqual([{ n: 0n }]);
+    const inFile = await lake.query(
+      'SELECT meter_id, ts FROM read_parquet($file, file_row_number = true) ORDER BY file_row_number',
+      {
+        file: spooled as string,
+      },
+    );
+    expect(inFile.map((r) => `${r.meter_id} ${(r.ts as Date).toISOString()}`)).toEqual(
+      [...readings]
+        .sort((a, b) => (a.meterId === b.meterId ? a.ts - b.ts : a.meterId < b.meterId ? -1 : 1))
+        .map((r) => `${r.meterId} ${new Date(r.ts).toISOString()}`),
+    );
+  }, 60_000);
 
   it('refuses a call with a bad row as a whole, keeping what earlier calls spooled', async () => {
     const spool = lake.spool('readings', 'w1');
