@@ -10,7 +10,7 @@
  * form (`-0`, `NaN` and `Infinity` spelled out), times as epoch milliseconds, string lists as JSON
  * arrays. Text is written as UTF-8, which turns a lone surrogate into U+FFFD, as the appender does.
  */
-import { floatText, TEN_THOUSANDTHS } from '../codecs/float-text.js';
+import { floatText } from '../codecs/float-text.js';
 import { hasLoneSurrogate, wellFormed } from '../codecs/unicode.js';
 import { type CellValue, isNullableColumnType } from '../schemas/arrow.js';
 import { duckdbTypeOf } from '../schemas/parquet.js';
@@ -308,8 +308,20 @@ function writeNumber(value: number, out: SpoolBuffer): void {
   const magnitude = k < 0 ? -k : k;
   const whole = Math.floor(magnitude / 10_000);
   if (k < 0) out.bytes[out.at++] = 0x2d;
+  // The whole part is under 1e9: writeInteger's 32-bit path.
   writeInteger(whole, out);
-  writeAscii(TEN_THOUSANDTHS[magnitude - whole * 10_000] as string, out);
+  let rest = magnitude - whole * 10_000;
+  if (rest === 0) return;
+  // The decimals digit by digit, trailing zeros left out: floatText's `TEN_THOUSANDTHS` text, no string read.
+  const bytes = out.bytes;
+  let at = out.at;
+  bytes[at++] = 0x2e;
+  for (let unit = 1000; rest !== 0; unit = (unit / 10) | 0) {
+    const digit = (rest / unit) | 0;
+    bytes[at++] = 0x30 + digit;
+    rest -= digit * unit;
+  }
+  out.at = at;
 }
 
 /** A safe integer's decimal digits, as `String(value)` writes them (-0 as `0`). */
@@ -319,6 +331,20 @@ function writeInteger(value: number, out: SpoolBuffer): void {
   if (n < 0) {
     bytes[out.at++] = 0x2d;
     n = -n;
+  }
+  if (n <= 0x7fff_ffff) {
+    // Scores, counts, whole kW: 32-bit integer division, cheaper than a double's division and floor.
+    let digits = 1;
+    for (let rest = n; rest >= 10; rest = (rest / 10) | 0) digits++;
+    const end = out.at + digits;
+    let at = end;
+    do {
+      const next = (n / 10) | 0;
+      bytes[--at] = 0x30 + (n - next * 10);
+      n = next;
+    } while (n > 0);
+    out.at = end;
+    return;
   }
   let digits = 1;
   for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) digits++;

@@ -128,6 +128,44 @@ describe('lake spool encoding', () => {
     );
   });
 
+  it('writes meter values (at most four decimals) and integers near 32 bits as String() does', () => {
+    interface Numbers {
+      x: number | null;
+      i: number;
+    }
+    const numbers: Column<Numbers>[] = [
+      { name: 'x', type: 'NullableFloat64', get: (r) => r.x, doc: '' },
+      { name: 'i', type: 'Int64', get: (r) => r.i, doc: '' },
+    ];
+    // Scaled values whose decimals end in zeros, span every digit count, and sit at the fast path's edges.
+    const scaled = fc.oneof(
+      fc.integer({ min: -1e13 + 1, max: 1e13 - 1 }),
+      fc.integer({ min: -99_999, max: 99_999 }),
+      fc
+        .tuple(fc.integer({ min: -999_999_999, max: 999_999_999 }), fc.constantFrom(1, 10, 100, 1000, 10_000))
+        .map(([k, unit]) => k * unit),
+      fc.constantFrom(1, 10, 100, 1000, 9999, 10_000, 10_001, 2 ** 31 * 10_000, 1e13 - 1, 1e13, -(1e13 - 1)),
+    );
+    const near32 = fc.oneof(
+      fc.integer({ min: 2 ** 31 - 50, max: 2 ** 31 + 50 }),
+      fc.integer({ min: -(2 ** 31) - 50, max: -(2 ** 31) + 50 }),
+      fc.integer({ min: 2 ** 32 - 50, max: 2 ** 32 + 50 }),
+      fc.maxSafeInteger(),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ x: scaled.map((k) => k / 10_000), i: near32 }), { minLength: 1 }),
+        (rows) => {
+          const spool = spoolColumnsOf(numbers as Column<unknown>[]);
+          const text = rows.map((r) => spool.encode(r)).join('');
+          const number = (n: number) => (Object.is(n, -0) ? '-0' : String(n));
+          expect(text).toBe(rows.map((r) => `${number(r.x as number)},${String(r.i)}\n`).join(''));
+        },
+      ),
+      { numRuns: 2_000 },
+    );
+  });
+
   it("writes long strings and whole integers exactly, across the buffer's drains and past its size", () => {
     interface Wide {
       s: string;
