@@ -30,7 +30,7 @@ import {
   type OrderedConsumerOptions,
   ReplayPolicy,
 } from '@nats-io/jetstream';
-import { type MsgHdrs, nanos, headers as natsHeaders } from '@nats-io/transport-node';
+import { type MsgHdrs, type NatsConnection, nanos, headers as natsHeaders } from '@nats-io/transport-node';
 import {
   DeadLetterError,
   FetchError,
@@ -208,8 +208,15 @@ export class JetStreamSource implements ReadingsMessageSource {
   readonly #ackTimeoutMs: number;
   readonly #ackMode: 'batch' | 'each';
   readonly #deadLetter: DeadLetterOptions;
-  /** Fetched, not yet acknowledged, by stream sequence. */
-  readonly #handles = new Map<number, JsMsg>();
+  /**
+   * Fetched, not yet acknowledged: each one's ack subject (its reply subject), by stream sequence. The
+   * subject is all an acknowledgement needs; a `JsMsg` held until the commit (a write, ~100,000
+   * one-reading messages, later) kept its message, its byte views and the client's parse of it alive
+   * into the old generation.
+   */
+  readonly #handles = new Map<number, string>();
+  /** The connection the acknowledgements are published on. */
+  readonly #nc: NatsConnection;
   readonly #budget = new ByteBudget();
   #knownPending = -1;
   #closed = false;
@@ -227,6 +234,7 @@ export class JetStreamSource implements ReadingsMessageSource {
     info: ConsumerInfo,
   ) {
     this.#js = js;
+    this.#nc = connectionOf(js);
     this.#consumer = consumer;
     this.#stream = stream;
     const limit = info.config.max_ack_pending ?? options.maxAckPending ?? 10_000;
@@ -382,7 +390,7 @@ export class JetStreamSource implements ReadingsMessageSource {
         const gap = delivery.consumerSeq - this.#lastConsumerSeq - 1;
         if (gap > 0) this.#lost += gap;
         if (delivery.consumerSeq > this.#lastConsumerSeq) this.#lastConsumerSeq = delivery.consumerSeq;
-        this.#handles.set(delivery.seq, m);
+        this.#handles.set(delivery.seq, replyOf(m));
         this.#knownPending = delivery.pending;
         pulled.push(toSourceMessage(this.#stream, m, delivery));
         return true;
@@ -406,7 +414,7 @@ export class JetStreamSource implements ReadingsMessageSource {
     const acked: number[] = [];
     const failed: { seq: number; error: string }[] = [];
     const unknown: number[] = [];
-    const held: [number, JsMsg][] = [];
+    const held: [number, string][] = [];
     for (const m of messages) {
       const seq = typeof m === 'number' ? m : m.seq;
       const handle = this.#handles.get(seq);
@@ -418,11 +426,13 @@ export class JetStreamSource implements ReadingsMessageSource {
       this.#handles.delete(seq);
       held.push([seq, handle]);
     }
-    held.sort((a, b) => a[0] - b[0]);
+    // Handed back in stream order as a rule (a commit acknowledges what was handed out, in order): a
+    // comparator sort of a write's ~100,000 pairs is then skipped.
+    if (!ascending(held)) held.sort((a, b) => a[0] - b[0]);
     if (this.#ackMode === 'batch' && held.length > 0) {
-      for (let i = 0; i < held.length - 1; i++) held[i][1].ack();
+      for (let i = 0; i < held.length - 1; i++) this.#respond(held[i][1], ACK);
       try {
-        await held[held.length - 1][1].ackAck({ timeout: this.#ackTimeoutMs });
+        await this.#confirmedAck(held[held.length - 1][1]);
         for (const [seq] of held) acked.push(seq);
       } catch (error) {
         for (const [seq] of held) failed.push({ seq, error: messageOf(error) });
@@ -433,7 +443,7 @@ export class JetStreamSource implements ReadingsMessageSource {
       await Promise.all(
         held.slice(i, i + ACK_CONCURRENCY).map(async ([seq, handle]) => {
           try {
-            await handle.ackAck({ timeout: this.#ackTimeoutMs });
+            await this.#confirmedAck(handle);
             acked.push(seq);
           } catch (error) {
             failed.push({ seq, error: messageOf(error) });
@@ -450,8 +460,21 @@ export class JetStreamSource implements ReadingsMessageSource {
    * server then waits another `ack_wait` before redelivering.
    */
   extendAckDeadline(): number {
-    for (const handle of this.#handles.values()) handle.working();
+    for (const handle of this.#handles.values()) this.#respond(handle, WORKING);
     return this.#handles.size;
+  }
+
+  /** What `JsMsg.ack()`, `nak()` and `working()` send: `payload` on the message's ack subject. */
+  #respond(ackSubject: string, payload: Uint8Array): void {
+    if (ackSubject !== '') this.#nc.publish(ackSubject, payload);
+  }
+
+  /**
+   * What `JsMsg.ackAck()` does: the ack as a request, resolved by the server's reply once it has
+   * processed the ack (and, acks of one connection being handled in order, every ack published before it).
+   */
+  async #confirmedAck(ackSubject: string): Promise<void> {
+    if (ackSubject !== '') await this.#nc.request(ackSubject, ACK, { timeout: this.#ackTimeoutMs });
   }
 
   async deadLetter(message: SourceMessage, reason: string): Promise<DeadLetterReceipt> {
@@ -480,7 +503,7 @@ export class JetStreamSource implements ReadingsMessageSource {
   async close(options: { readonly nak?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (options.nak ?? true) for (const handle of this.#handles.values()) handle.nak();
+    if (options.nak ?? true) for (const handle of this.#handles.values()) this.#respond(handle, NAK);
     this.#handles.clear();
     this.#budget.clear();
   }
@@ -827,6 +850,33 @@ export function deliveryOf(m: JsMsg): Delivery {
   delivery.timestampNanos = info.timestampNanos;
   delivery.pending = info.pending;
   return delivery;
+}
+
+/** Whether the pairs' sequences are in ascending order. */
+function ascending(held: readonly (readonly [number, string])[]): boolean {
+  for (let i = 1; i < held.length; i++) if (held[i - 1]![0] > held[i]![0]) return false;
+  return true;
+}
+
+/** The ack subject of a delivery: the reply subject of its message (`JsMsg.ack()` responds to it). */
+function replyOf(m: JsMsg): string {
+  // The implementation's getter; not part of the `JsMsg` interface (`deliveryOf` has just decoded it).
+  return (m as JsMsg & { readonly reply?: string }).reply ?? '';
+}
+
+/** The acknowledgement payloads `JsMsg` sends. */
+const ACK = new TextEncoder().encode('+ACK');
+const NAK = new TextEncoder().encode('-NAK');
+const WORKING = new TextEncoder().encode('+WPI');
+
+/**
+ * The connection of a JetStream client: the client's own field (not part of its interface), where the
+ * acknowledgements go, as a `JsMsg` publishes them on its subscription's connection.
+ */
+function connectionOf(js: JetStreamClient): NatsConnection {
+  const nc = (js as JetStreamClient & { readonly nc?: NatsConnection }).nc;
+  if (nc === undefined) throw new TypeError('JetStream client without its connection (nc)');
+  return nc;
 }
 
 /** Positions of an ack subject's first dots (12 tokens at most are read). */

@@ -231,7 +231,9 @@ export function messageReadingSource(
   options: MessageSourceOptions,
 ): ReadingSource {
   const puller = messagePuller(openMessages, options);
-  let delivered: SourceMessage[] = [];
+  // Stream sequences, not the messages: a commit comes a write (~100,000 messages) later, and holding
+  // the message objects that long moved every one of them into the old generation.
+  let delivered: number[] = [];
   const empty = (): SourceBatch => ({ records: [], quarantined: [], deadLettered: 0 });
   return {
     name: 'jetstream',
@@ -245,13 +247,13 @@ export function messageReadingSource(
       if (pulled.kind === 'empty') return empty();
       if (pulled.kind === 'stalled')
         return { records: [], quarantined: [], deadLettered: 0, commitSoon: true };
-      for (const m of pulled.covered) delivered.push(m);
+      for (const m of pulled.covered) delivered.push(m.seq);
       const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
       const now = options.now();
       const failed: [SourceMessage, ReadingsMessageSource, string][] = [];
       for (const m of pulled.fresh) {
         const reason = takeMessage(m, batch, now);
-        if (reason === undefined) delivered.push(m);
+        if (reason === undefined) delivered.push(m.seq);
         else failed.push([m, pulled.from, reason]);
       }
       if (failed.length > 0) await deadLetterAll(failed, batch, options);

@@ -18,6 +18,7 @@ import {
   type SourceMessage,
 } from '../../connectors/jetstream.js';
 import type { Alert, RawReading } from '../../schemas/reading.js';
+import { alive, collectGarbage } from '../harness/gc.js';
 import { uniqueName } from '../harness/servers.js';
 
 let nc: NatsConnection;
@@ -382,6 +383,35 @@ describe('acknowledgement after commit', () => {
     const result = await source.ack([...batch.messages].reverse());
     expect(result.acked).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
     // Confirmed means applied: the server already counts none of them as pending.
+    expect(await source.pending()).toMatchObject({ numPending: 0, numAckPending: 0, lag: 0 });
+    await source.close();
+  });
+
+  it('keeps only an ack subject per unacknowledged message: a fetched message is collectable before its ack', async () => {
+    const { stream, prefix } = await freshStreams();
+    // One reading a message, without headers: a message's payload is then the very bytes its handle holds.
+    for (let i = 0; i < 20; i++)
+      await js.publish(
+        `${prefix}.${i % 4}`,
+        Buffer.from(`{"meter_id":"M${i}","timestamp":"2024-03-15T14:00:00Z","value":"1","unit":"W"}`),
+      );
+    const source = await JetStreamSource.open(js, { stream, durable: 'w' });
+    // Made in a function of its own, so nothing on this frame refers to the messages afterwards.
+    const fetch = async () => {
+      const batch = await source.fetchBatch(100, 1000);
+      return {
+        seqs: batch.messages.map((m) => m.seq),
+        payloads: batch.messages.map((m) => new WeakRef(m.data)),
+      };
+    };
+    const { seqs, payloads } = await fetch();
+    expect(seqs).toHaveLength(20);
+    expect(source.unacknowledged).toBe(20);
+    await collectGarbage();
+    // Held until the commit (a write, ~100,000 one-reading messages later), a message's handle kept its
+    // payload and the client's parse of it alive into the old generation.
+    expect(alive(payloads)).toBe(0);
+    expect((await source.ack(seqs)).acked).toEqual(seqs);
     expect(await source.pending()).toMatchObject({ numPending: 0, numAckPending: 0, lag: 0 });
     await source.close();
   });
