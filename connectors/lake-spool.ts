@@ -155,13 +155,14 @@ function readTypeOf(column: Column<unknown>): string {
 
 /**
  * The SQL expression of a spooled column as stored in Parquet (`ident` is its quoted name), the same
- * as the appender path's: times through epoch milliseconds, lists from their JSON text.
+ * as the appender path's: times from epoch milliseconds as microseconds (`make_timestamptz`, no ICU
+ * time-zone call), lists from their JSON text.
  */
 export function spoolOutputExpression(column: Column<unknown>, ident: string, storedType: string): string {
   switch (column.type) {
     case 'DateTime':
     case 'NullableDateTime':
-      return `timezone('UTC', epoch_ms(CAST(${ident} AS BIGINT)))`;
+      return `make_timestamptz(CAST(${ident} AS BIGINT) * 1000)`;
     case 'ArrayString':
       return `from_json(${ident}, '["VARCHAR"]')`;
     default:

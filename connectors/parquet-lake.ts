@@ -1002,8 +1002,9 @@ function outputExpression(column: StagingColumn): string {
   const ident = duckdbIdent(column.name);
   switch (column.kind) {
     case 'time':
-      // timezone('UTC', TIMESTAMP) reads the wall time as UTC: exact, whatever the session zone.
-      return `timezone('UTC', epoch_ms(CAST(${ident} AS BIGINT)))`;
+      // Microseconds since the epoch make the instant directly: no session time zone is involved, and no
+      // ICU call (`timezone('UTC', epoch_ms(…))`, the same values, spent ~7 % of a seal's CPU in ICU).
+      return `make_timestamptz(CAST(${ident} AS BIGINT) * 1000)`;
     default:
       return `CAST(${ident} AS ${duckdbTypeOf(column.columnType)})`;
   }
