@@ -13,22 +13,12 @@ import type {
 } from '../../connectors/jetstream-source.js';
 import { MAX_EMPTY_WHILE_PENDING } from '../../pipelines/message-source.js';
 import { messageReadingSource, partitionedReadingSource } from '../../pipelines/sources.js';
+import { sourceMessage } from '../harness/source-messages.js';
 
 const csv = new TextEncoder().encode('meter_id,timestamp,value,unit\nM1,2024-03-11T00:00:00.000Z,1.5,kW\n');
 
 function message(seq: number): SourceMessage {
-  return {
-    stream: 'READINGS',
-    seq,
-    subject: 'readings.0',
-    data: csv,
-    headers: {},
-    source: `stream:READINGS:${seq}`,
-    storedAt: 0,
-    receivedAt: 0,
-    deliveryCount: 1,
-    redelivered: false,
-  };
+  return sourceMessage(seq, csv);
 }
 
 /**

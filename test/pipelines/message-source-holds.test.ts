@@ -11,22 +11,13 @@ import type {
 } from '../../connectors/jetstream-source.js';
 import { messageReadingSource } from '../../pipelines/sources.js';
 import { alive, collectGarbage } from '../harness/gc.js';
+import { sourceMessage } from '../harness/source-messages.js';
 
 function message(seq: number): SourceMessage {
-  return {
-    stream: 'READINGS',
+  return sourceMessage(
     seq,
-    subject: 'readings.0',
-    data: Buffer.from(
-      `{"meter_id":"MTR-${seq}","timestamp":"2024-03-11T00:00:00.000Z","value":"1.5","unit":"kW"}`,
-    ),
-    headers: {},
-    source: `stream:READINGS:${seq}`,
-    storedAt: 0,
-    receivedAt: 0,
-    deliveryCount: 1,
-    redelivered: false,
-  };
+    Buffer.from(`{"meter_id":"MTR-${seq}","timestamp":"2024-03-11T00:00:00.000Z","value":"1.5","unit":"kW"}`),
+  );
 }
 
 /** One pull of messages 1–5, then nothing; what it hands out is watched, what is acknowledged recorded. */
