@@ -5,7 +5,9 @@
  * `parseReading`; then `--json` of the same readings as one-reading JSON messages, 1,000 a batch. The
  * payloads are made first (untimed). With `--base`, the same payloads go through that build's functions
  * too, in alternating rounds, so that two builds are compared in one process on one machine load.
- * `--profile <file>` writes a V8 CPU profile of this build's rounds, for `profile-top.js`.
+ * `--profile <file>` writes a V8 CPU profile of this build's rounds, for `profile-top.js`. `--parse-only` times
+ * `parseReading` alone: each batch is decoded before the clock starts (the decoded records are the same
+ * either way, so the difference of the two figures is the decoding).
  * Caution: in one process, one build's CSV rounds have run ~1.5× faster than the other's for the whole run
  * with identical code (seen twice in about ten runs, on a loaded machine); check a difference with each
  * build alone in alternating processes too (a copy of the other build's `dist` with this file added).
@@ -56,6 +58,7 @@ const { values } = parseArgs({
     json: { type: 'string', default: '200000' },
     base: { type: 'string' },
     profile: { type: 'string' },
+    'parse-only': { type: 'boolean', default: false },
   },
 });
 const here = resolve(new URL('..', import.meta.url).pathname);
@@ -66,6 +69,7 @@ if (values.base !== undefined) builds.push(await load('base', resolve(values.bas
 const csvBatches: Message[][] = [];
 const jsonMessages: Message[] = [];
 const maxJson = Number(values.json);
+const parseOnly = values['parse-only'];
 let seq = 0;
 let folder = '';
 for (const file of createSimulation({
@@ -118,25 +122,22 @@ function round(build: Build, counts: Counts, part: 'csv' | 'json'): number {
     } else if (e.kind === 'tagged') counts.quarantined += e.items.length;
   });
   const take = build.messages.takeMessage;
-  const t = process.cpuUsage();
-  const push = (batch: { records: RawReading[]; quarantined: QuarantineRecord[] }): void => {
+  const batches: Message[][] = [];
+  if (part === 'csv') batches.push(...csvBatches);
+  else
+    for (let from = 0; from < jsonMessages.length; from += JSON_BATCH)
+      batches.push(jsonMessages.slice(from, from + JSON_BATCH));
+  const decode = (messages: Message[]): RawReading[] => {
+    const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
+    for (const m of messages) take(m, batch, 0);
     counts.quarantined += batch.quarantined.length;
-    input.next(build.core.dataEvent(batch.records));
+    return batch.records;
   };
-  if (part === 'csv') {
-    for (const messages of csvBatches) {
-      const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
-      for (const m of messages) take(m, batch, 0);
-      push(batch);
-    }
-  } else {
-    for (let from = 0; from < jsonMessages.length; from += JSON_BATCH) {
-      const batch = { records: [] as RawReading[], quarantined: [] as QuarantineRecord[], deadLettered: 0 };
-      const to = Math.min(jsonMessages.length, from + JSON_BATCH);
-      for (let i = from; i < to; i++) take(jsonMessages[i]!, batch, 0);
-      push(batch);
-    }
-  }
+  // Decoded before the clock starts with --parse-only, as each batch comes otherwise.
+  const decoded = parseOnly ? batches.map(decode) : [];
+  const t = process.cpuUsage();
+  for (let i = 0; i < batches.length; i++)
+    input.next(build.core.dataEvent(parseOnly ? decoded[i]! : decode(batches[i]!)));
   const used = process.cpuUsage(t);
   input.complete();
   return (used.user + used.system) / 1000;

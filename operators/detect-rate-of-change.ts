@@ -1,5 +1,6 @@
 import { type KeyedProcessSpec, keyedProcess, type StateStore, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
+import { addFlag } from './add-flag.js';
 import { byMeter, METER_KEYS } from './meter-key.js';
 import type { RuleProfile } from './rule-profile.js';
 
@@ -51,8 +52,8 @@ export function detectRateOfChangeSpec(
           const d = bases.data;
           const base = d[o]!;
           if (base >= minBase) {
-            if (cur * 100 > base * spikeFactor) r.flags.push('spike');
-            else if (cur * 100 < base * dropFactor) r.flags.push('drop');
+            if (cur * 100 > base * spikeFactor) addFlag(r, 'spike');
+            else if (cur * 100 < base * dropFactor) addFlag(r, 'drop');
           }
           d[o] = cur;
         }

@@ -6,6 +6,7 @@
  */
 import type { OutputTag } from '../core/index.js';
 import type { Alert, AlertSeverity, FaultEvent, FaultType, Reading } from '../schemas/reading.js';
+import { addFlag } from './add-flag.js';
 import { ALERTS, FAULTS } from './outputs.js';
 
 export const HOUR_MS = 3_600_000;
@@ -115,7 +116,7 @@ export function faultAlert(
 export function excludeFromAnalytics(r: Reading): void {
   const flags = r.flags;
   for (let i = 0; i < flags.length; i++) if (flags[i] === 'fault_excluded') return;
-  flags.push('fault_excluded');
+  addFlag(r, 'fault_excluded');
 }
 
 /** A value the meter actually sent: not interpolated, not a missing row, not a NULL reading. */

@@ -7,6 +7,7 @@ import {
   type ReadingFlag,
   type Season,
 } from '../schemas/reading.js';
+import { NO_FLAGS } from './add-flag.js';
 import { type Lineage, QUARANTINE } from './outputs.js';
 import { canonicalTimestamp, RecordIds } from './record-id.js';
 
@@ -129,9 +130,10 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
 
 /** Initial flags: a NULL value's `MISSING_READING`, then the quality the source gave the value. */
 function sourceFlags(kw: number | null, raw: RawReading): ReadingFlag[] {
-  const flags: ReadingFlag[] = kw === null ? ['MISSING_READING'] : [];
-  if (raw.sourceFlags !== undefined) for (const f of raw.sourceFlags) flags.push(f);
-  return flags;
+  const given = raw.sourceFlags;
+  // Most readings have none: they share the frozen empty array (flags are added through `addFlag`).
+  if (given === undefined || given.length === 0) return kw === null ? ['MISSING_READING'] : NO_FLAGS;
+  return kw === null ? ['MISSING_READING', ...given] : [...given];
 }
 
 /** B5.2 by UTC month, a placeholder until `classifyPeak` tags the season in the utility's time zone. */

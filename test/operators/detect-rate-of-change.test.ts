@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { from } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { type FlowEvent, StateStore } from '../../core/index.js';
+import { NO_FLAGS } from '../../operators/add-flag.js';
 import { detectRateOfChange } from '../../operators/detect-rate-of-change.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
 import type { Reading } from '../../schemas/reading.js';
@@ -43,6 +44,12 @@ describe('detectRateOfChange thresholds (strict: "> 500 %", "> 90 %")', () => {
 });
 
 describe('detectRateOfChange previous value', () => {
+  it('flags readings that share the frozen empty flags of parsing without writing into them', () => {
+    const rs = series([1, 7, 0.5]).map((r) => ({ ...r, flags: NO_FLAGS }));
+    expect(run([data(...rs)]).map((r) => r.flags)).toEqual([[], ['spike'], ['drop']]);
+    expect(NO_FLAGS).toEqual([]);
+  });
+
   it('is the last measured reading with a value: interpolated, missing and NULL rows are skipped', () => {
     const [a, b, c, d, e] = series([1, 9, null, null, 8]);
     b!.status = 'interpolated';

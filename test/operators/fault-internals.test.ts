@@ -12,6 +12,7 @@ import {
   serializeSnapshot,
   type Transform,
 } from '../../core/index.js';
+import { NO_FLAGS } from '../../operators/add-flag.js';
 import { detectCommFailure } from '../../operators/detect-comm-failure.js';
 import { detectErraticSpike } from '../../operators/detect-erratic-spike.js';
 import { detectLowVariance } from '../../operators/detect-low-variance.js';
@@ -141,6 +142,15 @@ describe('fault internals', () => {
     excludeFromAnalytics(r);
     excludeFromAnalytics(r);
     expect(r.flags).toEqual(['fault_excluded']);
+  });
+
+  it('flags a reading that shares the frozen empty flags of parsing without writing into them', () => {
+    // Set after: the fixture copies the flags it is given.
+    const r = reading();
+    r.flags = NO_FLAGS;
+    excludeFromAnalytics(r);
+    expect(r.flags).toEqual(['fault_excluded']);
+    expect(NO_FLAGS).toEqual([]);
   });
 });
 

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DenseKeyIndex, dataEvent, type FlowEvent, taggedEvent, watermarkEvent } from '../../core/index.js';
+import { addFlag, NO_FLAGS } from '../../operators/add-flag.js';
 import { QUARANTINE } from '../../operators/outputs.js';
 import { type ParsedReading, parseReading, parseValue } from '../../operators/parse-reading.js';
 import { recordId } from '../../operators/record-id.js';
@@ -314,6 +315,27 @@ describe('parseReading draft fields', () => {
       pipelineVersion: '1.2.3',
       receivedAt: T0 + 900_000,
     });
+  });
+
+  it('gives flagless readings the one frozen empty array, and NULL or source-flagged readings their own', () => {
+    const [plain, other, missing, estimated, both] = parse([
+      raw({ value: '1' }),
+      { ...raw({ value: '2' }), sourceFlags: [] },
+      raw({ value: '' }),
+      { ...raw({ value: '3' }), sourceFlags: ['source_estimated'] },
+      { ...raw({ value: ' ' }), sourceFlags: ['source_estimated'] },
+    ]).main;
+    // Frozen, so that a stage pushing into it instead of going through `addFlag` fails at once.
+    expect(plain!.flags).toBe(NO_FLAGS);
+    expect(other!.flags).toBe(NO_FLAGS);
+    expect(Object.isFrozen(NO_FLAGS)).toBe(true);
+    expect(missing!.flags).toEqual(['MISSING_READING']);
+    expect(estimated!.flags).toEqual(['source_estimated']);
+    expect(both!.flags).toEqual(['MISSING_READING', 'source_estimated']);
+    for (const r of [missing, estimated, both]) expect(Object.isFrozen(r!.flags)).toBe(false);
+    addFlag(plain!, 'unit_converted');
+    expect(plain!.flags).toEqual(['unit_converted']);
+    expect(other!.flags).toEqual([]);
   });
 
   it('gives one instant written in different zones and spellings the same record id', () => {
