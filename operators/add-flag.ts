@@ -1,20 +1,21 @@
 /**
- * How a reading's `flags` grow: every stage that adds a flag goes through `addFlag`, because most readings
- * leave parsing with {@link NO_FLAGS}, one frozen empty array they all share (a fresh empty array per reading
- * is 32 bytes and an allocation, for a list that stays empty for nearly every reading). A push into the
- * shared array would throw, so a stage that pushes directly shows up in the tests at once.
+ * How a reading's `flags` grow. Most readings leave parsing with {@link NO_FLAGS}, one frozen empty array
+ * they all share (a fresh empty array per reading is 32 bytes and an allocation, for a list that stays
+ * empty for nearly every reading), so `Reading.flags` is a readonly list: a stage adds a flag through
+ * `addFlag`, which gives the reading a new array, and the compiler refuses a `push` into one.
  */
 import type { Reading, ReadingFlag } from '../schemas/reading.js';
 
-/** The flags of a reading that has none; frozen, never to be pushed into. */
-export const NO_FLAGS: ReadingFlag[] = Object.freeze([]) as unknown as ReadingFlag[];
+/** The flags of a reading that has none; frozen, shared by every such reading. */
+export const NO_FLAGS: readonly ReadingFlag[] = Object.freeze([]);
 
 /**
- * Appends `flag` to `r.flags`. An empty array (the shared one, or any other) is replaced by a one-element
- * array: 24 bytes of store, where V8 would grow an empty array to 17 slots (152 bytes) on its first `push`.
+ * Gives `r` its flags with `flag` appended, in a new array of the size it needs: an array a reading
+ * received may be shared (the frozen empty one, or a copy's), and only `r` must see the flag. Flags are
+ * rare, so the copy costs little; a one-element array is 24 bytes of store, where V8 would grow an empty
+ * array to 17 slots (152 bytes) on a first `push`.
  */
 export function addFlag(r: Reading, flag: ReadingFlag): void {
   const flags = r.flags;
-  if (flags.length === 0) r.flags = [flag];
-  else flags.push(flag);
+  r.flags = flags.length === 0 ? [flag] : [...flags, flag];
 }

@@ -129,7 +129,7 @@ export function parseReading(lineage: Lineage, meters?: DenseKeyIndex): Transfor
 }
 
 /** Initial flags: a NULL value's `MISSING_READING`, then the quality the source gave the value. */
-function sourceFlags(kw: number | null, raw: RawReading): ReadingFlag[] {
+function sourceFlags(kw: number | null, raw: RawReading): readonly ReadingFlag[] {
   const given = raw.sourceFlags;
   // Most readings have none: they share the frozen empty array (flags are added through `addFlag`).
   if (given === undefined || given.length === 0) return kw === null ? ['MISSING_READING'] : NO_FLAGS;

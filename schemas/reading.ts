@@ -96,7 +96,7 @@ export interface Reading {
   rawValue: string;
   rawUnit: string;
   status: ReadingStatus;
-  flags: ReadingFlag[];
+  flags: readonly ReadingFlag[];
   /** Validation warnings that count against the score (each −15). */
   warnings: number;
   qualityScore: number;

@@ -5,7 +5,9 @@
  * type the hold ignores, readings that arrive behind the held watermark (counted at once, or late), in
  * half-hour batches each followed by a watermark 20 min behind them. Deterministic: a fixed seed.
  */
+
 import { dataEvent, type FlowEvent, watermarkEvent } from '../../core/index.js';
+import { addFlag } from '../../operators/add-flag.js';
 import type { FaultEvent, MeterInfo, Reading } from '../../schemas/reading.js';
 import { DAY, HOUR, MINUTE, reading, T0 } from './fixtures.js';
 
@@ -35,7 +37,7 @@ export function hourlyEvents(): { events: FlowEvent<Item>[]; fullCut: number; de
   const arrivals: { at: number; item: Item }[] = [];
   const add = (meterId: string, ts: number, kw: number | null, delay = random() * 4 * MINUTE): void => {
     const r = reading({ meterId, ts, kw, rawValue: kw === null ? '' : String(kw) });
-    if (kw === null) r.flags.push('MISSING_READING');
+    if (kw === null) addFlag(r, 'MISSING_READING');
     arrivals.push({ at: ts + delay, item: r });
   };
   const fault = (meterId: string, faultType: FaultEvent['faultType'], from: number, to: number): void => {

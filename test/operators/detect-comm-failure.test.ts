@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { from } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { type FlowEvent, StateStore, taggedEvent } from '../../core/index.js';
+import { addFlag } from '../../operators/add-flag.js';
 import { detectCommFailure } from '../../operators/detect-comm-failure.js';
 import { ALERTS, FAULTS } from '../../operators/outputs.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
@@ -138,7 +139,7 @@ describe('detectCommFailure in event time (marbles)', () => {
         c: data(...rows(n('missing', 6), T0 + 90 * INTERVAL)),
       });
       const c = rows(n('missing', 6), T0 + 90 * INTERVAL);
-      c[5]!.flags.push('fault_excluded');
+      addFlag(c[5]!, 'fault_excluded');
       expectObservable(input.pipe(comm(new StateStore(), t))).toBe('a-b-(fgc)-|', {
         a: data(...rows([...n('ok', 70), ...n('missing', 20)])),
         b: wm(T0 + 89 * INTERVAL),

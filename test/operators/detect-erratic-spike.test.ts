@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { from } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { type FlowEvent, StateStore, taggedEvent } from '../../core/index.js';
+import { addFlag } from '../../operators/add-flag.js';
 import { detectErraticSpike } from '../../operators/detect-erratic-spike.js';
 import { ALERTS, FAULTS } from '../../operators/outputs.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
@@ -69,8 +70,8 @@ describe('detectErraticSpike and the other rules', () => {
 
   it('leaves over-limit readings to the overload rule', () => {
     const rs = series([...baseline(), 25, 25, 9]);
-    rs[96]!.flags.push('over_limit');
-    rs[97]!.flags.push('over_limit');
+    addFlag(rs[96]!, 'over_limit');
+    addFlag(rs[97]!, 'over_limit');
     // The window is untouched: 9 kW is judged against the baseline (limit 6 kW).
     expect(faults(run(spikes(), [data(...rs)])).map((f) => (f.detectedAt - T0) / INTERVAL)).toEqual([98]);
   });
@@ -79,7 +80,7 @@ describe('detectErraticSpike and the other rules', () => {
     // The baseline (limit 6 kW), then a stuck value for a day, caught by the stuck rule at its 96th reading.
     const kws = [...baseline(), ...new Array<number>(100).fill(2), 5, ...baseline(95), 9];
     const rs = series(kws);
-    for (let i = 96 + 95; i < 96 + 100; i++) rs[i]!.flags.push('fault_excluded');
+    for (let i = 96 + 95; i < 96 + 100; i++) addFlag(rs[i]!, 'fault_excluded');
     // Against the old window (baseline + 95 stuck readings: mean 2, σ 0.71) 5 kW would be a spike; the
     // window was discarded, so it starts the new one, and 9 kW is judged once 96 readings are in.
     const stale = [...baseline(), ...new Array<number>(95).fill(2)];
@@ -135,7 +136,7 @@ describe('detectErraticSpike in event time (marbles)', () => {
         c: data(...series([6, 11], { start: T0 + 4 * INTERVAL })),
       });
       const c = series([6, 11], { start: T0 + 4 * INTERVAL });
-      c[1]!.flags.push('fault_excluded');
+      addFlag(c[1]!, 'fault_excluded');
       expectObservable(input.pipe(spikes(new StateStore(), t))).toBe('a-b-(fgc)-|', {
         a: data(...series([1, 3, 1, 3])),
         b: wm(T0 + 3 * INTERVAL),

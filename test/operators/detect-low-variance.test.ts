@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { from } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { type FlowEvent, StateStore, taggedEvent } from '../../core/index.js';
+import { addFlag } from '../../operators/add-flag.js';
 import { detectLowVariance } from '../../operators/detect-low-variance.js';
 import { ALERTS, FAULTS } from '../../operators/outputs.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
@@ -83,8 +84,8 @@ describe('detectLowVariance and the other rules', () => {
 
   it('leaves out readings another detector excluded, over-limit readings, NULLs and filled rows', () => {
     const rs = alternating(106, 10, 0.05);
-    for (let i = 0; i < 4; i++) rs[i]!.flags.push('fault_excluded');
-    for (let i = 4; i < 6; i++) rs[i]!.flags.push('over_limit');
+    for (let i = 0; i < 4; i++) addFlag(rs[i]!, 'fault_excluded');
+    for (let i = 4; i < 6; i++) addFlag(rs[i]!, 'over_limit');
     Object.assign(rs[6]!, { kw: null, flags: ['MISSING_READING'] });
     Object.assign(rs[7]!, { status: 'interpolated' });
     Object.assign(rs[8]!, { status: 'missing', kw: null });
@@ -144,7 +145,7 @@ describe('detectLowVariance in event time (marbles)', () => {
         c: data(...second),
       });
       const flagged = alternating(2, 10, 0.05, T0 + 2 * INTERVAL);
-      flagged[1]!.flags.push('fault_excluded');
+      addFlag(flagged[1]!, 'fault_excluded');
       expectObservable(input.pipe(lowVariance(new StateStore(), t))).toBe('a-b-(fgc)-|', {
         a: data(...alternating(2, 10, 0.05)),
         b: wm(T0 + INTERVAL),

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type FlowEvent, StateStore, taggedEvent } from '../../core/index.js';
+import { addFlag } from '../../operators/add-flag.js';
 import { detectOverload } from '../../operators/detect-overload.js';
 import { ALERTS, FAULTS } from '../../operators/outputs.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
@@ -26,7 +27,7 @@ const thresholds = defaultRuleProfile.faults;
 /** Readings as the pipeline delivers them: values over the physical limit carry `over_limit`. */
 function loads(kws: (number | null)[], limitKw = 20, start = T0): Reading[] {
   const rs = series(kws, { start });
-  for (const r of rs) if (r.kw !== null && r.kw > limitKw) r.flags.push('over_limit');
+  for (const r of rs) if (r.kw !== null && r.kw > limitKw) addFlag(r, 'over_limit');
   return rs;
 }
 const over = (n: number, kw = 25) => new Array<number>(n).fill(kw);
@@ -155,7 +156,7 @@ describe('detectOverload in event time (marbles)', () => {
         d: wm(T0 + 5 * INTERVAL),
       });
       const c = loads(over(3), 20, T0 + 3 * INTERVAL);
-      c[2]!.flags.push('fault_excluded');
+      addFlag(c[2]!, 'fault_excluded');
       expectObservable(input.pipe(detectOverload(new StateStore(), registry(), thresholds))).toBe(
         'a-b-(fgc)-d|',
         {

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { from } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { type FlowEvent, StateStore } from '../../core/index.js';
-import { NO_FLAGS } from '../../operators/add-flag.js';
+import { addFlag, NO_FLAGS } from '../../operators/add-flag.js';
 import { detectRateOfChange } from '../../operators/detect-rate-of-change.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
 import type { Reading } from '../../schemas/reading.js';
@@ -22,7 +22,8 @@ function run(events: FlowEvent<Reading>[], t = thresholds): Reading[] {
 }
 
 /** Flags of the second reading after a first one of `prev` kW. */
-const flagsAfter = (prev: number, cur: number): string[] => run([data(...series([prev, cur]))])[1]!.flags;
+const flagsAfter = (prev: number, cur: number): readonly string[] =>
+  run([data(...series([prev, cur]))])[1]!.flags;
 
 describe('detectRateOfChange thresholds (strict: "> 500 %", "> 90 %")', () => {
   it.each<[string, number, number, string[]]>([
@@ -61,7 +62,7 @@ describe('detectRateOfChange previous value', () => {
 
   it('skips a reading over the physical limit: it is quarantined later and never stored', () => {
     const [a, b, c] = series([2, 25, 2]);
-    b!.flags.push('over_limit');
+    addFlag(b!, 'over_limit');
     expect(run([data(a!, b!, c!)]).map((r) => r.flags)).toEqual([[], ['over_limit'], []]);
   });
 
@@ -129,7 +130,7 @@ describe('detectRateOfChange state in typed rows', () => {
     const events = (): FlowEvent<Reading>[] => {
       const rs = series([1, 6.5, null, 0.5, 0.04, 3.1, 0.2, 0.01, 2]);
       rs[4]!.status = 'interpolated';
-      rs[6]!.flags.push('over_limit');
+      addFlag(rs[6]!, 'over_limit');
       return rs.map((r) => data(r));
     };
     const op = (store: StateStore) => detectRateOfChange(store, thresholds);

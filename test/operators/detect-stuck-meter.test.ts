@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type FlowEvent, StateStore, taggedEvent } from '../../core/index.js';
+import { addFlag } from '../../operators/add-flag.js';
 import { detectStuckMeter } from '../../operators/detect-stuck-meter.js';
 import { ALERTS, FAULTS } from '../../operators/outputs.js';
 import { defaultRuleProfile } from '../../operators/rule-profile.js';
@@ -102,7 +103,7 @@ describe('detectStuckMeter and the other rules', () => {
     rs[41]!.status = 'missing';
     rs[42]!.status = 'interpolated';
     rs[42]!.kw = 1.3;
-    rs[51]!.flags.push('over_limit');
+    addFlag(rs[51]!, 'over_limit');
     // 92 measured 1.1 kW among 4 bridged rows: 96 rows from the first to the last = 24 h.
     expect(rs).toHaveLength(96);
     const out = run(stuck(), [data(...rs)]);
@@ -122,7 +123,7 @@ describe('detectStuckMeter in event time (marbles)', () => {
         c: data(...at([4, 5], 3)),
       });
       const c = at([4, 5], 3);
-      c[0]!.flags.push('fault_excluded');
+      addFlag(c[0]!, 'fault_excluded');
       const detected: FaultEvent = {
         meterId: 'MTR-000001',
         faultType: 'stuck',

@@ -12,7 +12,7 @@ import {
   serializeSnapshot,
   type Transform,
 } from '../../core/index.js';
-import { NO_FLAGS } from '../../operators/add-flag.js';
+import { addFlag, NO_FLAGS } from '../../operators/add-flag.js';
 import { detectCommFailure } from '../../operators/detect-comm-failure.js';
 import { detectErraticSpike } from '../../operators/detect-erratic-spike.js';
 import { detectLowVariance } from '../../operators/detect-low-variance.js';
@@ -201,7 +201,7 @@ describe('the per-meter detectors together', () => {
       1,
       1,
     ]);
-    for (const r of rs) if (r.kw! > 20) r.flags.push('over_limit');
+    for (const r of rs) if (r.kw! > 20) addFlag(r, 'over_limit');
     const out = run(new StateStore(), [data(...rs)]);
     expect(kinds(out)).toEqual(['overload']);
   });

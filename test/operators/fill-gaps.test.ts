@@ -8,6 +8,7 @@ import {
   serializeSnapshot,
   taggedEvent,
 } from '../../core/index.js';
+import { addFlag } from '../../operators/add-flag.js';
 import { fillGaps } from '../../operators/fill-gaps.js';
 import { ALERTS } from '../../operators/outputs.js';
 import { canonicalTimestamp, recordId } from '../../operators/record-id.js';
@@ -109,7 +110,7 @@ describe('fillGaps interpolation', () => {
 
   it('does not interpolate from or to a reading over the physical limit (it is quarantined after the fault rules)', () => {
     const over = at(4, 25);
-    over.flags.push('over_limit');
+    addFlag(over, 'over_limit');
     const { rows } = run([data(at(0, 1), at(1, 1), over, at(7, 1))]);
     expect(rows.map((r) => [r.status, r.kw])).toEqual([
       ['measured', 1],

@@ -9,6 +9,7 @@ import {
   serializeSnapshot,
   taggedEvent,
 } from '../../core/index.js';
+import { addFlag } from '../../operators/add-flag.js';
 import { orderByEventTime } from '../../operators/order-by-event-time.js';
 import { QUARANTINE } from '../../operators/outputs.js';
 import type { QuarantineRecord, Reading } from '../../schemas/reading.js';
@@ -362,7 +363,7 @@ describe('orderByEventTime state', () => {
     expect(released).toHaveLength(3);
     // What later stages do to a reading: flags and scores in place, a measurement dropped.
     for (const r of released) {
-      r.flags.push('spike');
+      addFlag(r, 'spike');
       r.qualityScore = 40;
       r.status = 'interpolated';
       if (r.measurements !== undefined) r.measurements.voltage = null;

@@ -338,6 +338,16 @@ describe('parseReading draft fields', () => {
     expect(other!.flags).toEqual([]);
   });
 
+  it('adds a flag to one reading only, when readings share a flags array', () => {
+    // A reading copied by spread shares its flags array with the original: `addFlag` gives the one
+    // flagged a new array, so the other keeps what it had.
+    const [estimated] = parse([{ ...raw({ value: '3' }), sourceFlags: ['source_estimated'] }]).main;
+    const copy = { ...estimated! };
+    addFlag(copy, 'spike');
+    expect(copy.flags).toEqual(['source_estimated', 'spike']);
+    expect(estimated!.flags).toEqual(['source_estimated']);
+  });
+
   it('gives one instant written in different zones and spellings the same record id', () => {
     const ids = parse([
       raw({ timestamp: '2024-03-04T00:00:00Z' }),

@@ -4,8 +4,10 @@
  * four days, each with something in progress at the cuts, arriving a little out of order, with duplicates
  * and late readings, in hourly batches each followed by its watermark. Deterministic: a fixed seed.
  */
+
 import { createHash } from 'node:crypto';
 import { dataEvent, type FlowEvent, watermarkEvent } from '../../core/index.js';
+import { addFlag } from '../../operators/add-flag.js';
 import type { MeterInfo, Reading } from '../../schemas/reading.js';
 import { DAY, HOUR, INTERVAL, MINUTE, reading, T0 } from './fixtures.js';
 
@@ -33,7 +35,7 @@ export function chainEvents(): { events: FlowEvent<Reading>[]; fullCut: number; 
   const readings: Reading[] = [];
   const add = (meterId: string, ts: number, kw: number | null, flags: Reading['flags'] = []): void => {
     const r = reading({ meterId, ts, kw, rawValue: kw === null ? '' : String(kw), flags });
-    if (kw === null) r.flags.push('MISSING_READING');
+    if (kw === null) addFlag(r, 'MISSING_READING');
     readings.push(r);
   };
   const load = (ts: number): number => {
