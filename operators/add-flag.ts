@@ -1,5 +1,5 @@
 /**
- * How a reading's `flags` grow. Most readings leave parsing with {@link NO_FLAGS}, one frozen empty array
+ * A reading's `flags`: how they grow, and whether one is there. Most readings leave parsing with {@link NO_FLAGS}, one frozen empty array
  * they all share (a fresh empty array per reading is 32 bytes and an allocation, for a list that stays
  * empty for nearly every reading), so `Reading.flags` is a readonly list: a stage adds a flag through
  * `addFlag`, which gives the reading a new array, and the compiler refuses a `push` into one.
@@ -18,4 +18,11 @@ export const NO_FLAGS: readonly ReadingFlag[] = Object.freeze([]);
 export function addFlag(r: Reading, flag: ReadingFlag): void {
   const flags = r.flags;
   r.flags = flags.length === 0 ? [flag] : [...flags, flag];
+}
+
+/** Whether `r` carries `flag`; a loop, as a reading holds at most a few. */
+export function hasFlag(r: Reading, flag: ReadingFlag): boolean {
+  const flags = r.flags;
+  for (let i = 0; i < flags.length; i++) if (flags[i] === flag) return true;
+  return false;
 }

@@ -1,12 +1,12 @@
 import { type KeyedProcessSpec, keyedProcess, type StateStore, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
+import { hasFlag } from './add-flag.js';
 import {
   addMoment,
   bucketCount,
   bucketOf,
   excludeFromAnalytics,
   MOMENT_FIELDS as FIELDS,
-  hasFlag,
   isExcludedValue,
   isMeasuredValue,
   KW_SCALE,

@@ -7,13 +7,13 @@ import {
   type Transform,
 } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
+import { hasFlag } from './add-flag.js';
 import {
   CADENCE_IV,
   CADENCE_LT,
   type Cadence,
   clearFault,
   excludeFromAnalytics,
-  hasFlag,
   isMeasuredValue,
   type OpenFault,
   observeCadenceAt,

@@ -1,6 +1,6 @@
 import { type KeyedProcessSpec, keyedProcess, type StateStore, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
-import { addFlag } from './add-flag.js';
+import { addFlag, hasFlag } from './add-flag.js';
 import { byMeter, METER_KEYS } from './meter-key.js';
 import type { RuleProfile } from './rule-profile.js';
 
@@ -74,7 +74,5 @@ export function detectRateOfChange(
 
 /** Over the physical limit: quarantined after the fault rules, so never stored and never a base. */
 function overLimit(r: Reading): boolean {
-  const flags = r.flags;
-  for (let i = 0; i < flags.length; i++) if (flags[i] === 'over_limit') return true;
-  return false;
+  return hasFlag(r, 'over_limit');
 }

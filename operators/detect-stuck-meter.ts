@@ -1,12 +1,12 @@
 import { type KeyedProcessSpec, keyedProcess, type StateStore, type Transform } from '../core/index.js';
 import type { Reading } from '../schemas/reading.js';
+import { hasFlag } from './add-flag.js';
 import {
   CADENCE_IV,
   CADENCE_LT,
   type Cadence,
   clearFault,
   excludeFromAnalytics,
-  hasFlag,
   hours,
   isMeasuredValue,
   KW_SCALE,

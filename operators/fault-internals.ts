@@ -6,7 +6,7 @@
  */
 import type { OutputTag } from '../core/index.js';
 import type { Alert, AlertSeverity, FaultEvent, FaultType, Reading } from '../schemas/reading.js';
-import { addFlag } from './add-flag.js';
+import { addFlag, hasFlag } from './add-flag.js';
 import { ALERTS, FAULTS } from './outputs.js';
 
 export const HOUR_MS = 3_600_000;
@@ -114,9 +114,7 @@ export function faultAlert(
 
 /** Marks a reading as taken out of analytics while a fault is active; once, whatever the number of faults. */
 export function excludeFromAnalytics(r: Reading): void {
-  const flags = r.flags;
-  for (let i = 0; i < flags.length; i++) if (flags[i] === 'fault_excluded') return;
-  addFlag(r, 'fault_excluded');
+  if (!hasFlag(r, 'fault_excluded')) addFlag(r, 'fault_excluded');
 }
 
 /** A value the meter actually sent: not interpolated, not a missing row, not a NULL reading. */
@@ -136,12 +134,6 @@ export function isExcludedValue(r: Reading): boolean {
     const f = flags[i];
     if (f === 'fault_excluded' || f === 'over_limit') return true;
   }
-  return false;
-}
-
-export function hasFlag(r: Reading, flag: Reading['flags'][number]): boolean {
-  const flags = r.flags;
-  for (let i = 0; i < flags.length; i++) if (flags[i] === flag) return true;
   return false;
 }
 

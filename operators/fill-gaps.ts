@@ -6,6 +6,7 @@ import {
   type Transform,
 } from '../core/index.js';
 import type { Alert, Reading, ReadingFlag } from '../schemas/reading.js';
+import { hasFlag, NO_FLAGS } from './add-flag.js';
 import { byMeter, METER_KEYS } from './meter-key.js';
 import { ALERTS } from './outputs.js';
 import { canonicalTimestamp, recordId } from './record-id.js';
@@ -288,9 +289,7 @@ export function fillGaps(
  * physical limit, which only travels this far for the overload rule and is quarantined after it.
  */
 function interpolationValue(r: Reading): number | null {
-  const flags = r.flags;
-  for (let i = 0; i < flags.length; i++) if (flags[i] === 'over_limit') return null;
-  return r.kw;
+  return hasFlag(r, 'over_limit') ? null : r.kw;
 }
 
 /** One generated row of a gap. */
@@ -309,7 +308,7 @@ function emitMissing(
     rawValue: '',
     rawUnit: '',
     status,
-    flags: flag === undefined ? [] : [flag],
+    flags: flag === undefined ? NO_FLAGS : [flag],
     warnings: 0,
     qualityScore: 0,
     qualityTier: 'quarantine',

@@ -340,7 +340,7 @@ function unpack(b: PendingBucket, g: Segment, j: number): Reading {
   const numbers = g.n;
   const n = j * NUMBERS;
   const s = b.p[numbers[n + 2]!]!;
-  // A fresh array per reading: the stages downstream push flags in place.
+  // A fresh array per reading, as restored readings have always had (`addFlag` copies in any case).
   const flags = s.flags.length === 0 ? [] : s.flags.slice();
   const meterId = texts[t]!;
   const ts = b.s + numbers[n]!;
