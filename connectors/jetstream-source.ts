@@ -5,7 +5,10 @@
  * idempotent sinks absorb the second copy.
  *
  * Two sources share one interface:
- * - `JetStreamSource`: a durable pull consumer with explicit acks — the live path;
+ * - `JetStreamSource`: a durable pull consumer — the live path. A consumer it creates acknowledges
+ *   cumulatively (`AckPolicy.All`): a commit sends one ack, for the highest sequence it covers, where an
+ *   explicit-ack consumer took one per message (a million one-reading messages were a million acks for
+ *   the client to write and the server to process). One found with explicit acks keeps them;
  * - `ReplaySource`: an ordered (ephemeral, ack-less) consumer from a sequence or a time up to a stop
  *   sequence or time, done when drained — replay and backfill.
  *
@@ -161,9 +164,11 @@ export interface JetStreamSourceOptions {
   /** Timeout of an ack confirmation. Default 5 s. */
   readonly ackTimeoutMs?: number;
   /**
-   * `batch` (default): plain acks for all but the last message of a call and a confirmed ack for the
-   * last; the server handles a connection's acks in order, so its confirmation covers the whole
-   * call in one round trip (~100 K acks/s here). `each`: a confirmed ack per message (~7 K/s).
+   * For a consumer with explicit acks (one this source did not create): `batch` (default), plain acks for
+   * all but the last message of a call and a confirmed ack for the last; the server handles a
+   * connection's acks in order, so its confirmation covers the whole call in one round trip (~100 K
+   * acks/s here). `each`: a confirmed ack per message (~7 K/s). A cumulative consumer takes one
+   * confirmed ack a call either way.
    */
   readonly ackMode?: 'batch' | 'each';
   readonly deadLetter?: DeadLetterOptions;
@@ -207,6 +212,8 @@ export class JetStreamSource implements ReadingsMessageSource {
   readonly #maxAckPending: number;
   readonly #ackTimeoutMs: number;
   readonly #ackMode: 'batch' | 'each';
+  /** The consumer acknowledges cumulatively (`AckPolicy.All`): one ack covers every sequence up to it. */
+  readonly #cumulative: boolean;
   readonly #deadLetter: DeadLetterOptions;
   /**
    * Fetched, not yet acknowledged: each one's ack subject (its reply subject), by stream sequence. The
@@ -215,6 +222,11 @@ export class JetStreamSource implements ReadingsMessageSource {
    * into the old generation.
    */
   readonly #handles = new Map<number, string>();
+  /**
+   * A cumulative consumer's committed messages whose ack waits for a message below them, handed out and
+   * not yet committed (see `#ackCumulative`): their handles, by stream sequence.
+   */
+  readonly #deferred = new Map<number, string>();
   /** The connection the acknowledgements are published on. */
   readonly #nc: NatsConnection;
   readonly #budget = new ByteBudget();
@@ -242,6 +254,7 @@ export class JetStreamSource implements ReadingsMessageSource {
     this.#maxAckPending = limit > 0 ? limit : Number.POSITIVE_INFINITY;
     this.#ackTimeoutMs = options.ackTimeoutMs ?? 5000;
     this.#ackMode = options.ackMode ?? 'batch';
+    this.#cumulative = info.config.ack_policy === AckPolicy.All;
     this.#deadLetter = options.deadLetter ?? {};
     this.#knownPending = info.num_pending;
     this.#lastConsumerSeq = info.delivered.consumer_seq;
@@ -322,7 +335,7 @@ export class JetStreamSource implements ReadingsMessageSource {
         if (existing === null) {
           info = await jsm.consumers.add(stream, {
             durable_name: options.durable,
-            ack_policy: AckPolicy.Explicit,
+            ack_policy: AckPolicy.All,
             replay_policy: ReplayPolicy.Instant,
             ...start,
             ...limits,
@@ -357,9 +370,9 @@ export class JetStreamSource implements ReadingsMessageSource {
     return this.#stream;
   }
 
-  /** Messages fetched and not yet acknowledged. */
+  /** Messages fetched and not yet acknowledged (deferred acks included). */
   get unacknowledged(): number {
-    return this.#handles.size;
+    return this.#handles.size + this.#deferred.size;
   }
 
   /**
@@ -372,7 +385,7 @@ export class JetStreamSource implements ReadingsMessageSource {
       const messages = this.#budget.take([], max, maxBytes);
       return batch(messages, this.#pendingAfter(), {});
     }
-    const room = this.#maxAckPending - this.#handles.size;
+    const room = this.#maxAckPending - this.unacknowledged;
     if (room <= 0) return batch([], this.#knownPending, { stalled: true });
     let want = Math.max(1, Math.min(max, room));
     // A pull waits its full expiry (at least 1 s) unless it is filled, so it asks only for what is known
@@ -429,6 +442,7 @@ export class JetStreamSource implements ReadingsMessageSource {
     // Handed back in stream order as a rule (a commit acknowledges what was handed out, in order): a
     // comparator sort of a write's ~100,000 pairs is then skipped.
     if (!ascending(held)) held.sort((a, b) => a[0] - b[0]);
+    if (this.#cumulative) return this.#ackCumulative(held, unknown);
     if (this.#ackMode === 'batch' && held.length > 0) {
       for (let i = 0; i < held.length - 1; i++) this.#respond(held[i][1], ACK);
       try {
@@ -456,12 +470,42 @@ export class JetStreamSource implements ReadingsMessageSource {
   }
 
   /**
+   * One confirmed ack for the highest of `held` (in stream order) that no message still held below it
+   * would be acknowledged with: a message handed out and not yet committed, or a dead letter's
+   * neighbours, stays unacknowledged until the commit that covers it. Those of `held` above such a
+   * message are deferred (they still count against `max_ack_pending`) and go with that later ack.
+   */
+  async #ackCumulative(held: [number, string][], unknown: number[]): Promise<AckResult> {
+    if (this.#deferred.size > 0) {
+      for (const entry of this.#deferred) held.push(entry);
+      this.#deferred.clear();
+      held.sort((a, b) => a[0] - b[0]);
+    }
+    let below = Number.POSITIVE_INFINITY;
+    for (const seq of this.#handles.keys()) if (seq < below) below = seq;
+    let last = -1;
+    while (last + 1 < held.length && held[last + 1]![0] < below) last++;
+    for (let i = last + 1; i < held.length; i++) this.#deferred.set(held[i]![0], held[i]![1]);
+    const acked: number[] = [];
+    const failed: { seq: number; error: string }[] = [];
+    if (last < 0) return { acked, failed, unknown };
+    try {
+      await this.#confirmedAck(held[last]![1]);
+      for (let i = 0; i <= last; i++) acked.push(held[i]![0]);
+    } catch (error) {
+      for (let i = 0; i <= last; i++) failed.push({ seq: held[i]![0], error: messageOf(error) });
+    }
+    return { acked, failed, unknown };
+  }
+
+  /**
    * Resets the ack timer of every message held, for a commit that takes longer than expected; the
    * server then waits another `ack_wait` before redelivering.
    */
   extendAckDeadline(): number {
     for (const handle of this.#handles.values()) this.#respond(handle, WORKING);
-    return this.#handles.size;
+    for (const handle of this.#deferred.values()) this.#respond(handle, WORKING);
+    return this.unacknowledged;
   }
 
   /** What `JsMsg.ack()`, `nak()` and `working()` send: `payload` on the message's ack subject. */
@@ -498,13 +542,15 @@ export class JetStreamSource implements ReadingsMessageSource {
 
   /**
    * Stops reading. Messages still held are negatively acknowledged so another worker gets them at
-   * once instead of after `ack_wait`; the durable consumer stays.
+   * once instead of after `ack_wait`; the durable consumer stays. Committed messages whose ack was
+   * deferred are not: redelivered, they are covered by the position and acknowledged unprocessed.
    */
   async close(options: { readonly nak?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     if (options.nak ?? true) for (const handle of this.#handles.values()) this.#respond(handle, NAK);
     this.#handles.clear();
+    this.#deferred.clear();
     this.#budget.clear();
   }
 }

@@ -1,4 +1,10 @@
-import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+} from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { decodeReadings, encodeReadingsCsv, type RecordDecodeFailure } from '../../codecs/decode.js';
@@ -384,6 +390,66 @@ describe('acknowledgement after commit', () => {
     expect(result.acked).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
     // Confirmed means applied: the server already counts none of them as pending.
     expect(await source.pending()).toMatchObject({ numPending: 0, numAckPending: 0, lag: 0 });
+    await source.close();
+  });
+
+  it('a consumer it creates acknowledges cumulatively: a commit of 50 messages is one ack on the wire', async () => {
+    const { stream, prefix } = await freshStreams();
+    await new ReadingsPublisher(js, { subjectPrefix: prefix }).publishFiles(
+      Array.from({ length: 50 }, (_, i) => ({
+        path: `raw/2024/03/15/14/M${i}.csv`,
+        bytes: csvFile([`M${i}`], 1),
+      })),
+    );
+    const source = await JetStreamSource.open(js, { stream, durable: 'w' });
+    expect((await jsm.consumers.info(stream, 'w')).config.ack_policy).toBe(AckPolicy.All);
+    const batch = await source.fetchBatch(100, 1000);
+    expect(batch.messages).toHaveLength(50);
+    const sent = nc.stats().outMsgs;
+    expect((await source.ack(batch.messages)).acked).toHaveLength(50);
+    // Fifty acks with explicit acknowledgement (49 published and one confirmed), one here.
+    expect(nc.stats().outMsgs - sent).toBe(1);
+    expect(await source.pending()).toMatchObject({ numPending: 0, numAckPending: 0, lag: 0 });
+    await source.close();
+  });
+
+  it('never acknowledges past a message handed out and not yet committed: the later ones wait for it', async () => {
+    const { stream, prefix } = await freshStreams();
+    await new ReadingsPublisher(js, { subjectPrefix: prefix }).publishFiles(
+      Array.from({ length: 10 }, (_, i) => ({
+        path: `raw/2024/03/15/14/M${i}.csv`,
+        bytes: csvFile([`M${i}`], 1),
+      })),
+    );
+    const source = await JetStreamSource.open(js, { stream, durable: 'w' });
+    expect((await source.fetchBatch(100, 1000)).messages).toHaveLength(10);
+    // 4 and 5 are still being processed: one cumulative ack for 7 would acknowledge them too.
+    expect((await source.ack([1, 2, 3, 6, 7])).acked).toEqual([1, 2, 3]);
+    expect(await source.pending()).toMatchObject({ numAckPending: 7 });
+    expect(source.unacknowledged).toBe(7);
+    // Their commit takes 6 and 7 along.
+    expect((await source.ack([4, 5])).acked).toEqual([4, 5, 6, 7]);
+    expect(await source.pending()).toMatchObject({ numAckPending: 3 });
+    expect((await source.ack([8, 9, 10])).acked).toEqual([8, 9, 10]);
+    expect(await source.pending()).toMatchObject({ numAckPending: 0, lag: 0 });
+    await source.close();
+  });
+
+  it('a consumer found with explicit acks keeps them, one per message', async () => {
+    const { stream, prefix } = await freshStreams();
+    await new ReadingsPublisher(js, { subjectPrefix: prefix }).publishFiles(
+      Array.from({ length: 5 }, (_, i) => ({
+        path: `raw/2024/03/15/14/M${i}.csv`,
+        bytes: csvFile([`M${i}`], 1),
+      })),
+    );
+    await jsm.consumers.add(stream, { durable_name: 'old', ack_policy: AckPolicy.Explicit });
+    const source = await JetStreamSource.open(js, { stream, durable: 'old' });
+    expect((await source.fetchBatch(100, 1000)).messages).toHaveLength(5);
+    expect((await source.ack([1, 3])).acked).toEqual([1, 3]);
+    expect(await source.pending()).toMatchObject({ numAckPending: 3 });
+    expect((await source.ack([2, 4, 5])).acked).toEqual([2, 4, 5]);
+    expect(await source.pending()).toMatchObject({ numAckPending: 0, lag: 0 });
     await source.close();
   });
 

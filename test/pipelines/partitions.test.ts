@@ -400,7 +400,7 @@ describe('two workers with disjoint partition sets', () => {
     for (const [p, seq] of Object.entries(resumeAfter)) {
       const config = (await jsm.consumers.info(READINGS_STREAM, partitionDurable('pb', Number(p)))).config;
       expect(config.filter_subject).toBe(`readings.${p}`);
-      expect(config.ack_policy).toBe(AckPolicy.Explicit);
+      expect(config.ack_policy).toBe(AckPolicy.All);
       if (seq === 0) expect(config.deliver_policy).toBe(DeliverPolicy.All);
       else expect(config.opt_start_seq, `partition ${p}`).toBe(seq + 1);
     }
