@@ -2,8 +2,12 @@
  * `node --expose-gc dist/bench/in-memory.js [--meters 5000] [--days 1] [--repeat 3]`: the figure the
  * hot-path work is measured with — `runGraphInMemory` (the graph alone, every output collected) over the
  * simulated fleet decoded beforehand, one batch per hour. Prints wall and CPU time per run: the machine
- * is shared, so CPU time is the steadier of the two.
+ * is shared, so CPU time is the steadier of the two. `--heap-profile <file>` writes a sampling heap profile
+ * of the runs (collected objects included, one sample per `--heap-interval` bytes, default 32 KB), for
+ * `heap-top.js` (the bench's own copies of the input show as allocated at the top level).
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { parseArgs } from 'node:util';
 import { resolveRuleProfile } from '../operators/rule-profile.js';
 import { runGraphInMemory } from '../pipelines/in-memory.js';
@@ -16,6 +20,8 @@ const { values } = parseArgs({
     meters: { type: 'string', default: '5000' },
     days: { type: 'string', default: '1' },
     repeat: { type: 'string', default: '3' },
+    'heap-profile': { type: 'string' },
+    'heap-interval': { type: 'string', default: '32768' },
   },
 });
 const sim = { meters: Number(values.meters), days: Number(values.days), start: '2024-03-11', seed: 1 };
@@ -29,6 +35,15 @@ for (const h of hours()) {
 const records = batches.reduce((n, b) => n + b.length, 0);
 const profile = resolveRuleProfile();
 const runs: { wallMs: number; cpuMs: number }[] = [];
+// The inspector session answers synchronously on the main thread: the profile covers the runs only.
+const heap = values['heap-profile'] === undefined ? undefined : new Session();
+heap?.connect();
+heap?.post('HeapProfiler.enable');
+heap?.post('HeapProfiler.startSampling', {
+  samplingInterval: Number(values['heap-interval']),
+  includeObjectsCollectedByMajorGC: true,
+  includeObjectsCollectedByMinorGC: true,
+});
 for (let i = 0; i < Number(values.repeat); i++) {
   // Stages mutate readings in place: every run gets fresh copies.
   const input = batches.map((b) => b.map((r) => ({ ...r })));
@@ -44,6 +59,11 @@ for (let i = 0; i < Number(values.repeat); i++) {
       `readings out ${out.readings.length}, quarantine ${out.quarantine.length}, faults ${out.faults.length}`,
     );
 }
+heap?.post('HeapProfiler.stopSampling', (err, result) => {
+  if (err !== null) throw err;
+  writeFileSync(values['heap-profile']!, JSON.stringify(result.profile));
+});
+heap?.disconnect();
 const best = runs.reduce((a, b) => (b.cpuMs < a.cpuMs ? b : a));
 console.log(
   JSON.stringify({

@@ -4,7 +4,9 @@
  * as separate `keyedProcess` stages, over the same input: the simulated day taken through the stages
  * before them once, then given to each round afresh. Rounds alternate between the modes; the machine is
  * shared, so compare medians of several runs. `--profile <file>` writes a V8 CPU profile of the rounds
- * alone (not of building the input), for `profile-top.js`.
+ * alone (not of building the input), for `profile-top.js`; `--heap-profile <file>` a sampling heap profile
+ * of the rounds (collected objects included, one sample per `--heap-interval` bytes, default 32 KB), for
+ * `heap-top.js` (the bench's own copies of the input show as allocated by `round`).
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
@@ -52,6 +54,8 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '5' },
     mode: { type: 'string', default: 'both' },
     profile: { type: 'string' },
+    'heap-profile': { type: 'string' },
+    'heap-interval': { type: 'string', default: '32768' },
   },
 });
 const HOUR = 3_600_000;
@@ -157,7 +161,20 @@ const session = values.profile === undefined ? undefined : new Session();
 session?.connect();
 session?.post('Profiler.enable');
 session?.post('Profiler.start');
+const heap = values['heap-profile'] === undefined ? undefined : new Session();
+heap?.connect();
+heap?.post('HeapProfiler.enable');
+heap?.post('HeapProfiler.startSampling', {
+  samplingInterval: Number(values['heap-interval']),
+  includeObjectsCollectedByMajorGC: true,
+  includeObjectsCollectedByMinorGC: true,
+});
 for (let i = 0; i < Number(values.rounds); i++) for (const m of modes) cpuMs[m]!.push(round(m));
+heap?.post('HeapProfiler.stopSampling', (err, result) => {
+  if (err !== null) throw err;
+  writeFileSync(values['heap-profile']!, JSON.stringify(result.profile));
+});
+heap?.disconnect();
 session?.post('Profiler.stop', (err, result) => {
   if (err !== null) throw err;
   writeFileSync(values.profile!, JSON.stringify(result.profile));
