@@ -4,7 +4,7 @@
  * the checkpoint store are wrapped, the graph's stage clock is switched on through the job observer.
  */
 
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -404,12 +404,18 @@ export async function runInstrumentedPipeline(
     process.env.GS_BENCH_MEMORY_PROBE === '1'
       ? memoryProbe(() => probeStores, Number(process.env.GS_BENCH_HEAP_SNAPSHOT_MB ?? 0) || 0, tmpdir())
       : undefined;
+  // `GS_BENCH_MEMORY_PROBE_MS`: the probe samples this often instead of with the RSS timeline.
+  const probeEvery = Number(process.env.GS_BENCH_MEMORY_PROBE_MS ?? 0) || undefined;
   const sampler = setInterval(() => {
     const usage = process.memoryUsage();
     rssTimeline.push(Math.round(usage.rss / 1048576));
     peakHeapUsed = Math.max(peakHeapUsed, usage.heapUsed);
-    probe?.sample();
+    if (probeEvery === undefined) probe?.sample();
   }, 1000);
+  const probeSampler =
+    probe === undefined || probeEvery === undefined
+      ? undefined
+      : setInterval(() => probe.sample(), probeEvery);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const { totals, hot, lake } = await runMeterQualityJob({
@@ -432,6 +438,7 @@ export async function runInstrumentedPipeline(
   const wallMs = performance.now() - t0;
   const cpuMs = cpuMsSince(cpu0);
   clearInterval(sampler);
+  clearInterval(probeSampler);
   let hotReadingsRows = -1;
   const probed = await probe?.finish();
   try {
@@ -519,6 +526,7 @@ function memoryProbe(
   let samples = 0;
   let heapSnapshot: { file: string; at: number[] } | undefined;
   const limits: Record<string, string> = {};
+  const log = process.env.GS_BENCH_MEMORY_PROBE_LOG || undefined;
   const readEngines = async (): Promise<void> => {
     const s = stores();
     if (s === undefined) return;
@@ -563,6 +571,13 @@ function memoryProbe(
         duckdbUsed,
         chdbTracked,
       ]);
+      // `GS_BENCH_MEMORY_PROBE_LOG=<file>`: every sample as a line with the wall clock, to line up with
+      // samples taken beside the loop (`bench/mem-owners.c`, which has the wall clock too).
+      if (log !== undefined)
+        appendFileSync(
+          log,
+          `${JSON.stringify([Date.now(), now.rss, now.heapTotal, now.heapUsed, now.external, now.arrayBuffers, duckdbUsed, chdbTracked])}\n`,
+        );
       if (atPeak === undefined || now.rss > atPeak.rss) atPeak = now;
       if (heapSnapshotAtMb > 0 && heapSnapshot === undefined && now.arrayBuffers >= heapSnapshotAtMb)
         heapSnapshot = {
