@@ -93,7 +93,7 @@ const gcObserver = new PerformanceObserver((list) => {
 gcObserver.observe({ entryTypes: ['gc'] });
 
 /** How long a round waits after the collection before its clock starts. */
-const SETTLE_MS = 250;
+const SETTLE_MS = 1000;
 
 interface Timing {
   cpuMs: number;
