@@ -6,12 +6,11 @@
  * of the runs (collected objects included, one sample per `--heap-interval` bytes, default 32 KB), for
  * `heap-top.js` (the bench's own copies of the input show as allocated at the top level).
  */
-import { writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector';
 import { parseArgs } from 'node:util';
 import { resolveRuleProfile } from '../operators/rule-profile.js';
 import { runGraphInMemory } from '../pipelines/in-memory.js';
 import type { RawReading } from '../schemas/reading.js';
+import { startHeapSampling } from './heap-sampling.js';
 import { cpuMsSince, peakRssMb } from './protocol.js';
 import { simulatedHours } from './tasks/feed.js';
 
@@ -35,15 +34,10 @@ for (const h of hours()) {
 const records = batches.reduce((n, b) => n + b.length, 0);
 const profile = resolveRuleProfile();
 const runs: { wallMs: number; cpuMs: number }[] = [];
-// The inspector session answers synchronously on the main thread: the profile covers the runs only.
-const heap = values['heap-profile'] === undefined ? undefined : new Session();
-heap?.connect();
-heap?.post('HeapProfiler.enable');
-heap?.post('HeapProfiler.startSampling', {
-  samplingInterval: Number(values['heap-interval']),
-  includeObjectsCollectedByMajorGC: true,
-  includeObjectsCollectedByMinorGC: true,
-});
+const stopHeap =
+  values['heap-profile'] === undefined
+    ? undefined
+    : startHeapSampling(values['heap-profile'], Number(values['heap-interval']));
 for (let i = 0; i < Number(values.repeat); i++) {
   // Stages mutate readings in place: every run gets fresh copies.
   const input = batches.map((b) => b.map((r) => ({ ...r })));
@@ -59,11 +53,7 @@ for (let i = 0; i < Number(values.repeat); i++) {
       `readings out ${out.readings.length}, quarantine ${out.quarantine.length}, faults ${out.faults.length}`,
     );
 }
-heap?.post('HeapProfiler.stopSampling', (err, result) => {
-  if (err !== null) throw err;
-  writeFileSync(values['heap-profile']!, JSON.stringify(result.profile));
-});
-heap?.disconnect();
+stopHeap?.();
 const best = runs.reduce((a, b) => (b.cpuMs < a.cpuMs ? b : a));
 console.log(
   JSON.stringify({

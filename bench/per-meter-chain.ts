@@ -13,8 +13,6 @@ import { Session } from 'node:inspector';
 import { parseArgs } from 'node:util';
 import { BehaviorSubject, from, Observable } from 'rxjs';
 import {
-  assignWatermarks,
-  awaitSideInputs,
   chainMember,
   dataEvent,
   type FlowEvent,
@@ -26,7 +24,6 @@ import {
   type Transform,
   watermarkEvent,
 } from '../core/index.js';
-import { dedupeReadings } from '../operators/dedupe-readings.js';
 import { detectCommFailureSpec } from '../operators/detect-comm-failure.js';
 import { detectErraticExcursionSpec } from '../operators/detect-erratic-excursion.js';
 import { detectLowVarianceSpec } from '../operators/detect-low-variance.js';
@@ -38,13 +35,10 @@ import { fillGapsSpec } from '../operators/fill-gaps.js';
 import { METER_KEYS } from '../operators/meter-key.js';
 import { orderByEventTimeSpec } from '../operators/order-by-event-time.js';
 import type { MeterRegistry } from '../operators/outputs.js';
-import { parseReading } from '../operators/parse-reading.js';
-import { quarantineImplausibleTime } from '../operators/quarantine-implausible-time.js';
 import { resolveRuleProfile } from '../operators/rule-profile.js';
-import { standardizeUnits } from '../operators/standardize-units.js';
-import { validateMeasurements } from '../operators/validate-measurements.js';
-import { validateReading } from '../operators/validate-reading.js';
 import type { RawReading, Reading } from '../schemas/reading.js';
+import { stagesBeforeRules } from './columnar/rule-input.js';
+import { startHeapSampling } from './heap-sampling.js';
 import { cpuMsSince } from './protocol.js';
 import { simulatedHours } from './tasks/feed.js';
 
@@ -58,7 +52,6 @@ const { values } = parseArgs({
     'heap-interval': { type: 'string', default: '32768' },
   },
 });
-const HOUR = 3_600_000;
 const profile = resolveRuleProfile();
 const { registry, hours } = simulatedHours({
   meters: Number(values.meters),
@@ -67,7 +60,6 @@ const { registry, hours } = simulatedHours({
   seed: 1,
 });
 const side = new SideInput<MeterRegistry>('registry', new BehaviorSubject(registry));
-const lineage = { pipelineVersion: 'bench', processedAt: () => 0 };
 
 // The per-meter rules' input: what the stages before them emit (their tagged outputs left out).
 const first = new StateStore();
@@ -79,21 +71,7 @@ function* batches(): Generator<FlowEvent<RawReading>> {
   for (const h of hours()) yield dataEvent(h.records);
 }
 from(batches())
-  .pipe(
-    awaitSideInputs<RawReading>(side),
-    parseReading(lineage, first.denseKeys(METER_KEYS)),
-    validateMeasurements(profile.measurements, lineage),
-    standardizeUnits(profile.units, side),
-    validateReading(side, profile.validation, { replay: false }),
-    quarantineImplausibleTime(first, profile.validation, undefined, { replay: false }),
-    assignWatermarks<Reading>({
-      name: 'assignWatermarks',
-      store: first,
-      eventTime: (r) => r.ts,
-      maxOutOfOrdernessMs: profile.maxOutOfOrdernessMs,
-    }),
-    dedupeReadings(first, { horizonMs: profile.maxOutOfOrdernessMs + 2 * HOUR }),
-  )
+  .pipe(stagesBeforeRules(first, side, profile))
   .subscribe((e) => {
     if (e.kind === 'tagged') return;
     input.push(e);
@@ -161,20 +139,12 @@ const session = values.profile === undefined ? undefined : new Session();
 session?.connect();
 session?.post('Profiler.enable');
 session?.post('Profiler.start');
-const heap = values['heap-profile'] === undefined ? undefined : new Session();
-heap?.connect();
-heap?.post('HeapProfiler.enable');
-heap?.post('HeapProfiler.startSampling', {
-  samplingInterval: Number(values['heap-interval']),
-  includeObjectsCollectedByMajorGC: true,
-  includeObjectsCollectedByMinorGC: true,
-});
+const stopHeap =
+  values['heap-profile'] === undefined
+    ? undefined
+    : startHeapSampling(values['heap-profile'], Number(values['heap-interval']));
 for (let i = 0; i < Number(values.rounds); i++) for (const m of modes) cpuMs[m]!.push(round(m));
-heap?.post('HeapProfiler.stopSampling', (err, result) => {
-  if (err !== null) throw err;
-  writeFileSync(values['heap-profile']!, JSON.stringify(result.profile));
-});
-heap?.disconnect();
+stopHeap?.();
 session?.post('Profiler.stop', (err, result) => {
   if (err !== null) throw err;
   writeFileSync(values.profile!, JSON.stringify(result.profile));

@@ -1,9 +1,10 @@
 /**
- * The input of the ported per-meter rules (`column-rules.ts`): a simulated fleet taken through the stages
- * before the per-meter chain, as `per-meter-chain.ts` runs them, then through the chain's first two
+ * The input of the per-meter rules in the benches: a simulated fleet taken through the stages before the
+ * per-meter chain (`stagesBeforeRules`, also `per-meter-chain.ts`'s input) and, for the ported rules
+ * (`column-rules.ts`), through the chain's first two
  * members (event-time ordering, gap filling), whose output the ported rules take. Built once, untimed.
  */
-import { BehaviorSubject, from } from 'rxjs';
+import { BehaviorSubject, from, pipe } from 'rxjs';
 import {
   assignWatermarks,
   awaitSideInputs,
@@ -13,6 +14,7 @@ import {
   keyedChain,
   SideInput,
   StateStore,
+  type Transform,
   watermarkEvent,
 } from '../../core/index.js';
 import { dedupeReadings } from '../../operators/dedupe-readings.js';
@@ -40,6 +42,30 @@ export interface RuleInput {
   readonly meterKeys: readonly string[];
 }
 
+/** The graph's stages before the per-meter chain, as the graph runs them (their tagged outputs left in). */
+export function stagesBeforeRules(
+  store: StateStore,
+  side: SideInput<MeterRegistry>,
+  profile: RuleProfile,
+): Transform<RawReading, Reading> {
+  const lineage = { pipelineVersion: 'bench', processedAt: () => 0 };
+  return pipe(
+    awaitSideInputs<RawReading>(side),
+    parseReading(lineage, store.denseKeys(METER_KEYS)),
+    validateMeasurements(profile.measurements, lineage),
+    standardizeUnits(profile.units, side),
+    validateReading(side, profile.validation, { replay: false }),
+    quarantineImplausibleTime(store, profile.validation, undefined, { replay: false }),
+    assignWatermarks<Reading>({
+      name: 'assignWatermarks',
+      store,
+      eventTime: (r) => r.ts,
+      maxOutOfOrdernessMs: profile.maxOutOfOrdernessMs,
+    }),
+    dedupeReadings(store, { horizonMs: profile.maxOutOfOrdernessMs + 2 * HOUR }),
+  );
+}
+
 /**
  * `meters` simulated meters over `days` days from 2024-03-11 (seed 1). `shortFaults`: zero and stuck
  * runs of 2 h are faults (instead of the profile's 48 h and 24 h), so that a day raises and clears some.
@@ -56,7 +82,6 @@ export function ruleInput(options: { meters: number; days: number; shortFaults: 
     seed: 1,
   });
   const side = new SideInput<MeterRegistry>('registry', new BehaviorSubject(registry));
-  const lineage = { pipelineVersion: 'bench', processedAt: () => 0 };
   const store = new StateStore();
   const events: FlowEvent<Reading>[] = [];
   let maxTs = 0;
@@ -65,19 +90,7 @@ export function ruleInput(options: { meters: number; days: number; shortFaults: 
   }
   from(batches())
     .pipe(
-      awaitSideInputs<RawReading>(side),
-      parseReading(lineage, store.denseKeys(METER_KEYS)),
-      validateMeasurements(profile.measurements, lineage),
-      standardizeUnits(profile.units, side),
-      validateReading(side, profile.validation, { replay: false }),
-      quarantineImplausibleTime(store, profile.validation, undefined, { replay: false }),
-      assignWatermarks<Reading>({
-        name: 'assignWatermarks',
-        store,
-        eventTime: (r) => r.ts,
-        maxOutOfOrdernessMs: profile.maxOutOfOrdernessMs,
-      }),
-      dedupeReadings(store, { horizonMs: profile.maxOutOfOrdernessMs + 2 * HOUR }),
+      stagesBeforeRules(store, side, profile),
       keyedChain(store, [
         chainMember(orderByEventTimeSpec(store)),
         chainMember(fillGapsSpec(store, profile.gaps)),

@@ -67,6 +67,16 @@ function csvFile(meters: readonly string[], rowsPerMeter: number, hour = '2024/0
   return Buffer.from(encodeReadingsCsv(rows, [{ name: 'location', get: () => `Zone_${hour.slice(-2)}` }]));
 }
 
+/** `count` one-reading files of meters M0, M1, … published under `prefix`: stream sequences 1 … count. */
+async function publishMeterFiles(prefix: string, count: number): Promise<void> {
+  await new ReadingsPublisher(js, { subjectPrefix: prefix }).publishFiles(
+    Array.from({ length: count }, (_, i) => ({
+      path: `raw/2024/03/15/14/M${i}.csv`,
+      bytes: csvFile([`M${i}`], 1),
+    })),
+  );
+}
+
 function decodeMessage(m: SourceMessage) {
   return decodeReadings(m.data, {
     source: m.source,
@@ -376,12 +386,7 @@ describe('acknowledgement after commit', () => {
 
   it('acknowledges a whole batch with one confirmed round trip', async () => {
     const { stream, prefix } = await freshStreams();
-    await new ReadingsPublisher(js, { subjectPrefix: prefix }).publishFiles(
-      Array.from({ length: 50 }, (_, i) => ({
-        path: `raw/2024/03/15/14/M${i}.csv`,
-        bytes: csvFile([`M${i}`], 1),
-      })),
-    );
+    await publishMeterFiles(prefix, 50);
     const source = await JetStreamSource.open(js, { stream, durable: 'w' });
     const batch = await source.fetchBatch(100, 1000);
     expect(batch.messages).toHaveLength(50);
@@ -395,12 +400,7 @@ describe('acknowledgement after commit', () => {
 
   it('a consumer it creates acknowledges cumulatively: a commit of 50 messages is one ack on the wire', async () => {
     const { stream, prefix } = await freshStreams();
-    await new ReadingsPublisher(js, { subjectPrefix: prefix }).publishFiles(
-      Array.from({ length: 50 }, (_, i) => ({
-        path: `raw/2024/03/15/14/M${i}.csv`,
-        bytes: csvFile([`M${i}`], 1),
-      })),
-    );
+    await publishMeterFiles(prefix, 50);
     const source = await JetStreamSource.open(js, { stream, durable: 'w' });
     expect((await jsm.consumers.info(stream, 'w')).config.ack_policy).toBe(AckPolicy.All);
     const batch = await source.fetchBatch(100, 1000);
@@ -415,12 +415,7 @@ describe('acknowledgement after commit', () => {
 
   it('never acknowledges past a message handed out and not yet committed: the later ones wait for it', async () => {
     const { stream, prefix } = await freshStreams();
-    await new ReadingsPublisher(js, { subjectPrefix: prefix }).publishFiles(
-      Array.from({ length: 10 }, (_, i) => ({
-        path: `raw/2024/03/15/14/M${i}.csv`,
-        bytes: csvFile([`M${i}`], 1),
-      })),
-    );
+    await publishMeterFiles(prefix, 10);
     const source = await JetStreamSource.open(js, { stream, durable: 'w' });
     expect((await source.fetchBatch(100, 1000)).messages).toHaveLength(10);
     // 4 and 5 are still being processed: one cumulative ack for 7 would acknowledge them too.
@@ -437,12 +432,7 @@ describe('acknowledgement after commit', () => {
 
   it('a consumer found with explicit acks keeps them, one per message', async () => {
     const { stream, prefix } = await freshStreams();
-    await new ReadingsPublisher(js, { subjectPrefix: prefix }).publishFiles(
-      Array.from({ length: 5 }, (_, i) => ({
-        path: `raw/2024/03/15/14/M${i}.csv`,
-        bytes: csvFile([`M${i}`], 1),
-      })),
-    );
+    await publishMeterFiles(prefix, 5);
     await jsm.consumers.add(stream, { durable_name: 'old', ack_policy: AckPolicy.Explicit });
     const source = await JetStreamSource.open(js, { stream, durable: 'old' });
     expect((await source.fetchBatch(100, 1000)).messages).toHaveLength(5);
