@@ -37,10 +37,9 @@ import { orderByEventTimeSpec } from '../operators/order-by-event-time.js';
 import type { MeterRegistry } from '../operators/outputs.js';
 import { resolveRuleProfile } from '../operators/rule-profile.js';
 import type { RawReading, Reading } from '../schemas/reading.js';
-import { stagesBeforeRules } from './columnar/rule-input.js';
 import { startHeapSampling } from './heap-sampling.js';
 import { cpuMsSince } from './protocol.js';
-import { simulatedHours } from './tasks/feed.js';
+import { simulatedHours, stagesBeforeRules } from './tasks/feed.js';
 
 const { values } = parseArgs({
   options: {

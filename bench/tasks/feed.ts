@@ -1,19 +1,38 @@
 /**
  * Feeding the graph without a source: the simulated fleet's files decoded hour by hour (all gateways of
  * an hour in one batch, as a pull of the stream would bring them), pushed into `meterQualityGraph` with
- * outputs handed to a callback instead of being collected, so a 50,000-meter day fits in memory.
+ * outputs handed to a callback instead of being collected, so a 50,000-meter day fits in memory; and the
+ * stages before the per-meter rules alone (`stagesBeforeRules`), the input of the rules' own benches.
  */
-import { BehaviorSubject, Subject } from 'rxjs';
+import { BehaviorSubject, pipe, Subject } from 'rxjs';
 import { decodeReadings } from '../../codecs/decode.js';
 import { landingReceivedAt } from '../../connectors/landing.js';
-import { dataEvent, type FlowEvent, type PipelineGraph, SideInput, StateStore } from '../../core/index.js';
+import {
+  assignWatermarks,
+  awaitSideInputs,
+  dataEvent,
+  type FlowEvent,
+  type PipelineGraph,
+  SideInput,
+  StateStore,
+  type Transform,
+} from '../../core/index.js';
+import { dedupeReadings } from '../../operators/dedupe-readings.js';
+import { METER_KEYS } from '../../operators/meter-key.js';
 import type { MeterRegistry } from '../../operators/outputs.js';
+import { parseReading } from '../../operators/parse-reading.js';
+import { quarantineImplausibleTime } from '../../operators/quarantine-implausible-time.js';
 import { parseRegistryCsv } from '../../operators/registry.js';
-import { resolveRuleProfile } from '../../operators/rule-profile.js';
+import { type RuleProfile, resolveRuleProfile } from '../../operators/rule-profile.js';
+import { standardizeUnits } from '../../operators/standardize-units.js';
+import { validateMeasurements } from '../../operators/validate-measurements.js';
+import { validateReading } from '../../operators/validate-reading.js';
 import { type MeterQualitySink, meterQualityGraph } from '../../pipelines/meter-quality.js';
 import type { HourlyConsumption, QuarantineRecord, RawReading, Reading } from '../../schemas/reading.js';
 import { createSimulation } from '../../simulator/index.js';
 import type { SimSpec } from './common.js';
+
+const HOUR = 3_600_000;
 
 export interface HourBatch {
   readonly records: RawReading[];
@@ -126,4 +145,28 @@ export function dayRows(meters: number): DayRows {
   for (const batch of hours()) pushBatch(input, batch.records);
   finish();
   return rows;
+}
+
+/** The graph's stages before the per-meter chain, as the graph runs them (their tagged outputs left in). */
+export function stagesBeforeRules(
+  store: StateStore,
+  side: SideInput<MeterRegistry>,
+  profile: RuleProfile,
+): Transform<RawReading, Reading> {
+  const lineage = { pipelineVersion: 'bench', processedAt: () => 0 };
+  return pipe(
+    awaitSideInputs<RawReading>(side),
+    parseReading(lineage, store.denseKeys(METER_KEYS)),
+    validateMeasurements(profile.measurements, lineage),
+    standardizeUnits(profile.units, side),
+    validateReading(side, profile.validation, { replay: false }),
+    quarantineImplausibleTime(store, profile.validation, undefined, { replay: false }),
+    assignWatermarks<Reading>({
+      name: 'assignWatermarks',
+      store,
+      eventTime: (r) => r.ts,
+      maxOutOfOrdernessMs: profile.maxOutOfOrdernessMs,
+    }),
+    dedupeReadings(store, { horizonMs: profile.maxOutOfOrdernessMs + 2 * HOUR }),
+  );
 }
