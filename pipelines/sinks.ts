@@ -106,7 +106,7 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
   };
   /**
    * A part cut at `coldRows` is written while the job goes on (DuckDB converts it in its own threads);
-   * the next write or the seal waits for it, and fails if it failed.
+   * the next write (before its hot insert) or the seal waits for it, and fails if it failed.
    */
   let partWrite: Promise<void> | undefined;
   /** The epoch's seal, which the next epoch's first write waits for as for a part. */
