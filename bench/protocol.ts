@@ -34,10 +34,30 @@ export interface RunningChild<R> {
 }
 
 /**
- * glibc malloc arenas of the measured processes, as the worker image sets them
- * (`deploy/container/Dockerfile`); an explicit `MALLOC_ARENA_MAX` in the environment wins.
+ * glibc's settings for the measured processes, as the worker image sets them (`ENV` lines of
+ * `deploy/container/Dockerfile`); a setting given in `env` wins.
+ * - `MALLOC_ARENA_MAX`: chDB's and DuckDB's native threads would each get an arena of their own.
+ * - `MALLOC_MMAP_THRESHOLD_`, bytes: fixed, it keeps array buffers' backing stores over it in mappings
+ *   of their own, handed back to the kernel when freed. glibc otherwise raises the threshold to the size
+ *   of the first such block freed and carves later ones out of its main arena, which grew to ~420 MB
+ *   over the 50,000-meter day and never shrank.
  */
-export const MALLOC_ARENA_MAX = process.env.MALLOC_ARENA_MAX ?? '2';
+export function allocatorEnv(env: NodeJS.ProcessEnv = process.env): AllocatorEnv {
+  return {
+    MALLOC_ARENA_MAX: env.MALLOC_ARENA_MAX ?? '2',
+    MALLOC_MMAP_THRESHOLD_: env.MALLOC_MMAP_THRESHOLD_ ?? '131072',
+  };
+}
+
+export interface AllocatorEnv {
+  readonly MALLOC_ARENA_MAX: string;
+  readonly MALLOC_MMAP_THRESHOLD_: string;
+}
+
+/** The allocator settings every measured process gets. */
+export const ALLOCATOR_ENV = allocatorEnv();
+/** The measured processes' glibc arenas (reported with the results). */
+export const MALLOC_ARENA_MAX = ALLOCATOR_ENV.MALLOC_ARENA_MAX;
 
 const CHILD_ENTRY = fileURLToPath(new URL('./child.js', import.meta.url));
 
@@ -46,7 +66,7 @@ export function runInChild<R>(task: string, args: unknown, options: ChildOptions
   const child = fork(CHILD_ENTRY, [], {
     execArgv: ['--expose-gc', '--max-old-space-size=6144', ...(options.execArgv ?? [])],
     serialization: 'advanced',
-    env: { ...process.env, MALLOC_ARENA_MAX },
+    env: { ...process.env, ...ALLOCATOR_ENV },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const result = new Promise<R>((resolve, reject) => {
