@@ -19,7 +19,7 @@ import {
   startClickHouseServer,
   startNatsServer,
 } from '../test/harness/servers.js';
-import { type HotSpec, MALLOC_ARENA_MAX, round, runInChild } from './protocol.js';
+import { ALLOCATOR_ENV, type HotSpec, MALLOC_ARENA_MAX, round, runInChild } from './protocol.js';
 import type { StoresOnlyArgs, StoresOnlyFigures } from './tasks/clickhouse-only.js';
 import type { SimSpec, StreamSpec } from './tasks/common.js';
 import type { DrainArgs, DrainFigures } from './tasks/drain.js';
@@ -189,6 +189,7 @@ function environment(nats: NatsServer, clickhouse: ClickHouseServer | undefined)
     commit,
     node: process.version,
     mallocArenaMax: MALLOC_ARENA_MAX,
+    mallocMmapThreshold: ALLOCATOR_ENV.MALLOC_MMAP_THRESHOLD_,
     natsServer: nats.version,
     clickhouseServer: clickhouse?.version ?? null,
     packages: Object.fromEntries(
