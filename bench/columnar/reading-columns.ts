@@ -58,6 +58,8 @@ export const STATUS_NAMES = [
   'missing',
 ] as const satisfies readonly ReadingStatus[];
 export const MEASURED = 0;
+export const INTERPOLATED = 1;
+export const MISSING = 2;
 const STATUS_CODES = new Map<ReadingStatus, number>(STATUS_NAMES.map((s, i) => [s, i]));
 
 const TIERS = ['premium', 'standard', 'quarantine'] as const satisfies readonly QualityTier[];
@@ -78,6 +80,14 @@ export interface ReadingColumns {
   readonly status: Uint8Array;
   /** Flag set, bit `i` for `FLAG_NAMES[i]`; the rules set bits in place. */
   readonly flags: Uint32Array;
+  /**
+   * The row each entry stands for, never changed by the rules: the reading itself, or for a reading gap
+   * filling created, the reading that revealed the gap (whose id, source, season, peak class, processing
+   * time and version the created one copies).
+   */
+  readonly row: readonly Reading[];
+  /** Where gap filling created the entry: its record id; absent (or undefined at `i`) for an arrived one. */
+  readonly gapRecordId?: readonly (string | undefined)[];
 }
 
 /** The fields the rules do not read, kept as columns so the batch can become rows again. */
@@ -106,7 +116,8 @@ function meterNumber(index: DenseKeyIndex, r: Reading): number {
   return n !== undefined && index.keyOf(n) === r.meterId ? n : index.intern(r.meterId);
 }
 
-function flagSet(flags: readonly ReadingFlag[]): number {
+/** The bits of a flags list. */
+export function flagSet(flags: readonly ReadingFlag[]): number {
   let bits = 0;
   for (let i = 0; i < flags.length; i++) bits |= FLAG_BITS.get(flags[i]!)!;
   return bits;
@@ -132,7 +143,7 @@ export function toColumns(rows: readonly Reading[], index: DenseKeyIndex): Readi
     const f = r.flags;
     if (f.length > 0) flags[i] = flagSet(f);
   }
-  return { length: n, meter, ts, kw, kwNull, status, flags };
+  return { length: n, meter, ts, kw, kwNull, status, flags, row: rows };
 }
 
 /** Every field as columns, for rows that are to be built again from them (`toRows`). */
@@ -247,5 +258,7 @@ export function copyColumns(c: ReadingColumns): ReadingColumns {
     kwNull: c.kwNull,
     status: c.status,
     flags: c.flags.slice(),
+    row: c.row,
+    ...(c.gapRecordId === undefined ? {} : { gapRecordId: c.gapRecordId }),
   };
 }
