@@ -60,6 +60,29 @@ export class ColumnBuilder {
     else if (this.gapRecordId !== undefined) this.gapRecordId[j] = undefined;
   }
 
+  /** Appends entries `from … to - 1` of `b`. */
+  copyRange(b: ReadingColumns | ColumnBuilder, from: number, to: number): void {
+    if (to <= from) return;
+    this.reserve(to - from);
+    const j = this.length;
+    this.meter.set(b.meter.subarray(from, to), j);
+    this.ts.set(b.ts.subarray(from, to), j);
+    this.kw.set(b.kw.subarray(from, to), j);
+    this.kwNull.set(b.kwNull.subarray(from, to), j);
+    this.status.set(b.status.subarray(from, to), j);
+    this.flags.set(b.flags.subarray(from, to), j);
+    const row = b.row;
+    const ids = b.gapRecordId;
+    for (let i = from; i < to; i++) {
+      const k = j + i - from;
+      this.row[k] = row[i]!;
+      const id = ids?.[i];
+      if (id !== undefined) this.setRecordId(k, id);
+      else if (this.gapRecordId !== undefined) this.gapRecordId[k] = undefined;
+    }
+    this.length = j + to - from;
+  }
+
   /** Appends a reading gap filling created (room reserved). */
   created(
     meter: number,

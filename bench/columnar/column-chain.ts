@@ -9,7 +9,7 @@ import type { StateStore, ValueState } from '../../core/index.js';
 import type { ReadingFlag } from '../../schemas/reading.js';
 import { type ColumnRule, PIECE, TagLists } from './column-rules.js';
 import type { ColumnStage } from './column-stages.js';
-import type { ReadingColumns } from './reading-columns.js';
+import { type ReadingColumns, slice } from './reading-columns.js';
 
 export type ColumnMember = ColumnRule | ColumnStage;
 
@@ -99,19 +99,4 @@ export class ColumnChain {
   private drain(from: number, to = this.members.length): void {
     for (let k = from; k < to; k++) this.tags.append(this.sinks[k]!);
   }
-}
-
-/** Entries `from … to - 1` of `b` as a batch viewing its arrays. */
-function slice(b: ReadingColumns, from: number, to: number): ReadingColumns {
-  return {
-    length: to - from,
-    meter: b.meter.subarray(from, to),
-    ts: b.ts.subarray(from, to),
-    kw: b.kw.subarray(from, to),
-    kwNull: b.kwNull.subarray(from, to),
-    status: b.status.subarray(from, to),
-    flags: b.flags.subarray(from, to),
-    row: b.row.slice(from, to),
-    ...(b.gapRecordId === undefined ? {} : { gapRecordId: b.gapRecordId.slice(from, to) }),
-  };
 }

@@ -14,7 +14,7 @@ import { canonicalTimestamp, reconstructedRaw, recordId } from '../../operators/
 import type { RuleProfile } from '../../operators/rule-profile.js';
 import type { Alert, QuarantineRecord, Reading, ReadingFlag } from '../../schemas/reading.js';
 import { ColumnBuilder } from './column-builder.js';
-import { flagBit, INTERPOLATED, MISSING, type ReadingColumns } from './reading-columns.js';
+import { flagBit, INTERPOLATED, MISSING, type ReadingColumns, slice } from './reading-columns.js';
 
 /** A member that takes a batch and returns another (readings held, reordered, created). */
 export interface ColumnStage {
@@ -96,60 +96,83 @@ export function orderByEventTimeColumns(store: StateStore, name = 'orderByEventT
   };
 
   /** Readings of the buckets before `watermark`, sorted by time (stably), each meter's in order. */
+  /**
+   * Reading `i` of `b`, next in time order: released into `emitted` when it is after its meter's last
+   * released one, quarantined otherwise.
+   */
+  const releaseOne = (b: ColumnBuilder, i: number, emitted: ColumnBuilder, out: TagSink): void => {
+    const m = b.meter[i]!;
+    const t = b.ts[i]!;
+    const o = lastReleased.open(m);
+    if (o < 0) {
+      const c = lastReleased.create(m);
+      lastReleased.data[c] = t;
+    } else if (t <= lastReleased.data[o]!) {
+      quarantine(out, b.row[i]!, ['late', 'duplicate_timestamp']);
+      return;
+    } else lastReleased.data[o] = t;
+    emitted.copy(b, i);
+  };
+
+  /**
+   * Readings of the buckets before `watermark`, in time order (equal times in arrival order). Buckets
+   * are minutes in time order, so when each one's due readings are in order (readings stamped on the
+   * interval usually are) they are released straight from the buckets; otherwise gathered and sorted.
+   */
   const release = (watermark: number, out: TagSink): ReadingColumns | undefined => {
     const buckets = pending();
     if (buckets.length === 0 || buckets[0]!.s >= watermark) return undefined;
     let whole = 0;
     let count = 0;
-    while (whole < buckets.length && buckets[whole]!.s + BUCKET_MS <= watermark)
-      count += buckets[whole++]!.b.length;
+    let sorted = true;
+    while (whole < buckets.length && buckets[whole]!.s + BUCKET_MS <= watermark) {
+      const b = buckets[whole++]!.b;
+      count += b.length;
+      if (sorted) sorted = inOrder(b.ts, b.length, Number.POSITIVE_INFINITY);
+    }
     const straddling =
       whole < buckets.length && buckets[whole]!.s < watermark ? buckets[whole]!.b : undefined;
-    if (straddling !== undefined) count += straddling.length;
-    const due = new ColumnBuilder(Math.max(16, count));
+    if (straddling !== undefined) {
+      count += straddling.length;
+      if (sorted) sorted = inOrder(straddling.ts, straddling.length, watermark);
+    }
+    let emitted: ColumnBuilder;
+    if (sorted) {
+      emitted = new ColumnBuilder(Math.max(16, count));
+      for (let k = 0; k < whole; k++) {
+        const b = buckets[k]!.b;
+        for (let i = 0; i < b.length; i++) releaseOne(b, i, emitted, out);
+      }
+      if (straddling !== undefined) {
+        const ts = straddling.ts;
+        for (let i = 0; i < straddling.length; i++)
+          if (ts[i]! < watermark) releaseOne(straddling, i, emitted, out);
+      }
+    } else {
+      const due = new ColumnBuilder(Math.max(16, count));
+      for (let k = 0; k < whole; k++) {
+        const b = buckets[k]!.b;
+        due.copyRange(b, 0, b.length);
+      }
+      if (straddling !== undefined) {
+        const ts = straddling.ts;
+        for (let i = 0; i < straddling.length; i++) if (ts[i]! < watermark) due.copy(straddling, i);
+      }
+      const order = stableOrder(due.ts, due.length);
+      emitted = new ColumnBuilder(due.length);
+      for (let k = 0; k < order.length; k++) releaseOne(due, order[k]!, emitted, out);
+    }
     for (let k = 0; k < whole; k++) {
       const b = buckets[k]!.b;
-      for (let i = 0; i < b.length; i++) due.copy(b, i);
       b.clear();
       spare.push(b);
     }
     if (whole > 0) buckets.splice(0, whole);
     if (straddling !== undefined) {
-      for (let i = 0; i < straddling.length; i++) if (straddling.ts[i]! < watermark) due.copy(straddling, i);
       const ts = straddling.ts;
       straddling.retain((i) => ts[i]! >= watermark);
     }
-    const n = due.length;
-    const ts = due.ts;
-    let sorted = true;
-    for (let i = 1; i < n && sorted; i++) if (ts[i]! < ts[i - 1]!) sorted = false;
-    const order = sorted ? undefined : stableOrder(ts, n);
-    const meter = due.meter;
-    const emitted = sorted ? undefined : new ColumnBuilder(n);
-    /** In sorted order, which of `due` stay (made at the first reading quarantined). */
-    let keep: Uint8Array | undefined;
-    for (let k = 0; k < n; k++) {
-      const i = order === undefined ? k : order[k]!;
-      const m = meter[i]!;
-      const t = ts[i]!;
-      const o = lastReleased.open(m);
-      if (o < 0) {
-        const c = lastReleased.create(m);
-        lastReleased.data[c] = t;
-      } else if (t <= lastReleased.data[o]!) {
-        quarantine(out, due.row[i]!, ['late', 'duplicate_timestamp']);
-        if (emitted === undefined && keep === undefined) keep = new Uint8Array(n).fill(1, 0, k);
-        continue;
-      } else lastReleased.data[o] = t;
-      if (emitted !== undefined) emitted.copy(due, i);
-      else if (keep !== undefined) keep[i] = 1;
-    }
-    if (emitted !== undefined) return emitted.take();
-    if (keep !== undefined) {
-      const kept = keep;
-      due.retain((i) => kept[i] === 1);
-    }
-    return due.take();
+    return emitted.take();
   };
 
   return {
@@ -187,6 +210,18 @@ export function orderByEventTimeColumns(store: StateStore, name = 'orderByEventT
     // Released once the watermark reaches their time: `ts <= watermark` is `ts < watermark + 1` in whole ms.
     onWatermark: (watermark, out) => release(watermark + 1, out),
   };
+}
+
+/** Whether the times of `ts[0 … n - 1]` before `before` are in order. */
+function inOrder(ts: Float64Array, n: number, before: number): boolean {
+  let last = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < n; i++) {
+    const t = ts[i]!;
+    if (t >= before) continue;
+    if (t < last) return false;
+    last = t;
+  }
+  return true;
 }
 
 /** Indices `0 … n - 1` ordered by `ts`, equal times in index order. */
@@ -320,7 +355,8 @@ export function fillGapsColumns(
     adds: ['missing_short', 'missing_extended', 'interpolated'],
     take: (b, from, to, _watermark, out) => {
       const { meter, ts, kw: kws, kwNull, flags, row } = b;
-      const into = new ColumnBuilder(to - from + 16);
+      // Made at the first gap: until then the output is the input, as the row operator's echo of it.
+      let into: ColumnBuilder | undefined;
       for (let i = from; i < to; i++) {
         const m = meter[i]!;
         const t = ts[i]!;
@@ -339,20 +375,30 @@ export function fillGapsColumns(
           fresh[c + IV] = defaultIntervalMs;
           fresh[c + NU] = isNull ? 1 : 0;
           armSilence(m, fresh, c);
-          into.reserve(1);
-          into.copy(b, i);
+          if (into !== undefined) {
+            into.reserve(1);
+            into.copy(b, i);
+          }
           continue;
         }
         const d = meters.data;
         const delta = t - d[o + LT]!;
         if (delta <= 0) {
-          into.reserve(1);
-          into.copy(b, i);
+          if (into !== undefined) {
+            into.reserve(1);
+            into.copy(b, i);
+          }
           continue;
         }
         inferCadence(d, o, delta, minIntervalMs);
         const missing = Math.round(delta / d[o + IV]!) - 1;
-        if (missing > 0) fill(into, out, m, d, o, row[i]!, t, kw, missing);
+        if (missing > 0) {
+          if (into === undefined) {
+            into = new ColumnBuilder(to - from + 2 * missing + 16);
+            into.copyRange(b, from, i);
+          }
+          fill(into, out, m, d, o, row[i]!, t, kw, missing);
+        }
         if (isNull) {
           const nu = d[o + NU]! + 1;
           d[o + NU] = nu;
@@ -377,10 +423,12 @@ export function fillGapsColumns(
         }
         d[o + EA] = 0;
         armSilence(m, d, o);
-        into.reserve(1);
-        into.copy(b, i);
+        if (into !== undefined) {
+          into.reserve(1);
+          into.copy(b, i);
+        }
       }
-      return into.take();
+      return into !== undefined ? into.take() : from === 0 && to === b.length ? b : slice(b, from, to);
     },
     onWatermark: (watermark, out) => {
       for (let t = timers.popDue(watermark); t !== undefined; t = timers.popDue(watermark)) {

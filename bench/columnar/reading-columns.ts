@@ -262,3 +262,18 @@ export function copyColumns(c: ReadingColumns): ReadingColumns {
     ...(c.gapRecordId === undefined ? {} : { gapRecordId: c.gapRecordId }),
   };
 }
+
+/** Entries `from … to - 1` of `b` as a batch viewing its arrays. */
+export function slice(b: ReadingColumns, from: number, to: number): ReadingColumns {
+  return {
+    length: to - from,
+    meter: b.meter.subarray(from, to),
+    ts: b.ts.subarray(from, to),
+    kw: b.kw.subarray(from, to),
+    kwNull: b.kwNull.subarray(from, to),
+    status: b.status.subarray(from, to),
+    flags: b.flags.subarray(from, to),
+    row: b.row.slice(from, to),
+    ...(b.gapRecordId === undefined ? {} : { gapRecordId: b.gapRecordId.slice(from, to) }),
+  };
+}

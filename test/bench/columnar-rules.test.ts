@@ -13,10 +13,13 @@ import { type RuleInput, ruleInput } from '../../bench/columnar/rule-input.js';
 
 let input: RuleInput;
 let pairs: ReturnType<typeof rulePairs>;
+/** A day as simulated, not roughened: event-time ordering's buckets then come due in order. */
+let smooth: RuleInput;
 
 beforeAll(() => {
   input = ruleInput({ meters: 300, days: 3, shortFaults: true, rough: true });
   pairs = rulePairs(input.profile, input.registry);
+  smooth = ruleInput({ meters: 300, days: 1, shortFaults: true });
 });
 
 /** `pair` with its column port changed by `change`. */
@@ -40,6 +43,17 @@ describe('columnar ports of the per-meter chain', () => {
     // The rough input reaches every path: late, and duplicates on arrival and at release.
     expect(result.quarantineReasons.late).toBeGreaterThan(0);
     expect(result.quarantineReasons['late,duplicate_timestamp']).toBeGreaterThan(0);
+  });
+
+  it('the five members as a chain match the keyed chain of the five on a smooth day', () => {
+    const smoothPairs = rulePairs(smooth.profile, smooth.registry);
+    const result = checkColumnar(
+      smooth.chainEvents,
+      smooth.meterKeys,
+      CHAIN.map((name) => smoothPairs[name]),
+    );
+    expect(result.mismatches).toEqual([]);
+    expect(result.readings).toBeGreaterThan(20_000);
   });
 
   it('gap filling over columns creates readings and alerts as the row operator does', () => {
