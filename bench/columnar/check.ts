@@ -27,7 +27,7 @@ import type { Reading, ReadingFlag } from '../../schemas/reading.js';
 import { ColumnChain, type ColumnMember, type ColumnOutput } from './column-chain.js';
 import { rateOfChangeColumns, stuckMeterColumns, TagLists, zeroMeterColumns } from './column-rules.js';
 import { fillGapsColumns, orderByEventTimeColumns } from './column-stages.js';
-import { flagBit, flagSet, type ReadingColumns, STATUS_NAMES, toColumns } from './reading-columns.js';
+import { flagSet, type ReadingColumns, rowsOut, toColumns } from './reading-columns.js';
 
 /** A member of the per-meter chain twice: as the graph runs it (a keyed spec), and ported to columns. */
 export interface RulePair {
@@ -98,43 +98,6 @@ export function copyRow(r: Reading): Reading {
   return { ...r, flags: [...r.flags] };
 }
 
-/**
- * Entry `i` of a column batch as the row chain would have emitted it: the reading it stands for with the
- * flags the members set appended in `order`, or the row gap filling makes for a created one.
- */
-export function rowOf(c: ReadingColumns, i: number, order: readonly ReadingFlag[]): Reading {
-  const r = c.row[i]!;
-  const id = c.gapRecordId?.[i];
-  const bits = c.flags[i]!;
-  if (id === undefined) {
-    const added = bits & ~flagSet(r.flags);
-    const flags = [...r.flags];
-    for (const f of order) if ((added & flagBit(f)) !== 0) flags.push(f);
-    return { ...r, flags };
-  }
-  const flags: ReadingFlag[] = [];
-  for (const f of order) if ((bits & flagBit(f)) !== 0) flags.push(f);
-  return {
-    meterId: r.meterId,
-    ts: c.ts[i]!,
-    kw: c.kwNull[i] === 1 ? null : c.kw[i]!,
-    rawValue: '',
-    rawUnit: '',
-    status: STATUS_NAMES[c.status[i]!]!,
-    flags,
-    warnings: 0,
-    qualityScore: 0,
-    qualityTier: 'quarantine',
-    grade: 'F',
-    peakClass: r.peakClass,
-    season: r.season,
-    recordId: id,
-    source: r.source,
-    processedAt: r.processedAt,
-    pipelineVersion: r.pipelineVersion,
-  };
-}
-
 /** Readings that differ shown in a result (all are counted). */
 const SHOWN = 10;
 
@@ -200,7 +163,8 @@ export function checkColumnar(
     for (const pieces of o) columnOut.push({ kind: 'data', pieces });
   };
   for (const e of input) {
-    if (e.kind === 'data') push(chain.data(toColumns(e.items, index)));
+    // Copies: the exit (`rowsOut`) appends the chain's flags to the rows it points to.
+    if (e.kind === 'data') push(chain.data(toColumns(e.items.map(copyRow), index)));
     else if (e.kind === 'watermark') {
       push(chain.watermark(e.time));
       columnOut.push({ kind: 'watermark', time: e.time });
@@ -242,20 +206,22 @@ export function checkColumnar(
     const n = got.pieces.reduce((s, p) => s + p.length, 0);
     if (n !== want.items.length)
       note(`event ${k}: ${want.items.length} readings from the rows, ${n} from the columns`);
-    let i = 0;
     for (const p of got.pieces) {
-      for (let j = 0; j < p.length && i < want.items.length; j++, i++) {
-        const w = want.items[i]!;
-        const g = rowOf(p, j, order);
-        readings++;
+      for (let j = 0; j < p.length; j++) {
         if (p.gapRecordId?.[j] !== undefined) created++;
-        else if (w.flags.length !== p.row[j]!.flags.length) flagged++;
-        if (!isDeepStrictEqual(w, g)) {
-          const d = diff(w, g);
-          noteReading(
-            `event ${k} reading ${i} (${w.meterId} @ ${w.ts}): rows ${JSON.stringify(d.rows)}, columns ${JSON.stringify(d.columns)}`,
-          );
-        }
+        else if ((p.flags[j]! & ~flagSet(p.row[j]!.flags)) !== 0) flagged++;
+      }
+    }
+    const rows = rowsOut(got.pieces, order);
+    for (let i = 0; i < Math.min(rows.length, want.items.length); i++) {
+      const w = want.items[i]!;
+      const g = rows[i]!;
+      readings++;
+      if (!isDeepStrictEqual(w, g)) {
+        const d = diff(w, g);
+        noteReading(
+          `event ${k} reading ${i} (${w.meterId} @ ${w.ts}): rows ${JSON.stringify(d.rows)}, columns ${JSON.stringify(d.columns)}`,
+        );
       }
     }
   }

@@ -13,36 +13,15 @@ import {
   type Measurements,
   type PeakClass,
   type QualityTier,
+  READING_FLAGS,
   type Reading,
   type ReadingFlag,
   type ReadingStatus,
   type Season,
 } from '../../schemas/reading.js';
 
-/** Every reading flag, its bit the position here: a flag set is one `Uint32` per reading. */
-export const FLAG_NAMES = [
-  'unit_converted',
-  'unit_inferred',
-  'MISSING_READING',
-  'missing_short',
-  'missing_extended',
-  'interpolated',
-  'spike',
-  'drop',
-  'backdated',
-  'fault_excluded',
-  'energy_converted',
-  'source_estimated',
-  'source_substituted',
-  'reviewed',
-  'reviewed_corrected',
-  'score_overridden',
-  'over_limit',
-] as const satisfies readonly ReadingFlag[];
-
-/** Fails to compile when `ReadingFlag` gains a flag `FLAG_NAMES` does not list. */
-const everyFlagListed: Exclude<ReadingFlag, (typeof FLAG_NAMES)[number]> extends never ? true : never = true;
-void everyFlagListed;
+/** Every reading flag, its bit its position in the schema's one order: a flag set is one `Uint32` a reading. */
+export const FLAG_NAMES = READING_FLAGS;
 
 const FLAG_BITS = new Map<ReadingFlag, number>(FLAG_NAMES.map((f, i) => [f, 1 << i]));
 
@@ -211,6 +190,61 @@ export function writeBackFlags(
     for (let k = 0; k < bits.length; k++) if ((added & bits[k]!) !== 0) list.push(order[k]!);
     r.flags = list;
   }
+}
+
+/**
+ * The rows a chain's column output stands for, as the row chain would emit them (a chain's exit when rows
+ * came in and go on): each arrived reading itself with the flags the chain set appended in `order`, and a
+ * row made for each reading gap filling created, as `fillGaps` makes it.
+ */
+export function rowsOut(pieces: readonly ReadingColumns[], order: readonly ReadingFlag[]): Reading[] {
+  const bits = order.map(flagBit);
+  const out: Reading[] = [];
+  for (const c of pieces) {
+    const { flags, row } = c;
+    const ids = c.gapRecordId;
+    for (let i = 0; i < c.length; i++) {
+      const r = row[i]!;
+      const id = ids?.[i];
+      const set = flags[i]!;
+      if (id === undefined) {
+        const added = set === 0 ? 0 : set & ~flagSet(r.flags);
+        if (added !== 0) {
+          const list = r.flags.slice();
+          for (let k = 0; k < bits.length; k++) if ((added & bits[k]!) !== 0) list.push(order[k]!);
+          r.flags = list;
+        }
+        out.push(r);
+        continue;
+      }
+      let list: ReadingFlag[] | readonly ReadingFlag[] = NO_FLAGS;
+      if (set !== 0) {
+        const made: ReadingFlag[] = [];
+        for (let k = 0; k < bits.length; k++) if ((set & bits[k]!) !== 0) made.push(order[k]!);
+        list = made;
+      }
+      out.push({
+        meterId: r.meterId,
+        ts: c.ts[i]!,
+        kw: c.kwNull[i] === 1 ? null : c.kw[i]!,
+        rawValue: '',
+        rawUnit: '',
+        status: STATUS_NAMES[c.status[i]!]!,
+        flags: list,
+        warnings: 0,
+        qualityScore: 0,
+        qualityTier: 'quarantine',
+        grade: 'F',
+        peakClass: r.peakClass,
+        season: r.season,
+        recordId: id,
+        source: r.source,
+        processedAt: r.processedAt,
+        pipelineVersion: r.pipelineVersion,
+      });
+    }
+  }
+  return out;
 }
 
 /**

@@ -9,7 +9,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { CHAIN, checkColumnar, PORTED, type RulePair, rulePairs } from '../../bench/columnar/check.js';
 import { rateOfChangeColumns, zeroMeterColumns } from '../../bench/columnar/column-rules.js';
 import { type ColumnStage, fillGapsColumns } from '../../bench/columnar/column-stages.js';
+import { flagBit, flagSet } from '../../bench/columnar/reading-columns.js';
 import { type RuleInput, ruleInput } from '../../bench/columnar/rule-input.js';
+import { READING_FLAGS } from '../../schemas/reading.js';
 
 let input: RuleInput;
 let pairs: ReturnType<typeof rulePairs>;
@@ -149,5 +151,14 @@ describe('columnar ports of the per-meter chain', () => {
     const result = checkColumnar(input.orderedEvents, input.meterKeys, [wrong]);
     expect(result.mismatches.some((m) => m.startsWith('tag alerts'))).toBe(true);
     expect(result.mismatches).toContain('timers fillGaps differ');
+  });
+
+  it("column flag bits follow the schema's one flag order, every flag in a Uint32", () => {
+    expect(READING_FLAGS.length).toBeLessThanOrEqual(32);
+    expect(new Set(READING_FLAGS).size).toBe(READING_FLAGS.length);
+    READING_FLAGS.forEach((f, i) => {
+      expect(flagBit(f)).toBe(1 << i);
+    });
+    expect(flagSet(['spike', 'unit_converted'])).toBe(flagBit('unit_converted') | flagBit('spike'));
   });
 });
