@@ -141,6 +141,14 @@ export class ColumnBuilder {
     if (this.gapRecordId !== undefined) this.gapRecordId.length = n;
   }
 
+  /**
+   * The entries as a batch that views the builder's arrays: valid until the builder changes (a stage's
+   * scratch output, consumed by the chain before the stage takes its next piece).
+   */
+  view(): ReadingColumns {
+    return this.take();
+  }
+
   /** The entries as a batch that views the builder's arrays: the builder must not be used after. */
   take(): ReadingColumns {
     const n = this.length;

@@ -7,9 +7,10 @@
  */
 import type { StateStore, ValueState } from '../../core/index.js';
 import type { ReadingFlag } from '../../schemas/reading.js';
+import { ColumnBuilder } from './column-builder.js';
 import { type ColumnRule, PIECE, TagLists } from './column-rules.js';
 import type { ColumnStage } from './column-stages.js';
-import { type ReadingColumns, slice } from './reading-columns.js';
+import type { ReadingColumns } from './reading-columns.js';
 
 export type ColumnMember = ColumnRule | ColumnStage;
 
@@ -77,7 +78,9 @@ export class ColumnChain {
       }
       return [b];
     }
-    const pieces: ReadingColumns[] = [];
+    // The pieces' outputs gathered into one batch, made at the first piece a stage changed: until then the
+    // output is the input's first pieces (the stages' outputs are theirs only until their next piece).
+    let out: ColumnBuilder | undefined;
     for (let from = 0; from < b.length; from += PIECE) {
       let cur = b;
       let f = from;
@@ -85,14 +88,22 @@ export class ColumnChain {
       for (let j = k; j < members.length && t > f; j++) {
         const m = members[j]!;
         if (isStage(m)) {
-          cur = m.take(cur, f, t, this.watermarks[j]!.get(), this.sinks[j]!);
+          const next = m.take(cur, f, t, this.watermarks[j]!.get(), this.sinks[j]!);
+          if (next === undefined) continue;
+          cur = next;
           f = 0;
-          t = cur.length;
+          t = next.length;
         } else m.run(cur, f, t, this.sinks[j]!);
       }
-      if (t > f) pieces.push(f === 0 && t === cur.length ? cur : slice(cur, f, t));
+      if (out === undefined) {
+        if (cur === b && f === from && t === Math.min(b.length, from + PIECE)) continue;
+        out = new ColumnBuilder(b.length + 256);
+        out.copyRange(b, 0, from);
+      }
+      out.copyRange(cur, f, t);
     }
-    return pieces;
+    if (out === undefined) return [b];
+    return out.length === 0 ? [] : [out.take()];
   }
 
   /** Hands on the tagged records of members `from … to - 1`, in member order. */

@@ -14,21 +14,26 @@ import { canonicalTimestamp, reconstructedRaw, recordId } from '../../operators/
 import type { RuleProfile } from '../../operators/rule-profile.js';
 import type { Alert, QuarantineRecord, Reading, ReadingFlag } from '../../schemas/reading.js';
 import { ColumnBuilder } from './column-builder.js';
-import { flagBit, INTERPOLATED, MISSING, type ReadingColumns, slice } from './reading-columns.js';
+import { PIECE } from './column-rules.js';
+import { flagBit, INTERPOLATED, MISSING, type ReadingColumns } from './reading-columns.js';
 
 /** A member that takes a batch and returns another (readings held, reordered, created). */
 export interface ColumnStage {
   readonly name: string;
   /** The flags it may add, in the order it adds them. */
   readonly adds: readonly ReadingFlag[];
-  /** Takes readings `from … to - 1` of `b` with the member's input watermark at `watermark`. */
+  /**
+   * Takes readings `from … to - 1` of `b` with the member's input watermark at `watermark`; returns what
+   * it emits (valid until its next call: the chain copies it out before), or undefined when that is the
+   * piece itself, unchanged.
+   */
   readonly take: (
     b: ReadingColumns,
     from: number,
     to: number,
     watermark: number,
     out: TagSink,
-  ) => ReadingColumns;
+  ) => ReadingColumns | undefined;
   /** Fires its timers due at `watermark`, then what its watermark releases; returns what it emits. */
   readonly onWatermark: (watermark: number, out: TagSink) => ReadingColumns | undefined;
 }
@@ -56,6 +61,8 @@ export function orderByEventTimeColumns(store: StateStore, name = 'orderByEventT
   /** The live bucket lists this stage made: anything else in the value was restored. */
   const live = new WeakSet<ColumnBucket[]>();
   const pendingValue = store.value<ColumnBucket[]>(`${name}/pending`, [], (buckets) => {
+    // A list restored and not yet taken over is in the checkpoint's form already.
+    if (!live.has(buckets)) return buckets;
     if (buckets.some((x) => x.b.length > 0))
       throw new Error(`${name} (columns): pending readings are not checkpointed by the prototype`);
     return NOTHING_PENDING;
@@ -73,6 +80,8 @@ export function orderByEventTimeColumns(store: StateStore, name = 'orderByEventT
   };
   /** Emptied buckets' builders, for the next minutes. */
   const spare: ColumnBuilder[] = [];
+  /** What a piece passes straight on (at or behind the watermark), reused piece after piece. */
+  const passed = new ColumnBuilder(256);
 
   const quarantine = (out: TagSink, r: Reading, reasons: string[]): void => {
     out.tag<QuarantineRecord>(QUARANTINE, {
@@ -95,7 +104,6 @@ export function orderByEventTimeColumns(store: StateStore, name = 'orderByEventT
     return b;
   };
 
-  /** Readings of the buckets before `watermark`, sorted by time (stably), each meter's in order. */
   /**
    * Reading `i` of `b`, next in time order: released into `emitted` when it is after its meter's last
    * released one, quarantined otherwise.
@@ -180,7 +188,7 @@ export function orderByEventTimeColumns(store: StateStore, name = 'orderByEventT
     adds: [],
     take: (b, from, to, watermark, out) => {
       const { meter, ts } = b;
-      const passed = new ColumnBuilder(16);
+      passed.clear();
       let buckets: ColumnBucket[] | undefined;
       for (let i = from; i < to; i++) {
         const m = meter[i]!;
@@ -205,7 +213,7 @@ export function orderByEventTimeColumns(store: StateStore, name = 'orderByEventT
         bucket.reserve(1);
         bucket.copy(b, i);
       }
-      return passed.take();
+      return passed.view();
     },
     // Released once the watermark reaches their time: `ts <= watermark` is `ts < watermark + 1` in whole ms.
     onWatermark: (watermark, out) => release(watermark + 1, out),
@@ -267,6 +275,8 @@ export function fillGapsColumns(
   const meters = store.rows(`${name}/meter`, METER_KEYS, WIDTH);
   const index = store.denseKeys(METER_KEYS);
   const timers: TimerQueue = store.timers(name);
+  /** A piece's output once it has a gap, reused piece after piece. */
+  const scratch = new ColumnBuilder(PIECE + 256);
 
   const deadlineOf = (lt: number, iv: number): number => lt + iv + extendedFromMs;
   const extendedAlert = (meterId: string, lt: number, iv: number): Alert => ({
@@ -355,7 +365,7 @@ export function fillGapsColumns(
     adds: ['missing_short', 'missing_extended', 'interpolated'],
     take: (b, from, to, _watermark, out) => {
       const { meter, ts, kw: kws, kwNull, flags, row } = b;
-      // Made at the first gap: until then the output is the input, as the row operator's echo of it.
+      // Filled from the first gap: until then the output is the input, as the row operator's echo of it.
       let into: ColumnBuilder | undefined;
       for (let i = from; i < to; i++) {
         const m = meter[i]!;
@@ -394,7 +404,8 @@ export function fillGapsColumns(
         const missing = Math.round(delta / d[o + IV]!) - 1;
         if (missing > 0) {
           if (into === undefined) {
-            into = new ColumnBuilder(to - from + 2 * missing + 16);
+            into = scratch;
+            into.clear();
             into.copyRange(b, from, i);
           }
           fill(into, out, m, d, o, row[i]!, t, kw, missing);
@@ -428,7 +439,7 @@ export function fillGapsColumns(
           into.copy(b, i);
         }
       }
-      return into !== undefined ? into.take() : from === 0 && to === b.length ? b : slice(b, from, to);
+      return into?.view();
     },
     onWatermark: (watermark, out) => {
       for (let t = timers.popDue(watermark); t !== undefined; t = timers.popDue(watermark)) {
