@@ -105,7 +105,13 @@ export class ColumnBuilder {
   }
 
   private setRecordId(j: number, id: string): void {
-    if (this.gapRecordId === undefined) this.gapRecordId = new Array<string | undefined>(j);
+    if (this.gapRecordId === undefined) {
+      // Filled up to `j` by appending: `new Array(j)` of more than ~100,000 entries is a dictionary (a hash
+      // table), every later write a hash insert.
+      const ids: (string | undefined)[] = [];
+      for (let k = 0; k < j; k++) ids.push(undefined);
+      this.gapRecordId = ids;
+    }
     this.gapRecordId[j] = id;
   }
 
