@@ -1,14 +1,16 @@
 /**
- * `node --expose-gc dist/bench/columnar-rules.js [--meters 5000] [--rounds 5] [--days 1] [--short-faults]`:
- * what a columnar graph (issue 15) would buy the per-meter rules. The simulated day is taken through the
- * stages before the rules and through event-time ordering and gap filling once, untimed; then each ported
- * rule (`columnar/column-rules.ts`), and the three as a chain, run over it as rows (a keyed chain, as the
- * graph runs them, each batch a fresh copy) and as columns (typed arrays filled before the clock), in
- * alternating order round by round, each in a fresh store. Reported: CPU ns a reading (median of the
- * rounds after the first), GC pause share of the round's wall time, and the conversions a chain-only
- * columnar step would pay at its edges. A golden check (`columnar/check.ts`) runs first and fails the
- * bench when a port differs from its row rule; `--short-faults` runs it (and the rounds) with 2-hour zero
- * and stuck thresholds, so that a day raises and clears faults.
+ * `node --expose-gc dist/bench/columnar-rules.js [--meters 5000] [--rounds 5] [--days 1] [--short-faults]
+ * [--rough] [--only name,…]`: what a columnar graph (issue 15) would buy the per-meter chain. The simulated
+ * day is taken through the stages before the chain once, untimed (and through event-time ordering and gap
+ * filling, for the members after them); then each ported member (`columnar/column-stages.ts`,
+ * `columnar/column-rules.ts`), the three rules as a chain and the five members as a chain, run over their
+ * input as rows (a keyed chain, as the graph runs them, each batch a fresh copy) and as columns (typed
+ * arrays filled before the clock), in alternating order round by round, each in a fresh store. Reported:
+ * CPU ns a reading in (median of the rounds after the first), GC pause share of the round's wall time,
+ * and the conversions a chain-only columnar step would pay at its edges. A golden check
+ * (`columnar/check.ts`) runs first and fails the bench when a port differs from its row member;
+ * `--short-faults` runs it (and the rounds) with 2-hour zero and stuck thresholds, so that a day raises
+ * and clears faults; `--rough` on rougher data (`columnar/rule-input.ts`).
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -24,19 +26,23 @@ import {
 import { METER_KEYS } from '../operators/meter-key.js';
 import type { Reading } from '../schemas/reading.js';
 import {
+  CHAIN,
   checkColumnar,
   copyRow,
   flagOrder,
   PORTED,
   type RulePair,
   rulePairs,
+  STAGES,
   storeFor,
 } from './columnar/check.js';
-import { runColumnChain, TagLists } from './columnar/column-rules.js';
+import { ColumnChain } from './columnar/column-chain.js';
+import { type ColumnRule, runColumnChain, TagLists } from './columnar/column-rules.js';
 import {
   copyColumns,
   otherColumns,
   type ReadingColumns,
+  rowsOut,
   toColumns,
   toRows,
   writeBackFlags,
@@ -49,41 +55,71 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '5' },
     days: { type: 'string', default: '1' },
     'short-faults': { type: 'boolean', default: false },
+    rough: { type: 'boolean', default: false },
+    only: { type: 'string' },
   },
 });
 const {
   profile,
   registry,
+  chainEvents,
+  orderedEvents,
   events: input,
   meterKeys,
 } = ruleInput({
   meters: Number(values.meters),
   days: Number(values.days),
   shortFaults: values['short-faults'],
+  rough: values.rough,
 });
 const data = input.filter((e) => e.kind === 'data').map((e) => e.items);
 const readings = data.reduce((n, items) => n + items.length, 0);
 const pairs = rulePairs(profile, registry);
-const cases: Record<string, readonly RulePair[]> = {
-  ...Object.fromEntries(PORTED.map((name) => [name, [pairs[name]]])),
-  chainOfThree: PORTED.map((name) => pairs[name]),
+
+/** A case: members run as one chain over their input. */
+interface Case {
+  readonly members: readonly RulePair[];
+  readonly input: readonly FlowEvent<Reading>[];
+}
+const allCases: Record<string, Case> = {
+  orderByEventTime: { members: [pairs.orderByEventTime], input: chainEvents },
+  fillGaps: { members: [pairs.fillGaps], input: orderedEvents },
+  ...Object.fromEntries(PORTED.map((name) => [name, { members: [pairs[name]], input }])),
+  chainOfThree: { members: PORTED.map((name) => pairs[name]), input },
+  chainOfFive: { members: CHAIN.map((name) => pairs[name]), input: chainEvents },
 };
+const only = values.only?.split(',');
+const cases = Object.fromEntries(
+  Object.entries(allCases).filter(([name]) => only === undefined || only.includes(name)),
+);
+void STAGES;
+/** Readings into each case's first member. */
+const readingsIn = (c: Case): number =>
+  c.input.reduce((n, e) => n + (e.kind === 'data' ? e.items.length : 0), 0);
 
 // The golden check, before anything is timed.
 const checks: Record<string, unknown> = {};
-for (const [name, members] of Object.entries(cases)) {
-  const result = checkColumnar(input, meterKeys, members);
-  checks[name] = result;
+for (const [name, c] of Object.entries(cases)) {
+  const result = checkColumnar(c.input, meterKeys, c.members);
+  checks[name] = { readingsIn: readingsIn(c), ...result };
   if (result.mismatches.length > 0) {
     console.error(JSON.stringify({ check: name, ...result }, null, 1));
     process.exit(1);
   }
 }
 
-// The columns of every batch, filled once; each round writes flags into copies of them.
-const entryColumns: ReadingColumns[] = data.map((items) =>
-  toColumns(items, storeFor(meterKeys).denseKeys(METER_KEYS)),
-);
+/** The columns of every data batch of an input, filled once; each round works on copies of them. */
+const columnsOf = new Map<readonly FlowEvent<Reading>[], ReadingColumns[]>();
+const entryColumnsOf = (events: readonly FlowEvent<Reading>[]): ReadingColumns[] => {
+  let columns = columnsOf.get(events);
+  if (columns === undefined) {
+    const index = storeFor(meterKeys).denseKeys(METER_KEYS);
+    columns = events.filter((e) => e.kind === 'data').map((e) => toColumns(e.items, index));
+    columnsOf.set(events, columns);
+  }
+  return columns;
+};
+const entryColumns = entryColumnsOf(input);
 
 /** GC pauses as the runtime reports them, matched to the rounds by their start times afterwards. */
 const pauses: { start: number; ms: number }[] = [];
@@ -145,8 +181,8 @@ function freshStore(): { store: StateStore; reset: () => void } {
   };
 }
 
-/** The rules as rows: a keyed chain of them over a fresh copy of each batch (its copying left out). */
-function rowRig(members: readonly RulePair[]): () => Promise<Timing> {
+/** The members as rows: a keyed chain of them over a fresh copy of each batch (its copying left out). */
+function rowRig({ members, input }: Case): () => Promise<Timing> {
   const { store, reset } = freshStore();
   const chain = keyedChain(
     store,
@@ -174,18 +210,22 @@ function rowRig(members: readonly RulePair[]): () => Promise<Timing> {
   };
 }
 
-/** The rules as columns over copies of the batches' flags, made before the clock starts. */
-function columnRig(members: readonly RulePair[]): () => Promise<Timing> {
+/** The members as columns over copies of the batches' flags, made before the clock starts. */
+function columnRig({ members, input }: Case): () => Promise<Timing> {
   const { store, reset } = freshStore();
-  const rules = members.map((p) => p.columns(store));
-  const sinks = rules.map(() => new TagLists());
+  const columns = members.map((p) => p.columns(store));
+  const entry = entryColumnsOf(input);
   reset();
   return () => {
     reset();
-    const tags = new TagLists();
-    const batches = entryColumns.map(copyColumns);
+    const chain = new ColumnChain(store, columns);
+    const batches = entry.map(copyColumns);
     return timed(() => {
-      for (const b of batches) runColumnChain(rules, sinks, b, tags);
+      let j = 0;
+      for (const e of input) {
+        if (e.kind === 'data') chain.data(batches[j++]!);
+        else if (e.kind === 'watermark') chain.watermark(e.time);
+      }
     });
   };
 }
@@ -202,7 +242,7 @@ const conversions = {
   /** Flags the chain set written back onto the rows (copies made outside the clock). */
   writeBackFlags: (): Promise<Timing> => {
     const store = storeFor(meterKeys);
-    const rules = cases.chainOfThree!.map((p) => p.columns(store));
+    const rules = PORTED.map((name) => pairs[name].columns(store) as ColumnRule);
     const sinks = rules.map(() => new TagLists());
     const tags = new TagLists();
     const order = flagOrder(rules);
@@ -235,6 +275,28 @@ const conversions = {
       for (let j = 0; j < data.length; j++) toRows(entryColumns[j]!, others[j]!, index);
     });
   },
+  /**
+   * The five members' column output → the rows that go on: arrived readings with the flags the chain
+   * set appended, a row made for each created one (the row chain makes those in gap filling). Per reading
+   * into the chain; the chain runs before the clock over copies of the rows, which the exit flags.
+   */
+  chainOfFiveExit: (): Promise<Timing> => {
+    const store = storeFor(meterKeys);
+    const chain = new ColumnChain(
+      store,
+      CHAIN.map((name) => pairs[name].columns(store)),
+    );
+    const index = store.denseKeys(METER_KEYS);
+    const outputs: ReadingColumns[][] = [];
+    for (const e of chainEvents) {
+      if (e.kind === 'data') outputs.push(...chain.data(toColumns(e.items.map(copyRow), index)));
+      else if (e.kind === 'watermark') outputs.push(...chain.watermark(e.time));
+    }
+    const order = chain.flagOrder();
+    return timed(() => {
+      for (const pieces of outputs) rowsOut(pieces, order);
+    });
+  },
 };
 
 const runs: Record<string, Timing[]> = {};
@@ -246,10 +308,7 @@ const record = (name: string, t: Timing): void => {
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const rounds = Number(values.rounds);
 const rigs = Object.fromEntries(
-  Object.entries(cases).map(([name, members]) => [
-    name,
-    { rows: rowRig(members), columns: columnRig(members) },
-  ]),
+  Object.entries(cases).map(([name, c]) => [name, { rows: rowRig(c), columns: columnRig(c) }]),
 );
 for (let i = 0; i < rounds; i++) {
   for (const name of Object.keys(cases)) {
@@ -273,11 +332,17 @@ const gcShare = (t: Timing): number => {
   for (const p of pauses) if (p.start >= t.wallStart && p.start < t.wallEnd) ms += p.ms;
   return ms / (t.wallEnd - t.wallStart);
 };
+/** Readings a timing is divided by: those into the case's first member, or into the rules for a conversion. */
+const perReading = (timing: string): number => {
+  if (timing === 'convert/chainOfFiveExit') return readingsIn(allCases.chainOfFive!);
+  const c = cases[timing.slice(0, timing.indexOf('/'))];
+  return c === undefined ? readings : readingsIn(c);
+};
 const summary: Record<string, { nsPerReading: number; cpuMs: number[]; gcShare: number }> = {};
 for (const [name, ts] of Object.entries(runs)) {
   const c = counted(ts);
   summary[name] = {
-    nsPerReading: Math.round((median(c.map((t) => t.cpuMs)) * 1e6) / readings),
+    nsPerReading: Math.round((median(c.map((t) => t.cpuMs)) * 1e6) / perReading(name)),
     cpuMs: ts.map((t) => Math.round(t.cpuMs)),
     gcShare: Math.round(median(c.map(gcShare)) * 1000) / 1000,
   };
@@ -294,6 +359,8 @@ console.log(
       meters: Number(values.meters),
       days: Number(values.days),
       readings,
+      readingsIn: Object.fromEntries(Object.entries(cases).map(([name, c]) => [name, readingsIn(c)])),
+      rough: values.rough,
       shortFaults: values['short-faults'],
       checks,
       summary,

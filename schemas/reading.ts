@@ -52,7 +52,8 @@ export type MeasurementName = (typeof MEASUREMENT_NAMES)[number];
 export type Measurements = Partial<Record<MeasurementName, number | null>>;
 
 /** Flags that carry a utility's own quality method (NEM12 `E`/`S`/`F`, Green Button `ReadingQuality`). */
-export type SourceQualityFlag = 'source_estimated' | 'source_substituted';
+export const SOURCE_QUALITY_FLAGS = ['source_estimated', 'source_substituted'] as const;
+export type SourceQualityFlag = (typeof SOURCE_QUALITY_FLAGS)[number];
 
 export type ReadingStatus = 'measured' | 'interpolated' | 'missing';
 export type QualityTier = 'premium' | 'standard' | 'quarantine';
@@ -60,29 +61,34 @@ export type Grade = 'A' | 'B' | 'C' | 'F';
 export type PeakClass = 'peak' | 'off_peak' | 'standard';
 export type Season = 'winter' | 'spring' | 'summer' | 'fall';
 
-/** Flags a reading may carry; stored in `readings.flags`. */
-export type ReadingFlag =
-  | 'unit_converted'
-  | 'unit_inferred'
-  | 'MISSING_READING'
-  | 'missing_short'
-  | 'missing_extended'
-  | 'interpolated'
-  | 'spike'
-  | 'drop'
-  | 'backdated'
-  | 'fault_excluded'
+/**
+ * Flags a reading may carry; stored in `readings.flags`. One fixed order: a flag set held as bits (a
+ * columnar batch) gives flag `READING_FLAGS[i]` bit `i`, so add a flag at the end.
+ */
+export const READING_FLAGS = [
+  'unit_converted',
+  'unit_inferred',
+  'MISSING_READING',
+  'missing_short',
+  'missing_extended',
+  'interpolated',
+  'spike',
+  'drop',
+  'backdated',
+  'fault_excluded',
   /** An energy value (kWh, Wh, MWh) over a known interval, stored as the interval's mean kW. */
-  | 'energy_converted'
-  | SourceQualityFlag
+  'energy_converted',
+  ...SOURCE_QUALITY_FLAGS,
   /** Admitted by a person's review (`greenstream review approve`), not by the rules. */
-  | 'reviewed'
+  'reviewed',
   /** Its value is the reviewer's correction, not the value received. */
-  | 'reviewed_corrected'
+  'reviewed_corrected',
   /** Its score was set by a person's review (`greenstream review override`). */
-  | 'score_overridden'
+  'score_overridden',
   /** Transient: above the physical limit; seen by the overload detector, then quarantined, never stored. */
-  | 'over_limit';
+  'over_limit',
+] as const;
+export type ReadingFlag = (typeof READING_FLAGS)[number];
 
 /** The key of a reading's dense meter number; see `Reading[METER_IX]`. */
 export const METER_IX: unique symbol = Symbol('meterIx');

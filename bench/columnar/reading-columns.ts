@@ -13,36 +13,15 @@ import {
   type Measurements,
   type PeakClass,
   type QualityTier,
+  READING_FLAGS,
   type Reading,
   type ReadingFlag,
   type ReadingStatus,
   type Season,
 } from '../../schemas/reading.js';
 
-/** Every reading flag, its bit the position here: a flag set is one `Uint32` per reading. */
-export const FLAG_NAMES = [
-  'unit_converted',
-  'unit_inferred',
-  'MISSING_READING',
-  'missing_short',
-  'missing_extended',
-  'interpolated',
-  'spike',
-  'drop',
-  'backdated',
-  'fault_excluded',
-  'energy_converted',
-  'source_estimated',
-  'source_substituted',
-  'reviewed',
-  'reviewed_corrected',
-  'score_overridden',
-  'over_limit',
-] as const satisfies readonly ReadingFlag[];
-
-/** Fails to compile when `ReadingFlag` gains a flag `FLAG_NAMES` does not list. */
-const everyFlagListed: Exclude<ReadingFlag, (typeof FLAG_NAMES)[number]> extends never ? true : never = true;
-void everyFlagListed;
+/** Every reading flag, its bit its position in the schema's one order: a flag set is one `Uint32` a reading. */
+export const FLAG_NAMES = READING_FLAGS;
 
 const FLAG_BITS = new Map<ReadingFlag, number>(FLAG_NAMES.map((f, i) => [f, 1 << i]));
 
@@ -58,6 +37,8 @@ export const STATUS_NAMES = [
   'missing',
 ] as const satisfies readonly ReadingStatus[];
 export const MEASURED = 0;
+export const INTERPOLATED = 1;
+export const MISSING = 2;
 const STATUS_CODES = new Map<ReadingStatus, number>(STATUS_NAMES.map((s, i) => [s, i]));
 
 const TIERS = ['premium', 'standard', 'quarantine'] as const satisfies readonly QualityTier[];
@@ -78,6 +59,14 @@ export interface ReadingColumns {
   readonly status: Uint8Array;
   /** Flag set, bit `i` for `FLAG_NAMES[i]`; the rules set bits in place. */
   readonly flags: Uint32Array;
+  /**
+   * The row each entry stands for, never changed by the rules: the reading itself, or for a reading gap
+   * filling created, the reading that revealed the gap (whose id, source, season, peak class, processing
+   * time and version the created one copies).
+   */
+  readonly row: readonly Reading[];
+  /** Where gap filling created the entry: its record id; absent (or undefined at `i`) for an arrived one. */
+  readonly gapRecordId?: readonly (string | undefined)[];
 }
 
 /** The fields the rules do not read, kept as columns so the batch can become rows again. */
@@ -106,7 +95,8 @@ function meterNumber(index: DenseKeyIndex, r: Reading): number {
   return n !== undefined && index.keyOf(n) === r.meterId ? n : index.intern(r.meterId);
 }
 
-function flagSet(flags: readonly ReadingFlag[]): number {
+/** The bits of a flags list. */
+export function flagSet(flags: readonly ReadingFlag[]): number {
   let bits = 0;
   for (let i = 0; i < flags.length; i++) bits |= FLAG_BITS.get(flags[i]!)!;
   return bits;
@@ -132,7 +122,7 @@ export function toColumns(rows: readonly Reading[], index: DenseKeyIndex): Readi
     const f = r.flags;
     if (f.length > 0) flags[i] = flagSet(f);
   }
-  return { length: n, meter, ts, kw, kwNull, status, flags };
+  return { length: n, meter, ts, kw, kwNull, status, flags, row: rows };
 }
 
 /** Every field as columns, for rows that are to be built again from them (`toRows`). */
@@ -203,6 +193,61 @@ export function writeBackFlags(
 }
 
 /**
+ * The rows a chain's column output stands for, as the row chain would emit them (a chain's exit when rows
+ * came in and go on): each arrived reading itself with the flags the chain set appended in `order`, and a
+ * row made for each reading gap filling created, as `fillGaps` makes it.
+ */
+export function rowsOut(pieces: readonly ReadingColumns[], order: readonly ReadingFlag[]): Reading[] {
+  const bits = order.map(flagBit);
+  const out: Reading[] = [];
+  for (const c of pieces) {
+    const { flags, row } = c;
+    const ids = c.gapRecordId;
+    for (let i = 0; i < c.length; i++) {
+      const r = row[i]!;
+      const id = ids?.[i];
+      const set = flags[i]!;
+      if (id === undefined) {
+        const added = set === 0 ? 0 : set & ~flagSet(r.flags);
+        if (added !== 0) {
+          const list = r.flags.slice();
+          for (let k = 0; k < bits.length; k++) if ((added & bits[k]!) !== 0) list.push(order[k]!);
+          r.flags = list;
+        }
+        out.push(r);
+        continue;
+      }
+      let list: ReadingFlag[] | readonly ReadingFlag[] = NO_FLAGS;
+      if (set !== 0) {
+        const made: ReadingFlag[] = [];
+        for (let k = 0; k < bits.length; k++) if ((set & bits[k]!) !== 0) made.push(order[k]!);
+        list = made;
+      }
+      out.push({
+        meterId: r.meterId,
+        ts: c.ts[i]!,
+        kw: c.kwNull[i] === 1 ? null : c.kw[i]!,
+        rawValue: '',
+        rawUnit: '',
+        status: STATUS_NAMES[c.status[i]!]!,
+        flags: list,
+        warnings: 0,
+        qualityScore: 0,
+        qualityTier: 'quarantine',
+        grade: 'F',
+        peakClass: r.peakClass,
+        season: r.season,
+        recordId: id,
+        source: r.source,
+        processedAt: r.processedAt,
+        pipelineVersion: r.pipelineVersion,
+      });
+    }
+  }
+  return out;
+}
+
+/**
  * Rows built afresh from the columns (a chain's exit when columns came in and rows must go on). Flags come
  * out in `FLAG_NAMES` order: a columnar graph that stores them would keep that order (or the stages'), not
  * the order of arrival; here it only prices the rows' making.
@@ -247,5 +292,22 @@ export function copyColumns(c: ReadingColumns): ReadingColumns {
     kwNull: c.kwNull,
     status: c.status,
     flags: c.flags.slice(),
+    row: c.row,
+    ...(c.gapRecordId === undefined ? {} : { gapRecordId: c.gapRecordId }),
+  };
+}
+
+/** Entries `from … to - 1` of `b` as a batch viewing its arrays. */
+export function slice(b: ReadingColumns, from: number, to: number): ReadingColumns {
+  return {
+    length: to - from,
+    meter: b.meter.subarray(from, to),
+    ts: b.ts.subarray(from, to),
+    kw: b.kw.subarray(from, to),
+    kwNull: b.kwNull.subarray(from, to),
+    status: b.status.subarray(from, to),
+    flags: b.flags.subarray(from, to),
+    row: b.row.slice(from, to),
+    ...(b.gapRecordId === undefined ? {} : { gapRecordId: b.gapRecordId.slice(from, to) }),
   };
 }
