@@ -106,11 +106,9 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
   };
   /**
    * A part cut at `coldRows` is written while the job goes on (DuckDB converts it in its own threads);
-   * the next write (before its hot insert) or the seal waits for it, and fails if it failed.
+   * the next write or the seal waits for it, and fails if it failed.
    */
   let partWrite: Promise<void> | undefined;
-  /** The epoch's seal, which the next epoch's first write waits for as for a part. */
-  let sealing: Promise<void> = Promise.resolve();
   const partWritten = async (): Promise<void> => {
     const pending = partWrite;
     partWrite = undefined;
@@ -126,11 +124,6 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
       await lake?.removeSpools(options.workerId);
     },
     async write(batch: OutputBatch) {
-      // A part being written to the lake lands before the hot store's insert starts: the seal's sort and
-      // the insert's parse together made the day's peak resident set, and the job's own work goes on
-      // meanwhile (this write runs beside it), so waiting costs little wall time.
-      await sealing;
-      await partWritten();
       // The hot store's first insert is encoded and handed to its engine at once; the lake rows are
       // spooled while the engine parses it.
       const hotWrite = writeHot(hot, batch, options.now(), (readings, quarantined) =>
@@ -185,15 +178,10 @@ export function storeSinks(options: StoreSinksOptions): PipelineSinks {
       }
       if (batch.alerts.length > 0) await options.publishAlerts?.(batch.alerts);
     },
-    seal(checkpoint: number) {
-      const work = (async () => {
-        await partWritten();
-        if (cold === undefined || cold.epoch !== checkpoint) return;
-        await writeCold();
-      })();
-      // The next write waits for it, as for a part; its failure is the seal's caller's to see.
-      sealing = work.catch(() => undefined);
-      return work;
+    async seal(checkpoint: number) {
+      await partWritten();
+      if (cold === undefined || cold.epoch !== checkpoint) return;
+      await writeCold();
     },
   };
 

@@ -114,38 +114,6 @@ describe('storeSinks: the hot store and the lake as the runner sinks', () => {
     expect(rows[0]).toEqual({ n: 20n });
   }, 60_000);
 
-  it('starts a write’s hot insert only once the lake part or seal before it has landed', async () => {
-    // The real store; each insert first notes how many of this worker's lake files exist by then.
-    const filesAtInsert: number[] = [];
-    const parts = async () =>
-      (await lake.listFiles('readings')).filter((f) => basename(f).startsWith('part-w7-')).length;
-    const observed: HotStore = {
-      ...hot,
-      insert: (async (table, rows) => {
-        if (table === 'readings') filesAtInsert.push(await parts());
-        return hot.insert(table, rows);
-      }) as HotStore['insert'],
-    };
-    const sinks = storeSinks({
-      hot: observed,
-      lake,
-      sourceName: 'apart',
-      workerId: 'w7',
-      coldRows: 50,
-      now: () => T0,
-    });
-    await sinks.rollback(0);
-    // 60 rows pass coldRows: a part is written after the write returns, beside the job's work.
-    await sinks.write(batch(1, 0, readings('m7', 0, 60)));
-    await sinks.write(batch(1, 1, readings('m7', 60, 10)));
-    // The seal is not awaited by the runner before the next epoch's first write.
-    const sealed = sinks.seal!(1);
-    await sinks.write(batch(2, 0, readings('m7', 70, 10)));
-    await sealed;
-    // The seal's sort and an insert's parse at once made the worker's peak memory.
-    expect(filesAtInsert).toEqual([0, 1, 2]);
-  }, 60_000);
-
   it('leaves nothing of a batch in the lake when the hot store fails to take it', async () => {
     // The real store, with a failure injected in the write's last insert (readings are stored by then).
     const failing: HotStore = {
