@@ -46,6 +46,10 @@ const SA = 8;
 const EA = 9;
 const WIDTH = 10;
 
+/** The row's layout, for a port of this rule that must keep the same state (bench/columnar). */
+export const GAP_ROW = { LT, LK, HK, IV, CS, LD, DR, NU, SA, EA, WIDTH } as const;
+export { LONGER_CADENCE_RUN, SILENCE_TIMER };
+
 /** The per-meter state as checkpoints of layouts up to meter-quality/9 hold it (a keyed JSON entry). */
 interface LegacyGapState {
   lt: number;

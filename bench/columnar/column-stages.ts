@@ -8,6 +8,7 @@
  */
 import type { OutputTag, StateStore, TimerQueue } from '../../core/index.js';
 import type { TagSink } from '../../operators/fault-internals.js';
+import { GAP_ROW, LONGER_CADENCE_RUN, SILENCE_TIMER } from '../../operators/fill-gaps.js';
 import { METER_KEYS } from '../../operators/meter-key.js';
 import { ALERTS, QUARANTINE } from '../../operators/outputs.js';
 import { canonicalTimestamp, reconstructedRaw, recordId } from '../../operators/record-id.js';
@@ -240,20 +241,8 @@ function stableOrder(ts: Float64Array, n: number): Uint32Array {
 }
 
 const HOUR = 3_600_000;
-const SILENCE_TIMER = 'silence';
-const LONGER_CADENCE_RUN = 8;
-/** `fillGaps`' per-meter row: its layout (see operators/fill-gaps.ts). */
-const LT = 0;
-const LK = 1;
-const HK = 2;
-const IV = 3;
-const CS = 4;
-const LD = 5;
-const DR = 6;
-const NU = 7;
-const SA = 8;
-const EA = 9;
-const WIDTH = 10;
+/** `fillGaps`' per-meter row: the operator's own layout, so both keep the same state. */
+const { LT, LK, HK, IV, CS, LD, DR, NU, SA, EA, WIDTH } = GAP_ROW;
 
 const OVER_LIMIT = flagBit('over_limit');
 const MISSING_SHORT = flagBit('missing_short');
