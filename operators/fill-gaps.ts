@@ -48,7 +48,7 @@ const WIDTH = 10;
 
 /** The row's layout, for a port of this rule that must keep the same state (bench/columnar). */
 export const GAP_ROW = { LT, LK, HK, IV, CS, LD, DR, NU, SA, EA, WIDTH } as const;
-export { LONGER_CADENCE_RUN, SILENCE_TIMER };
+export { SILENCE_TIMER };
 
 /** The per-meter state as checkpoints of layouts up to meter-quality/9 hold it (a keyed JSON entry). */
 interface LegacyGapState {
@@ -330,7 +330,7 @@ function emitMissing(
  * Deltas below `minIntervalMs` never become the cadence: three readings 1 ms apart are not a 1 ms meter.
  * The meter's row is at `d[o …]`.
  */
-function inferCadence(d: Float64Array, o: number, delta: number, minIntervalMs: number): void {
+export function inferCadence(d: Float64Array, o: number, delta: number, minIntervalMs: number): void {
   d[o + DR] = delta === d[o + LD] ? d[o + DR]! + 1 : 1;
   d[o + LD] = delta;
   const iv = d[o + IV]!;
@@ -341,6 +341,7 @@ function inferCadence(d: Float64Array, o: number, delta: number, minIntervalMs: 
   }
 }
 
-function hours(ms: number): string {
+/** A duration in hours as alerts word it (two decimals at most). */
+export function hours(ms: number): string {
   return String(Math.round((ms / HOUR) * 100) / 100);
 }

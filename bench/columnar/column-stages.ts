@@ -8,7 +8,7 @@
  */
 import type { OutputTag, StateStore, TimerQueue } from '../../core/index.js';
 import type { TagSink } from '../../operators/fault-internals.js';
-import { GAP_ROW, LONGER_CADENCE_RUN, SILENCE_TIMER } from '../../operators/fill-gaps.js';
+import { GAP_ROW, hours, inferCadence, SILENCE_TIMER } from '../../operators/fill-gaps.js';
 import { METER_KEYS } from '../../operators/meter-key.js';
 import { ALERTS, QUARANTINE } from '../../operators/outputs.js';
 import { canonicalTimestamp, reconstructedRaw, recordId } from '../../operators/record-id.js';
@@ -240,9 +240,8 @@ function stableOrder(ts: Float64Array, n: number): Uint32Array {
   return order.sort((a, b) => ts[a]! - ts[b]! || a - b);
 }
 
-const HOUR = 3_600_000;
 /** `fillGaps`' per-meter row: the operator's own layout, so both keep the same state. */
-const { LT, LK, HK, IV, CS, LD, DR, NU, SA, EA, WIDTH } = GAP_ROW;
+const { LT, LK, HK, IV, NU, SA, EA, WIDTH } = GAP_ROW;
 
 const OVER_LIMIT = flagBit('over_limit');
 const MISSING_SHORT = flagBit('missing_short');
@@ -451,20 +450,4 @@ export function fillGapsColumns(
       return undefined;
     },
   };
-}
-
-/** As `fillGaps`' own: deltas below `minIntervalMs` never become the cadence. */
-function inferCadence(d: Float64Array, o: number, delta: number, minIntervalMs: number): void {
-  d[o + DR] = delta === d[o + LD] ? d[o + DR]! + 1 : 1;
-  d[o + LD] = delta;
-  const iv = d[o + IV]!;
-  if (delta === iv) d[o + CS] = 1;
-  else if (delta >= minIntervalMs && d[o + DR]! >= (d[o + CS] === 1 && delta > iv ? LONGER_CADENCE_RUN : 2)) {
-    d[o + IV] = delta;
-    d[o + CS] = 1;
-  }
-}
-
-function hours(ms: number): string {
-  return String(Math.round((ms / HOUR) * 100) / 100);
 }
